@@ -1,0 +1,39 @@
+# Quick start: `make demo` and `make test`; each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench lint diagrams clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(BIN)/turnout demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m ruff check statemachines engine diagrams tests benchmarks
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/python -m ruff check statemachines engine diagrams tests benchmarks
+	$(BIN)/python -m ruff format --check statemachines engine diagrams tests benchmarks
+
+diagrams: $(VENV)/.installed
+	$(BIN)/python -m diagrams.examples docs/diagrams
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis turnout.db
