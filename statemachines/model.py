@@ -1,0 +1,278 @@
+"""The typed definition: what a workflow definition means once every shorthand is normalised.
+
+Built from YAML by `build.py`; read by the compiler, the validator, the diagrams and the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from .durations import format_duration
+from .expressions import Expression
+
+SEPARATOR = "."
+StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait"]
+Outcome = Literal["succeeded", "failed"]
+DEFAULT_RESULT = "default"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a thing is written: 1-based line and column in `file`."""
+
+    line: int = 0
+    column: int = 0
+    file: str = "<definition>"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One transition: to `target` (None: internal) if `guard` holds, after running `assign`."""
+
+    target: str | None
+    guard: Expression | None = None
+    assign: tuple[tuple[str, Expression], ...] = ()
+    position: Position = field(default=Position(), compare=False)
+
+    @property
+    def internal(self) -> bool:
+        return self.target is None
+
+
+@dataclass(frozen=True)
+class Timer:
+    """An `after` entry: transitions tried when `delay` has passed since entering the state."""
+
+    key: str
+    delay: timedelta
+    transitions: tuple[Transition, ...]
+
+    @property
+    def event(self) -> str:
+        """The internal event name a firing of this timer is known by (`after:2d`)."""
+        return f"after:{self.key}"
+
+    @property
+    def label(self) -> str:
+        return f"after {format_duration(self.delay)}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a task is retried: `attempts` in total, waits growing by `backoff` up to `max_delay`."""
+
+    attempts: int = 1
+    delay: timedelta = timedelta(seconds=1)
+    backoff: float = 2.0
+    max_delay: timedelta | None = None
+    jitter: bool = False
+
+    def wait_after(self, failed_attempts: int) -> timedelta:
+        """The wait before the next attempt once `failed_attempts` attempts have failed.
+
+        Without jitter this is exact; with jitter the engine scales it by a random factor
+        in [0.5, 1.0].
+        """
+        seconds = self.delay.total_seconds() * (self.backoff ** max(failed_attempts - 1, 0))
+        if self.max_delay is not None:
+            seconds = min(seconds, self.max_delay.total_seconds())
+        return timedelta(seconds=min(seconds, 10 * 365 * 86400))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "delay_ms": round(self.delay.total_seconds() * 1000),
+            "backoff": self.backoff,
+            "max_delay_ms": None
+            if self.max_delay is None
+            else round(self.max_delay.total_seconds() * 1000),
+            "jitter": self.jitter,
+        }
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The work a task state (or a foreach item) schedules on entry."""
+
+    name: str
+    input: Expression | None = None
+    result: str | bool = DEFAULT_RESULT  # DEFAULT_RESULT, a context key, or False (drop)
+    retry: RetryPolicy = RetryPolicy()
+    timeout: timedelta | None = None
+    compensate: str | None = None
+
+
+@dataclass(frozen=True)
+class Foreach:
+    """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time."""
+
+    items: Expression
+    task: TaskSpec
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    """One state. `path` is its full dotted name: `ship.label.buy_label` inside regions."""
+
+    name: str
+    path: str
+    kind: StateKind
+    description: str | None = None
+    task: TaskSpec | None = None
+    parallel: tuple[Region, ...] = ()
+    foreach: Foreach | None = None
+    final: Outcome | None = None
+    on: tuple[tuple[str, tuple[Transition, ...]], ...] = ()
+    after: tuple[Timer, ...] = ()
+    always: tuple[Transition, ...] = ()
+    position: Position = field(default=Position(), compare=False)
+
+    @property
+    def events(self) -> dict[str, tuple[Transition, ...]]:
+        return dict(self.on)
+
+    def transitions_for(self, event: str) -> tuple[Transition, ...]:
+        for name, transitions in self.on:
+            if name == event:
+                return transitions
+        if event.startswith("after:"):
+            for timer in self.after:
+                if timer.event == event:
+                    return timer.transitions
+        return ()
+
+    def all_transitions(self) -> Iterator[tuple[str, Transition]]:
+        """(trigger, transition) pairs in file order: `on` events, timers, then `always`."""
+        for event, transitions in self.on:
+            for transition in transitions:
+                yield event, transition
+        for timer in self.after:
+            for transition in timer.transitions:
+                yield timer.event, transition
+        for transition in self.always:
+            yield "always", transition
+
+    @property
+    def is_final(self) -> bool:
+        return self.final is not None
+
+    @property
+    def compensate(self) -> str | None:
+        return self.task.compensate if self.task else None
+
+
+@dataclass(frozen=True)
+class Region:
+    """A graph of states with an initial one: the top level, or a branch of a parallel state.
+
+    `shorthand` marks a one-task branch written as `{task: ...}`, normalised into a task state
+    named like the branch followed by a final state named `finished`.
+    """
+
+    name: str
+    path: str
+    initial: str
+    states: tuple[State, ...]
+    shorthand: bool = False
+    position: Position = field(default=Position(), compare=False)
+
+    def state(self, name: str) -> State:
+        for state in self.states:
+            if state.name == name:
+                return state
+        raise KeyError(name)
+
+    def names(self) -> list[str]:
+        return [state.name for state in self.states]
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A loaded, validated workflow definition."""
+
+    name: str
+    version: int | None
+    description: str | None
+    input_schema: dict[str, Any] | None
+    root: Region
+    source: str = ""
+    file: str = "<definition>"
+    digest: str = ""
+    warnings: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def initial(self) -> str:
+        return self.root.initial
+
+    @property
+    def states(self) -> tuple[State, ...]:
+        """The top-level states, in file order."""
+        return self.root.states
+
+    def walk(self) -> Iterator[State]:
+        """Every state at every depth, parents before their regions' states, in file order."""
+        yield from _walk(self.root)
+
+    def regions(self) -> Iterator[Region]:
+        """Every region, the top level first."""
+        yield self.root
+        for state in self.walk():
+            yield from state.parallel
+
+    def state(self, path: str) -> State:
+        """The state with this dotted path; KeyError if there is none."""
+        return self._index()[path]
+
+    def has_state(self, path: str) -> bool:
+        return path in self._index()
+
+    def _index(self) -> dict[str, State]:
+        index: dict[str, State] | None = self.__dict__.get("_state_index")
+        if index is None:
+            index = {state.path: state for state in self.walk()}
+            object.__setattr__(self, "_state_index", index)
+        return index
+
+    @property
+    def events(self) -> list[str]:
+        """External event names the definition reacts to, in first-use order."""
+        seen: dict[str, None] = {}
+        for state in self.walk():
+            for event, _ in state.on:
+                if event not in ("done", "failed"):
+                    seen.setdefault(event, None)
+        return list(seen)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Every task name (including compensations and foreach tasks), in first-use order."""
+        seen: dict[str, None] = {}
+        for state in self.walk():
+            spec = state.task or (state.foreach.task if state.foreach else None)
+            if spec:
+                seen.setdefault(spec.name, None)
+                if spec.compensate:
+                    seen.setdefault(spec.compensate, None)
+        return list(seen)
+
+
+def _walk(region: Region) -> Iterator[State]:
+    for state in region.states:
+        yield state
+        for child in state.parallel:
+            yield from _walk(child)
+
+
+def join(*parts: str) -> str:
+    """The dotted path of nested names, skipping empty ones."""
+    return SEPARATOR.join(part for part in parts if part)
+
+
+def parent_path(path: str) -> str:
+    """The path of the region holding state `path` ('' for the top level)."""
+    return path.rpartition(SEPARATOR)[0]
