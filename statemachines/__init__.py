@@ -1,0 +1,68 @@
+"""turnout's definition language: load YAML workflows, validate, compile and simulate them.
+
+`load` gives a `Definition`; `simulate` runs one without a database; `compile_definition`
+gives the machine the engine runs instances on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from . import validate
+from .build import Builder
+from .compile import CompiledMachine, Entry, Step, TaskOrder, TimerOrder, compile_definition
+from .durations import format_duration, parse_duration
+from .errors import (
+    DefinitionError,
+    DefinitionNotFound,
+    DuplicateKey,
+    EventRejected,
+    ExpressionError,
+    InstanceNotFound,
+    InvalidInput,
+    Problem,
+    TurnoutError,
+)
+from .expressions import Expression
+from .loader import parse_yaml, read_source
+from .model import Definition, Region, RetryPolicy, State, Transition
+from .schema import json_schema
+from .simulate import Failure, Run, simulate
+
+EXAMPLES = Path(__file__).parent / "examples"
+
+
+def load(source: str | Path | Definition) -> Definition:
+    """Load a definition from a file path or YAML text; raise DefinitionError with every problem.
+
+    Warnings (states from which no final state can be reached) are in `Definition.warnings`.
+    """
+    if isinstance(source, Definition):
+        return source
+    text, file = read_source(source)
+    document = parse_yaml(text, file)
+    builder = Builder(document)
+    definition = builder.definition(text)
+    problems = list(builder.problems)
+    if definition is not None and not problems:
+        problems.extend(validate.check(definition))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or definition is None:
+        raise DefinitionError(errors)
+    warnings = tuple(str(p) for p in problems if p.severity == "warning")
+    return dataclasses.replace(definition, warnings=warnings)
+
+
+def examples() -> list[Path]:
+    """The bundled example definitions, sorted by file name."""
+    return sorted(EXAMPLES.glob("*.yaml"))
+
+
+__all__ = [
+    "CompiledMachine", "Definition", "DefinitionError", "DefinitionNotFound", "DuplicateKey",
+    "Entry", "EventRejected", "Expression", "ExpressionError", "Failure", "InstanceNotFound",
+    "InvalidInput", "Problem", "Region", "RetryPolicy", "Run", "State", "Step", "TaskOrder",
+    "TimerOrder", "Transition", "TurnoutError", "compile_definition", "examples",
+    "format_duration", "json_schema", "load", "parse_duration", "simulate",
+]  # fmt: skip

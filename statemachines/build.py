@@ -1,0 +1,464 @@
+"""From parsed YAML to the typed model: every shorthand normalised, every local defect noted.
+
+Structural problems (unknown keys, wrong types, bad durations and expressions, conflicting keys)
+are found here; rules about the graph as a whole live in `validate.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from typing import Any
+
+import jsonschema
+
+from .durations import parse_duration
+from .errors import Problem
+from .expressions import Expression, ExpressionSyntaxError
+from .loader import Document, PathKey
+from .model import (
+    DEFAULT_RESULT,
+    Definition,
+    Foreach,
+    Position,
+    Region,
+    RetryPolicy,
+    State,
+    StateKind,
+    TaskSpec,
+    Timer,
+    Transition,
+    join,
+)
+
+TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
+STATE_KEYS = ("description", "task", "input", "result", "retry", "timeout", "compensate",
+              "on", "after", "always", "parallel", "foreach", "final")  # fmt: skip
+TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
+REGION_KEYS = ("initial", "states", "description")
+SHORTHAND_KEYS = ("task", "input", "result", "retry", "timeout", "compensate", "description")
+FOREACH_KEYS = ("items", "task", "input", "concurrency", "result", "retry", "timeout")
+RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
+TRANSITION_KEYS = ("to", "if", "assign")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
+STATE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_STATES = 5000
+MAX_ATTEMPTS = 100
+
+
+def suggest(word: str, choices: Any) -> str:
+    """` — did you mean 'x'?` when a close match exists, else ''."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean {match[0]!r}?" if match else ""
+
+
+def digest_of(data: Any) -> str:
+    """A content hash of the parsed definition, ignoring layout, comments and `version`."""
+    content = {k: v for k, v in data.items() if k != "version"} if isinstance(data, dict) else data
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Builder:
+    """Builds a Definition from a Document, collecting problems instead of stopping."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.state_count = 0
+
+    # -- reporting -------------------------------------------------------------------------
+    def fail(self, path: PathKey, message: str, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, key))
+
+    def pos(self, path: PathKey, key: bool = False) -> Position:
+        line, column = self.doc.where(path, key)
+        return Position(line, column, self.doc.file)
+
+    def keys(self, data: dict[str, Any], path: PathKey, allowed: tuple[str, ...], what: str) -> None:
+        for key in data:
+            if key not in allowed:
+                self.fail((*path, key), f"unknown key {key!r} in {what}{suggest(key, allowed)}",
+                          key=True)  # fmt: skip
+
+    def mapping(self, value: Any, path: PathKey, what: str) -> dict[str, Any] | None:
+        if isinstance(value, dict):
+            return value
+        self.fail(path, f"{what} must be a mapping, not {_kind(value)}")
+        return None
+
+    # -- scalars ---------------------------------------------------------------------------
+    def expression(self, value: Any, path: PathKey) -> Expression | None:
+        if isinstance(value, bool) or value is None:
+            text = {True: "True", False: "False", None: "None"}[value]
+        elif isinstance(value, int | float | str):
+            text = value if isinstance(value, str) else repr(value)
+        else:
+            self.fail(path, f"an expression must be text, not {_kind(value)}")
+            return None
+        try:
+            return Expression(text)
+        except ExpressionSyntaxError as exc:
+            line, column = self.doc.where(path)
+            self.problems.append(
+                Problem(f"expression {text!r}: {exc}", line, column, self.doc.file)
+            )
+            return None
+
+    def duration(self, value: Any, path: PathKey, key: bool = False) -> Any:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(path, str(exc), key)
+            return None
+
+    # -- definition ------------------------------------------------------------------------
+    def definition(self, source: str) -> Definition | None:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.fail((), f"a definition must be a mapping with name, initial and states, "
+                          f"not {_kind(data)}")  # fmt: skip
+            return None
+        self.keys(data, (), TOP_KEYS, "the definition")
+        for required in ("name", "initial", "states"):
+            if required not in data:
+                self.fail((), f"missing required key {required!r}")
+        name = data.get("name")
+        if "name" in data and not (isinstance(name, str) and NAME_RE.match(name)):
+            self.fail(("name",), f"name {name!r} must match [a-z][a-z0-9_.-]*")
+        version = data.get("version")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            self.fail(("version",), "version must be a positive integer")
+            version = None
+        description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            self.fail(("description",), "description must be text")
+        schema = self.input_schema(data)
+        root = self.region("", "", data, ("",), top=True)
+        if root is None:
+            return None
+        return Definition(
+            name=name if isinstance(name, str) else "",
+            version=version,
+            description=description if isinstance(description, str) else None,
+            input_schema=schema,
+            root=root,
+            source=source,
+            file=self.doc.file,
+            digest=digest_of(data),
+            raw=data,
+        )
+
+    def input_schema(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        schema = data.get("input")
+        if schema is None:
+            return None
+        if not isinstance(schema, dict):
+            self.fail(("input",), "input must be a JSON Schema (a mapping)")
+            return None
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            where = ("input", *exc.absolute_path) if exc.absolute_path else ("input",)
+            self.fail(where, f"input is not a valid JSON Schema: {exc.message}")
+            return None
+        return schema
+
+    # -- regions and states ----------------------------------------------------------------
+    def region(
+        self, name: str, path: str, data: dict[str, Any], at: PathKey, top: bool = False
+    ) -> Region | None:
+        base: PathKey = () if top else at
+        states_raw = data.get("states")
+        states: list[State] = []
+        if states_raw is not None and self.mapping(states_raw, (*base, "states"), "states"):
+            if not states_raw:
+                self.fail((*base, "states"), "states must not be empty")
+            for state_name, state_raw in states_raw.items():
+                state = self.state(state_name, join(path, state_name), state_raw,
+                                   (*base, "states", state_name))  # fmt: skip
+                if state is not None:
+                    states.append(state)
+        initial = data.get("initial")
+        if "initial" in data and not isinstance(initial, str):
+            self.fail((*base, "initial"), "initial must be a state name")
+            initial = None
+        if not top and initial is None and "initial" not in data:
+            self.fail(base, f"region {name!r} needs 'initial' and 'states' (or a 'task')")
+        return Region(
+            name=name,
+            path=path,
+            initial=initial or "",
+            states=tuple(states),
+            position=self.pos((*base, "initial") if "initial" in data else base),
+        )
+
+    def state(self, name: str, path: str, raw: Any, at: PathKey) -> State | None:
+        self.state_count += 1
+        if self.state_count == MAX_STATES + 1:
+            self.fail(at, f"a definition may have at most {MAX_STATES} states", key=True)
+        if not STATE_RE.match(name):
+            self.fail(at, f"state name {name!r} must be letters, digits, '_' or '-', "
+                          "starting with a letter", key=True)  # fmt: skip
+        if raw is None:
+            raw = {}
+        data = self.mapping(raw, at, f"state {name!r}")
+        if data is None:
+            return None
+        self.keys(data, at, STATE_KEYS, f"state {name!r}")
+        kinds = [k for k in ("task", "parallel", "foreach", "final") if data.get(k) not in
+                 (None, False)]  # fmt: skip
+        if len(kinds) > 1:
+            self.fail((*at, kinds[1]), f"state {name!r} has both {kinds[0]!r} and {kinds[1]!r}; "
+                                       "a state has at most one of them", key=True)  # fmt: skip
+        kind: StateKind
+        task = foreach = final = None
+        regions: tuple[Region, ...] = ()
+        for key in TASK_KEYS:
+            if key in data and "task" not in data:
+                self.fail((*at, key), f"{key!r} belongs with 'task'; state {name!r} has no task",
+                          key=True)  # fmt: skip
+        if "task" in data:
+            task = self.task_spec(data, at, with_compensate=True)
+        if "foreach" in data:
+            foreach = self.foreach(data["foreach"], (*at, "foreach"))
+        if data.get("parallel") is not None:
+            regions = self.parallel(data["parallel"], path, (*at, "parallel"))
+        if data.get("final") not in (None, False):
+            final = self.final(data["final"], (*at, "final"))
+            for key in ("on", "after", "always"):
+                if key in data:
+                    self.fail((*at, key), f"final state {name!r} cannot have outgoing "
+                                          f"transitions ({key!r})", key=True)  # fmt: skip
+        on = self.on(data.get("on"), (*at, "on")) if "on" in data else ()
+        after = self.after(data.get("after"), (*at, "after")) if "after" in data else ()
+        always = self.transitions(data["always"], (*at, "always")) if "always" in data else ()
+        if kinds:
+            kind = kinds[0]  # type: ignore[assignment]
+        elif always and not on and not after:
+            kind = "choice"
+        else:
+            kind = "wait"
+        description = data.get("description")
+        return State(
+            name=name,
+            path=path,
+            kind=kind,
+            description=description if isinstance(description, str) else None,
+            task=task,
+            parallel=regions,
+            foreach=foreach,
+            final=final,
+            on=on if not final else (),
+            after=after if not final else (),
+            always=always if not final else (),
+            position=self.pos(at, key=True),
+        )
+
+    def final(self, value: Any, at: PathKey) -> Any:
+        if value is True or value == "succeeded":
+            return "succeeded"
+        if value == "failed":
+            return "failed"
+        self.fail(at, f"final must be true, 'succeeded' or 'failed', not {value!r}")
+        return "succeeded"
+
+    def task_spec(self, data: dict[str, Any], at: PathKey, with_compensate: bool) -> TaskSpec:
+        name = data.get("task")
+        if not (isinstance(name, str) and TASK_RE.match(name)):
+            self.fail((*at, "task"), f"task must be a task name such as 'payments.validate', "
+                                     f"not {name!r}")  # fmt: skip
+            name = "invalid"
+        compensate = data.get("compensate")
+        if compensate is not None and not (isinstance(compensate, str) and TASK_RE.match(compensate)):
+            self.fail((*at, "compensate"), f"compensate must be a task name, not {compensate!r}")
+            compensate = None
+        return TaskSpec(
+            name=name,
+            input=self.expression(data["input"], (*at, "input")) if "input" in data else None,
+            result=self.result(data, at),
+            retry=self.retry(data["retry"], (*at, "retry")) if "retry" in data else RetryPolicy(),
+            timeout=self.duration(data["timeout"], (*at, "timeout")) if "timeout" in data else None,
+            compensate=compensate if with_compensate else None,
+        )
+
+    def result(self, data: dict[str, Any], at: PathKey) -> str | bool:
+        if "result" not in data:
+            return DEFAULT_RESULT
+        value = data["result"]
+        if value is False:
+            return False
+        if isinstance(value, str) and KEY_RE.match(value):
+            return value
+        self.fail((*at, "result"), f"result must be a context key or false, not {value!r}")
+        return DEFAULT_RESULT
+
+    def retry(self, raw: Any, at: PathKey) -> RetryPolicy:
+        data = self.mapping(raw, at, "retry")
+        if data is None:
+            return RetryPolicy()
+        self.keys(data, at, RETRY_KEYS, "retry")
+        policy = RetryPolicy()
+        attempts = data.get("attempts", 1)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not (
+            1 <= attempts <= MAX_ATTEMPTS
+        ):
+            self.fail((*at, "attempts"), f"attempts must be an integer from 1 to {MAX_ATTEMPTS}")
+            attempts = 1
+        backoff = data.get("backoff", 2.0)
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not (
+            1 <= backoff <= 100
+        ):
+            self.fail((*at, "backoff"), "backoff must be a number from 1 to 100")
+            backoff = 2.0
+        jitter = data.get("jitter", False)
+        if not isinstance(jitter, bool):
+            self.fail((*at, "jitter"), "jitter must be true or false")
+            jitter = False
+        delay = self.duration(data["delay"], (*at, "delay")) if "delay" in data else None
+        max_delay = self.duration(data["max_delay"], (*at, "max_delay")) if (
+            "max_delay" in data) else None  # fmt: skip
+        return RetryPolicy(
+            attempts=attempts,
+            delay=delay or policy.delay,
+            backoff=float(backoff),
+            max_delay=max_delay,
+            jitter=jitter,
+        )
+
+    def foreach(self, raw: Any, at: PathKey) -> Foreach | None:
+        data = self.mapping(raw, at, "foreach")
+        if data is None:
+            return None
+        self.keys(data, at, FOREACH_KEYS, "foreach")
+        for required in ("items", "task"):
+            if required not in data:
+                self.fail(at, f"foreach needs {required!r}")
+        items = self.expression(data["items"], (*at, "items")) if "items" in data else None
+        concurrency = data.get("concurrency")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            self.fail((*at, "concurrency"), "concurrency must be a positive integer")
+            concurrency = None
+        task = self.task_spec(data, at, with_compensate=False) if "task" in data else None
+        if items is None or task is None:
+            return None
+        return Foreach(items=items, task=task, concurrency=concurrency)
+
+    def parallel(self, raw: Any, path: str, at: PathKey) -> tuple[Region, ...]:
+        data = self.mapping(raw, at, "parallel")
+        if data is None:
+            return ()
+        if not data:
+            self.fail(at, "parallel needs at least one branch")
+        regions = []
+        for branch, body in data.items():
+            where = (*at, branch)
+            if not STATE_RE.match(branch):
+                self.fail(where, f"branch name {branch!r} must be letters, digits, '_' or '-'",
+                          key=True)  # fmt: skip
+            body = self.mapping(body, where, f"branch {branch!r}")
+            if body is None:
+                continue
+            region_path = join(path, branch)
+            if "task" in body:
+                self.keys(body, where, SHORTHAND_KEYS, f"one-task branch {branch!r}")
+                regions.append(self.shorthand(branch, region_path, body, where))
+            else:
+                self.keys(body, where, REGION_KEYS, f"branch {branch!r}")
+                region = self.region(branch, region_path, body, where)
+                if region is not None:
+                    regions.append(region)
+        return tuple(regions)
+
+    def shorthand(self, branch: str, path: str, body: dict[str, Any], at: PathKey) -> Region:
+        spec = self.task_spec(body, at, with_compensate=True)
+        position = self.pos(at, key=True)
+        work = State(
+            name=branch,
+            path=join(path, branch),
+            kind="task",
+            task=spec,
+            on=(("done", (Transition("finished", position=position),)),),
+            position=position,
+        )
+        finished = State(name="finished", path=join(path, "finished"), kind="final",
+                         final="succeeded", position=position)  # fmt: skip
+        return Region(branch, path, branch, (work, finished), shorthand=True, position=position)
+
+    # -- transitions -----------------------------------------------------------------------
+    def on(self, raw: Any, at: PathKey) -> tuple[tuple[str, tuple[Transition, ...]], ...]:
+        data = self.mapping(raw, at, "on")
+        if data is None:
+            return ()
+        result = []
+        for event, body in data.items():
+            if not EVENT_RE.match(event):
+                self.fail((*at, event), f"event name {event!r} must be letters, digits, "
+                                        "'_', '-' or '.'", key=True)  # fmt: skip
+            result.append((event, self.transitions(body, (*at, event))))
+        return tuple(result)
+
+    def after(self, raw: Any, at: PathKey) -> tuple[Timer, ...]:
+        data = self.mapping(raw, at, "after")
+        if data is None:
+            return ()
+        timers = []
+        for key, body in data.items():
+            delay = self.duration(key, (*at, key), key=True)
+            transitions = self.transitions(body, (*at, key))
+            if delay is not None:
+                timers.append(Timer(str(key), delay, transitions))
+        return tuple(timers)
+
+    def transitions(self, raw: Any, at: PathKey) -> tuple[Transition, ...]:
+        if isinstance(raw, list):
+            if not raw:
+                self.fail(at, "an empty list of transitions")
+            return tuple(t for i, item in enumerate(raw)
+                         if (t := self.transition(item, (*at, i))) is not None)  # fmt: skip
+        single = self.transition(raw, at)
+        return (single,) if single is not None else ()
+
+    def transition(self, raw: Any, at: PathKey) -> Transition | None:
+        if isinstance(raw, str):
+            return Transition(raw, position=self.pos(at))
+        if not isinstance(raw, dict):
+            self.fail(at, f"a transition is a state name or a mapping with 'to', 'if', "
+                          f"'assign', not {_kind(raw)}")  # fmt: skip
+            return None
+        self.keys(raw, at, TRANSITION_KEYS, "a transition")
+        target = raw.get("to")
+        if target is not None and not isinstance(target, str):
+            self.fail((*at, "to"), f"'to' must be a state name, not {_kind(target)}")
+            return None
+        guard = self.expression(raw["if"], (*at, "if")) if "if" in raw else None
+        assign: list[tuple[str, Expression]] = []
+        if "assign" in raw:
+            data = self.mapping(raw["assign"], (*at, "assign"), "assign")
+            for key, value in (data or {}).items():
+                if not KEY_RE.match(str(key)):
+                    self.fail((*at, "assign", key), f"assign key {key!r} must be a plain "
+                                                    "identifier", key=True)  # fmt: skip
+                expression = self.expression(value, (*at, "assign", key))
+                if expression is not None:
+                    assign.append((str(key), expression))
+        if target is None and not assign:
+            self.fail(at, "a transition needs 'to' (or, for an internal one, 'assign')")
+        position = self.pos((*at, "to")) if "to" in raw else self.pos(at)
+        return Transition(target, guard, tuple(assign), position)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)  # fmt: skip

@@ -1,0 +1,579 @@
+"""Compilation to `transitions` machines and the run-to-completion semantics of an instance.
+
+Each region (the top level and every parallel branch) becomes one `transitions.Machine` that
+picks the transition an event fires (file order, first guard that holds). `CompiledMachine`
+composes them into statechart behaviour: entering and exiting, fan-out and fan-in, `always`
+chains, foreach bookkeeping, failures and compensation. The engine and `simulate` both call it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from transitions import Machine
+
+from .errors import EventRejected, ExpressionError
+from .model import DEFAULT_RESULT, Definition, Region, RetryPolicy, State, TaskSpec, Transition
+
+MAX_ALWAYS_STEPS = 100
+RESERVED_EVENTS = ("done", "failed", "always")
+RUNNING, SUCCEEDED, FAILED, CANCELLED, COMPENSATING = (
+    "running", "succeeded", "failed", "cancelled", "compensating")  # fmt: skip
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class TaskOrder:
+    """A task to create: run `name` with `input` for the state at `state_path`.
+
+    `activation` identifies the entry into that state the task belongs to (a result for an
+    older entry is stale); `item` is the foreach index; `kind` is 'task' or 'compensate'.
+    """
+
+    state_path: str
+    activation: int
+    item: int | None
+    name: str
+    input: Any
+    retry: RetryPolicy
+    timeout: timedelta | None
+    kind: str = "task"
+
+
+@dataclass(frozen=True)
+class TimerOrder:
+    """A timer to create: at `due`, `timer_fired(state_path, activation, key)`."""
+
+    state_path: str
+    activation: int
+    key: str
+    due: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A history entry to append (seq and time are the store's and the clock's)."""
+
+    kind: str
+    event: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    data: Any = None
+
+
+@dataclass
+class Step:
+    """Everything one operation changes: the new instance data and what to persist."""
+
+    machine: dict[str, Any]
+    context: dict[str, Any]
+    status: str
+    history: list[Entry] = field(default_factory=list)
+    tasks: list[TaskOrder] = field(default_factory=list)
+    timers: list[TimerOrder] = field(default_factory=list)
+    cancelled: list[tuple[str, int]] = field(default_factory=list)
+    changed: bool = True
+
+    @property
+    def state(self) -> str:
+        """The top-level active state's name ('' before start)."""
+        return str(self.machine.get("state", ""))
+
+    @property
+    def active(self) -> list[str]:
+        """Every active state path, outermost first."""
+        return list(self.machine.get("active", {}))
+
+
+class _Cursor:
+    """A throwaway model for one trigger: the state, the names guards see, what fired."""
+
+    __slots__ = ("state", "names", "fired", "errors")
+
+    def __init__(self, state: str, names: dict[str, Any]) -> None:
+        self.state = state
+        self.names = names
+        self.fired: Any = None
+        self.errors: list[ExpressionError] = []
+
+
+def _guard(expression: Any) -> Any:
+    def holds(event_data: Any) -> bool:
+        cursor: _Cursor = event_data.model
+        try:
+            return bool(expression.holds(cursor.names))
+        except ExpressionError as exc:
+            cursor.errors.append(exc)
+            return False
+
+    return holds
+
+
+def _record(event_data: Any) -> None:
+    event_data.model.fired = event_data.transition
+
+
+class RegionMachine:
+    """One region compiled to a `transitions.Machine` (no auto transitions, no models)."""
+
+    def __init__(self, region: Region) -> None:
+        self.region = region
+        self.machine = Machine(
+            model=None,
+            states=region.names() or ["_empty"],
+            initial=region.initial if region.initial in region.names() else None,
+            auto_transitions=False,
+            send_event=True,
+            ignore_invalid_triggers=True,
+        )
+        self.specs: dict[Any, Transition] = {}
+        for state in region.states:
+            for trigger, spec in state.all_transitions():
+                if spec.target is not None and spec.target not in region.names():
+                    continue
+                conditions = [_guard(spec.guard)] if spec.guard is not None else []
+                self.machine.add_transition(trigger, state.name, spec.target,
+                                            conditions=conditions, before=[_record])  # fmt: skip
+                self.specs[self.machine.get_transitions(trigger, state.name)[-1]] = spec
+
+    def choose(
+        self, state: str, trigger: str, names: dict[str, Any]
+    ) -> tuple[Transition | None, list[ExpressionError]]:
+        """The transition `trigger` fires from `state` (None if none), and guard failures."""
+        event = self.machine.events.get(trigger)
+        if event is None:
+            return None, []
+        cursor = _Cursor(state, names)
+        event.trigger(cursor)
+        spec = self.specs.get(cursor.fired) if cursor.fired is not None else None
+        return spec, cursor.errors
+
+
+class CompiledMachine:
+    """The semantics of one definition version; stateless, so one serves every instance."""
+
+    def __init__(self, definition: Definition) -> None:
+        self.definition = definition
+        self.regions = {region.path: RegionMachine(region) for region in definition.regions()}
+        self.region_of: dict[str, Region] = {}
+        self.parent_of: dict[str, State] = {}  # region path -> the parallel state holding it
+        for region in definition.regions():
+            for state in region.states:
+                self.region_of[state.path] = region
+                for child in state.parallel:
+                    self.parent_of[child.path] = state
+
+    # -- queries ---------------------------------------------------------------------------
+    def allowed(self, machine: dict[str, Any], status: str = RUNNING) -> list[str]:
+        """External events the active states have transitions for, guards aside."""
+        if status != RUNNING:
+            return []
+        seen: dict[str, None] = {}
+        for path in machine.get("active", {}):
+            for event, _ in self.definition.state(path).on:
+                if event not in RESERVED_EVENTS:
+                    seen.setdefault(event, None)
+        return list(seen)
+
+    # -- operations ------------------------------------------------------------------------
+    def start(self, context: dict[str, Any], now: datetime) -> Step:
+        """Enter `initial` with `context` as the data."""
+        run = _Run(self, {"active": {}, "counter": 0, "results": {}, "foreach": {},
+                          "compensations": []}, context, RUNNING, now)  # fmt: skip
+        run.history.append(Entry("start", None, None, self.definition.initial, context))
+        run.enter(self.definition.root, self.definition.initial)
+        return run.finish()
+
+    def send(self, machine: dict[str, Any], context: dict[str, Any], status: str,
+             event: str, payload: Any, now: datetime) -> Step:  # fmt: skip
+        """Apply an external event; raise EventRejected (changing nothing) if none accepts it."""
+        state = str(machine.get("state", ""))
+        if status != RUNNING:
+            raise EventRejected(event, state, [], f"the instance is {status}")
+        if event in RESERVED_EVENTS or event.startswith("after:"):
+            raise EventRejected(event, state, self.allowed(machine, status),
+                                f"{event!r} is fired by the engine, not sent")  # fmt: skip
+        run = _Run(self, machine, context, status, now)
+        if not run.broadcast(self.definition.root, event, payload, "event"):
+            raise EventRejected(event, state, self.allowed(machine, status), run.reject_reason())
+        return run.finish()
+
+    def task_done(self, machine: dict[str, Any], context: dict[str, Any], status: str,
+                  ref: tuple[str, int, int | None], result: Any, now: datetime) -> Step:  # fmt: skip
+        """Apply a task's result; a result for a state no longer active is recorded stale."""
+        run = _Run(self, machine, context, status, now)
+        run.task_done(ref, result)
+        return run.finish()
+
+    def task_failed(self, machine: dict[str, Any], context: dict[str, Any], status: str,
+                    ref: tuple[str, int, int | None], error: dict[str, Any], attempts: int,
+                    now: datetime) -> Step:  # fmt: skip
+        """A task's attempts are exhausted: fire `failed` on its state."""
+        run = _Run(self, machine, context, status, now)
+        run.task_failed(ref, error, attempts)
+        return run.finish()
+
+    def timer_fired(self, machine: dict[str, Any], context: dict[str, Any], status: str,
+                    ref: tuple[str, int], key: str, now: datetime) -> Step:  # fmt: skip
+        """A timer is due; a timer of a state left since is a no-op (`changed` False)."""
+        run = _Run(self, machine, context, status, now)
+        path, activation = ref
+        if status != RUNNING or machine.get("active", {}).get(path) != activation:
+            run.changed = False
+            return run.finish()
+        state = self.definition.state(path)
+        label = f"after:{key}"
+        if not run.targeted(state, label, {"after": key}, "timer"):
+            run.changed = False
+        return run.finish()
+
+    def cancel(self, machine: dict[str, Any], context: dict[str, Any], status: str,
+               reason: str | None, now: datetime) -> Step:  # fmt: skip
+        """Stop a running instance: drop its work, compensate, end `cancelled`."""
+        state = str(machine.get("state", ""))
+        if status not in (RUNNING,):
+            raise EventRejected("cancel", state, [], f"the instance is {status}")
+        run = _Run(self, machine, context, status, now)
+        run.history.append(Entry("cancel", "cancel", state, None, {"reason": reason}))
+        run.stop(CANCELLED)
+        return run.finish()
+
+
+class _Run:
+    """One operation's working copy of an instance, and the queue of what it causes."""
+
+    def __init__(self, compiled: CompiledMachine, machine: dict[str, Any],
+                 context: dict[str, Any], status: str, now: datetime) -> None:  # fmt: skip
+        self.compiled = compiled
+        self.definition = compiled.definition
+        self.m = copy.deepcopy(machine)
+        self.active: dict[str, int] = self.m.setdefault("active", {})
+        self.context = copy.deepcopy(context)
+        self.status = status
+        self.now = now
+        self.history: list[Entry] = []
+        self.tasks: list[TaskOrder] = []
+        self.timers: list[TimerOrder] = []
+        self.cancelled: list[tuple[str, int]] = []
+        self.queue: deque[tuple[str, str, int, Any]] = deque()
+        self.always_steps = 0
+        self.changed = True
+        self.guard_errors: list[ExpressionError] = []
+
+    def finish(self) -> Step:
+        self.drain()
+        top = self.definition.root
+        self.m["state"] = next((name for name in top.names() if name in self.active),
+                               self.m.get("state", ""))  # fmt: skip
+        return Step(self.m, self.context, self.status, self.history, self.tasks, self.timers,
+                    self.cancelled, self.changed)  # fmt: skip
+
+    def reject_reason(self) -> str:
+        return "; ".join(str(e) for e in self.guard_errors)
+
+    def names(self, event: Any = None, trigger: str = "") -> dict[str, Any]:
+        return {"context": self.context, "event": event,
+                "result": event if trigger == "done" else None, "now": self.now}  # fmt: skip
+
+    def evaluate(self, expression: Any, names: dict[str, Any], what: str) -> tuple[bool, Any]:
+        try:
+            return True, expression.evaluate(names)
+        except ExpressionError as exc:
+            self.error(what, exc)
+            return False, None
+
+    def error(self, what: str, exc: ExpressionError) -> None:
+        self.history.append(Entry("error", None, None, None, {
+            "where": what, "expression": exc.expression, "message": str(exc)}))  # fmt: skip
+
+    # -- entering and exiting --------------------------------------------------------------
+    def enter(self, region: Region, name: str) -> None:
+        state = region.state(name)
+        self.m["counter"] = activation = int(self.m.get("counter", 0)) + 1
+        self.active[state.path] = activation
+        for timer in state.after:
+            self.timers.append(TimerOrder(state.path, activation, timer.key,
+                                          self.now + timer.delay))  # fmt: skip
+        if state.task is not None:
+            self.schedule(state, state.task, activation, None, None)
+        elif state.parallel:
+            for child in state.parallel:
+                self.enter(child, child.initial)
+        elif state.foreach is not None:
+            self.fan_out(state, activation)
+        elif state.final is not None:
+            self.reached_final(region, state)
+            return
+        if state.always:
+            self.queue.append(("always", state.path, activation, None))
+
+    def schedule(self, state: State, spec: TaskSpec, activation: int, item: int | None,
+                 item_value: Any) -> None:  # fmt: skip
+        names = {"context": self.context, "event": None, "result": None, "now": self.now,
+                 "item": item_value, "index": item}  # fmt: skip
+        if spec.input is not None:
+            ok, value = self.evaluate(spec.input, names, f"input of {state.path}")
+            if not ok:
+                error = {"type": "InputError", "message": "the task's input expression failed"}
+                self.queue.append(("failed", state.path, activation,
+                                   {"error": error, "attempts": 0}))  # fmt: skip
+                return
+        else:
+            value = item_value if item is not None else self.context
+        self.tasks.append(TaskOrder(state.path, activation, item, spec.name,
+                                    copy.deepcopy(value), spec.retry, spec.timeout))  # fmt: skip
+
+    def fan_out(self, state: State, activation: int) -> None:
+        assert state.foreach is not None
+        ok, items = self.evaluate(state.foreach.items, self.names(), f"items of {state.path}")
+        if not ok or not isinstance(items, list):
+            error = {"type": "ItemsError", "message": "foreach items is not a list"}
+            self.queue.append(("failed", state.path, activation, {"error": error, "attempts": 0}))
+            return
+        limit = state.foreach.concurrency or len(items)
+        book = {"items": items, "results": [None] * len(items), "finished": [False] * len(items),
+                "left": len(items), "next": min(limit, len(items))}  # fmt: skip
+        self.m.setdefault("foreach", {})[state.path] = book
+        for index in range(book["next"]):
+            self.schedule(state, state.foreach.task, activation, index, items[index])
+        if not items:
+            self.queue.append(("done", state.path, activation, {"results": []}))
+
+    def exit(self, path: str) -> None:
+        """Leave the state at `path` and everything active inside it."""
+        for inner in [p for p in self.active if p.startswith(path + ".")]:
+            self.cancelled.append((inner, self.active.pop(inner)))
+        if path in self.active:
+            self.cancelled.append((path, self.active.pop(path)))
+        self.m.get("foreach", {}).pop(path, None)
+        results = self.m.get("results", {})
+        for key in [k for k in results if k == path or k.startswith(path + ".")]:
+            del results[key]
+
+    def reached_final(self, region: Region, state: State) -> None:
+        if region is self.definition.root:
+            self.status = SUCCEEDED if state.final == "succeeded" else FAILED
+            return
+        parent = self.compiled.parent_of[region.path]
+        activation = self.active[parent.path]
+        if state.final == "failed":
+            error = {"type": "BranchFailed",
+                     "message": f"branch {region.name!r} ended in {state.name!r}"}  # fmt: skip
+            self.queue.append(("failed", parent.path, activation, {"error": error, "attempts": 0}))
+            return
+        finished = all(
+            any(self.active.get(s.path) and s.is_final for s in child.states)
+            for child in parent.parallel
+        )
+        if finished:
+            results = self.m.get("results", {})
+            payload = {child.name: results.get(child.path) for child in parent.parallel}
+            self.queue.append(("done", parent.path, activation, payload))
+
+    # -- firing ----------------------------------------------------------------------------
+    def fire(self, state: State, trigger: str, payload: Any, kind: str) -> bool:
+        region = self.compiled.region_of[state.path]
+        names = self.names(payload, trigger)
+        spec, errors = self.compiled.regions[region.path].choose(state.name, trigger, names)
+        for exc in errors:
+            self.error(f"guard of {trigger!r} in {state.path}", exc)
+        self.guard_errors.extend(errors)
+        if spec is None:
+            return False
+        updates = {}
+        for key, expression in spec.assign:
+            ok, value = self.evaluate(expression, names, f"assign {key} in {state.path}")
+            if ok:
+                updates[key] = value
+        self.context.update(updates)
+        event = None if trigger == "always" else trigger
+        label = f"after {trigger[6:]}" if trigger.startswith("after:") else event
+        target_path = state.path if spec.target is None else _sibling(state.path, spec.target)
+        self.history.append(Entry(kind, label, state.path, target_path, payload))
+        if spec.target is None:
+            if state.always:
+                self.queue.append(("always", state.path, self.active[state.path], None))
+            return True
+        self.exit(state.path)
+        self.enter(region, spec.target)
+        return True
+
+    def broadcast(self, region: Region, event: str, payload: Any, kind: str) -> bool:
+        """Offer an external event innermost first; every accepting branch takes it."""
+        name = next((s for s in region.names() if _join(region.path, s) in self.active), None)
+        if name is None:
+            return False
+        state = region.state(name)
+        accepted = False
+        for child in state.parallel:
+            accepted = self.broadcast(child, event, payload, kind) or accepted
+        return accepted or self.fire(state, event, payload, kind)
+
+    def targeted(self, state: State, trigger: str, payload: Any, kind: str) -> bool:
+        """Offer an event to one state, then to the parallel states around it."""
+        current: State | None = state
+        while current is not None:
+            if current.path in self.active and self.fire(current, trigger, payload, kind):
+                return True
+            region = self.compiled.region_of[current.path]
+            current = self.compiled.parent_of.get(region.path)
+        return False
+
+    def drain(self) -> None:
+        while self.queue and self.status == RUNNING:
+            what, path, activation, payload = self.queue.popleft()
+            if self.active.get(path) != activation:
+                continue
+            state = self.definition.state(path)
+            if what == "always":
+                self.always_steps += 1
+                if self.always_steps > MAX_ALWAYS_STEPS:
+                    self.history.append(Entry("error", None, path, None, {
+                        "message": f"more than {MAX_ALWAYS_STEPS} eventless steps in a row; "
+                                   "the chain was cut"}))  # fmt: skip
+                    self.stop(FAILED)
+                    return
+                self.fire(state, "always", None, "always")
+            elif what == "done":
+                self.deliver_done(state, payload, "task")
+            else:
+                self.deliver_failed(state, payload, "task")
+
+    # -- tasks -----------------------------------------------------------------------------
+    def task_done(self, ref: tuple[str, int, int | None], result: Any) -> None:
+        path, activation, item = ref
+        comp = self.m.get("compensating")
+        if comp and comp.get("state") == path and comp.get("activation") == activation:
+            self.history.append(Entry("compensate", "done", path, None, result))
+            self.next_compensation()
+            return
+        book = self.m.get("foreach", {}).get(path)
+        live = self.status == RUNNING and self.active.get(path) == activation
+        if not live or (item is not None and (book is None or not 0 <= item < len(book["items"])
+                                              or book["finished"][item])):  # fmt: skip
+            self.history.append(Entry("stale", "done", path, None, {"result": result}))
+            self.changed = True
+            return
+        state = self.definition.state(path)
+        if item is not None and state.foreach is not None:
+            self.item_done(state, book, activation, item, result)
+            return
+        assert state.task is not None
+        if state.task.compensate:
+            self.m.setdefault("compensations", []).append(
+                {"state": path, "task": state.task.compensate})
+        self.store_result(state.task.result, state.name, result)
+        region = self.compiled.region_of[path]
+        if region.path:
+            self.m.setdefault("results", {})[region.path] = result
+        self.deliver_done(state, result, "task")
+
+    def item_done(self, state: State, book: dict[str, Any], activation: int, item: int,
+                  result: Any) -> None:  # fmt: skip
+        assert state.foreach is not None
+        book["results"][item] = result
+        book["finished"][item] = True
+        book["left"] -= 1
+        self.history.append(Entry("task", "done", state.path, None,
+                                  {"index": item, "result": result}))  # fmt: skip
+        if book["next"] < len(book["items"]):
+            index = book["next"]
+            book["next"] += 1
+            self.schedule(state, state.foreach.task, activation, index, book["items"][index])
+        if book["left"] == 0:
+            results = book["results"]
+            self.store_result(state.foreach.task.result, state.name, {"results": results},
+                              unwrap="results")  # fmt: skip
+            self.deliver_done(state, {"results": results}, "task")
+
+    def store_result(self, how: str | bool, state_name: str, result: Any,
+                     unwrap: str | None = None) -> None:  # fmt: skip
+        if how is False:
+            return
+        if how == DEFAULT_RESULT:
+            if isinstance(result, dict):
+                self.context.update(result)
+            else:
+                self.context[state_name] = result
+        else:
+            self.context[str(how)] = result[unwrap] if unwrap else result
+
+    def deliver_done(self, state: State, payload: Any, kind: str) -> None:
+        if not self.targeted(state, "done", payload, kind):
+            self.history.append(Entry("error", "done", state.path, None, {
+                "message": f"no 'done' transition of {state.path!r} accepted the result"}))
+            self.stop(FAILED)
+
+    def task_failed(self, ref: tuple[str, int, int | None], error: dict[str, Any],
+                    attempts: int) -> None:  # fmt: skip
+        path, activation, item = ref
+        comp = self.m.get("compensating")
+        if comp and comp.get("state") == path and comp.get("activation") == activation:
+            self.history.append(Entry("error", "failed", path, None, {
+                "message": f"compensation {comp.get('task')!r} failed", "error": error}))
+            self.next_compensation()
+            return
+        if self.status != RUNNING or self.active.get(path) != activation:
+            self.history.append(Entry("stale", "failed", path, None, {"error": error}))
+            return
+        payload: dict[str, Any] = {"error": error, "attempts": attempts}
+        if item is not None:
+            payload["index"] = item
+        self.deliver_failed(self.definition.state(path), payload, "task")
+
+    def deliver_failed(self, state: State, payload: Any, kind: str) -> None:
+        if not self.targeted(state, "failed", payload, kind):
+            self.history.append(Entry(kind, "failed", state.path, None, payload))
+            self.stop(FAILED)
+
+    # -- the end ---------------------------------------------------------------------------
+    def stop(self, outcome: str) -> None:
+        """End the instance with `outcome`, compensating completed steps first."""
+        for path in list(self.active):
+            if path in self.active and "." not in path:
+                self.exit(path)
+        self.queue.clear()
+        if self.m.get("compensations"):
+            self.status = COMPENSATING
+            self.m["outcome"] = outcome
+            self.next_compensation()
+        else:
+            self.status = outcome
+
+    def next_compensation(self) -> None:
+        pending = self.m.get("compensations", [])
+        if not pending:
+            self.m.pop("compensating", None)
+            self.status = self.m.pop("outcome", FAILED)
+            self.history.append(Entry("compensate", None, None, None, {"finished": self.status}))
+            return
+        step = pending.pop()
+        self.m["counter"] = activation = int(self.m.get("counter", 0)) + 1
+        self.m["compensating"] = {"state": step["state"], "task": step["task"],
+                                  "activation": activation}  # fmt: skip
+        self.history.append(Entry("compensate", None, step["state"], None, {"task": step["task"]}))
+        self.tasks.append(TaskOrder(step["state"], activation, None, step["task"],
+                                    copy.deepcopy(self.context), RetryPolicy(attempts=3), None,
+                                    kind="compensate"))  # fmt: skip
+
+
+def _sibling(path: str, name: str) -> str:
+    head, _, _ = path.rpartition(".")
+    return f"{head}.{name}" if head else name
+
+
+def _join(region_path: str, name: str) -> str:
+    return f"{region_path}.{name}" if region_path else name
+
+
+def compile_definition(definition: Definition) -> CompiledMachine:
+    """The compiled machine of `definition`, built once per Definition object."""
+    cached: CompiledMachine | None = definition.__dict__.get("_compiled")
+    if cached is None:
+        cached = CompiledMachine(definition)
+        object.__setattr__(definition, "_compiled", cached)
+    return cached

@@ -1,0 +1,160 @@
+"""A dry run of a definition without a database: the reference model of the engine.
+
+Tasks are answered from `results` in the order they were scheduled; events are applied one by
+one after all ready tasks have run, as `Engine.run_until_idle` would between sends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .compile import Entry, Step, TaskOrder, TimerOrder, compile_definition
+from .errors import EventRejected
+from .model import Definition
+
+MAX_TASKS = 100_000
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Failure:
+    """A task outcome for `simulate`: the task fails (every attempt) with this message."""
+
+    def __init__(self, message: str = "failed", type: str = "TaskError") -> None:
+        self.message = message
+        self.type = type
+
+    def __repr__(self) -> str:
+        return f"Failure({self.message!r})"
+
+
+@dataclass
+class Run:
+    """Where a dry run ended and how it got there."""
+
+    state: str
+    status: str
+    context: dict[str, Any]
+    active: list[str]
+    path: list[tuple[str | None, str | None, str | None]]
+    history: list[Entry] = field(default_factory=list)
+    rejected: list[EventRejected] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Any  # a JSON value, a Failure, a list of those (one per call), or a callable
+
+
+class _Simulation:
+    def __init__(self, definition: Definition, results: Mapping[str, Outcome], now: datetime):
+        self.compiled = compile_definition(definition)
+        self.results = {k: deque(v) if isinstance(v, list) else v for k, v in results.items()}
+        self.now = now
+        self.tasks: deque[TaskOrder] = deque()
+        self.timers: list[TimerOrder] = []
+        self.machine: dict[str, Any] = {}
+        self.context: dict[str, Any] = {}
+        self.status = "running"
+        self.history: list[Entry] = []
+        self.rejected: list[EventRejected] = []
+
+    def apply(self, step: Step) -> None:
+        self.machine, self.context, self.status = step.machine, step.context, step.status
+        self.history.extend(step.history)
+        gone = set(step.cancelled)
+        self.tasks = deque(t for t in self.tasks if (t.state_path, t.activation) not in gone)
+        self.timers = [t for t in self.timers if (t.state_path, t.activation) not in gone]
+        self.tasks.extend(step.tasks)
+        self.timers.extend(step.timers)
+
+    def outcome(self, task: TaskOrder) -> Any:
+        name = task.state_path.rpartition(".")[2]
+        for key in (task.state_path, name, task.name):
+            if key in self.results:
+                value = self.results[key]
+                if isinstance(value, deque):
+                    return value.popleft() if len(value) > 1 else value[0]
+                return value(task.input) if callable(value) else value
+        return None
+
+    def run_tasks(self) -> None:
+        count = 0
+        while self.tasks:
+            count += 1
+            if count > MAX_TASKS:
+                raise RuntimeError(f"more than {MAX_TASKS} tasks ran; the workflow loops")
+            task = self.tasks.popleft()
+            outcome = self.outcome(task)
+            ref = (task.state_path, task.activation, task.item)
+            args = (self.machine, self.context, self.status)
+            if isinstance(outcome, Failure):
+                error = {"type": outcome.type, "message": outcome.message}
+                step = self.compiled.task_failed(*args, ref, error, task.retry.attempts, self.now)
+            else:
+                step = self.compiled.task_done(*args, ref, outcome, self.now)
+            self.apply(step)
+
+    def fire_timer(self, key: str) -> bool:
+        for timer in sorted(self.timers, key=lambda t: t.due):
+            if timer.key == key:
+                self.timers.remove(timer)
+                self.now = max(self.now, timer.due)
+                ref = (timer.state_path, timer.activation)
+                self.apply(self.compiled.timer_fired(self.machine, self.context, self.status,
+                                                     ref, key, self.now))  # fmt: skip
+                return True
+        return False
+
+
+def simulate(
+    definition: Definition,
+    events: Iterable[str | tuple[str, Any]] = (),
+    *,
+    data: Mapping[str, Any] | None = None,
+    results: Mapping[str, Outcome] | None = None,
+    now: datetime | None = None,
+    strict: bool = True,
+) -> Run:
+    """Run `definition` without a database.
+
+    `results` answers tasks, keyed by state path, state name or task name: a JSON value, a
+    `Failure`, a list consumed one value per call (the last one repeats), or a callable
+    given the task's input. Unanswered tasks return None. An event `after:KEY` fires the timer
+    `KEY` of an active state. A rejected event raises EventRejected when `strict`, else it is
+    kept in `Run.rejected` and the run goes on.
+    """
+    sim = _Simulation(definition, results or {}, now or START)
+    sim.apply(sim.compiled.start(dict(data or {}), sim.now))
+    sim.run_tasks()
+    for item in events:
+        name, payload = (item, None) if isinstance(item, str) else (item[0], item[1])
+        try:
+            if name.startswith("after:") and sim.status == "running":
+                if not sim.fire_timer(name[6:]):
+                    raise EventRejected(name, sim.machine.get("state", ""),
+                                        sim.compiled.allowed(sim.machine, sim.status),
+                                        f"no active state has the timer {name[6:]!r}")  # fmt: skip
+            else:
+                sim.apply(sim.compiled.send(sim.machine, sim.context, sim.status, name,
+                                            payload, sim.now))  # fmt: skip
+        except EventRejected as exc:
+            if strict:
+                raise
+            sim.rejected.append(exc)
+        sim.run_tasks()
+    path = [(e.event, e.from_state, e.to_state) for e in sim.history
+            if e.kind in ("start", "event", "task", "timer", "always") and e.to_state]  # fmt: skip
+    return Run(
+        state=str(sim.machine.get("state", "")),
+        status=sim.status,
+        context=sim.context,
+        active=list(sim.machine.get("active", {})),
+        path=path,
+        history=sim.history,
+        rejected=sim.rejected,
+        machine=sim.machine,
+    )
+
