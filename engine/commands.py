@@ -1,0 +1,1 @@
+"""Database commands of the turnout CLI (added with the engine)."""
