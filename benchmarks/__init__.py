@@ -1,0 +1,1 @@
+"""turnout benchmark suite: `make bench` prints every figure beside its same-run baseline."""

@@ -1,0 +1,1 @@
+"""Graphviz and Mermaid drawings of turnout definitions, with optional instance overlays."""
