@@ -172,8 +172,8 @@ def simulate(
                                  for r in run.rejected]})  # fmt: skip
     else:
         table = Table("#", "event", "from", "to", title=f"{definition.name}: simulated path")
-        for number, (name, source, target) in enumerate(run.path, 1):
-            table.add_row(str(number), name or "", source or "(start)", target or "")
+        for number, (step_event, source, target) in enumerate(run.path, 1):
+            table.add_row(str(number), step_event or "", source or "(start)", target or "")
         out.print(table)
         for rejected in run.rejected:
             err.print(f"rejected: {rejected}", markup=False, highlight=False)
