@@ -80,7 +80,9 @@ class Builder:
         line, column = self.doc.where(path, key)
         return Position(line, column, self.doc.file)
 
-    def keys(self, data: dict[str, Any], path: PathKey, allowed: tuple[str, ...], what: str) -> None:
+    def keys(
+        self, data: dict[str, Any], path: PathKey, allowed: tuple[str, ...], what: str
+    ) -> None:
         for key in data:
             if key not in allowed:
                 self.fail((*path, key), f"unknown key {key!r} in {what}{suggest(key, allowed)}",
@@ -277,7 +279,8 @@ class Builder:
                                      f"not {name!r}")  # fmt: skip
             name = "invalid"
         compensate = data.get("compensate")
-        if compensate is not None and not (isinstance(compensate, str) and TASK_RE.match(compensate)):
+        valid = isinstance(compensate, str) and TASK_RE.match(compensate)
+        if compensate is not None and not valid:
             self.fail((*at, "compensate"), f"compensate must be a task name, not {compensate!r}")
             compensate = None
         return TaskSpec(

@@ -203,7 +203,8 @@ class CompiledMachine:
         return run.finish()
 
     def task_done(self, machine: dict[str, Any], context: dict[str, Any], status: str,
-                  ref: tuple[str, int, int | None], result: Any, now: datetime) -> Step:  # fmt: skip
+                  ref: tuple[str, int, int | None], result: Any,
+                  now: datetime) -> Step:  # fmt: skip
         """Apply a task's result; a result for a state no longer active is recorded stale."""
         run = _Run(self, machine, context, status, now)
         run.task_done(ref, result)
@@ -335,8 +336,9 @@ class _Run:
             self.queue.append(("failed", state.path, activation, {"error": error, "attempts": 0}))
             return
         limit = state.foreach.concurrency or len(items)
-        book = {"items": items, "results": [None] * len(items), "finished": [False] * len(items),
-                "left": len(items), "next": min(limit, len(items))}  # fmt: skip
+        book: dict[str, Any] = {
+            "items": items, "results": [None] * len(items), "finished": [False] * len(items),
+            "left": len(items), "next": min(limit, len(items))}  # fmt: skip
         self.m.setdefault("foreach", {})[state.path] = book
         for index in range(book["next"]):
             self.schedule(state, state.foreach.task, activation, index, items[index])

@@ -182,7 +182,8 @@ class Expression:
         except ExpressionError:
             raise
         except (simpleeval.InvalidExpression, TypeError, ValueError, ZeroDivisionError,
-                IndexError, KeyError, OverflowError, RecursionError, MemoryError) as exc:  # fmt: skip
+                IndexError, KeyError, OverflowError, RecursionError,
+                MemoryError) as exc:  # fmt: skip
             raise ExpressionError(self.text, f"{type(exc).__name__}: {exc}") from None
 
     def holds(self, names: Mapping[str, Any]) -> bool:

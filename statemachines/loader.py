@@ -228,7 +228,8 @@ def parse_yaml(text: str, file: str = "<definition>") -> Document:
         document.data = builder.build(root, ())
     except _TooBig as exc:
         line, column = exc.node.start_mark.line + 1, exc.node.start_mark.column + 1
-        raise DefinitionError([Problem(f"definition too large: {exc}", line, column, file)]) from None
+        problem = Problem(f"definition too large: {exc}", line, column, file)
+        raise DefinitionError([problem]) from None
     except RecursionError:
         raise DefinitionError([Problem("definition nests too deeply", 1, 1, file)]) from None
     if builder.problems:

@@ -145,8 +145,9 @@ def simulate(
                 raise
             sim.rejected.append(exc)
         sim.run_tasks()
-    path = [(e.event, e.from_state, e.to_state) for e in sim.history
-            if e.kind in ("start", "event", "task", "timer", "always") and e.to_state]  # fmt: skip
+    path: list[tuple[str | None, str | None, str | None]] = [
+        (e.event, e.from_state, e.to_state) for e in sim.history
+        if e.kind in ("start", "event", "task", "timer", "always") and e.to_state]  # fmt: skip
     return Run(
         state=str(sim.machine.get("state", "")),
         status=sim.status,
