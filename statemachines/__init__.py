@@ -25,7 +25,7 @@ from .errors import (
     TurnoutError,
 )
 from .expressions import Expression
-from .loader import parse_yaml, read_source
+from .loader import compose, parse_yaml, read_source
 from .model import Definition, Region, RetryPolicy, State, Transition
 from .schema import json_schema
 from .simulate import Failure, Run, simulate
@@ -41,11 +41,11 @@ def load(source: str | Path | Definition) -> Definition:
     if isinstance(source, Definition):
         return source
     text, file = read_source(source)
-    document = parse_yaml(text, file)
+    document = compose(text, file)
     builder = Builder(document)
     definition = builder.definition(text)
-    problems = list(builder.problems)
-    if definition is not None and not problems:
+    problems = document.problems + builder.problems
+    if definition is not None:
         problems.extend(validate.check(definition))
     errors = [p for p in problems if p.severity == "error"]
     if errors or definition is None:
@@ -64,5 +64,5 @@ __all__ = [
     "Entry", "EventRejected", "Expression", "ExpressionError", "Failure", "InstanceNotFound",
     "InvalidInput", "Problem", "Region", "RetryPolicy", "Run", "State", "Step", "TaskOrder",
     "TimerOrder", "Transition", "TurnoutError", "compile_definition", "examples",
-    "format_duration", "json_schema", "load", "parse_duration", "simulate",
+    "format_duration", "json_schema", "load", "parse_duration", "parse_yaml", "simulate",
 ]  # fmt: skip

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import jsonschema
@@ -213,7 +214,9 @@ class Builder:
             raw = {}
         data = self.mapping(raw, at, f"state {name!r}")
         if data is None:
-            return None
+            # Stand in as a final state so the graph rules still run without echoing this.
+            return State(name=name, path=path, kind="final", final="succeeded",
+                         position=self.pos(at, key=True))  # fmt: skip
         self.keys(data, at, STATE_KEYS, f"state {name!r}")
         kinds = [k for k in ("task", "parallel", "foreach", "final") if data.get(k) not in
                  (None, False)]  # fmt: skip
@@ -418,8 +421,8 @@ class Builder:
         for key, body in data.items():
             delay = self.duration(key, (*at, key), key=True)
             transitions = self.transitions(body, (*at, key))
-            if delay is not None:
-                timers.append(Timer(str(key), delay, transitions))
+            # An unreadable duration is reported; its transitions still count for the graph.
+            timers.append(Timer(str(key), delay or timedelta(seconds=1), transitions))
         return tuple(timers)
 
     def transitions(self, raw: Any, at: PathKey) -> tuple[Transition, ...]:
@@ -442,7 +445,7 @@ class Builder:
         target = raw.get("to")
         if target is not None and not isinstance(target, str):
             self.fail((*at, "to"), f"'to' must be a state name, not {_kind(target)}")
-            return None
+            return Transition(None, position=self.pos((*at, "to")))
         guard = self.expression(raw["if"], (*at, "if")) if "if" in raw else None
         assign: list[tuple[str, Expression]] = []
         if "assign" in raw:

@@ -20,9 +20,80 @@ from .errors import ExpressionError
 MAX_EXPRESSION_LENGTH = 2000
 MAX_EXPRESSION_NODES = 400
 NAMES = ("context", "event", "result", "now", "item", "index")
+MAX_VALUE_SIZE = 100_000  # elements and characters an expression may build
+MAX_INTEGER_BITS = 10_000
+
+
+class LimitExceeded(ValueError):
+    """An expression tried to build a value past the limits of the language."""
+
+
+def _size(value: Any, budget: int = MAX_VALUE_SIZE + 1) -> int:
+    """Characters and elements in `value`, nested ones included, counted up to `budget`."""
+    total, todo = 0, [value]
+    while todo and total < budget:
+        item = todo.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            total += len(item)
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += len(item)
+            todo.extend(item)
+    return total
+
+
+def _check_size(value: Any) -> Any:
+    if _size(value) > MAX_VALUE_SIZE:
+        raise LimitExceeded(f"the value would be larger than {MAX_VALUE_SIZE} elements")
+    if isinstance(value, int) and value.bit_length() > MAX_INTEGER_BITS:
+        raise LimitExceeded(f"the number would be larger than {MAX_INTEGER_BITS} bits")
+    return value
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1:
+        if abs(exponent) * base.bit_length() > MAX_INTEGER_BITS:
+            raise LimitExceeded(f"the number would be larger than {MAX_INTEGER_BITS} bits")
+    return base**exponent
+
+
+def _multiply(left: Any, right: Any) -> Any:
+    # A repeated list of lists is counted with its nested elements, not only its length.
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+            if _size(sequence) * max(times, 0) > MAX_VALUE_SIZE:
+                raise LimitExceeded(f"the value would be larger than {MAX_VALUE_SIZE} elements")
+    product = left * right
+    if isinstance(product, int) and product.bit_length() > MAX_INTEGER_BITS:
+        raise LimitExceeded(f"the number would be larger than {MAX_INTEGER_BITS} bits")
+    return product
+
+
+def _add(left: Any, right: Any) -> Any:
+    if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+        if _size(left) + _size(right) > MAX_VALUE_SIZE:
+            raise LimitExceeded(f"the value would be larger than {MAX_VALUE_SIZE} elements")
+    return left + right
+
+
+def _modulo(left: Any, right: Any) -> Any:
+    # `'%0999999d' % 1` would build any string; only numbers have a remainder here.
+    if isinstance(left, str | bytes):
+        raise TypeError("'%' is arithmetic only; string formatting is not available")
+    return left % right
+
+
+def _text(value: Any) -> str:
+    _check_size(value)
+    return str(value)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len,
-    "str": str,
+    "str": _text,
     "int": int,
     "float": float,
     "bool": bool,
@@ -30,8 +101,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
     "round": round,
-    "lower": lambda s: str(s).lower(),
-    "upper": lambda s: str(s).upper(),
+    "lower": lambda s: _text(s).lower(),
+    "upper": lambda s: _text(s).upper(),
 }
 _ALLOWED_NODES = (
     ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
@@ -73,6 +144,10 @@ _OPERATORS.update(
         ast.LtE: _none_safe(operator.le),
         ast.Gt: _none_safe(operator.gt),
         ast.GtE: _none_safe(operator.ge),
+        ast.Add: _add,
+        ast.Mult: _multiply,
+        ast.Mod: _modulo,
+        ast.Pow: _power,
         ast.In: _membership,
         ast.NotIn: lambda left, right: not _membership(left, right),
     }

@@ -73,6 +73,9 @@ class Document:
     file: str
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    # Defects that leave the data usable (a duplicate key keeps its first value), so a load
+    # can go on and report the rest of the definition's problems with them.
+    problems: list[Problem] = field(default_factory=list)
 
     def where(self, path: PathKey, key: bool = False) -> tuple[int, int]:
         """(line, column) of the value at `path` (or of its key), else of its nearest parent."""
@@ -136,7 +139,10 @@ class _Builder:
                 key = key_node.value  # `1:` or `true:` as a key keeps its text
             if key in result:
                 first = self.doc.key_positions[(*path, key)]
-                self._fail(key_node, f"duplicate key {key!r} (first defined at line {first[0]})")
+                line, column = self._at(key_node)
+                self.doc.problems.append(Problem(
+                    f"duplicate key {key!r} (first defined at line {first[0]})",
+                    line, column, self.doc.file))  # fmt: skip
                 continue
             self.doc.key_positions[(*path, key)] = self._at(key_node)
             result[key] = self.build(value_node, (*path, key), depth + 1)
@@ -204,6 +210,17 @@ def read_source(source: str | Path) -> tuple[str, str]:
 
 def parse_yaml(text: str, file: str = "<definition>") -> Document:
     """Parse one YAML document into plain values with positions; raise DefinitionError."""
+    document = compose(text, file)
+    if document.problems:
+        raise DefinitionError(document.problems)
+    return document
+
+
+def compose(text: str, file: str = "<definition>") -> Document:
+    """Like `parse_yaml`, but duplicate keys are left in `Document.problems` (first value kept).
+
+    Anything that makes the data unusable (malformed YAML, a tag, a limit) still raises.
+    """
     if len(text) > MAX_SOURCE_BYTES:
         raise DefinitionError([Problem(f"definition is larger than {MAX_SOURCE_BYTES} bytes",
                                        1, 1, file)])  # fmt: skip
@@ -233,5 +250,5 @@ def parse_yaml(text: str, file: str = "<definition>") -> Document:
     except RecursionError:
         raise DefinitionError([Problem("definition nests too deeply", 1, 1, file)]) from None
     if builder.problems:
-        raise DefinitionError(builder.problems)
+        raise DefinitionError(builder.problems + document.problems)
     return document

@@ -5,6 +5,7 @@ Every rule returns problems rather than raising, so one load reports every defec
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 
 from .build import suggest
@@ -19,7 +20,7 @@ def _problem(position: Position, message: str, severity: str = "error") -> Probl
 
 
 def initial_names_a_state(region: Region) -> Iterator[Problem]:
-    if region.initial and region.initial not in region.names():
+    if region.initial and region.states and region.initial not in region.names():
         where = f" of branch {region.name!r}" if region.name else ""
         yield _problem(region.position, f"initial state {region.initial!r}{where} names no "
                        f"state{suggest(region.initial, region.names())}")  # fmt: skip
@@ -74,7 +75,9 @@ def last_always_is_unguarded(region: Region) -> Iterator[Problem]:
 def states_are_reachable(region: Region) -> Iterator[Problem]:
     if region.initial not in region.names():
         return
-    reached = _closure(region, {region.initial})
+    # A misspelt target is already reported; follow it to its likely state so that state
+    # is not reported a second time as unreachable.
+    reached = _closure(region, {region.initial}, guess=True)
     for state in region.states:
         if state.name not in reached:
             yield _problem(state.position, f"state {state.name!r} cannot be reached from "
@@ -110,7 +113,7 @@ def check(definition: Definition) -> list[Problem]:
     return problems
 
 
-def _closure(region: Region, start: set[str]) -> set[str]:
+def _closure(region: Region, start: set[str], guess: bool = False) -> set[str]:
     by_name = {state.name: state for state in region.states}
     seen, todo = set(start), list(start)
     while todo:
@@ -118,9 +121,13 @@ def _closure(region: Region, start: set[str]) -> set[str]:
         if state is None:
             continue
         for _, transition in state.all_transitions():
-            if transition.target and transition.target not in seen:
-                seen.add(transition.target)
-                todo.append(transition.target)
+            target = transition.target
+            if guess and target is not None and target not in by_name:
+                close = difflib.get_close_matches(target, list(by_name), n=1, cutoff=0.6)
+                target = close[0] if close else target
+            if target and target not in seen:
+                seen.add(target)
+                todo.append(target)
     return seen
 
 

@@ -1,0 +1,184 @@
+"""SPEC 2.3: every validation rule, one invalid file each, reported with its place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import statemachines
+from statemachines import DefinitionError, Problem
+
+Invalid = Callable[[str], list[Problem]]
+INVALID = Path(__file__).parent / "invalid"
+
+# file, then (line, column, a fragment of the message) of the one problem it must report
+ONE_PROBLEM = [
+    ("malformed_yaml", 6, 6, "malformed YAML"),
+    ("duplicate_key", 7, 3, "duplicate key 'start' (first defined at line 4)"),
+    ("unknown_key", 6, 5, "unknown key 'afer' in state 'waiting' — did you mean 'after'?"),
+    ("unknown_initial", 2, 10, "initial state 'strat' names no state — did you mean 'start'?"),
+    ("no_way_out", 6, 3, "state 'stuck' has no way out"),
+    ("task_without_done", 4, 3, "task state 'charge' has no 'done' transition"),
+    ("unreachable_state", 6, 3, "state 'orphan' cannot be reached from 'start'"),
+    ("conflicting_keys", 6, 5, "state 'work' has both 'task' and 'parallel'"),
+    ("bad_duration", 7, 7, "'soon' is not a duration"),
+    ("bare_number_duration", 6, 14, "duration 30 needs a unit"),
+    ("bad_expression", 8, 15, "expression 'context.amount >': invalid expression"),
+    ("bad_input_schema", 4, 13, "input is not a valid JSON Schema"),
+    ("final_with_transitions", 7, 5, "final state 'finish' cannot have outgoing transitions"),
+    ("guarded_last_always", 7, 14, "the last 'always' entry of state 'route' is guarded"),
+    ("python_object_tag", 4, 10, "python/object/apply:os.system' is not allowed"),
+    ("unknown_event_in_task_state", 6, 16, "goes to 'finsh', which is not a state"),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "column", "message"), ONE_PROBLEM,
+                         ids=[case[0] for case in ONE_PROBLEM])  # fmt: skip
+def test_each_rule_is_reported_with_its_line_and_column(
+    invalid: Invalid, name: str, line: int, column: int, message: str
+) -> None:
+    problems = invalid(name)
+    assert len(problems) == 1, problems
+    problem = problems[0]
+    assert message in problem.message
+    assert (problem.line, problem.column) == (line, column)
+    assert problem.file == str(INVALID / f"{name}.yaml")
+    assert str(problem).startswith(f"{INVALID / name}.yaml:{line}:{column}: ")
+
+
+def test_missing_name_initial_and_states_are_each_reported(invalid: Invalid) -> None:
+    messages = [p.message for p in invalid("missing_required")]
+    assert messages == [
+        "missing required key 'name'",
+        "missing required key 'initial'",
+        "missing required key 'states'",
+    ]
+
+
+def test_target_that_names_no_state_gets_a_suggestion(invalid: Invalid) -> None:
+    problems = invalid("unknown_target")
+    assert len(problems) == 1, "the misspelt state is not also reported as unreachable"
+    first = problems[0]
+    assert (first.line, first.column) == (6, 16)
+    assert first.message == (
+        "event 'approve' of state 'waiting' goes to 'aproved', which is not a state"
+        " — did you mean 'approved'?"
+    )
+
+
+def test_a_file_with_several_defects_reports_them_all_in_one_error(invalid: Invalid) -> None:
+    found = {(p.line, p.message.split(" — ")[0].split(";")[0]) for p in invalid("several_defects")}
+    assert {
+        (6, "event 'go' of state 'start' goes to 'middel', which is not a state"),
+        (7, "unknown key 'afer' in state 'start'"),
+        (8, "task state 'middle' has no 'done' transition (add on: {done: NEXT_STATE})"),
+        (10, "'forever' is not a duration"),
+        (15, "final state 'finish' cannot have outgoing transitions ('on')"),
+        (16, "duplicate key 'finish' (first defined at line 13)"),
+    } <= found
+
+
+def test_problems_are_sorted_by_line_and_the_error_message_lists_each(invalid: Invalid) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        statemachines.load(INVALID / "several_defects.yaml")
+    lines = [p.line for p in caught.value.problems]
+    assert lines == sorted(lines)
+    text = str(caught.value)
+    assert text.startswith(f"{len(lines)} problems in definition:")
+    for problem in caught.value.problems:
+        assert str(problem) in text
+
+
+def test_misspelt_key_inside_retry_gets_a_suggestion() -> None:
+    problems = _problems("""\
+name: retry_typo
+initial: work
+states:
+  work:
+    task: jobs.run
+    retry: {atempts: 3}
+    on: {done: finish}
+  finish: {final: true}
+""")
+    assert [(p.line, p.message) for p in problems] == [
+        (6, "unknown key 'atempts' in retry — did you mean 'attempts'?")
+    ]
+
+
+def test_misspelt_state_name_in_a_branch_is_suggested_from_that_branch() -> None:
+    problems = _problems("""\
+name: branch_typo
+initial: both
+states:
+  both:
+    parallel:
+      left:
+        initial: wait
+        states:
+          wait: {on: {go: finihsed}}
+          finished: {final: true}
+    on: {done: end}
+  end: {final: true}
+""")
+    assert "goes to 'finihsed', which is not a state of branch 'left' — did you mean " \
+           "'finished'?" in problems[0].message  # fmt: skip
+    assert problems[0].line == 9
+
+
+def test_unreachable_final_state_is_a_warning_not_an_error() -> None:
+    definition = statemachines.load(Path(__file__).parent / "valid" / "trapped.yaml")
+    assert definition.warnings == (
+        f"{Path(__file__).parent / 'valid' / 'trapped.yaml'}:6:3: no final state can be "
+        "reached from state 'spinning'",
+    )
+
+
+def test_a_definition_that_is_not_a_mapping_is_refused() -> None:
+    problems = _problems("- just\n- a list\n")
+    assert problems[0].message.startswith("a definition must be a mapping")
+    assert (problems[0].line, problems[0].column) == (1, 1)
+
+
+def test_an_empty_definition_is_refused() -> None:
+    assert _problems("# nothing here\n")[0].message == "the definition is empty"
+
+
+def test_a_bad_name_is_reported_at_its_value() -> None:
+    problems = _problems("name: Order Flow\ninitial: a\nstates:\n  a: {final: true}\n")
+    assert [(p.line, p.column) for p in problems] == [(1, 7)]
+    assert "must match [a-z][a-z0-9_.-]*" in problems[0].message
+
+
+def test_a_missing_file_is_a_definition_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    problems = _problems_of_path(missing)
+    assert problems[0].file == str(missing)
+    assert "cannot read file" in problems[0].message
+
+
+def test_done_on_a_state_without_a_task_is_reported() -> None:
+    problems = _problems("""\
+name: stray_done
+initial: wait
+states:
+  wait:
+    on: {done: end, go: end}
+  end: {final: true}
+""")
+    assert [(p.line, p.message) for p in problems] == [
+        (5, "state 'wait' has no task, parallel or foreach, so 'done' never fires there")
+    ]
+
+
+def _problems(text: str) -> list[Problem]:
+    with pytest.raises(DefinitionError) as caught:
+        statemachines.load(text)
+    return caught.value.problems
+
+
+def _problems_of_path(path: Path) -> list[Problem]:
+    with pytest.raises(DefinitionError) as caught:
+        statemachines.load(path)
+    return caught.value.problems
