@@ -1,6 +1,6 @@
 """turnout's runtime: durable instances on SQL, workers, the command line and the HTTP API.
 
-`Engine` is the entry point; every error class is importable from here.
+`Engine` (and `AsyncEngine` for asyncio) is the entry point; every error is importable here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,26 @@ from statemachines.errors import (
     TurnoutError,
 )
 
+from .async_engine import AsyncEngine
+from .engine import Engine
+from .records import ClaimedTask, Deployment, HistoryEntry, Instance
+from .runtime import TaskNotFound
+from .store import DatabaseUnavailable
+
 __all__ = [
-    "DefinitionError", "DefinitionNotFound", "DuplicateKey", "EventRejected",
-    "InstanceNotFound", "InvalidInput", "TurnoutError",
-]  # fmt: skip
+    "AsyncEngine",
+    "ClaimedTask",
+    "DatabaseUnavailable",
+    "DefinitionError",
+    "DefinitionNotFound",
+    "Deployment",
+    "DuplicateKey",
+    "Engine",
+    "EventRejected",
+    "HistoryEntry",
+    "Instance",
+    "InstanceNotFound",
+    "InvalidInput",
+    "TaskNotFound",
+    "TurnoutError",
+]

@@ -24,8 +24,12 @@ class Deployment:
     created: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "digest": self.digest,
-                "created": self.created}  # fmt: skip
+        return {
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "created": self.created,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,42 @@ class HistoryEntry:
     definition: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "at": _iso(self.at), "kind": self.kind, "event": self.event,
-                "from_state": self.from_state, "to_state": self.to_state,
-                "data": self.data}  # fmt: skip
+        return {
+            "seq": self.seq,
+            "at": _iso(self.at),
+            "kind": self.kind,
+            "event": self.event,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task held by a worker until `lease_until`: run `name` on `input`, then answer."""
+
+    id: str
+    name: str
+    input: Any
+    attempt: int
+    max_attempts: int
+    instance_id: str
+    state: str
+    kind: str
+    lease_until: datetime
+    timeout: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "input": self.input,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "instance_id": self.instance_id,
+            "state": self.state,
+            "kind": self.kind,
+            "lease_until": _iso(self.lease_until),
+            "timeout": self.timeout,
+        }

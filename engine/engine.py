@@ -1,0 +1,476 @@
+"""The `Engine` facade: deploy definitions, start and advance instances, run tasks and timers.
+
+Thin by design: the semantics are `statemachines`'; the SQL is `store.py`'s; one call here is
+one transaction there, and nothing about an instance is kept in memory between calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jsonschema
+
+import statemachines
+from statemachines import CompiledMachine, Definition, compile_definition
+from statemachines.errors import (
+    DefinitionError,
+    DefinitionNotFound,
+    InstanceNotFound,
+    InvalidInput,
+    Problem,
+)
+
+from . import runtime
+from .records import ClaimedTask, Deployment, HistoryEntry, Instance
+from .runtime import Applied, load_locked, persist, snapshot
+from .store import ConcurrentUpdate, InstanceRow, Store, Transaction
+
+DEFAULT_URL = "sqlite:///turnout.db"
+MAX_PAYLOAD_BYTES = 1_000_000
+Clock = Callable[[], datetime]
+Handler = Callable[[Any], Any]
+Subscriber = Callable[[HistoryEntry], None]
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    """The default clock: the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _seconds(value: timedelta | float) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
+class Engine:
+    """A durable workflow engine over one database.
+
+    `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
+    aware UTC datetime and drives timers, retries, timeouts and leases, so tests move time
+    instead of sleeping; `lease` is how long a worker holds a task before another may take it
+    over if the holder stops renewing it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        clock: Clock | None = None,
+        *,
+        lease: timedelta | float = 30.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
+        self.store = Store(self.url)
+        self.clock: Clock = clock or utc_now
+        self.lease = _seconds(lease)
+        self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.handlers: dict[str, Handler] = {}
+        self._subscribers: list[Subscriber] = []
+        self._definitions: dict[tuple[str, int], Definition] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- definitions -----------------------------------------------------------------------
+    def deploy(self, source: str | Path | Definition) -> Deployment:
+        """Register a definition (path, YAML text or Definition); the same content is a no-op."""
+        definition = statemachines.load(source)
+        name, version, created = self.store.save_definition(
+            definition.name, definition.version, definition.digest, definition.source, self.clock()
+        )
+        if version is None:
+            raise DefinitionError(
+                [
+                    Problem(
+                        f"version {definition.version} of {definition.name!r} already exists with "
+                        "other content; change the version or leave it out to deploy the next one",
+                        1,
+                        1,
+                        definition.file,
+                    )
+                ]
+            )
+        return Deployment(name, version, definition.digest, created)
+
+    def definition(self, name: str, version: int | None = None) -> Definition:
+        """The deployed Definition `name` (the latest version unless `version` is given)."""
+        return self._definition(name, version)[1]
+
+    def _definition(self, name: str, version: int | None) -> tuple[int, Definition]:
+        if version is not None and (name, version) in self._definitions:
+            return version, self._definitions[(name, version)]
+        found = self.store.load_definition(name, version)
+        if found is None:
+            raise DefinitionNotFound(name, version)
+        found_version, source = found
+        key = (name, found_version)
+        with self._lock:
+            if key not in self._definitions:
+                self._definitions[key] = statemachines.load(source)
+            return found_version, self._definitions[key]
+
+    def definitions(self) -> list[Deployment]:
+        """The latest version of every deployed definition, by name."""
+        return [Deployment(n, v, d, False) for n, v, d in self.store.list_definitions()]
+
+    def _compiled(self, row: InstanceRow) -> CompiledMachine:
+        return compile_definition(self._definition(row.definition, row.version)[1])
+
+    # -- handlers and subscribers ----------------------------------------------------------
+    def task(self, name: str) -> Callable[[Handler], Handler]:
+        """Decorator registering the handler of task `name` (a def or an async def)."""
+
+        def register(handler: Handler) -> Handler:
+            self.handlers[name] = handler
+            return handler
+
+        return register
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(entry)` for each history entry after its transaction commits.
+
+        Returns a function that unsubscribes. A callback that raises is ignored: the change
+        it reports has committed already.
+        """
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _publish(self, applied: Applied | None) -> None:
+        if applied is None:
+            return
+        for entry in applied.entries:
+            for callback in list(self._subscribers):
+                try:
+                    callback(entry)
+                except Exception:  # noqa: S110 - a subscriber's bug must not fail the caller
+                    pass
+
+    def _apply(self, operation: Callable[[Transaction], T]) -> T:
+        for attempt in range(3):
+            try:
+                with self.store.transaction() as tx:
+                    return operation(tx)
+            except ConcurrentUpdate:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- instances -------------------------------------------------------------------------
+    def start(
+        self,
+        definition: str,
+        data: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        version: int | None = None,
+    ) -> Instance:
+        """Start an instance of `definition` with `data` as its context.
+
+        `key` is an optional business key, unique per definition name (DuplicateKey).
+        The data is checked against the definition's `input` schema (InvalidInput).
+        """
+        found_version, spec = self._definition(definition, version)
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise InvalidInput("the data of an instance must be a JSON object")
+        _check_size(data, "data")
+        _check_schema(spec, data)
+        now = self.clock()
+        step = compile_definition(spec).start(data, now)
+        row = InstanceRow(
+            id=uuid.uuid4().hex,
+            key=key,
+            definition=spec.name,
+            version=found_version,
+            state="",
+            active=[],
+            status="running",
+            context={},
+            machine={},
+            revision=0,
+            history_seq=0,
+            created_at=now,
+            updated_at=now,
+        )
+
+        def operation(tx: Transaction) -> Applied:
+            tx.insert_instance(row)
+            return persist(tx, row, step, now)
+
+        applied = self._apply(operation)
+        self._publish(applied)
+        return applied.instance
+
+    def send(
+        self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None
+    ) -> Instance:
+        """Send `event` with payload `data`; EventRejected (changing nothing) if none takes it.
+
+        With `idempotency_key`, an event this instance has already accepted under that key is
+        not applied again: the current instance is returned.
+        """
+        if data is not None:
+            _check_size(data, "event data")
+        now = self.clock()
+
+        def operation(tx: Transaction) -> Applied | Instance:
+            row = load_locked(tx, instance_id)
+            if idempotency_key is not None and tx.seen_idempotency(row.id, idempotency_key):
+                return snapshot(row)
+            step = self._compiled(row).send(row.machine, row.context, row.status, event, data, now)
+            applied = persist(tx, row, step, now)
+            if idempotency_key is not None:
+                tx.remember_idempotency(row.id, idempotency_key, now)
+            return applied
+
+        result = self._apply(operation)
+        if isinstance(result, Instance):
+            return result
+        self._publish(result)
+        return result.instance
+
+    def send_by_key(
+        self,
+        definition: str,
+        key: str,
+        event: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Instance:
+        """`send` to the instance of `definition` whose business key is `key`."""
+        return self.send(
+            self._id_for_key(definition, key), event, data, idempotency_key=idempotency_key
+        )
+
+    def _id_for_key(self, definition: str, key: str) -> str:
+        with self.store.reading() as tx:
+            found = tx.find_by_key(definition, key)
+        if found is None:
+            raise InstanceNotFound(f"{definition}/{key}")
+        return found
+
+    def get(self, instance_id: str) -> Instance:
+        """The instance as it is now."""
+        return snapshot(self._row(instance_id))
+
+    def get_by_key(self, definition: str, key: str) -> Instance:
+        """The instance of `definition` whose business key is `key`."""
+        return self.get(self._id_for_key(definition, key))
+
+    def _row(self, instance_id: str) -> InstanceRow:
+        row = self.store.get_instance(instance_id)
+        if row is None:
+            raise InstanceNotFound(instance_id)
+        return row
+
+    def history(self, instance_id: str) -> list[HistoryEntry]:
+        """Every history entry of the instance, oldest first."""
+        row = self._row(instance_id)
+        return self.store.history(instance_id, row.definition)
+
+    def instances(
+        self,
+        definition: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        key: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Instance]:
+        """Instances matching every filter given, oldest first, `limit` at most."""
+        if not 0 < limit <= 10_000 or offset < 0:
+            raise InvalidInput("limit must be between 1 and 10000 and offset at least 0")
+        rows = self.store.list_instances(
+            definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
+        )
+        return [snapshot(row) for row in rows]
+
+    def allowed(self, instance_id: str) -> list[str]:
+        """The events the instance's active states have transitions for, guards aside."""
+        row = self._row(instance_id)
+        return self._compiled(row).allowed(row.machine, row.status)
+
+    def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
+        """Stop a running instance: drop its work, run compensations, end `cancelled`."""
+        now = self.clock()
+
+        def operation(tx: Transaction) -> Applied:
+            row = load_locked(tx, instance_id)
+            step = self._compiled(row).cancel(row.machine, row.context, row.status, reason, now)
+            return persist(tx, row, step, now)
+
+        applied = self._apply(operation)
+        self._publish(applied)
+        return applied.instance
+
+    # -- tasks, for workers in this process or elsewhere ------------------------------------
+    def claim_tasks(
+        self,
+        names: list[str] | None,
+        worker: str | None = None,
+        lease: timedelta | float | None = None,
+        limit: int = 1,
+    ) -> list[ClaimedTask]:
+        """Take up to `limit` ready tasks named in `names` (None: any) under a lease."""
+        holder = worker or self.worker_id
+        span = self.lease if lease is None else _seconds(lease)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            rows = tx.claim_tasks(names, holder, now, span, limit)
+        return [
+            ClaimedTask(
+                r.id,
+                r.name,
+                r.input,
+                r.attempt,
+                r.max_attempts,
+                r.instance_id,
+                r.state_path,
+                r.kind,
+                now + span,
+                None if r.timeout_ms is None else r.timeout_ms / 1000,
+            )
+            for r in rows
+        ]
+
+    def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:
+        """Apply a task's result; False when it was stale (the lease was lost) or failed."""
+        now = self.clock()
+        ok, applied = self._apply(
+            lambda tx: runtime.complete_task(
+                tx, self._compiled, task_id, worker or self.worker_id, result, now
+            )
+        )
+        self._publish(applied)
+        return ok
+
+    def fail_task(self, task_id: str, worker: str | None, error: str | dict[str, Any]) -> bool:
+        """Count a failed attempt of a task; False when the worker no longer held it."""
+        if isinstance(error, str):
+            error = {"type": "TaskError", "message": error}
+        now = self.clock()
+        ok, applied = self._apply(
+            lambda tx: runtime.fail_task(
+                tx, self._compiled, task_id, worker or self.worker_id, dict(error), now
+            )
+        )
+        self._publish(applied)
+        return ok
+
+    def heartbeat(
+        self, task_id: str, worker: str | None = None, lease: timedelta | float | None = None
+    ) -> bool:
+        """Extend the lease of a held task; False when the worker has lost it."""
+        span = self.lease if lease is None else _seconds(lease)
+        with self.store.transaction() as tx:
+            return tx.renew_lease(task_id, worker or self.worker_id, self.clock() + span)
+
+    def expire_tasks(self, limit: int = 100) -> int:
+        """Fail attempts past their timeout and release tasks whose lease lapsed."""
+        now = self.clock()
+        with self.store.reading() as tx:
+            ids = {t.id for t in tx.timed_out_tasks(now, limit)}
+            ids |= {t.id for t in tx.lapsed_tasks(now, limit)}
+        for task_id in sorted(ids):
+            self._publish(
+                self._apply(
+                    functools.partial(
+                        runtime.expire_task, compiled=self._compiled, task_id=task_id, now=now
+                    )
+                )
+            )
+        return len(ids)
+
+    def fire_due_timers(self, limit: int = 100) -> int:
+        """Fire the timers due by the engine's clock; return how many fired."""
+        now = self.clock()
+        with self.store.reading() as tx:
+            due = tx.due_timers(now, limit)
+        fired = 0
+        for timer in due:
+            applied = self._apply(
+                functools.partial(runtime.fire_timer, compiled=self._compiled, timer=timer, now=now)
+            )
+            if applied is not None:
+                fired += 1
+                self._publish(applied)
+        return fired
+
+    # -- running work ----------------------------------------------------------------------
+    def run_until_idle(self, max_rounds: int = 100_000) -> int:
+        """Run every ready task and due timer in this process until none is left; count them."""
+        from .worker import Worker
+
+        return Worker(self).run_until_idle(max_rounds)
+
+    def work(
+        self,
+        *,
+        concurrency: int = 4,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.2,
+        tasks: list[str] | None = None,
+    ) -> None:
+        """Claim and run tasks and timers until `stop` is set (or KeyboardInterrupt)."""
+        from .worker import Worker
+
+        Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
+
+    # -- diagrams --------------------------------------------------------------------------
+    def diagram(self, instance_id: str, format: str = "svg") -> bytes:
+        """The instance's definition drawn with its current state and the path it took."""
+        import diagrams
+
+        row = self._row(instance_id)
+        definition = self._definition(row.definition, row.version)[1]
+        path = [
+            (h.event, h.from_state, h.to_state)
+            for h in self.store.history(row.id)
+            if h.kind in ("start", "event", "task", "timer", "always") and h.to_state
+        ]
+        overlay = diagrams.InstanceOverlay(
+            active=list(row.active or []), status=row.status, path=path
+        )
+        return diagrams.render(definition, format=format, overlay=overlay)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.store.close()
+
+
+def _check_size(value: Any, what: str) -> None:
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not JSON: {exc}") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"{what} is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+
+
+def _check_schema(definition: Definition, data: dict[str, Any]) -> None:
+    if definition.input_schema is None:
+        return
+    validator = jsonschema.Draft202012Validator(definition.input_schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        problems = [
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
+        ]
+        raise InvalidInput(
+            f"the data does not match the input schema of {definition.name!r}: "
+            + "; ".join(problems),
+            problems,
+        )

@@ -1,0 +1,300 @@
+"""Applying one operation to one instance inside one transaction.
+
+The compiled machine of `statemachines` computes each step; this module locks the instance,
+persists the step (instance row, history, tasks, timers) and hands back what will commit.
+Task outcomes (results, failed attempts, retries, stale answers) and timers are decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from statemachines import CompiledMachine, Entry, Step
+from statemachines.errors import InstanceNotFound, TurnoutError
+
+from .records import HistoryEntry, Instance
+from .store import InstanceRow, TaskRow, TimerRow, Transaction
+
+MAX_RESULT_BYTES = 1_000_000
+Compiled = Callable[[InstanceRow], CompiledMachine]
+
+
+class TaskNotFound(TurnoutError):
+    """No task has this id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+@dataclass
+class Applied:
+    """A step written in the current transaction: the instance after it, its new history."""
+
+    instance: Instance
+    entries: list[HistoryEntry]
+
+
+def snapshot(row: InstanceRow) -> Instance:
+    """The caller-facing view of an instance row."""
+    return Instance(
+        id=row.id,
+        key=row.key,
+        definition=row.definition,
+        version=row.version,
+        state=row.state,
+        active=list(row.active or []),
+        status=row.status,
+        context=row.context,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        revision=row.revision,
+    )
+
+
+def persist(tx: Transaction, row: InstanceRow, step: Step, now: datetime) -> Applied:
+    """Write `step` over `row` inside `tx`: instance, history, work dropped and created."""
+    if step.cancelled:
+        tx.drop_work(row.id, step.cancelled)
+    if step.tasks:
+        tx.insert_tasks(row.id, step.tasks, now)
+    if step.timers:
+        tx.insert_timers(row.id, step.timers)
+    new = replace(
+        row,
+        state=step.state or row.state,
+        active=step.active,
+        status=step.status,
+        context=step.context,
+        machine=step.machine,
+        revision=row.revision + 1,
+        history_seq=row.history_seq + len(step.history),
+        updated_at=now,
+    )
+    entries = [
+        HistoryEntry(
+            row.history_seq + i,
+            now,
+            e.kind,
+            e.event,
+            e.from_state,
+            e.to_state,
+            e.data,
+            row.id,
+            row.definition,
+        )
+        for i, e in enumerate(step.history, 1)
+    ]
+    tx.append_history(entries)
+    tx.update_instance(new, expected_revision=row.revision)
+    return Applied(snapshot(new), entries)
+
+
+def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:
+    """Append history entries that change nothing else (a retry, a stale result)."""
+    return persist(tx, row, Step(row.machine, row.context, row.status, list(entries)), now)
+
+
+def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
+    """The instance row, locked against other writers until the transaction ends."""
+    row = tx.lock_instance(instance_id)
+    if row is None:
+        raise InstanceNotFound(instance_id)
+    return row
+
+
+# -- task outcomes -----------------------------------------------------------------------------
+def check_result(result: Any) -> dict[str, Any] | None:
+    """None when `result` is a JSON value of a sane size, else the error of the attempt."""
+    try:
+        size = len(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        return {"type": "ResultError", "message": f"the result is not a JSON value: {exc}"}
+    if size > MAX_RESULT_BYTES:
+        return {
+            "type": "ResultError",
+            "message": f"the result is {size} bytes, over the limit of {MAX_RESULT_BYTES}",
+        }
+    return None
+
+
+def complete_task(
+    tx: Transaction, compiled: Compiled, task_id: str, worker: str, result: Any, now: datetime
+) -> tuple[bool, Applied | None]:
+    """Apply a task's result; (False, ...) when it was stale or came too late."""
+    task, row = _lock_task(tx, task_id)
+    if task.status != "claimed" or task.worker != worker:
+        return False, _stale(tx, row, task, worker, "done", {"result": result}, now)
+    error = check_result(result)
+    if error is None and _timed_out(task, now):
+        error = _timeout_error(task)
+    if error is not None:
+        return False, failed_attempt(tx, compiled, row, task, error, now)
+    tx.update_task(task.id, status="done")
+    step = compiled(row).task_done(row.machine, row.context, row.status, task.ref, result, now)
+    return True, persist(tx, row, step, now)
+
+
+def fail_task(
+    tx: Transaction,
+    compiled: Compiled,
+    task_id: str,
+    worker: str,
+    error: dict[str, Any],
+    now: datetime,
+) -> tuple[bool, Applied | None]:
+    """Count a failed attempt; (False, ...) when the holder had lost the task."""
+    task, row = _lock_task(tx, task_id)
+    if task.status != "claimed" or task.worker != worker:
+        return False, _stale(tx, row, task, worker, "failed", {"error": error}, now)
+    if _timed_out(task, now):
+        error = _timeout_error(task)
+    return True, failed_attempt(tx, compiled, row, task, error, now)
+
+
+def failed_attempt(
+    tx: Transaction,
+    compiled: Compiled,
+    row: InstanceRow,
+    task: TaskRow,
+    error: dict[str, Any],
+    now: datetime,
+) -> Applied:
+    """Retry after the policy's wait if attempts are left, else fire `failed`."""
+    if task.attempt < task.max_attempts:
+        ready_at = now + retry_wait(task.retry, task.attempt)
+        tx.update_task(
+            task.id,
+            status="ready",
+            worker=None,
+            claimed_at=None,
+            lease_until=None,
+            ready_at=ready_at,
+        )
+        return record(
+            tx,
+            row,
+            [
+                Entry(
+                    "retry",
+                    "failed",
+                    task.state_path,
+                    None,
+                    {
+                        "task": task.name,
+                        "attempt": task.attempt,
+                        "error": error,
+                        "next_attempt_at": ready_at.isoformat(),
+                    },
+                )
+            ],
+            now,
+        )
+    tx.update_task(task.id, status="done")
+    step = compiled(row).task_failed(
+        row.machine, row.context, row.status, task.ref, error, task.attempt, now
+    )
+    return persist(tx, row, step, now)
+
+
+def retry_wait(policy: dict[str, Any], failed_attempts: int) -> timedelta:
+    """The wait before the next attempt once `failed_attempts` attempts have failed."""
+    seconds = (
+        policy.get("delay_ms", 1000)
+        / 1000
+        * policy.get("backoff", 2.0) ** max(failed_attempts - 1, 0)
+    )
+    if policy.get("max_delay_ms") is not None:
+        seconds = min(seconds, policy["max_delay_ms"] / 1000)
+    if policy.get("jitter"):
+        seconds *= random.uniform(0.5, 1.0)
+    return timedelta(seconds=min(seconds, 10 * 365 * 86400))
+
+
+def expire_task(tx: Transaction, compiled: Compiled, task_id: str, now: datetime) -> Applied | None:
+    """A claimed task past its timeout fails its attempt; past its lease it is released."""
+    task, row = _lock_task(tx, task_id)
+    if task.status != "claimed":
+        return None
+    if _timed_out(task, now):
+        return failed_attempt(tx, compiled, row, task, _timeout_error(task), now)
+    if task.lease_until is not None and task.lease_until <= now:
+        # The holder died or hung: the attempt is not used up, anyone may claim it again.
+        tx.update_task(
+            task.id,
+            status="ready",
+            worker=None,
+            claimed_at=None,
+            lease_until=None,
+            attempt=max(task.attempt - 1, 0),
+        )
+    return None
+
+
+def fire_timer(
+    tx: Transaction, compiled: Compiled, timer: TimerRow, now: datetime
+) -> Applied | None:
+    """Fire a due timer unless another worker took it; a timer of a left state does nothing."""
+    row = load_locked(tx, timer.instance_id)
+    if not tx.take_timer(timer.id):
+        return None
+    step = compiled(row).timer_fired(
+        row.machine, row.context, row.status, (timer.state_path, timer.activation), timer.key, now
+    )
+    if not step.changed and not step.history:
+        return None
+    return persist(tx, row, step, now)
+
+
+def _lock_task(tx: Transaction, task_id: str) -> tuple[TaskRow, InstanceRow]:
+    # The instance is locked before the task, the order every writer follows.
+    found = tx.get_task(task_id)
+    if found is None:
+        raise TaskNotFound(task_id)
+    row = load_locked(tx, found.instance_id)
+    task = tx.get_task(task_id, lock=True)
+    assert task is not None
+    return task, row
+
+
+def _timed_out(task: TaskRow, now: datetime) -> bool:
+    timeout, claimed = task.timeout, task.claimed_at
+    return timeout is not None and claimed is not None and now - claimed > timeout
+
+
+def _timeout_error(task: TaskRow) -> dict[str, Any]:
+    seconds = (task.timeout_ms or 0) / 1000
+    return {
+        "type": "Timeout",
+        "message": f"attempt {task.attempt} of {task.name!r} ran past its timeout of {seconds:g}s",
+    }
+
+
+def _stale(
+    tx: Transaction,
+    row: InstanceRow,
+    task: TaskRow,
+    worker: str,
+    event: str,
+    data: dict[str, Any],
+    now: datetime,
+) -> Applied:
+    return record(
+        tx,
+        row,
+        [
+            Entry(
+                "stale",
+                event,
+                task.state_path,
+                None,
+                {"task": task.name, "task_id": task.id, "worker": worker, **data},
+            )
+        ],
+        now,
+    )

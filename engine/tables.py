@@ -1,0 +1,137 @@
+"""The tables of turnout's database, declared with SQLModel.
+
+History is append-only; tasks and timers are the work waiting for workers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; stored as naive UTC everywhere."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _json() -> sa.types.TypeEngine[Any]:
+    return sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+# -- tables ------------------------------------------------------------------------------------
+class DefinitionTable(SQLModel, table=True):
+    __tablename__ = "turnout_definitions"
+    name: str = Field(primary_key=True, max_length=200)
+    version: int = Field(primary_key=True)
+    digest: str = Field(max_length=64, index=True)
+    source: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class InstanceTable(SQLModel, table=True):
+    __tablename__ = "turnout_instances"
+    __table_args__ = (
+        sa.UniqueConstraint("definition", "key", name="uq_turnout_instances_key"),
+        sa.Index("ix_turnout_instances_state", "definition", "state", "created_at"),
+        sa.Index("ix_turnout_instances_status", "status", "created_at"),
+        sa.Index("ix_turnout_instances_created", "created_at", "id"),
+        sa.Index("ix_turnout_instances_any_state", "state", "created_at"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    key: str | None = Field(default=None, max_length=200)
+    definition: str = Field(max_length=200)
+    version: int
+    state: str = Field(max_length=400)
+    active: list[str] = Field(sa_type=_json())
+    status: str = Field(max_length=20)
+    context: dict[str, Any] = Field(sa_type=_json())
+    machine: dict[str, Any] = Field(sa_type=_json())
+    revision: int
+    history_seq: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class HistoryTable(SQLModel, table=True):
+    """Append-only: rows are inserted, never updated or deleted by the engine."""
+
+    __tablename__ = "turnout_history"
+    instance_id: str = Field(primary_key=True, max_length=32)
+    seq: int = Field(primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    kind: str = Field(max_length=20)
+    event: str | None = Field(default=None, max_length=400)
+    from_state: str | None = Field(default=None, max_length=400)
+    to_state: str | None = Field(default=None, max_length=400)
+    data: Any = Field(default=None, sa_type=_json())
+
+
+class IdempotencyTable(SQLModel, table=True):
+    __tablename__ = "turnout_idempotency"
+    instance_id: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=200)
+    at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TaskTable(SQLModel, table=True):
+    """One task of one state entry; `status` is ready, claimed, done or dropped."""
+
+    __tablename__ = "turnout_tasks"
+    __table_args__ = (
+        sa.Index("ix_turnout_tasks_ready", "status", "ready_at"),
+        sa.Index("ix_turnout_tasks_instance", "instance_id", "state_path", "activation"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    instance_id: str = Field(max_length=32)
+    state_path: str = Field(max_length=400)
+    activation: int
+    item: int | None = None
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=20)
+    input: Any = Field(default=None, sa_type=_json())
+    attempt: int = 0
+    max_attempts: int = 1
+    retry: dict[str, Any] = Field(sa_type=_json())
+    timeout_ms: int | None = None
+    status: str = Field(max_length=20)
+    worker: str | None = Field(default=None, max_length=200)
+    ready_at: datetime = Field(sa_type=UTCDateTime)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TimerTable(SQLModel, table=True):
+    __tablename__ = "turnout_timers"
+    __table_args__ = (sa.Index("ix_turnout_timers_instance", "instance_id", "state_path"),)
+    id: str = Field(primary_key=True, max_length=32)
+    instance_id: str = Field(max_length=32)
+    state_path: str = Field(max_length=400)
+    activation: int
+    key: str = Field(max_length=100)
+    due_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+definitions_t: sa.Table = DefinitionTable.__table__  # type: ignore[attr-defined]
+instances_t: sa.Table = InstanceTable.__table__  # type: ignore[attr-defined]
+history_t: sa.Table = HistoryTable.__table__  # type: ignore[attr-defined]
+idempotency_t: sa.Table = IdempotencyTable.__table__  # type: ignore[attr-defined]
+tasks_t: sa.Table = TaskTable.__table__  # type: ignore[attr-defined]
+timers_t: sa.Table = TimerTable.__table__  # type: ignore[attr-defined]
+TABLES = [definitions_t, instances_t, history_t, idempotency_t, tasks_t, timers_t]
