@@ -238,6 +238,8 @@ def compose(text: str, file: str = "<definition>") -> Document:
         raise DefinitionError([Problem(f"malformed YAML: {message}", line, column, file)]) from None
     except yaml.YAMLError as exc:
         raise DefinitionError([Problem(f"malformed YAML: {exc}", 1, 1, file)]) from None
+    except RecursionError:
+        raise DefinitionError([Problem("definition nests too deeply", 1, 1, file)]) from None
     if root is None:
         raise DefinitionError([Problem("the definition is empty", 1, 1, file)])
     builder = _Builder(document)
