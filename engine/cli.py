@@ -19,10 +19,6 @@ from rich.table import Table
 import statemachines
 from statemachines import (
     DefinitionError,
-    DefinitionNotFound,
-    DuplicateKey,
-    EventRejected,
-    InstanceNotFound,
     InvalidInput,
     TurnoutError,
 )
@@ -181,6 +177,45 @@ def simulate(
         out.print_json(json.dumps(run.context, default=str))
     if run.rejected:
         raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def diagram(
+    file: Annotated[Path, typer.Argument(help="Definition file (YAML).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                      help="Write here, not to stdout; its suffix picks the format.")
+                      ] = None,  # fmt: skip
+    format: Annotated[str | None, typer.Option("--format", "-f",
+                      help="svg, png, pdf, dot or mermaid (default: -o's suffix, else svg).")
+                      ] = None,  # fmt: skip
+    direction: Annotated[str, typer.Option("--direction",
+                         help="LR (left to right) or TB (top to bottom).")] = "LR",  # fmt: skip
+) -> None:
+    """Draw a definition as SVG, PNG, PDF, Graphviz DOT or Mermaid."""
+    import diagrams
+
+    chosen = format or _format_from_suffix(output) or "svg"
+    if chosen not in diagrams.FORMATS:
+        raise UsageError(f"--format {chosen!r}: choose one of {', '.join(diagrams.FORMATS)}")
+    if direction not in ("LR", "TB"):
+        raise UsageError(f"--direction {direction!r}: choose LR or TB")
+    if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
+        raise UsageError(f"{chosen} is binary: give -o FILE or redirect stdout")
+    data = diagrams.render(statemachines.load(file), chosen, direction=direction)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.write_bytes(data)
+    err.print(f"wrote {output}", markup=False, highlight=False)
+
+
+def _format_from_suffix(output: Path | None) -> str | None:
+    if output is None:
+        return None
+    suffix = output.suffix.lower().lstrip(".")
+    return {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}.get(suffix, suffix) or None
 
 
 @app.command()

@@ -1,0 +1,208 @@
+"""Overlays: an instance's current states and path, or a heat map of many instances.
+
+Overlay data is plain input (state paths, counts, ordered steps), so drawing needs no engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+import graphviz
+
+from .graph import Drawing, Edge, Styles, small
+
+Step = tuple[str | None, str | None, str | None]
+STATUSES = ("running", "succeeded", "failed", "cancelled", "compensating")
+ACTIVE_FILL, ACTIVE_LINE = "#ffd54f", "#b26a00"
+VISITED_FILL = "#ffeaa6"
+TAKEN = "#d9480f"
+HEAT = ("#fff5eb", "#fee6ce", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913")  # dark text stays legible
+END_MARKS = {
+    "failed": ("✗ instance failed", "#c62828"),
+    "cancelled": ("✗ instance cancelled", "#c62828"),
+    "compensating": ("↶ compensating", "#8a4b08"),
+    "succeeded": ("✓ instance succeeded", "#2e7d32"),
+}
+
+
+@dataclass(frozen=True)
+class InstanceOverlay:
+    """One instance over its definition.
+
+    `active`: the active state paths; `status`: running, succeeded, failed, cancelled or
+    compensating; `path`: the ordered (event, from_state, to_state) steps, the first being
+    `(None, None, initial)` - the shape of `statemachines.simulate(...).path`.
+    """
+
+    active: Sequence[str]
+    status: str = "running"
+    path: Sequence[Step] = field(default_factory=tuple)
+
+    @classmethod
+    def from_history(cls, *, active: Iterable[str], status: str,
+                     path: Iterable[Sequence[str | None]]) -> InstanceOverlay:  # fmt: skip
+        """Build an overlay from an instance's active states, status and steps taken."""
+        steps = tuple((step[0], step[1], step[2]) for step in path)
+        return cls(active=tuple(active), status=status, path=steps)
+
+
+@dataclass(frozen=True)
+class HeatOverlay:
+    """Many instances over one definition.
+
+    `counts`: how many instances are in each state path now; `edges`: how often each
+    (from_state, event, to_state) transition was taken (event None for eventless ones).
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    edges: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
+
+
+Overlay = InstanceOverlay | HeatOverlay
+
+
+def overlay_styles(drawing: Drawing, overlay: Overlay | None) -> Styles:
+    """The restyling that draws `overlay` over `drawing`."""
+    if overlay is None:
+        return Styles()
+    if isinstance(overlay, HeatOverlay):
+        return _heat(drawing, overlay)
+    return _instance(drawing, overlay)
+
+
+def find_edge(drawing: Drawing, source: str | None, event: str | None, target: str | None,
+              ) -> int | None:  # fmt: skip
+    """The index of the edge a step (event, from, to) took, or None if none matches."""
+    if target is None:
+        return None
+    for number in drawing.by_ends.get((source, target), []):
+        if _same_trigger(drawing.edges[number], event):
+            return number
+    return None
+
+
+def _same_trigger(edge: Edge, event: str | None) -> bool:
+    if edge.kind == "initial":
+        return event is None
+    if event is None or event == "always":
+        return edge.trigger == "always"
+    return event == edge.trigger or event in edge.also
+
+
+def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
+    styles = Styles()
+    steps = list(overlay.path)
+    visited: set[str] = set()
+    taken: dict[int, list[int]] = {}
+    for number, (event, source, target) in enumerate(steps, 1):
+        for state in (source, target):
+            if state:
+                visited.update(_with_parents(state))
+        edge = find_edge(drawing, source, event, target)
+        if edge is not None:
+            taken.setdefault(edge, []).append(number)
+    active = [state for state in overlay.active if state]
+    if not active and steps and steps[-1][2]:
+        active = [str(steps[-1][2])]
+    current = {parent for state in active for parent in _with_parents(state)}
+    # Entering a parallel state enters each branch at its initial state: draw those arrows too.
+    for number, arrow in enumerate(drawing.edges):
+        if arrow.kind == "initial" and arrow.source is None and arrow.target in visited | current:
+            if arrow.attrs.get("style") != "invis" and "." in arrow.target:
+                taken.setdefault(number, [])
+    for state in visited - current:
+        _paint(drawing, styles, state, {"fillcolor": VISITED_FILL}, "visited")
+    for state in current:
+        _paint(drawing, styles, state, {"fillcolor": ACTIVE_FILL, "penwidth": "3",
+                                        "color": ACTIVE_LINE}, "active")  # fmt: skip
+    for edge_number, numbers in taken.items():
+        line = drawing.edges[edge_number]
+        change = {"penwidth": "2.6", "color": TAKEN, "fontcolor": TAKEN,
+                  "class": line.attrs.get("class", "transition") + " taken"}  # fmt: skip
+        if numbers:
+            order = ", ".join(str(n) for n in numbers[:4]) + ("…" if len(numbers) > 4 else "")
+            text = escape(line.text) if line.text else ""
+            change["label"] = f"<<B>{order}</B>{'&nbsp;&nbsp;' + text if text else ''}>"
+        styles.edges[edge_number] = change
+    mark = END_MARKS.get(overlay.status)
+    if mark is not None and overlay.status != "succeeded":
+        for state in active:
+            name = _drawn_name(drawing, state)
+            if name is not None:
+                styles.lines.setdefault(name, []).append(small(mark[0], mark[1], 11))
+                styles.nodes.setdefault(name, {})["color"] = mark[1]
+    status = escape(overlay.status)
+    caption = f'<B>{escape(drawing.name)}</B>  <FONT COLOR="{_status_colour(overlay.status)}">'
+    styles.graph["label"] = f"<{caption}instance {status}</FONT>>"
+    return styles
+
+
+def _heat(drawing: Drawing, overlay: HeatOverlay) -> Styles:
+    styles = Styles()
+    most = max(overlay.counts.values(), default=0)
+    for state, count in overlay.counts.items():
+        name = _drawn_name(drawing, state)
+        if name is None or count <= 0:
+            continue
+        shade = HEAT[min(len(HEAT) - 1, 1 + (count * (len(HEAT) - 2)) // max(most, 1))]
+        change = {"penwidth": "2.5", "class": _class(drawing, state) + " heat"}
+        if state in drawing.clusters:
+            change["color"] = HEAT[-2]  # a filled cluster would hide the states inside it
+        else:
+            change["fillcolor"] = shade
+        styles.nodes[name] = change
+        styles.lines.setdefault(name, []).append(
+            small(f"{count} instance{'s' if count != 1 else ''} here", "#000000", 10)
+        )
+    busiest = max(overlay.edges.values(), default=0)
+    for (source, event, target), count in overlay.edges.items():
+        number = find_edge(drawing, source, event, target)
+        if number is None or count <= 0:
+            continue
+        line = drawing.edges[number]
+        width = 1 + 5 * count / max(busiest, 1)
+        label = graphviz.escape(f"{line.text} ×{count}".strip())
+        styles.edges[number] = {
+            "penwidth": f"{width:.1f}",
+            "label": label,
+            "class": line.attrs.get("class", "transition") + " heat",
+        }
+    # An instance inside a parallel state is counted there and in its branches: count it once.
+    total = sum(count for state, count in overlay.counts.items() if "." not in state)
+    styles.graph["label"] = (f"<<B>{escape(drawing.name)}</B>  <FONT COLOR=\"#a63603\">"
+                             f"{total} instance{'s' if total != 1 else ''}</FONT>>")  # fmt: skip
+    return styles
+
+
+def _paint(drawing: Drawing, styles: Styles, state: str, change: dict[str, str], tag: str,
+           ) -> None:  # fmt: skip
+    name = _drawn_name(drawing, state)
+    if name is None:
+        return
+    styles.nodes[name] = {**styles.nodes.get(name, {}), **change,
+                          "class": f"{_class(drawing, state)} {tag}"}  # fmt: skip
+
+
+def _drawn_name(drawing: Drawing, state: str) -> str | None:
+    if state in drawing.nodes:
+        return drawing.nodes[state].name
+    if state in drawing.clusters:
+        return drawing.clusters[state].name
+    return None
+
+
+def _class(drawing: Drawing, state: str) -> str:
+    item = drawing.nodes.get(state) or drawing.clusters.get(state)
+    return item.attrs.get("class", "state") if item is not None else "state"
+
+
+def _with_parents(path: str) -> list[str]:
+    """`a.b.c` and the parallel states around it: `a` (regions are not states)."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -2)]
+
+
+def _status_colour(status: str) -> str:
+    return END_MARKS.get(status, ("", "#1f3b63"))[1]
