@@ -1,0 +1,36 @@
+"""Fixtures of the engine tests: an `Engine` on each database, with the fake clock.
+
+Definitions used by the tests are YAML files in `definitions/`, deployed by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEFINITIONS = Path(__file__).parent / "definitions"
+
+
+@pytest.fixture
+def engine(store_url: str, clock: Any) -> Iterator[Any]:
+    """An `Engine` on an empty database, driven by the fake clock; closed after the test."""
+    from engine import Engine
+
+    eng = Engine(store_url, clock=clock)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+@pytest.fixture
+def deploy(engine: Any) -> Callable[[str], Any]:
+    """Deploy `definitions/<name>.yaml` on the engine fixture; returns the Deployment."""
+
+    def deploy_definition(name: str) -> Any:
+        return engine.deploy(DEFINITIONS / f"{name}.yaml")
+
+    return deploy_definition

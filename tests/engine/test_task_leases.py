@@ -1,0 +1,188 @@
+"""The external-worker API: claims under a lease, heartbeats, lapsed leases and stale results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+
+def test_claimed_task_carries_its_input_and_attempt(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {"n": 1})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", timedelta(seconds=30))
+    assert task.name == "jobs.work"
+    assert task.input == {"n": 1}
+    assert task.attempt == 1
+    assert task.instance_id == inst.id
+    assert task.state == "work"
+    assert task.lease_until == clock.now + timedelta(seconds=30)
+
+
+def test_claim_returns_only_the_named_tasks_and_at_most_limit(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    deploy("fragile")
+    for n in range(3):
+        engine.start("one_task", {"n": n})
+    engine.start("fragile", {})
+    assert engine.claim_tasks(["unknown.task"], "w1", 30) == []
+    first = engine.claim_tasks(["jobs.work"], "w1", 30, limit=2)
+    assert len(first) == 2 and all(t.name == "jobs.work" for t in first)
+    rest = engine.claim_tasks(["jobs.work", "jobs.fragile"], "w2", 30, limit=10)
+    assert sorted(t.name for t in rest) == ["jobs.fragile", "jobs.work"]
+    assert engine.claim_tasks(["jobs.work", "jobs.fragile"], "w3", 30, limit=10) == []
+
+
+def test_a_claimed_task_is_not_claimed_again_while_its_lease_holds(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    engine.start("one_task", {})
+    assert len(engine.claim_tasks(["jobs.work"], "w1", 30)) == 1
+    clock.advance(29)
+    assert engine.claim_tasks(["jobs.work"], "w2", 30) == []
+
+
+def test_complete_task_applies_the_result(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    assert engine.complete_task(task.id, "w1", {"ok": True}) is True
+    done = engine.get(inst.id)
+    assert done.state == "finished"
+    assert done.context == {"ok": True}
+
+
+def test_completing_the_same_task_twice_applies_it_once(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    assert engine.complete_task(task.id, "w1", {"n": 1}) is True
+    revision = engine.get(inst.id).revision
+    assert engine.complete_task(task.id, "w1", {"n": 2}) is False
+    assert engine.get(inst.id).context == {"n": 1}
+    assert len([e for e in engine.history(inst.id) if e.kind == "task"]) == 1
+    assert engine.get(inst.id).revision >= revision
+
+
+def test_fail_task_fires_failed_when_no_attempts_remain(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    assert engine.fail_task(task.id, "w1", "disk full") is True
+    failed = engine.get(inst.id)
+    assert failed.state == "broken"
+    assert failed.status == "failed"
+    assert any("disk full" in str(e.data) for e in engine.history(inst.id))
+
+
+def test_lapsed_lease_makes_task_claimable_again_without_using_an_attempt(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")  # one attempt only: a lapse that used it up would fail the instance
+    inst = engine.start("one_task", {})
+    [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    [second] = engine.claim_tasks(["jobs.work"], "w2", 30)
+    assert second.instance_id == inst.id
+    assert second.attempt == first.attempt == 1
+    assert engine.get(inst.id).state == "work"
+    assert engine.get(inst.id).status == "running"
+    assert engine.complete_task(second.id, "w2", {"by": "w2"}) is True
+    assert engine.get(inst.id).state == "finished"
+
+
+def test_late_result_from_lapsed_lease_holder_is_recorded_stale_not_applied(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    [second] = engine.claim_tasks(["jobs.work"], "w2", 30)
+    assert engine.complete_task(first.id, "w1", {"by": "w1"}) is False
+    assert engine.get(inst.id).state == "work"
+    assert engine.get(inst.id).context == {}
+    assert [e.kind for e in engine.history(inst.id)].count("stale") == 1
+    assert engine.complete_task(second.id, "w2", {"by": "w2"}) is True
+    assert engine.get(inst.id).context == {"by": "w2"}
+
+
+def test_late_failure_from_lapsed_lease_holder_is_not_applied(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    [second] = engine.claim_tasks(["jobs.work"], "w2", 30)
+    assert engine.fail_task(first.id, "w1", "too late") is False
+    assert engine.get(inst.id).state == "work"
+    assert engine.complete_task(second.id, "w2", {}) is True
+    assert engine.get(inst.id).state == "finished"
+
+
+def test_lapsed_lease_answered_before_anyone_reclaims_is_stale(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    # the team's rule: a result from the lapsed holder is stale, whether or not reclaimed yet
+    assert engine.complete_task(first.id, "w1", {"by": "w1"}) is False
+    assert engine.get(inst.id).state == "work"
+    [again] = engine.claim_tasks(["jobs.work"], "w2", 30)
+    assert again.attempt == 1
+
+
+def test_heartbeat_extends_the_lease(engine: Any, clock: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(20)
+    assert engine.heartbeat(task.id, "w1", 30) is True
+    clock.advance(20)  # 40s after the claim, 20s after the heartbeat
+    assert engine.claim_tasks(["jobs.work"], "w2", 30) == []
+    assert engine.complete_task(task.id, "w1", {"ok": 1}) is True
+    assert engine.get(inst.id).state == "finished"
+
+
+def test_heartbeat_after_the_lease_was_lost_returns_false(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    assert len(engine.claim_tasks(["jobs.work"], "w2", 30)) == 1
+    assert engine.heartbeat(task.id, "w1", 30) is False
+
+
+def test_only_the_lease_holder_may_answer(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    assert engine.complete_task(task.id, "intruder", {"forged": True}) is False
+    assert engine.get(inst.id).context == {}
+    assert engine.complete_task(task.id, "w1", {"real": True}) is True
+    assert engine.get(inst.id).context == {"real": True}
+
+
+def test_task_of_a_state_left_is_no_longer_claimable(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("race")
+    inst = engine.start("race", {})
+    clock.advance(61)
+    engine.run_until_idle()
+    assert engine.get(inst.id).state == "too_late"
+    assert engine.claim_tasks(["remote.call"], "w1", 30) == []
