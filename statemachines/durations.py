@@ -24,9 +24,13 @@ def parse_duration(text: str | int | float) -> timedelta:
     if isinstance(text, int | float):
         # A bare number is ambiguous in a definition; ask for a unit.
         raise ValueError(f"duration {text!r} needs a unit, such as '{text}s' or '{text}m'")
+    if not isinstance(text, str):
+        raise ValueError(f"a duration is text such as '30s', not {type(text).__name__}")
     value = text.strip()
     if _COMPACT.match(value):
         seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+        if seconds > MAX_DURATION.total_seconds():
+            raise ValueError(f"duration {text!r} is longer than 10 years")
         result = timedelta(seconds=seconds)
     elif value[:1] in ("P", "p"):
         try:
