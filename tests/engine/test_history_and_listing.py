@@ -1,0 +1,222 @@
+"""History (append-only, gapless seq, clock times), listing with filters and paging, subscribe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from engine import EventRejected
+
+KINDS = {
+    "start",
+    "event",
+    "task",
+    "timer",
+    "always",
+    "retry",
+    "stale",
+    "compensate",
+    "cancel",
+    "error",
+}
+
+
+def test_history_starts_with_start_and_records_each_transition(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("signup")
+    inst = engine.start("signup", {"email": "a@x"})
+    clock.advance(5)
+    engine.send(inst.id, "confirm", {"by": "ops"})
+    clock.advance(5)
+    engine.send(inst.id, "close")
+    history = engine.history(inst.id)
+    assert history[0].kind == "start"
+    assert history[0].to_state == "pending"
+    moves = [(e.kind, e.event, e.from_state, e.to_state) for e in history[1:]]
+    assert moves == [
+        ("event", "confirm", "pending", "active"),
+        ("event", "close", "active", "closed"),
+    ]
+    assert history[1].data == {"by": "ops"}
+    assert [e.at for e in history] == [
+        clock.now.replace(second=0),
+        clock.now.replace(second=5),
+        clock.now.replace(second=10),
+    ]
+
+
+def test_history_seq_counts_from_one_without_gaps_across_every_kind(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("retrying")
+    deploy("saga")
+    calls: list[int] = []
+
+    @engine.task("remote.call")
+    def flaky(data: Any) -> Any:
+        calls.append(1)
+        if len(calls) < 2:
+            raise RuntimeError("once")
+        return {"ok": True}
+
+    engine.task("flights.book")(lambda data: {"pnr": 1})
+    engine.task("flights.cancel")(lambda data: None)
+    retrying = engine.start("retrying", {})
+    saga = engine.start("saga", {})
+    engine.run_until_idle()
+    clock.advance(10)
+    engine.run_until_idle()
+    engine.cancel(saga.id, "changed plans")
+    engine.run_until_idle()
+    for instance_id in (retrying.id, saga.id):
+        history = engine.history(instance_id)
+        assert [e.seq for e in history] == list(range(1, len(history) + 1))
+        assert {e.kind for e in history} <= KINDS
+    assert "retry" in {e.kind for e in engine.history(retrying.id)}
+    assert {"cancel", "compensate"} <= {e.kind for e in engine.history(saga.id)}
+
+
+def test_history_is_append_only(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("counter")
+    inst = engine.start("counter", {"count": 0})
+    earlier = engine.history(inst.id)
+    for _ in range(3):
+        engine.send(inst.id, "increment")
+        with pytest.raises(EventRejected):
+            engine.send(inst.id, "nonsense")
+        later = engine.history(inst.id)
+        assert later[: len(earlier)] == earlier
+        assert len(later) == len(earlier) + 1
+        earlier = later
+
+
+def test_history_of_rejected_event_gets_no_entry(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("signup")
+    inst = engine.start("signup", {"email": "a@x"})
+    with pytest.raises(EventRejected):
+        engine.send(inst.id, "close")
+    assert [e.kind for e in engine.history(inst.id)] == ["start"]
+
+
+def test_instances_filters_by_definition_state_status_and_key(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("signup")
+    deploy("counter")
+    a = engine.start("signup", {"email": "a@x"}, key="a")
+    clock.advance(1)
+    b = engine.start("signup", {"email": "b@x"}, key="b")
+    clock.advance(1)
+    c = engine.start("signup", {"email": "c@x"}, key="c")
+    clock.advance(1)
+    counter = engine.start("counter", {"count": 0}, key="a")
+    engine.send(b.id, "confirm", {"by": "x"})
+    engine.send(c.id, "reject")
+
+    def ids(**filters: Any) -> list[str]:
+        return [i.id for i in engine.instances(**filters)]
+
+    assert ids() == [a.id, b.id, c.id, counter.id]
+    assert ids(definition="signup") == [a.id, b.id, c.id]
+    assert ids(definition="counter") == [counter.id]
+    assert ids(state="pending") == [a.id]
+    assert ids(definition="signup", state="active") == [b.id]
+    assert ids(status="succeeded") == [c.id]
+    assert ids(status="running") == [a.id, b.id, counter.id]
+    assert ids(key="a") == [a.id, counter.id]
+    assert ids(definition="signup", key="a") == [a.id]
+    assert ids(definition="nothing") == []
+
+
+def test_instances_are_listed_oldest_first_with_limit_and_offset(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("counter")
+    started = []
+    for n in range(7):
+        started.append(engine.start("counter", {"count": n}).id)
+        clock.advance(1)
+    assert [i.id for i in engine.instances(limit=3)] == started[:3]
+    assert [i.id for i in engine.instances(limit=3, offset=3)] == started[3:6]
+    assert [i.id for i in engine.instances(limit=3, offset=6)] == started[6:]
+    assert engine.instances(limit=3, offset=7) == []
+    # updating an old instance does not change its place
+    engine.send(started[0], "increment")
+    assert engine.instances(limit=1)[0].id == started[0]
+
+
+def test_instances_default_limit_is_one_hundred(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("counter")
+    for n in range(105):
+        engine.start("counter", {"count": n})
+    assert len(engine.instances()) == 100
+    assert len(engine.instances(offset=100)) == 5
+
+
+def test_subscribers_get_each_entry_after_commit(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("signup")
+    received: list[tuple[Any, Any]] = []
+
+    def on_entry(entry: Any) -> None:
+        # the change is committed: reading it back shows the transition already applied
+        received.append((entry, engine.get(entry.instance_id)))
+
+    unsubscribe = engine.subscribe(on_entry)
+    inst = engine.start("signup", {"email": "a@x"})
+    engine.send(inst.id, "confirm", {"by": "ops"})
+    entries = [entry for entry, _ in received]
+    assert [e.seq for e in entries] == [e.seq for e in engine.history(inst.id)]
+    assert all(e.instance_id == inst.id and e.definition == "signup" for e in entries)
+    confirm_entry, seen_then = next((e, s) for e, s in received if e.event == "confirm")
+    assert seen_then.state == "active"
+    assert seen_then.revision == engine.get(inst.id).revision
+    unsubscribe()
+    engine.send(inst.id, "close")
+    assert len(received) == len(entries)
+
+
+def test_rejected_event_publishes_nothing(engine: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("signup")
+    inst = engine.start("signup", {"email": "a@x"})
+    received: list[Any] = []
+    engine.subscribe(received.append)
+    with pytest.raises(EventRejected):
+        engine.send(inst.id, "close")
+    assert received == []
+
+
+def test_subscribers_see_task_and_timer_entries_from_run_until_idle(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    deploy("reminder")
+    engine.task("jobs.work")(lambda data: {"ok": 1})
+    received: list[Any] = []
+    engine.subscribe(received.append)
+    work = engine.start("one_task", {})
+    remind = engine.start("reminder", {})
+    clock.advance(600)
+    engine.run_until_idle()
+    kinds = {(e.instance_id, e.kind) for e in received}
+    assert (work.id, "task") in kinds
+    assert (remind.id, "timer") in kinds
+
+
+def test_a_failing_subscriber_does_not_undo_the_change(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("signup")
+
+    def broken(entry: Any) -> None:
+        raise RuntimeError("subscriber bug")
+
+    engine.subscribe(broken)
+    inst = engine.start("signup", {"email": "a@x"})
+    try:
+        engine.send(inst.id, "confirm", {"by": "x"})
+    except RuntimeError:
+        pass
+    assert engine.get(inst.id).state == "active"
