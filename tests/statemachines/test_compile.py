@@ -1,0 +1,337 @@
+"""SPEC 3 semantics of the compiled machine: guards, internal transitions, rejection, parallel
+regions, eventless chains, failures and compensation."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import statemachines
+from statemachines import (
+    CompiledMachine,
+    EventRejected,
+    Failure,
+    Step,
+    compile_definition,
+    simulate,
+)
+
+VALID = Path(__file__).parent / "valid"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def machine(name: str) -> CompiledMachine:
+    return compile_definition(statemachines.load(VALID / f"{name}.yaml"))
+
+
+def send(compiled: CompiledMachine, step: Step, event: str, payload: Any = None) -> Step:
+    return compiled.send(step.machine, step.context, step.status, event, payload, NOW)
+
+
+# -- point 3: events -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "state", "route"),
+    [(5000, "big", "big"), (500, "medium", "medium"), (5, "small", "small")],
+)
+def test_first_transition_whose_guard_holds_wins_in_file_order(
+    amount: int, state: str, route: str
+) -> None:
+    compiled = machine("guards_in_order")
+    step = send(compiled, compiled.start({}, NOW), "decide", {"amount": amount})
+    assert (step.state, step.status, step.context["route"]) == (state, "succeeded", route)
+    assert step.history[-1].event == "decide"
+    assert (step.history[-1].from_state, step.history[-1].to_state) == ("waiting", state)
+
+
+def test_internal_transition_assigns_without_leaving_the_state() -> None:
+    compiled = machine("guards_in_order")
+    started = compiled.start({}, NOW)
+    assert [t.key for t in started.timers] == ["1h"]
+    poked = send(compiled, started, "poke")
+    poked = send(compiled, poked, "poke")
+    assert poked.context == {"pokes": 2}
+    assert poked.state == "waiting"
+    assert poked.machine["active"] == started.machine["active"], "same activation: not re-entered"
+    assert poked.timers == [] and poked.cancelled == [] and poked.tasks == []
+    assert (poked.history[-1].from_state, poked.history[-1].to_state) == ("waiting", "waiting")
+
+
+def test_rejected_event_names_the_state_and_allowed_events_and_changes_nothing() -> None:
+    compiled = machine("guards_in_order")
+    step = compiled.start({"a": 1}, NOW)
+    before = copy.deepcopy((step.machine, step.context))
+    with pytest.raises(EventRejected) as caught:
+        send(compiled, step, "approve")
+    assert caught.value.state == "waiting"
+    assert caught.value.allowed == ["poke", "decide"]
+    assert caught.value.event == "approve"
+    assert "event 'approve' rejected in state 'waiting'" in str(caught.value)
+    assert (step.machine, step.context) == before
+
+
+@pytest.mark.parametrize("event", ["done", "failed", "always", "after:1h"])
+def test_engine_events_cannot_be_sent_from_outside(event: str) -> None:
+    compiled = machine("guards_in_order")
+    with pytest.raises(EventRejected) as caught:
+        send(compiled, compiled.start({}, NOW), event)
+    assert caught.value.allowed == ["poke", "decide"]
+
+
+def test_events_sent_to_a_finished_instance_are_rejected() -> None:
+    compiled = machine("guards_in_order")
+    finished = send(compiled, compiled.start({}, NOW), "decide", {"amount": 1})
+    assert compiled.allowed(finished.machine, finished.status) == []
+    with pytest.raises(EventRejected) as caught:
+        send(compiled, finished, "poke")
+    assert caught.value.state == "small"
+    assert caught.value.allowed == []
+    assert "the instance is succeeded" in str(caught.value)
+
+
+def test_a_guard_that_fails_at_run_time_does_not_hold_and_is_recorded_as_an_error() -> None:
+    compiled = machine("guard_error")
+    step = send(compiled, compiled.start({}, NOW), "go", {"value": "text"})
+    assert step.state == "fallback"
+    errors = [entry for entry in step.history if entry.kind == "error"]
+    assert len(errors) == 1
+    assert errors[0].data["expression"] == "event.value > 10"
+    assert "TypeError" in errors[0].data["message"]
+    assert step.history[-1].to_state == "fallback"
+
+
+def test_a_guard_comparing_with_a_missing_value_simply_does_not_hold() -> None:
+    compiled = machine("guard_error")
+    step = send(compiled, compiled.start({}, NOW), "go", {})
+    assert step.state == "fallback"
+    assert [entry.kind for entry in step.history] == ["event"]
+
+
+def test_timers_fire_the_after_transition_and_stale_timers_do_nothing() -> None:
+    compiled = machine("guards_in_order")
+    started = compiled.start({}, NOW)
+    timer = started.timers[0]
+    assert timer.due == NOW + timedelta(hours=1)
+    fired = compiled.timer_fired(started.machine, started.context, started.status,
+                                 (timer.state_path, timer.activation), "1h", timer.due)  # fmt: skip
+    assert (fired.state, fired.status) == ("timed_out", "failed")
+    assert fired.history[-1].kind == "timer" and fired.history[-1].event == "after 1h"
+    left = send(compiled, started, "decide", {"amount": 1})
+    stale = compiled.timer_fired(left.machine, left.context, left.status,
+                                 (timer.state_path, timer.activation), "1h", timer.due)  # fmt: skip
+    assert stale.changed is False and stale.state == "small"
+
+
+# -- point 2: eventless chains -------------------------------------------------------------
+
+
+def test_eventless_internal_steps_reevaluate_after_each_assign() -> None:
+    run = simulate(statemachines.load(VALID / "eventless_chain.yaml"))
+    assert (run.state, run.status, run.context) == ("enough", "succeeded", {"n": 5})
+
+
+def test_a_looping_eventless_chain_is_cut_after_100_steps_and_fails() -> None:
+    run = simulate(statemachines.load(VALID / "eventless_loop.yaml"))
+    assert run.status == "failed"
+    steps = [entry for entry in run.history if entry.kind == "always"]
+    assert len(steps) == 100
+    assert run.history[-1].kind == "error"
+    assert "more than 100 eventless steps" in run.history[-1].data["message"]
+
+
+# -- point 7: parallel ---------------------------------------------------------------------
+
+
+def test_parallel_fans_out_and_fans_in_when_every_region_finished() -> None:
+    definition = statemachines.load(VALID / "parallel_review.yaml")
+    compiled = compile_definition(definition)
+    started = compiled.start({}, NOW)
+    assert started.active == ["review", "review.scan.scan", "review.legal.waiting",
+                              "review.finance.waiting"]  # fmt: skip
+    assert [task.name for task in started.tasks] == ["docs.scan"]
+    run = simulate(definition, ["approve"],
+                   results={"docs.scan": {"pages": 3}, "legal.check": "clean"})  # fmt: skip
+    assert (run.state, run.status) == ("published", "succeeded")
+    assert run.context["outcome"] == {"scan": {"pages": 3}, "legal": "clean", "finance": None}
+    assert run.context["scan"] == {"pages": 3}
+    assert ("approve", "review.legal.waiting", "review.legal.check") in run.path
+    assert ("approve", "review.finance.waiting", "review.finance.approved") in run.path
+    assert ("approve", "review", "never") not in run.path, "inner regions take the event first"
+
+
+def test_parallel_does_not_finish_while_a_region_is_still_running() -> None:
+    run = simulate(statemachines.load(VALID / "parallel_review.yaml"), ["approve"],
+                   results={"docs.scan": {"pages": 3}, "legal.check": Failure("x")})  # fmt: skip
+    assert (run.state, run.status) == ("rejected", "failed")
+    assert run.context["why"] == "x"
+
+
+def test_a_failing_region_cancels_its_siblings_and_fails_the_parallel_state() -> None:
+    definition = statemachines.load(VALID / "parallel_review.yaml")
+    compiled = compile_definition(definition)
+    started = compiled.start({}, NOW)
+    cut = send(compiled, started, "budget_cut")
+    assert (cut.state, cut.status) == ("rejected", "failed")
+    assert cut.context["why"] == "branch 'finance' ended in 'cut'"
+    cancelled = {path for path, _ in cut.cancelled}
+    assert {"review.scan.scan", "review.legal.waiting", "review"} <= cancelled
+    assert cut.active == ["rejected"]
+    late = compiled.task_done(cut.machine, cut.context, cut.status,
+                              ("review.scan.scan", started.tasks[0].activation, None),
+                              {"pages": 1}, NOW)  # fmt: skip
+    assert late.history[-1].kind == "stale"
+    assert late.status == "failed"
+
+
+def test_an_event_the_parallel_state_handles_leaves_every_region() -> None:
+    run = simulate(statemachines.load(VALID / "parallel_review.yaml"), ["withdraw"],
+                   results={"docs.scan": {"pages": 1}})  # fmt: skip
+    assert (run.state, run.status, run.active) == ("withdrawn", "failed", ["withdrawn"])
+
+
+def test_allowed_lists_the_events_of_every_active_state() -> None:
+    compiled = machine("parallel_review")
+    started = compiled.start({}, NOW)
+    assert compiled.allowed(started.machine) == ["withdraw", "approve", "reject", "budget_cut"]
+
+
+# -- foreach -------------------------------------------------------------------------------
+
+
+def test_foreach_runs_items_with_bounded_concurrency_and_keeps_their_order() -> None:
+    definition = statemachines.load(VALID / "foreach_items.yaml")
+    compiled = compile_definition(definition)
+    started = compiled.start({"people": ["a", "b", "c"]}, NOW)
+    assert [(t.item, t.input) for t in started.tasks] == [(0, {"to": "a", "n": 0}),
+                                                          (1, {"to": "b", "n": 1})]  # fmt: skip
+    first, second = started.tasks
+    step = compiled.task_done(started.machine, started.context, started.status,
+                              ("send", second.activation, 1), "B", NOW)  # fmt: skip
+    assert [(t.item, t.input["to"]) for t in step.tasks] == [(2, "c")]
+    step = compiled.task_done(step.machine, step.context, step.status,
+                              ("send", first.activation, 2), "C", NOW)  # fmt: skip
+    step = compiled.task_done(step.machine, step.context, step.status,
+                              ("send", first.activation, 0), "A", NOW)  # fmt: skip
+    assert (step.state, step.status) == ("sent", "succeeded")
+    assert step.context["count"] == 3
+    assert step.history[-1].data == {"results": ["A", "B", "C"]}
+
+
+def test_foreach_over_an_empty_list_is_done_at_once() -> None:
+    run = simulate(statemachines.load(VALID / "foreach_items.yaml"), data={"people": []})
+    assert (run.state, run.context["count"]) == ("sent", 0)
+
+
+def test_foreach_over_something_not_a_list_fails_the_state() -> None:
+    run = simulate(statemachines.load(VALID / "foreach_items.yaml"), data={"people": "ana"})
+    assert (run.state, run.status) == ("partial", "failed")
+
+
+# -- points 8 and 9: failure and compensation ----------------------------------------------
+
+
+def test_unhandled_failure_fails_the_instance_and_compensates_in_reverse_order() -> None:
+    run = simulate(statemachines.load(VALID / "saga.yaml"),
+                   results={"parcel.ship": Failure("no courier")})  # fmt: skip
+    assert run.status == "failed"
+    compensations = [e.data["task"] for e in run.history
+                     if e.kind == "compensate" and e.data and "task" in e.data]  # fmt: skip
+    assert compensations == ["card.refund", "stock.release"]
+    assert run.history[-1].data == {"finished": "failed"}
+
+
+def test_compensating_is_the_status_while_undo_tasks_run() -> None:
+    compiled = machine("saga")
+    step = compiled.start({}, NOW)
+    for _ in range(2):
+        task = step.tasks[0]
+        step = compiled.task_done(step.machine, step.context, step.status,
+                                  (task.state_path, task.activation, None), {}, NOW)  # fmt: skip
+    ship = step.tasks[0]
+    failed = compiled.task_failed(step.machine, step.context, step.status,
+                                  (ship.state_path, ship.activation, None),
+                                  {"type": "E", "message": "lost"}, 1, NOW)  # fmt: skip
+    assert failed.status == "compensating"
+    assert [(t.name, t.kind, t.retry.attempts) for t in failed.tasks] == [
+        ("card.refund", "compensate", 3)]  # fmt: skip
+    undo = failed.tasks[0]
+    step = compiled.task_done(failed.machine, failed.context, failed.status,
+                              (undo.state_path, undo.activation, None), None, NOW)  # fmt: skip
+    assert step.status == "compensating"
+    assert [t.name for t in step.tasks] == ["stock.release"]
+    undo = step.tasks[0]
+    step = compiled.task_failed(step.machine, step.context, step.status,
+                                (undo.state_path, undo.activation, None),
+                                {"type": "E", "message": "gone"}, 3, NOW)  # fmt: skip
+    assert step.status == "failed", "a failed undo step is recorded and the rest goes on"
+    assert any(e.kind == "error" and "stock.release" in e.data["message"] for e in step.history)
+
+
+def test_cancel_drops_the_work_compensates_and_ends_cancelled() -> None:
+    compiled = machine("saga")
+    step = compiled.start({}, NOW)
+    task = step.tasks[0]
+    step = compiled.task_done(step.machine, step.context, step.status,
+                              (task.state_path, task.activation, None), {}, NOW)  # fmt: skip
+    cancelled = compiled.cancel(step.machine, step.context, step.status, "asked", NOW)
+    assert cancelled.status == "compensating"
+    assert ("charge", step.tasks[0].activation) in cancelled.cancelled
+    assert cancelled.history[0].kind == "cancel"
+    assert cancelled.history[0].data == {"reason": "asked"}
+    undo = cancelled.tasks[0]
+    assert undo.name == "stock.release"
+    done = compiled.task_done(cancelled.machine, cancelled.context, cancelled.status,
+                              (undo.state_path, undo.activation, None), None, NOW)  # fmt: skip
+    assert done.status == "cancelled"
+    with pytest.raises(EventRejected):
+        compiled.cancel(done.machine, done.context, done.status, None, NOW)
+
+
+def test_cancel_without_completed_steps_ends_cancelled_at_once() -> None:
+    compiled = machine("saga")
+    step = compiled.cancel(*_args(compiled.start({}, NOW)), None, NOW)
+    assert step.status == "cancelled" and step.tasks == []
+
+
+def test_an_explicit_failure_route_triggers_no_automatic_compensation() -> None:
+    run = simulate(statemachines.load(VALID / "explicit_refund.yaml"),
+                   results={"parcel.ship": Failure()})  # fmt: skip
+    assert (run.state, run.status) == ("refunded", "failed")
+    assert [e for e in run.history if e.kind == "compensate"] == []
+    assert ("done", "refund", "refunded") in run.path
+
+
+def test_a_done_that_no_transition_accepts_fails_the_instance() -> None:
+    run = simulate(statemachines.load(VALID / "picky_done.yaml"), results={"check": {"passed": 0}})
+    assert run.status == "failed"
+    assert "no 'done' transition of 'check' accepted the result" in run.history[-1].data["message"]
+
+
+def test_results_are_merged_stored_under_a_key_or_dropped() -> None:
+    definition = statemachines.load("""\
+name: results
+initial: one
+states:
+  one: {task: t.one, on: {done: two}}
+  two: {task: t.two, on: {done: three}}
+  three: {task: t.three, result: kept, on: {done: four}}
+  four: {task: t.four, result: false, on: {done: end}}
+  end: {final: true}
+""")
+    run = simulate(definition, results={"t.one": {"a": 1}, "t.two": [[1, 2]], "t.three": "x",
+                                        "t.four": {"dropped": True}})  # fmt: skip
+    assert run.context == {"a": 1, "two": [1, 2], "kept": "x"}
+
+
+def test_the_compiled_machine_is_built_once_per_definition() -> None:
+    definition = statemachines.load(VALID / "saga.yaml")
+    assert compile_definition(definition) is compile_definition(definition)
+
+
+def _args(step: Step) -> tuple[dict[str, Any], dict[str, Any], str]:
+    return step.machine, step.context, step.status
