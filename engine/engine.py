@@ -409,6 +409,11 @@ class Engine:
                 self._publish(applied)
         return fired
 
+    def next_due(self) -> datetime | None:
+        """When the earliest waiting timer or retry becomes due (None: nothing waits)."""
+        with self.store.reading() as tx:
+            return tx.next_due()
+
     # -- running work ----------------------------------------------------------------------
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run every ready task and due timer in this process until none is left; count them."""
