@@ -1,0 +1,150 @@
+"""Several processes, each with its own Engine on one database: no lost or doubled updates.
+
+Child processes are started with the spawn context, so each imports the engine afresh and
+shares nothing with the test but the database URL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import Engine
+
+DEFINITIONS = Path(__file__).parent / "definitions"
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def send_increments(url: str, instance_id: str, count: int, start_together: Any) -> None:
+    """Child process: send `count` increment events to one instance."""
+    eng = Engine(url)
+    try:
+        start_together.wait(timeout=60)
+        for _ in range(count):
+            eng.send(instance_id, "increment")
+    finally:
+        eng.close()
+
+
+def run_pipeline_worker(url: str, calls_dir: str, stop: Any) -> None:
+    """Child process: run `work()` for the pipeline tasks until `stop` is set."""
+    eng = Engine(url)
+    log = Path(calls_dir) / f"{os.getpid()}.log"
+
+    def handler(task: str) -> Any:
+        def run(data: dict[str, Any]) -> dict[str, Any]:
+            with log.open("a") as out:
+                out.write(f"{task} {data['n']}\n")
+            return {f"{task}_pid": os.getpid()}
+
+        return run
+
+    eng.task("pipeline.fetch")(handler("fetch"))
+    eng.task("pipeline.store")(handler("store"))
+    stop_work = threading.Event()
+    threading.Thread(target=lambda: (stop.wait(), stop_work.set()), daemon=True).start()
+    try:
+        eng.work(concurrency=2, stop=stop_work)
+    finally:
+        eng.close()
+
+
+@pytest.fixture
+def real_engine(store_url: str) -> Iterator[Engine]:
+    """An Engine on the real clock, as the child processes use."""
+    eng = Engine(store_url)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def _join_all(processes: list[Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.1, deadline - time.monotonic()))
+    alive = [p for p in processes if p.is_alive()]
+    for process in alive:
+        process.terminate()
+        process.join(5)
+    assert not alive, f"{len(alive)} process(es) did not finish in {timeout}s"
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+
+
+def test_events_from_four_processes_to_one_instance_are_each_applied_once(
+    real_engine: Engine, store_url: str
+) -> None:
+    real_engine.deploy(DEFINITIONS / "counter.yaml")
+    inst = real_engine.start("counter", {"count": 0})
+    start_history = len(real_engine.history(inst.id))
+    senders, per_sender = 4, 25
+    barrier = SPAWN.Barrier(senders)
+    processes = [
+        SPAWN.Process(target=send_increments, args=(store_url, inst.id, per_sender, barrier))
+        for _ in range(senders)
+    ]
+    for process in processes:
+        process.start()
+    _join_all(processes, timeout=120)
+
+    total = senders * per_sender
+    final = real_engine.get(inst.id)
+    history = real_engine.history(inst.id)
+    assert final.context == {"count": total}
+    assert final.revision == inst.revision + total
+    assert len(history) == start_history + total
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    assert [e.event for e in history[start_history:]] == ["increment"] * total
+
+
+def test_worker_processes_finish_every_instance_and_apply_each_result_once(
+    real_engine: Engine, store_url: str, tmp_path: Path
+) -> None:
+    real_engine.deploy(DEFINITIONS / "pipeline.yaml")
+    count = 24
+    ids = [real_engine.start("pipeline", {"n": n}).id for n in range(count)]
+    calls_dir = tmp_path / "calls"
+    calls_dir.mkdir()
+    stop = SPAWN.Event()
+    workers = [
+        SPAWN.Process(target=run_pipeline_worker, args=(store_url, str(calls_dir), stop))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            running = real_engine.instances(definition="pipeline", status="running", limit=count)
+            if not running:
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        _join_all(workers, timeout=60)
+
+    calls: Counter[tuple[str, int]] = Counter()
+    for log in calls_dir.glob("*.log"):
+        for line in log.read_text().splitlines():
+            task, n = line.split()
+            calls[(task, int(n))] += 1
+    applied = 0
+    stale = 0
+    for n, instance_id in enumerate(ids):
+        inst = real_engine.get(instance_id)
+        assert inst.status == "succeeded", f"instance {n} is {inst.status} in {inst.state}"
+        history = real_engine.history(instance_id)
+        task_entries = [(e.from_state, e.to_state) for e in history if e.kind == "task"]
+        assert task_entries == [("fetch", "store"), ("store", "finished")]
+        applied += len(task_entries)
+        stale += sum(1 for e in history if e.kind == "stale")
+        assert calls[("fetch", n)] >= 1 and calls[("store", n)] >= 1
+    assert sum(calls.values()) == applied + stale
