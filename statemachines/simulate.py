@@ -72,7 +72,9 @@ class _Simulation:
 
     def outcome(self, task: TaskOrder) -> Any:
         name = task.state_path.rpartition(".")[2]
-        for key in (task.state_path, name, task.name):
+        # An undo step belongs to a state whose own task already has an answer there.
+        keys = (task.name,) if task.kind == "compensate" else (task.state_path, name, task.name)
+        for key in keys:
             if key in self.results:
                 value = self.results[key]
                 if isinstance(value, deque):
@@ -120,11 +122,12 @@ def simulate(
 ) -> Run:
     """Run `definition` without a database.
 
-    `results` answers tasks, keyed by state path, state name or task name: a JSON value, a
-    `Failure`, a list consumed one value per call (the last one repeats), or a callable
-    given the task's input. Unanswered tasks return None. An event `after:KEY` fires the timer
-    `KEY` of an active state. A rejected event raises EventRejected when `strict`, else it is
-    kept in `Run.rejected` and the run goes on.
+    `results` answers tasks, keyed by state path, state name or task name (compensation
+    tasks by their task name only): a JSON value, a `Failure`, a list consumed one value per
+    call (the last one repeats), or a callable given the task's input. Unanswered tasks
+    return None. An event `after:KEY` fires the timer `KEY` of an active state. A rejected
+    event raises EventRejected when `strict`, else it is kept in `Run.rejected` and the run
+    goes on.
     """
     sim = _Simulation(definition, results or {}, now or START)
     sim.apply(sim.compiled.start(dict(data or {}), sim.now))

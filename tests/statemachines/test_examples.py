@@ -1,0 +1,235 @@
+"""Every bundled example loads cleanly and `simulate` walks it to a final state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import statemachines
+from statemachines import EXAMPLES, EventRejected, Failure, simulate
+
+
+def example(name: str) -> statemachines.Definition:
+    return statemachines.load(EXAMPLES / f"{name}.yaml")
+
+
+def test_the_five_examples_are_bundled() -> None:
+    names = [path.stem for path in statemachines.examples()]
+    assert names == ["document_approval", "door_lock", "newsletter", "order_fulfillment",
+                     "trip_booking"]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", statemachines.examples(), ids=lambda p: Path(p).stem)
+def test_each_example_loads_without_warnings_and_compiles(path: Path) -> None:
+    definition = statemachines.load(path)
+    assert definition.warnings == ()
+    assert definition.name == path.stem
+    compiled = statemachines.compile_definition(definition)
+    assert compiled.definition is definition
+
+
+# -- order_fulfillment ---------------------------------------------------------------------
+
+ORDER = {"order_id": 7, "amount": 120, "express": True, "recipients": ["ana@x", "rui@x"]}
+
+
+def test_order_approved_and_delivered_succeeds() -> None:
+    run = simulate(example("order_fulfillment"), [("delivered", {"at": "2026-01-02"})],
+                   data=ORDER, results={"validate_payment": {"approved": True},
+                                        "reserve_stock": {"id": "r1"}})  # fmt: skip
+    assert (run.state, run.status) == ("completed", "succeeded")
+    assert run.path == [
+        (None, None, "validate_payment"),
+        ("done", "validate_payment", "reserve_stock"),
+        ("done", "reserve_stock", "ship"),
+        ("done", "ship.pack.pack", "ship.pack.finished"),
+        ("done", "ship.label.buy_label", "ship.label.printed"),
+        ("done", "ship", "notify"),
+        ("done", "notify", "route"),
+        (None, "route", "await_delivery"),
+        ("delivered", "await_delivery", "completed"),
+    ]
+    assert run.context["reservation"] == {"id": "r1"}
+    assert run.context["delivered_at"] == "2026-01-02"
+    assert run.context["receipts"] == [None, None]
+
+
+def test_order_not_approved_goes_to_manual_review_and_expires_after_two_days() -> None:
+    run = simulate(example("order_fulfillment"), ["after:2d"], data={**ORDER, "express": False},
+                   results={"validate_payment": {"approved": False}})  # fmt: skip
+    assert run.path[-2:] == [("done", "validate_payment", "manual_review"),
+                             ("after 2d", "manual_review", "declined")]  # fmt: skip
+    assert (run.state, run.status) == ("declined", "failed")
+
+
+def test_order_approved_by_hand_is_picked_up() -> None:
+    run = simulate(example("order_fulfillment"), ["approve", "picked_up"],
+                   data={**ORDER, "express": False, "recipients": []},
+                   results={"validate_payment": {"approved": False}})  # fmt: skip
+    assert ("approve", "manual_review", "reserve_stock") in run.path
+    assert run.path[-2:] == [(None, "route", "await_pickup"),
+                             ("picked_up", "await_pickup", "completed")]  # fmt: skip
+    assert run.status == "succeeded"
+
+
+def test_order_with_a_failing_label_is_refunded_and_the_reservation_is_not_undone() -> None:
+    run = simulate(example("order_fulfillment"), data=ORDER,
+                   results={"validate_payment": {"approved": True},
+                            "shipping.buy_label": Failure("printer jam")})  # fmt: skip
+    assert run.path[-2:] == [("failed", "ship", "refund"), ("done", "refund", "cancelled_order")]
+    assert (run.state, run.status) == ("cancelled_order", "failed")
+    assert not any(entry.kind == "compensate" for entry in run.history)
+
+
+def test_order_rejects_an_event_it_does_not_expect() -> None:
+    with pytest.raises(EventRejected) as caught:
+        simulate(example("order_fulfillment"), ["picked_up"], data=ORDER,
+                 results={"validate_payment": {"approved": True}})  # fmt: skip
+    assert caught.value.state == "await_delivery"
+    assert caught.value.allowed == ["delivered"]
+    run = simulate(example("order_fulfillment"), ["picked_up"], data=ORDER, strict=False,
+                   results={"validate_payment": {"approved": True}})  # fmt: skip
+    assert [exc.event for exc in run.rejected] == ["picked_up"]
+    assert run.state == "await_delivery"
+
+
+# -- trip_booking --------------------------------------------------------------------------
+
+TRIP = {"trip_id": "t1", "traveller": "ana", "car": True}
+
+
+def test_trip_booked_in_full() -> None:
+    run = simulate(example("trip_booking"), data=TRIP,
+                   results={"book_flight": "F1", "book_hotel": "H1", "book_car": "C1"})  # fmt: skip
+    assert (run.state, run.status) == ("booked", "succeeded")
+    assert [step[2] for step in run.path] == ["book_flight", "book_hotel", "need_car",
+                                              "book_car", "confirm", "booked"]  # fmt: skip
+    assert (run.context["flight"], run.context["hotel"], run.context["car_booking"]) == (
+        "F1", "H1", "C1")  # fmt: skip
+
+
+def test_trip_with_a_failing_step_compensates_in_reverse_order() -> None:
+    undone: list[Any] = []
+    run = simulate(example("trip_booking"), data=TRIP,
+                   results={"book_flight": "F1", "book_hotel": "H1",
+                            "book_car": Failure("no cars left"),
+                            "hotels.cancel": lambda ctx: undone.append(("hotel", ctx["hotel"])),
+                            "flights.cancel": lambda ctx: undone.append(("flight", ctx["flight"]))
+                            })  # fmt: skip
+    assert run.status == "failed"
+    assert undone == [("hotel", "H1"), ("flight", "F1")]
+    started = [(e.from_state, e.data["task"]) for e in run.history
+               if e.kind == "compensate" and e.data and "task" in e.data]  # fmt: skip
+    assert started == [("book_hotel", "hotels.cancel"), ("book_flight", "flights.cancel")]
+
+
+def test_trip_without_a_car_skips_the_car() -> None:
+    run = simulate(example("trip_booking"), data={**TRIP, "car": False})
+    assert (None, "need_car", "confirm") in run.path
+    assert run.state == "booked"
+
+
+# -- document_approval ---------------------------------------------------------------------
+
+DOCUMENT = {"document_id": "d1", "author": "ana", "amount": 50}
+
+
+def test_document_approved_by_both_reviewers_after_a_reminder_is_published() -> None:
+    run = simulate(example("document_approval"),
+                   [("submit", {"by": "rui"}), "after:1d", "legal_approve",
+                    ("finance_approve", {"limit": 100})], data=DOCUMENT)  # fmt: skip
+    assert run.path == [
+        (None, None, "draft"),
+        ("submit", "draft", "review"),
+        ("after 1d", "review.finance.waiting", "review.finance.waiting"),
+        ("legal_approve", "review.legal.waiting", "review.legal.approved"),
+        ("finance_approve", "review.finance.waiting", "review.finance.approved"),
+        ("done", "review", "publish"),
+        ("done", "publish", "published"),
+    ]
+    assert run.status == "succeeded"
+    assert (run.context["reminded"], run.context["submitted_by"]) == (True, "rui")
+
+
+def test_document_not_reviewed_within_two_days_expires() -> None:
+    run = simulate(example("document_approval"), ["submit", "after:1d", "after:2d"],
+                   data=DOCUMENT)  # fmt: skip
+    assert run.path[-1] == ("after 2d", "review", "expired")
+    assert (run.state, run.status, run.active) == ("expired", "failed", ["expired"])
+
+
+def test_document_rejected_by_legal_can_be_resubmitted() -> None:
+    run = simulate(example("document_approval"),
+                   ["submit", "legal_reject", "submit", "legal_approve", "finance_approve"],
+                   data=DOCUMENT)  # fmt: skip
+    assert ("failed", "review", "changes_requested") in run.path
+    assert run.context["revision"] == 2
+    assert (run.state, run.status) == ("published", "succeeded")
+
+
+def test_document_timer_of_a_state_not_active_is_rejected() -> None:
+    with pytest.raises(EventRejected):
+        simulate(example("document_approval"), ["after:2d"], data=DOCUMENT)
+
+
+# -- newsletter ----------------------------------------------------------------------------
+
+
+def test_newsletter_sends_to_each_subscriber_and_keeps_results_in_order() -> None:
+    people = [f"p{i}@x" for i in range(12)]
+    inputs: list[Any] = []
+
+    def send(task_input: dict[str, Any]) -> dict[str, Any]:
+        inputs.append(task_input)
+        return {"to": task_input["to"]}
+
+    run = simulate(example("newsletter"), data={"issue": "n1", "subscribers": people},
+                   results={"mail.send": send, "render": "<p>"})  # fmt: skip
+    assert (run.state, run.status) == ("sent", "succeeded")
+    assert run.context["deliveries"] == [{"to": p} for p in people]
+    assert run.context["sent"] == 12
+    assert inputs[0] == {"to": "p0@x", "position": 0, "issue": "n1"}
+    assert run.context["html"] == "<p>"
+
+
+def test_newsletter_with_a_failed_delivery_ends_partly_sent() -> None:
+    run = simulate(example("newsletter"), data={"issue": "n1", "subscribers": ["a", "b"]},
+                   results={"mail.send": [{"ok": 1}, Failure("bounced")]})  # fmt: skip
+    assert (run.state, run.status) == ("partly_sent", "failed")
+
+
+def test_newsletter_without_subscribers_sends_nothing() -> None:
+    run = simulate(example("newsletter"), data={"issue": "n1", "subscribers": []})
+    assert run.path[-1] == (None, "check_audience", "nobody_to_send")
+    assert run.status == "succeeded"
+
+
+# -- door_lock -----------------------------------------------------------------------------
+
+
+def test_door_lock_opens_with_the_right_code_and_relocks_itself() -> None:
+    run = simulate(example("door_lock"),
+                   [("code_entered", {"code": "0000"}), ("code_entered", {"code": "1234"}),
+                    "open", "after:5m", "close", "after:30s", "power_lost", "decommission"],
+                   data={"code": "1234"})  # fmt: skip
+    assert run.path[1:] == [
+        ("code_entered", "locked", "locked"),
+        ("code_entered", "locked", "unlocked"),
+        ("open", "unlocked", "open"),
+        ("after 5m", "open", "alarm"),
+        ("close", "alarm", "unlocked"),
+        ("after 30s", "unlocked", "locked"),
+        ("power_lost", "locked", "offline"),
+        ("decommission", "offline", "retired"),
+    ]
+    assert (run.state, run.status, run.context["failures"]) == ("retired", "succeeded", 0)
+
+
+def test_door_lock_locks_out_after_three_wrong_codes_until_the_timer() -> None:
+    wrong = [("code_entered", {"code": str(n)}) for n in range(3)]
+    run = simulate(example("door_lock"), [*wrong, "after:15m"], data={"code": "1234"})
+    assert run.path[-2:] == [("code_entered", "locked", "lockout"),
+                             ("after 15m", "lockout", "locked")]  # fmt: skip
+    assert (run.state, run.status, run.context["failures"]) == ("locked", "running", 0)
