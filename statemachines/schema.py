@@ -1,10 +1,251 @@
-"""The JSON Schema of the definition language, for editors (draft 2020-12)."""
+"""The JSON Schema of the definition language, for editors (draft 2020-12).
+
+It describes the shape of a definition file; graph rules (targets, reachability) and the
+parsing of expressions stay with the loader, which remains the authority.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .build import (
+    EVENT_RE,
+    KEY_RE,
+    MAX_ATTEMPTS,
+    NAME_RE,
+    SHORTHAND_KEYS,
+    STATE_RE,
+    TASK_KEYS,
+    TASK_RE,
+)
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+# Compact durations (`500ms`, `1h30m`) or ISO 8601 ones (`PT30S`, `P1DT2H`).
+_COMPACT = r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+"
+_ISO = (r"[Pp](?=[0-9Tt])(?:[0-9]+(?:[.,][0-9]+)?[YyMmWwDd])*"
+        r"(?:[Tt](?:[0-9]+(?:[.,][0-9]+)?[HhMmSs])+)?")  # fmt: skip
+DURATION = rf"^\s*(?:{_COMPACT}|{_ISO})\s*$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def _described(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, **schema}
+
+
+_TOP = {
+    "name": _described("The definition's name, unique among deployed definitions.",
+                       {"type": "string", "pattern": NAME_RE.pattern}),
+    "version": _described(
+        "Optional version number. Deploying changed content without it creates the next "
+        "version; naming a version that exists with other content is refused.",
+        {"type": "integer", "minimum": 1}),
+    "description": _described("What the workflow does, for people.", {"type": "string"}),
+    "input": _described(
+        "A JSON Schema (draft 2020-12) the data given at start must satisfy.", {"type": "object"}),
+    "initial": _described("The state an instance enters first.", _ref("stateName")),
+    "states": _described("The states of the workflow, by name, in file order.",
+                         _ref("states")),
+}  # fmt: skip
+
+_TASK = {
+    "task": _described(
+        "On entry, schedule the task of this name. Its result fires 'done'; its failure, "
+        "once attempts are exhausted (or timed out), fires 'failed'.", _ref("taskName")),
+    "input": _described("Expression: what the task receives (default: the whole context).",
+                        _ref("expression")),
+    "result": _described(
+        "Where the task's result goes: by default a mapping is merged into the context and "
+        "anything else is stored under the state's name; a KEY stores it under that key; "
+        "false drops it.", _ref("result")),
+    "retry": _described("How a failed attempt is retried.", _ref("retry")),
+    "timeout": _described("Time allowed per attempt; an attempt past it has failed.",
+                          _ref("duration")),
+    "compensate": _described(
+        "A task that undoes this state's task, run in reverse order of completion when the "
+        "instance later fails without a route for it or is cancelled.", _ref("taskName")),
+}  # fmt: skip
+
+_STATE = {
+    "description": _described("What the state is for, for people.", {"type": "string"}),
+    **_TASK,
+    "on": _described("Transitions fired by events: EVENT -> TRANSITIONS. 'done' and 'failed' "
+                     "are fired by the state's task, parallel or foreach.", _ref("on")),
+    "after": _described("Timers started on entry and dropped on exit: DURATION -> TRANSITIONS.",
+                        _ref("after")),
+    "always": _described("Eventless transitions, evaluated on entry and after each assign.",
+                         _ref("transitions")),
+    "parallel": _described(
+        "Fan-out into regions that run side by side; 'done' fires when every region has "
+        "finished, 'failed' when one fails.", _ref("parallel")),
+    "foreach": _described("Dynamic fan-out: one task per item of a list.", _ref("foreach")),
+    "final": _described(
+        "A final state: true or 'succeeded', or 'failed'. The instance (or region) ends "
+        "with that outcome.", {"enum": [True, False, "succeeded", "failed"]}),
+}  # fmt: skip
+
+_KINDS = ("task", "parallel", "foreach", "final")
+_NOT_FALSE = {"not": {"enum": [None, False]}}
+
+
+def _one_kind_only() -> dict[str, Any]:
+    pairs = [
+        {"type": "object", "properties": {a: _NOT_FALSE, b: _NOT_FALSE}, "required": [a, b]}
+        for i, a in enumerate(_KINDS)
+        for b in _KINDS[i + 1 :]
+    ]
+    return {"not": {"anyOf": pairs}}
+
+
+def _defs() -> dict[str, Any]:
+    transition = {
+        "type": "object",
+        "description": "One transition: to 'to' if 'if' holds, after running 'assign'. Without "
+        "'to' it is internal: 'assign' runs and the state is not exited.",
+        "properties": {
+            "to": _described("The target state (a sibling in the same region).",
+                             {"anyOf": [_ref("stateName"), {"type": "null"}]}),
+            "if": _described("Guard expression; the first transition whose guard holds wins.",
+                             _ref("expression")),
+            "assign": _described("Context keys to write: KEY -> expression.", {
+                "type": "object",
+                "propertyNames": {"pattern": KEY_RE.pattern},
+                "additionalProperties": _ref("expression"),
+            }),
+        },
+        "additionalProperties": False,
+        "anyOf": [
+            {"required": ["to"], "properties": {"to": {"type": "string"}}},
+            {"required": ["assign"]},
+        ],
+    }  # fmt: skip
+    single = {"anyOf": [_ref("stateName"), _ref("transition")]}
+    return {
+        "stateName": {"type": "string", "pattern": STATE_RE.pattern},
+        "taskName": {"type": "string", "pattern": TASK_RE.pattern},
+        "expression": {
+            "description": "An expression with Python syntax over context, event, result, now "
+            "(and item, index in foreach inputs).",
+            "type": ["string", "number", "boolean", "null"],
+        },
+        "duration": {
+            "description": "500ms, 30s, 5m, 2h, 7d, 1w, combinations such as 1h30m, or "
+            "ISO 8601 such as PT30S.",
+            "type": "string",
+            "pattern": DURATION,
+        },
+        "result": {"anyOf": [{"type": "string", "pattern": KEY_RE.pattern}, {"const": False}]},
+        "transition": transition,
+        "transitions": {
+            "description": "A state name, a {to, if, assign} mapping, or a list of those tried "
+            "in order.",
+            "anyOf": [*single["anyOf"], {"type": "array", "minItems": 1, "items": single}],
+        },
+        "on": {
+            "type": "object",
+            "propertyNames": {"pattern": EVENT_RE.pattern},
+            "additionalProperties": _ref("transitions"),
+        },
+        "after": {
+            "type": "object",
+            "propertyNames": {"pattern": DURATION},
+            "additionalProperties": _ref("transitions"),
+        },
+        "retry": {
+            "type": "object",
+            "properties": {
+                "attempts": _described("Attempts in total (default 1).",
+                                       {"type": "integer", "minimum": 1,
+                                        "maximum": MAX_ATTEMPTS}),
+                "delay": _described("Wait before the second attempt (default 1s).",
+                                    _ref("duration")),
+                "backoff": _described("Multiplier of the wait after each failure (default 2).",
+                                      {"type": "number", "minimum": 1, "maximum": 100}),
+                "max_delay": _described("Longest wait between attempts.", _ref("duration")),
+                "jitter": _described("Scale each wait by a random factor in [0.5, 1].",
+                                     {"type": "boolean"}),
+            },
+            "additionalProperties": False,
+        },  # fmt: skip
+        "foreach": {
+            "type": "object",
+            "required": ["items", "task"],
+            "properties": {
+                "items": _described("Expression giving the list to fan out over.",
+                                    _ref("expression")),
+                "task": _TASK["task"],
+                "input": _described("Expression: what each task receives (default: the item; "
+                                    "'item' and 'index' are available).", _ref("expression")),
+                "concurrency": _described("At most this many tasks at a time.",
+                                          {"type": "integer", "minimum": 1}),
+                "result": _described("Store the list of results (in item order) under KEY.",
+                                     _ref("result")),
+                "retry": _TASK["retry"],
+                "timeout": _TASK["timeout"],
+            },
+            "additionalProperties": False,
+        },  # fmt: skip
+        "state": {
+            "description": "A state. It has at most one of task, parallel, foreach, final.",
+            "type": ["object", "null"],
+            "properties": _STATE,
+            "additionalProperties": False,
+            "dependentRequired": {key: ["task"] for key in TASK_KEYS},
+            "allOf": [
+                _one_kind_only(),
+                {
+                    "if": {"type": "object", "required": ["final"],
+                           "properties": {"final": _NOT_FALSE}},
+                    "then": {"properties": {"on": False, "after": False, "always": False}},
+                },
+            ],
+        },
+        "states": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": STATE_RE.pattern},
+            "additionalProperties": _ref("state"),
+        },
+        "region": {
+            "description": "A region of its own: its final states finish it.",
+            "type": "object",
+            "required": ["initial", "states"],
+            "properties": {
+                "initial": _TOP["initial"],
+                "states": _TOP["states"],
+                "description": _STATE["description"],
+            },
+            "additionalProperties": False,
+        },
+        "shorthandRegion": {
+            "description": "A one-task branch, finished when its task succeeds.",
+            "type": "object",
+            "required": ["task"],
+            "properties": {key: _STATE[key] for key in SHORTHAND_KEYS},
+            "additionalProperties": False,
+        },
+        "parallel": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": STATE_RE.pattern},
+            "additionalProperties": {"oneOf": [_ref("shorthandRegion"), _ref("region")]},
+        },
+    }
+
 
 def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) that every valid definition satisfies."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"}
+    return {
+        "$schema": DIALECT,
+        "title": "turnout workflow definition",
+        "description": "A state-machine workflow: states with tasks, events, timers, parallel "
+        "regions and foreach fan-out.",
+        "type": "object",
+        "required": ["name", "initial", "states"],
+        "properties": _TOP,
+        "additionalProperties": False,
+        "$defs": _defs(),
+    }
