@@ -313,14 +313,18 @@ class Builder:
         self.keys(data, at, RETRY_KEYS, "retry")
         policy = RetryPolicy()
         attempts = data.get("attempts", 1)
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or not (
-            1 <= attempts <= MAX_ATTEMPTS
+        if (
+            isinstance(attempts, bool)
+            or not isinstance(attempts, int)
+            or not (1 <= attempts <= MAX_ATTEMPTS)
         ):
             self.fail((*at, "attempts"), f"attempts must be an integer from 1 to {MAX_ATTEMPTS}")
             attempts = 1
         backoff = data.get("backoff", 2.0)
-        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not (
-            1 <= backoff <= 100
+        if (
+            isinstance(backoff, bool)
+            or not isinstance(backoff, int | float)
+            or not (1 <= backoff <= 100)
         ):
             self.fail((*at, "backoff"), "backoff must be a number from 1 to 100")
             backoff = 2.0

@@ -467,7 +467,8 @@ class _Run:
         assert state.task is not None
         if state.task.compensate:
             self.m.setdefault("compensations", []).append(
-                {"state": path, "task": state.task.compensate})
+                {"state": path, "task": state.task.compensate}
+            )
         self.store_result(state.task.result, state.name, result)
         region = self.compiled.region_of[path]
         if region.path:
@@ -506,8 +507,15 @@ class _Run:
 
     def deliver_done(self, state: State, payload: Any, kind: str) -> None:
         if not self.targeted(state, "done", payload, kind):
-            self.history.append(Entry("error", "done", state.path, None, {
-                "message": f"no 'done' transition of {state.path!r} accepted the result"}))
+            self.history.append(
+                Entry(
+                    "error",
+                    "done",
+                    state.path,
+                    None,
+                    {"message": f"no 'done' transition of {state.path!r} accepted the result"},
+                )
+            )
             self.stop(FAILED)
 
     def task_failed(self, ref: tuple[str, int, int | None], error: dict[str, Any],
@@ -515,8 +523,15 @@ class _Run:
         path, activation, item = ref
         comp = self.m.get("compensating")
         if comp and comp.get("state") == path and comp.get("activation") == activation:
-            self.history.append(Entry("error", "failed", path, None, {
-                "message": f"compensation {comp.get('task')!r} failed", "error": error}))
+            self.history.append(
+                Entry(
+                    "error",
+                    "failed",
+                    path,
+                    None,
+                    {"message": f"compensation {comp.get('task')!r} failed", "error": error},
+                )
+            )
             self.next_compensation()
             return
         if self.status != RUNNING or self.active.get(path) != activation:

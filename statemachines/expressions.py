@@ -111,9 +111,7 @@ _ALLOWED_NODES = (
     ast.Is, ast.IsNot, ast.IfExp, ast.Call, ast.Constant, ast.Name, ast.Load, ast.Attribute,
     ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Dict,
 )  # fmt: skip
-_DATETIME_ATTRS = frozenset(
-    "year month day hour minute second microsecond days seconds".split()
-)
+_DATETIME_ATTRS = frozenset("year month day hour minute second microsecond days seconds".split())
 
 
 class ExpressionSyntaxError(ValueError):

@@ -157,16 +157,21 @@ def _defs() -> dict[str, Any]:
         "retry": {
             "type": "object",
             "properties": {
-                "attempts": _described("Attempts in total (default 1).",
-                                       {"type": "integer", "minimum": 1,
-                                        "maximum": MAX_ATTEMPTS}),
-                "delay": _described("Wait before the second attempt (default 1s).",
-                                    _ref("duration")),
-                "backoff": _described("Multiplier of the wait after each failure (default 2).",
-                                      {"type": "number", "minimum": 1, "maximum": 100}),
+                "attempts": _described(
+                    "Attempts in total (default 1).",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+                ),
+                "delay": _described(
+                    "Wait before the second attempt (default 1s).", _ref("duration")
+                ),
+                "backoff": _described(
+                    "Multiplier of the wait after each failure (default 2).",
+                    {"type": "number", "minimum": 1, "maximum": 100},
+                ),
                 "max_delay": _described("Longest wait between attempts.", _ref("duration")),
-                "jitter": _described("Scale each wait by a random factor in [0.5, 1].",
-                                     {"type": "boolean"}),
+                "jitter": _described(
+                    "Scale each wait by a random factor in [0.5, 1].", {"type": "boolean"}
+                ),
             },
             "additionalProperties": False,
         },  # fmt: skip
@@ -174,15 +179,21 @@ def _defs() -> dict[str, Any]:
             "type": "object",
             "required": ["items", "task"],
             "properties": {
-                "items": _described("Expression giving the list to fan out over.",
-                                    _ref("expression")),
+                "items": _described(
+                    "Expression giving the list to fan out over.", _ref("expression")
+                ),
                 "task": _TASK["task"],
-                "input": _described("Expression: what each task receives (default: the item; "
-                                    "'item' and 'index' are available).", _ref("expression")),
-                "concurrency": _described("At most this many tasks at a time.",
-                                          {"type": "integer", "minimum": 1}),
-                "result": _described("Store the list of results (in item order) under KEY.",
-                                     _ref("result")),
+                "input": _described(
+                    "Expression: what each task receives (default: the item; "
+                    "'item' and 'index' are available).",
+                    _ref("expression"),
+                ),
+                "concurrency": _described(
+                    "At most this many tasks at a time.", {"type": "integer", "minimum": 1}
+                ),
+                "result": _described(
+                    "Store the list of results (in item order) under KEY.", _ref("result")
+                ),
                 "retry": _TASK["retry"],
                 "timeout": _TASK["timeout"],
             },
@@ -197,8 +208,11 @@ def _defs() -> dict[str, Any]:
             "allOf": [
                 _one_kind_only(),
                 {
-                    "if": {"type": "object", "required": ["final"],
-                           "properties": {"final": _NOT_FALSE}},
+                    "if": {
+                        "type": "object",
+                        "required": ["final"],
+                        "properties": {"final": _NOT_FALSE},
+                    },
                     "then": {"properties": {"on": False, "after": False, "always": False}},
                 },
             ],

@@ -161,4 +161,3 @@ def simulate(
         rejected=sim.rejected,
         machine=sim.machine,
     )
-
