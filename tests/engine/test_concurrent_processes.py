@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,35 @@ def run_pipeline_worker(url: str, calls_dir: str, stop: Any) -> None:
     threading.Thread(target=lambda: (stop.wait(), stop_work.set()), daemon=True).start()
     try:
         eng.work(concurrency=2, stop=stop_work)
+    finally:
+        eng.close()
+
+
+def run_hanging_worker(url: str, marker: str) -> None:
+    """Child process: claim jobs.work and hang in the handler until killed."""
+    eng = Engine(url)
+
+    @eng.task("jobs.work")
+    def hang(data: Any) -> Any:
+        Path(marker).write_text("claimed")
+        threading.Event().wait()
+
+    eng.work(concurrency=1, stop=threading.Event())
+
+
+def later_clock() -> datetime:
+    """The real time one hour from now: every lease taken by an earlier worker has lapsed."""
+    return datetime.now(UTC) + timedelta(hours=1)
+
+
+def run_late_worker(url: str, stop: Any) -> None:
+    """Child process: a worker whose clock is an hour ahead, answering jobs.work at once."""
+    eng = Engine(url, clock=later_clock)
+    eng.task("jobs.work")(lambda data: {"finished_by": "second worker"})
+    stop_work = threading.Event()
+    threading.Thread(target=lambda: (stop.wait(), stop_work.set()), daemon=True).start()
+    try:
+        eng.work(concurrency=1, stop=stop_work)
     finally:
         eng.close()
 
@@ -148,3 +178,38 @@ def test_worker_processes_finish_every_instance_and_apply_each_result_once(
         stale += sum(1 for e in history if e.kind == "stale")
         assert calls[("fetch", n)] >= 1 and calls[("store", n)] >= 1
     assert sum(calls.values()) == applied + stale
+
+
+def test_task_of_a_killed_worker_is_run_again_by_another_after_its_lease_lapses(
+    real_engine: Engine, store_url: str, tmp_path: Path
+) -> None:
+    real_engine.deploy(DEFINITIONS / "one_task.yaml")
+    inst = real_engine.start("one_task", {})
+    marker = tmp_path / "claimed"
+    hanging = SPAWN.Process(target=run_hanging_worker, args=(store_url, str(marker)))
+    hanging.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the first worker never ran the task"
+    finally:
+        hanging.kill()
+        hanging.join(10)
+    assert real_engine.get(inst.id).state == "work"
+
+    stop = SPAWN.Event()
+    late = SPAWN.Process(target=run_late_worker, args=(store_url, stop))
+    late.start()
+    try:
+        deadline = time.monotonic() + 60
+        while real_engine.get(inst.id).status == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        _join_all([late], timeout=30)
+    done = real_engine.get(inst.id)
+    assert done.state == "finished"
+    assert done.context == {"finished_by": "second worker"}
+    task_entries = [e for e in real_engine.history(inst.id) if e.kind == "task"]
+    assert len(task_entries) == 1
