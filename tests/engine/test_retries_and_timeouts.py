@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+import statemachines
+
 
 def _failing(engine: Any, name: str, calls: list[Any], clock: Any) -> None:
     @engine.task(name)
@@ -175,3 +177,43 @@ def test_external_answer_past_the_timeout_counts_as_a_failed_attempt(
     clock.advance(31)
     engine.complete_task(retry.id, "w1", {"took": 31})
     assert engine.get(inst.id).state == "timed_out"
+
+
+def test_pending_retry_is_dropped_when_the_instance_is_cancelled(
+    engine: Any, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("retrying")
+    calls: list[Any] = []
+    _failing(engine, "remote.call", calls, clock)
+    inst = engine.start("retrying", {})
+    engine.run_until_idle()
+    assert engine.cancel(inst.id).status == "cancelled"
+    clock.advance(3600)
+    assert engine.run_until_idle() == 0
+    assert len(calls) == 1
+    assert engine.claim_tasks(["remote.call"], "w", 60) == []
+
+
+def test_foreach_item_retried_keeps_results_in_item_order(engine: Any, clock: Any) -> None:
+    newsletter = next(p for p in statemachines.examples() if p.stem == "newsletter")
+    engine.deploy(newsletter)  # mail.send: attempts 3, delay 500ms; concurrency 5
+    failures = {"b": 1}
+
+    @engine.task("mail.send")
+    def send(data: Any) -> Any:
+        if failures.get(data["to"], 0) > 0:
+            failures[data["to"]] -= 1
+            raise ConnectionError("smtp busy")
+        return f"ok:{data['to']}"
+
+    engine.task("newsletter.render")(lambda data: "<p>hi</p>")
+    engine.task("newsletter.report")(lambda data: None)
+    inst = engine.start("newsletter", {"issue": "May", "subscribers": ["a", "b", "c"]})
+    engine.run_until_idle()
+    assert engine.get(inst.id).state == "send_all"
+    clock.advance(0.5)
+    engine.run_until_idle()
+    done = engine.get(inst.id)
+    assert done.state == "sent"
+    assert done.context["deliveries"] == ["ok:a", "ok:b", "ok:c"]
+    assert done.context["sent"] == 3

@@ -163,3 +163,21 @@ def test_result_for_a_state_already_left_is_recorded_stale_and_ignored(
     assert after.context == before.context
     stale = [e for e in engine.history(inst.id) if e.kind == "stale"]
     assert len(stale) == 1
+
+
+def test_result_that_is_not_json_fails_the_attempt_and_is_not_stored(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+
+    @engine.task("jobs.work")
+    def work(data: Any) -> Any:
+        return {"tags": {"a", "b"}}  # a set is not a JSON value
+
+    inst = engine.start("one_task", {"n": 1})
+    engine.run_until_idle()
+    done = engine.get(inst.id)
+    assert done.state == "broken"
+    assert done.context == {"n": 1}
+    history = engine.history(inst.id)
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))

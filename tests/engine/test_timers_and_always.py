@@ -138,3 +138,24 @@ def test_endless_always_chain_is_cut_after_100_steps_with_an_error(
     assert errors, "the cut is recorded as an error"
     assert "100" in str(errors[-1].data)
     assert engine.get(inst.id) == inst
+
+
+def test_always_chain_looping_between_states_is_cut_with_an_error(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("pingpong")
+    inst = engine.start("pingpong", {"loop": True})
+    history = engine.history(inst.id)
+    assert 99 <= [e.kind for e in history].count("always") <= 101
+    assert "error" in [e.kind for e in history]
+    assert inst.status != "running" or inst.state in ("ping", "pong")
+
+
+def test_always_guard_that_does_not_hold_leaves_the_instance_waiting(
+    engine: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("pingpong")
+    inst = engine.start("pingpong", {"loop": False})
+    assert inst.state == "ping"
+    assert inst.status == "running"
+    assert engine.send(inst.id, "stop").status == "succeeded"
