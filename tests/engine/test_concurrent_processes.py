@@ -87,6 +87,19 @@ def run_late_worker(url: str, stop: Any) -> None:
         eng.close()
 
 
+def claim_until_empty(url: str, worker: str, out: str, start_together: Any) -> None:
+    """Child process: claim pipeline.fetch tasks two at a time until none is left."""
+    eng = Engine(url)
+    claimed: list[str] = []
+    try:
+        start_together.wait(timeout=60)
+        while batch := eng.claim_tasks(["pipeline.fetch"], worker, 600, limit=2):
+            claimed.extend(task.id for task in batch)
+    finally:
+        eng.close()
+        Path(out).write_text("\n".join(claimed))
+
+
 @pytest.fixture
 def real_engine(store_url: str) -> Iterator[Engine]:
     """An Engine on the real clock, as the child processes use."""
@@ -178,6 +191,9 @@ def test_worker_processes_finish_every_instance_and_apply_each_result_once(
         stale += sum(1 for e in history if e.kind == "stale")
         assert calls[("fetch", n)] >= 1 and calls[("store", n)] >= 1
     assert sum(calls.values()) == applied + stale
+    # no worker died and every lease outlived its handler: nothing needed a second run
+    assert stale == 0
+    assert set(calls.values()) == {1}
 
 
 def test_task_of_a_killed_worker_is_run_again_by_another_after_its_lease_lapses(
@@ -213,3 +229,25 @@ def test_task_of_a_killed_worker_is_run_again_by_another_after_its_lease_lapses(
     assert done.context == {"finished_by": "second worker"}
     task_entries = [e for e in real_engine.history(inst.id) if e.kind == "task"]
     assert len(task_entries) == 1
+
+
+def test_concurrent_claims_never_hand_one_task_to_two_workers(
+    real_engine: Engine, store_url: str, tmp_path: Path
+) -> None:
+    real_engine.deploy(DEFINITIONS / "pipeline.yaml")
+    count = 30
+    for n in range(count):
+        real_engine.start("pipeline", {"n": n})
+    claimers = 3
+    barrier = SPAWN.Barrier(claimers)
+    outputs = [tmp_path / f"claims-{n}.txt" for n in range(claimers)]
+    processes = [
+        SPAWN.Process(target=claim_until_empty, args=(store_url, f"w{n}", str(out), barrier))
+        for n, out in enumerate(outputs)
+    ]
+    for process in processes:
+        process.start()
+    _join_all(processes, timeout=120)
+    claimed = [line for out in outputs for line in out.read_text().split()]
+    assert len(claimed) == count
+    assert len(set(claimed)) == count

@@ -148,3 +148,13 @@ def test_send_by_unknown_key_raises_instance_not_found(
         engine.send_by_key("signup", "zzz", "confirm")
     with pytest.raises((InstanceNotFound, DefinitionNotFound)):
         engine.send_by_key("counter", "a", "confirm")
+
+
+@pytest.mark.parametrize("data", [["not", "an", "object"], "text", 7], ids=["list", "str", "int"])
+def test_start_data_that_is_not_an_object_is_invalid_input(
+    engine: Any, deploy: Callable[[str], Any], data: Any
+) -> None:
+    deploy("counter")  # no input schema: the context must still be a JSON object
+    with pytest.raises(InvalidInput):
+        engine.start("counter", data)
+    assert engine.instances() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -159,3 +161,21 @@ def test_always_guard_that_does_not_hold_leaves_the_instance_waiting(
     assert inst.state == "ping"
     assert inst.status == "running"
     assert engine.send(inst.id, "stop").status == "succeeded"
+
+
+def test_work_loop_fires_due_timers(engine: Any, clock: Any, deploy: Callable[[str], Any]) -> None:
+    deploy("reminder")
+    inst = engine.start("reminder", {})
+    clock.advance(timedelta(hours=1))
+    stop = threading.Event()
+    worker = threading.Thread(target=engine.work, kwargs={"concurrency": 1, "stop": stop})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while engine.get(inst.id).status == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert engine.get(inst.id).state == "expired"
