@@ -131,8 +131,10 @@ class Builder:
         for required in ("name", "initial", "states"):
             if required not in data:
                 self.fail((), f"missing required key {required!r}")
+            elif data[required] is None:
+                self.fail((required,), f"required key {required!r} has no value")
         name = data.get("name")
-        if "name" in data and not (isinstance(name, str) and NAME_RE.match(name)):
+        if name is not None and not (isinstance(name, str) and NAME_RE.match(name)):
             self.fail(("name",), f"name {name!r} must match [a-z][a-z0-9_.-]*")
         version = data.get("version")
         if version is not None and (
@@ -181,7 +183,10 @@ class Builder:
         base: PathKey = () if top else at
         states_raw = data.get("states")
         states: list[State] = []
-        if states_raw is not None and self.mapping(states_raw, (*base, "states"), "states"):
+        if (
+            states_raw is not None
+            and self.mapping(states_raw, (*base, "states"), "states") is not None
+        ):
             if not states_raw:
                 self.fail((*base, "states"), "states must not be empty")
             for state_name, state_raw in states_raw.items():
@@ -190,11 +195,14 @@ class Builder:
                 if state is not None:
                     states.append(state)
         initial = data.get("initial")
-        if "initial" in data and not isinstance(initial, str):
+        if initial is not None and not isinstance(initial, str):
             self.fail((*base, "initial"), "initial must be a state name")
             initial = None
-        if not top and initial is None and "initial" not in data:
-            self.fail(base, f"region {name!r} needs 'initial' and 'states' (or a 'task')")
+        if not top:
+            missing = [key for key in ("initial", "states") if data.get(key) is None]
+            if missing:
+                self.fail(base, f"branch {name!r} needs {' and '.join(map(repr, missing))} "
+                                "(or a 'task')")  # fmt: skip
         return Region(
             name=name,
             path=path,

@@ -343,6 +343,8 @@ class _Run:
         for index in range(book["next"]):
             self.schedule(state, state.foreach.task, activation, index, items[index])
         if not items:
+            self.store_result(state.foreach.task.result, state.name, {"results": []},
+                              unwrap="results")  # fmt: skip
             self.queue.append(("done", state.path, activation, {"results": []}))
 
     def exit(self, path: str) -> None:

@@ -182,3 +182,31 @@ def _problems_of_path(path: Path) -> list[Problem]:
     with pytest.raises(DefinitionError) as caught:
         statemachines.load(path)
     return caught.value.problems
+
+
+def test_empty_or_valueless_required_keys_are_reported_at_the_key() -> None:
+    assert [(p.line, p.message) for p in _problems("name:\ninitial:\nstates:\n")] == [
+        (1, "required key 'name' has no value"),
+        (2, "required key 'initial' has no value"),
+        (3, "required key 'states' has no value"),
+    ]
+    problems = _problems("name: x\ninitial: a\nstates: {}\n")
+    assert [(p.line, p.message) for p in problems] == [(3, "states must not be empty")]
+
+
+def test_a_branch_without_states_or_initial_is_reported() -> None:
+    problems = _problems("""\
+name: branches
+initial: both
+states:
+  both:
+    parallel:
+      two: {initial: w}
+      three: {}
+    on: {done: end}
+  end: {final: true}
+""")
+    assert [(p.line, p.message) for p in problems] == [
+        (6, "branch 'two' needs 'states' (or a 'task')"),
+        (7, "branch 'three' needs 'initial' and 'states' (or a 'task')"),
+    ]
