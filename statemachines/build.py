@@ -17,7 +17,7 @@ import jsonschema
 
 from .durations import parse_duration
 from .errors import Problem
-from .expressions import Expression, ExpressionSyntaxError
+from .expressions import NAMES, Expression, ExpressionSyntaxError
 from .loader import Document, PathKey
 from .model import (
     DEFAULT_RESULT,
@@ -49,6 +49,8 @@ EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_STATES = 5000
+# `item` and `index` exist only for the input of a foreach task.
+SCOPE_NAMES = tuple(name for name in NAMES if name not in ("item", "index"))
 MAX_ATTEMPTS = 100
 
 
@@ -96,7 +98,9 @@ class Builder:
         return None
 
     # -- scalars ---------------------------------------------------------------------------
-    def expression(self, value: Any, path: PathKey) -> Expression | None:
+    def expression(
+        self, value: Any, path: PathKey, names: tuple[str, ...] = SCOPE_NAMES
+    ) -> Expression | None:
         if isinstance(value, bool) or value is None:
             text = {True: "True", False: "False", None: "None"}[value]
         elif isinstance(value, int | float | str):
@@ -105,7 +109,7 @@ class Builder:
             self.fail(path, f"an expression must be text, not {_kind(value)}")
             return None
         try:
-            return Expression(text)
+            return Expression(text, names)
         except ExpressionSyntaxError as exc:
             line, column = self.doc.where(path)
             self.problems.append(
@@ -283,7 +287,9 @@ class Builder:
         self.fail(at, f"final must be true, 'succeeded' or 'failed', not {value!r}")
         return "succeeded"
 
-    def task_spec(self, data: dict[str, Any], at: PathKey, with_compensate: bool) -> TaskSpec:
+    def task_spec(
+        self, data: dict[str, Any], at: PathKey, with_compensate: bool, per_item: bool = False
+    ) -> TaskSpec:
         name = data.get("task")
         if not (isinstance(name, str) and TASK_RE.match(name)):
             self.fail((*at, "task"), f"task must be a task name such as 'payments.validate', "
@@ -296,7 +302,9 @@ class Builder:
             compensate = None
         return TaskSpec(
             name=name,
-            input=self.expression(data["input"], (*at, "input")) if "input" in data else None,
+            input=self.expression(data["input"], (*at, "input"), NAMES if per_item else SCOPE_NAMES)
+            if "input" in data
+            else None,
             result=self.result(data, at),
             retry=self.retry(data["retry"], (*at, "retry")) if "retry" in data else RetryPolicy(),
             timeout=self.duration(data["timeout"], (*at, "timeout")) if "timeout" in data else None,
@@ -366,7 +374,11 @@ class Builder:
         ):
             self.fail((*at, "concurrency"), "concurrency must be a positive integer")
             concurrency = None
-        task = self.task_spec(data, at, with_compensate=False) if "task" in data else None
+        task = (
+            self.task_spec(data, at, with_compensate=False, per_item=True)
+            if "task" in data
+            else None
+        )
         if items is None or task is None:
             return None
         return Foreach(items=items, task=task, concurrency=concurrency)

@@ -335,3 +335,19 @@ def test_the_compiled_machine_is_built_once_per_definition() -> None:
 
 def _args(step: Step) -> tuple[dict[str, Any], dict[str, Any], str]:
     return step.machine, step.context, step.status
+
+
+def test_a_guard_failure_that_leaves_the_event_unaccepted_is_named_in_the_rejection() -> None:
+    compiled = compile_definition(statemachines.load("""\
+name: strict_guard
+initial: wait
+states:
+  wait:
+    on: {go: {to: end, if: "event.n > 1"}}
+  end: {final: true}
+"""))  # fmt: skip
+    started = compiled.start({}, NOW)
+    with pytest.raises(EventRejected) as caught:
+        send(compiled, started, "go", {"n": "x"})
+    assert "TypeError" in str(caught.value)
+    assert caught.value.allowed == ["go"]

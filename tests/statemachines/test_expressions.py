@@ -215,3 +215,21 @@ def test_expressions_are_equal_by_text_and_constants_are_not_reevaluated() -> No
     assert len({Expression("a" if False else "context.x"), Expression("context.x")}) == 1
     assert Expression("'fixed'").evaluate({}) == "fixed"
     assert Expression("context.x").holds({"context": {"x": [1]}}) is True
+
+
+def test_item_and_index_are_names_of_foreach_inputs_only() -> None:
+    text = """\
+name: items
+initial: send
+states:
+  send:
+    foreach: {items: context.people, task: mail.send, input: "{'to': item, 'n': index}"}
+    on: {done: {to: end, if: "index == 0"}}
+  end: {final: true}
+"""
+    with pytest.raises(DefinitionError) as caught:
+        statemachines.load(text)
+    assert [(p.line, p.message) for p in caught.value.problems] == [
+        (6, "expression 'index == 0': unknown name 'index' (names: context, event, result, now)")
+    ]
+    statemachines.load(text.replace('if: "index == 0"', 'if: "len(event.results) > 0"'))
