@@ -229,8 +229,9 @@ class Engine:
             row = load_locked(tx, instance_id)
             if idempotency_key is not None and tx.seen_idempotency(row.id, idempotency_key):
                 return snapshot(row)
-            step = self._compiled(row).send(row.machine, row.context, row.status, event, data, now)
-            applied = persist(tx, row, step, now)
+            compiled = self._compiled(row)
+            step = compiled.send(row.machine, row.context, row.status, event, data, now)
+            applied = persist(tx, row, step, now, compiled.definition)
             if idempotency_key is not None:
                 tx.remember_idempotency(row.id, idempotency_key, now)
             return applied
@@ -325,6 +326,7 @@ class Engine:
         limit: int = 1,
     ) -> list[ClaimedTask]:
         """Take up to `limit` ready tasks named in `names` (None: any) under a lease."""
+        self.expire_tasks()  # lapsed leases become claimable, timed-out attempts fail first
         holder = worker or self.worker_id
         span = self.lease if lease is None else _seconds(lease)
         now = self.clock()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from statemachines import CompiledMachine, Entry, Step
+from statemachines import CompiledMachine, Definition, Entry, Step
 from statemachines.errors import InstanceNotFound, TurnoutError
 
 from .records import HistoryEntry, Instance
@@ -57,10 +57,22 @@ def snapshot(row: InstanceRow) -> Instance:
     )
 
 
-def persist(tx: Transaction, row: InstanceRow, step: Step, now: datetime) -> Applied:
-    """Write `step` over `row` inside `tx`: instance, history, work dropped and created."""
-    if step.cancelled:
-        tx.drop_work(row.id, step.cancelled)
+def persist(
+    tx: Transaction,
+    row: InstanceRow,
+    step: Step,
+    now: datetime,
+    definition: Definition | None = None,
+) -> Applied:
+    """Write `step` over `row` inside `tx`: instance, history, work dropped and created.
+
+    With `definition`, only the states that can have tasks or timers have work to drop.
+    """
+    cancelled = step.cancelled
+    if cancelled and definition is not None:
+        cancelled = [pair for pair in cancelled if _has_work(definition, pair[0])]
+    if cancelled:
+        tx.drop_work(row.id, cancelled)
     if step.tasks:
         tx.insert_tasks(row.id, step.tasks, now)
     if step.timers:
@@ -93,6 +105,11 @@ def persist(tx: Transaction, row: InstanceRow, step: Step, now: datetime) -> App
     tx.append_history(entries)
     tx.update_instance(new, expected_revision=row.revision)
     return Applied(snapshot(new), entries)
+
+
+def _has_work(definition: Definition, path: str) -> bool:
+    state = definition.state(path)
+    return bool(state.task or state.foreach or state.after)
 
 
 def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:
@@ -128,7 +145,7 @@ def complete_task(
 ) -> tuple[bool, Applied | None]:
     """Apply a task's result; (False, ...) when it was stale or came too late."""
     task, row = _lock_task(tx, task_id)
-    if task.status != "claimed" or task.worker != worker:
+    if not _holds(tx, task, worker, now):
         return False, _stale(tx, row, task, worker, "done", {"result": result}, now)
     error = check_result(result)
     if error is None and _timed_out(task, now):
@@ -150,7 +167,7 @@ def fail_task(
 ) -> tuple[bool, Applied | None]:
     """Count a failed attempt; (False, ...) when the holder had lost the task."""
     task, row = _lock_task(tx, task_id)
-    if task.status != "claimed" or task.worker != worker:
+    if not _holds(tx, task, worker, now):
         return False, _stale(tx, row, task, worker, "failed", {"error": error}, now)
     if _timed_out(task, now):
         error = _timeout_error(task)
@@ -260,6 +277,17 @@ def _lock_task(tx: Transaction, task_id: str) -> tuple[TaskRow, InstanceRow]:
     task = tx.get_task(task_id, lock=True)
     assert task is not None
     return task, row
+
+
+def _holds(tx: Transaction, task: TaskRow, worker: str, now: datetime) -> bool:
+    """Whether `worker` still holds `task`; a lapsed lease is released for another claim."""
+    if task.status != "claimed" or task.worker != worker:
+        return False
+    if task.lease_until is not None and task.lease_until < now and not _timed_out(task, now):
+        tx.update_task(task.id, status="ready", worker=None, claimed_at=None, lease_until=None,
+                       attempt=max(task.attempt - 1, 0))  # fmt: skip
+        return False
+    return True
 
 
 def _timed_out(task: TaskRow, now: datetime) -> bool:

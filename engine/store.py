@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,13 +27,10 @@ from statemachines import DuplicateKey, TaskOrder, TimerOrder, TurnoutError
 from .records import HistoryEntry
 from .tables import (
     TABLES,
-    UTCDateTime,
     definitions_t,
     history_t,
-    idempotency_t,
     instances_t,
     tasks_t,
-    timers_t,
 )
 
 BUSY_TIMEOUT_SECONDS = 60
@@ -124,239 +121,240 @@ def _new_id() -> str:
 
 
 # -- one transaction ---------------------------------------------------------------------------
-class Transaction:
-    """The statements of one database transaction; obtained from `Store.transaction()`."""
+_INSTANCE_FIELDS = (
+    "id, key, definition, version, state, active, status, context, machine, "
+    "revision, history_seq, created_at, updated_at"
+)
+_TASK_FIELDS = (
+    "id, instance_id, state_path, activation, item, name, kind, input, attempt, "
+    "max_attempts, retry, timeout_ms, status, worker, ready_at, claimed_at, "
+    "lease_until"
+)
+_TIMER_FIELDS = "id, instance_id, state_path, activation, key, due_at"
+SQL = {
+    "lock_instance": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = ?",
+    "insert_instance": f"INSERT INTO turnout_instances ({_INSTANCE_FIELDS}) "
+                       "VALUES (?, ?, ?, ?, ?, ?j, ?, ?j, ?j, ?, ?, ?, ?)",
+    "update_instance": "UPDATE turnout_instances SET state = ?, active = ?j, status = ?, "
+                       "context = ?j, machine = ?j, revision = ?, history_seq = ?, "
+                       "updated_at = ? WHERE id = ? AND revision = ?",
+    "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
+    "append_history": "INSERT INTO turnout_history (instance_id, seq, at, kind, event, "
+                      "from_state, to_state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?j)",
+    "seen_idempotency": "SELECT 1 FROM turnout_idempotency WHERE instance_id = ? AND key = ?",
+    "remember_idempotency": "INSERT INTO turnout_idempotency (instance_id, key, at) "
+                            "VALUES (?, ?, ?)",
+    "insert_task": f"INSERT INTO turnout_tasks ({_TASK_FIELDS}, created_at) VALUES "
+                   "(?, ?, ?, ?, ?, ?, ?, ?j, ?, ?, ?j, ?, ?, ?, ?, ?, ?, ?)",
+    "insert_timer": f"INSERT INTO turnout_timers ({_TIMER_FIELDS}) VALUES (?, ?, ?, ?, ?, ?)",
+    "drop_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
+                  "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
+    "drop_timers": "DELETE FROM turnout_timers WHERE instance_id = ? AND state_path = ? "
+                   "AND activation = ?",
+    "get_task": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE id = ?",
+    "renew_lease": "UPDATE turnout_tasks SET lease_until = ? WHERE id = ? AND worker = ? "
+                   "AND status = 'claimed'",
+    "lapsed_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
+                    "AND lease_until <= ? ORDER BY lease_until LIMIT ?",
+    "timed_out_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
+                       "AND timeout_ms IS NOT NULL ORDER BY claimed_at LIMIT ?",
+    "due_timers": f"SELECT {_TIMER_FIELDS} FROM turnout_timers WHERE due_at <= ? "
+                  "ORDER BY due_at LIMIT ?",
+    "take_timer": "DELETE FROM turnout_timers WHERE id = ?",
+    "next_timer": "SELECT MIN(due_at) FROM turnout_timers",
+    "next_task": "SELECT MIN(ready_at) FROM turnout_tasks WHERE status = 'ready'",
+}  # fmt: skip
+_TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt"}
 
-    def __init__(self, conn: Connection, postgres: bool) -> None:
-        self.conn = conn
+
+def _driver_sql(sql: str, postgres: bool) -> str:
+    """Our statements use `?` for a parameter and `?j` for a JSON one; adapt to the driver."""
+    if postgres:
+        return sql.replace("?j", "%s::jsonb").replace("?", "%s")
+    return sql.replace("?j", "?")
+
+
+SQLITE_SQL = {name: _driver_sql(sql, False) for name, sql in SQL.items()}
+POSTGRES_SQL = {name: _driver_sql(sql, True) for name, sql in SQL.items()}
+POSTGRES_SQL["lock_instance"] += " FOR UPDATE"
+
+
+class Transaction:
+    """The statements of one database transaction; obtained from `Store.transaction()`.
+
+    Statements go to the driver directly, as SQL text written once: they run for every event
+    and every task, where SQLAlchemy's statement building would cost more than the database.
+    """
+
+    def __init__(self, cursor: Any, postgres: bool) -> None:
+        self.cursor = cursor
         self.postgres = postgres
+        self.sql = POSTGRES_SQL if postgres else SQLITE_SQL
+
+    def _run(self, name: str, params: Sequence[Any]) -> Any:
+        self.cursor.execute(self.sql[name], params)
+        return self.cursor
+
+    def _time(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        return naive if self.postgres else naive.isoformat(" ", "microseconds")
+
+    def _read_time(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+    def _read_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) and not self.postgres else value
+
+    def _task(self, row: Any) -> TaskRow:
+        rj, rt = self._read_json, self._read_time
+        return TaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], rj(row[7]),
+                       row[8], row[9], rj(row[10]), row[11], row[12], row[13], rt(row[14]),
+                       rt(row[15]), rt(row[16]))  # fmt: skip
 
     # instances
     def lock_instance(self, instance_id: str) -> InstanceRow | None:
-        query = sa.select(*_INSTANCE_COLUMNS).where(instances_t.c.id == instance_id)
-        if self.postgres:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
-        return None if row is None else _instance(row)
+        row = self._run("lock_instance", (instance_id,)).fetchone()
+        if row is None:
+            return None
+        rj, rt = self._read_json, self._read_time
+        return InstanceRow(row[0], row[1], row[2], row[3], row[4], rj(row[5]), row[6],
+                           rj(row[7]), rj(row[8]), row[9], row[10], rt(row[11]),
+                           rt(row[12]))  # fmt: skip
 
     def insert_instance(self, row: InstanceRow) -> None:
+        t = self._time
         try:
-            self.conn.execute(instances_t.insert().values(**row.__dict__))
-        except sa_exc.IntegrityError:
-            raise DuplicateKey(row.definition, row.key or row.id) from None
+            self._run("insert_instance", (
+                row.id, row.key, row.definition, row.version, row.state, _dumps(row.active),
+                row.status, _dumps(row.context), _dumps(row.machine), row.revision,
+                row.history_seq, t(row.created_at), t(row.updated_at)))  # fmt: skip
+        except Exception as exc:
+            if _is_integrity_error(exc):
+                raise DuplicateKey(row.definition, row.key or row.id) from None
+            raise
 
     def update_instance(self, new: InstanceRow, expected_revision: int) -> None:
-        values = {k: v for k, v in new.__dict__.items() if k not in ("id", "created_at")}
-        done = self.conn.execute(
-            instances_t.update()
-            .where(instances_t.c.id == new.id, instances_t.c.revision == expected_revision)
-            .values(**values)
-        )
+        done = self._run("update_instance", (
+            new.state, _dumps(new.active), new.status, _dumps(new.context), _dumps(new.machine),
+            new.revision, new.history_seq, self._time(new.updated_at), new.id,
+            expected_revision))  # fmt: skip
         if done.rowcount != 1:
             raise ConcurrentUpdate(f"instance {new.id} changed under this transaction")
 
     def find_by_key(self, definition: str, key: str) -> str | None:
-        found = self.conn.execute(
-            sa.select(instances_t.c.id).where(
-                instances_t.c.definition == definition, instances_t.c.key == key
-            )
-        ).scalar()
-        return None if found is None else str(found)
+        row = self._run("find_by_key", (definition, key)).fetchone()
+        return None if row is None else str(row[0])
 
     def append_history(self, entries: Sequence[HistoryEntry]) -> None:
         if entries:
-            self.conn.execute(
-                history_t.insert(),
-                [
-                    {
-                        "instance_id": e.instance_id,
-                        "seq": e.seq,
-                        "at": e.at,
-                        "kind": e.kind,
-                        "event": e.event,
-                        "from_state": e.from_state,
-                        "to_state": e.to_state,
-                        "data": e.data,
-                    }
-                    for e in entries
-                ],
-            )
+            t = self._time
+            self.cursor.executemany(self.sql["append_history"], [
+                (e.instance_id, e.seq, t(e.at), e.kind, e.event, e.from_state, e.to_state,
+                 _dumps(e.data)) for e in entries])  # fmt: skip
 
     def seen_idempotency(self, instance_id: str, key: str) -> bool:
-        return (
-            self.conn.execute(
-                sa.select(idempotency_t.c.key).where(
-                    idempotency_t.c.instance_id == instance_id, idempotency_t.c.key == key
-                )
-            ).first()
-            is not None
-        )
+        return self._run("seen_idempotency", (instance_id, key)).fetchone() is not None
 
     def remember_idempotency(self, instance_id: str, key: str, now: datetime) -> None:
-        self.conn.execute(idempotency_t.insert().values(instance_id=instance_id, key=key, at=now))
+        self._run("remember_idempotency", (instance_id, key, self._time(now)))
 
     # tasks and timers
     def insert_tasks(self, instance_id: str, orders: Iterable[TaskOrder], now: datetime) -> None:
-        rows = [
-            {
-                "id": _new_id(),
-                "instance_id": instance_id,
-                "state_path": o.state_path,
-                "activation": o.activation,
-                "item": o.item,
-                "name": o.name,
-                "kind": o.kind,
-                "input": o.input,
-                "attempt": 0,
-                "max_attempts": max(1, o.retry.attempts),
-                "retry": o.retry.to_json(),
-                "status": "ready",
-                "ready_at": now,
-                "created_at": now,
-                "timeout_ms": None
-                if o.timeout is None
-                else round(o.timeout.total_seconds() * 1000),
-            }
-            for o in orders
-        ]
+        at = self._time(now)
+        rows = [(
+            _new_id(), instance_id, o.state_path, o.activation, o.item, o.name, o.kind,
+            _dumps(o.input), 0, max(1, o.retry.attempts), _dumps(o.retry.to_json()),
+            None if o.timeout is None else round(o.timeout.total_seconds() * 1000),
+            "ready", None, at, None, None, at) for o in orders]  # fmt: skip
         if rows:
-            self.conn.execute(tasks_t.insert(), rows)
+            self.cursor.executemany(self.sql["insert_task"], rows)
 
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
-        rows = [
-            {
-                "id": _new_id(),
-                "instance_id": instance_id,
-                "state_path": o.state_path,
-                "activation": o.activation,
-                "key": o.key,
-                "due_at": o.due,
-            }
-            for o in orders
-        ]
+        rows = [(_new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
+                for o in orders]  # fmt: skip
         if rows:
-            self.conn.execute(timers_t.insert(), rows)
+            self.cursor.executemany(self.sql["insert_timer"], rows)
 
     def drop_work(self, instance_id: str, pairs: Iterable[tuple[str, int]]) -> None:
         """Drop the unfinished tasks and the timers of the state entries `pairs`."""
-        for path, activation in pairs:
-            self.conn.execute(
-                tasks_t.update()
-                .where(
-                    tasks_t.c.instance_id == instance_id,
-                    tasks_t.c.state_path == path,
-                    tasks_t.c.activation == activation,
-                    tasks_t.c.status.in_(("ready", "claimed")),
-                )
-                .values(status="dropped")
-            )
-            self.conn.execute(
-                timers_t.delete().where(
-                    timers_t.c.instance_id == instance_id,
-                    timers_t.c.state_path == path,
-                    timers_t.c.activation == activation,
-                )
-            )
+        keys = [(instance_id, path, activation) for path, activation in pairs]
+        if keys:
+            self.cursor.executemany(self.sql["drop_tasks"], keys)
+            self.cursor.executemany(self.sql["drop_timers"], keys)
 
-    def claim_tasks(
-        self, names: Sequence[str] | None, worker: str, now: datetime, lease: timedelta, limit: int
-    ) -> list[TaskRow]:
-        """Take up to `limit` ready tasks (of `names`, or any) for `worker` until now + lease."""
-        candidates = sa.select(tasks_t.c.id).where(
-            tasks_t.c.status == "ready", tasks_t.c.ready_at <= now
-        )
+    def claim_tasks(self, names: Sequence[str] | None, worker: str, now: datetime,
+                    lease: timedelta, limit: int) -> list[TaskRow]:  # fmt: skip
+        """Take up to `limit` ready tasks (of `names`, or any) for `worker` until now + lease.
+
+        PostgreSQL skips rows another claimer holds; SQLite has one writer at a time.
+        """
+        p = "%s" if self.postgres else "?"
+        params: list[Any] = [worker, self._time(now), self._time(now + lease), self._time(now)]
+        where = f"status = 'ready' AND ready_at <= {p}"
         if names is not None:
-            candidates = candidates.where(tasks_t.c.name.in_(list(names)))
-        candidates = candidates.order_by(tasks_t.c.ready_at).limit(limit)
-        if self.postgres:
-            candidates = candidates.with_for_update(skip_locked=True)
-        ids = list(self.conn.execute(candidates).scalars())
-        if not ids:
-            return []
-        claimed = self.conn.execute(
-            tasks_t.update()
-            .where(tasks_t.c.id.in_(ids), tasks_t.c.status == "ready")
-            .values(
-                status="claimed",
-                worker=worker,
-                claimed_at=now,
-                lease_until=now + lease,
-                attempt=tasks_t.c.attempt + 1,
-            )
-            .returning(*_TASK_COLUMNS)
-        ).all()
-        return sorted((_task(r) for r in claimed), key=lambda t: (t.ready_at, t.id))
+            if not names:
+                return []
+            where += f" AND name IN ({', '.join([p] * len(names))})"
+            params.extend(names)
+        params.append(limit)
+        lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+        sql = (f"UPDATE turnout_tasks SET status = 'claimed', worker = {p}, claimed_at = {p}, "
+               f"lease_until = {p}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
+               f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {p}{lock}) "
+               f"RETURNING {_TASK_FIELDS}")  # fmt: skip
+        self.cursor.execute(sql, params)
+        claimed = [self._task(r) for r in self.cursor.fetchall()]
+        return sorted(claimed, key=lambda t: (t.ready_at, t.id))
 
     def lapsed_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks whose lease has run out (the holder died or hung)."""
-        query = (
-            sa.select(*_TASK_COLUMNS)
-            .where(tasks_t.c.status == "claimed", tasks_t.c.lease_until <= now)
-            .order_by(tasks_t.c.lease_until)
-            .limit(limit)
-        )
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True)
-        return [_task(r) for r in self.conn.execute(query)]
+        rows = self._run("lapsed_tasks", (self._time(now), limit)).fetchall()
+        return [self._task(r) for r in rows]
 
     def timed_out_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks with a timeout whose current attempt has run past it."""
-        query = (
-            sa.select(*_TASK_COLUMNS)
-            .where(tasks_t.c.status == "claimed", tasks_t.c.timeout_ms.is_not(None))
-            .order_by(tasks_t.c.claimed_at)
-            .limit(limit)
-        )
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True)
-        rows = [_task(r) for r in self.conn.execute(query)]
-        return [
-            t
-            for t in rows
-            if t.claimed_at is not None and t.timeout is not None and t.claimed_at + t.timeout < now
-        ]
+        rows = [self._task(r) for r in self._run("timed_out_tasks", (limit,)).fetchall()]
+        return [t for t in rows if t.claimed_at is not None and t.timeout is not None
+                and t.claimed_at + t.timeout < now]  # fmt: skip
 
     def get_task(self, task_id: str, lock: bool = False) -> TaskRow | None:
-        query = sa.select(*_TASK_COLUMNS).where(tasks_t.c.id == task_id)
-        if lock and self.postgres:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
-        return None if row is None else _task(row)
+        sql = self.sql["get_task"] + (" FOR UPDATE" if lock and self.postgres else "")
+        self.cursor.execute(sql, (task_id,))
+        row = self.cursor.fetchone()
+        return None if row is None else self._task(row)
 
     def update_task(self, task_id: str, **values: Any) -> None:
-        self.conn.execute(tasks_t.update().where(tasks_t.c.id == task_id).values(**values))
+        unknown = set(values) - _TASK_UPDATABLE
+        assert not unknown, f"not a task column to update: {unknown}"
+        p = "%s" if self.postgres else "?"
+        names = sorted(values)
+        params = [self._time(values[n]) if n.endswith(("_at", "_until")) else values[n]
+                  for n in names]  # fmt: skip
+        sets = ", ".join(f"{n} = {p}" for n in names)
+        self.cursor.execute(f"UPDATE turnout_tasks SET {sets} WHERE id = {p}", [*params, task_id])
 
     def renew_lease(self, task_id: str, worker: str, until: datetime) -> bool:
-        done = self.conn.execute(
-            tasks_t.update()
-            .where(
-                tasks_t.c.id == task_id, tasks_t.c.worker == worker, tasks_t.c.status == "claimed"
-            )
-            .values(lease_until=until)
-        )
+        done = self._run("renew_lease", (self._time(until), task_id, worker))
         return bool(done.rowcount == 1)
 
     def due_timers(self, now: datetime, limit: int) -> list[TimerRow]:
-        query = (
-            sa.select(*timers_t.c)
-            .where(timers_t.c.due_at <= now)
-            .order_by(timers_t.c.due_at)
-            .limit(limit)
-        )
-        return [TimerRow(*r) for r in self.conn.execute(query)]
+        rows = self._run("due_timers", (self._time(now), limit)).fetchall()
+        return [TimerRow(r[0], r[1], r[2], r[3], r[4], self._read_time(r[5])) for r in rows]
 
     def take_timer(self, timer_id: str) -> bool:
         """Delete a timer about to fire; False when another worker already took it."""
-        done = self.conn.execute(timers_t.delete().where(timers_t.c.id == timer_id))
-        return bool(done.rowcount == 1)
+        return bool(self._run("take_timer", (timer_id,)).rowcount == 1)
 
     def next_due(self) -> datetime | None:
         """The earliest time a timer or a waiting task becomes due."""
-        timer = self.conn.execute(sa.select(sa.func.min(timers_t.c.due_at))).scalar()
-        task = self.conn.execute(
-            sa.select(sa.func.min(tasks_t.c.ready_at)).where(tasks_t.c.status == "ready")
-        ).scalar()
-        found = [UTCDateTime().process_result_value(v, None) for v in (timer, task) if v]
+        found = [self._read_time(self._run(name, ()).fetchone()[0])
+                 for name in ("next_timer", "next_task")]  # fmt: skip
         return min((f for f in found if f is not None), default=None)
 
 
@@ -370,10 +368,10 @@ class Store:
         self.postgres = self.url.get_backend_name() == "postgresql"
         self.sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._create_engine()
-        with self.transaction() as tx:
+        with self._core(write=True) as conn:
             if self.postgres:  # several processes may create the tables at once
-                tx.conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
-            SQLModel.metadata.create_all(tx.conn, tables=TABLES)
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
+            SQLModel.metadata.create_all(conn, tables=TABLES)
 
     def _create_engine(self) -> Engine:
         kwargs: dict[str, Any] = {"json_serializer": _dumps}
@@ -401,20 +399,50 @@ class Store:
             raise DatabaseUnavailable(
                 f"the database {self.safe_url} is unavailable: {reason}"
             ) from None
+        except Exception as exc:
+            if not _is_operational_error(exc):
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DatabaseUnavailable(
+                f"the database {self.safe_url} is unavailable: {reason}"
+            ) from None
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        with self._translated(), self.engine.connect() as conn, conn.begin():
-            yield Transaction(conn, self.postgres)
+    def transaction(self, read_only: bool = False) -> Iterator[Transaction]:
+        """A transaction on a pooled driver connection: committed when the block ends,
+        rolled back if it raises. SQLite takes the write lock up front unless `read_only`.
+        """
+        with self._translated():
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                if self.sqlite:
+                    cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(cursor, self.postgres)
+                except BaseException:
+                    raw.rollback()
+                    raise
+                raw.commit()
+            except Exception as exc:
+                if _is_operational_error(exc):
+                    raw.invalidate()  # a broken connection must not go back to the pool
+                raise
+            finally:
+                raw.close()
 
-    @contextmanager
-    def reading(self) -> Iterator[Transaction]:
+    def reading(self) -> AbstractContextManager[Transaction]:
         """A read-only transaction (no write lock on SQLite)."""
+        return self.transaction(read_only=True)
+
+    @contextmanager
+    def _core(self, write: bool = False) -> Iterator[Connection]:
+        """A SQLAlchemy connection in a transaction, for statements built with Core."""
         with self._translated(), self.engine.connect() as conn:
-            conn = conn.execution_options(turnout_read=True)
+            if not write:
+                conn = conn.execution_options(turnout_read=True)
             with conn.begin():
-                yield Transaction(conn, self.postgres)
+                yield conn
 
     # definitions
     def save_definition(
@@ -425,10 +453,10 @@ class Store:
         The same content as an existing version is that version; new content is the next
         version, unless `version` names an existing version with other content.
         """
-        with self.transaction() as tx:
+        with self._core(write=True) as conn:
             if self.postgres:  # one deployer of a name at a time
-                tx.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
-            rows = tx.conn.execute(
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            rows = conn.execute(
                 sa.select(definitions_t.c.version, definitions_t.c.digest)
                 .where(definitions_t.c.name == name)
                 .order_by(definitions_t.c.version)
@@ -443,7 +471,7 @@ class Store:
                     if existing_digest == digest:
                         return name, existing, False
                 version = max(by_version, default=0) + 1
-            tx.conn.execute(
+            conn.execute(
                 definitions_t.insert().values(
                     name=name, version=version, digest=digest, source=source, created_at=now
                 )
@@ -457,8 +485,8 @@ class Store:
         if version is not None:
             query = query.where(definitions_t.c.version == version)
         query = query.order_by(definitions_t.c.version.desc()).limit(1)
-        with self.reading() as tx:
-            row = tx.conn.execute(query).first()
+        with self._core() as conn:
+            row = conn.execute(query).first()
         return None if row is None else (int(row[0]), str(row[1]))
 
     def list_definitions(self) -> list[tuple[str, int, str]]:
@@ -477,13 +505,13 @@ class Store:
             )
             .order_by(definitions_t.c.name)
         )
-        with self.reading() as tx:
-            return [(str(n), int(v), str(d)) for n, v, d in tx.conn.execute(query)]
+        with self._core() as conn:
+            return [(str(n), int(v), str(d)) for n, v, d in conn.execute(query)]
 
     # instances
     def get_instance(self, instance_id: str) -> InstanceRow | None:
-        with self.reading() as tx:
-            row = tx.conn.execute(
+        with self._core() as conn:
+            row = conn.execute(
                 sa.select(*_INSTANCE_COLUMNS).where(instances_t.c.id == instance_id)
             ).first()
         return None if row is None else _instance(row)
@@ -509,8 +537,8 @@ class Store:
             query = query.where(instances_t.c.key == key)
         query = query.order_by(instances_t.c.created_at, instances_t.c.id)
         query = query.limit(limit).offset(offset)
-        with self.reading() as tx:
-            return [_instance(r) for r in tx.conn.execute(query)]
+        with self._core() as conn:
+            return [_instance(r) for r in conn.execute(query)]
 
     def count_by_state(self, definition: str) -> dict[str, int]:
         """How many running instances of `definition` are in each top-level state."""
@@ -519,8 +547,8 @@ class Store:
             .where(instances_t.c.definition == definition)
             .group_by(instances_t.c.state)
         )
-        with self.reading() as tx:
-            return {str(s): int(n) for s, n in tx.conn.execute(query)}
+        with self._core() as conn:
+            return {str(s): int(n) for s, n in conn.execute(query)}
 
     def history(self, instance_id: str, definition: str = "") -> list[HistoryEntry]:
         query = (
@@ -536,16 +564,16 @@ class Store:
             .where(history_t.c.instance_id == instance_id)
             .order_by(history_t.c.seq)
         )
-        with self.reading() as tx:
+        with self._core() as conn:
             return [
                 HistoryEntry(*row, instance_id=instance_id, definition=definition)
-                for row in tx.conn.execute(query)
+                for row in conn.execute(query)
             ]
 
     def ping(self) -> None:
         """Raise DatabaseUnavailable unless the database answers."""
-        with self.reading() as tx:
-            tx.conn.execute(sa.text("SELECT 1"))
+        with self._core() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -553,6 +581,31 @@ class Store:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_integrity_error(exc: Exception) -> bool:
+    import sqlite3
+
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.errors.IntegrityError)
+
+
+def _is_operational_error(exc: Exception) -> bool:
+    """A driver error raised on the direct path: the connection or the server failed."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:

@@ -1,0 +1,130 @@
+"""`make bench`: every figure beside the baseline measured in the same run.
+
+The machine is shared and noisy, so each figure is the median of several repetitions, and
+what matters is the ratio to its baseline. Results also go to benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from engine import Engine
+
+from .baseline import Baseline
+
+HERE = Path(__file__).parent
+REPEATS = 5
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    value: float
+    baseline_name: str
+    baseline: float
+    target: str
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+
+def median_rate(run: Callable[[], int], repeats: int = REPEATS) -> float:
+    """Median of `repeats` runs of (work done / seconds)."""
+    rates = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        done = run()
+        rates.append(done / (time.perf_counter() - began))
+    return statistics.median(rates)
+
+
+def events_on_sqlite(workdir: Path, count: int = 1000, instances: int = 100) -> Figure:
+    engine = Engine(f"sqlite:///{workdir}/events.db")
+    engine.deploy(HERE / "definitions" / "toggle.yaml")
+    ids = [engine.start("bench_toggle").id for _ in range(instances)]
+
+    def send_events() -> int:
+        for n in range(count):
+            engine.send(ids[n % instances], "flip")
+        return count
+
+    baseline = Baseline(f"sqlite:///{workdir}/baseline.db", instances)
+
+    def baseline_events() -> int:
+        for n in range(count):
+            baseline.send(n % instances)
+        return count
+
+    engine_rate = median_rate(send_events)
+    baseline_rate = median_rate(baseline_events)
+    engine.close()
+    baseline.close()
+    return Figure("Engine.send, durable events (SQLite)", "events/s", engine_rate,
+                  "hand-written SQLModel ORM event", baseline_rate, ">= 3x")
+
+
+def tasks_on_sqlite(workdir: Path, instances: int = 200) -> Figure:
+    engine = Engine(f"sqlite:///{workdir}/tasks.db")
+    engine.deploy(HERE / "definitions" / "three_tasks.yaml")
+    engine.task("bench.step")(lambda value: None)
+
+    def run_tasks() -> int:
+        for _ in range(instances):
+            engine.start("bench_three_tasks")
+        engine.run_until_idle()
+        return instances * 3
+
+    task_rate = median_rate(run_tasks)
+    engine_events = median_rate(lambda: _starts(engine, instances))
+    engine.close()
+    return Figure("run_until_idle, 3-task sequence (SQLite)", "tasks/s", task_rate,
+                  "Engine.start in the same run", engine_events, "reported")
+
+
+def _starts(engine: Engine, count: int) -> int:
+    for _ in range(count):
+        engine.start("bench_three_tasks")
+    return count
+
+
+def main() -> int:
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
+        workdir = Path(tmp)
+        figures = []
+        for bench in (events_on_sqlite, tasks_on_sqlite):
+            console.print(f"running {bench.__name__} ...", style="dim")
+            figures.append(bench(workdir))
+    table = Table(title=f"turnout benchmarks (median of {REPEATS})")
+    for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
+        table.add_column(column)
+    for f in figures:
+        table.add_row(f.name, f"{f.value:,.0f} {f.unit}", f.baseline_name,
+                      f"{f.baseline:,.0f} {f.unit}", f"{f.ratio:.2f}x", f.target)
+    console.print(table)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.json").write_text(json.dumps({
+        "at": datetime.now(UTC).isoformat(), "python": sys.version.split()[0],
+        "machine": platform.machine(), "repeats": REPEATS,
+        "figures": [asdict(f) | {"ratio": f.ratio} for f in figures]}, indent=2) + "\n")
+    console.print(f"written {results / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
