@@ -264,6 +264,8 @@ class Builder:
         else:
             kind = "wait"
         description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            self.fail((*at, "description"), "description must be text")
         return State(
             name=name,
             path=path,

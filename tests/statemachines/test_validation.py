@@ -210,3 +210,11 @@ states:
         (6, "branch 'two' needs 'states' (or a 'task')"),
         (7, "branch 'three' needs 'initial' and 'states' (or a 'task')"),
     ]
+
+
+def test_a_state_description_must_be_text() -> None:
+    problems = _problems("name: x\ninitial: a\nstates:\n  a:\n    description: [1]\n"
+                         "    final: true\n")  # fmt: skip
+    assert [(p.line, p.column, p.message) for p in problems] == [
+        (5, 18, "description must be text")
+    ]
