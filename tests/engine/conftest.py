@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
+from engine import Engine
+
 DEFINITIONS = Path(__file__).parent / "definitions"
 
 
 @pytest.fixture
-def engine(store_url: str, clock: Any) -> Iterator[Any]:
+def engine(store_url: str, clock: Any) -> Iterator[Engine]:
     """An `Engine` on an empty database, driven by the fake clock; closed after the test."""
-    from engine import Engine
-
     eng = Engine(store_url, clock=clock)
     try:
         yield eng
@@ -27,7 +27,7 @@ def engine(store_url: str, clock: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def deploy(engine: Any) -> Callable[[str], Any]:
+def deploy(engine: Engine) -> Callable[[str], Any]:
     """Deploy `definitions/<name>.yaml` on the engine fixture; returns the Deployment."""
 
     def deploy_definition(name: str) -> Any:

@@ -51,7 +51,7 @@ def run_pipeline_worker(url: str, calls_dir: str, stop: Any) -> None:
     eng.task("pipeline.fetch")(handler("fetch"))
     eng.task("pipeline.store")(handler("store"))
     stop_work = threading.Event()
-    threading.Thread(target=lambda: (stop.wait(), stop_work.set()), daemon=True).start()
+    threading.Thread(target=_set_when, args=(stop, stop_work), daemon=True).start()
     try:
         eng.work(concurrency=2, stop=stop_work)
     finally:
@@ -80,7 +80,7 @@ def run_late_worker(url: str, stop: Any) -> None:
     eng = Engine(url, clock=later_clock)
     eng.task("jobs.work")(lambda data: {"finished_by": "second worker"})
     stop_work = threading.Event()
-    threading.Thread(target=lambda: (stop.wait(), stop_work.set()), daemon=True).start()
+    threading.Thread(target=_set_when, args=(stop, stop_work), daemon=True).start()
     try:
         eng.work(concurrency=1, stop=stop_work)
     finally:
@@ -98,6 +98,11 @@ def claim_until_empty(url: str, worker: str, out: str, start_together: Any) -> N
     finally:
         eng.close()
         Path(out).write_text("\n".join(claimed))
+
+
+def _set_when(signal: Any, event: threading.Event) -> None:
+    signal.wait()
+    event.set()
 
 
 @pytest.fixture
@@ -177,8 +182,8 @@ def test_worker_processes_finish_every_instance_and_apply_each_result_once(
     calls: Counter[tuple[str, int]] = Counter()
     for log in calls_dir.glob("*.log"):
         for line in log.read_text().splitlines():
-            task, n = line.split()
-            calls[(task, int(n))] += 1
+            task, number = line.split()
+            calls[(task, int(number))] += 1
     applied = 0
     stale = 0
     for n, instance_id in enumerate(ids):

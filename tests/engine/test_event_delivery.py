@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from engine import EventRejected, TurnoutError
+from engine import Engine, EventRejected, TurnoutError
 
 
-def _snapshot(engine: Any, instance_id: str) -> tuple[Any, list[Any]]:
+def _snapshot(engine: Engine, instance_id: str) -> tuple[Any, list[Any]]:
     return engine.get(instance_id), engine.history(instance_id)
 
 
 def test_event_moves_instance_and_runs_assign_with_event_payload(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -30,7 +30,7 @@ def test_event_moves_instance_and_runs_assign_with_event_payload(
 
 
 def test_internal_transition_assigns_without_leaving_the_state(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})
@@ -41,7 +41,7 @@ def test_internal_transition_assigns_without_leaving_the_state(
 
 
 def test_reaching_a_final_state_ends_the_instance(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -51,7 +51,7 @@ def test_reaching_a_final_state_ends_the_instance(
 
 
 def test_rejected_event_leaves_state_and_revision_unchanged(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -64,7 +64,7 @@ def test_rejected_event_leaves_state_and_revision_unchanged(
     assert _snapshot(engine, inst.id) == (before, history)
 
 
-def test_rejected_event_is_a_turnout_error(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_rejected_event_is_a_turnout_error(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
     with pytest.raises(TurnoutError):
@@ -72,7 +72,7 @@ def test_rejected_event_is_a_turnout_error(engine: Any, deploy: Callable[[str], 
 
 
 def test_event_whose_guard_does_not_hold_is_rejected_and_changes_nothing(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 5})
@@ -84,7 +84,7 @@ def test_event_whose_guard_does_not_hold_is_rejected_and_changes_nothing(
 
 
 def test_guard_that_fails_at_run_time_rejects_the_event_and_changes_nothing(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 5})
@@ -95,7 +95,7 @@ def test_guard_that_fails_at_run_time_rejects_the_event_and_changes_nothing(
 
 
 def test_guard_failure_is_recorded_with_the_transition_that_fired_instead(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 5})
@@ -110,7 +110,7 @@ def test_guard_failure_is_recorded_with_the_transition_that_fired_instead(
 
 
 def test_events_to_a_finished_instance_are_rejected(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -124,7 +124,7 @@ def test_events_to_a_finished_instance_are_rejected(
 
 
 def test_allowed_lists_the_events_of_the_active_state(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -135,14 +135,14 @@ def test_allowed_lists_the_events_of_the_active_state(
     assert engine.allowed(inst.id) == []
 
 
-def test_allowed_ignores_guards(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_allowed_ignores_guards(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})
     assert sorted(engine.allowed(inst.id)) == ["add", "checked_add", "increment", "stop"]
 
 
 def test_payload_that_cannot_be_stored_fails_the_call_and_leaves_nothing_behind(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -157,7 +157,7 @@ def test_payload_that_cannot_be_stored_fails_the_call_and_leaves_nothing_behind(
 
 
 def test_idempotency_key_already_accepted_is_not_applied_again(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})
@@ -170,7 +170,7 @@ def test_idempotency_key_already_accepted_is_not_applied_again(
 
 
 def test_idempotency_key_ignores_a_different_payload(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})
@@ -183,7 +183,7 @@ def test_idempotency_key_ignores_a_different_payload(
 
 
 def test_idempotency_key_replay_returns_current_instance_even_if_now_rejected(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -194,7 +194,7 @@ def test_idempotency_key_replay_returns_current_instance_even_if_now_rejected(
 
 
 def test_rejected_event_does_not_use_up_its_idempotency_key(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"})
@@ -205,7 +205,7 @@ def test_rejected_event_does_not_use_up_its_idempotency_key(
     assert suspended.state == "suspended"
 
 
-def test_idempotency_keys_are_per_instance(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_idempotency_keys_are_per_instance(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("counter")
     a = engine.start("counter", {"count": 0})
     b = engine.start("counter", {"count": 0})
@@ -215,7 +215,7 @@ def test_idempotency_keys_are_per_instance(engine: Any, deploy: Callable[[str], 
 
 
 def test_idempotency_key_works_through_send_by_key(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     engine.start("counter", {"count": 0}, key="c-1")
@@ -225,7 +225,7 @@ def test_idempotency_key_works_through_send_by_key(
 
 
 def test_revision_grows_with_every_accepted_event(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})

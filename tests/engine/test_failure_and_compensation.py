@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from engine import EventRejected, TurnoutError
+from engine import Engine, EventRejected, TurnoutError
 
 
-def _register_bookings(engine: Any, log: list[str], failing: str | None = None) -> None:
+def _register_bookings(engine: Engine, log: list[str], failing: str | None = None) -> None:
     for task in ("flights.book", "hotels.book", "cars.book"):
         engine.task(task)(_recorder(log, task, fail=(task == failing)))
 
 
-def _register_compensations(engine: Any, log: list[str]) -> None:
+def _register_compensations(engine: Engine, log: list[str]) -> None:
     for task in ("flights.cancel", "hotels.cancel", "cars.cancel"):
         engine.task(task)(_recorder(log, task))
 
@@ -31,7 +31,7 @@ def _recorder(log: list[str], name: str, fail: bool = False) -> Callable[[Any], 
 
 
 def test_unhandled_task_failure_makes_the_instance_failed(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("fragile")
 
@@ -48,7 +48,7 @@ def test_unhandled_task_failure_makes_the_instance_failed(
 
 
 def test_failure_compensates_completed_steps_in_reverse_order(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("saga")
     log: list[str] = []
@@ -63,7 +63,7 @@ def test_failure_compensates_completed_steps_in_reverse_order(
 
 
 def test_status_is_compensating_while_undo_steps_are_pending(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("saga")
     log: list[str] = []
@@ -86,7 +86,9 @@ def test_status_is_compensating_while_undo_steps_are_pending(
     assert engine.claim_tasks(["flights.cancel", "hotels.cancel", "cars.cancel"], "w", 60) == []
 
 
-def test_events_are_rejected_while_compensating(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_events_are_rejected_while_compensating(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("saga")
     _register_bookings(engine, [], failing="hotels.book")
     inst = engine.start("saga", {})
@@ -97,7 +99,7 @@ def test_events_are_rejected_while_compensating(engine: Any, deploy: Callable[[s
 
 
 def test_failure_before_any_completed_step_needs_no_compensation(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("saga")
     log: list[str] = []
@@ -110,7 +112,7 @@ def test_failure_before_any_completed_step_needs_no_compensation(
 
 
 def test_explicit_failure_route_triggers_no_automatic_compensation(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("refunding")
     log: list[str] = []
@@ -127,7 +129,7 @@ def test_explicit_failure_route_triggers_no_automatic_compensation(
 
 
 def test_cancel_drops_pending_work_and_compensates_then_is_cancelled(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("saga")
     log: list[str] = []
@@ -150,7 +152,7 @@ def test_cancel_drops_pending_work_and_compensates_then_is_cancelled(
 
 
 def test_cancel_without_completed_steps_is_cancelled_at_once(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
@@ -164,7 +166,7 @@ def test_cancel_without_completed_steps_is_cancelled_at_once(
 
 
 def test_cancel_of_a_finished_instance_is_refused_and_changes_nothing(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "a@x"})
@@ -177,7 +179,7 @@ def test_cancel_of_a_finished_instance_is_refused_and_changes_nothing(
 
 
 def test_cancel_status_is_compensating_until_undo_steps_finish(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("saga")
     engine.task("flights.book")(lambda data: {"pnr": "X1"})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import EventRejected
+from engine import Engine, EventRejected
 
 KINDS = {
     "start",
@@ -24,7 +24,7 @@ KINDS = {
 
 
 def test_history_starts_with_start_and_records_each_transition(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "a@x"})
@@ -49,7 +49,7 @@ def test_history_starts_with_start_and_records_each_transition(
 
 
 def test_history_seq_counts_from_one_without_gaps_across_every_kind(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("retrying")
     deploy("saga")
@@ -79,7 +79,7 @@ def test_history_seq_counts_from_one_without_gaps_across_every_kind(
     assert {"cancel", "compensate"} <= {e.kind for e in engine.history(saga.id)}
 
 
-def test_history_is_append_only(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_history_is_append_only(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})
     earlier = engine.history(inst.id)
@@ -93,7 +93,9 @@ def test_history_is_append_only(engine: Any, deploy: Callable[[str], Any]) -> No
         earlier = later
 
 
-def test_history_of_rejected_event_gets_no_entry(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_history_of_rejected_event_gets_no_entry(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "a@x"})
     with pytest.raises(EventRejected):
@@ -102,7 +104,7 @@ def test_history_of_rejected_event_gets_no_entry(engine: Any, deploy: Callable[[
 
 
 def test_instances_filters_by_definition_state_status_and_key(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     deploy("counter")
@@ -132,7 +134,7 @@ def test_instances_filters_by_definition_state_status_and_key(
 
 
 def test_instances_are_listed_oldest_first_with_limit_and_offset(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     started = []
@@ -148,7 +150,9 @@ def test_instances_are_listed_oldest_first_with_limit_and_offset(
     assert engine.instances(limit=1)[0].id == started[0]
 
 
-def test_instances_default_limit_is_one_hundred(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_instances_default_limit_is_one_hundred(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("counter")
     for n in range(105):
         engine.start("counter", {"count": n})
@@ -156,7 +160,9 @@ def test_instances_default_limit_is_one_hundred(engine: Any, deploy: Callable[[s
     assert len(engine.instances(offset=100)) == 5
 
 
-def test_subscribers_get_each_entry_after_commit(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_subscribers_get_each_entry_after_commit(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("signup")
     received: list[tuple[Any, Any]] = []
 
@@ -178,7 +184,7 @@ def test_subscribers_get_each_entry_after_commit(engine: Any, deploy: Callable[[
     assert len(received) == len(entries)
 
 
-def test_rejected_event_publishes_nothing(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_rejected_event_publishes_nothing(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "a@x"})
     received: list[Any] = []
@@ -189,7 +195,7 @@ def test_rejected_event_publishes_nothing(engine: Any, deploy: Callable[[str], A
 
 
 def test_subscribers_see_task_and_timer_entries_from_run_until_idle(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     deploy("reminder")
@@ -206,7 +212,7 @@ def test_subscribers_see_task_and_timer_entries_from_run_until_idle(
 
 
 def test_a_failing_subscriber_does_not_undo_the_change(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
 

@@ -7,11 +7,18 @@ from typing import Any
 
 import pytest
 
-from engine import DefinitionNotFound, DuplicateKey, InstanceNotFound, InvalidInput, TurnoutError
+from engine import (
+    DefinitionNotFound,
+    DuplicateKey,
+    Engine,
+    InstanceNotFound,
+    InvalidInput,
+    TurnoutError,
+)
 
 
 def test_start_enters_initial_state_with_data_as_context(
-    engine: Any, deploy: Callable[[str], Any], clock: Any
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
 ) -> None:
     deployment = deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com", "age": 30})
@@ -27,14 +34,14 @@ def test_start_enters_initial_state_with_data_as_context(
     assert engine.get(inst.id) == inst
 
 
-def test_start_gives_each_instance_its_own_id(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_start_gives_each_instance_its_own_id(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("signup")
     ids = {engine.start("signup", {"email": f"{n}@example.com"}).id for n in range(5)}
     assert len(ids) == 5
 
 
 def test_start_does_not_keep_a_reference_to_the_callers_data(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     data: dict[str, Any] = {"email": "ann@example.com"}
@@ -53,7 +60,7 @@ def test_start_does_not_keep_a_reference_to_the_callers_data(
     ids=["missing-required", "wrong-type", "below-minimum"],
 )
 def test_start_with_data_not_matching_input_schema_raises_and_creates_nothing(
-    engine: Any, deploy: Callable[[str], Any], data: dict[str, Any]
+    engine: Engine, deploy: Callable[[str], Any], data: dict[str, Any]
 ) -> None:
     deploy("signup")
     with pytest.raises(InvalidInput) as raised:
@@ -66,7 +73,7 @@ def test_start_with_data_not_matching_input_schema_raises_and_creates_nothing(
 
 
 def test_start_without_data_gives_an_empty_context(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
     inst = engine.start("counter")
@@ -74,13 +81,13 @@ def test_start_without_data_gives_an_empty_context(
     assert inst.state == "counting"
 
 
-def test_start_of_unknown_definition_raises_definition_not_found(engine: Any) -> None:
+def test_start_of_unknown_definition_raises_definition_not_found(engine: Engine) -> None:
     with pytest.raises(DefinitionNotFound):
         engine.start("no_such_definition", {})
     assert engine.instances() == []
 
 
-def test_get_of_unknown_instance_raises_instance_not_found(engine: Any) -> None:
+def test_get_of_unknown_instance_raises_instance_not_found(engine: Engine) -> None:
     with pytest.raises(InstanceNotFound):
         engine.get("no-such-instance")
     with pytest.raises(InstanceNotFound):
@@ -89,7 +96,7 @@ def test_get_of_unknown_instance_raises_instance_not_found(engine: Any) -> None:
         engine.send("no-such-instance", "confirm")
 
 
-def test_business_key_is_kept_on_the_instance(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_business_key_is_kept_on_the_instance(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("signup")
     inst = engine.start("signup", {"email": "ann@example.com"}, key="order-7")
     assert inst.key == "order-7"
@@ -97,7 +104,7 @@ def test_business_key_is_kept_on_the_instance(engine: Any, deploy: Callable[[str
 
 
 def test_duplicate_business_key_for_same_definition_raises_and_creates_nothing(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     first = engine.start("signup", {"email": "ann@example.com"}, key="order-7")
@@ -107,7 +114,7 @@ def test_duplicate_business_key_for_same_definition_raises_and_creates_nothing(
 
 
 def test_duplicate_key_is_refused_even_after_the_first_instance_finished(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     first = engine.start("signup", {"email": "ann@example.com"}, key="order-7")
@@ -117,7 +124,7 @@ def test_duplicate_key_is_refused_even_after_the_first_instance_finished(
 
 
 def test_same_business_key_may_be_used_by_another_definition(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     deploy("counter")
@@ -127,7 +134,7 @@ def test_same_business_key_may_be_used_by_another_definition(
 
 
 def test_send_by_key_reaches_the_instance_with_that_key(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     engine.start("signup", {"email": "ann@example.com"}, key="a")
@@ -140,7 +147,7 @@ def test_send_by_key_reaches_the_instance_with_that_key(
 
 
 def test_send_by_unknown_key_raises_instance_not_found(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("signup")
     engine.start("signup", {"email": "ann@example.com"}, key="a")
@@ -152,7 +159,7 @@ def test_send_by_unknown_key_raises_instance_not_found(
 
 @pytest.mark.parametrize("data", [["not", "an", "object"], "text", 7], ids=["list", "str", "int"])
 def test_start_data_that_is_not_an_object_is_invalid_input(
-    engine: Any, deploy: Callable[[str], Any], data: Any
+    engine: Engine, deploy: Callable[[str], Any], data: Any
 ) -> None:
     deploy("counter")  # no input schema: the context must still be a JSON object
     with pytest.raises(InvalidInput):

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from engine import EventRejected
+from engine import Engine, EventRejected
 
 
-def test_parallel_state_enters_every_region(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_parallel_state_enters_every_region(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("approvals")
     inst = engine.start("approvals", {})
     assert inst.state == "review"
@@ -21,7 +21,7 @@ def test_parallel_state_enters_every_region(engine: Any, deploy: Callable[[str],
 
 
 def test_parallel_done_fires_when_every_region_has_finished(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("approvals")
     inst = engine.start("approvals", {})
@@ -35,7 +35,7 @@ def test_parallel_done_fires_when_every_region_has_finished(
 
 
 def test_event_is_taken_by_every_region_that_accepts_it(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("approvals")
     inst = engine.start("approvals", {})
@@ -44,7 +44,7 @@ def test_event_is_taken_by_every_region_that_accepts_it(
 
 
 def test_allowed_inside_parallel_lists_region_and_outer_events(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("approvals")
     inst = engine.start("approvals", {})
@@ -61,7 +61,9 @@ def test_allowed_inside_parallel_lists_region_and_outer_events(
     assert {"finance_ok", "withdraw"} <= allowed
 
 
-def test_failed_region_fails_the_parallel_state(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_failed_region_fails_the_parallel_state(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("approvals")
     inst = engine.start("approvals", {})
     failed = engine.send(inst.id, "finance_no")
@@ -73,7 +75,7 @@ def test_failed_region_fails_the_parallel_state(engine: Any, deploy: Callable[[s
 
 
 def test_outer_event_leaves_the_parallel_state_and_every_region(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("approvals")
     inst = engine.start("approvals", {})
@@ -84,7 +86,7 @@ def test_outer_event_leaves_the_parallel_state_and_every_region(
 
 
 def test_parallel_tasks_fan_in_with_each_regions_last_result(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("shipping")
     engine.task("warehouse.pack")(lambda data: {"box": 3})
@@ -97,7 +99,7 @@ def test_parallel_tasks_fan_in_with_each_regions_last_result(
     assert done.context["parcels"] == {"pack": {"box": 3}, "label": "LBL-1"}
 
 
-def test_one_region_done_is_not_enough(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_one_region_done_is_not_enough(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("shipping")
     engine.task("shipping.buy_label")(lambda data: "LBL-1")
     inst = engine.start("shipping", {})
@@ -108,7 +110,7 @@ def test_one_region_done_is_not_enough(engine: Any, deploy: Callable[[str], Any]
 
 
 def test_failed_region_cancels_the_sibling_regions_pending_task(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("shipping")
 
@@ -125,7 +127,7 @@ def test_failed_region_cancels_the_sibling_regions_pending_task(
 
 
 def test_result_of_a_cancelled_sibling_task_is_stale(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("shipping")
     inst = engine.start("shipping", {})
@@ -140,7 +142,7 @@ def test_result_of_a_cancelled_sibling_task_is_stale(
 
 
 def test_foreach_keeps_results_in_item_order_whatever_the_completion_order(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("mailing")
     recipients = ["a@x", "b@x", "c@x", "d@x", "e@x"]
@@ -158,7 +160,9 @@ def test_foreach_keeps_results_in_item_order_whatever_the_completion_order(
     assert done.context["count"] == 5
 
 
-def test_foreach_task_input_sees_item_and_index(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_foreach_task_input_sees_item_and_index(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("mailing")
     seen: list[Any] = []
 
@@ -178,7 +182,7 @@ def test_foreach_task_input_sees_item_and_index(engine: Any, deploy: Callable[[s
 
 
 def test_foreach_never_has_more_than_its_concurrency_claimable(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("mailing")  # concurrency: 2
     engine.start("mailing", {"recipients": [f"r{n}" for n in range(7)]})
@@ -196,7 +200,9 @@ def test_foreach_never_has_more_than_its_concurrency_claimable(
     assert seen_items == set(range(7))
 
 
-def test_foreach_with_no_items_is_done_at_once(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_foreach_with_no_items_is_done_at_once(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("mailing")
     inst = engine.start("mailing", {"recipients": []})
     assert inst.state == "sent"
@@ -204,7 +210,7 @@ def test_foreach_with_no_items_is_done_at_once(engine: Any, deploy: Callable[[st
     assert inst.context["count"] == 0
 
 
-def test_foreach_item_failure_fires_failed(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_foreach_item_failure_fires_failed(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("mailing")
 
     @engine.task("mail.send")
@@ -221,7 +227,7 @@ def test_foreach_item_failure_fires_failed(engine: Any, deploy: Callable[[str], 
 
 
 def test_foreach_concurrency_holds_under_a_threaded_worker(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("mailing")
     lock = threading.Lock()

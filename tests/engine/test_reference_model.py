@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import statemachines
+from engine import Engine
 from statemachines import Failure, parse_duration
 
 EXAMPLES = {path.stem: path for path in statemachines.examples()}
@@ -226,7 +227,7 @@ def _simulate(scenario: Scenario) -> Any:
     )
 
 
-def _run_on_engine(engine: Any, clock: Any, scenario: Scenario) -> Any:
+def _run_on_engine(engine: Engine, clock: Any, scenario: Scenario) -> Any:
     engine.deploy(EXAMPLES[scenario.example])
     for name, outcome in scenario.results.items():
         engine.task(name)(_handler(outcome))
@@ -249,7 +250,7 @@ def test_every_bundled_example_has_a_scenario() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: f"{s.example}-{s.label}")
 def test_engine_ends_where_the_reference_model_ends(
-    engine: Any, clock: Any, scenario: Scenario
+    engine: Engine, clock: Any, scenario: Scenario
 ) -> None:
     expected = _simulate(scenario)
     assert (expected.state, expected.status) == (scenario.expected_state, scenario.expected_status)

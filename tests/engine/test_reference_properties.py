@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import statemachines
-from engine import EventRejected
+from engine import Engine, EventRejected
 
 DOOR_LOCK = next(p for p in statemachines.examples() if p.stem == "door_lock")
 CODES = ["1234", "0000", "9999"]
@@ -36,7 +36,7 @@ door_events = st.one_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(events=st.lists(door_events, max_size=12))
-def test_any_event_sequence_matches_the_reference_model(engine: Any, events: list[Any]) -> None:
+def test_any_event_sequence_matches_the_reference_model(engine: Engine, events: list[Any]) -> None:
     # each example starts its own instance, so one engine and database serve them all
     engine.deploy(DOOR_LOCK)
     expected = statemachines.simulate(

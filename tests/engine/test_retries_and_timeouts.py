@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 import statemachines
+from engine import Engine
 
 
-def _failing(engine: Any, name: str, calls: list[Any], clock: Any) -> None:
+def _failing(engine: Engine, name: str, calls: list[Any], clock: Any) -> None:
     @engine.task(name)
     def handler(data: Any) -> Any:
         calls.append(clock.now)
@@ -18,7 +19,7 @@ def _failing(engine: Any, name: str, calls: list[Any], clock: Any) -> None:
 
 
 def test_retries_wait_with_exponential_backoff_capped_by_max_delay(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("retrying")  # attempts 4, delay 10s, backoff 2, max_delay 25s: waits 10, 20, 25
     calls: list[Any] = []
@@ -40,7 +41,7 @@ def test_retries_wait_with_exponential_backoff_capped_by_max_delay(
 
 
 def test_each_failed_attempt_with_attempts_left_is_a_retry_entry(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("retrying")
     calls: list[Any] = []
@@ -57,7 +58,7 @@ def test_each_failed_attempt_with_attempts_left_is_a_retry_entry(
 
 
 def test_retry_that_succeeds_applies_the_result_once(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("retrying")
     calls: list[int] = []
@@ -83,7 +84,7 @@ def test_retry_that_succeeds_applies_the_result_once(
 
 
 def test_retried_task_claimed_externally_reports_its_attempt_number(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("retrying")
     inst = engine.start("retrying", {})
@@ -98,7 +99,7 @@ def test_retried_task_claimed_externally_reports_its_attempt_number(
 
 
 def test_attempt_past_the_timeout_is_a_failed_attempt_and_retried(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("slow_call")  # timeout 30s, attempts 2, delay 5s
     durations = [31, 1]
@@ -122,7 +123,7 @@ def test_attempt_past_the_timeout_is_a_failed_attempt_and_retried(
 
 
 def test_timeout_on_the_last_attempt_fires_failed(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("slow_call")
 
@@ -142,7 +143,7 @@ def test_timeout_on_the_last_attempt_fires_failed(
 
 
 def test_attempt_within_the_timeout_succeeds(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("slow_call")
 
@@ -158,7 +159,7 @@ def test_attempt_within_the_timeout_succeeds(
 
 @pytest.mark.parametrize("answer", ["complete", "fail"])
 def test_external_answer_past_the_timeout_counts_as_a_failed_attempt(
-    engine: Any, clock: Any, deploy: Callable[[str], Any], answer: str
+    engine: Engine, clock: Any, deploy: Callable[[str], Any], answer: str
 ) -> None:
     deploy("slow_call")
     inst = engine.start("slow_call", {})
@@ -180,7 +181,7 @@ def test_external_answer_past_the_timeout_counts_as_a_failed_attempt(
 
 
 def test_pending_retry_is_dropped_when_the_instance_is_cancelled(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("retrying")
     calls: list[Any] = []
@@ -194,7 +195,7 @@ def test_pending_retry_is_dropped_when_the_instance_is_cancelled(
     assert engine.claim_tasks(["remote.call"], "w", 60) == []
 
 
-def test_foreach_item_retried_keeps_results_in_item_order(engine: Any, clock: Any) -> None:
+def test_foreach_item_retried_keeps_results_in_item_order(engine: Engine, clock: Any) -> None:
     newsletter = next(p for p in statemachines.examples() if p.stem == "newsletter")
     engine.deploy(newsletter)  # mail.send: attempts 3, delay 500ms; concurrency 5
     failures = {"b": 1}

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from engine import Engine
+
 
 def test_task_handler_receives_the_context_and_its_result_moves_the_instance(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     calls: list[Any] = []
@@ -27,7 +29,7 @@ def test_task_handler_receives_the_context_and_its_result_moves_the_instance(
     assert done.context == {"question": "?", "answer": 42}
 
 
-def test_async_task_handler_is_accepted(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_async_task_handler_is_accepted(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("one_task")
 
     @engine.task("jobs.work")
@@ -41,7 +43,7 @@ def test_async_task_handler_is_accepted(engine: Any, deploy: Callable[[str], Any
 
 
 def test_task_input_expression_and_result_placement(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("task_results")
     received: dict[str, Any] = {}
@@ -75,7 +77,7 @@ def test_task_input_expression_and_result_placement(
 
 
 def test_failing_handler_fires_failed_when_attempts_are_exhausted(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     calls = []
@@ -97,7 +99,7 @@ def test_failing_handler_fires_failed_when_attempts_are_exhausted(
 
 
 def test_task_without_a_handler_waits_until_one_is_registered(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
@@ -113,7 +115,7 @@ def test_task_without_a_handler_waits_until_one_is_registered(
 
 
 def test_task_result_is_applied_once_and_the_handler_runs_once(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     calls = []
@@ -134,7 +136,7 @@ def test_task_result_is_applied_once_and_the_handler_runs_once(
 
 
 def test_run_until_idle_runs_every_ready_task_of_every_instance(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
 
@@ -148,7 +150,7 @@ def test_run_until_idle_runs_every_ready_task_of_every_instance(
 
 
 def test_result_for_a_state_already_left_is_recorded_stale_and_ignored(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("race")
     inst = engine.start("race", {})
@@ -166,7 +168,7 @@ def test_result_for_a_state_already_left_is_recorded_stale_and_ignored(
 
 
 def test_result_that_is_not_json_fails_the_attempt_and_is_not_stored(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
 

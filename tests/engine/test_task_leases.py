@@ -6,9 +6,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from engine import Engine
+
 
 def test_claimed_task_carries_its_input_and_attempt(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {"n": 1})
@@ -22,7 +24,7 @@ def test_claimed_task_carries_its_input_and_attempt(
 
 
 def test_claim_returns_only_the_named_tasks_and_at_most_limit(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     deploy("fragile")
@@ -38,7 +40,7 @@ def test_claim_returns_only_the_named_tasks_and_at_most_limit(
 
 
 def test_a_claimed_task_is_not_claimed_again_while_its_lease_holds(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     engine.start("one_task", {})
@@ -47,7 +49,7 @@ def test_a_claimed_task_is_not_claimed_again_while_its_lease_holds(
     assert engine.claim_tasks(["jobs.work"], "w2", 30) == []
 
 
-def test_complete_task_applies_the_result(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_complete_task_applies_the_result(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
     [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
@@ -58,7 +60,7 @@ def test_complete_task_applies_the_result(engine: Any, deploy: Callable[[str], A
 
 
 def test_completing_the_same_task_twice_applies_it_once(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
@@ -72,7 +74,7 @@ def test_completing_the_same_task_twice_applies_it_once(
 
 
 def test_fail_task_fires_failed_when_no_attempts_remain(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
@@ -85,7 +87,7 @@ def test_fail_task_fires_failed_when_no_attempts_remain(
 
 
 def test_lapsed_lease_makes_task_claimable_again_without_using_an_attempt(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")  # one attempt only: a lapse that used it up would fail the instance
     inst = engine.start("one_task", {})
@@ -101,7 +103,7 @@ def test_lapsed_lease_makes_task_claimable_again_without_using_an_attempt(
 
 
 def test_late_result_from_lapsed_lease_holder_is_recorded_stale_not_applied(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
@@ -117,7 +119,7 @@ def test_late_result_from_lapsed_lease_holder_is_recorded_stale_not_applied(
 
 
 def test_late_failure_from_lapsed_lease_holder_is_not_applied(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
@@ -131,7 +133,7 @@ def test_late_failure_from_lapsed_lease_holder_is_not_applied(
 
 
 def test_lapsed_lease_answered_before_anyone_reclaims_is_stale(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
@@ -144,7 +146,9 @@ def test_lapsed_lease_answered_before_anyone_reclaims_is_stale(
     assert again.attempt == 1
 
 
-def test_heartbeat_extends_the_lease(engine: Any, clock: Any, deploy: Callable[[str], Any]) -> None:
+def test_heartbeat_extends_the_lease(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
     [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
@@ -157,7 +161,7 @@ def test_heartbeat_extends_the_lease(engine: Any, clock: Any, deploy: Callable[[
 
 
 def test_heartbeat_after_the_lease_was_lost_returns_false(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     engine.start("one_task", {})
@@ -167,7 +171,7 @@ def test_heartbeat_after_the_lease_was_lost_returns_false(
     assert engine.heartbeat(task.id, "w1", 30) is False
 
 
-def test_only_the_lease_holder_may_answer(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_only_the_lease_holder_may_answer(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("one_task")
     inst = engine.start("one_task", {})
     [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
@@ -178,7 +182,7 @@ def test_only_the_lease_holder_may_answer(engine: Any, deploy: Callable[[str], A
 
 
 def test_task_of_a_state_left_is_no_longer_claimable(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("race")
     inst = engine.start("race", {})

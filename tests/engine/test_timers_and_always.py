@@ -8,9 +8,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from engine import Engine
+
 
 def test_timer_fires_when_due_by_the_engine_clock(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
@@ -26,7 +28,9 @@ def test_timer_fires_when_due_by_the_engine_clock(
     assert len(timer_entries) == 1
 
 
-def test_timer_fires_once_per_entry(engine: Any, clock: Any, deploy: Callable[[str], Any]) -> None:
+def test_timer_fires_once_per_entry(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
     clock.advance(timedelta(minutes=10))
@@ -37,7 +41,7 @@ def test_timer_fires_once_per_entry(engine: Any, clock: Any, deploy: Callable[[s
 
 
 def test_overdue_timers_fire_in_due_order(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
@@ -50,7 +54,7 @@ def test_overdue_timers_fire_in_due_order(
 
 
 def test_timer_is_dropped_when_its_state_is_left(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
@@ -65,7 +69,7 @@ def test_timer_is_dropped_when_its_state_is_left(
 
 
 def test_timer_restarts_from_each_new_entry(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
@@ -81,7 +85,7 @@ def test_timer_restarts_from_each_new_entry(
 
 
 def test_timers_of_a_finished_instance_never_fire(
-    engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
@@ -93,7 +97,7 @@ def test_timers_of_a_finished_instance_never_fire(
 
 
 def test_always_picks_the_first_transition_whose_guard_holds(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("routing")
     big = engine.start("routing", {"amount": 150})
@@ -104,7 +108,9 @@ def test_always_picks_the_first_transition_whose_guard_holds(
     assert kinds[0] == "start" and "always" in kinds
 
 
-def test_always_is_evaluated_again_on_each_entry(engine: Any, deploy: Callable[[str], Any]) -> None:
+def test_always_is_evaluated_again_on_each_entry(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
     deploy("routing")
     inst = engine.start("routing", {"amount": 150})
     assert engine.send(inst.id, "again").state == "big"
@@ -116,7 +122,7 @@ def test_always_is_evaluated_again_on_each_entry(engine: Any, deploy: Callable[[
 
 
 def test_always_chain_below_the_limit_runs_to_the_end(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("looping")
     inst = engine.start("looping", {"n": 0, "limit": 50})
@@ -128,7 +134,7 @@ def test_always_chain_below_the_limit_runs_to_the_end(
 
 
 def test_endless_always_chain_is_cut_after_100_steps_with_an_error(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("looping")
     inst = engine.start("looping", {"n": 0, "limit": 1_000_000})
@@ -143,7 +149,7 @@ def test_endless_always_chain_is_cut_after_100_steps_with_an_error(
 
 
 def test_always_chain_looping_between_states_is_cut_with_an_error(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("pingpong")
     inst = engine.start("pingpong", {"loop": True})
@@ -154,7 +160,7 @@ def test_always_chain_looping_between_states_is_cut_with_an_error(
 
 
 def test_always_guard_that_does_not_hold_leaves_the_instance_waiting(
-    engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("pingpong")
     inst = engine.start("pingpong", {"loop": False})
@@ -163,7 +169,9 @@ def test_always_guard_that_does_not_hold_leaves_the_instance_waiting(
     assert engine.send(inst.id, "stop").status == "succeeded"
 
 
-def test_work_loop_fires_due_timers(engine: Any, clock: Any, deploy: Callable[[str], Any]) -> None:
+def test_work_loop_fires_due_timers(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
     clock.advance(timedelta(hours=1))

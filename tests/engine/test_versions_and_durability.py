@@ -24,7 +24,7 @@ def second_engine(store_url: str, clock: Any) -> Iterator[Any]:
         eng.close()
 
 
-def test_deploy_returns_name_version_and_digest(engine: Any) -> None:
+def test_deploy_returns_name_version_and_digest(engine: Engine) -> None:
     deployment = engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     assert deployment.name == "versioned"
     assert deployment.version == 1
@@ -32,20 +32,20 @@ def test_deploy_returns_name_version_and_digest(engine: Any) -> None:
     assert deployment.digest
 
 
-def test_deploying_same_content_again_changes_nothing(engine: Any) -> None:
+def test_deploying_same_content_again_changes_nothing(engine: Engine) -> None:
     first = engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     again = engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     assert (again.version, again.digest, again.created) == (first.version, first.digest, False)
 
 
-def test_comments_and_layout_do_not_make_a_new_version(engine: Any) -> None:
+def test_comments_and_layout_do_not_make_a_new_version(engine: Engine) -> None:
     first = engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     relaid = engine.deploy(DEFINITIONS / "versioned_v1_relaid.yaml")
     assert relaid.version == first.version
     assert relaid.created is False
 
 
-def test_deploy_accepts_a_path_yaml_text_or_a_definition(engine: Any) -> None:
+def test_deploy_accepts_a_path_yaml_text_or_a_definition(engine: Engine) -> None:
     path = DEFINITIONS / "versioned_v1.yaml"
     by_path = engine.deploy(path)
     by_text = engine.deploy(path.read_text())
@@ -54,7 +54,7 @@ def test_deploy_accepts_a_path_yaml_text_or_a_definition(engine: Any) -> None:
     assert by_text.created is False and by_definition.created is False
 
 
-def test_changed_content_is_the_next_version(engine: Any) -> None:
+def test_changed_content_is_the_next_version(engine: Engine) -> None:
     engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     second = engine.deploy(DEFINITIONS / "versioned_v2.yaml")
     assert second.version == 2
@@ -62,7 +62,7 @@ def test_changed_content_is_the_next_version(engine: Any) -> None:
     assert engine.deploy(DEFINITIONS / "versioned_v1.yaml").version in (1, 3)
 
 
-def test_naming_an_existing_version_with_other_content_is_refused(engine: Any) -> None:
+def test_naming_an_existing_version_with_other_content_is_refused(engine: Engine) -> None:
     engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     with pytest.raises(DefinitionError):
         engine.deploy(DEFINITIONS / "versioned_pinned.yaml")
@@ -71,14 +71,14 @@ def test_naming_an_existing_version_with_other_content_is_refused(engine: Any) -
     assert engine.send(inst.id, "next").state == "second"
 
 
-def test_invalid_definition_is_refused_with_its_problems(engine: Any) -> None:
+def test_invalid_definition_is_refused_with_its_problems(engine: Engine) -> None:
     with pytest.raises(DefinitionError) as raised:
         engine.deploy("name: broken\ninitial: nowhere\nstates:\n  here: {final: true}\n")
     assert raised.value.problems
     assert isinstance(raised.value, TurnoutError)
 
 
-def test_new_instances_use_the_latest_version_and_running_ones_keep_theirs(engine: Any) -> None:
+def test_new_instances_use_the_latest_version_and_running_ones_keep_theirs(engine: Engine) -> None:
     engine.deploy(DEFINITIONS / "versioned_v1.yaml")
     old = engine.start("versioned", {})
     engine.send(old.id, "next")
@@ -92,7 +92,7 @@ def test_new_instances_use_the_latest_version_and_running_ones_keep_theirs(engin
 
 
 def test_a_second_engine_sees_and_continues_an_instance_of_the_first(
-    engine: Any, second_engine: Any, deploy: Callable[[str], Any]
+    engine: Engine, second_engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
     deploy("signup")
@@ -135,7 +135,7 @@ def test_an_engine_reopened_on_the_same_database_finds_everything(
 
 
 def test_timer_set_by_one_engine_fires_under_another(
-    engine: Any, second_engine: Any, clock: Any, deploy: Callable[[str], Any]
+    engine: Engine, second_engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
     deploy("reminder")
     inst = engine.start("reminder", {})
