@@ -35,6 +35,33 @@ def send_increments(url: str, instance_id: str, count: int, start_together: Any)
         eng.close()
 
 
+def send_keyed_increments(url: str, instance_id: str, keys: int, start_together: Any) -> None:
+    """Child process: send one increment under each idempotency key `k0` ... `k{keys-1}`."""
+    eng = Engine(url)
+    try:
+        start_together.wait(timeout=60)
+        for n in range(keys):
+            eng.send(instance_id, "increment", idempotency_key=f"k{n}")
+    finally:
+        eng.close()
+
+
+def start_with_key(url: str, key: str, out: str, start_together: Any) -> None:
+    """Child process: start a counter with business key `key`; write what happened."""
+    from engine import DuplicateKey
+
+    eng = Engine(url)
+    try:
+        start_together.wait(timeout=60)
+        try:
+            outcome = eng.start("counter", {"count": 0}, key=key).id
+        except DuplicateKey:
+            outcome = "duplicate"
+    finally:
+        eng.close()
+    Path(out).write_text(outcome)
+
+
 def run_pipeline_worker(url: str, calls_dir: str, stop: Any) -> None:
     """Child process: run `work()` for the pipeline tasks until `stop` is set."""
     eng = Engine(url)
@@ -256,3 +283,44 @@ def test_concurrent_claims_never_hand_one_task_to_two_workers(
     claimed = [line for out in outputs for line in out.read_text().split()]
     assert len(claimed) == count
     assert len(set(claimed)) == count
+
+
+def test_same_idempotency_keys_from_four_processes_are_applied_once_each(
+    real_engine: Engine, store_url: str
+) -> None:
+    real_engine.deploy(DEFINITIONS / "counter.yaml")
+    inst = real_engine.start("counter", {"count": 0})
+    senders, keys = 4, 20
+    barrier = SPAWN.Barrier(senders)
+    processes = [
+        SPAWN.Process(target=send_keyed_increments, args=(store_url, inst.id, keys, barrier))
+        for _ in range(senders)
+    ]
+    for process in processes:
+        process.start()
+    _join_all(processes, timeout=120)
+    final = real_engine.get(inst.id)
+    assert final.context == {"count": keys}
+    assert final.revision == inst.revision + keys
+    assert len(real_engine.history(inst.id)) == 1 + keys
+
+
+def test_racing_starts_with_one_business_key_create_one_instance(
+    real_engine: Engine, store_url: str, tmp_path: Path
+) -> None:
+    real_engine.deploy(DEFINITIONS / "counter.yaml")
+    racers = 4
+    barrier = SPAWN.Barrier(racers)
+    outputs = [tmp_path / f"start-{n}.txt" for n in range(racers)]
+    processes = [
+        SPAWN.Process(target=start_with_key, args=(store_url, "order-1", str(out), barrier))
+        for out in outputs
+    ]
+    for process in processes:
+        process.start()
+    _join_all(processes, timeout=120)
+    outcomes = sorted(out.read_text() for out in outputs)
+    created = [o for o in outcomes if o != "duplicate"]
+    assert len(created) == 1
+    assert outcomes.count("duplicate") == racers - 1
+    assert [i.id for i in real_engine.instances(key="order-1")] == created

@@ -198,3 +198,64 @@ def test_cancel_status_is_compensating_until_undo_steps_finish(
         engine.complete_task(claimed[0].id, "w", None)
     assert order == ["hotels.cancel", "flights.cancel"]
     assert engine.get(inst.id).status == "cancelled"
+
+
+def test_failed_parallel_branch_compensates_completed_work_in_reverse_order(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("parallel_saga")
+    undo = ["stock.release", "payments.refund"]
+    inst = engine.start("parallel_saga", {})
+    [reserve] = engine.claim_tasks(["stock.reserve"], "w", 60)
+    assert engine.complete_task(reserve.id, "w", {"reserved": True}) is True
+    [charge] = engine.claim_tasks(["payments.charge"], "w", 60)
+    [ship] = engine.claim_tasks(["shipping.ship"], "w", 60)
+    assert engine.complete_task(charge.id, "w", {"charged": True}) is True
+    assert engine.fail_task(ship.id, "w", "truck broke down") is True
+    assert engine.get(inst.id).status == "compensating"
+    order = []
+    while claimed := engine.claim_tasks(undo, "w", 60, limit=10):
+        assert len(claimed) == 1
+        order.append(claimed[0].name)
+        assert engine.complete_task(claimed[0].id, "w", None) is True
+    assert order == ["payments.refund", "stock.release"]
+    assert engine.get(inst.id).status == "failed"
+
+
+def test_result_of_a_task_claimed_before_cancel_is_stale(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w", 60)
+    engine.cancel(inst.id, reason="no longer needed")
+    assert engine.complete_task(task.id, "w", {"late": True}) is False
+    done = engine.get(inst.id)
+    assert done.status == "cancelled"
+    assert done.context == {}
+    assert "stale" in [e.kind for e in engine.history(inst.id)]
+
+
+def test_cancel_drops_every_pending_foreach_item(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("mailing")
+    inst = engine.start("mailing", {"recipients": ["a", "b", "c", "d"]})
+    [first, _second] = engine.claim_tasks(["mail.send"], "w", 60, limit=10)
+    engine.cancel(inst.id)
+    assert engine.complete_task(first.id, "w", "ok") is False
+    assert engine.claim_tasks(["mail.send"], "w", 60, limit=10) == []
+    assert engine.get(inst.id).status == "cancelled"
+
+
+def test_instances_can_be_listed_by_compensating_status(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("saga")
+    engine.task("flights.book")(lambda data: {"pnr": 1})
+    engine.task("hotels.book")(lambda data: {"room": 2})
+    inst = engine.start("saga", {})
+    engine.run_until_idle()
+    engine.cancel(inst.id)
+    assert [i.id for i in engine.instances(status="compensating")] == [inst.id]
+    assert engine.instances(status="running") == []

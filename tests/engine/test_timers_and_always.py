@@ -187,3 +187,16 @@ def test_work_loop_fires_due_timers(
         worker.join(timeout=30)
     assert not worker.is_alive()
     assert engine.get(inst.id).state == "expired"
+
+
+def test_always_is_evaluated_again_after_an_internal_assign(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("threshold")
+    inst = engine.start("threshold", {})
+    assert engine.send(inst.id, "vote").state == "collecting"
+    assert engine.send(inst.id, "vote").state == "collecting"
+    decided = engine.send(inst.id, "vote")
+    assert decided.state == "decided"
+    assert decided.status == "succeeded"
+    assert decided.context == {"votes": 3}
