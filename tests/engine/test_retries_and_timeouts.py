@@ -218,3 +218,22 @@ def test_foreach_item_retried_keeps_results_in_item_order(engine: Engine, clock:
     assert done.state == "sent"
     assert done.context["deliveries"] == ["ok:a", "ok:b", "ok:c"]
     assert done.context["sent"] == 3
+
+
+def test_unanswered_attempt_past_its_timeout_fails_without_waiting_for_the_lease(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("slow_call")
+    inst = engine.start("slow_call", {})
+    [hung] = engine.claim_tasks(["remote.slow"], "w1", 3600)  # a lease far past the timeout
+    clock.advance(31)
+    engine.run_until_idle()
+    assert "retry" in [e.kind for e in engine.history(inst.id)]
+    clock.advance(5)
+    [retry] = engine.claim_tasks(["remote.slow"], "w2", 3600)
+    assert retry.attempt == 2
+    assert engine.complete_task(hung.id, "w1", {"took": "forever"}) is False
+    assert engine.complete_task(retry.id, "w2", {"took": 1}) is True
+    done = engine.get(inst.id)
+    assert done.state == "finished"
+    assert done.context == {"took": 1}

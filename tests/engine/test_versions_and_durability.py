@@ -157,3 +157,13 @@ def test_unreachable_database_raises_database_unavailable_without_the_password()
     assert "secret" not in message
     assert "secret" not in repr(raised.value)
     assert isinstance(raised.value, TurnoutError)
+
+
+def test_sqlite_file_in_a_missing_directory_raises_database_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/no/such/directory/turnout.db"
+    with pytest.raises(DatabaseUnavailable):
+        eng = Engine(url)
+        try:
+            eng.deploy(DEFINITIONS / "counter.yaml")
+        finally:
+            eng.close()
