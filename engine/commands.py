@@ -324,3 +324,43 @@ def demo(
                 out.print(f"  {path}", markup=False)
     finally:
         run.close()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+@reports_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option("--tasks", help="Also run a worker with the handlers of MODULE."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Serve the HTTP API and the web dashboard (loopback only unless a token is set)."""
+    import os
+
+    import uvicorn
+
+    from .api import create_app
+
+    token = os.environ.get("TURNOUT_API_TOKEN") or None
+    if host not in LOOPBACK and token is None:
+        raise UsageError(
+            f"refusing to serve on {host} without TURNOUT_API_TOKEN: anyone who "
+            "can reach it could start and cancel instances"
+        )
+    with open_engine(db) as engine:
+        stop = threading.Event()
+        if tasks:
+            names = [n for module in tasks for n in load_handlers(engine, module)]
+            err.print(f"worker: {', '.join(names)}", markup=False)
+            threading.Thread(target=engine.work, kwargs={"stop": stop}, daemon=True).start()
+        err.print(f"turnout serving {engine.store.safe_url} on http://{host}:{port}/", markup=False)
+        try:
+            uvicorn.run(create_app(engine, token), host=host, port=port, log_level="warning")
+        finally:
+            stop.set()

@@ -453,6 +453,22 @@ class Engine:
         )
         return diagrams.render(definition, format=format, overlay=overlay)
 
+    def heat_diagram(self, name: str, format: str = "svg") -> bytes:
+        """The definition `name` coloured by where its instances are and the paths taken."""
+        import diagrams
+
+        definition = self.definition(name)
+        overlay = diagrams.HeatOverlay(counts=self.store.count_by_state(name),
+                                       edges=self.store.transition_counts(name))  # fmt: skip
+        return diagrams.render(definition, format=format, overlay=overlay)
+
+    def definition_diagram(self, name: str, format: str = "svg", version: int | None = None
+                           ) -> bytes:  # fmt: skip
+        """The deployed definition `name` drawn on its own."""
+        import diagrams
+
+        return diagrams.render(self.definition(name, version), format=format)
+
     def close(self) -> None:
         """Release the database connections."""
         self.store.close()

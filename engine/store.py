@@ -541,14 +541,30 @@ class Store:
             return [_instance(r) for r in conn.execute(query)]
 
     def count_by_state(self, definition: str) -> dict[str, int]:
-        """How many running instances of `definition` are in each top-level state."""
+        """How many unfinished instances of `definition` are in each top-level state."""
         query = (
             sa.select(instances_t.c.state, sa.func.count())
-            .where(instances_t.c.definition == definition)
+            .where(instances_t.c.definition == definition,
+                   instances_t.c.status.in_(("running", "compensating")))
             .group_by(instances_t.c.state)
-        )
+        )  # fmt: skip
         with self._core() as conn:
             return {str(s): int(n) for s, n in conn.execute(query)}
+
+    def transition_counts(self, definition: str) -> dict[tuple[str, str | None, str], int]:
+        """How often each (from_state, event, to_state) step was taken by `definition`'s
+        instances, counted from their history."""
+        h = history_t
+        query = (
+            sa.select(h.c.from_state, h.c.event, h.c.to_state, sa.func.count())
+            .join(instances_t, instances_t.c.id == h.c.instance_id)
+            .where(instances_t.c.definition == definition,
+                   h.c.kind.in_(("event", "task", "timer", "always")),
+                   h.c.from_state.is_not(None), h.c.to_state.is_not(None))
+            .group_by(h.c.from_state, h.c.event, h.c.to_state)
+        )  # fmt: skip
+        with self._core() as conn:
+            return {(str(f), e, str(t)): int(n) for f, e, t, n in conn.execute(query)}
 
     def history(self, instance_id: str, definition: str = "") -> list[HistoryEntry]:
         query = (

@@ -1,0 +1,132 @@
+"""The FastAPI application: error translation, bearer-token auth, and the routers.
+
+Every turnout error becomes JSON `{error, message, ...}` with the status SPEC 6 names; a user's
+mistake is never a 500. With a token set, `/api` needs `Authorization: Bearer <token>` (or the
+dashboard's cookie), compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from statemachines import (
+    DefinitionError,
+    DefinitionNotFound,
+    DuplicateKey,
+    EventRejected,
+    InstanceNotFound,
+    InvalidInput,
+    TurnoutError,
+)
+
+from ..engine import Engine
+from ..runtime import TaskNotFound
+from ..store import DatabaseUnavailable
+
+log = logging.getLogger("turnout.api")
+MAX_BODY_BYTES = 2_000_000
+TOKEN_COOKIE = "turnout_token"
+
+
+def error_response(exc: TurnoutError) -> JSONResponse:
+    """The HTTP answer for one of turnout's errors."""
+    body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+    status = 400
+    if isinstance(exc, (InstanceNotFound, DefinitionNotFound, TaskNotFound)):
+        status = 404
+    elif isinstance(exc, EventRejected):
+        status = 409
+        body |= {"event": exc.event, "state": exc.state, "allowed": exc.allowed}
+    elif isinstance(exc, DuplicateKey):
+        status = 409
+    elif isinstance(exc, DefinitionError):
+        status = 422
+        body["problems"] = [
+            {"line": p.line, "column": p.column, "message": p.message, "file": p.file}
+            for p in exc.problems
+        ]
+    elif isinstance(exc, InvalidInput):
+        status = 422
+        body["problems"] = exc.problems
+    elif isinstance(exc, DatabaseUnavailable):
+        status = 503
+    return JSONResponse(body, status_code=status)
+
+
+def token_matches(expected: str | None, request: Request) -> bool:
+    """Whether the request carries the API token (header or dashboard cookie)."""
+    if not expected:
+        return True
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else ""
+    given = given or request.cookies.get(TOKEN_COOKIE, "")
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class GuardMiddleware(BaseHTTPMiddleware):
+    """Refuse oversized bodies, and `/api` calls without the token when one is set."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                {"error": "PayloadTooLarge", "message": f"the body is over {MAX_BODY_BYTES} bytes"},
+                status_code=413,
+            )
+        if request.url.path.startswith("/api") and not token_matches(self.token, request):
+            return JSONResponse(
+                {
+                    "error": "Unauthorized",
+                    "message": "this server needs 'Authorization: Bearer <token>'",
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+
+def create_app(engine: Engine, token: str | None = None) -> FastAPI:
+    """The HTTP API and dashboard over `engine`; `token` protects every `/api` route."""
+    from . import dashboard, routes
+
+    app = FastAPI(
+        title="turnout",
+        version="0.1.0",
+        description="State-machine workflows: definitions, instances, events, tasks.",
+    )
+    app.state.engine = engine
+    app.state.token = token
+    app.add_middleware(GuardMiddleware, token=token)
+
+    @app.exception_handler(TurnoutError)
+    async def turnout_error(request: Request, exc: TurnoutError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"error": "InvalidInput", "message": "; ".join(problems), "problems": problems},
+            status_code=422,
+        )
+
+    app.include_router(routes.router)
+    app.include_router(dashboard.router)
+    return app

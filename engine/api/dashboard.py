@@ -1,0 +1,202 @@
+"""The web dashboard: definitions with heat maps, instance lists, one instance's live page.
+
+Server-rendered HTML (Jinja2 templates) with a little JavaScript that refreshes an instance's
+page when its revision changes. No build step and nothing fetched from another host.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from statemachines import TurnoutError
+
+from ..engine import Engine
+from .app import TOKEN_COOKIE, token_matches
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+STATUSES = ("running", "compensating", "succeeded", "failed", "cancelled")
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _locked_out(request: Request) -> Response | None:
+    if token_matches(request.app.state.token, request):
+        return None
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, values)
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    """The dashboard's own script and style sheet, from the package."""
+    path = HERE / "static" / name
+    if path.parent != HERE / "static" or not path.is_file():
+        return Response("not found", status_code=404)
+    kind = {".js": "text/javascript", ".css": "text/css"}.get(path.suffix, "text/plain")
+    return Response(path.read_bytes(), media_type=kind)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return _page(request, "login.html", next=next if next.startswith("/") else "/", failed=False)
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
+) -> Response:
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    expected = request.app.state.token or ""
+    import hmac
+
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        return _page(request, "login.html", next=target, failed=True)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/", response_class=HTMLResponse, response_model=None)
+def home(request: Request) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    rows = []
+    for deployment in engine.definitions():
+        definition = engine.definition(deployment.name)
+        counts = engine.store.count_by_state(deployment.name)
+        rows.append(
+            {
+                "name": deployment.name,
+                "version": deployment.version,
+                "description": definition.description or "",
+                "counts": counts,
+                "total": sum(counts.values()),
+            }
+        )
+    return _page(request, "home.html", definitions=rows)
+
+
+@router.get("/definitions/{name}", response_class=HTMLResponse, response_model=None)
+def definition_page(request: Request, name: str) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    try:
+        definition = engine.definition(name)
+        svg = engine.heat_diagram(name).decode()
+    except TurnoutError as exc:
+        return _page(request, "error.html", message=str(exc), status_code=404)
+    counts = engine.store.count_by_state(name)
+    recent = engine.instances(definition=name, limit=50)
+    return _page(
+        request, "definition.html", definition=definition, svg=svg, counts=counts, instances=recent
+    )
+
+
+@router.get("/instances", response_class=HTMLResponse, response_model=None)
+def instances_page(
+    request: Request,
+    definition: str = "",
+    state: str = "",
+    status: str = "",
+    q: str = "",
+    page: int = 0,
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    size = 50
+    found = engine.instances(
+        definition=definition or None,
+        state=state or None,
+        status=status or None,
+        key=q or None,
+        limit=size + 1,
+        offset=max(page, 0) * size,
+    )
+    return _page(
+        request,
+        "instances.html",
+        instances=found[:size],
+        more=len(found) > size,
+        page=max(page, 0),
+        definition=definition,
+        state=state,
+        status=status,
+        q=q,
+        statuses=STATUSES,
+        names=[d.name for d in engine.definitions()],
+    )
+
+
+@router.get("/instances/{instance_id}", response_class=HTMLResponse, response_model=None)
+def instance_page(request: Request, instance_id: str, error: str = "") -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    try:
+        instance = engine.get(instance_id)
+    except TurnoutError as exc:
+        return _page(request, "error.html", message=str(exc))
+    return _page(
+        request,
+        "instance.html",
+        instance=instance,
+        svg=engine.diagram(instance_id).decode(),
+        history=engine.history(instance_id),
+        allowed=engine.allowed(instance_id),
+        context=json.dumps(instance.context, indent=2, default=str),
+        error=error,
+    )
+
+
+@router.post("/instances/{instance_id}/events", response_model=None)
+def send_from_form(
+    request: Request,
+    instance_id: str,
+    event: Annotated[str, Form()],
+    data: Annotated[str, Form()] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    message = ""
+    try:
+        payload = json.loads(data) if data.strip() else None
+        _engine(request).send(instance_id, event, payload)
+    except json.JSONDecodeError as exc:
+        message = f"the data is not valid JSON: {exc.msg}"
+    except TurnoutError as exc:
+        message = str(exc)
+    suffix = f"?error={quote(message)}" if message else ""
+    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+
+
+@router.post("/instances/{instance_id}/cancel", response_model=None)
+def cancel_from_form(
+    request: Request, instance_id: str, reason: Annotated[str, Form()] = ""
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    message = ""
+    try:
+        _engine(request).cancel(instance_id, reason or None)
+    except TurnoutError as exc:
+        message = str(exc)
+    suffix = f"?error={quote(message)}" if message else ""
+    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)

@@ -1,0 +1,337 @@
+"""The JSON routes of SPEC 6: definitions, instances, events, external task workers, health.
+
+Route functions are plain `def`s: FastAPI runs them in its thread pool, where the engine's
+synchronous transactions belong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from statemachines import InvalidInput
+
+from ..engine import Engine
+from ..store import DatabaseUnavailable
+
+router = APIRouter()
+MAX_PAGE = 500
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+# -- models ------------------------------------------------------------------------------------
+class InstanceOut(BaseModel):
+    id: str
+    key: str | None
+    definition: str
+    version: int
+    state: str
+    active: list[str]
+    status: str
+    context: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+    allowed: list[str] | None = Field(None, description="Events the instance accepts now.")
+
+
+class InstancePage(BaseModel):
+    items: list[InstanceOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class HistoryOut(BaseModel):
+    seq: int
+    at: datetime
+    kind: str
+    event: str | None
+    from_state: str | None
+    to_state: str | None
+    data: Any
+
+
+class DeploymentOut(BaseModel):
+    name: str
+    version: int
+    digest: str
+    created: bool
+
+
+class DefinitionOut(BaseModel):
+    name: str
+    version: int
+    description: str | None
+    source: str
+    states: list[str]
+    events: list[str]
+    tasks: list[str]
+    counts: dict[str, int] = Field(description="Unfinished instances per state.")
+
+
+class StartIn(BaseModel):
+    definition: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = Field(None, max_length=200)
+
+
+class EventIn(BaseModel):
+    event: str = Field(min_length=1, max_length=200)
+    data: Any = None
+    idempotency_key: str | None = Field(None, max_length=200)
+
+
+class CancelIn(BaseModel):
+    reason: str | None = Field(None, max_length=2000)
+
+
+class ClaimIn(BaseModel):
+    tasks: list[str] = Field(min_length=1, max_length=100)
+    worker: str = Field(min_length=1, max_length=200)
+    lease: float = Field(30.0, gt=0, le=3600, description="Seconds the claim lasts.")
+    limit: int = Field(1, ge=1, le=100)
+
+
+class ClaimedOut(BaseModel):
+    id: str
+    name: str
+    input: Any
+    attempt: int
+    max_attempts: int
+    instance_id: str
+    state: str
+    kind: str
+    lease_until: datetime
+    timeout: float | None
+
+
+class CompleteIn(BaseModel):
+    worker: str = Field(min_length=1, max_length=200)
+    result: Any = None
+
+
+class FailIn(BaseModel):
+    worker: str = Field(min_length=1, max_length=200)
+    error: str = Field("task failed", max_length=10_000)
+    type: str = Field("TaskError", max_length=200)
+
+
+class HeartbeatIn(BaseModel):
+    worker: str = Field(min_length=1, max_length=200)
+    lease: float = Field(30.0, gt=0, le=3600)
+
+
+class Outcome(BaseModel):
+    applied: bool = Field(description="False when the answer was stale (the lease was lost).")
+
+
+def _instance(engine: Engine, instance: Any, with_allowed: bool = True) -> InstanceOut:
+    allowed = engine.allowed(instance.id) if with_allowed else None
+    return InstanceOut(**instance.__dict__, allowed=allowed)
+
+
+def _svg(data: bytes) -> Response:
+    return Response(data, media_type="image/svg+xml")
+
+
+# -- definitions -------------------------------------------------------------------------------
+@router.get("/api/definitions", response_model=list[DeploymentOut], tags=["definitions"])
+def list_definitions(request: Request) -> list[DeploymentOut]:
+    """The latest version of every deployed definition."""
+    return [DeploymentOut(**d.__dict__) for d in engine_of(request).definitions()]
+
+
+@router.post(
+    "/api/definitions",
+    response_model=DeploymentOut,
+    status_code=201,
+    tags=["definitions"],
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+            "required": True,
+        }
+    },
+)
+async def deploy_definition(request: Request) -> JSONResponse:
+    """Deploy a definition sent as YAML text; the same content again is not a new version."""
+    body = await request.body()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the definition must be UTF-8 YAML text") from None
+    from starlette.concurrency import run_in_threadpool
+
+    deployment = await run_in_threadpool(engine_of(request).deploy, text)
+    return JSONResponse(
+        DeploymentOut(**deployment.__dict__).model_dump(),
+        status_code=201 if deployment.created else 200,
+    )
+
+
+@router.get("/api/definitions/{name}", response_model=DefinitionOut, tags=["definitions"])
+def read_definition(
+    request: Request, name: str, version: Annotated[int | None, Query(ge=1)] = None
+) -> DefinitionOut:
+    """A deployed definition: its source, states, events, tasks and where instances are."""
+    engine = engine_of(request)
+    definition = engine.definition(name, version)
+    found_version = version or next(d.version for d in engine.definitions() if d.name == name)
+    return DefinitionOut(
+        name=definition.name,
+        version=found_version,
+        description=definition.description,
+        source=definition.source,
+        states=[s.path for s in definition.walk()],
+        events=definition.events,
+        tasks=definition.tasks,
+        counts=engine.store.count_by_state(name),
+    )
+
+
+@router.get("/api/definitions/{name}/diagram.svg", tags=["definitions"], response_class=Response)
+def definition_diagram(request: Request, name: str, heat: bool = False) -> Response:
+    """The definition's diagram; `?heat=1` colours states by how many instances are there."""
+    engine = engine_of(request)
+    return _svg(engine.heat_diagram(name) if heat else engine.definition_diagram(name))
+
+
+# -- instances ---------------------------------------------------------------------------------
+@router.post("/api/instances", response_model=InstanceOut, status_code=201, tags=["instances"])
+def start_instance(request: Request, body: StartIn) -> InstanceOut:
+    """Start an instance of a definition with `data`; `key` is an optional business key."""
+    engine = engine_of(request)
+    return _instance(engine, engine.start(body.definition, body.data, key=body.key))
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(f"cursor {cursor!r} is not one this server gave") from None
+    if value < 0:
+        raise InvalidInput(f"cursor {cursor!r} is not one this server gave")
+    return value
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+@router.get("/api/instances", response_model=InstancePage, tags=["instances"])
+def list_instances(
+    request: Request,
+    definition: str | None = None,
+    state: str | None = None,
+    status: str | None = None,
+    key: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: str | None = None,
+) -> InstancePage:
+    """Instances oldest first, filtered; follow `next_cursor` for the next page."""
+    engine = engine_of(request)
+    offset = _offset(cursor)
+    found = engine.instances(
+        definition=definition, state=state, status=status, key=key, limit=limit + 1, offset=offset
+    )
+    more = len(found) > limit
+    items = [_instance(engine, i, with_allowed=False) for i in found[:limit]]
+    return InstancePage(items=items, next_cursor=_cursor(offset + limit) if more else None)
+
+
+@router.get("/api/instances/{instance_id}", response_model=InstanceOut, tags=["instances"])
+def read_instance(request: Request, instance_id: str) -> InstanceOut:
+    """One instance, with the events it accepts now."""
+    engine = engine_of(request)
+    return _instance(engine, engine.get(instance_id))
+
+
+@router.get(
+    "/api/instances/{instance_id}/history", response_model=list[HistoryOut], tags=["instances"]
+)
+def read_history(request: Request, instance_id: str) -> list[HistoryOut]:
+    """Every history entry of an instance, oldest first."""
+    return [
+        HistoryOut(
+            seq=e.seq,
+            at=e.at,
+            kind=e.kind,
+            event=e.event,
+            from_state=e.from_state,
+            to_state=e.to_state,
+            data=e.data,
+        )
+        for e in engine_of(request).history(instance_id)
+    ]
+
+
+@router.get("/api/instances/{instance_id}/diagram.svg", tags=["instances"], response_class=Response)
+def instance_diagram(request: Request, instance_id: str) -> Response:
+    """The instance's definition with its current state and path drawn."""
+    return _svg(engine_of(request).diagram(instance_id))
+
+
+@router.post("/api/instances/{instance_id}/events", response_model=InstanceOut, tags=["instances"])
+def send_event(request: Request, instance_id: str, body: EventIn) -> InstanceOut:
+    """Send an event; 409 with the allowed events when no transition takes it."""
+    engine = engine_of(request)
+    instance = engine.send(instance_id, body.event, body.data, idempotency_key=body.idempotency_key)
+    return _instance(engine, instance)
+
+
+@router.post("/api/instances/{instance_id}/cancel", response_model=InstanceOut, tags=["instances"])
+def cancel_instance(
+    request: Request, instance_id: str, body: Annotated[CancelIn | None, Body()] = None
+) -> InstanceOut:
+    """Cancel a running instance: its work is dropped and compensations run."""
+    engine = engine_of(request)
+    return _instance(engine, engine.cancel(instance_id, body.reason if body else None))
+
+
+# -- external task workers ---------------------------------------------------------------------
+@router.post("/api/tasks/claim", response_model=list[ClaimedOut], tags=["tasks"])
+def claim_tasks(request: Request, body: ClaimIn) -> list[ClaimedOut]:
+    """Claim up to `limit` ready tasks named in `tasks` for `lease` seconds."""
+    claimed = engine_of(request).claim_tasks(body.tasks, body.worker, body.lease, body.limit)
+    return [ClaimedOut(**c.__dict__) for c in claimed]
+
+
+@router.post("/api/tasks/{task_id}/complete", response_model=Outcome, tags=["tasks"])
+def complete_task(request: Request, task_id: str, body: CompleteIn) -> Outcome:
+    """Answer a claimed task with its result."""
+    return Outcome(applied=engine_of(request).complete_task(task_id, body.worker, body.result))
+
+
+@router.post("/api/tasks/{task_id}/fail", response_model=Outcome, tags=["tasks"])
+def fail_task(request: Request, task_id: str, body: FailIn) -> Outcome:
+    """Report a failed attempt; the task is retried while attempts are left."""
+    error = {"type": body.type, "message": body.error}
+    return Outcome(applied=engine_of(request).fail_task(task_id, body.worker, error))
+
+
+@router.post("/api/tasks/{task_id}/heartbeat", response_model=Outcome, tags=["tasks"])
+def heartbeat(request: Request, task_id: str, body: HeartbeatIn) -> Outcome:
+    """Extend the lease of a claimed task; `applied` is False when the lease was lost."""
+    return Outcome(applied=engine_of(request).heartbeat(task_id, body.worker, body.lease))
+
+
+# -- health ------------------------------------------------------------------------------------
+@router.get("/healthz", tags=["health"])
+def healthz(request: Request) -> JSONResponse:
+    """Liveness, and whether the database answers."""
+    try:
+        engine_of(request).store.ping()
+    except DatabaseUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
