@@ -376,6 +376,7 @@ class _Run:
         if finished:
             results = self.m.get("results", {})
             payload = {child.name: results.get(child.path) for child in parent.parallel}
+            self.remember_result(parent.path, payload)
             self.queue.append(("done", parent.path, activation, payload))
 
     # -- firing ----------------------------------------------------------------------------
@@ -472,9 +473,7 @@ class _Run:
                 {"state": path, "task": state.task.compensate}
             )
         self.store_result(state.task.result, state.name, result)
-        region = self.compiled.region_of[path]
-        if region.path:
-            self.m.setdefault("results", {})[region.path] = result
+        self.remember_result(path, result)
         self.deliver_done(state, result, "task")
 
     def item_done(self, state: State, book: dict[str, Any], activation: int, item: int,
@@ -493,7 +492,15 @@ class _Run:
             results = book["results"]
             self.store_result(state.foreach.task.result, state.name, {"results": results},
                               unwrap="results")  # fmt: skip
+            self.remember_result(state.path, {"results": results})
             self.deliver_done(state, {"results": results}, "task")
+
+    def remember_result(self, path: str, result: Any) -> None:
+        """Keep `result` as the last task result of the region holding state `path`, for the
+        `done` of a parallel state around it."""
+        region = self.compiled.region_of[path]
+        if region.path:
+            self.m.setdefault("results", {})[region.path] = result
 
     def store_result(self, how: str | bool, state_name: str, result: Any,
                      unwrap: str | None = None) -> None:  # fmt: skip

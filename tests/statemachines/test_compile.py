@@ -351,3 +351,31 @@ states:
         send(compiled, started, "go", {"n": "x"})
     assert "TypeError" in str(caught.value)
     assert caught.value.allowed == ["go"]
+
+
+def test_nested_parallel_and_foreach_branches_report_their_results_to_the_fan_in() -> None:
+    definition = statemachines.load(VALID / "nested_parallel.yaml")
+    run = simulate(definition, ["after:1m"], data={"ok": True, "xs": [1, 2]},
+                   results={"t.each": lambda i: i * 10, "t.x": "X"})  # fmt: skip
+    assert (run.state, run.status) == ("end", "succeeded")
+    assert run.history[-1].data == {"a": {"x": "X", "y": None}, "b": {"results": [10, 20]}}
+    assert ("after 1m", "outer.a.inner.y.w", "outer.a.inner.y.f") in run.path
+    assert run.path[-2:] == [(None, "outer.a.choose", "outer.a.fin"), ("done", "outer", "end")]
+
+
+def test_a_nested_branch_failing_fails_the_outer_parallel_state() -> None:
+    run = simulate(statemachines.load(VALID / "nested_parallel.yaml"), ["go"],
+                   data={"ok": False, "xs": [1]})  # fmt: skip
+    assert run.path[-2:] == [(None, "outer.a.choose", "outer.a.bad"), ("failed", "outer", "oops")]
+    assert (run.state, run.status, run.active) == ("oops", "failed", ["oops"])
+
+
+def test_cancel_inside_nested_regions_drops_every_active_state() -> None:
+    compiled = machine("nested_parallel")
+    started = compiled.start({"xs": [1]}, NOW)
+    assert started.active == ["outer", "outer.a.inner", "outer.a.inner.x.x",
+                              "outer.a.inner.y.w", "outer.b.each"]  # fmt: skip
+    cancelled = compiled.cancel(*_args(started), "stop", NOW)
+    assert cancelled.status == "cancelled"
+    assert cancelled.active == []
+    assert {path for path, _ in cancelled.cancelled} == set(started.active)
