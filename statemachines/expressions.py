@@ -86,6 +86,13 @@ def _modulo(left: Any, right: Any) -> Any:
     return left % right
 
 
+def _round(number: Any, ndigits: Any = None) -> Any:
+    # round(5, -10**9) would compute 10**(10**9) first.
+    if ndigits is not None and not (isinstance(ndigits, int) and -400 <= ndigits <= 400):
+        raise LimitExceeded("round() takes at most 400 digits either side of the point")
+    return round(number, ndigits)
+
+
 def _text(value: Any) -> str:
     _check_size(value)
     return str(value)
@@ -100,7 +107,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "min": min,
     "max": max,
-    "round": round,
+    "round": _round,
     "lower": lambda s: _text(s).lower(),
     "upper": lambda s: _text(s).upper(),
 }

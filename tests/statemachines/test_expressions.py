@@ -50,6 +50,7 @@ def evaluate(text: str, event: Any = None, **names: Any) -> Any:
         ("min(3, context.amount)", 3),
         ("max([1, 7, 2])", 7),
         ("abs(-2) + round(2.6)", 5),
+        ("round(1234, -2) + round(0.125, 2)", 1200.12),
         ("upper(context.customer.country) + lower('AB')", "PTab"),
         ("str(7) + 'x'", "7x"),
         ("int('42') + float('0.5')", 42.5),
@@ -171,6 +172,8 @@ def test_escapes_and_unsupported_syntax_are_refused_when_parsed(text: str, messa
         "'%0999999999d' % 1",
         "'x' * 60000 + 'y' * 60000",
         "int('9' * 5000)",
+        "round(5, -1000000000)",
+        "round(1.5, 10 ** 9)",
     ],
 )
 def test_resource_bombs_fail_quickly_and_harmlessly(text: str) -> None:
