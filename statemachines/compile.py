@@ -228,8 +228,10 @@ class CompiledMachine:
             return run.finish()
         state = self.definition.state(path)
         label = f"after:{key}"
-        if not run.targeted(state, label, {"after": key}, "timer"):
-            run.changed = False
+        # A timer belongs to its own state; an outer state's timer of the same length is
+        # another timer.
+        if not run.fire(state, label, {"after": key}, "timer"):
+            run.changed = bool(run.history)
         return run.finish()
 
     def cancel(self, machine: dict[str, Any], context: dict[str, Any], status: str,
@@ -515,17 +517,20 @@ class _Run:
             self.context[str(how)] = result[unwrap] if unwrap else result
 
     def deliver_done(self, state: State, payload: Any, kind: str) -> None:
-        if not self.targeted(state, "done", payload, kind):
-            self.history.append(
-                Entry(
-                    "error",
-                    "done",
-                    state.path,
-                    None,
-                    {"message": f"no 'done' transition of {state.path!r} accepted the result"},
-                )
-            )
+        # `done` belongs to the state that finished: it never bubbles to a parallel state
+        # around it, whose own `done` means every branch has finished.
+        if self.fire(state, "done", payload, kind):
+            return
+        message = f"no 'done' transition of {state.path!r} accepted the result"
+        self.history.append(Entry("error", "done", state.path, None, {"message": message}))
+        region = self.compiled.region_of[state.path]
+        if region is self.definition.root:
             self.stop(FAILED)
+            return
+        parent = self.compiled.parent_of[region.path]
+        error = {"type": "DoneNotAccepted", "message": message}
+        self.queue.append(("failed", parent.path, self.active[parent.path],
+                           {"error": error, "attempts": 0}))  # fmt: skip
 
     def task_failed(self, ref: tuple[str, int, int | None], error: dict[str, Any],
                     attempts: int) -> None:  # fmt: skip

@@ -379,3 +379,38 @@ def test_cancel_inside_nested_regions_drops_every_active_state() -> None:
     assert cancelled.status == "cancelled"
     assert cancelled.active == []
     assert {path for path, _ in cancelled.cancelled} == set(started.active)
+
+
+def test_a_branch_task_result_that_no_transition_accepts_fails_the_branch() -> None:
+    run = simulate(statemachines.load(VALID / "branch_done_and_timers.yaml"),
+                   results={"t.a": {"ok": False}})  # fmt: skip
+    assert run.path == [(None, None, "both"), ("failed", "both", "bad")]
+    assert run.history[-1].data["error"] == {
+        "type": "DoneNotAccepted",
+        "message": "no 'done' transition of 'both.a.work' accepted the result",
+    }
+    assert run.status == "failed"
+
+
+def test_a_branch_task_result_never_finishes_the_parallel_state_early() -> None:
+    run = simulate(statemachines.load(VALID / "branch_done_and_timers.yaml"), ["go"],
+                   results={"t.a": {"ok": True}})  # fmt: skip
+    assert run.path[-3:] == [
+        ("done", "both.a.work", "both.a.fin"),
+        ("go", "both.b.wait", "both.b.fin"),
+        ("done", "both", "good"),
+    ]
+
+
+def test_a_branch_timer_whose_guard_fails_does_not_fire_the_outer_timer() -> None:
+    compiled = machine("branch_done_and_timers")
+    started = compiled.start({"give_up": False}, NOW)
+    inner = next(t for t in started.timers if t.state_path == "both.b.wait")
+    fired = compiled.timer_fired(*_args(started), (inner.state_path, inner.activation), "1h",
+                                 inner.due)  # fmt: skip
+    assert fired.changed is False
+    assert fired.state == "both" and fired.status == "running"
+    outer = next(t for t in started.timers if t.state_path == "both")
+    fired = compiled.timer_fired(*_args(started), (outer.state_path, outer.activation), "1h",
+                                 outer.due)  # fmt: skip
+    assert (fired.state, fired.status) == ("too_late", "failed")
