@@ -152,27 +152,40 @@ class _Builder:
         tag, text = node.tag, node.value
         if tag == _STANDARD + "str":
             return text
+        # Implicit scalars already match these forms; an explicit tag (`!!int x`) may not.
         if tag == _STANDARD + "null":
+            if text not in ("", "~", "null", "Null", "NULL"):
+                self._fail(node, f"{text!r} is not null")
             return None
         if tag == _STANDARD + "bool":
+            if text.lower() not in ("true", "false"):
+                self._fail(node, f"{text!r} is not true or false")
             return text.lower() == "true"
         if tag == _STANDARD + "int":
             if len(text) > 40:
                 self._fail(node, "integer is too long")
                 return 0
             lowered = text.lower()
-            if lowered.startswith("0o"):
-                return int(text[2:], 8)
-            if lowered.startswith("0x"):
-                return int(text[2:], 16)
-            return int(text)
+            try:
+                if lowered.startswith("0o"):
+                    return int(text[2:], 8)
+                if lowered.startswith("0x"):
+                    return int(text[2:], 16)
+                return int(text)
+            except ValueError:
+                self._fail(node, f"{text!r} is not an integer")
+                return 0
         if tag == _STANDARD + "float":
             lowered = text.lower()
             if lowered.endswith(".inf"):
                 return float("-inf") if text.startswith("-") else float("inf")
             if lowered == ".nan":
                 return float("nan")
-            return float(text)
+            try:
+                return float(text)
+            except ValueError:
+                self._fail(node, f"{text!r} is not a number")
+                return 0.0
         self._fail(node, f"tag {tag!r} is not allowed (definitions are plain data)")
         return None
 

@@ -191,3 +191,23 @@ def test_an_overlong_integer_is_refused() -> None:
     text = "name: x\nversion: " + "9" * 60 + "\ninitial: a\nstates: {a: {final: true}}\n"
     problems = _problems(text)
     assert problems[0].message == "integer is too long"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!int x", "'x' is not an integer"),
+        ("!!int -0x1F", "'-0x1F' is not an integer"),
+        ("!!float abc", "'abc' is not a number"),
+        ("!!bool maybe", "'maybe' is not true or false"),
+        ("!!null something", "'something' is not null"),
+    ],
+)
+def test_explicit_standard_tags_with_wrong_values_are_refused(value: str, message: str) -> None:
+    problems = _problems(f"name: x\nversion: {value}\ninitial: a\nstates: {{a: {{final: true}}}}\n")
+    assert [(p.line, p.column, p.message) for p in problems] == [(2, 10, message)]
+
+
+def test_explicit_standard_tags_with_fitting_values_are_read() -> None:
+    data = parse_yaml("a: !!int '42'\nb: !!str 5\nc: !!float 1\nd: !!bool TRUE\ne: !!null ~\n").data
+    assert data == {"a": 42, "b": "5", "c": 1.0, "d": True, "e": None}
