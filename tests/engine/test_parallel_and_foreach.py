@@ -262,3 +262,27 @@ def test_foreach_concurrency_holds_under_a_threaded_worker(
     assert done.state == "sent"
     assert done.context["receipts"] == recipients
     assert 1 <= peak <= 2
+
+
+def test_event_goes_to_the_innermost_state_that_accepts_it_before_the_outer_one(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("nested_events")
+    inst = engine.start("nested_events", {})
+    poked = engine.send(inst.id, "poke")
+    assert poked.state == "work"
+    assert "work.left.poked" in poked.active
+    interrupted = engine.send(inst.id, "poke")  # no region takes it now: the outer state does
+    assert interrupted.state == "interrupted"
+    assert interrupted.status == "failed"
+
+
+def test_one_event_finishing_every_region_fires_done_on_the_parallel_state(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("nested_events")
+    inst = engine.start("nested_events", {})
+    engine.send(inst.id, "poke")
+    done = engine.send(inst.id, "finish")
+    assert done.state == "completed"
+    assert done.status == "succeeded"
