@@ -138,6 +138,11 @@ def test_generated_definitions_load_compile_and_run(
 
 
 MUTATION_CHARS = st.sampled_from(list(":-[]{}&*!|>'\"#?,%@`\n \t0aZ_."))
+TOKENS = st.sampled_from(
+    ["!!int ", "!!float ", "!!bool ", "!!null ", "!!str ", "!!binary ", "!!python/name:os.system ",
+     "&a ", "*a ", "? ", "<<: ", "- ", "|\n", "{", "[", "---\n", "%YAML 1.2\n", "\ufeff", "\x00",
+     "1:30", "0x"]
+)  # fmt: skip
 
 
 @st.composite
@@ -146,13 +151,15 @@ def text_mutations(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 4))):
         where = draw(st.integers(0, max(len(text) - 1, 0)))
         action = draw(st.sampled_from(["insert", "delete", "replace", "duplicate_line",
-                                       "drop_line", "indent"]))  # fmt: skip
+                                       "drop_line", "indent", "token"]))  # fmt: skip
         lines = text.splitlines(keepends=True)
         line = text.count("\n", 0, where)
         if action == "insert":
             text = (
                 text[:where] + draw(st.text(MUTATION_CHARS, min_size=1, max_size=4)) + text[where:]
             )
+        elif action == "token":
+            text = text[:where] + draw(TOKENS) + text[where:]
         elif action == "delete":
             text = text[:where] + text[where + draw(st.integers(1, 8)) :]
         elif action == "replace":
