@@ -51,6 +51,16 @@ EDGE_STYLES: dict[EdgeKind, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Line:
+    """One line of a state's label under its name: small, coloured text ("" keeps the colour)."""
+
+    text: str
+    colour: str = "#666666"
+    size: int = 10
+    bold: bool = False
+
+
 @dataclass
 class Node:
     """A graphviz node; `state` is the state path it draws (None for dots and anchors)."""
@@ -59,7 +69,7 @@ class Node:
     attrs: dict[str, str]
     state: str | None = None
     title: str = ""
-    lines: list[str] = field(default_factory=list)  # HTML fragments under the title
+    lines: list[Line] = field(default_factory=list)  # under the title
 
 
 @dataclass
@@ -71,7 +81,7 @@ class Cluster:
     items: list[Node | Cluster] = field(default_factory=list)
     state: str | None = None
     title: str = ""
-    lines: list[str] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +100,17 @@ class Edge:
 
 
 @dataclass
+class Internal:
+    """A transition that stays in its state (`to` omitted): a line inside the state's box."""
+
+    state: str
+    trigger: str
+    also: tuple[str, ...]
+    text: str
+    line: int  # index in the state's `lines`
+
+
+@dataclass
 class Drawing:
     """Everything `to_dot` needs, in a stable order (file order of states and transitions)."""
 
@@ -99,6 +120,7 @@ class Drawing:
     edges: list[Edge]
     nodes: dict[str, Node]  # by state path, for states drawn as nodes
     clusters: dict[str, Cluster]  # by state path, for parallel states
+    internals: list[Internal] = field(default_factory=list)
     by_ends: dict[tuple[str | None, str], list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,17 +162,19 @@ class _Builder:
         self.edges: list[Edge] = []
         self.nodes: dict[str, Node] = {}
         self.clusters: dict[str, Cluster] = {}
+        self.internals: list[Internal] = []
         items = self.region(definition.root)
         self.drawing = Drawing(
             name=definition.name,
             graph_attrs={
-                "rankdir": direction, "fontname": FONT, "fontsize": "13", "bgcolor": "white",
+                "rankdir": direction, "fontname": FONT, "bgcolor": "white",
                 "compound": "true", "nodesep": "0.3", "ranksep": "0.45", "pad": "0.2",
                 "labelloc": "t", "labeljust": "l",
-                "label": f"<<B>{escape(definition.name)}</B>>",
+                "label": definition.name, "fontsize": "14",
                 "id": f"definition-{css_name(definition.name)}", "class": "turnout-diagram",
             },
             items=items, edges=self.edges, nodes=self.nodes, clusters=self.clusters,
+            internals=self.internals,
         )  # fmt: skip
 
     # -- states ---------------------------------------------------------------------------
@@ -219,7 +243,7 @@ class _Builder:
             cluster_name(state.path),
             {"id": f"state-{css_name(state.path)}", "style": "rounded,filled",
              "fillcolor": PARALLEL_FILL, "color": PARALLEL_LINE, "penwidth": "1.4",
-             "fontname": FONT, "fontsize": "12", "margin": "10",
+             "fontname": FONT, "fontsize": "12", "margin": "10", "labeljust": "l",
              "class": f"state kind-parallel state-{css_name(state.path)}",
              "tooltip": state.description or f"{state.path} (parallel)"},
             state=state.path, title=state.name, lines=[small("parallel: every branch")],
@@ -232,6 +256,7 @@ class _Builder:
                 cluster_name(region.path),
                 {"id": f"region-{css_name(region.path)}", "style": "rounded,dashed,filled",
                  "fillcolor": "white", "color": "#8193ad", "fontname": FONT, "fontsize": "11",
+                 "labeljust": "l",
                  "class": f"region region-{css_name(region.path)}",
                  "tooltip": f"branch {region.name} of {state.path}"},
                 title=region.name,
@@ -274,9 +299,14 @@ class _Builder:
             full = f"{name} [{guard}]".strip() if guard else name
             text = f"{name} [{shorten(guard, GUARD_WIDTH)}]".strip() if guard else name
             if transition.target is None:
+                # Drawn inside the state, as statecharts do: a loop would suggest leaving it.
                 keys = ", ".join(key for key, _ in transition.assign)
                 text = f"{text} / set {shorten(keys, GUARD_WIDTH)}".strip()
-                full = f"{full} / set {keys} (stays in {state.name})".strip()
+                item = self.clusters.get(state.path) or self.nodes[state.path]
+                self.internals.append(Internal(state.path, trigger, also, text, len(item.lines)))
+                item.lines.append(small(text, EDGE_COLOURS[kind]))
+                item.attrs["class"] += f" event-{css_name(trigger)}"
+                continue
             attrs = self.edge_attrs(kind, state.path, text, full)
             attrs["id"] = css_name(f"transition-{state.path}-{trigger}-{index}-{target}")
             attrs["class"] = (f"transition trigger-{kind} event-{css_name(trigger)} "
@@ -284,6 +314,11 @@ class _Builder:
             tail, head = self.exit(state.path), self.entry(target)
             if state.path in self.clusters:
                 attrs["ltail"] = self.clusters[state.path].name
+                # A clipped edge out of a cluster is short; one more rank keeps its label outside.
+                attrs["minlen"] = "2"
+            elif target == state.path:
+                # Over the top, where dot keeps the loop's label clear of the loop itself.
+                attrs["tailport"] = attrs["headport"] = "n"
             if target in self.clusters and head != tail:
                 attrs["lhead"] = self.clusters[target].name
             self.edges.append(Edge(tail, head, attrs, kind, state.path, trigger, target, text,
@@ -313,7 +348,7 @@ class _Builder:
 
 
 # -- labels and names -----------------------------------------------------------------------
-def task_lines(task: TaskSpec) -> list[str]:
+def task_lines(task: TaskSpec) -> list[Line]:
     """The task name, then small marks for retries, timeout and compensation."""
     lines = [small(task.name, "#1f3b63")]
     marks = []
@@ -334,8 +369,8 @@ def duration(delta: timedelta) -> str:
     return format_duration(delta)
 
 
-def small(text: str, colour: str = MUTED, size: int = 10) -> str:
-    return f'<FONT POINT-SIZE="{size}" COLOR="{colour}">{escape(text)}</FONT>'
+def small(text: str, colour: str = MUTED, size: int = 10, bold: bool = False) -> Line:
+    return Line(text, colour, size, bold)
 
 
 def shorten(text: str, width: int) -> str:
@@ -344,9 +379,23 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
-def html_label(title: str, lines: list[str], bold: bool = True) -> str:
+def html_label(title: str, lines: list[Line], bold: bool = True, left: bool = False) -> str:
+    """An HTML-like label: the title, then `lines`; `left` aligns every line left (clusters)."""
     head = f"<B>{escape(title)}</B>" if bold else escape(title)
-    return "<" + "<BR/>".join([head, *lines]) + ">"
+    parts = [head]
+    for line in lines:
+        text = f"<B>{escape(line.text)}</B>" if line.bold else escape(line.text)
+        parts.append(f'<FONT POINT-SIZE="{line.size}" COLOR="{line.colour}">{text}</FONT>')
+    if left:
+        return "<" + "".join(f'{part}<BR ALIGN="LEFT"/>' for part in parts) + ">"
+    return "<" + "<BR/>".join(parts) + ">"
+
+
+def plain_label(title: str, lines: list[Line], left: bool = False) -> str:
+    """The same label as plain text, one line each, for Graphviz builds without HTML labels."""
+    texts = [title, *(line.text for line in lines)]
+    escaped = [text.replace("\\", "\\\\") for text in texts]
+    return "".join(f"{text}\\l" for text in escaped) if left else "\\n".join(escaped)
 
 
 def anchor_attrs() -> dict[str, str]:
@@ -382,34 +431,79 @@ class Styles:
 
     graph: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
-    lines: dict[str, list[str]] = field(default_factory=dict)
+    lines: dict[str, list[Line]] = field(default_factory=dict)
+    replace: dict[str, dict[int, Line]] = field(default_factory=dict)  # name -> index -> line
     edges: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
-def to_digraph(drawing: Drawing, styles: Styles | None = None) -> graphviz.Digraph:
-    """The graphviz graph of `drawing` with `styles` laid over it (the drawing is unchanged)."""
+def to_digraph(
+    drawing: Drawing, styles: Styles | None = None, html: bool = True
+) -> graphviz.Digraph:
+    """The graphviz graph of `drawing` with `styles` laid over it (the drawing is unchanged).
+
+    `html` chooses HTML-like labels (bold names, small coloured detail lines); without it the
+    labels are plain text, for Graphviz builds that cannot read HTML labels.
+    """
     styles = styles or Styles()
-    graph = graphviz.Digraph(drawing.name, graph_attr={**drawing.graph_attrs, **styles.graph},
-                             node_attr={"fontname": FONT},
-                             edge_attr={"fontname": FONT})  # fmt: skip
+    graph = graphviz.Digraph(
+        drawing.name,
+        graph_attr={**drawing.graph_attrs, **styles.graph},
+        node_attr={"fontname": FONT},
+        edge_attr={"fontname": FONT},
+    )
     for item in drawing.items:
-        _emit(graph, item, styles)
+        _emit(graph, item, styles, html)
     for index, edge in enumerate(drawing.edges):
-        graph.edge(edge.tail, edge.head,
-                   **{**edge.attrs, **styles.edges.get(index, {})})  # fmt: skip
+        attrs = {**edge.attrs, **styles.edges.get(index, {})}
+        if not html and "label" in attrs:
+            attrs["fontsize"] = str(int(attrs.get("fontsize", "10")) + 1)  # as for states
+        graph.edge(edge.tail, edge.head, **attrs)
     return graph
 
 
-def _emit(graph: graphviz.Digraph, item: Node | Cluster, styles: Styles) -> None:
+def label_lines(drawing: Drawing, styles: Styles) -> dict[str, list[Line]]:
+    """By SVG id, the lines of each state's label as drawn: the name (bold) first."""
+    found: dict[str, list[Line]] = {}
+    items: list[Node | Cluster] = [*drawing.nodes.values(), *drawing.clusters.values()]
+    for item in items:
+        title = Line(item.title, INK, int(item.attrs.get("fontsize", "12")), bold=True)
+        found[item.attrs["id"]] = [title, *_lines(item, styles)]
+    for index, edge in enumerate(drawing.edges):
+        attrs = {**edge.attrs, **styles.edges.get(index, {})}
+        if "label" in attrs and "id" in attrs:
+            found[attrs["id"]] = [Line(attrs["label"], "", int(attrs.get("fontsize", "10")))]
+    return found
+
+
+def _lines(item: Node | Cluster, styles: Styles) -> list[Line]:
+    changed = styles.replace.get(item.name, {})
+    lines = [changed.get(n, line) for n, line in enumerate(item.lines)]
+    return lines + styles.lines.get(item.name, [])
+
+
+def _emit(graph: graphviz.Digraph, item: Node | Cluster, styles: Styles, html: bool) -> None:
     attrs = {**item.attrs, **styles.nodes.get(item.name, {})}
-    lines = item.lines + styles.lines.get(item.name, [])
+    lines = _lines(item, styles)
+    if not html and item.state is not None:
+        # Laid out a size up and with room to spare, so that the name still fits once the SVG
+        # sets it in bold, whatever sans-serif font the viewer substitutes.
+        attrs["fontsize"] = str(int(attrs.get("fontsize", "12")) + 1)
+        if isinstance(item, Node) and attrs.get("shape") != "diamond":
+            attrs["margin"] = "0.2,0.06"
     if isinstance(item, Node):
         if item.state is not None:
-            attrs["label"] = html_label(item.title, lines)
+            attrs["label"] = (
+                html_label(item.title, lines) if html else plain_label(item.title, lines)
+            )
         graph.node(item.name, **attrs)
         return
     with graph.subgraph(name=item.name) as sub:
-        attrs["label"] = html_label(item.title, lines, bold=item.state is not None)
-        sub.attr(**attrs)
+        bold = item.state is not None
+        label = (
+            html_label(item.title, lines, bold, left=True)
+            if html
+            else plain_label(item.title, lines, left=True)
+        )
+        sub.attr(**{**attrs, "label": label})
         for child in item.items:
-            _emit(sub, child, styles)
+            _emit(sub, child, styles, html)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from html import escape
 
 import graphviz
 
@@ -83,6 +82,23 @@ def find_edge(drawing: Drawing, source: str | None, event: str | None, target: s
     return None
 
 
+def find_internal(drawing: Drawing, state: str, event: str | None) -> int | None:
+    """The index of the internal transition (one that stays in `state`) `event` took."""
+    for number, inner in enumerate(drawing.internals):
+        if inner.state == state and (
+            event == inner.trigger
+            or event in inner.also
+            or (event is None and inner.trigger == "always")
+        ):
+            return number
+    return None
+
+
+def _order(numbers: list[int]) -> str:
+    """Step numbers as a short list: `2, 5, 9`, cut after four."""
+    return ", ".join(str(n) for n in numbers[:4]) + ("…" if len(numbers) > 4 else "")
+
+
 def _same_trigger(edge: Edge, event: str | None) -> bool:
     if edge.kind == "initial":
         return event is None
@@ -96,6 +112,7 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
     steps = list(overlay.path)
     visited: set[str] = set()
     taken: dict[int, list[int]] = {}
+    stayed: dict[int, list[int]] = {}
     for number, (event, source, target) in enumerate(steps, 1):
         for state in (source, target):
             if state:
@@ -103,6 +120,10 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
         edge = find_edge(drawing, source, event, target)
         if edge is not None:
             taken.setdefault(edge, []).append(number)
+        elif source is not None and source == target:
+            found = find_internal(drawing, source, event)
+            if found is not None:
+                stayed.setdefault(found, []).append(number)
     active = [state for state in overlay.active if state]
     if not active and steps and steps[-1][2]:
         active = [str(steps[-1][2])]
@@ -122,10 +143,15 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
         change = {"penwidth": "2.6", "color": TAKEN, "fontcolor": TAKEN,
                   "class": line.attrs.get("class", "transition") + " taken"}  # fmt: skip
         if numbers:
-            order = ", ".join(str(n) for n in numbers[:4]) + ("…" if len(numbers) > 4 else "")
-            text = escape(line.text) if line.text else ""
-            change["label"] = f"<<B>{order}</B>{'&nbsp;&nbsp;' + text if text else ''}>"
+            order = _order(numbers)
+            change["label"] = graphviz.escape(f"({order}) {line.text}".strip())
         styles.edges[edge_number] = change
+    for inner_number, numbers in stayed.items():
+        inner = drawing.internals[inner_number]
+        name = _drawn_name(drawing, inner.state)
+        if name is not None:
+            marked = small(f"({_order(numbers)}) {inner.text}", TAKEN, 10, bold=True)
+            styles.replace.setdefault(name, {})[inner.line] = marked
     mark = END_MARKS.get(overlay.status)
     if mark is not None and overlay.status != "succeeded":
         for state in active:
@@ -133,9 +159,8 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
             if name is not None:
                 styles.lines.setdefault(name, []).append(small(mark[0], mark[1], 11))
                 styles.nodes.setdefault(name, {})["color"] = mark[1]
-    status = escape(overlay.status)
-    caption = f'<B>{escape(drawing.name)}</B>  <FONT COLOR="{_status_colour(overlay.status)}">'
-    styles.graph["label"] = f"<{caption}instance {status}</FONT>>"
+    styles.graph["label"] = graphviz.escape(f"{drawing.name} · instance {overlay.status}")
+    styles.graph["fontcolor"] = _status_colour(overlay.status)
     return styles
 
 
@@ -171,8 +196,8 @@ def _heat(drawing: Drawing, overlay: HeatOverlay) -> Styles:
         }
     # An instance inside a parallel state is counted there and in its branches: count it once.
     total = sum(count for state, count in overlay.counts.items() if "." not in state)
-    styles.graph["label"] = (f"<<B>{escape(drawing.name)}</B>  <FONT COLOR=\"#a63603\">"
-                             f"{total} instance{'s' if total != 1 else ''}</FONT>>")  # fmt: skip
+    plural = "s" if total != 1 else ""
+    styles.graph["label"] = graphviz.escape(f"{drawing.name} · {total} instance{plural}")
     return styles
 
 

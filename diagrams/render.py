@@ -5,6 +5,8 @@ SVG always renders (in-process WebAssembly when `dot` is missing); PNG and PDF n
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import subprocess
 import threading
@@ -13,7 +15,7 @@ from typing import Literal, get_args
 
 from statemachines import Definition, TurnoutError, load
 
-from .graph import Direction, cached_drawing, to_digraph
+from .graph import INK, Direction, Line, cached_drawing, label_lines, to_digraph
 from .mermaid import to_mermaid
 from .overlay import Overlay, overlay_styles
 
@@ -50,16 +52,29 @@ def render(definition: Definition | str | Path, format: str = "svg", *,
     definition = load(definition)
     if format == "mermaid":
         return to_mermaid(definition, overlay=overlay, direction=direction).encode()
-    source = to_dot(definition, overlay=overlay, direction=direction)
+    drawing = cached_drawing(definition, _direction(direction))
+    styles = overlay_styles(drawing, overlay)
     if format == "dot":
-        return source.encode()
-    return layout(source, format)
+        return str(to_digraph(drawing, styles).source).encode()
+    program = dot_program()
+    if program is not None:
+        return _run_dot(program, to_digraph(drawing, styles).source, format)
+    if format != "svg":
+        raise RenderError(
+            f"{format.upper()} output needs the Graphviz program `dot`, which is not on PATH: "
+            f"{INSTALL_HINT}"
+        )
+    # This Graphviz build reads no HTML labels: plain ones, styled in the SVG afterwards.
+    svg = _run_wasm(to_digraph(drawing, styles, html=False).source)
+    lines = label_lines(drawing, styles)
+    lines[drawing.graph_attrs["id"]] = [Line("", styles.graph.get("fontcolor", INK), 14, True)]
+    return style_label_lines(svg, lines)
 
 
 def to_dot(definition: Definition, *, overlay: Overlay | None = None,
            direction: str = "LR") -> str:  # fmt: skip
     """The Graphviz DOT source of the diagram (reusing the cached drawing of `definition`)."""
-    drawing = cached_drawing(definition, direction)  # type: ignore[arg-type]
+    drawing = cached_drawing(definition, _direction(direction))
     return str(to_digraph(drawing, overlay_styles(drawing, overlay)).source)
 
 
@@ -68,15 +83,42 @@ def dot_program() -> str | None:
     return shutil.which("dot")
 
 
-def layout(source: str, format: str) -> bytes:
-    """Lay out and draw DOT `source` as svg, png or pdf, with the best backend available."""
-    program = dot_program()
-    if program is not None:
-        return _run_dot(program, source, format)
-    if format == "svg":
-        return _run_wasm(source)
-    raise RenderError(f"{format.upper()} output needs the Graphviz program `dot`, which is not "
-                      f"on PATH: {INSTALL_HINT}")  # fmt: skip
+def style_label_lines(svg: bytes, lines: dict[str, list[Line]]) -> bytes:
+    """Give each text line of the labelled groups in `svg` its weight, size and colour.
+
+    Graphviz writes one `<text>` per label line, in order, inside the group of the node or
+    cluster; `lines` gives, by group id, the style of each.
+    """
+    current: list[Line] = []
+    position = 0
+
+    def restyle(match: re.Match[str]) -> str:
+        nonlocal current, position
+        if match.group("group") is not None:
+            current, position = lines.get(html.unescape(match.group("id")), []), 0
+            return match.group(0)
+        tag = match.group(0)
+        if position >= len(current):
+            return tag
+        line = current[position]
+        position += 1
+        tag = re.sub(r'font-size="[^"]*"', f'font-size="{line.size:.2f}"', tag)
+        if line.colour:
+            tag = re.sub(r'\sfill="[^"]*"', "", tag)
+        extra = (f' fill="{line.colour}"' if line.colour else "") + (
+            ' font-weight="bold"' if line.bold else ""
+        )
+        return tag[:-1] + extra + ">"
+
+    group = r'<g id="(?P<id>[^"]*)" class="(?:node|cluster|graph|edge)[^"]*"[^>]*>'
+    pattern = rf"(?P<group>{group})|<text [^>]*>"
+    return re.sub(pattern, restyle, svg.decode()).encode()
+
+
+def _direction(direction: str) -> Direction:
+    if direction not in DIRECTIONS:
+        raise RenderError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
+    return direction  # type: ignore[return-value]
 
 
 def _run_dot(program: str, source: str, format: str) -> bytes:

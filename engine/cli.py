@@ -85,9 +85,15 @@ def print_json(value: Any) -> None:
 
 
 def open_engine(db: str | None) -> Any:
+    from sqlalchemy.exc import ArgumentError
+
     from engine.engine import Engine
 
-    return Engine(db)
+    try:
+        return Engine(db)
+    except ArgumentError as exc:
+        # The URL itself is not repeated: it may carry a password.
+        raise UsageError(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
 
 
 # -- language commands (no database) ---------------------------------------------------------
@@ -182,7 +188,9 @@ def simulate(
 @app.command()
 @reports_errors
 def diagram(
-    file: Annotated[Path, typer.Argument(help="Definition file (YAML).")],
+    source: Annotated[str | None, typer.Argument(metavar="FILE|NAME",
+                      help="Definition file (YAML), or the name of a deployed definition.")
+                      ] = None,  # fmt: skip
     output: Annotated[Path | None, typer.Option("--output", "-o",
                       help="Write here, not to stdout; its suffix picks the format.")
                       ] = None,  # fmt: skip
@@ -191,8 +199,12 @@ def diagram(
                       ] = None,  # fmt: skip
     direction: Annotated[str, typer.Option("--direction",
                          help="LR (left to right) or TB (top to bottom).")] = "LR",  # fmt: skip
+    instance: Annotated[str | None, typer.Option("--instance",
+                        help="Draw this instance (current state and path) over its definition."
+                        )] = None,  # fmt: skip
+    db: DbOption = None,
 ) -> None:
-    """Draw a definition as SVG, PNG, PDF, Graphviz DOT or Mermaid."""
+    """Draw a definition (a file or a deployed one), or an instance over its definition."""
     import diagrams
 
     chosen = format or _format_from_suffix(output) or "svg"
@@ -202,7 +214,17 @@ def diagram(
         raise UsageError(f"--direction {direction!r}: choose LR or TB")
     if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
         raise UsageError(f"{chosen} is binary: give -o FILE or redirect stdout")
-    data = diagrams.render(statemachines.load(file), chosen, direction=direction)
+    if source is None and instance is None:
+        raise UsageError("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
+    if instance is not None:
+        with open_engine(db) as engine:
+            data = engine.diagram(instance, chosen)
+    elif Path(source or "").suffix.lower() in (".yaml", ".yml") or Path(source or "").exists():
+        data = diagrams.render(statemachines.load(Path(source or "")), chosen, direction=direction)
+    else:
+        with open_engine(db) as engine:
+            definition = engine.definition(source)
+        data = diagrams.render(definition, chosen, direction=direction)
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

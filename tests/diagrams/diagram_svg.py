@@ -1,0 +1,30 @@
+"""Reading the SVG the diagrams package writes: groups by class and id, their texts and fills."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_tree(svg: bytes) -> ET.Element:
+    return ET.fromstring(svg)
+
+
+def groups(svg: bytes, kind: str) -> dict[str, ET.Element]:
+    """The SVG groups of class `kind` (node, edge, cluster) by id."""
+    found = {}
+    for group in svg_tree(svg).iter(f"{SVG}g"):
+        classes = group.get("class", "").split()
+        if kind in classes and group.get("id"):
+            found[group.get("id", "")] = group
+    return found
+
+
+def texts(element: ET.Element) -> list[str]:
+    return ["".join(text.itertext()) for text in element.iter(f"{SVG}text")]
+
+
+def fills(element: ET.Element) -> set[str]:
+    shapes = [e for tag in ("polygon", "path", "ellipse") for e in element.iter(f"{SVG}{tag}")]
+    return {shape.get("fill", "") for shape in shapes} - {"none", ""}
