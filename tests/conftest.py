@@ -87,9 +87,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/turnout.db"
 
 
-@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
 def store_url(request: pytest.FixtureRequest) -> str:
     """The URL of an empty database: an SQLite file, then an isolated PostgreSQL schema."""
-    if request.param == "postgres":
-        request.applymarker(pytest.mark.postgres)
     return str(request.getfixturevalue(f"{request.param}_url"))
