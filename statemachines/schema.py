@@ -45,7 +45,8 @@ _TOP = {
         {"type": "integer", "minimum": 1}),
     "description": _described("What the workflow does, for people.", {"type": "string"}),
     "input": _described(
-        "A JSON Schema (draft 2020-12) the data given at start must satisfy.", {"type": "object"}),
+        "A JSON Schema (draft 2020-12) the data given at start must satisfy.",
+        {"type": "object", "$ref": DIALECT}),
     "initial": _described("The state an instance enters first.", _ref("stateName")),
     "states": _described("The states of the workflow, by name, in file order.",
                          _ref("states")),

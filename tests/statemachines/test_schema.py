@@ -120,3 +120,11 @@ def test_each_state_form_is_accepted(state: Any) -> None:
     errors = [e.message for e in VALIDATOR.iter_errors(_minimal() | {"states": {"a": state,
                                                        "b": {"final": True}}})]  # fmt: skip
     assert errors == []
+
+
+def test_the_input_schema_is_checked_against_the_json_schema_metaschema() -> None:
+    data = data_of(statemachines.EXAMPLES / "order_fulfillment.yaml")
+    VALIDATOR.validate(data)
+    assert not VALIDATOR.is_valid({**data, "input": {"type": 12}})
+    assert not VALIDATOR.is_valid({**data, "input": {"required": "order_id"}})
+    assert not VALIDATOR.is_valid({**data, "input": [1]})
