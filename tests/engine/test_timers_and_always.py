@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import statemachines
 from engine import Engine
 
 
@@ -200,3 +201,33 @@ def test_always_is_evaluated_again_after_an_internal_assign(
     assert decided.state == "decided"
     assert decided.status == "succeeded"
     assert decided.context == {"votes": 3}
+
+
+def test_timers_inside_a_parallel_region_are_dropped_when_the_parallel_state_is_left(
+    engine: Engine, clock: Any
+) -> None:
+    approval = next(p for p in statemachines.examples() if p.stem == "document_approval")
+    engine.deploy(approval)  # review: 2d expiry; its finance region: a 1d reminder
+    inst = engine.start("document_approval", {"document_id": "D-1", "author": "ann"})
+    engine.send(inst.id, "submit", {"by": "bob"})
+    withdrawn = engine.send(inst.id, "withdraw")
+    history = engine.history(inst.id)
+    clock.advance(timedelta(days=3))
+    assert engine.run_until_idle() == 0
+    assert engine.get(inst.id) == withdrawn
+    assert engine.history(inst.id) == history
+    assert "reminded" not in withdrawn.context
+
+
+def test_timer_inside_a_parallel_region_fires_while_the_region_waits(
+    engine: Engine, clock: Any
+) -> None:
+    approval = next(p for p in statemachines.examples() if p.stem == "document_approval")
+    engine.deploy(approval)
+    inst = engine.start("document_approval", {"document_id": "D-1", "author": "ann"})
+    engine.send(inst.id, "submit", {"by": "bob"})
+    clock.advance(timedelta(days=1))
+    engine.run_until_idle()
+    reminded = engine.get(inst.id)
+    assert reminded.state == "review"
+    assert reminded.context["reminded"] is True
