@@ -1,0 +1,239 @@
+"""Running turnout as a user does: the installed command, a `turnout serve` process, polling.
+
+Shared by the surface tests and their fixtures (`conftest.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+
+HERE = Path(__file__).parent
+DEFINITIONS = HERE / "definitions"
+TASK_MODULES = HERE / "task_modules"
+POSTGRES_ENV = "TURNOUT_TEST_POSTGRES_URL"
+CHROMIUM = Path("/usr/bin/chromium")
+SERVER_START_SECONDS = 30.0
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def turnout_command() -> str:
+    """The installed console script: beside this interpreter, else on PATH."""
+    beside = Path(sys.executable).with_name("turnout")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("turnout")
+    if found is None:
+        pytest.fail("the `turnout` command is not installed (pip install -e .)")
+    return found
+
+
+def turnout_env(db: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a `turnout` process: no TURNOUT_ settings leaking in, wide output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    env |= {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    if db is not None:
+        env["TURNOUT_DB"] = db
+    env.update(extra)
+    return env
+
+
+def run_turnout(
+    *args: str, db: str | None = None, cwd: Path | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `turnout ARGS...` to the end and return its exit status and output."""
+    return subprocess.run(
+        [turnout_command(), *args],
+        env=turnout_env(db),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_together(*commands: Sequence[str], db: str | None = None) -> list[Any]:
+    """Run several independent `turnout` commands at once; their results in the same order."""
+    processes = [
+        subprocess.Popen(
+            [turnout_command(), *args],
+            env=turnout_env(db),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for args in commands
+    ]
+    results = []
+    for args, process in zip(commands, processes, strict=True):
+        stdout, stderr = process.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
+    return results
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `condition()` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def definition_text(file: str, name: str | None = None) -> str:
+    """The YAML of `definitions/<file>`, renamed to `name` so a test can own a fresh copy."""
+    text = (DEFINITIONS / file).read_text()
+    if name is None:
+        return text
+    lines = [f"name: {name}" if line.startswith("name:") else line for line in text.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+# -- databases ----------------------------------------------------------------------------------
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL of the TURNOUT_TEST_POSTGRES_URL server whose search_path is a fresh schema.
+
+    Skipped when the variable is unset or the server unreachable, a failure when CI=true.
+    """
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        if in_ci():
+            pytest.fail(f"{POSTGRES_ENV} must be set when CI=true")
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    import psycopg
+
+    schema = f"s_{uuid.uuid4().hex[:16]}"
+    try:
+        with psycopg.connect(_libpq_url(base), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        if in_ci():
+            pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(_libpq_url(base), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SET lock_timeout = '20s'")
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+# -- servers ------------------------------------------------------------------------------------
+@dataclass
+class Server:
+    """A running `turnout serve` process and the address it answers on."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    db: str
+    log: Path
+    token: str | None = None
+
+    def client(self, token: str | None = None, **options: Any) -> httpx.Client:
+        """An httpx client for this server, sending `token` (default: the server's) if any."""
+        token = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0, **options)
+
+    def stop(self) -> int:
+        """Interrupt the server as Ctrl-C would; return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        return int(self.process.returncode)
+
+
+def start_server(db: str, workdir: Path, token: str | None = None) -> Server:
+    """Start `turnout serve --port PORT` on a free loopback port and wait until it answers."""
+    port = free_port()
+    log = workdir / f"serve-{port}.log"
+    extra = {"TURNOUT_API_TOKEN": token} if token else {}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [turnout_command(), "serve", "--port", str(port)],
+            env=turnout_env(db, **extra),
+            cwd=workdir,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", db, log, token)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"turnout serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            return httpx.get(f"{server.base_url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(answers, SERVER_START_SECONDS, "turnout serve to answer /healthz")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextmanager
+def running_server(db: str, workdir: Path, token: str | None = None) -> Iterator[Server]:
+    server = start_server(db, workdir, token)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- diagrams -----------------------------------------------------------------------------------
+def svg_classes(svg: str | bytes) -> dict[str, set[str]]:
+    """The classes of every element of an SVG diagram that has an id, by id (entities decoded).
+
+    The diagrams name each state's node `state-<path>` and add `active` to the current ones.
+    """
+    root = ElementTree.fromstring(svg.encode() if isinstance(svg, str) else svg)
+    return {
+        element.attrib["id"]: set(element.attrib.get("class", "").split())
+        for element in root.iter()
+        if "id" in element.attrib
+    }
