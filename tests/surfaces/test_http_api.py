@@ -1,0 +1,453 @@
+"""The HTTP API of SPEC 6 against a real `turnout serve` process, on SQLite and on PostgreSQL.
+
+One server per database serves the whole module; each test deploys its own copy of a
+definition (a fresh name), so tests do not see each other's instances.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from turnout_processes import (
+    Server,
+    definition_text,
+    svg_classes,
+    unique,
+    wait_until,
+)
+
+INSTANCE_KEYS = {
+    "id",
+    "key",
+    "definition",
+    "version",
+    "state",
+    "active",
+    "status",
+    "context",
+    "created_at",
+    "updated_at",
+    "revision",
+    "allowed",
+}
+
+
+def start(api: httpx.Client, definition: str, data: Any = None, key: str | None = None) -> Any:
+    answer = api.post(
+        "/api/instances", json={"definition": definition, "data": data or {}, "key": key}
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def send(api: httpx.Client, instance_id: str, event: str, **body: Any) -> httpx.Response:
+    return api.post(f"/api/instances/{instance_id}/events", json={"event": event, **body})
+
+
+# -- health, definitions -----------------------------------------------------------------------
+def test_healthz_says_the_server_and_its_database_answer(api: httpx.Client) -> None:
+    answer = api.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "database": "ok"}
+
+
+def test_deploying_yaml_is_201_then_200_unchanged_for_the_same_content(api: httpx.Client) -> None:
+    text = definition_text("deploy_once.yaml")
+    first = api.post("/api/definitions", content=text, headers={"content-type": "application/yaml"})
+    assert first.status_code == 201, first.text
+    assert first.json() | {"digest": None} == {
+        "name": "surface_deploy_once",
+        "version": 1,
+        "created": True,
+        "digest": None,
+    }
+    relaid = "# the same definition, other comments\n" + text
+    again = api.post("/api/definitions", content=relaid)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json() | {"created": False}
+    listed = api.get("/api/definitions").json()
+    assert {"name": "surface_deploy_once", "version": 1} in [
+        {"name": d["name"], "version": d["version"]} for d in listed
+    ]
+
+
+def test_changed_content_under_a_deployed_name_is_the_next_version(api: httpx.Client) -> None:
+    name = unique("versions")
+    first = api.post("/api/definitions", content=definition_text("door.yaml", name)).json()
+    changed = definition_text("door.yaml", name).replace("A door that", "A changed door that")
+    second = api.post("/api/definitions", content=changed)
+    assert second.status_code == 201
+    assert second.json()["version"] == first["version"] + 1 == 2
+
+
+def test_a_definition_reads_back_with_its_source_states_events_and_counts(
+    api: httpx.Client, door: str
+) -> None:
+    start(api, door)
+    answer = api.get(f"/api/definitions/{door}")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {
+        "name",
+        "version",
+        "description",
+        "source",
+        "states",
+        "events",
+        "tasks",
+        "counts",
+    }
+    assert body["name"] == door and body["version"] == 1
+    assert body["states"] == ["closed", "opened", "locked", "retired"]
+    assert set(body["events"]) == {"open", "close", "lock", "unlock", "retire"}
+    assert body["counts"] == {"closed": 1}
+    assert f"name: {door}" in body["source"]
+
+
+def test_an_invalid_definition_is_422_with_every_problem_and_its_line(api: httpx.Client) -> None:
+    answer = api.post("/api/definitions", content=definition_text("invalid.yaml"))
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["error"] == "DefinitionError"
+    found = {(p["line"], p["column"]) for p in body["problems"]}
+    assert found == {(7, 15), (8, 5)}
+    assert any("did you mean 'after'" in p["message"] for p in body["problems"])
+    malformed = api.post("/api/definitions", content="name: [unclosed\n")
+    assert malformed.status_code == 422
+    assert malformed.json()["problems"][0]["line"] >= 1
+    binary = api.post("/api/definitions", content=b"\xff\xfe\x00")
+    assert binary.status_code == 422
+
+
+def test_unknown_definition_is_404_for_reading_drawing_and_starting(api: httpx.Client) -> None:
+    for answer in (
+        api.get("/api/definitions/no_such_definition"),
+        api.get("/api/definitions/no_such_definition/diagram.svg"),
+        api.post("/api/instances", json={"definition": "no_such_definition"}),
+    ):
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"] == "DefinitionNotFound"
+
+
+def test_definition_diagram_is_svg_and_the_heat_map_counts_instances(
+    api: httpx.Client, door: str
+) -> None:
+    plain = api.get(f"/api/definitions/{door}/diagram.svg")
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("image/svg+xml")
+    nodes = svg_classes(plain.content)
+    assert {"state-closed", "state-opened", "state-locked", "state-retired"} <= set(nodes)
+    for _ in range(2):
+        start(api, door)
+    heat = api.get(f"/api/definitions/{door}/diagram.svg", params={"heat": 1})
+    assert heat.status_code == 200
+    assert "heat" in svg_classes(heat.content)["state-closed"]
+    assert "heat" not in svg_classes(heat.content)["state-opened"]
+    assert "2 instances here" in heat.text
+
+
+# -- instances ---------------------------------------------------------------------------------
+def test_start_is_201_with_the_instance_and_the_events_it_accepts(
+    api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door, {"room": "hall"}, key=unique("hall"))
+    assert set(instance) == INSTANCE_KEYS
+    assert instance["state"] == "closed" and instance["status"] == "running"
+    assert instance["context"] == {"room": "hall"} and instance["revision"] == 1
+    assert instance["allowed"] == ["open", "lock"]
+    assert api.get(f"/api/instances/{instance['id']}").json() == instance
+
+
+def test_start_with_a_business_key_in_use_is_409(api: httpx.Client, door: str) -> None:
+    key = unique("order")
+    start(api, door, key=key)
+    again = api.post("/api/instances", json={"definition": door, "key": key})
+    assert again.status_code == 409
+    assert again.json()["error"] == "DuplicateKey" and key in again.json()["message"]
+
+
+def test_start_with_a_body_that_is_not_a_start_request_is_422(api: httpx.Client, door: str) -> None:
+    for body in ({"data": {}}, {"definition": door, "data": [1, 2]}):
+        answer = api.post("/api/instances", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "InvalidInput"
+    broken = api.post(
+        "/api/instances", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422
+
+
+def test_listing_pages_with_limit_and_next_cursor_oldest_first(
+    api: httpx.Client, door: str
+) -> None:
+    started = [start(api, door, {"n": n})["id"] for n in range(5)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        params: dict[str, Any] = {"definition": door, "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.get("/api/instances", params=params)
+        assert page.status_code == 200
+        body = page.json()
+        assert set(body) == {"items", "next_cursor"} and len(body["items"]) <= 2
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == started and pages == 3
+    bad = api.get("/api/instances", params={"cursor": "not-a-cursor!"})
+    assert bad.status_code == 422
+    too_big = api.get("/api/instances", params={"limit": 100_000})
+    assert too_big.status_code == 422
+
+
+def test_listing_filters_by_state_status_and_key(api: httpx.Client, door: str) -> None:
+    key = unique("front")
+    opened = start(api, door, key=key)
+    closed = start(api, door)
+    assert send(api, opened["id"], "open").status_code == 200
+
+    def ids(**filters: str) -> list[str]:
+        answer = api.get("/api/instances", params={"definition": door, **filters})
+        assert answer.status_code == 200
+        return [i["id"] for i in answer.json()["items"]]
+
+    assert ids(state="opened") == [opened["id"]]
+    assert ids(state="closed") == [closed["id"]]
+    assert ids(status="running") == [opened["id"], closed["id"]]
+    assert ids(status="succeeded") == []
+    assert ids(key=key) == [opened["id"]]
+
+
+def test_an_event_moves_the_instance_and_is_recorded_in_its_history(
+    api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    moved = send(api, instance["id"], "open", data={"by": "ana"})
+    assert moved.status_code == 200
+    body = moved.json()
+    assert body["state"] == "opened" and body["allowed"] == ["close"]
+    assert body["revision"] > instance["revision"]
+    history = api.get(f"/api/instances/{instance['id']}/history")
+    assert history.status_code == 200
+    entries = history.json()
+    assert all(
+        set(e) == {"seq", "at", "kind", "event", "from_state", "to_state", "data"} for e in entries
+    )
+    assert [(e["seq"], e["kind"], e["event"], e["from_state"], e["to_state"]) for e in entries] == [
+        (1, "start", None, None, "closed"),
+        (2, "event", "open", "closed", "opened"),
+    ]
+    assert entries[1]["data"] == {"by": "ana"}
+
+
+def test_an_event_sent_twice_with_one_idempotency_key_is_applied_once(
+    api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    first = send(api, instance["id"], "open", idempotency_key="msg-1").json()
+    again = send(api, instance["id"], "open", idempotency_key="msg-1")
+    assert again.status_code == 200
+    assert again.json()["state"] == "opened" and again.json()["revision"] == first["revision"]
+
+
+def test_a_rejected_event_is_409_with_the_allowed_events_and_changes_nothing(
+    api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    rejected = send(api, instance["id"], "close")
+    assert rejected.status_code == 409
+    body = rejected.json()
+    assert body["error"] == "EventRejected"
+    assert body["state"] == "closed" and body["event"] == "close"
+    assert body["allowed"] == ["open", "lock"]
+    assert api.get(f"/api/instances/{instance['id']}").json()["revision"] == instance["revision"]
+
+
+def test_unknown_instance_is_404_on_every_instance_route(api: httpx.Client) -> None:
+    for answer in (
+        api.get("/api/instances/no-such-id"),
+        api.get("/api/instances/no-such-id/history"),
+        api.get("/api/instances/no-such-id/diagram.svg"),
+        api.post("/api/instances/no-such-id/events", json={"event": "open"}),
+        api.post("/api/instances/no-such-id/cancel"),
+    ):
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"] == "InstanceNotFound"
+        assert "no-such-id" in answer.json()["message"]
+
+
+def test_an_event_with_a_bad_body_is_422(api: httpx.Client, door: str) -> None:
+    instance = start(api, door)
+    url = f"/api/instances/{instance['id']}/events"
+    for answer in (
+        api.post(url, json={"data": {}}),
+        api.post(url, json={"event": ""}),
+        api.post(url, json=["open"]),
+        api.post(url, content=b"open", headers={"content-type": "application/json"}),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "InvalidInput"
+
+
+def test_instance_diagram_marks_the_current_state_and_the_path_taken(
+    api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    send(api, instance["id"], "lock")
+    answer = api.get(f"/api/instances/{instance['id']}/diagram.svg")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("image/svg+xml")
+    nodes = svg_classes(answer.content)
+    assert "active" in nodes["state-locked"]
+    assert "active" not in nodes["state-closed"] and "visited" in nodes["state-closed"]
+    assert "active" not in nodes["state-opened"] and "visited" not in nodes["state-opened"]
+
+
+def test_cancel_ends_the_instance_and_later_events_are_409(api: httpx.Client, door: str) -> None:
+    instance = start(api, door)
+    cancelled = api.post(f"/api/instances/{instance['id']}/cancel", json={"reason": "moved out"})
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["allowed"] == []
+    late = send(api, instance["id"], "open")
+    assert late.status_code == 409 and late.json()["allowed"] == []
+    kinds = [e["kind"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]
+    assert kinds[-1] == "cancel"
+    bodiless = api.post(f"/api/instances/{start(api, door)['id']}/cancel")
+    assert bodiless.status_code == 200 and bodiless.json()["status"] == "cancelled"
+
+
+def test_openapi_describes_every_route(api: httpx.Client) -> None:
+    answer = api.get("/openapi.json")
+    assert answer.status_code == 200
+    paths = answer.json()["paths"]
+    expected = {
+        "/api/definitions": {"get", "post"},
+        "/api/definitions/{name}": {"get"},
+        "/api/definitions/{name}/diagram.svg": {"get"},
+        "/api/instances": {"get", "post"},
+        "/api/instances/{instance_id}": {"get"},
+        "/api/instances/{instance_id}/history": {"get"},
+        "/api/instances/{instance_id}/diagram.svg": {"get"},
+        "/api/instances/{instance_id}/events": {"post"},
+        "/api/instances/{instance_id}/cancel": {"post"},
+        "/api/tasks/claim": {"post"},
+        "/api/tasks/{task_id}/complete": {"post"},
+        "/api/tasks/{task_id}/fail": {"post"},
+        "/api/tasks/{task_id}/heartbeat": {"post"},
+        "/healthz": {"get"},
+    }
+    for path, methods in expected.items():
+        assert path in paths, path
+        assert methods <= set(paths[path]), path
+
+
+# -- external workers --------------------------------------------------------------------------
+@pytest.fixture
+def review(api: httpx.Client) -> tuple[str, str]:
+    """A fresh copy of `review.yaml` with a task name no other test uses: (definition, task)."""
+    name, task = unique("review"), unique("check")
+    text = definition_text("review.yaml", name).replace("review.check", task)
+    assert api.post("/api/definitions", content=text).status_code == 201
+    return name, task
+
+
+def claim(api: httpx.Client, task: str, worker: str, lease: float = 30) -> list[Any]:
+    answer = api.post("/api/tasks/claim", json={"tasks": [task], "worker": worker, "lease": lease})
+    assert answer.status_code == 200, answer.text
+    claimed: list[Any] = answer.json()
+    return claimed
+
+
+def test_an_external_worker_claims_a_task_completes_it_and_the_instance_advances(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    name, task = review
+    instance = start(api, name, {"amount": 40})
+    (claimed,) = claim(api, task, "worker-a")
+    assert claimed["name"] == task and claimed["instance_id"] == instance["id"]
+    assert claimed["input"] == {"amount": 40} and claimed["attempt"] == 1
+    assert claimed["state"] == "checking"
+    assert claim(api, task, "worker-b") == []  # held under worker-a's lease
+    beat = api.post(f"/api/tasks/{claimed['id']}/heartbeat", json={"worker": "worker-a"})
+    assert beat.json() == {"applied": True}
+    done = api.post(
+        f"/api/tasks/{claimed['id']}/complete", json={"worker": "worker-a", "result": {"ok": True}}
+    )
+    assert done.status_code == 200 and done.json() == {"applied": True}
+    after = api.get(f"/api/instances/{instance['id']}").json()
+    assert after["state"] == "approved" and after["status"] == "succeeded"
+    assert after["context"]["ok"] is True
+
+
+def test_a_task_failed_over_http_fails_the_instance_when_nothing_handles_it(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    name, task = review
+    instance = start(api, name, {"amount": 40})
+    (claimed,) = claim(api, task, "worker-a")
+    failed = api.post(
+        f"/api/tasks/{claimed['id']}/fail", json={"worker": "worker-a", "error": "upstream down"}
+    )
+    assert failed.status_code == 200 and failed.json() == {"applied": True}
+    assert api.get(f"/api/instances/{instance['id']}").json()["status"] == "failed"
+
+
+def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_stale(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    name, task = review
+    instance = start(api, name, {"amount": 500})
+    (first,) = claim(api, task, "slow-worker", lease=1)
+    began = time.monotonic()
+    (second,) = wait_until(
+        lambda: claim(api, task, "quick-worker", lease=30),
+        20,
+        "the lapsed task to be claimable",
+        interval=0.2,
+    )
+    assert time.monotonic() - began >= 0.5  # not before the lease ran out
+    assert second["id"] == first["id"]
+    assert second["attempt"] == first["attempt"]  # a lapsed lease uses up no attempt
+    late = api.post(
+        f"/api/tasks/{first['id']}/complete", json={"worker": "slow-worker", "result": {"ok": True}}
+    )
+    assert late.status_code == 200 and late.json() == {"applied": False}
+    lost = api.post(f"/api/tasks/{first['id']}/heartbeat", json={"worker": "slow-worker"})
+    assert lost.json() == {"applied": False}
+    assert api.get(f"/api/instances/{instance['id']}").json()["state"] == "checking"
+    answered = api.post(
+        f"/api/tasks/{second['id']}/complete",
+        json={"worker": "quick-worker", "result": {"ok": False}},
+    )
+    assert answered.json() == {"applied": True}
+    after = api.get(f"/api/instances/{instance['id']}").json()
+    assert after["state"] == "declined" and after["status"] == "failed"
+    kinds = [e["kind"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]
+    assert "stale" in kinds
+
+
+def test_unknown_task_is_404_and_a_bad_claim_is_422(api: httpx.Client) -> None:
+    unknown = api.post("/api/tasks/no-such-task/complete", json={"worker": "w", "result": 1})
+    assert unknown.status_code == 404
+    for body in (
+        {"tasks": [], "worker": "w"},
+        {"tasks": ["x"], "worker": "w", "lease": 0},
+        {"tasks": ["x"]},
+    ):
+        answer = api.post("/api/tasks/claim", json=body)
+        assert answer.status_code == 422, body
+
+
+def test_the_server_stops_cleanly_on_interrupt(server: Server) -> None:
+    """Last in the module: the server it shares is stopped here, as Ctrl-C would.
+
+    Nothing the module sent made the server log a traceback (no user mistake was a 500).
+    """
+    assert server.stop() == 0
+    log = server.log.read_text()
+    assert "Traceback" not in log and "Internal Server Error" not in log, log
