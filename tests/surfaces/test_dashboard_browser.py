@@ -1,0 +1,178 @@
+"""The web dashboard in a real headless Chromium, against a real `turnout serve` process.
+
+Pages are checked the way a person sees them: what the page shows, what the diagram marks as
+current, and that the instance page follows changes made elsewhere without a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+from turnout_processes import Server, definition_text, running_server, unique
+
+WAIT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A `turnout serve` for the browser, on an SQLite file."""
+    workdir = tmp_path_factory.mktemp("serve-dashboard")
+    with running_server(f"sqlite:///{workdir}/turnout.db", workdir) as server:
+        yield server
+
+
+@pytest.fixture
+def api(site: Server) -> Iterator[httpx.Client]:
+    with site.client() as client:
+        yield client
+
+
+@pytest.fixture
+def door(api: httpx.Client) -> str:
+    """A freshly deployed copy of `definitions/door.yaml`: its name."""
+    name = unique("door")
+    assert api.post("/api/definitions", content=definition_text("door.yaml", name)).is_success
+    return name
+
+
+@pytest.fixture
+def page(chromium: Any, site: Server) -> Iterator[Page]:
+    """A fresh browser page on the server; fails the test if the page's script throws."""
+    context = chromium.new_context(base_url=site.base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert errors == [], f"the page's script failed: {errors}"
+
+
+def start(api: httpx.Client, definition: str, **body: Any) -> dict[str, Any]:
+    answer = api.post("/api/instances", json={"definition": definition, **body})
+    assert answer.status_code == 201, answer.text
+    instance: dict[str, Any] = answer.json()
+    return instance
+
+
+def node_classes(page: Page, state: str) -> list[str]:
+    """The classes of the diagram node that draws `state` on the page (its inline SVG)."""
+    classes: list[str] = page.eval_on_selector(
+        f"#diagram svg [id='state-{state}']", "node => Array.from(node.classList)"
+    )
+    return classes
+
+
+def test_home_page_lists_definitions_and_opens_one_with_its_diagram(
+    page: Page, api: httpx.Client, door: str
+) -> None:
+    first = start(api, door)
+    start(api, door)
+    page.goto("/")
+    card = page.locator(f"section.card[data-definition='{door}']")
+    expect(card).to_contain_text("2 unfinished instance(s)")
+    expect(card).to_contain_text("closed: 2")
+    thumbnail = card.locator("img.thumb")
+    expect(thumbnail).to_be_visible()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
+    )
+    card.locator("h2 a").click()
+    expect(page).to_have_url(f"{page.url.split('/definitions')[0]}/definitions/{door}")
+    expect(page.locator("h1")).to_have_text(door)
+    assert "heat" in node_classes(page, "closed")
+    assert {"state-opened", "state-locked", "state-retired"} <= set(
+        page.eval_on_selector_all("#diagram svg g[id^='state-']", "nodes => nodes.map(n => n.id)")
+    )
+    page.locator(f"a[href='/instances/{first['id']}']").click()
+    expect(page.locator("#live")).to_have_attribute("data-instance", first["id"])
+
+
+def test_sending_an_event_with_the_form_shows_the_new_state_on_the_page_and_diagram(
+    page: Page, api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door, data={"room": "hall"})
+    page.goto(f"/instances/{instance['id']}")
+    expect(page.locator("#state")).to_have_text("closed")
+    assert "active" in node_classes(page, "closed")
+    expect(page.locator("#context")).to_contain_text('"room": "hall"')
+    page.select_option("#event", "lock")
+    page.fill("#data", '{"by": "ana"}')
+    page.click("#send")
+    expect(page.locator("#state")).to_have_text("locked")
+    expect(page.locator("#status")).to_have_text("running")
+    assert "active" in node_classes(page, "locked")
+    assert "active" not in node_classes(page, "closed")
+    assert "visited" in node_classes(page, "closed")
+    expect(page.locator("#history tbody tr").last).to_contain_text("lock")
+    assert [o.strip() for o in page.locator("#event option").all_inner_texts()] == [
+        "unlock",
+        "retire",
+    ]
+    history = api.get(f"/api/instances/{instance['id']}/history").json()
+    assert history[-1]["event"] == "lock" and history[-1]["data"] == {"by": "ana"}
+
+
+def test_the_instance_page_follows_changes_made_through_the_api_without_a_reload(
+    page: Page, api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    page.goto(f"/instances/{instance['id']}")
+    expect(page.locator("#state")).to_have_text("closed")
+    page.evaluate("window.stillTheSamePage = true")
+    moved = api.post(f"/api/instances/{instance['id']}/events", json={"event": "open"})
+    assert moved.status_code == 200
+    expect(page.locator("#state")).to_have_text("opened")
+    expect(page.locator("#revision")).to_have_text(str(moved.json()["revision"]))
+    assert "active" in node_classes(page, "opened")
+    assert page.evaluate("window.stillTheSamePage") is True
+    api.post(f"/api/instances/{instance['id']}/cancel")
+    expect(page.locator("#status")).to_have_text("cancelled")
+    expect(page.locator("#send-form")).to_have_count(0)
+    assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_data_that_is_not_json_is_shown_as_an_error_and_changes_nothing(
+    page: Page, api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    page.goto(f"/instances/{instance['id']}")
+    page.select_option("#event", "open")
+    page.fill("#data", "{oops")
+    page.click("#send")
+    expect(page.locator("p.error[role=alert]")).to_contain_text("not valid JSON")
+    expect(page.locator("#state")).to_have_text("closed")
+    assert api.get(f"/api/instances/{instance['id']}").json()["revision"] == instance["revision"]
+
+
+def test_the_cancel_form_cancels_the_instance(page: Page, api: httpx.Client, door: str) -> None:
+    instance = start(api, door)
+    page.goto(f"/instances/{instance['id']}")
+    page.fill("#cancel-form input[name=reason]", "moved out")
+    page.click("#cancel-form button")
+    expect(page.locator("#status")).to_have_text("cancelled")
+    expect(page.locator("#cancel-form")).to_have_count(0)
+    assert api.get(f"/api/instances/{instance['id']}").json()["status"] == "cancelled"
+
+
+def test_the_instance_list_finds_an_instance_by_its_business_key(
+    page: Page, api: httpx.Client, door: str
+) -> None:
+    key = unique("order")
+    wanted = start(api, door, key=key)
+    start(api, door, key=unique("other"))
+    page.goto(f"/instances?definition={door}")
+    expect(page.locator("table.list tbody tr")).to_have_count(2)
+    page.fill("input[name=q]", key)
+    page.click("form.filters button")
+    rows = page.locator("table.list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(key)
+    rows.first.locator("a").click()
+    expect(page.locator("#live")).to_have_attribute("data-instance", wanted["id"])
