@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import statemachines
-from statemachines import DefinitionError, Failure, simulate
+from statemachines import DefinitionError, Expression, ExpressionError, Failure, simulate
+from statemachines.expressions import ExpressionSyntaxError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -229,3 +230,88 @@ def data_mutations(draw: st.DrawFn) -> Any:
 @given(data_mutations())
 def test_mutated_definition_data_loads_or_raises_definition_error(data: Any) -> None:
     load_or_definition_error(to_yaml(data))
+
+
+EXPRESSION_TOKENS = ["context", "event", "result", "now", ".", "a", "b", "items", "year", "[",
+                     "]", "(", ")", "{", "}", ":", ",", "0", "1", "-1", "2.5", "9", "'x'", "''",
+                     "+", "-", "*", "**", "/", "//", "%", "<", "<=", "==", "!=", "in", "not",
+                     "and", "or", "is", "if", "else", "None", "True", "len", "str", "int",
+                     "float", "round", "min", "max", "abs", "lower", "_x", "__class__",
+                     "lambda"]  # fmt: skip
+SCOPE = {
+    "context": {"a": 1, "b": [1, "two", None], "items": {"a": {"b": 2}}, "x": None},
+    "event": {"a": "text", "b": [[1], {"a": 1}]},
+    "result": None,
+    "now": NOW,
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(EXPRESSION_TOKENS), min_size=1, max_size=12))
+def test_random_expressions_are_refused_or_evaluate_or_fail_with_expression_error(
+    tokens: list[str],
+) -> None:
+    text = " ".join(tokens)
+    try:
+        expression = Expression(text)
+    except ExpressionSyntaxError:
+        return
+    try:
+        expression.evaluate(SCOPE)
+    except ExpressionError:
+        pass
+
+
+LEAVES = st.sampled_from(["context", "event", "result", "now", "context.a", "context.b",
+                          "event.b", "context.items.a", "now.year", "context.x", "0", "1", "-3",
+                          "2.5", "'x'", "''", "None", "True", "[]", "{}", "[1, 'a']"])  # fmt: skip
+
+
+def _combine(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "<", "<=",
+                                               "==", "!=", ">", "in", "not in", "is", "and",
+                                               "or"]), inner)  # fmt: skip
+    return st.one_of(
+        binary.map(lambda parts: f"({parts[0]} {parts[1]} {parts[2]})"),
+        inner.map(lambda x: f"(not {x})"),
+        inner.map(lambda x: f"(-{x})"),
+        st.tuples(
+            st.sampled_from(
+                [
+                    "len",
+                    "str",
+                    "int",
+                    "float",
+                    "bool",
+                    "abs",
+                    "round",
+                    "min",
+                    "max",
+                    "lower",
+                    "upper",
+                ]
+            ),
+            st.lists(inner, max_size=2),
+        ).map(lambda parts: f"{parts[0]}({', '.join(parts[1])})"),  # fmt: skip
+        st.tuples(inner, inner).map(lambda parts: f"{parts[0]}[{parts[1]}]"),
+        st.tuples(inner, st.sampled_from(["a", "b", "year", "items"])).map(
+            lambda parts: f"({parts[0]}).{parts[1]}"
+        ),  # fmt: skip
+        st.tuples(inner, inner, inner).map(lambda p: f"({p[0]} if {p[1]} else {p[2]})"),
+        st.lists(inner, max_size=3).map(lambda items: f"[{', '.join(items)}]"),
+        st.tuples(inner, inner).map(lambda parts: f"{{{parts[0]}: {parts[1]}}}"),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.recursive(LEAVES, _combine, max_leaves=12))
+def test_well_formed_expressions_evaluate_or_fail_with_expression_error(text: str) -> None:
+    try:
+        expression = Expression(text)
+    except ExpressionSyntaxError as exc:
+        assert "too complex" in str(exc) or "longer than" in str(exc)
+        return
+    try:
+        expression.evaluate(SCOPE)
+    except ExpressionError:
+        pass
