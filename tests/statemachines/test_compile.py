@@ -414,3 +414,26 @@ def test_a_branch_timer_whose_guard_fails_does_not_fire_the_outer_timer() -> Non
     fired = compiled.timer_fired(*_args(started), (outer.state_path, outer.activation), "1h",
                                  outer.due)  # fmt: skip
     assert (fired.state, fired.status) == ("too_late", "failed")
+
+
+def test_run_time_failures_of_assign_input_and_items_are_recorded_and_routed() -> None:
+    definition = statemachines.load(VALID / "runtime_failures.yaml")
+    run = simulate(definition, ["go"], data={"total": 10, "count": 0, "people": "ana"})
+    errors = [entry.data for entry in run.history if entry.kind == "error"]
+    assert [e["expression"] for e in errors] == [
+        "context.total / context.count",
+        "{'n': context.count + 'x'}",
+    ]
+    assert "ratio" not in run.context and run.context["label"] == "ok"
+    assert run.context["why"] == "InputError"
+    assert (run.state, run.status) == ("broken", "failed")
+    assert run.context["reason"] == "foreach items is not a list"
+
+
+def test_a_failing_foreach_item_reports_its_index() -> None:
+    definition = statemachines.load(VALID / "runtime_failures.yaml")
+    run = simulate(definition, ["go"], data={"total": 10, "count": 2, "people": ["a", "b"]},
+                   results={"mail.send": [{"ok": 1}, Failure("bounced")]})  # fmt: skip
+    assert run.context["ratio"] == 5.0
+    assert (run.context["failed_index"], run.context["reason"]) == (1, "bounced")
+    assert run.state == "broken"
