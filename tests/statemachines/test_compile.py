@@ -437,3 +437,17 @@ def test_a_failing_foreach_item_reports_its_index() -> None:
     assert run.context["ratio"] == 5.0
     assert (run.context["failed_index"], run.context["reason"]) == (1, "bounced")
     assert run.state == "broken"
+
+
+def test_foreach_over_an_empty_list_still_stores_its_empty_results() -> None:
+    definition = statemachines.load("""\
+name: empty_fan
+initial: fan
+states:
+  fan:
+    foreach: {items: context.people, task: mail.send, result: receipts}
+    on: {done: end}
+  end: {final: true}
+""")
+    run = simulate(definition, data={"people": []})
+    assert (run.state, run.context["receipts"]) == ("end", [])
