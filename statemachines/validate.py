@@ -49,8 +49,11 @@ def task_states_handle_done(region: Region) -> Iterator[Problem]:
     for state in region.states:
         if state.kind in TASK_LIKE and not state.transitions_for("done"):
             what = {"task": "task", "parallel": "parallel", "foreach": "foreach"}[state.kind]
+            events = [event for event, _ in state.on]
+            typo = difflib.get_close_matches("done", events, n=1, cutoff=0.6)
+            hint = f" — is {typo[0]!r} meant to be 'done'?" if typo else ""
             yield _problem(state.position, f"{what} state {state.name!r} has no 'done' "
-                           "transition (add on: {done: NEXT_STATE})")  # fmt: skip
+                           f"transition (add on: {{done: NEXT_STATE}}){hint}")  # fmt: skip
 
 
 def done_and_failed_only_on_task_states(region: Region) -> Iterator[Problem]:

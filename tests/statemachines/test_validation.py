@@ -218,3 +218,19 @@ def test_a_state_description_must_be_text() -> None:
     assert [(p.line, p.column, p.message) for p in problems] == [
         (5, 18, "description must be text")
     ]
+
+
+def test_a_misspelt_done_event_is_pointed_out() -> None:
+    problems = _problems("""\
+name: typo_done
+initial: work
+states:
+  work:
+    task: jobs.run
+    on: {doen: end}
+  end: {final: true}
+""")
+    assert [(p.line, p.message) for p in problems] == [
+        (4, "task state 'work' has no 'done' transition (add on: {done: NEXT_STATE})"
+            " — is 'doen' meant to be 'done'?")
+    ]  # fmt: skip
