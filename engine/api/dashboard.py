@@ -37,8 +37,8 @@ def _locked_out(request: Request) -> Response | None:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
-def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, values)
+def _page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, values, status_code=status_code)
 
 
 @router.get("/static/{name}")
@@ -153,7 +153,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
     try:
         instance = engine.get(instance_id)
     except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc))
+        return _page(request, "error.html", message=str(exc), status_code=404)
     return _page(
         request,
         "instance.html",

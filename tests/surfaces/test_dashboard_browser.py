@@ -176,3 +176,14 @@ def test_the_instance_list_finds_an_instance_by_its_business_key(
     expect(rows.first).to_contain_text(key)
     rows.first.locator("a").click()
     expect(page.locator("#live")).to_have_attribute("data-instance", wanted["id"])
+
+
+def test_a_stale_link_to_an_unknown_instance_or_definition_says_not_found(page: Page) -> None:
+    for path, name in (
+        ("/instances/no-such-id", "no-such-id"),
+        ("/definitions/no_such_definition", "no_such_definition"),
+    ):
+        answer = page.goto(path)
+        assert answer is not None and answer.status == 404
+        expect(page.locator("h1")).to_have_text("Not found")
+        expect(page.locator("p.error")).to_contain_text(name)
