@@ -65,6 +65,10 @@ def reports_errors(command: F) -> F:
         except TurnoutError as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
             raise typer.Exit(exit_status(exc)) from None
+        except OSError as exc:  # a file or directory the command could not read or write
+            where = f" ({exc.filename})" if exc.filename else ""
+            err.print(f"error: {exc.strerror or exc}{where}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 

@@ -75,9 +75,9 @@ def as_json(result: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def door_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An SQLite database with `door.yaml` deployed, shared by this module's tests."""
+    """An SQLite database with `door.yaml` and `review.yaml` deployed, shared by the module."""
     db = f"sqlite:///{tmp_path_factory.mktemp('cli')}/turnout.db"
-    result = run_turnout("deploy", DOOR, db=db)
+    result = run_turnout("deploy", DOOR, REVIEW, db=db)
     assert result.returncode == 0, result.stderr
     return db
 
@@ -100,9 +100,15 @@ def test_help_lists_every_command_and_every_command_has_help() -> None:
         assert "Usage:" in result.stdout and name in result.stdout
 
 
-def test_validate_accepts_good_files_and_reports_problems_as_file_line_column() -> None:
-    good, bad, report = run_together(
-        ["validate", DOOR, REVIEW], ["validate", INVALID], ["validate", "--json", INVALID, DOOR]
+def test_validate_and_deploy_report_every_problem_as_file_line_column_and_exit_2(
+    sqlite_db: str,
+) -> None:
+    good, bad, report, refused = run_together(
+        ["validate", DOOR, REVIEW],
+        ["validate", INVALID],
+        ["validate", "--json", INVALID, DOOR],
+        ["deploy", INVALID],
+        db=sqlite_db,
     )
     assert good.returncode == 0, good.stderr
     assert "surface_door" in good.stdout and "surface_review" in good.stdout
@@ -116,6 +122,8 @@ def test_validate_accepts_good_files_and_reports_problems_as_file_line_column() 
     assert {(p["line"], p["column"]) for p in invalid["problems"]} == {(7, 15), (8, 5)}
     assert set(invalid["problems"][0]) == {"file", "line", "column", "message"}
     assert door == {"file": DOOR, "ok": True, "name": "surface_door", "warnings": []}
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == problems
 
 
 def test_simulate_prints_the_path_and_a_rejected_event_exits_1() -> None:
@@ -257,10 +265,26 @@ def test_mistakes_print_one_line_and_exit_2_for_bad_input_or_1_for_refused_opera
     door_db: str, tmp_path: Path
 ) -> None:
     taken = start_door(door_db, "--key", "taken")
+    (tmp_path / "a-file").write_text("not a directory\n")
     cases = {
         "bad JSON": (["start", "surface_door", "--data", "{nope"], 2, "--data is not valid JSON"),
         "not an object": (["start", "surface_door", "--data", "[1, 2]"], 2, "JSON object"),
         "missing file": (["deploy", str(tmp_path / "missing.yaml")], 2, "missing.yaml"),
+        "data against the input schema": (
+            ["start", "surface_review", "--data", '{"amount": "lots"}'],
+            2,
+            "amount",
+        ),
+        "unwritable diagram": (
+            ["diagram", DOOR, "-o", str(tmp_path / "a-file" / "door.svg")],
+            1,
+            "door.svg",
+        ),
+        "unwritable demo directory": (
+            ["demo", "--dir", str(tmp_path / "a-file" / "demo")],
+            1,
+            "demo",
+        ),
         "missing file to validate": (["validate", str(tmp_path / "gone.yaml")], 2, "gone.yaml"),
         "unknown id to show": (["show", "no-such-id"], 1, "no-such-id"),
         "unknown id to send": (["send", "no-such-id", "open"], 1, "no-such-id"),

@@ -180,6 +180,17 @@ def test_start_with_a_body_that_is_not_a_start_request_is_422(api: httpx.Client,
     assert broken.status_code == 422
 
 
+def test_start_with_data_the_input_schema_refuses_is_422_and_starts_nothing(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    name, _ = review
+    refused = api.post("/api/instances", json={"definition": name, "data": {"amount": "lots"}})
+    assert refused.status_code == 422
+    assert refused.json()["error"] == "InvalidInput"
+    assert any("amount" in str(problem) for problem in refused.json()["problems"])
+    assert api.get("/api/instances", params={"definition": name}).json()["items"] == []
+
+
 def test_listing_pages_with_limit_and_next_cursor_oldest_first(
     api: httpx.Client, door: str
 ) -> None:

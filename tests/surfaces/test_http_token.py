@@ -93,7 +93,7 @@ def test_with_the_bearer_token_every_api_call_is_answered(guarded: Server) -> No
         assert api.post(f"/api/instances/{ident}/events", json={"event": "open"}).status_code == 200
         assert api.post(f"/api/instances/{ident}/cancel").status_code == 200
         for ending in ("complete", "fail"):
-            api.post("/api/instances", json={"definition": "surface_review"})
+            api.post("/api/instances", json={"definition": "surface_review", "data": {"amount": 1}})
             claimed = api.post("/api/tasks/claim", json={"tasks": ["review.check"], "worker": "w"})
             assert claimed.status_code == 200
             (task,) = claimed.json()
