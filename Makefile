@@ -26,7 +26,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m benchmarks
+	TURNOUT_BENCH_POSTGRES_URL="$${TURNOUT_BENCH_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}" \
+		$(BIN)/python -m benchmarks
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check statemachines engine diagrams tests benchmarks

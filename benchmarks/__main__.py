@@ -7,6 +7,7 @@ what matters is the ratio to its baseline. Results also go to benchmarks/results
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -73,8 +74,14 @@ def events_on_sqlite(workdir: Path, count: int = 1000, instances: int = 100) -> 
     baseline_rate = median_rate(baseline_events)
     engine.close()
     baseline.close()
-    return Figure("Engine.send, durable events (SQLite)", "events/s", engine_rate,
-                  "hand-written SQLModel ORM event", baseline_rate, ">= 3x")
+    return Figure(
+        "Engine.send, durable events (SQLite)",
+        "events/s",
+        engine_rate,
+        "hand-written SQLModel ORM event",
+        baseline_rate,
+        ">= 3x",
+    )
 
 
 def tasks_on_sqlite(workdir: Path, instances: int = 200) -> Figure:
@@ -91,8 +98,14 @@ def tasks_on_sqlite(workdir: Path, instances: int = 200) -> Figure:
     task_rate = median_rate(run_tasks)
     engine_events = median_rate(lambda: _starts(engine, instances))
     engine.close()
-    return Figure("run_until_idle, 3-task sequence (SQLite)", "tasks/s", task_rate,
-                  "Engine.start in the same run", engine_events, "reported")
+    return Figure(
+        "run_until_idle, 3-task sequence (SQLite)",
+        "tasks/s",
+        task_rate,
+        "Engine.start in the same run",
+        engine_events,
+        "reported",
+    )
 
 
 def _starts(engine: Engine, count: int) -> int:
@@ -101,27 +114,124 @@ def _starts(engine: Engine, count: int) -> int:
     return count
 
 
+def events_on_postgres(url: str, count: int = 600, instances: int = 100) -> Figure:
+    from .contention import drop_schema, fresh_schema
+
+    engine_url, schema = fresh_schema(url)
+    try:
+        engine = Engine(engine_url)
+        engine.deploy(HERE / "definitions" / "toggle.yaml")
+        ids = [engine.start("bench_toggle").id for _ in range(instances)]
+        baseline = Baseline(engine_url, instances)
+
+        def send_events() -> int:
+            for n in range(count):
+                engine.send(ids[n % instances], "flip")
+            return count
+
+        def baseline_events() -> int:
+            for n in range(count):
+                baseline.send(n % instances)
+            return count
+
+        engine_rate = median_rate(send_events)
+        baseline_rate = median_rate(baseline_events)
+        engine.close()
+        baseline.close()
+    finally:
+        drop_schema(url, schema)
+    return Figure(
+        "Engine.send, durable events (PostgreSQL)",
+        "events/s",
+        engine_rate,
+        "hand-written SQLModel ORM event",
+        baseline_rate,
+        ">= 3x",
+    )
+
+
+def contention_on_postgres(url: str) -> list[Figure]:
+    from .contention import run
+
+    rates: dict[str, list[float]] = {"row": [], "optimistic": [], "single": []}
+    discrepancies = 0
+    for _ in range(3):
+        for locking in ("row", "optimistic"):
+            rate, wrong = run(url, 4, 250, 10, locking)
+            rates[locking].append(rate)
+            discrepancies += wrong
+        rate, wrong = run(url, 1, 500, 10, "row")
+        rates["single"].append(rate)
+        discrepancies += wrong
+    row, optimistic, single = (statistics.median(rates[k]) for k in ("row", "optimistic", "single"))
+    return [
+        Figure(
+            "4 senders, 10 hot instances, row locks (PostgreSQL)",
+            "events/s",
+            row,
+            "the same with optimistic revision checks",
+            optimistic,
+            f"faster one chosen; {discrepancies} events lost or doubled",
+        ),
+        Figure(
+            "4 senders vs 1 sender, row locks (PostgreSQL)",
+            "events/s",
+            row,
+            "1 sender",
+            single,
+            "reported",
+        ),
+    ]
+
+
 def main() -> int:
     console = Console()
+    postgres = os.environ.get("TURNOUT_BENCH_POSTGRES_URL") or os.environ.get(
+        "TURNOUT_TEST_POSTGRES_URL"
+    )
     with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
         workdir = Path(tmp)
         figures = []
         for bench in (events_on_sqlite, tasks_on_sqlite):
             console.print(f"running {bench.__name__} ...", style="dim")
             figures.append(bench(workdir))
+        if postgres:
+            console.print("running events_on_postgres ...", style="dim")
+            figures.append(events_on_postgres(postgres))
+            console.print("running contention_on_postgres ...", style="dim")
+            figures.extend(contention_on_postgres(postgres))
+        else:
+            console.print(
+                "PostgreSQL figures skipped: set TURNOUT_BENCH_POSTGRES_URL", style="yellow"
+            )
     table = Table(title=f"turnout benchmarks (median of {REPEATS})")
     for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
         table.add_column(column)
     for f in figures:
-        table.add_row(f.name, f"{f.value:,.0f} {f.unit}", f.baseline_name,
-                      f"{f.baseline:,.0f} {f.unit}", f"{f.ratio:.2f}x", f.target)
+        table.add_row(
+            f.name,
+            f"{f.value:,.0f} {f.unit}",
+            f.baseline_name,
+            f"{f.baseline:,.0f} {f.unit}",
+            f"{f.ratio:.2f}x",
+            f.target,
+        )
     console.print(table)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
-    (results / "latest.json").write_text(json.dumps({
-        "at": datetime.now(UTC).isoformat(), "python": sys.version.split()[0],
-        "machine": platform.machine(), "repeats": REPEATS,
-        "figures": [asdict(f) | {"ratio": f.ratio} for f in figures]}, indent=2) + "\n")
+    (results / "latest.json").write_text(
+        json.dumps(
+            {
+                "at": datetime.now(UTC).isoformat(),
+                "python": sys.version.split()[0],
+                "machine": platform.machine(),
+                "repeats": REPEATS,
+                "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.print(f"written {results / 'latest.json'}")
     return 0
 

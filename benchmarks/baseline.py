@@ -65,8 +65,15 @@ class Baseline:
             before = row.state
             row.state = NEXT[before]
             row.revision += 1
-            session.add(BaselineHistory(instance_id=instance_id, event="flip", from_state=before,
-                                        to_state=row.state, at=datetime.now(UTC)))
+            session.add(
+                BaselineHistory(
+                    instance_id=instance_id,
+                    event="flip",
+                    from_state=before,
+                    to_state=row.state,
+                    at=datetime.now(UTC),
+                )
+            )
             session.commit()
 
     def close(self) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from .store import ConcurrentUpdate, InstanceRow, Store, Transaction
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_PAYLOAD_BYTES = 1_000_000
+MAX_CONFLICT_RETRIES = 100
 Clock = Callable[[], datetime]
 Handler = Callable[[Any], Any]
 Subscriber = Callable[[HistoryEntry], None]
@@ -56,7 +59,9 @@ class Engine:
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
     aware UTC datetime and drives timers, retries, timeouts and leases, so tests move time
     instead of sleeping; `lease` is how long a worker holds a task before another may take it
-    over if the holder stops renewing it.
+    over if the holder stops renewing it. `locking` is how concurrent writers to one instance
+    are kept apart on PostgreSQL: "row" (`SELECT ... FOR UPDATE`, the default) or
+    "optimistic" (no lock; the revision check of the update makes the loser retry).
     """
 
     def __init__(
@@ -66,9 +71,10 @@ class Engine:
         *,
         lease: timedelta | float = 30.0,
         worker_id: str | None = None,
+        locking: str = "row",
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
-        self.store = Store(self.url)
+        self.store = Store(self.url, locking)
         self.clock: Clock = clock or utc_now
         self.lease = _seconds(lease)
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -158,13 +164,15 @@ class Engine:
                     pass
 
     def _apply(self, operation: Callable[[Transaction], T]) -> T:
-        for attempt in range(3):
+        # With row locks a conflict cannot happen; with optimistic locking the loser retries.
+        for attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 with self.store.transaction() as tx:
                     return operation(tx)
             except ConcurrentUpdate:
-                if attempt == 2:
+                if attempt == MAX_CONFLICT_RETRIES - 1:
                     raise
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     # -- instances -------------------------------------------------------------------------

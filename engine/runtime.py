@@ -68,15 +68,6 @@ def persist(
 
     With `definition`, only the states that can have tasks or timers have work to drop.
     """
-    cancelled = step.cancelled
-    if cancelled and definition is not None:
-        cancelled = [pair for pair in cancelled if _has_work(definition, pair[0])]
-    if cancelled:
-        tx.drop_work(row.id, cancelled)
-    if step.tasks:
-        tx.insert_tasks(row.id, step.tasks, now)
-    if step.timers:
-        tx.insert_timers(row.id, step.timers)
     new = replace(
         row,
         state=step.state or row.state,
@@ -102,8 +93,19 @@ def persist(
         )
         for i, e in enumerate(step.history, 1)
     ]
-    tx.append_history(entries)
+    # The instance row is written first: without a row lock, its revision check is what
+    # detects a concurrent writer, before anything else is written.
     tx.update_instance(new, expected_revision=row.revision)
+    tx.append_history(entries)
+    cancelled = step.cancelled
+    if cancelled and definition is not None:
+        cancelled = [pair for pair in cancelled if _has_work(definition, pair[0])]
+    if cancelled:
+        tx.drop_work(row.id, cancelled)
+    if step.tasks:
+        tx.insert_tasks(row.id, step.tasks, now)
+    if step.timers:
+        tx.insert_timers(row.id, step.timers)
     return Applied(snapshot(new), entries)
 
 

@@ -176,6 +176,7 @@ def _driver_sql(sql: str, postgres: bool) -> str:
 
 SQLITE_SQL = {name: _driver_sql(sql, False) for name, sql in SQL.items()}
 POSTGRES_SQL = {name: _driver_sql(sql, True) for name, sql in SQL.items()}
+OPTIMISTIC_SQL = dict(POSTGRES_SQL)  # no row lock: the revision check of the update decides
 POSTGRES_SQL["lock_instance"] += " FOR UPDATE"
 
 
@@ -186,10 +187,10 @@ class Transaction:
     and every task, where SQLAlchemy's statement building would cost more than the database.
     """
 
-    def __init__(self, cursor: Any, postgres: bool) -> None:
+    def __init__(self, cursor: Any, postgres: bool, optimistic: bool = False) -> None:
         self.cursor = cursor
         self.postgres = postgres
-        self.sql = POSTGRES_SQL if postgres else SQLITE_SQL
+        self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
@@ -362,7 +363,10 @@ class Transaction:
 class Store:
     """The database of one Engine: its SQLAlchemy engine, its tables, its transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, locking: str = "row") -> None:
+        if locking not in ("row", "optimistic"):
+            raise ValueError(f"locking must be 'row' or 'optimistic', not {locking!r}")
+        self.optimistic = locking == "optimistic"
         self.url = make_url(url)
         self.safe_url = self.url.render_as_string(hide_password=True)
         self.postgres = self.url.get_backend_name() == "postgresql"
@@ -419,7 +423,7 @@ class Store:
                 if self.sqlite:
                     cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
                 try:
-                    yield Transaction(cursor, self.postgres)
+                    yield Transaction(cursor, self.postgres, self.optimistic)
                 except BaseException:
                     raw.rollback()
                     raise

@@ -1,0 +1,79 @@
+"""Many senders: processes sending events to shared instances at once, on PostgreSQL.
+
+Compares row locks with optimistic revision checks, and one sender with four; after each run
+the history is counted, so a lost or doubled event shows up as a discrepancy.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from engine import Engine
+
+HERE = Path(__file__).parent
+
+
+def fresh_schema(url: str) -> tuple[str, str]:
+    """A new schema for one run; returns (engine URL, schema name)."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(url: str, schema: str) -> None:
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _sender(
+    url: str, locking: str, ids: list[str], count: int, offset: int, ready: Any, go: Any
+) -> None:
+    engine = Engine(url, locking=locking)
+    ready.wait()
+    go.wait()
+    for n in range(count):
+        engine.send(ids[(n + offset) % len(ids)], "flip")
+    engine.close()
+
+
+def run(
+    url: str, processes: int, events_each: int, instances: int, locking: str
+) -> tuple[float, int]:
+    """Events per second for `processes` senders, and the count of discrepancies."""
+    engine_url, schema = fresh_schema(url)
+    try:
+        engine = Engine(engine_url)
+        engine.deploy(HERE / "definitions" / "toggle.yaml")
+        ids = [engine.start("bench_toggle").id for _ in range(instances)]
+        context = multiprocessing.get_context("spawn")
+        ready = context.Barrier(processes + 1)
+        go = context.Event()
+        workers = [
+            context.Process(
+                target=_sender, args=(engine_url, locking, ids, events_each, p * 7, ready, go)
+            )
+            for p in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        ready.wait()
+        began = time.perf_counter()
+        go.set()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - began
+        applied = sum(engine.get(i).revision - 1 for i in ids)
+        history = sum(len(engine.history(i)) - 1 for i in ids)
+        expected = processes * events_each
+        engine.close()
+        return expected / elapsed, abs(applied - expected) + abs(history - expected)
+    finally:
+        drop_schema(url, schema)
