@@ -22,6 +22,7 @@ Direction = Literal["LR", "TB", "RL", "BT"]
 EdgeKind = Literal["initial", "event", "done", "failed", "timer", "always"]
 FONT = "Helvetica"
 GUARD_WIDTH = 30
+LARGE = 80  # states; above this, layout effort is bounded
 
 # One palette for the whole package; overlays pick from the same family.
 INK = "#333333"
@@ -164,6 +165,11 @@ class _Builder:
         self.clusters: dict[str, Cluster] = {}
         self.internals: list[Internal] = []
         items = self.region(definition.root)
+        large = {}
+        if len(self.nodes) + len(self.clusters) > LARGE:
+            # Long edges into a common final state can keep dot's positioning busy for minutes;
+            # fewer network simplex rounds cost little in a graph this size.
+            large = {"nslimit": "0.2"}
         self.drawing = Drawing(
             name=definition.name,
             graph_attrs={
@@ -172,6 +178,7 @@ class _Builder:
                 "labelloc": "t", "labeljust": "l",
                 "label": definition.name, "fontsize": "14",
                 "id": f"definition-{css_name(definition.name)}", "class": "turnout-diagram",
+                **large,
             },
             items=items, edges=self.edges, nodes=self.nodes, clusters=self.clusters,
             internals=self.internals,

