@@ -6,7 +6,9 @@ current, and that the instance page follows changes made elsewhere without a rel
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -187,3 +189,29 @@ def test_a_stale_link_to_an_unknown_instance_or_definition_says_not_found(page: 
         assert answer is not None and answer.status == 404
         expect(page.locator("h1")).to_have_text("Not found")
         expect(page.locator("p.error")).to_contain_text(name)
+
+
+def test_behind_a_token_the_signed_in_page_still_follows_changes_live(
+    chromium: Any, tmp_path: Path
+) -> None:
+    token = "browser-token"
+    with running_server(f"sqlite:///{tmp_path}/turnout.db", tmp_path, token=token) as server:
+        with server.client() as api:
+            assert api.post("/api/definitions", content=definition_text("door.yaml")).is_success
+            instance = start(api, "surface_door")
+            context = chromium.new_context(base_url=server.base_url)
+            try:
+                page = context.new_page()
+                page.set_default_timeout(WAIT_MS)
+                page.goto(f"/instances/{instance['id']}")
+                expect(page).to_have_url(re.compile(r"/login\?next="))
+                page.fill("input[name=token]", token)
+                page.click("form button")
+                expect(page.locator("#state")).to_have_text("closed")
+                page.evaluate("window.stillTheSamePage = true")
+                moved = api.post(f"/api/instances/{instance['id']}/events", json={"event": "lock"})
+                assert moved.status_code == 200
+                expect(page.locator("#state")).to_have_text("locked")
+                assert page.evaluate("window.stillTheSamePage") is True
+            finally:
+                context.close()

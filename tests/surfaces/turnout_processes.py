@@ -185,14 +185,21 @@ class Server:
         return int(self.process.returncode)
 
 
-def start_server(db: str, workdir: Path, token: str | None = None) -> Server:
-    """Start `turnout serve --port PORT` on a free loopback port and wait until it answers."""
+def start_server(
+    db: str, workdir: Path, token: str | None = None, tasks: Sequence[str] = ()
+) -> Server:
+    """Start `turnout serve --port PORT` on a free loopback port and wait until it answers.
+
+    `token` sets TURNOUT_API_TOKEN; `tasks` names handler modules (in `workdir`) for
+    `--tasks`, so the server also runs a worker.
+    """
     port = free_port()
+    task_options = [option for module in tasks for option in ("--tasks", module)]
     log = workdir / f"serve-{port}.log"
     extra = {"TURNOUT_API_TOKEN": token} if token else {}
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [turnout_command(), "serve", "--port", str(port)],
+            [turnout_command(), "serve", "--port", str(port), *task_options],
             env=turnout_env(db, **extra),
             cwd=workdir,
             stdout=sink,
@@ -217,8 +224,11 @@ def start_server(db: str, workdir: Path, token: str | None = None) -> Server:
 
 
 @contextmanager
-def running_server(db: str, workdir: Path, token: str | None = None) -> Iterator[Server]:
-    server = start_server(db, workdir, token)
+def running_server(
+    db: str, workdir: Path, token: str | None = None, tasks: Sequence[str] = ()
+) -> Iterator[Server]:
+    """A started server (see `start_server`), interrupted when the block ends."""
+    server = start_server(db, workdir, token, tasks)
     try:
         yield server
     finally:
