@@ -262,7 +262,8 @@ class _Builder:
             box = Cluster(
                 cluster_name(region.path),
                 {"id": f"region-{css_name(region.path)}", "style": "rounded,dashed,filled",
-                 "fillcolor": "white", "color": "#8193ad", "fontname": FONT, "fontsize": "11",
+                 "fillcolor": "white", "color": "#8193ad", "penwidth": "1", "fontname": FONT,
+                 "fontsize": "11",
                  "labeljust": "l",
                  "class": f"region region-{css_name(region.path)}",
                  "tooltip": f"branch {region.name} of {state.path}"},
@@ -452,9 +453,14 @@ def to_digraph(
     labels are plain text, for Graphviz builds that cannot read HTML labels.
     """
     styles = styles or Styles()
+    graph_attrs = {**drawing.graph_attrs, **styles.graph}
+    if html:
+        graph_attrs["label"] = f"<<B>{escape(graph_attrs['label'])}</B>>"
+    else:  # room for the bold title the SVG will set at the usual size
+        graph_attrs["fontsize"] = str(int(graph_attrs.get("fontsize", "14")) + 2)
     graph = graphviz.Digraph(
         drawing.name,
-        graph_attr={**drawing.graph_attrs, **styles.graph},
+        graph_attr=graph_attrs,
         node_attr={"fontname": FONT},
         edge_attr={"fontname": FONT},
     )

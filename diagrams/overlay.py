@@ -17,6 +17,7 @@ STATUSES = ("running", "succeeded", "failed", "cancelled", "compensating")
 ACTIVE_FILL, ACTIVE_LINE = "#ffd54f", "#b26a00"
 VISITED_FILL = "#ffeaa6"
 TAKEN = "#d9480f"
+CLUSTER_TINTS = {"active": "#fff8e1", "visited": "#fffcf2"}
 HEAT = ("#fff5eb", "#fee6ce", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913")  # dark text stays legible
 END_MARKS = {
     "failed": ("✗ instance failed", "#c62828"),
@@ -206,6 +207,9 @@ def _paint(drawing: Drawing, styles: Styles, state: str, change: dict[str, str],
     name = _drawn_name(drawing, state)
     if name is None:
         return
+    if state in drawing.clusters:
+        # A filled box would drown the states inside it: a pale tint and the border instead.
+        change = {**change, "fillcolor": CLUSTER_TINTS[tag]}
     styles.nodes[name] = {**styles.nodes.get(name, {}), **change,
                           "class": f"{_class(drawing, state)} {tag}"}  # fmt: skip
 
