@@ -6,6 +6,7 @@ current, and that the instance page follows changes made elsewhere without a rel
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +216,26 @@ def test_behind_a_token_the_signed_in_page_still_follows_changes_live(
                 assert page.evaluate("window.stillTheSamePage") is True
             finally:
                 context.close()
+
+
+def test_what_users_send_is_shown_as_text_and_never_becomes_markup(
+    page: Page, api: httpx.Client, door: str
+) -> None:
+    key = f"<img src=x onerror=window.injected=1>{unique('k')}"
+    note = "</pre><script>window.injected = 2</script>"
+    instance = start(api, door, key=key, data={"note": note})
+    quoted = {"x": '" onmouseover="window.injected=3" y="'}
+    assert (
+        api.post(
+            f"/api/instances/{instance['id']}/events", json={"event": "open", "data": quoted}
+        ).status_code
+        == 200
+    )
+    page.goto(f"/instances/{instance['id']}")
+    expect(page.locator("#live strong").first).to_have_text(key)
+    expect(page.locator("#context")).to_contain_text(note)
+    row = page.locator("#history tbody tr").nth(1)
+    assert row.get_attribute("onmouseover") is None
+    assert json.loads(row.get_attribute("title") or "null") == quoted
+    row.hover()
+    assert page.evaluate("window.injected === undefined")

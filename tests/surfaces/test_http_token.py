@@ -123,3 +123,5 @@ def test_the_dashboard_asks_for_the_token_and_its_cookie_opens_pages_and_the_api
         assert browser.get("/api/definitions").status_code == 200
         away = browser.post("/login", data={"token": TOKEN, "next": "//elsewhere.example/"})
         assert away.headers["location"] == "/"
+        sideways = browser.post("/login", data={"token": TOKEN, "next": "/\\elsewhere.example/"})
+        assert not sideways.headers["location"].startswith(("//", "/\\"))
