@@ -322,7 +322,10 @@ def test_unreachable_or_unusable_database_is_one_line_without_the_password() -> 
 
 # -- demo and worker -----------------------------------------------------------------------
 def test_demo_prints_its_summary_and_writes_the_diagrams_it_lists(tmp_path: Path) -> None:
-    result = run_turnout("demo", "--dir", str(tmp_path / "demo"))
+    result, as_data = run_together(
+        ["demo", "--dir", str(tmp_path / "demo")],
+        ["demo", "--dir", str(tmp_path / "again"), "--json"],
+    )
     assert result.returncode == 0, result.stderr
     assert "turnout demo: instances by definition" in result.stdout
     for header in ("definition", "runs", "ok", "failed", "cancelled", "retries"):
@@ -335,6 +338,18 @@ def test_demo_prints_its_summary_and_writes_the_diagrams_it_lists(tmp_path: Path
     for path in listed:
         assert path.is_file() and b"<svg" in path.read_bytes()[:2000], path
     assert (tmp_path / "demo" / "turnout.db").is_file()
+    report = as_json(as_data)
+    assert set(report) == {
+        "database",
+        "summary",
+        "events_sent",
+        "rejected",
+        "task_calls",
+        "diagrams",
+    }
+    assert {row["definition"] for row in report["summary"]} >= {"order_fulfillment", "door_lock"}
+    assert all(Path(path).is_file() for path in report["diagrams"])
+    assert Path(report["database"]).is_file()
 
 
 def review_db(tmp_path: Path, module: str) -> str:

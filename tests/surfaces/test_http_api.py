@@ -7,6 +7,7 @@ definition (a fresh name), so tests do not see each other's instances.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -81,6 +82,11 @@ def test_changed_content_under_a_deployed_name_is_the_next_version(api: httpx.Cl
     second = api.post("/api/definitions", content=changed)
     assert second.status_code == 201
     assert second.json()["version"] == first["version"] + 1 == 2
+    pinned = changed.replace(f"name: {name}\n", f"name: {name}\nversion: 1\n")
+    refused = api.post("/api/definitions", content=pinned)
+    assert refused.status_code == 422
+    assert "version 1" in refused.json()["problems"][0]["message"]
+    assert api.get(f"/api/definitions/{name}").json()["version"] == 2
 
 
 def test_a_definition_reads_back_with_its_source_states_events_and_counts(
@@ -264,6 +270,27 @@ def test_an_event_sent_twice_with_one_idempotency_key_is_applied_once(
     again = send(api, instance["id"], "open", idempotency_key="msg-1")
     assert again.status_code == 200
     assert again.json()["state"] == "opened" and again.json()["revision"] == first["revision"]
+
+
+def test_events_sent_at_once_from_many_clients_are_each_applied_exactly_once(
+    server: Server, api: httpx.Client
+) -> None:
+    name = unique("counter")
+    assert api.post("/api/definitions", content=definition_text("counter.yaml", name)).is_success
+    instance = start(api, name)
+    url = f"/api/instances/{instance['id']}/events"
+
+    def bump_ten_times(_: int) -> list[int]:
+        with server.client() as client:
+            return [client.post(url, json={"event": "bump"}).status_code for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        statuses = [status for batch in pool.map(bump_ten_times, range(5)) for status in batch]
+    assert statuses == [200] * 50
+    after = api.get(f"/api/instances/{instance['id']}").json()
+    assert after["context"] == {"count": 50} and after["revision"] == 51
+    seqs = [e["seq"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]
+    assert seqs == list(range(1, 52))
 
 
 def test_a_rejected_event_is_409_with_the_allowed_events_and_changes_nothing(
