@@ -74,6 +74,7 @@ class Builder:
         self.doc = doc
         self.problems: list[Problem] = []
         self.state_count = 0
+        self.lines: list[str] = []
 
     # -- reporting -------------------------------------------------------------------------
     def fail(self, path: PathKey, message: str, key: bool = False) -> None:
@@ -112,10 +113,22 @@ class Builder:
             return Expression(text, names)
         except ExpressionSyntaxError as exc:
             line, column = self.doc.where(path)
+            column = self.column_within(line, column, text, exc.offset)
             self.problems.append(
                 Problem(f"expression {text!r}: {exc}", line, column, self.doc.file)
             )
             return None
+
+    def column_within(self, line: int, column: int, text: str, offset: int) -> int:
+        """The column of `offset` inside `text` when the text stands verbatim on its line
+        (plain or quoted), else the column where the value starts."""
+        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        stripped = text.strip()
+        lead = len(text) - len(text.lstrip())
+        for start in (column - 1, column):  # plain, then after an opening quote
+            if stripped and source.startswith(stripped, start + lead):
+                return start + lead + offset + 1
+        return column
 
     def duration(self, value: Any, path: PathKey, key: bool = False) -> Any:
         try:
@@ -126,6 +139,7 @@ class Builder:
 
     # -- definition ------------------------------------------------------------------------
     def definition(self, source: str) -> Definition | None:
+        self.lines = source.splitlines()
         data = self.doc.data
         if not isinstance(data, dict):
             self.fail((), f"a definition must be a mapping with name, initial and states, "

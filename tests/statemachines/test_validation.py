@@ -234,3 +234,22 @@ states:
         (4, "task state 'work' has no 'done' transition (add on: {done: NEXT_STATE})"
             " — is 'doen' meant to be 'done'?")
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("guard", "column", "message"),
+    [
+        # the guard starts at column 26
+        ("context.amount > > 3", 43, "invalid syntax"),
+        ('"len(contxt)"', 31, "unknown name 'contxt' — did you mean 'context'?"),
+        ("'context.__class__'", 27, "access to '__class__' is not allowed"),
+        ("event.ok and __import__('os')", 39, "only these functions can be called"),
+    ],
+)
+def test_an_expression_problem_points_at_its_place_in_the_line(
+    guard: str, column: int, message: str
+) -> None:
+    text = f"name: x\ninitial: a\nstates:\n  a:\n    on: {{go: {{to: b, if: {guard}}}}}\n"
+    problems = _problems(text + "  b: {final: true}\n")
+    assert [(p.line, p.column) for p in problems] == [(5, column)]
+    assert message in problems[0].message
