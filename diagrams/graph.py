@@ -141,8 +141,9 @@ _CACHE_LOCK = threading.Lock()
 
 def cached_drawing(definition: Definition, direction: Direction = "LR") -> Drawing:
     """`build_drawing`, remembered per definition content; callers must not change the result."""
-    key = (definition.digest or definition.source or str(id(definition)), definition.name,
-           direction)  # fmt: skip
+    if not (definition.digest or definition.source):
+        return build_drawing(definition, direction)  # nothing to recognise it by next time
+    key = (definition.digest or definition.source, definition.name, direction)
     with _CACHE_LOCK:
         drawing = _CACHE.get(key)
         if drawing is not None:

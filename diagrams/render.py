@@ -5,11 +5,14 @@ SVG always renders (in-process WebAssembly when `dot` is missing); PNG and PDF n
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import shutil
 import subprocess
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -30,6 +33,10 @@ INSTALL_HINT = (
     "graphviz), or ask for svg, dot or mermaid, which need no system Graphviz"
 )
 _WASM_LOCK = threading.Lock()
+# Layout is the slow part: the same picture asked for again (a dashboard refresh) is reused.
+_OUTPUTS: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+_OUTPUTS_SIZE = 32
+_OUTPUTS_LOCK = threading.Lock()
 
 
 class RenderError(TurnoutError):
@@ -59,17 +66,35 @@ def render(definition: Definition | str | Path, format: str = "svg", *,
         return str(to_digraph(drawing, styles).source).encode()
     program = dot_program()
     if program is not None:
-        return _run_dot(program, to_digraph(drawing, styles).source, format)
+        source = str(to_digraph(drawing, styles).source)
+        return _remembered((program, format, source), lambda: _run_dot(program, source, format))
     if format != "svg":
         raise RenderError(
             f"{format.upper()} output needs the Graphviz program `dot`, which is not on PATH: "
             f"{INSTALL_HINT}"
         )
     # This Graphviz build reads no HTML labels: plain ones, styled in the SVG afterwards.
-    svg = _run_wasm(to_digraph(drawing, styles, html=False).source)
+    source = str(to_digraph(drawing, styles, html=False).source)
     lines = label_lines(drawing, styles)
     lines[drawing.graph_attrs["id"]] = [Line("", styles.graph.get("fontcolor", INK), 14, True)]
-    return style_label_lines(svg, lines)
+    return _remembered(
+        ("wasm", format, source), lambda: style_label_lines(_run_wasm(source), lines)
+    )
+
+
+def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes]) -> bytes:
+    """The output for `key` (backend, format, DOT source): drawn once, then reused."""
+    digest = (key[0], key[1], hashlib.sha256(key[2].encode()).hexdigest())
+    with _OUTPUTS_LOCK:
+        if digest in _OUTPUTS:
+            _OUTPUTS.move_to_end(digest)
+            return _OUTPUTS[digest]
+    output = draw()
+    with _OUTPUTS_LOCK:
+        _OUTPUTS[digest] = output
+        while len(_OUTPUTS) > _OUTPUTS_SIZE:
+            _OUTPUTS.popitem(last=False)
+    return output
 
 
 def to_dot(definition: Definition, *, overlay: Overlay | None = None,

