@@ -35,6 +35,22 @@ def send_increments(url: str, instance_id: str, count: int, start_together: Any)
         eng.close()
 
 
+def send_to_shared_instances(
+    url: str, ids: list[str], count: int, out: str, start_together: Any
+) -> None:
+    """Child process: send `count` increments round-robin over `ids`; log each revision seen."""
+    eng = Engine(url)
+    seen: list[str] = []
+    try:
+        start_together.wait(timeout=60)
+        for n in range(count):
+            instance_id = ids[(n + os.getpid()) % len(ids)]
+            seen.append(f"{instance_id} {eng.send(instance_id, 'increment').revision}")
+    finally:
+        eng.close()
+        Path(out).write_text("\n".join(seen) + "\n")
+
+
 def send_keyed_increments(url: str, instance_id: str, keys: int, start_together: Any) -> None:
     """Child process: send one increment under each idempotency key `k0` ... `k{keys-1}`."""
     eng = Engine(url)
@@ -178,6 +194,49 @@ def test_events_from_four_processes_to_one_instance_are_each_applied_once(
     assert len(history) == start_history + total
     assert [e.seq for e in history] == list(range(1, len(history) + 1))
     assert [e.event for e in history[start_history:]] == ["increment"] * total
+
+
+def test_four_processes_of_250_events_to_shared_instances_apply_each_once_in_order(
+    real_engine: Engine, store_url: str, tmp_path: Path
+) -> None:
+    real_engine.deploy(DEFINITIONS / "counter.yaml")
+    ids = [real_engine.start("counter", {"count": 0}).id for _ in range(3)]
+    senders, per_sender = 4, 250
+    barrier = SPAWN.Barrier(senders)
+    logs = [tmp_path / f"sender{n}.log" for n in range(senders)]
+    processes = [
+        SPAWN.Process(
+            target=send_to_shared_instances, args=(store_url, ids, per_sender, str(log), barrier)
+        )
+        for log in logs
+    ]
+    for process in processes:
+        process.start()
+    _join_all(processes, timeout=240)
+
+    seen: dict[str, list[list[int]]] = {i: [] for i in ids}
+    for log in logs:
+        mine: dict[str, list[int]] = {i: [] for i in ids}
+        pairs = log.read_text().split()
+        for instance_id, revision in zip(pairs[0::2], pairs[1::2], strict=True):
+            mine[instance_id].append(int(revision))
+        for instance_id, revisions in mine.items():
+            # what one sender sees of one instance only ever moves forward
+            assert revisions == sorted(set(revisions))
+            seen[instance_id].append(revisions)
+    total = 0
+    for instance_id in ids:
+        final = real_engine.get(instance_id)
+        history = real_engine.history(instance_id)
+        events = final.context["count"]
+        revisions = sorted(r for per in seen[instance_id] for r in per)
+        # every event got its own revision: none lost, none applied twice
+        assert revisions == list(range(2, final.revision + 1))
+        assert len(revisions) == events
+        assert [e.seq for e in history] == list(range(1, len(history) + 1))
+        assert [e.event for e in history[1:]] == ["increment"] * events
+        total += events
+    assert total == senders * per_sender
 
 
 def test_worker_processes_finish_every_instance_and_apply_each_result_once(
