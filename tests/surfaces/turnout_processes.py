@@ -28,7 +28,7 @@ DEFINITIONS = HERE / "definitions"
 TASK_MODULES = HERE / "task_modules"
 POSTGRES_ENV = "TURNOUT_TEST_POSTGRES_URL"
 CHROMIUM = Path("/usr/bin/chromium")
-SERVER_START_SECONDS = 30.0
+SERVER_START_SECONDS = 60.0
 
 
 def in_ci() -> bool:
