@@ -306,10 +306,15 @@ class _Builder:
                 guard = "else"
             full = f"{name} [{guard}]".strip() if guard else name
             text = f"{name} [{shorten(guard, GUARD_WIDTH)}]".strip() if guard else name
-            if transition.target is None:
-                # Drawn inside the state, as statecharts do: a loop would suggest leaving it.
-                keys = ", ".join(key for key, _ in transition.assign)
-                text = f"{text} / set {shorten(keys, GUARD_WIDTH)}".strip()
+            reentry = transition.target is not None and target in self.clusters
+            if transition.target is None or (reentry and target == state.path):
+                # Drawn inside the state, as statecharts do: a loop would suggest leaving it,
+                # and a loop on a parallel state's box has no good route.
+                if transition.target is None:
+                    keys = ", ".join(key for key, _ in transition.assign)
+                    text = f"{text} / set {shorten(keys, GUARD_WIDTH)}".strip()
+                else:
+                    text = f"{text} → {state.name} (again)".strip()
                 item = self.clusters.get(state.path) or self.nodes[state.path]
                 self.internals.append(Internal(state.path, trigger, also, text, len(item.lines)))
                 item.lines.append(small(text, EDGE_COLOURS[kind]))

@@ -11,7 +11,7 @@ from statemachines import Definition
 from statemachines.model import Region, State, Transition, join
 
 from .graph import GUARD_WIDTH, cached_drawing, duration, shorten
-from .overlay import HeatOverlay, InstanceOverlay, Overlay, find_edge
+from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
 
 INDENT = "    "
 KEYWORDS = {"state", "end", "direction", "note", "class", "classdef", "click", "style",
@@ -23,8 +23,7 @@ CLASSES = {
     "foreach": "fill:#efe8fb,stroke:#5e4596",
     "active": "fill:#ffd54f,stroke:#b26a00,stroke-width:3px",
     "visited": "fill:#fff6d8,stroke:#b26a00",
-    "heat1": "fill:#fdd0a2", "heat2": "fill:#fdae6b", "heat3": "fill:#fd8d3c",
-    "heat4": "fill:#fd8d3c", "heat5": "fill:#f16913",
+    **{f"heat{level}": f"fill:{HEAT[level]}" for level in range(1, 6)},
 }  # fmt: skip
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from diagram_svg import groups, svg_tree, texts
 
 import diagrams
+import statemachines
 from statemachines import Definition, TurnoutError
+
+HERE = Path(__file__).parent
 
 
 def css(text: str) -> str:
@@ -133,3 +137,21 @@ def test_render_accepts_a_path_or_yaml_text(examples: dict[str, Definition]) -> 
     from_path = diagrams.render(definition.file, "dot")
     from_text = diagrams.render(definition.source, "dot")
     assert from_path == from_text == diagrams.render(definition, "dot")
+
+
+def test_nested_parallel_states_and_reentry_are_drawn_inside_their_boxes(no_dot: None) -> None:
+    definition = statemachines.load(HERE / "nested_parallel.yaml")
+    svg = diagrams.render(definition)
+    drawn = groups(svg, "node") | groups(svg, "cluster")
+    assert {f"state-{state.path}" for state in definition.walk()} <= set(drawn)
+    outer = " ".join(texts(drawn["state-outer"]))
+    assert "restart → outer (again)" in outer and "ping / set pinged" in outer
+    assert "again → inner (again)" in " ".join(texts(drawn["state-outer.a.inner"]))
+    overlay = diagrams.InstanceOverlay(
+        ["outer", "outer.b.b", "outer.a.inner", "outer.a.inner.x.x", "outer.a.inner.y.y"],
+        "running",
+        [(None, None, "outer"), ("restart", "outer", "outer")],
+    )
+    again = groups(diagrams.render(definition, overlay=overlay), "cluster")["state-outer"]
+    assert "(2) restart → outer (again)" in " ".join(texts(again))
+    assert "active" in again.get("class", "").split()
