@@ -213,7 +213,7 @@ class Builder:
                 if state is not None:
                     states.append(state)
         initial = data.get("initial")
-        if initial is not None and not isinstance(initial, str):
+        if initial is not None and not (isinstance(initial, str) and initial):
             self.fail((*base, "initial"), "initial must be a state name")
             initial = None
         if not top:

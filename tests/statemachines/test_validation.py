@@ -253,3 +253,8 @@ def test_an_expression_problem_points_at_its_place_in_the_line(
     problems = _problems(text + "  b: {final: true}\n")
     assert [(p.line, p.column) for p in problems] == [(5, column)]
     assert message in problems[0].message
+
+
+def test_an_empty_initial_is_reported() -> None:
+    problems = _problems("name: x\ninitial: ''\nstates:\n  a: {final: true}\n")
+    assert [(p.line, p.message) for p in problems] == [(2, "initial must be a state name")]
