@@ -378,7 +378,8 @@ class Store:
             SQLModel.metadata.create_all(conn, tables=TABLES)
 
     def _create_engine(self) -> Engine:
-        kwargs: dict[str, Any] = {"json_serializer": _dumps}
+        # Every transaction ends in an explicit commit or rollback: no reset needed on return.
+        kwargs: dict[str, Any] = {"json_serializer": _dumps, "pool_reset_on_return": None}
         if self.sqlite:
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
             if self.url.database in (None, "", ":memory:"):

@@ -253,9 +253,9 @@ class _Run:
                  context: dict[str, Any], status: str, now: datetime) -> None:  # fmt: skip
         self.compiled = compiled
         self.definition = compiled.definition
-        self.m = copy.deepcopy(machine)
+        self.m = copy_json(machine)
         self.active: dict[str, int] = self.m.setdefault("active", {})
-        self.context = copy.deepcopy(context)
+        self.context = copy_json(context)
         self.status = status
         self.now = now
         self.history: list[Entry] = []
@@ -590,6 +590,19 @@ class _Run:
         self.tasks.append(TaskOrder(step["state"], activation, None, step["task"],
                                     copy.deepcopy(self.context), RetryPolicy(attempts=3), None,
                                     kind="compensate"))  # fmt: skip
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts and lists of scalars); several times faster
+    than `copy.deepcopy`, which matters because every operation copies the instance."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
 
 
 def _sibling(path: str, name: str) -> str:
