@@ -289,6 +289,12 @@ def test_mistakes_print_one_line_and_exit_2_for_bad_input_or_1_for_refused_opera
         "unknown id to show": (["show", "no-such-id"], 1, "no-such-id"),
         "unknown id to send": (["send", "no-such-id", "open"], 1, "no-such-id"),
         "unknown id to cancel": (["cancel", "no-such-id"], 1, "no-such-id"),
+        "unknown id for history": (["history", "no-such-id"], 1, "no-such-id"),
+        "unknown business key": (
+            ["send", "--key", "no-such-key", "--definition", "surface_door", "open"],
+            1,
+            "no-such-key",
+        ),
         "unknown definition": (["start", "no_such_definition"], 1, "no_such_definition"),
         "key in use": (["start", "surface_door", "--key", "taken"], 1, "taken"),
         "rejected event": (["send", taken["id"], "close"], 1, "closed"),
