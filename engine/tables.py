@@ -48,10 +48,13 @@ class InstanceTable(SQLModel, table=True):
     __tablename__ = "turnout_instances"
     __table_args__ = (
         sa.UniqueConstraint("definition", "key", name="uq_turnout_instances_key"),
-        sa.Index("ix_turnout_instances_state", "definition", "state", "created_at"),
-        sa.Index("ix_turnout_instances_status", "status", "created_at"),
+        # Each listing filter, then the "oldest first" order, so a page is an index range scan.
+        sa.Index("ix_turnout_instances_state", "definition", "state", "created_at", "id"),
+        sa.Index("ix_turnout_instances_definition", "definition", "status", "created_at", "id"),
+        sa.Index("ix_turnout_instances_status", "status", "created_at", "id"),
+        sa.Index("ix_turnout_instances_by_definition", "definition", "created_at", "id"),
         sa.Index("ix_turnout_instances_created", "created_at", "id"),
-        sa.Index("ix_turnout_instances_any_state", "state", "created_at"),
+        sa.Index("ix_turnout_instances_any_state", "state", "created_at", "id"),
     )
     id: str = Field(primary_key=True, max_length=32)
     key: str | None = Field(default=None, max_length=200)
