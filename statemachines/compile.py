@@ -117,6 +117,12 @@ def _record(event_data: Any) -> None:
     event_data.model.fired = event_data.transition
 
 
+def _trigger(event: str) -> str:
+    # Event names may be anything `transitions` reserves for itself (`state` is its model
+    # attribute); a space never occurs in an event name, so prefixed names cannot clash.
+    return f"on {event}"
+
+
 class RegionMachine:
     """One region compiled to a `transitions.Machine` (no auto transitions, no models)."""
 
@@ -136,15 +142,15 @@ class RegionMachine:
                 if spec.target is not None and spec.target not in region.names():
                     continue
                 conditions = [_guard(spec.guard)] if spec.guard is not None else []
-                self.machine.add_transition(trigger, state.name, spec.target,
+                self.machine.add_transition(_trigger(trigger), state.name, spec.target,
                                             conditions=conditions, before=[_record])  # fmt: skip
-                self.specs[self.machine.get_transitions(trigger, state.name)[-1]] = spec
+                self.specs[self.machine.get_transitions(_trigger(trigger), state.name)[-1]] = spec
 
     def choose(
         self, state: str, trigger: str, names: dict[str, Any]
     ) -> tuple[Transition | None, list[ExpressionError]]:
         """The transition `trigger` fires from `state` (None if none), and guard failures."""
-        event = self.machine.events.get(trigger)
+        event = self.machine.events.get(_trigger(trigger))
         if event is None:
             return None, []
         cursor = _Cursor(state, names)

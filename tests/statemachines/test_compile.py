@@ -451,3 +451,19 @@ states:
 """)
     run = simulate(definition, data={"people": []})
     assert (run.state, run.context["receipts"]) == ("end", [])
+
+
+@pytest.mark.parametrize(
+    ("events", "last"),
+    [
+        (["state"], ("state", "initial", "trigger")),
+        (["trigger", "add_transition"], ("add_transition", "state", "trigger")),
+        (["to_state"], ("done", "models", "trigger")),
+        (["may_go"], ("done", "models", "trigger")),
+    ],
+)
+def test_names_the_state_machine_library_reserves_are_ordinary_names(
+    events: list[str], last: tuple[str, str, str]
+) -> None:
+    run = simulate(statemachines.load(VALID / "reserved_words.yaml"), events, data={"x": True})
+    assert (run.status, run.path[-1]) == ("succeeded", last)

@@ -19,8 +19,8 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 # Names YAML 1.1 would have turned into booleans or numbers are fair game for state names.
 NAMES = ["off", "on", "yes", "no", "y", "n", "start", "wait", "step_1", "Step-2", "null_ish",
-         "true_state", "go", "e1", "review"]  # fmt: skip
-EVENTS = ["go", "on", "off", "yes", "approve", "tick.tock", "x-1"]
+         "true_state", "go", "e1", "review", "state", "trigger", "initial", "machine"]  # fmt: skip
+EVENTS = ["go", "on", "off", "yes", "approve", "tick.tock", "x-1", "state", "trigger", "to_go"]
 GUARDS = ["context.n > 1", "event.ok", "result.approved and context.amount < 10000",
           "len(context.items or []) > 0", "context.missing == None", "now.year > 2000",
           "'a' in (context.tags or [])", "not context.flag"]  # fmt: skip
