@@ -34,3 +34,13 @@ def deploy(engine: Engine) -> Callable[[str], Any]:
         return engine.deploy(DEFINITIONS / f"{name}.yaml")
 
     return deploy_definition
+
+
+@pytest.fixture
+def deploy_on() -> Callable[[Engine, str], Any]:
+    """Deploy `definitions/<name>.yaml` on a given engine (one on the real clock, say)."""
+
+    def deploy_definition(engine: Engine, name: str) -> Any:
+        return engine.deploy(DEFINITIONS / f"{name}.yaml")
+
+    return deploy_definition
