@@ -156,7 +156,9 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
             styles.replace.setdefault(name, {})[inner.line] = marked
     mark = END_MARKS.get(overlay.status)
     if mark is not None and overlay.status != "succeeded":
-        for state in active:
+        # Once, on the state the instance is in (a parallel state, not each of its branches).
+        outermost = [state for state in active if "." not in state] or active
+        for state in outermost:
             name = _drawn_name(drawing, state)
             if name is not None:
                 styles.lines.setdefault(name, []).append(small(mark[0], mark[1], 11))
