@@ -88,9 +88,22 @@ def states_are_reachable(region: Region) -> Iterator[Problem]:
 
 
 def final_states_reachable(region: Region) -> Iterator[Problem]:
-    finals = {state.name for state in region.states if state.is_final}
+    # Walk the transitions backwards from the final states once, rather than forwards from
+    # every state: linear in the size of the graph, which matters for large definitions.
+    sources: dict[str, set[str]] = {}
     for state in region.states:
-        if not state.is_final and not (_closure(region, {state.name}) & finals):
+        for _, transition in state.all_transitions():
+            if transition.target is not None:
+                sources.setdefault(transition.target, set()).add(state.name)
+    finishing = {state.name for state in region.states if state.is_final}
+    todo = list(finishing)
+    while todo:
+        for source in sources.get(todo.pop(), ()):
+            if source not in finishing:
+                finishing.add(source)
+                todo.append(source)
+    for state in region.states:
+        if state.name not in finishing:
             yield _problem(state.position, f"no final state can be reached from state "
                            f"{state.name!r}", severity="warning")  # fmt: skip
 
