@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import jsonschema
 
 import statemachines
-from statemachines import CompiledMachine, Definition, compile_definition
+from statemachines import CompiledMachine, Definition, Step, compile_definition
 from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
@@ -190,6 +190,55 @@ class Engine:
         The data is checked against the definition's `input` schema (InvalidInput).
         """
         found_version, spec = self._definition(definition, version)
+        row, step = self._prepare_start(spec, found_version, data, key)
+        applied = self._apply(lambda tx: persist(tx, row, step, row.created_at, insert=True))
+        self._publish(applied)
+        return applied.instance
+
+    def start_many(
+        self,
+        definition: str,
+        items: Iterable[dict[str, Any]],
+        *,
+        keys: Iterable[str | None] | None = None,
+        version: int | None = None,
+        batch: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Start one instance per item of `items` (with `keys`, if given), `batch` per
+        transaction; return their ids in order.
+
+        Every item is checked before its batch is written; each batch commits or fails as a
+        whole (DuplicateKey, say), and the batches before it stay. `progress(n)` is called
+        with the number started so far after each batch.
+        """
+        found_version, spec = self._definition(definition, version)
+        key_list = iter(keys) if keys is not None else None
+        ids: list[str] = []
+        pending: list[tuple[InstanceRow, Step]] = []
+
+        def flush() -> None:
+            def operation(tx: Transaction) -> list[Applied]:
+                return [persist(tx, r, s, r.created_at, insert=True) for r, s in pending]
+
+            for applied in self._apply(operation):
+                self._publish(applied)
+            ids.extend(row.id for row, _ in pending)
+            pending.clear()
+            if progress is not None:
+                progress(len(ids))
+
+        for data in items:
+            key = next(key_list, None) if key_list is not None else None
+            pending.append(self._prepare_start(spec, found_version, data, key))
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+        return ids
+
+    def _prepare_start(self, spec: Definition, version: int, data: dict[str, Any] | None,
+                       key: str | None) -> tuple[InstanceRow, Step]:  # fmt: skip
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise InvalidInput("the data of an instance must be a JSON object")
@@ -198,28 +247,10 @@ class Engine:
         now = self.clock()
         step = compile_definition(spec).start(data, now)
         row = InstanceRow(
-            id=uuid.uuid4().hex,
-            key=key,
-            definition=spec.name,
-            version=found_version,
-            state="",
-            active=[],
-            status="running",
-            context={},
-            machine={},
-            revision=0,
-            history_seq=0,
-            created_at=now,
-            updated_at=now,
-        )
-
-        def operation(tx: Transaction) -> Applied:
-            tx.insert_instance(row)
-            return persist(tx, row, step, now)
-
-        applied = self._apply(operation)
-        self._publish(applied)
-        return applied.instance
+            id=uuid.uuid4().hex, key=key, definition=spec.name, version=version, state="",
+            active=[], status="running", context={}, machine={}, revision=0, history_seq=0,
+            created_at=now, updated_at=now)  # fmt: skip
+        return row, step
 
     def send(
         self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None

@@ -63,10 +63,13 @@ def persist(
     step: Step,
     now: datetime,
     definition: Definition | None = None,
+    *,
+    insert: bool = False,
 ) -> Applied:
     """Write `step` over `row` inside `tx`: instance, history, work dropped and created.
 
-    With `definition`, only the states that can have tasks or timers have work to drop.
+    With `definition`, only the states that can have tasks or timers have work to drop;
+    with `insert`, `row` is a new instance, written once as it is after the step.
     """
     new = replace(
         row,
@@ -95,7 +98,10 @@ def persist(
     ]
     # The instance row is written first: without a row lock, its revision check is what
     # detects a concurrent writer, before anything else is written.
-    tx.update_instance(new, expected_revision=row.revision)
+    if insert:
+        tx.insert_instance(new)
+    else:
+        tx.update_instance(new, expected_revision=row.revision)
     tx.append_history(entries)
     cancelled = step.cancelled
     if cancelled and definition is not None:
