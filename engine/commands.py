@@ -99,12 +99,57 @@ def start(
     name: Annotated[str, typer.Argument(help="Definition name.")],
     data: DataOption = None,
     key: Annotated[str | None, typer.Option("--key", help="Business key.")] = None,
+    many: Annotated[
+        Path | None,
+        typer.Option(
+            "--many",
+            help="Start one instance per line of this JSON-lines file: "
+            'the data object, or {"data": {...}, "key": "..."}.',
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Start an instance of a deployed definition."""
+    """Start an instance of a deployed definition (or many, from a JSON-lines file)."""
+    if many is not None:
+        _start_many(name, many, db, json_output)
+        return
     with open_engine(db) as engine:
         _show(engine.start(name, _data(data), key=key), json_output)
+
+
+def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
+    items: list[dict[str, Any]] = []
+    keys: list[str | None] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        value = parse_json(line, f"{path}:{number}")
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+        wrapped = set(value) <= {"data", "key"} and isinstance(value.get("data"), dict)
+        items.append(value["data"] if wrapped else value)
+        keys.append(str(value["key"]) if wrapped and value.get("key") is not None else None)
+    return items, keys
+
+
+def _start_many(name: str, path: Path, db: str | None, json_output: bool) -> None:
+    items, keys = _read_many(path)
+    with open_engine(db) as engine, Progress(
+        TextColumn("starting {task.description}"), BarColumn(),
+        TextColumn("{task.completed}/{task.total}"), console=err, disable=json_output,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(name, total=len(items))
+        ids = engine.start_many(name, items, keys=keys,
+                                progress=lambda n: progress.update(bar, completed=n))  # fmt: skip
+    if json_output:
+        print_json({"definition": name, "started": len(ids), "ids": ids})
+    else:
+        out.print(f"started {len(ids)} instance(s) of {name}", markup=False, highlight=False)
 
 
 @app.command()
