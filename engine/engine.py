@@ -363,9 +363,16 @@ class Engine:
         worker: str | None = None,
         lease: timedelta | float | None = None,
         limit: int = 1,
+        *,
+        expire: bool = True,
     ) -> list[ClaimedTask]:
-        """Take up to `limit` ready tasks named in `names` (None: any) under a lease."""
-        self.expire_tasks()  # lapsed leases become claimable, timed-out attempts fail first
+        """Take up to `limit` ready tasks named in `names` (None: any) under a lease.
+
+        First (unless `expire` is False, for a caller that has just done it) attempts past
+        their timeout are failed and lapsed leases released, so those tasks can be claimed.
+        """
+        if expire:
+            self.expire_tasks()
         holder = worker or self.worker_id
         span = self.lease if lease is None else _seconds(lease)
         now = self.clock()

@@ -72,7 +72,7 @@ class Worker:
         for _ in range(max_rounds):
             expired = self.engine.expire_tasks()
             fired = self.engine.fire_due_timers()
-            claimed = self.engine.claim_tasks(names, limit=50) if names else []
+            claimed = self.engine.claim_tasks(names, limit=50, expire=False) if names else []
             for task in claimed:
                 self.run(task)
             count += fired + len(claimed)
@@ -121,7 +121,7 @@ class Worker:
         busy = bool(self.engine.expire_tasks()) | bool(self.engine.fire_due_timers())
         free = self.concurrency - len(in_hand)
         if free > 0 and names:
-            for task in self.engine.claim_tasks(names, limit=free):
+            for task in self.engine.claim_tasks(names, limit=free, expire=False):
                 thread = threading.Thread(
                     target=self._run_logged,
                     args=(task,),
