@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ SERVER_START_SECONDS = 60.0
 
 
 def in_ci() -> bool:
+    """Whether this is a CI run, where a missing database or browser is a failure."""
     return os.environ.get("CI", "").lower() == "true"
 
 
@@ -71,7 +72,9 @@ def run_turnout(
     )
 
 
-def run_together(*commands: Sequence[str], db: str | None = None) -> list[Any]:
+def run_together(
+    *commands: Sequence[str], db: str | None = None
+) -> list[subprocess.CompletedProcess[str]]:
     """Run several independent `turnout` commands at once; their results in the same order."""
     processes = [
         subprocess.Popen(
@@ -80,7 +83,7 @@ def run_together(*commands: Sequence[str], db: str | None = None) -> list[Any]:
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         for args in commands
     ]
     results = []
@@ -91,12 +94,15 @@ def run_together(*commands: Sequence[str], db: str | None = None) -> list[Any]:
 
 
 def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
     """Poll `condition()` until it returns something truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -118,6 +124,7 @@ def definition_text(file: str, name: str | None = None) -> str:
 
 
 def unique(prefix: str) -> str:
+    """A name no other test uses (definitions, business keys, task names)."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
