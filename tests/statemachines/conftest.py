@@ -1,4 +1,4 @@
-"""Fixtures for the definition-language tests: the folders of example files and a loader."""
+"""Fixtures for the definition-language tests: loading a file of `invalid/` for its problems."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from statemachines import DefinitionError, Problem
 
 HERE = Path(__file__).parent
 INVALID = HERE / "invalid"
-VALID = HERE / "valid"
 
 
 def problems_of(source: str | Path) -> list[Problem]:
@@ -26,9 +25,3 @@ def problems_of(source: str | Path) -> list[Problem]:
 def invalid() -> Callable[[str], list[Problem]]:
     """Load `tests/statemachines/invalid/NAME.yaml` and return its problems."""
     return lambda name: problems_of(INVALID / f"{name}.yaml")
-
-
-@pytest.fixture
-def valid() -> Callable[[str], statemachines.Definition]:
-    """Load `tests/statemachines/valid/NAME.yaml`."""
-    return lambda name: statemachines.load(VALID / f"{name}.yaml")
