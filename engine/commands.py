@@ -400,12 +400,25 @@ def serve(
         )
     with open_engine(db) as engine:
         stop = threading.Event()
+        worker_thread: threading.Thread | None = None
         if tasks:
             names = [n for module in tasks for n in load_handlers(engine, module)]
             err.print(f"worker: {', '.join(names)}", markup=False)
-            threading.Thread(target=engine.work, kwargs={"stop": stop}, daemon=True).start()
+            worker_thread = threading.Thread(target=engine.work, kwargs={"stop": stop}, daemon=True)
+            worker_thread.start()
         err.print(f"turnout serving {engine.store.safe_url} on http://{host}:{port}/", markup=False)
+        # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again for
+        # the handler it found: this one lets the command end normally (engine closed, exit 0).
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
             uvicorn.run(create_app(engine, token), host=host, port=port, log_level="warning")
+        except SystemExit as exc:
+            # uvicorn exits 3 when it cannot start (the port is taken, say), having said why.
+            if exc.code not in (0, None):
+                raise typer.Exit(1) from None
+            raise
         finally:
             stop.set()
+            if worker_thread is not None:  # the tasks in hand are finished before the engine closes
+                worker_thread.join(timeout=120)

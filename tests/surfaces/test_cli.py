@@ -315,13 +315,17 @@ def test_mistakes_print_one_line_and_exit_2_for_bad_input_or_1_for_refused_opera
 
 
 def test_unreachable_or_unusable_database_is_one_line_without_the_password() -> None:
-    unreachable, unusable = run_together(
-        ["list", "--db", "postgresql+psycopg://postgres:secret@127.0.0.1:1/x"],
+    secret_url = "postgresql+psycopg://postgres:secret@127.0.0.1:1/x"
+    unreachable, from_environment, unusable = run_together(
+        ["list", "--db", secret_url],
+        ["show", "some-id"],
         ["list", "--db", "no database at all"],
+        db=secret_url,
     )
-    assert unreachable.returncode == 1
-    line = one_line_error(unreachable)
-    assert "unavailable" in line and "secret" not in line and "127.0.0.1:1" in line
+    for result in (unreachable, from_environment):
+        assert result.returncode == 1
+        line = one_line_error(result)
+        assert "unavailable" in line and "secret" not in line and "127.0.0.1:1" in line
     assert unusable.returncode == 2
     assert "database URL" in one_line_error(unusable)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
+import socket
 from pathlib import Path
+from typing import Any
 
 from turnout_processes import (
     DEFINITIONS,
@@ -37,21 +41,43 @@ def test_serve_on_an_unreachable_database_exits_1_with_one_line(tmp_path: Path) 
     assert len(lines) == 1 and "unavailable" in lines[0] and "secret" not in lines[0]
 
 
-def test_serve_with_tasks_runs_the_handlers_of_a_users_module(tmp_path: Path) -> None:
+def test_serve_on_a_port_already_in_use_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_turnout("serve", "--port", str(port), db=f"sqlite:///{tmp_path}/t.db")
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_with_tasks_runs_a_users_handlers_and_finishes_them_when_stopped(
+    tmp_path: Path,
+) -> None:
     shutil.copy(TASK_MODULES / "review_handlers.py", tmp_path / "review_handlers.py")
     db = f"sqlite:///{tmp_path}/turnout.db"
+    started = tmp_path / "started"
     with running_server(db, tmp_path, tasks=["review_handlers"]) as server, server.client() as api:
         deployed = api.post("/api/definitions", content=(DEFINITIONS / "review.yaml").read_text())
         assert deployed.status_code == 201
-        small = api.post(
-            "/api/instances", json={"definition": "surface_review", "data": {"amount": 3}}
-        ).json()
-        done = wait_until(
-            lambda: (
-                (i := api.get(f"/api/instances/{small['id']}").json())["status"] != "running" and i
-            ),
-            30,
-            "the served worker to run review.check",
-        )
-    assert done["state"] == "approved" and done["context"]["checked_by"] == "handlers"
-    assert "review.check" in server.log.read_text()
+
+        def begin(data: dict[str, Any]) -> str:
+            answer = api.post("/api/instances", json={"definition": "surface_review", "data": data})
+            assert answer.status_code == 201
+            return str(answer.json()["id"])
+
+        def finished(instance_id: str) -> Any:
+            instance = api.get(f"/api/instances/{instance_id}").json()
+            return instance["status"] != "running" and instance
+
+        small = begin({"amount": 3})
+        done = wait_until(lambda: finished(small), 30, "the served worker to run review.check")
+        assert done["state"] == "approved" and done["context"]["checked_by"] == "handlers"
+        slow = begin({"amount": 500, "started": str(started), "seconds": 2})
+        wait_until(started.exists, 30, "the served worker to start the slow task")
+        assert server.stop(signal.SIGTERM) == 0  # as a service manager stops it
+    shown = run_turnout("show", slow, "--json", db=db)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "declined"  # the task in hand was answered
+    log = server.log.read_text()
+    assert "review.check" in log and "Traceback" not in log

@@ -180,10 +180,10 @@ class Server:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0, **options)
 
-    def stop(self) -> int:
-        """Interrupt the server as Ctrl-C would; return its exit status."""
+    def stop(self, how: signal.Signals = signal.SIGINT) -> int:
+        """Interrupt the server as Ctrl-C would (or with `how`); return its exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(how)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
