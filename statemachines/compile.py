@@ -137,14 +137,17 @@ class RegionMachine:
             ignore_invalid_triggers=True,
         )
         self.specs: dict[Any, Transition] = {}
+        names = set(region.names())
         for state in region.states:
             for trigger, spec in state.all_transitions():
-                if spec.target is not None and spec.target not in region.names():
+                if spec.target is not None and spec.target not in names:
                     continue
                 conditions = [_guard(spec.guard)] if spec.guard is not None else []
-                self.machine.add_transition(_trigger(trigger), state.name, spec.target,
+                key = _trigger(trigger)
+                self.machine.add_transition(key, state.name, spec.target,
                                             conditions=conditions, before=[_record])  # fmt: skip
-                self.specs[self.machine.get_transitions(_trigger(trigger), state.name)[-1]] = spec
+                # The one just added: the last of this event's transitions from this state.
+                self.specs[self.machine.events[key].transitions[state.name][-1]] = spec
 
     def choose(
         self, state: str, trigger: str, names: dict[str, Any]

@@ -28,10 +28,11 @@ def initial_names_a_state(region: Region) -> Iterator[Problem]:
 
 def targets_name_states(region: Region) -> Iterator[Problem]:
     names = region.names()
+    known = set(names)
     for state in region.states:
         for trigger, transition in state.all_transitions():
             target = transition.target
-            if target is not None and target not in names:
+            if target is not None and target not in known:
                 scope = f" of branch {region.name!r}" if region.name else ""
                 yield _problem(transition.position,
                                f"{_trigger(trigger)} of state {state.name!r} goes to {target!r}, "

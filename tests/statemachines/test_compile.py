@@ -4,6 +4,7 @@ regions, eventless chains, failures and compensation."""
 from __future__ import annotations
 
 import copy
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -467,3 +468,18 @@ def test_names_the_state_machine_library_reserves_are_ordinary_names(
 ) -> None:
     run = simulate(statemachines.load(VALID / "reserved_words.yaml"), events, data={"x": True})
     assert (run.status, run.path[-1]) == ("succeeded", last)
+
+
+def test_a_large_densely_connected_definition_loads_and_compiles_in_seconds() -> None:
+    count, fan_out = 1500, 30
+    lines = ["name: large", "initial: s0", "states:"]
+    for i in range(count):
+        events = ", ".join(f"e{k}: s{(i * 7 + k) % count}" for k in range(fan_out))
+        lines.append(f"  s{i}: {{on: {{{events}, end: s{count}}}}}")
+    lines.append(f"  s{count}: {{final: true}}")
+    started = time.perf_counter()
+    definition = statemachines.load("\n".join(lines))
+    compile_definition(definition)
+    assert time.perf_counter() - started < 15
+    run = simulate(definition, ["e3", "e5", "end"])
+    assert (run.status, run.path[-1]) == ("succeeded", ("end", "s26", f"s{count}"))
