@@ -141,6 +141,24 @@ def test_the_instance_page_follows_changes_made_through_the_api_without_a_reload
     assert page.evaluate("window.stillTheSamePage") is True
 
 
+def test_a_parallel_instance_shows_every_active_state_and_follows_one_region(
+    page: Page, api: httpx.Client
+) -> None:
+    name = unique("shipment")
+    assert api.post("/api/definitions", content=definition_text("shipment.yaml", name)).is_success
+    instance = start(api, name)
+    page.goto(f"/instances/{instance['id']}")
+    expect(page.locator("#live")).to_contain_text("preparing.label.waiting_label")
+    assert "active" in node_classes(page, "preparing.pack.pack")
+    assert "active" in node_classes(page, "preparing.label.waiting_label")
+    page.select_option("#event", "printed")
+    page.click("#send")
+    expect(page.locator("#live")).to_contain_text("preparing.label.labelled")
+    assert "active" in node_classes(page, "preparing.label.labelled")
+    assert "active" not in node_classes(page, "preparing.label.waiting_label")
+    assert "active" in node_classes(page, "preparing.pack.pack")
+
+
 def test_data_that_is_not_json_is_shown_as_an_error_and_changes_nothing(
     page: Page, api: httpx.Client, door: str
 ) -> None:

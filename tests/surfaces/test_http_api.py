@@ -469,6 +469,31 @@ def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_stale(
     assert "stale" in kinds
 
 
+def test_a_parallel_state_takes_events_in_one_region_and_task_results_in_the_other(
+    api: httpx.Client,
+) -> None:
+    name, task = unique("shipment"), unique("pack")
+    text = definition_text("shipment.yaml", name).replace("shipment.pack", task)
+    assert api.post("/api/definitions", content=text).status_code == 201
+    instance = start(api, name)
+    assert instance["state"] == "preparing" and instance["allowed"] == ["printed"]
+    assert set(instance["active"]) >= {"preparing.pack.pack", "preparing.label.waiting_label"}
+    nodes = svg_classes(api.get(f"/api/instances/{instance['id']}/diagram.svg").content)
+    assert "active" in nodes["state-preparing.pack.pack"]
+    assert "active" in nodes["state-preparing.label.waiting_label"]
+    printed = send(api, instance["id"], "printed").json()
+    assert printed["state"] == "preparing" and "preparing.label.labelled" in printed["active"]
+    (claimed,) = claim(api, task, "packer")
+    done = api.post(
+        f"/api/tasks/{claimed['id']}/complete",
+        json={"worker": "packer", "result": {"parcel": "P1"}},
+    )
+    assert done.json() == {"applied": True}
+    after = api.get(f"/api/instances/{instance['id']}").json()
+    assert after["state"] == "shipped" and after["status"] == "succeeded"
+    assert after["active"] == ["shipped"]
+
+
 def test_unknown_task_is_404_and_a_bad_claim_is_422(api: httpx.Client) -> None:
     unknown = api.post("/api/tasks/no-such-task/complete", json={"worker": "w", "result": 1})
     assert unknown.status_code == 404
