@@ -435,6 +435,32 @@ def test_a_task_failed_over_http_fails_the_instance_when_nothing_handles_it(
     assert api.get(f"/api/instances/{instance['id']}").json()["status"] == "failed"
 
 
+def test_a_failure_reported_over_http_is_retried_then_routed_when_attempts_run_out(
+    api: httpx.Client,
+) -> None:
+    name, task = unique("flaky"), unique("call")
+    text = definition_text("flaky.yaml", name).replace("flaky.call", task)
+    assert api.post("/api/definitions", content=text).status_code == 201
+    instance = start(api, name)
+    (first,) = claim(api, task, "worker-a")
+    failed = api.post(
+        f"/api/tasks/{first['id']}/fail",
+        json={"worker": "worker-a", "error": "timeout upstream", "type": "Timeout"},
+    )
+    assert failed.json() == {"applied": True}
+    assert api.get(f"/api/instances/{instance['id']}").json()["state"] == "calling"
+    (second,) = wait_until(
+        lambda: claim(api, task, "worker-b"), 20, "the retry to be due", interval=0.1
+    )
+    assert second["attempt"] == 2 and second["max_attempts"] == 2
+    again = api.post(f"/api/tasks/{second['id']}/fail", json={"worker": "worker-b"})
+    assert again.json() == {"applied": True}
+    after = api.get(f"/api/instances/{instance['id']}").json()
+    assert after["state"] == "gave_up" and after["status"] == "failed"
+    kinds = [e["kind"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]
+    assert "retry" in kinds
+
+
 def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_stale(
     api: httpx.Client, review: tuple[str, str]
 ) -> None:
