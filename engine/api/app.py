@@ -33,6 +33,10 @@ from ..store import DatabaseUnavailable
 
 log = logging.getLogger("turnout.api")
 MAX_BODY_BYTES = 2_000_000
+# A browser names where a request comes from; a page of another site (a link, a form or a
+# script there) must not be able to start, send or cancel anything on this server.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+OTHER_SITES = frozenset({"cross-site", "same-site"})
 TOKEN_COOKIE = "turnout_token"
 
 
@@ -72,7 +76,9 @@ def token_matches(expected: str | None, request: Request) -> bool:
 
 
 class GuardMiddleware(BaseHTTPMiddleware):
-    """Refuse oversized bodies, and `/api` calls without the token when one is set."""
+    """Refuse oversized bodies, changes sent by pages of other sites, and (with a token set)
+    `/api` calls that do not carry the token.
+    """
 
     def __init__(self, app: Any, token: str | None) -> None:
         super().__init__(app)
@@ -86,6 +92,14 @@ class GuardMiddleware(BaseHTTPMiddleware):
             return JSONResponse(
                 {"error": "PayloadTooLarge", "message": f"the body is over {MAX_BODY_BYTES} bytes"},
                 status_code=413,
+            )
+        if (
+            request.method in UNSAFE_METHODS
+            and request.headers.get("sec-fetch-site", "").lower() in OTHER_SITES
+        ):
+            return JSONResponse(
+                {"error": "Forbidden", "message": "requests from pages of other sites are refused"},
+                status_code=403,
             )
         if request.url.path.startswith("/api") and not token_matches(self.token, request):
             return JSONResponse(

@@ -257,3 +257,30 @@ def test_what_users_send_is_shown_as_text_and_never_becomes_markup(
     assert json.loads(row.get_attribute("title") or "null") == quoted
     row.hover()
     assert page.evaluate("window.injected === undefined")
+
+
+def test_a_page_of_another_site_cannot_change_instances_on_the_server(
+    page: Page, api: httpx.Client, door: str, site: Server
+) -> None:
+    """A script or form elsewhere in the browser reaches the loopback server but is refused."""
+    instance = start(api, door)
+    elsewhere = site.base_url.replace("127.0.0.1", "localhost")  # another site, same machine
+    page.goto(f"{elsewhere}/healthz")
+    target = f"{site.base_url}/api/instances/{instance['id']}"
+    page.evaluate(
+        """async target => {
+            await fetch(target + "/cancel", {method: "POST", mode: "no-cors"});
+            await fetch(target + "/events", {method: "POST", mode: "no-cors",
+                                             body: JSON.stringify({event: "open"})});
+        }""",
+        target,
+    )
+    page.set_content(
+        f'<form method="post" action="{site.base_url}/instances/{instance["id"]}/events">'
+        '<input name="event" value="lock"><button id="go">go</button></form>'
+    )
+    with page.expect_navigation():
+        page.click("#go")
+    assert "other sites" in page.content()
+    after = api.get(f"/api/instances/{instance['id']}").json()
+    assert after["status"] == "running" and after["revision"] == instance["revision"]

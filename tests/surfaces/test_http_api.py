@@ -359,6 +359,20 @@ def test_cancel_ends_the_instance_and_later_events_are_409(api: httpx.Client, do
     assert bodiless.status_code == 200 and bodiless.json()["status"] == "cancelled"
 
 
+def test_changes_a_browser_says_come_from_another_site_are_403_and_reads_are_not(
+    api: httpx.Client, door: str
+) -> None:
+    instance = start(api, door)
+    url = f"/api/instances/{instance['id']}"
+    other_site = {"Sec-Fetch-Site": "cross-site"}
+    refused = api.post(f"{url}/cancel", headers=other_site)
+    assert refused.status_code == 403 and refused.json()["error"] == "Forbidden"
+    assert api.post(f"{url}/events", json={"event": "open"}, headers=other_site).status_code == 403
+    assert api.get(url, headers=other_site).status_code == 200
+    own_page = {"Sec-Fetch-Site": "same-origin"}
+    assert api.post(f"{url}/events", json={"event": "open"}, headers=own_page).status_code == 200
+
+
 def test_openapi_describes_every_route(api: httpx.Client) -> None:
     answer = api.get("/openapi.json")
     assert answer.status_code == 200
