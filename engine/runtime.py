@@ -101,7 +101,7 @@ def persist(
     if insert:
         tx.insert_instance(new)
     else:
-        tx.update_instance(new, expected_revision=row.revision)
+        tx.update_instance(new, row)
     tx.append_history(entries)
     cancelled = step.cancelled
     if cancelled and definition is not None:

@@ -135,9 +135,21 @@ SQL = {
     "lock_instance": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = ?",
     "insert_instance": f"INSERT INTO turnout_instances ({_INSTANCE_FIELDS}) "
                        "VALUES (?, ?, ?, ?, ?, ?j, ?, ?j, ?j, ?, ?, ?, ?)",
-    "update_instance": "UPDATE turnout_instances SET state = ?, active = ?j, status = ?, "
-                       "context = ?j, machine = ?j, revision = ?, history_seq = ?, "
-                       "updated_at = ? WHERE id = ? AND revision = ?",
+    # Four forms of the update: SQLite rewrites the index entries of every column in SET,
+    # so state and status are only set when they change.
+    "update_instance": "UPDATE turnout_instances SET active = ?j, context = ?j, machine = ?j, "
+                       "revision = ?, history_seq = ?, updated_at = ? "
+                       "WHERE id = ? AND revision = ?",
+    "update_instance_state": "UPDATE turnout_instances SET state = ?, active = ?j, context = ?j, "
+                             "machine = ?j, revision = ?, history_seq = ?, updated_at = ? "
+                             "WHERE id = ? AND revision = ?",
+    "update_instance_status": "UPDATE turnout_instances SET status = ?, active = ?j, "
+                              "context = ?j, machine = ?j, revision = ?, history_seq = ?, "
+                              "updated_at = ? WHERE id = ? AND revision = ?",
+    "update_instance_state_status": "UPDATE turnout_instances SET state = ?, status = ?, "
+                                    "active = ?j, context = ?j, machine = ?j, revision = ?, "
+                                    "history_seq = ?, updated_at = ? "
+                                    "WHERE id = ? AND revision = ?",
     "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
     "append_history": "INSERT INTO turnout_history (instance_id, seq, at, kind, event, "
                       "from_state, to_state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?j)",
@@ -240,11 +252,20 @@ class Transaction:
                 raise DuplicateKey(row.definition, row.key or row.id) from None
             raise
 
-    def update_instance(self, new: InstanceRow, expected_revision: int) -> None:
-        done = self._run("update_instance", (
-            new.state, _dumps(new.active), new.status, _dumps(new.context), _dumps(new.machine),
+    def update_instance(self, new: InstanceRow, previous: InstanceRow) -> None:
+        """Write `new` over `previous`, unless the row's revision moved on since it was read."""
+        changed: list[Any] = []
+        name = "update_instance"
+        if new.state != previous.state:
+            name += "_state"
+            changed.append(new.state)
+        if new.status != previous.status:
+            name += "_status"
+            changed.append(new.status)
+        done = self._run(name, (
+            *changed, _dumps(new.active), _dumps(new.context), _dumps(new.machine),
             new.revision, new.history_seq, self._time(new.updated_at), new.id,
-            expected_revision))  # fmt: skip
+            previous.revision))  # fmt: skip
         if done.rowcount != 1:
             raise ConcurrentUpdate(f"instance {new.id} changed under this transaction")
 

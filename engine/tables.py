@@ -49,12 +49,13 @@ class InstanceTable(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("definition", "key", name="uq_turnout_instances_key"),
         # Each listing filter, then the "oldest first" order, so a page is an index range scan.
-        sa.Index("ix_turnout_instances_state", "definition", "state", "created_at", "id"),
+        # One index for the state filter (every event may move it): with the definition it is
+        # a range scan in order; on its own, a range scan and a sort of what matched.
+        sa.Index("ix_turnout_instances_state", "state", "definition", "created_at", "id"),
         sa.Index("ix_turnout_instances_definition", "definition", "status", "created_at", "id"),
         sa.Index("ix_turnout_instances_status", "status", "created_at", "id"),
         sa.Index("ix_turnout_instances_by_definition", "definition", "created_at", "id"),
         sa.Index("ix_turnout_instances_created", "created_at", "id"),
-        sa.Index("ix_turnout_instances_any_state", "state", "created_at", "id"),
     )
     id: str = Field(primary_key=True, max_length=32)
     key: str | None = Field(default=None, max_length=200)
@@ -75,6 +76,8 @@ class HistoryTable(SQLModel, table=True):
     """Append-only: rows are inserted, never updated or deleted by the engine."""
 
     __tablename__ = "turnout_history"
+    # On SQLite the rows are stored in primary-key order: one page written per entry.
+    __table_args__ = ({"sqlite_with_rowid": False},)
     instance_id: str = Field(primary_key=True, max_length=32)
     seq: int = Field(primary_key=True)
     at: datetime = Field(sa_type=UTCDateTime)
