@@ -117,6 +117,7 @@ def tasks_on_sqlite(workdir: Path, instances: int = 200) -> Figure:
         "Engine.send on the same database",
         event_rate,
         "reported",
+        "events/s",
     )
 
 
