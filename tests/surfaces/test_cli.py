@@ -239,6 +239,28 @@ def test_start_send_show_history_and_list_speak_json_with_stable_keys(door_db: s
     assert all(set(i) == INSTANCE_KEYS and i["state"] == "closed" for i in found)
 
 
+def test_start_many_starts_one_instance_per_json_line_and_refuses_a_bad_line(
+    door_db: str, tmp_path: Path
+) -> None:
+    lines = tmp_path / "rooms.jsonl"
+    lines.write_text('{"room": "attic"}\n{"room": "cellar"}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"room": "attic"}\nnot json\n')
+    started, refused = run_together(
+        ["start", "surface_door", "--many", str(lines), "--json"],
+        ["start", "surface_door", "--many", str(broken)],
+        db=door_db,
+    )
+    report = as_json(started)
+    assert report["definition"] == "surface_door" and report["started"] == 2
+    assert len(report["ids"]) == 2
+    shown = run_together(*(["show", ident, "--json"] for ident in report["ids"]), db=door_db)
+    rooms = [as_json(result)["context"]["room"] for result in shown]
+    assert rooms == ["attic", "cellar"]
+    assert refused.returncode == 2
+    assert "broken.jsonl:2 is not valid JSON" in one_line_error(refused)
+
+
 def test_show_and_history_print_tables_for_people(door_db: str) -> None:
     instance = start_door(door_db, "--data", '{"room": "porch"}')
     shown, history = run_together(["show", instance["id"]], ["history", instance["id"]], db=door_db)
