@@ -577,6 +577,16 @@ class Store:
         with self._core() as conn:
             return {str(s): int(n) for s, n in conn.execute(query)}
 
+    def count_by_status(self, definition: str) -> dict[str, int]:
+        """How many instances of `definition` have each status."""
+        query = (
+            sa.select(instances_t.c.status, sa.func.count())
+            .where(instances_t.c.definition == definition)
+            .group_by(instances_t.c.status)
+        )
+        with self._core() as conn:
+            return {str(s): int(n) for s, n in conn.execute(query)}
+
     def transition_counts(self, definition: str) -> dict[tuple[str, str | None, str], int]:
         """How often each (from_state, event, to_state) step was taken by `definition`'s
         instances, counted from their history."""

@@ -121,6 +121,10 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
         title="turnout",
         version="0.1.0",
         description="State-machine workflows: definitions, instances, events, tasks.",
+        # The interactive pages would load their scripts from a CDN; the dashboard must work
+        # without a network, so only the machine-readable description is served.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.token = token

@@ -80,6 +80,7 @@ def home(request: Request) -> Response:
     for deployment in engine.definitions():
         definition = engine.definition(deployment.name)
         counts = engine.store.count_by_state(deployment.name)
+        statuses = engine.store.count_by_status(deployment.name)
         rows.append(
             {
                 "name": deployment.name,
@@ -87,6 +88,8 @@ def home(request: Request) -> Response:
                 "description": definition.description or "",
                 "counts": counts,
                 "total": sum(counts.values()),
+                "statuses": statuses,
+                "all": sum(statuses.values()),
             }
         )
     return _page(request, "home.html", definitions=rows)
