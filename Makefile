@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint diagrams clean
+.PHONY: demo test bench soak lint diagrams clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	TURNOUT_BENCH_POSTGRES_URL="$${TURNOUT_BENCH_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}" \
 		$(BIN)/python -m benchmarks
+
+soak: $(VENV)/.installed-dev
+	TURNOUT_TEST_POSTGRES_URL="$${TURNOUT_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}" \
+		$(BIN)/python -m pytest tests/soak -m soak -s -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check statemachines engine diagrams tests benchmarks
