@@ -206,6 +206,9 @@ def diagram(
     instance: Annotated[str | None, typer.Option("--instance",
                         help="Draw this instance (current state and path) over its definition."
                         )] = None,  # fmt: skip
+    heat: Annotated[bool, typer.Option("--heat",
+                    help="Colour a deployed definition by where its instances are and by how "
+                         "often each transition was taken.")] = False,  # fmt: skip
     db: DbOption = None,
 ) -> None:
     """Draw a definition (a file or a deployed one), or an instance over its definition."""
@@ -223,6 +226,11 @@ def diagram(
     if instance is not None:
         with open_engine(db) as engine:
             data = engine.diagram(instance, chosen)
+    elif heat:
+        if source is None or Path(source).suffix.lower() in (".yaml", ".yml"):
+            raise UsageError("--heat needs the NAME of a deployed definition")
+        with open_engine(db) as engine:
+            data = engine.heat_diagram(source, chosen)
     elif Path(source or "").suffix.lower() in (".yaml", ".yml") or Path(source or "").exists():
         data = diagrams.render(statemachines.load(Path(source or "")), chosen, direction=direction)
     else:

@@ -181,6 +181,21 @@ def test_diagram_draws_a_deployed_definition_by_name_and_an_instance_over_it(
     assert re.search(r'class="[^"]*\bactive\b', closed)
 
 
+
+def test_diagram_heat_colours_the_states_where_instances_are(door_db: str) -> None:
+    start_door(door_db)
+    heat, misused = run_together(
+        ["diagram", "surface_door", "--heat"],
+        ["diagram", DOOR, "--heat"],
+        db=door_db,
+    )
+    assert heat.returncode == 0, heat.stderr
+    classes = svg_classes(heat.stdout)
+    assert "heat" in classes["state-closed"]
+    assert "heat" not in classes["state-retired"]
+    assert misused.returncode == 2
+    assert "deployed definition" in one_line_error(misused)
+
 # -- deploy, start, send, look, cancel ---------------------------------------------------------
 def test_deploy_prints_name_and_version_and_the_same_file_again_is_unchanged(
     sqlite_db: str,
