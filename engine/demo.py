@@ -306,16 +306,19 @@ class Demo:
         out = self.directory / "diagrams"
         out.mkdir(exist_ok=True)
         written: list[Path] = []
-        seen: set[str] = set()
         for deployment in self.engine.definitions():
             target = out / f"{deployment.name}.svg"
             target.write_bytes(diagrams.render(self.engine.definition(deployment.name)))
             written.append(target)
+        # One instance of each definition: the one that went through the most.
+        richest: dict[str, tuple[int, Instance]] = {}
         for instance in self.started:
-            if instance.definition in seen:
-                continue
-            seen.add(instance.definition)
-            target = out / f"{instance.definition}-{instance.key}.svg"
+            steps = len(self.engine.history(instance.id))
+            if steps > richest.get(instance.definition, (-1, instance))[0]:
+                richest[instance.definition] = (steps, instance)
+        for name in sorted(richest):
+            instance = richest[name][1]
+            target = out / f"{name}-{instance.key}.svg"
             target.write_bytes(self.engine.diagram(instance.id))
             written.append(target)
         return written
