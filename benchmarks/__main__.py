@@ -54,34 +54,47 @@ def median_rate(run: Callable[[], int], repeats: int = REPEATS) -> float:
     return statistics.median(rates)
 
 
-def events_on_sqlite(workdir: Path, count: int = 2000, instances: int = 100) -> Figure:
-    engine = Engine(f"sqlite:///{workdir}/events.db")
+def engine_and_baseline(engine_url: str, baseline_url: str, label: str, count: int,
+                        instances: int) -> Figure:  # fmt: skip
+    """Engine.send against the hand-written ORM event, `count` events over `instances`."""
+    engine = Engine(engine_url)
     engine.deploy(HERE / "definitions" / "toggle.yaml")
     ids = [engine.start("bench_toggle").id for _ in range(instances)]
+    baseline = Baseline(baseline_url, instances)
 
     def send_events() -> int:
         for n in range(count):
             engine.send(ids[n % instances], "flip")
         return count
 
-    baseline = Baseline(f"sqlite:///{workdir}/baseline.db", instances)
-
     def baseline_events() -> int:
         for n in range(count):
             baseline.send(n % instances)
         return count
 
-    engine_rate = median_rate(send_events)
-    baseline_rate = median_rate(baseline_events)
-    engine.close()
-    baseline.close()
+    try:
+        engine_rate = median_rate(send_events)
+        baseline_rate = median_rate(baseline_events)
+    finally:
+        engine.close()
+        baseline.close()
     return Figure(
-        "Engine.send, durable events (SQLite)",
+        f"Engine.send, durable events ({label})",
         "events/s",
         engine_rate,
         "hand-written SQLModel ORM event",
         baseline_rate,
         ">= 3x",
+    )
+
+
+def events_on_sqlite(workdir: Path, count: int = 2000, instances: int = 100) -> Figure:
+    return engine_and_baseline(
+        f"sqlite:///{workdir}/events.db",
+        f"sqlite:///{workdir}/baseline.db",
+        "SQLite",
+        count,
+        instances,
     )
 
 
@@ -126,35 +139,9 @@ def events_on_postgres(url: str, count: int = 600, instances: int = 100) -> Figu
 
     engine_url, schema = fresh_schema(url)
     try:
-        engine = Engine(engine_url)
-        engine.deploy(HERE / "definitions" / "toggle.yaml")
-        ids = [engine.start("bench_toggle").id for _ in range(instances)]
-        baseline = Baseline(engine_url, instances)
-
-        def send_events() -> int:
-            for n in range(count):
-                engine.send(ids[n % instances], "flip")
-            return count
-
-        def baseline_events() -> int:
-            for n in range(count):
-                baseline.send(n % instances)
-            return count
-
-        engine_rate = median_rate(send_events)
-        baseline_rate = median_rate(baseline_events)
-        engine.close()
-        baseline.close()
+        return engine_and_baseline(engine_url, engine_url, "PostgreSQL", count, instances)
     finally:
         drop_schema(url, schema)
-    return Figure(
-        "Engine.send, durable events (PostgreSQL)",
-        "events/s",
-        engine_rate,
-        "hand-written SQLModel ORM event",
-        baseline_rate,
-        ">= 3x",
-    )
 
 
 def contention_on_postgres(url: str) -> list[Figure]:

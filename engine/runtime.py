@@ -249,16 +249,15 @@ def expire_task(tx: Transaction, compiled: Compiled, task_id: str, now: datetime
     if _timed_out(task, now):
         return failed_attempt(tx, compiled, row, task, _timeout_error(task), now)
     if task.lease_until is not None and task.lease_until <= now:
-        # The holder died or hung: the attempt is not used up, anyone may claim it again.
-        tx.update_task(
-            task.id,
-            status="ready",
-            worker=None,
-            claimed_at=None,
-            lease_until=None,
-            attempt=max(task.attempt - 1, 0),
-        )
+        _release(tx, task)
     return None
+
+
+def _release(tx: Transaction, task: TaskRow) -> None:
+    """The holder's lease lapsed (it died or hung): the attempt is not used up, and anyone
+    may claim the task again."""
+    tx.update_task(task.id, status="ready", worker=None, claimed_at=None, lease_until=None,
+                   attempt=max(task.attempt - 1, 0))  # fmt: skip
 
 
 def fire_timer(
@@ -292,8 +291,7 @@ def _holds(tx: Transaction, task: TaskRow, worker: str, now: datetime) -> bool:
     if task.status != "claimed" or task.worker != worker:
         return False
     if task.lease_until is not None and task.lease_until < now and not _timed_out(task, now):
-        tx.update_task(task.id, status="ready", worker=None, claimed_at=None, lease_until=None,
-                       attempt=max(task.attempt - 1, 0))  # fmt: skip
+        _release(tx, task)
         return False
     return True
 

@@ -5,16 +5,14 @@ Nothing here imports `engine`, so the language and diagram tests run whatever st
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from databases import postgres_schema
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-POSTGRES_ENV = "TURNOUT_TEST_POSTGRES_URL"
 
 
 class FakeClock:
@@ -38,47 +36,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def _libpq_url(url: str) -> str:
-    """The SQLAlchemy URL as a plain libpq connection string for psycopg."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _with_search_path(url: str, schema: str) -> str:
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test.
 
     Skipped when TURNOUT_TEST_POSTGRES_URL is unset, unless CI=true where that is a failure.
     """
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        if _in_ci():
-            pytest.fail(f"{POSTGRES_ENV} must be set when CI=true")
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    try:
-        with psycopg.connect(_libpq_url(base), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        if _in_ci():
-            pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc}")
-    try:
-        yield _with_search_path(base, schema)
-    finally:
-        with psycopg.connect(_libpq_url(base), autocommit=True, connect_timeout=5) as conn:
-            conn.execute("SET lock_timeout = '20s'")
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from databases import in_ci, postgres_schema
 from turnout_processes import (
     CHROMIUM,
     Server,
     definition_text,
-    in_ci,
-    postgres_schema,
     running_server,
     unique,
 )

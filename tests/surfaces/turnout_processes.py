@@ -26,14 +26,8 @@ import pytest
 HERE = Path(__file__).parent
 DEFINITIONS = HERE / "definitions"
 TASK_MODULES = HERE / "task_modules"
-POSTGRES_ENV = "TURNOUT_TEST_POSTGRES_URL"
 CHROMIUM = Path("/usr/bin/chromium")
 SERVER_START_SECONDS = 60.0
-
-
-def in_ci() -> bool:
-    """Whether this is a CI run, where a missing database or browser is a failure."""
-    return os.environ.get("CI", "").lower() == "true"
 
 
 def turnout_command() -> str:
@@ -126,41 +120,6 @@ def definition_text(file: str, name: str | None = None) -> str:
 def unique(prefix: str) -> str:
     """A name no other test uses (definitions, business keys, task names)."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-# -- databases ----------------------------------------------------------------------------------
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A URL of the TURNOUT_TEST_POSTGRES_URL server whose search_path is a fresh schema.
-
-    Skipped when the variable is unset or the server unreachable, a failure when CI=true.
-    """
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        if in_ci():
-            pytest.fail(f"{POSTGRES_ENV} must be set when CI=true")
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    import psycopg
-
-    schema = f"s_{uuid.uuid4().hex[:16]}"
-    try:
-        with psycopg.connect(_libpq_url(base), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        if in_ci():
-            pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc}")
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(_libpq_url(base), autocommit=True, connect_timeout=5) as conn:
-            conn.execute("SET lock_timeout = '20s'")
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 # -- servers ------------------------------------------------------------------------------------
