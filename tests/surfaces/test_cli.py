@@ -181,7 +181,6 @@ def test_diagram_draws_a_deployed_definition_by_name_and_an_instance_over_it(
     assert re.search(r'class="[^"]*\bactive\b', closed)
 
 
-
 def test_diagram_heat_colours_the_states_where_instances_are(door_db: str) -> None:
     start_door(door_db)
     heat, misused = run_together(
@@ -195,6 +194,7 @@ def test_diagram_heat_colours_the_states_where_instances_are(door_db: str) -> No
     assert "heat" not in classes["state-retired"]
     assert misused.returncode == 2
     assert "deployed definition" in one_line_error(misused)
+
 
 # -- deploy, start, send, look, cancel ---------------------------------------------------------
 def test_deploy_prints_name_and_version_and_the_same_file_again_is_unchanged(
