@@ -34,6 +34,7 @@ from .cli import (
 )
 from .engine import Engine
 from .records import HistoryEntry, Instance
+from .worker import Worker
 
 DataOption = Annotated[str | None, typer.Option("--data", help="JSON data.")]
 
@@ -310,8 +311,22 @@ def worker(
                   f"{', '.join(names) or '(timers only)'}", markup=False)  # fmt: skip
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        engine.work(concurrency=concurrency, stop=stop)
-    err.print("worker stopped", markup=False)
+        running = Worker(engine, concurrency=concurrency)
+
+        def statistics() -> str:
+            return (f"ran {running.ran} task(s), {running.failed} failed; "
+                    f"fired {running.timers} timer(s)")  # fmt: skip
+
+        with err.status(statistics(), spinner="dots") as status:
+            ticker = threading.Thread(target=_tick, args=(stop, status, statistics), daemon=True)
+            ticker.start()
+            running.work(stop)
+    err.print(f"worker stopped: {statistics()}", markup=False)
+
+
+def _tick(stop: threading.Event, status: Any, text: Callable[[], str]) -> None:
+    while not stop.wait(0.5):
+        status.update(text())
 
 
 @app.command()

@@ -46,6 +46,7 @@ class Worker:
         self.only = tasks
         self.ran = 0
         self.failed = 0
+        self.timers = 0
 
     def names(self) -> list[str]:
         names = sorted(self.engine.handlers)
@@ -72,6 +73,7 @@ class Worker:
         for _ in range(max_rounds):
             expired = self.engine.expire_tasks()
             fired = self.engine.fire_due_timers()
+            self.timers += fired
             claimed = self.engine.claim_tasks(names, limit=50, expire=False) if names else []
             for task in claimed:
                 self.run(task)
@@ -118,7 +120,9 @@ class Worker:
             # A hung handler past its timeout no longer takes a slot; its attempt has failed.
             if not thread.is_alive() or (deadline is not None and now > deadline):
                 del in_hand[task_id]
-        busy = bool(self.engine.expire_tasks()) | bool(self.engine.fire_due_timers())
+        fired = self.engine.fire_due_timers()
+        self.timers += fired
+        busy = bool(self.engine.expire_tasks()) | bool(fired)
         free = self.concurrency - len(in_hand)
         if free > 0 and names:
             for task in self.engine.claim_tasks(names, limit=free, expire=False):
