@@ -10,11 +10,13 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from statemachines import (
@@ -113,6 +115,53 @@ class GuardMiddleware(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+class StreamedBodyLimit:
+    """Refuse a body sent without Content-Length (chunked) once it passes the limit.
+
+    Such a body is read here, up to the limit, and handed on whole; a declared length is
+    checked by `GuardMiddleware` before anything is read.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or b"content-length" in headers:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                response = JSONResponse(
+                    {"error": "PayloadTooLarge",
+                     "message": f"the body is over {MAX_BODY_BYTES} bytes"},
+                    status_code=413,
+                )  # fmt: skip
+                await response(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Any:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 def create_app(engine: Engine, token: str | None = None) -> FastAPI:
     """The HTTP API and dashboard over `engine`; `token` protects every `/api` route."""
     from . import dashboard, routes
@@ -129,10 +178,19 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.token = token
     app.add_middleware(GuardMiddleware, token=token)
+    app.add_middleware(StreamedBodyLimit)
 
     @app.exception_handler(TurnoutError)
     async def turnout_error(request: Request, exc: TurnoutError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A body that cannot even be parsed is invalid input like any other (422).
+        status = 422 if exc.status_code == 400 else exc.status_code
+        name = "InvalidInput" if status == 422 else HTTPStatus(status).phrase.replace(" ", "")
+        return JSONResponse({"error": name, "message": str(exc.detail)}, status_code=status,
+                            headers=getattr(exc, "headers", None))  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

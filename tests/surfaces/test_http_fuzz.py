@@ -1,0 +1,80 @@
+"""Hostile and malformed HTTP bodies against a real `turnout serve`: only documented errors.
+
+Every answer to a bad body is a 4xx with `{error, message}`; none is a 500, and the server
+stays up for the next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from turnout_processes import definition_text, unique
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+FIELDS = ("definition", "data", "key", "event", "idempotency_key", "reason", "tasks", "worker",
+          "lease", "limit", "result", "error", "type")  # fmt: skip
+BODIES = JSON | st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=5)
+DOCUMENTED = {200, 201, 401, 403, 404, 409, 413, 422}
+FUZZ = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+
+
+def assert_documented(answer: httpx.Response) -> None:
+    assert answer.status_code in DOCUMENTED, (answer.status_code, answer.text[:300])
+    if answer.status_code >= 400:
+        body = answer.json()
+        assert isinstance(body.get("error"), str) and isinstance(body.get("message"), str)
+
+
+def _chunks(total: int, size: int = 65536) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        yield b"x" * min(size, total - sent)
+        sent += size
+
+
+def test_a_streamed_body_over_the_limit_is_refused_with_413(api: httpx.Client) -> None:
+    answer = api.post("/api/definitions", content=_chunks(3_000_000),
+                      headers={"content-type": "application/yaml"})  # fmt: skip
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "PayloadTooLarge"
+    assert api.get("/healthz").status_code == 200
+
+
+def test_a_streamed_body_under_the_limit_is_read_whole(api: httpx.Client) -> None:
+    text = definition_text("door.yaml", unique("streamed")).encode()
+    answer = api.post("/api/definitions", content=iter([text[:10], text[10:]]),
+                      headers={"content-type": "application/yaml"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+
+
+@FUZZ
+@given(body=BODIES)
+def test_any_json_body_on_any_route_gets_a_documented_answer(
+    api: httpx.Client, door: str, body: Any
+) -> None:
+    instance = api.post("/api/instances", json={"definition": door}).json()["id"]
+    for route in ("/api/instances", f"/api/instances/{instance}/events",
+                  f"/api/instances/{instance}/cancel", "/api/tasks/claim",
+                  "/api/tasks/nope/complete", "/api/tasks/nope/fail",
+                  "/api/tasks/nope/heartbeat"):  # fmt: skip
+        assert_documented(api.post(route, json=body))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_bytes_that_are_not_json_or_yaml_get_a_documented_answer(
+    api: httpx.Client, door: str, raw: bytes
+) -> None:
+    for route in ("/api/instances", "/api/definitions", "/api/tasks/claim"):
+        assert_documented(api.post(route, content=raw,
+                                   headers={"content-type": "application/json"}))  # fmt: skip
