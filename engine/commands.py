@@ -389,6 +389,19 @@ def demo(
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _allowed_hosts(host: str, token: str | None) -> list[str] | None:
+    """Without a token, a loopback server answers only to loopback names (and to those in
+    TURNOUT_ALLOWED_HOSTS, comma-separated, for a proxy in front of it)."""
+    import os
+
+    from .api.app import LOOPBACK_NAMES
+
+    if token is not None:
+        return None
+    extra = [h.strip() for h in os.environ.get("TURNOUT_ALLOWED_HOSTS", "").split(",")]
+    return [*LOOPBACK_NAMES, host, *(h for h in extra if h)]
+
+
 @app.command()
 @reports_errors
 def serve(
@@ -427,7 +440,8 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
-            uvicorn.run(create_app(engine, token), host=host, port=port, log_level="warning")
+            uvicorn.run(create_app(engine, token, _allowed_hosts(host, token)), host=host,
+                        port=port, log_level="warning")  # fmt: skip
         except SystemExit as exc:
             # uvicorn exits 3 when it cannot start (the port is taken, say), having said why.
             if exc.code not in (0, None):

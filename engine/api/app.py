@@ -82,13 +82,22 @@ class GuardMiddleware(BaseHTTPMiddleware):
     `/api` calls that do not carry the token.
     """
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: Any, token: str | None, hosts: list[str] | None = None) -> None:
         super().__init__(app)
         self.token = token
+        self.hosts = None if hosts is None else {h.lower() for h in hosts}
 
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        if self.hosts is not None and _host_name(request) not in self.hosts:
+            # A name the server was not told about: a page that re-pointed its own domain
+            # at this address (DNS rebinding) must not reach a server that has no token.
+            return JSONResponse(
+                {"error": "UnknownHost", "message": "this server does not answer to that name; "
+                 "add it to TURNOUT_ALLOWED_HOSTS"},
+                status_code=421,
+            )  # fmt: skip
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return JSONResponse(
@@ -162,8 +171,22 @@ class StreamedBodyLimit:
         await self.app(scope, replay, send)
 
 
-def create_app(engine: Engine, token: str | None = None) -> FastAPI:
-    """The HTTP API and dashboard over `engine`; `token` protects every `/api` route."""
+def _host_name(request: Request) -> str:
+    host = request.headers.get("host", "").lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
+
+
+def create_app(engine: Engine, token: str | None = None,
+               hosts: list[str] | None = None) -> FastAPI:  # fmt: skip
+    """The HTTP API and dashboard over `engine`; `token` protects every `/api` route.
+
+    `hosts`, when given, are the only names the server answers to (the Host header).
+    """
     from . import dashboard, routes
 
     app = FastAPI(
@@ -177,7 +200,7 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
     )
     app.state.engine = engine
     app.state.token = token
-    app.add_middleware(GuardMiddleware, token=token)
+    app.add_middleware(GuardMiddleware, token=token, hosts=hosts)
     app.add_middleware(StreamedBodyLimit)
 
     @app.exception_handler(TurnoutError)

@@ -78,3 +78,12 @@ def test_bytes_that_are_not_json_or_yaml_get_a_documented_answer(
     for route in ("/api/instances", "/api/definitions", "/api/tasks/claim"):
         assert_documented(api.post(route, content=raw,
                                    headers={"content-type": "application/json"}))  # fmt: skip
+
+
+def test_a_server_without_token_answers_only_to_loopback_names(api: httpx.Client) -> None:
+    # A page that points its own domain at 127.0.0.1 (DNS rebinding) sends its own name.
+    rebound = api.get("/api/definitions", headers={"host": "attacker.example"})
+    assert rebound.status_code == 421
+    assert rebound.json()["error"] == "UnknownHost"
+    assert api.get("/api/definitions", headers={"host": "localhost"}).status_code == 200
+    assert api.get("/healthz").status_code == 200
