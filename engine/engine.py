@@ -25,6 +25,7 @@ from statemachines import CompiledMachine, Definition, Step, compile_definition
 from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
+    EventRejected,
     InstanceNotFound,
     InvalidInput,
     Problem,
@@ -268,8 +269,13 @@ class Engine:
             row = load_locked(tx, instance_id)
             if idempotency_key is not None and tx.seen_idempotency(row.id, idempotency_key):
                 return snapshot(row)
+            if row.history_seq >= runtime.MAX_HISTORY:
+                raise EventRejected(event, row.state, [], f"the instance's history holds "
+                                    f"{runtime.MAX_HISTORY} entries, the most it may")  # fmt: skip
             compiled = self._compiled(row)
             step = compiled.send(row.machine, row.context, row.status, event, data, now)
+            if (problem := runtime.context_problem(step.context)) is not None:
+                raise InvalidInput(f"event {event!r} refused: {problem}")
             applied = persist(tx, row, step, now, compiled.definition)
             if idempotency_key is not None:
                 tx.remember_idempotency(row.id, idempotency_key, now)

@@ -21,6 +21,8 @@ from .records import HistoryEntry, Instance
 from .store import InstanceRow, TaskRow, TimerRow, Transaction
 
 MAX_RESULT_BYTES = 1_000_000
+MAX_CONTEXT_BYTES = 4_000_000
+MAX_HISTORY = 100_000
 Compiled = Callable[[InstanceRow], CompiledMachine]
 
 
@@ -160,9 +162,22 @@ def complete_task(
         error = _timeout_error(task)
     if error is not None:
         return False, failed_attempt(tx, compiled, row, task, error, now)
-    tx.update_task(task.id, status="done")
     step = compiled(row).task_done(row.machine, row.context, row.status, task.ref, result, now)
+    too_large = context_problem(step.context)
+    if too_large is not None:
+        return False, failed_attempt(
+            tx, compiled, row, task, {"type": "ResultError", "message": too_large}, now
+        )
+    tx.update_task(task.id, status="done")
     return True, persist(tx, row, step, now)
+
+
+def context_problem(context: dict[str, Any]) -> str | None:
+    """None when the context is within its size limit, else what is wrong with it."""
+    size = len(json.dumps(context, default=str))
+    if size > MAX_CONTEXT_BYTES:
+        return f"the context would be {size} bytes, over the limit of {MAX_CONTEXT_BYTES}"
+    return None
 
 
 def fail_task(

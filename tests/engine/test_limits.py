@@ -1,0 +1,61 @@
+"""Limits that keep one instance from growing without bound: its context and its history.
+
+The limits are settings of the engine (`engine.runtime`); the tests lower them so that a few
+small events reach them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from engine import Engine, EventRejected, InvalidInput, runtime
+
+
+def test_an_event_that_would_make_the_context_too_large_is_refused_and_changes_nothing(
+    engine: Engine, deploy: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "MAX_CONTEXT_BYTES", 200)
+    deploy("notes")
+    inst = engine.start("notes", {})
+    engine.send(inst.id, "note", {"text": "short"})
+    before = engine.get(inst.id)
+    with pytest.raises(InvalidInput, match="over the limit of 200"):
+        engine.send(inst.id, "note", {"text": "x" * 300})
+    after = engine.get(inst.id)
+    assert (after.revision, after.context) == (before.revision, before.context)
+    assert len(engine.history(inst.id)) == 2
+
+
+def test_a_result_that_would_make_the_context_too_large_fails_the_attempt(
+    engine: Engine, deploy: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "MAX_CONTEXT_BYTES", 200)
+    deploy("notes")
+    engine.task("notes.fetch")(lambda data: {"body": "y" * 300})
+    inst = engine.start("notes", {})
+    engine.send(inst.id, "attach")
+    engine.run_until_idle()
+    done = engine.get(inst.id)
+    assert done.state == "open"
+    assert "attachment" not in done.context
+    failed = [e for e in engine.history(inst.id) if e.event == "failed"]
+    assert failed[0].data["error"]["type"] == "ResultError"
+    assert "over the limit of 200" in failed[0].data["error"]["message"]
+
+
+def test_an_instance_whose_history_is_full_rejects_further_events(
+    engine: Engine, deploy: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "MAX_HISTORY", 4)
+    deploy("notes")
+    inst = engine.start("notes", {})
+    for n in range(3):
+        engine.send(inst.id, "note", {"text": str(n)})
+    with pytest.raises(EventRejected, match="history holds 4 entries") as rejected:
+        engine.send(inst.id, "note", {"text": "one too many"})
+    assert rejected.value.state == "open"
+    assert engine.get(inst.id).context == {"last": "2"}
+    assert len(engine.history(inst.id)) == 4
