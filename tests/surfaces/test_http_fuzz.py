@@ -14,8 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from turnout_processes import definition_text, unique
 
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    SCALARS,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                   max_size=4),
     max_leaves=12,
@@ -87,3 +94,11 @@ def test_a_server_without_token_answers_only_to_loopback_names(api: httpx.Client
     assert rebound.json()["error"] == "UnknownHost"
     assert api.get("/api/definitions", headers={"host": "localhost"}).status_code == 200
     assert api.get("/healthz").status_code == 200
+
+
+def test_no_cross_origin_access_is_granted(api: httpx.Client) -> None:
+    origin = {"origin": "https://elsewhere.example"}
+    preflight = api.options("/api/instances", headers={
+        **origin, "access-control-request-method": "POST"})  # fmt: skip
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in api.get("/api/definitions", headers=origin).headers
