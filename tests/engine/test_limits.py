@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import statemachines
 from engine import Engine, EventRejected, InvalidInput, runtime
 
 
@@ -59,3 +60,38 @@ def test_an_instance_whose_history_is_full_rejects_further_events(
     assert rejected.value.state == "open"
     assert engine.get(inst.id).context == {"last": "2"}
     assert len(engine.history(inst.id)) == 4
+
+
+def test_start_data_over_a_megabyte_is_refused_and_starts_nothing(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("notes")
+    with pytest.raises(InvalidInput, match="over the limit of 1000000"):
+        engine.start("notes", {"blob": "x" * 1_000_001})
+    assert engine.instances(definition="notes") == []
+
+
+def test_an_event_payload_over_a_megabyte_is_refused_and_changes_nothing(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("notes")
+    inst = engine.start("notes", {})
+    with pytest.raises(InvalidInput, match="over the limit of 1000000"):
+        engine.send(inst.id, "note", {"text": "x" * 1_000_001})
+    assert engine.get(inst.id).revision == inst.revision
+
+
+def test_a_page_of_instances_is_at_most_ten_thousand(engine: Engine) -> None:
+    with pytest.raises(InvalidInput, match="limit"):
+        engine.instances(limit=10_001)
+    with pytest.raises(InvalidInput, match="limit"):
+        engine.instances(limit=0)
+    assert engine.instances(limit=10_000) == []
+
+
+def test_a_definition_with_more_than_five_thousand_states_is_refused() -> None:
+    lines = ["name: huge", "initial: s0", "states:"]
+    lines += [f"  s{n}: {{on: {{go: s{n + 1}}}}}" for n in range(5001)]
+    lines.append("  s5001: {final: true}")
+    with pytest.raises(statemachines.DefinitionError, match="at most 5000 states"):
+        statemachines.load("\n".join(lines))

@@ -102,3 +102,10 @@ def test_no_cross_origin_access_is_granted(api: httpx.Client) -> None:
         **origin, "access-control-request-method": "POST"})  # fmt: skip
     assert "access-control-allow-origin" not in preflight.headers
     assert "access-control-allow-origin" not in api.get("/api/definitions", headers=origin).headers
+
+
+def test_a_page_over_five_hundred_is_refused_with_422(api: httpx.Client) -> None:
+    answer = api.get("/api/instances", params={"limit": 501})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "InvalidInput"
+    assert api.get("/api/instances", params={"limit": 500}).status_code == 200
