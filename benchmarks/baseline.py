@@ -52,7 +52,7 @@ class Baseline:
         self.engine = sqlite_engine(url) if url.startswith("sqlite") else create_engine(url)
         SQLModel.metadata.create_all(
             self.engine,
-            tables=[BaselineInstance.__table__, BaselineHistory.__table__],  # type: ignore[list-item]
+            tables=[BaselineInstance.__table__, BaselineHistory.__table__],  # type: ignore[attr-defined]
         )
         with Session(self.engine) as session:
             session.add_all(BaselineInstance(id=i, state="a") for i in range(instances))
@@ -78,3 +78,53 @@ class Baseline:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class RawBaseline:
+    """The same work as `Baseline` as SQL text on the driver itself (sqlite3 or psycopg):
+    the ceiling for this SQL on this database, with no library in between."""
+
+    def __init__(self, url: str, instances: int) -> None:
+        self.postgres = url.startswith("postgresql")
+        if self.postgres:
+            import psycopg
+
+            self.conn: Any = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+            self.p = "%s"
+            lock = " FOR UPDATE"
+        else:
+            import sqlite3
+
+            self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.p = "?"
+            lock = ""
+        p = self.p
+        cursor = self.conn.cursor()
+        cursor.execute("CREATE TABLE raw_instances (id INTEGER PRIMARY KEY, state TEXT, "
+                       "revision INTEGER)")  # fmt: skip
+        cursor.execute(
+            "CREATE TABLE raw_history (instance_id INTEGER, seq INTEGER, event TEXT, "
+            "from_state TEXT, to_state TEXT, at TEXT, PRIMARY KEY (instance_id, seq))"
+        )
+        for i in range(instances):
+            cursor.execute(f"INSERT INTO raw_instances VALUES ({p}, 'a', 0)", (i,))
+        self.conn.commit()
+        self.select = f"SELECT state, revision FROM raw_instances WHERE id = {p}{lock}"
+        self.update = f"UPDATE raw_instances SET state = {p}, revision = {p} WHERE id = {p}"
+        self.insert = f"INSERT INTO raw_history VALUES ({p}, {p}, 'flip', {p}, {p}, {p})"
+
+    def send(self, instance_id: int) -> None:
+        cursor = self.conn.cursor()
+        if not self.postgres:
+            cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(self.select, (instance_id,))
+        state, revision = cursor.fetchone()
+        cursor.execute(self.update, (NEXT[state], revision + 1, instance_id))
+        cursor.execute(self.insert, (instance_id, revision + 1, state, NEXT[state],
+                                     datetime.now(UTC).isoformat()))  # fmt: skip
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
