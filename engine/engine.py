@@ -274,8 +274,6 @@ class Engine:
                                     f"{runtime.MAX_HISTORY} entries, the most it may")  # fmt: skip
             compiled = self._compiled(row)
             step = compiled.send(row.machine, row.context, row.status, event, data, now)
-            if (problem := runtime.context_problem(step.context)) is not None:
-                raise InvalidInput(f"event {event!r} refused: {problem}")
             applied = persist(tx, row, step, now, compiled.definition)
             if idempotency_key is not None:
                 tx.remember_idempotency(row.id, idempotency_key, now)

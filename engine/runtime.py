@@ -18,10 +18,9 @@ from statemachines import CompiledMachine, Definition, Entry, Step
 from statemachines.errors import InstanceNotFound, TurnoutError
 
 from .records import HistoryEntry, Instance
-from .store import InstanceRow, TaskRow, TimerRow, Transaction
+from .store import ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
 
 MAX_RESULT_BYTES = 1_000_000
-MAX_CONTEXT_BYTES = 4_000_000
 MAX_HISTORY = 100_000
 Compiled = Callable[[InstanceRow], CompiledMachine]
 
@@ -163,21 +162,13 @@ def complete_task(
     if error is not None:
         return False, failed_attempt(tx, compiled, row, task, error, now)
     step = compiled(row).task_done(row.machine, row.context, row.status, task.ref, result, now)
-    too_large = context_problem(step.context)
-    if too_large is not None:
-        return False, failed_attempt(
-            tx, compiled, row, task, {"type": "ResultError", "message": too_large}, now
-        )
+    try:
+        applied = persist(tx, row, step, now)  # the instance row is written first
+    except ContextTooLarge as exc:
+        error = {"type": "ResultError", "message": str(exc)}
+        return False, failed_attempt(tx, compiled, row, task, error, now)
     tx.update_task(task.id, status="done")
-    return True, persist(tx, row, step, now)
-
-
-def context_problem(context: dict[str, Any]) -> str | None:
-    """None when the context is within its size limit, else what is wrong with it."""
-    size = len(json.dumps(context, default=str))
-    if size > MAX_CONTEXT_BYTES:
-        return f"the context would be {size} bytes, over the limit of {MAX_CONTEXT_BYTES}"
-    return None
+    return True, applied
 
 
 def fail_task(

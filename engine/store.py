@@ -8,6 +8,7 @@ row locks with `FOR UPDATE` and claims with `FOR UPDATE SKIP LOCKED` on PostgreS
 from __future__ import annotations
 
 import json
+import select
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from statemachines import DuplicateKey, TaskOrder, TimerOrder, TurnoutError
+from statemachines import DuplicateKey, InvalidInput, TaskOrder, TimerOrder, TurnoutError
 
 from .records import HistoryEntry
 from .tables import (
@@ -41,6 +42,14 @@ class DatabaseUnavailable(TurnoutError):
 
     Retrying later is safe: every engine operation is one transaction.
     """
+
+
+MAX_CONTEXT_BYTES = 4_000_000
+
+
+class ContextTooLarge(InvalidInput):
+    """An operation would grow an instance's context past MAX_CONTEXT_BYTES; nothing of it is
+    written (an event is refused, a task result fails its attempt)."""
 
 
 class ConcurrentUpdate(TurnoutError):
@@ -245,7 +254,7 @@ class Transaction:
         try:
             self._run("insert_instance", (
                 row.id, row.key, row.definition, row.version, row.state, _dumps(row.active),
-                row.status, _dumps(row.context), _dumps(row.machine), row.revision,
+                row.status, _context_json(row.context), _dumps(row.machine), row.revision,
                 row.history_seq, t(row.created_at), t(row.updated_at)))  # fmt: skip
         except Exception as exc:
             if _is_integrity_error(exc):
@@ -263,7 +272,7 @@ class Transaction:
             name += "_status"
             changed.append(new.status)
         done = self._run(name, (
-            *changed, _dumps(new.active), _dumps(new.context), _dumps(new.machine),
+            *changed, _dumps(new.active), _context_json(new.context), _dumps(new.machine),
             new.revision, new.history_seq, self._time(new.updated_at), new.id,
             previous.revision))  # fmt: skip
         if done.rowcount != 1:
@@ -405,8 +414,6 @@ class Store:
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
             if self.url.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool
-        else:
-            kwargs["pool_pre_ping"] = True
         try:
             engine = sa.create_engine(self.url, **kwargs)
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
@@ -414,6 +421,8 @@ class Store:
         if self.sqlite:
             sa_event.listen(engine, "connect", _sqlite_connect)
             sa_event.listen(engine, "begin", _sqlite_begin)
+        else:
+            sa_event.listen(engine.pool, "checkout", _check_alive)
         return engine
 
     @contextmanager
@@ -631,6 +640,15 @@ class Store:
         self.engine.dispose()
 
 
+def _context_json(context: dict[str, Any]) -> str:
+    """The context as stored; ContextTooLarge before anything is written if it is too big."""
+    text = _dumps(context)
+    if len(text) > MAX_CONTEXT_BYTES:
+        raise ContextTooLarge(f"the context would be {len(text)} bytes, over the limit of "
+                              f"{MAX_CONTEXT_BYTES}")  # fmt: skip
+    return text
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -658,6 +676,21 @@ def _is_operational_error(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover - psycopg is a dependency
         return False
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def _check_alive(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Refuse a pooled PostgreSQL connection the server has dropped, without a round trip.
+
+    An idle connection has nothing to read; if its socket is readable, the server has sent
+    its goodbye (a restart, say) or closed it, and the pool opens a fresh one instead.
+    """
+    try:
+        closed = dbapi_connection.closed or dbapi_connection.broken
+        readable = closed or bool(select.select([dbapi_connection.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        readable = True
+    if readable:
+        raise sa_exc.DisconnectionError("the server closed this connection")
 
 
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
