@@ -44,6 +44,11 @@ class Figure:
         return self.value / self.baseline if self.baseline else float("nan")
 
 
+def shown(value: float) -> str:
+    """A figure with as many digits as it needs: 9,300 or 0.238."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def median_rate(run: Callable[[], int], repeats: int = REPEATS) -> float:
     """Median of `repeats` runs of (work done / seconds)."""
     rates = []
@@ -161,7 +166,17 @@ def contention_on_postgres(url: str) -> list[Figure]:
         rates["single"].append(rate)
         discrepancies += wrong
     row, optimistic, single = (statistics.median(rates[k]) for k in ("row", "optimistic", "single"))
+    spread = statistics.median(run(url, 4, 250, 1000, "row")[0] for _ in range(3))
+    alone = statistics.median(run(url, 1, 500, 1000, "row")[0] for _ in range(3))
     return [
+        Figure(
+            "4 senders vs 1, 1,000 instances (PostgreSQL)",
+            "events/s",
+            spread,
+            "1 sender",
+            alone,
+            ">= 2.5x",
+        ),  # fmt: skip
         Figure(
             "4 senders, 10 hot instances, row locks (PostgreSQL)",
             "events/s",
@@ -181,6 +196,100 @@ def contention_on_postgres(url: str) -> list[Figure]:
     ]
 
 
+def scale_figures(workdir: Path, postgres: str | None, send_rate: float) -> list[Figure]:
+    from . import scale
+
+    figures = []
+    loaded, bare = scale.load_large_definition()
+    figures.append(
+        Figure(
+            "load + validate + compile, 1,000 states",
+            "s",
+            loaded,
+            "transitions alone building the same machine",
+            bare,
+            "< 1 s",
+        )
+    )
+    drawn, overlay = scale.render_large_definition()
+    figures.append(
+        Figure("SVG of a 200-state definition", "s", drawn, "the target", 2.0, "< 1x (under 2 s)")
+    )
+    figures.append(
+        Figure(
+            "instance overlay on a cached 200-state definition",
+            "ms",
+            overlay * 1000,
+            "the target",
+            50.0,
+            "< 1x (under 50 ms)",
+        )
+    )
+    listed = scale.list_among_a_million(workdir)
+    figures.append(
+        Figure(
+            "list 50 in one state among 1,000,000 (SQLite)",
+            "ms",
+            listed * 1000,
+            "the target",
+            20.0,
+            "< 1x (under 20 ms)",
+        )
+    )
+    bulk = scale.bulk_start(workdir)
+    figures.append(
+        Figure(
+            "start_many of 100,000 instances (SQLite)",
+            "s",
+            bulk,
+            "the target",
+            60.0,
+            "< 1x (under a minute)",
+        )
+    )
+    figures.append(
+        Figure(
+            "start, instances/s (SQLite, in bulk)",
+            "starts/s",
+            100_000 / bulk,
+            "Engine.send on SQLite",
+            send_rate,
+            ">= 1x",
+            "events/s",
+        )
+    )
+    rate = scale.tasks_by_worker_processes(f"sqlite:///{workdir}/workers.db", workdir)
+    figures.append(
+        Figure(
+            "3-task instances by 2 work() processes (SQLite)",
+            "instances/s",
+            rate,
+            "the target",
+            300.0,
+            ">= 1x",
+        )
+    )
+    if postgres:
+        from .contention import drop_schema, fresh_schema
+
+        url, schema = fresh_schema(postgres)
+        try:
+            rate = scale.tasks_by_worker_processes(url, workdir)
+        finally:
+            drop_schema(postgres, schema)
+        figures.append(
+            Figure(
+                "3-task instances by 2 work() processes (PostgreSQL)",
+                "instances/s",
+                rate,
+                "the target",
+                300.0,
+                ">= 1x",
+            )
+        )
+    return figures  # fmt: skip
+
+
 def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)
     postgres = os.environ.get("TURNOUT_BENCH_POSTGRES_URL") or os.environ.get(
@@ -193,6 +302,8 @@ def main() -> int:
         figures.extend(events_on_sqlite(workdir))
         console.print("running tasks_on_sqlite ...", style="dim")
         figures.append(tasks_on_sqlite(workdir))
+        console.print("running scale_figures ...", style="dim")
+        figures.extend(scale_figures(workdir, postgres, figures[0].value))
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))
@@ -208,10 +319,10 @@ def main() -> int:
     for f in figures:
         table.add_row(
             f.name,
-            f"{f.value:,.0f} {f.unit}",
+            f"{shown(f.value)} {f.unit}",
             f.baseline_name,
-            f"{f.baseline:,.0f} {f.baseline_unit or f.unit}",
-            f"{f.ratio:.2f}x",
+            f"{shown(f.baseline)} {f.baseline_unit or f.unit}",
+            f"{f.ratio:.3g}x",
             f.target,
         )
     console.print(table)

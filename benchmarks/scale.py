@@ -1,0 +1,173 @@
+"""Figures of size: bulk starts, listing among a million instances, large definitions and
+their diagrams, and workers in separate processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from transitions import Machine
+
+import diagrams
+import statemachines
+from engine import Engine
+
+HERE = Path(__file__).parent
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def timed(run: Any, repeats: int = 5) -> float:
+    """Median seconds of `repeats` calls of `run`."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def chain_definition(states: int) -> str:
+    """A definition of `states` states in a chain, each with an event, a way back, a timer."""
+    lines = ["name: bench_chain", "initial: s0", "states:"]
+    for n in range(states):
+        after = f"s{max(n - 1, 0)}"
+        lines.append(f"  s{n}: {{on: {{go: s{n + 1}, back: s0}}, after: {{1h: {after}}}}}")
+    lines.append(f"  s{states}: {{final: true}}")
+    return "\n".join(lines) + "\n"
+
+
+def load_large_definition(states: int = 1000) -> tuple[float, float]:
+    """Seconds to load, validate and compile; seconds for `transitions` to build the bare
+    machine of the same states and transitions (its own cost, the floor)."""
+    text = chain_definition(states)
+    ours = timed(lambda: statemachines.compile_definition(statemachines.load(text)), 3)
+    names = [f"s{n}" for n in range(states + 1)]
+
+    def bare() -> None:
+        machine = Machine(model=None, states=names, initial="s0", auto_transitions=False)
+        for n in range(states):
+            machine.add_transition("go", f"s{n}", f"s{n + 1}")
+            machine.add_transition("back", f"s{n}", "s0")
+            machine.add_transition("after:1h", f"s{n}", f"s{max(n - 1, 0)}")
+
+    return ours, timed(bare, 3)
+
+
+def staged_definition(stages: int = 20) -> str:
+    """A realistic large definition: `stages` stages of 10 states (tasks, a choice, a review
+    with timers, rework, escalation, a foreach), each ending in the next stage."""
+    lines = ["name: bench_staged", "initial: st1_start", "states:"]
+    for n in range(1, stages + 1):
+        nxt = f"st{n + 1}_start" if n < stages else "finished"
+        lines += [
+            f"  st{n}_start: {{task: w.start{n}, retry: {{attempts: 3}}, "
+            f"on: {{done: st{n}_check, failed: st{n}_failed}}}}",
+            f"  st{n}_check: {{always: [{{to: st{n}_fast, if: context.fast}}, "
+            f"{{to: st{n}_slow}}]}}",
+            f"  st{n}_fast: {{task: w.fast{n}, timeout: 30s, on: {{done: st{n}_review}}}}",
+            f"  st{n}_slow: {{task: w.slow{n}, compensate: w.undo{n}, on: {{done: st{n}_review}}}}",
+            f"  st{n}_review: {{on: {{approve: st{n}_record, reject: st{n}_rework, "
+            f"escalate: st{n}_escalated}}, after: {{2d: st{n}_escalated}}}}",
+            f"  st{n}_rework: {{on: {{resubmit: st{n}_review}}, after: {{7d: st{n}_failed}}}}",
+            f"  st{n}_escalated: {{on: {{decide: st{n}_record, abandon: st{n}_failed}}}}",
+            f"  st{n}_record: {{task: w.record{n}, on: {{done: st{n}_notify}}}}",
+            f"  st{n}_notify: {{foreach: {{items: context.people, task: w.mail{n}}}, "
+            f"on: {{done: {nxt}}}}}",
+            f"  st{n}_failed: {{final: failed}}",
+        ]
+    lines.append("  finished: {final: true}")
+    return "\n".join(lines) + "\n"
+
+
+def render_large_definition(stages: int = 20) -> tuple[float, float]:
+    """Seconds to draw a 200-state definition as SVG, and to draw an instance overlay on it
+    once the definition's drawing is cached."""
+    definition = statemachines.load(staged_definition(stages))
+    first = timed(lambda: diagrams.render(definition, "svg"), 1)
+    path: list[tuple[str | None, str | None, str | None]] = [(None, None, "st1_start")]
+    path += [("done", "st1_start", "st1_check"), (None, "st1_check", "st1_slow")]
+    overlay = diagrams.InstanceOverlay(active=["st1_slow"], status="running", path=path)
+    return first, timed(lambda: diagrams.render(definition, "dot", overlay=overlay), 5)
+
+
+def bulk_start(workdir: Path, count: int = 100_000) -> float:
+    """Seconds for start_many of `count` instances on SQLite."""
+    engine = Engine(f"sqlite:///{workdir}/bulk.db")
+    engine.deploy(HERE / "definitions" / "three_tasks.yaml")
+    began = time.perf_counter()
+    engine.start_many("bench_three_tasks", ({"n": n} for n in range(count)))
+    elapsed = time.perf_counter() - began
+    engine.close()
+    return elapsed
+
+
+def list_among_a_million(workdir: Path, total: int = 1_000_000) -> float:
+    """Median seconds to list 50 instances in one state among `total` on SQLite."""
+    url = f"sqlite:///{workdir}/million.db"
+    engine = Engine(url)
+    engine.deploy(HERE / "definitions" / "toggle.yaml")
+    template = engine.start("bench_toggle").id
+    engine.close()
+    # Copies of one real row, made by SQL: one instance in a hundred is in state 'b'.
+    conn = sqlite3.connect(f"{workdir}/million.db")
+    conn.execute(
+        "INSERT INTO turnout_instances (id, key, definition, version, state, active, status, "
+        "context, machine, revision, history_seq, created_at, updated_at) "
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "SELECT printf('%032x', i), NULL, definition, version, "
+        "CASE WHEN i % 100 = 0 THEN 'b' ELSE 'a' END, active, status, context, machine, "
+        "revision, history_seq, created_at, updated_at "
+        "FROM n, turnout_instances WHERE turnout_instances.id = ?",
+        (total - 1, template),
+    )
+    conn.commit()
+    conn.close()
+    engine = Engine(url)
+    try:
+        assert len(engine.instances(definition="bench_toggle", state="b", limit=50)) == 50
+        return timed(lambda: engine.instances(definition="bench_toggle", state="b", limit=50), 21)
+    finally:
+        engine.close()
+
+
+def _work_until(url: str, stop_file: str) -> None:
+    engine = Engine(url)
+    engine.task("bench.step")(lambda value: None)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not Path(stop_file).exists():
+            time.sleep(0.02)
+        stop.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    engine.work(concurrency=4, stop=stop, poll_interval=0.01)
+    engine.close()
+
+
+def tasks_by_worker_processes(url: str, workdir: Path, instances: int = 600,
+                              processes: int = 2) -> float:  # fmt: skip
+    """Instances of the three-task workflow finished per second by `processes` workers."""
+    engine = Engine(url)
+    engine.deploy(HERE / "definitions" / "three_tasks.yaml")
+    stop_file = workdir / f"stop-{time.monotonic_ns()}"
+    workers = [SPAWN.Process(target=_work_until, args=(url, str(stop_file)))
+               for _ in range(processes)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    time.sleep(3)  # let the workers import and connect before the clock starts
+    began = time.perf_counter()
+    engine.start_many("bench_three_tasks", ({"n": n} for n in range(instances)))
+    while engine.instances(definition="bench_three_tasks", status="running", limit=1):
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - began
+    stop_file.touch()
+    for worker in workers:
+        worker.join(60)
+    engine.close()
+    return instances / elapsed
