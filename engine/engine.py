@@ -34,7 +34,7 @@ from statemachines.errors import (
 from . import runtime
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance
 from .runtime import Applied, load_locked, persist, snapshot
-from .store import ConcurrentUpdate, InstanceRow, Store, Transaction
+from .store import ConcurrentUpdate, InstanceRow, Store, TaskRow, Transaction
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -382,32 +382,32 @@ class Engine:
         now = self.clock()
         with self.store.transaction() as tx:
             rows = tx.claim_tasks(names, holder, now, span, limit)
-        return [
-            ClaimedTask(
-                r.id,
-                r.name,
-                r.input,
-                r.attempt,
-                r.max_attempts,
-                r.instance_id,
-                r.state_path,
-                r.kind,
-                now + span,
-                None if r.timeout_ms is None else r.timeout_ms / 1000,
-            )
-            for r in rows
-        ]
+        return [self._claimed(r, now, span) for r in rows]
 
     def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:
         """Apply a task's result; False when it was stale (the lease was lost) or failed."""
+        return self.complete_and_claim(task_id, worker, result, [])[0]
+
+    def complete_and_claim(self, task_id: str, worker: str | None, result: Any,
+                           names: list[str]) -> tuple[bool, list[ClaimedTask]]:  # fmt: skip
+        """`complete_task`, then, in the same transaction, claim the instance's next ready
+        task if its name is in `names`: a worker carries on without another round trip."""
+        holder = worker or self.worker_id
         now = self.clock()
-        ok, applied = self._apply(
-            lambda tx: runtime.complete_task(
-                tx, self._compiled, task_id, worker or self.worker_id, result, now
-            )
-        )
+
+        def operation(tx: Transaction) -> tuple[bool, Applied | None, list[TaskRow]]:
+            ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now)
+            following = tx.get_task(task_id) if ok and names else None
+            return ok, applied, runtime.claim_next(tx, following, names, holder, now, self.lease)
+
+        ok, applied, rows = self._apply(operation)
         self._publish(applied)
-        return ok
+        return ok, [self._claimed(r, now, self.lease) for r in rows]
+
+    def _claimed(self, row: TaskRow, now: datetime, span: timedelta) -> ClaimedTask:
+        return ClaimedTask(row.id, row.name, row.input, row.attempt, row.max_attempts,
+                           row.instance_id, row.state_path, row.kind, now + span,
+                           None if row.timeout_ms is None else row.timeout_ms / 1000)  # fmt: skip
 
     def fail_task(self, task_id: str, worker: str | None, error: str | dict[str, Any]) -> bool:
         """Count a failed attempt of a task; False when the worker no longer held it."""

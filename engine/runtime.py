@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,6 +169,16 @@ def complete_task(
         return False, failed_attempt(tx, compiled, row, task, error, now)
     tx.update_task(task.id, status="done")
     return True, applied
+
+
+def claim_next(tx: Transaction, task: TaskRow | None, names: Sequence[str], worker: str,
+               now: datetime, lease: timedelta) -> list[TaskRow]:  # fmt: skip
+    """The next ready task of the same instance, claimed in the transaction that made it, so
+    a worker goes on with an instance without another claim (at most one: the instance's
+    other tasks stay for other workers)."""
+    if task is None or not names:
+        return []
+    return tx.claim_tasks(names, worker, now, lease, 1, instance_id=task.instance_id)
 
 
 def fail_task(

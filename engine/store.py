@@ -320,14 +320,19 @@ class Transaction:
             self.cursor.executemany(self.sql["drop_timers"], keys)
 
     def claim_tasks(self, names: Sequence[str] | None, worker: str, now: datetime,
-                    lease: timedelta, limit: int) -> list[TaskRow]:  # fmt: skip
-        """Take up to `limit` ready tasks (of `names`, or any) for `worker` until now + lease.
+                    lease: timedelta, limit: int, instance_id: str | None = None
+                    ) -> list[TaskRow]:  # fmt: skip
+        """Take up to `limit` ready tasks (of `names`, or any; of one instance, or any) for
+        `worker` until now + lease.
 
         PostgreSQL skips rows another claimer holds; SQLite has one writer at a time.
         """
         p = "%s" if self.postgres else "?"
         params: list[Any] = [worker, self._time(now), self._time(now + lease), self._time(now)]
         where = f"status = 'ready' AND ready_at <= {p}"
+        if instance_id is not None:
+            where += f" AND instance_id = {p}"
+            params.append(instance_id)
         if names is not None:
             if not names:
                 return []

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.worker")
 MAX_ERROR_CHARS = 2000
+SWEEP_SECONDS = 0.25
 
 
 def call_handler(handler: Any, value: Any) -> Any:
@@ -52,19 +53,33 @@ class Worker:
         names = sorted(self.engine.handlers)
         return [n for n in names if n in self.only] if self.only is not None else names
 
-    def run(self, task: ClaimedTask) -> bool:
-        """Run one claimed task's handler and answer; True when the result was applied."""
-        handler = self.engine.handlers[task.name]
-        try:
-            result = call_handler(handler, task.input)
-        except Exception as exc:
-            self.failed += 1
-            error = {"type": type(exc).__name__, "message": str(exc)[:MAX_ERROR_CHARS]}
-            self.engine.fail_task(task.id, self.engine.worker_id, error)
-            return False
-        finally:
-            self.ran += 1
-        return self.engine.complete_task(task.id, self.engine.worker_id, result)
+    def run(self, task: ClaimedTask, slot: Slot | None = None) -> bool:
+        """Run one claimed task's handler and answer; then go on with the instance's next
+        task if answering claimed one for this worker. True when the results were applied.
+
+        `slot`, in the worker loop, follows the task in hand (for leases and timeouts).
+        """
+        applied = True
+        current: ClaimedTask | None = task
+        while current is not None:
+            if slot is not None:
+                slot.hold(current)
+            handler = self.engine.handlers[current.name]
+            try:
+                result = call_handler(handler, current.input)
+            except Exception as exc:
+                self.failed += 1
+                error = {"type": type(exc).__name__, "message": str(exc)[:MAX_ERROR_CHARS]}
+                self.engine.fail_task(current.id, self.engine.worker_id, error)
+                return False
+            finally:
+                self.ran += 1
+            ok, following = self.engine.complete_and_claim(
+                current.id, self.engine.worker_id, result, self.names()
+            )
+            applied = applied and ok
+            current = following[0] if following else None
+        return applied
 
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run ready tasks and due timers in this thread until none is left; count them."""
@@ -75,9 +90,10 @@ class Worker:
             fired = self.engine.fire_due_timers()
             self.timers += fired
             claimed = self.engine.claim_tasks(names, limit=50, expire=False) if names else []
+            ran = self.ran
             for task in claimed:
                 self.run(task)
-            count += fired + len(claimed)
+            count += fired + (self.ran - ran)
             if not (expired or fired or claimed):
                 break
         return count
@@ -90,67 +106,82 @@ class Worker:
         """
         stop = stop or threading.Event()
         names = self.names()
-        in_hand: dict[str, tuple[threading.Thread, float | None]] = {}
-        beat = threading.Thread(target=self._heartbeats, args=(stop, in_hand), daemon=True)
+        slots: list[Slot] = []
+        beat = threading.Thread(target=self._heartbeats, args=(stop, slots), daemon=True)
         beat.start()
         pause = poll_interval
+        swept = 0.0
         try:
             while not stop.is_set():
                 try:
-                    busy = self._round(names, in_hand)
+                    # Timers and lapsed leases are looked for a few times a second, not on
+                    # every round: tasks are what a busy worker spends its rounds on.
+                    sweep = time.monotonic() - swept >= SWEEP_SECONDS
+                    busy = self._round(names, slots, sweep)
+                    swept = time.monotonic() if sweep else swept
                     pause = poll_interval
                 except DatabaseUnavailable as exc:
                     log.warning("%s; retrying", exc)
                     busy, pause = False, min(max(pause * 2, 0.5), 10.0)
                 if not busy:
-                    stop.wait(pause)
+                    stop.wait(min(pause, SWEEP_SECONDS))
         except KeyboardInterrupt:
             stop.set()
         finally:
             stop.set()
-            for thread, deadline in list(in_hand.values()):
-                left = None if deadline is None else max(deadline - time.monotonic(), 0)
-                thread.join(left)
+            for slot in list(slots):
+                left = None if slot.deadline is None else max(slot.deadline - time.monotonic(), 0)
+                slot.thread.join(left)
 
-    def _round(
-        self, names: list[str], in_hand: dict[str, tuple[threading.Thread, float | None]]
-    ) -> bool:
+    def _round(self, names: list[str], slots: list[Slot], sweep: bool) -> bool:
         now = time.monotonic()
-        for task_id, (thread, deadline) in list(in_hand.items()):
+        for slot in list(slots):
             # A hung handler past its timeout no longer takes a slot; its attempt has failed.
-            if not thread.is_alive() or (deadline is not None and now > deadline):
-                del in_hand[task_id]
-        fired = self.engine.fire_due_timers()
-        self.timers += fired
-        busy = bool(self.engine.expire_tasks()) | bool(fired)
-        free = self.concurrency - len(in_hand)
+            if not slot.thread.is_alive() or (slot.deadline is not None and now > slot.deadline):
+                slots.remove(slot)
+        busy = False
+        if sweep:
+            fired = self.engine.fire_due_timers()
+            self.timers += fired
+            busy = bool(self.engine.expire_tasks()) | bool(fired)
+        free = self.concurrency - len(slots)
         if free > 0 and names:
             for task in self.engine.claim_tasks(names, limit=free, expire=False):
-                thread = threading.Thread(
-                    target=self._run_logged,
-                    args=(task,),
-                    daemon=True,
-                    name=f"turnout-task-{task.id[:8]}",
-                )
-                deadline = None if task.timeout is None else now + task.timeout
-                in_hand[task.id] = (thread, deadline)
-                thread.start()
+                slot = Slot(task)
+                slot.thread = threading.Thread(
+                    target=self._run_logged, args=(task, slot), daemon=True,
+                    name=f"turnout-task-{task.id[:8]}")  # fmt: skip
+                slots.append(slot)
+                slot.thread.start()
                 busy = True
         return busy
 
-    def _run_logged(self, task: ClaimedTask) -> None:
+    def _run_logged(self, task: ClaimedTask, slot: Slot) -> None:
         try:
-            self.run(task)
+            self.run(task, slot)
         except Exception:  # the database went away mid-answer; the lease will lapse
-            log.exception("task %s (%s) could not be answered", task.id, task.name)
+            log.exception("task %s (%s) could not be answered", slot.task_id, task.name)
 
-    def _heartbeats(
-        self, stop: threading.Event, in_hand: dict[str, tuple[threading.Thread, float | None]]
-    ) -> None:
+    def _heartbeats(self, stop: threading.Event, slots: list[Slot]) -> None:
         interval = max(self.engine.lease.total_seconds() / 3, 0.05)
         while not stop.wait(interval):
-            for task_id in list(in_hand):
+            for slot in list(slots):
                 try:
-                    self.engine.heartbeat(task_id)
+                    self.engine.heartbeat(slot.task_id)
                 except Exception:
-                    log.warning("could not renew the lease of task %s", task_id)
+                    log.warning("could not renew the lease of task %s", slot.task_id)
+
+
+class Slot:
+    """One task at a time in the worker loop: the thread running it and what it holds now."""
+
+    def __init__(self, task: ClaimedTask) -> None:
+        self.thread = threading.Thread()
+        self.task_id = task.id
+        self.deadline: float | None = None
+        self.hold(task)
+
+    def hold(self, task: ClaimedTask) -> None:
+        """The thread has moved on to `task`: renew its lease, mind its timeout."""
+        self.task_id = task.id
+        self.deadline = None if task.timeout is None else time.monotonic() + task.timeout
