@@ -397,8 +397,11 @@ class Engine:
 
         def operation(tx: Transaction) -> tuple[bool, Applied | None, list[TaskRow]]:
             ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now)
-            following = tx.get_task(task_id) if ok and names else None
-            return ok, applied, runtime.claim_next(tx, following, names, holder, now, self.lease)
+            if not ok or applied is None or not names:
+                return ok, applied, []
+            following = runtime.claim_next(tx, applied.instance.id, names, holder, now,
+                                           self.lease)  # fmt: skip
+            return ok, applied, following
 
         ok, applied, rows = self._apply(operation)
         self._publish(applied)

@@ -171,14 +171,12 @@ def complete_task(
     return True, applied
 
 
-def claim_next(tx: Transaction, task: TaskRow | None, names: Sequence[str], worker: str,
+def claim_next(tx: Transaction, instance_id: str, names: Sequence[str], worker: str,
                now: datetime, lease: timedelta) -> list[TaskRow]:  # fmt: skip
-    """The next ready task of the same instance, claimed in the transaction that made it, so
-    a worker goes on with an instance without another claim (at most one: the instance's
+    """The next ready task of the instance, claimed in the transaction that made it, so a
+    worker goes on with an instance without another claim (at most one: the instance's
     other tasks stay for other workers)."""
-    if task is None or not names:
-        return []
-    return tx.claim_tasks(names, worker, now, lease, 1, instance_id=task.instance_id)
+    return tx.claim_tasks(names, worker, now, lease, 1, instance_id=instance_id)
 
 
 def fail_task(
