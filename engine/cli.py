@@ -142,13 +142,21 @@ def _problem_json(problem: statemachines.Problem) -> dict[str, Any]:
 @reports_errors
 def simulate(
     file: Annotated[Path, typer.Argument(help="Definition file.")],
-    event: Annotated[list[str] | None, typer.Option("--event", "-e",
-                     help="An event to send, in order: NAME or NAME=JSON; after:2d fires a "
-                          "timer.")] = None,  # fmt: skip
-    result: Annotated[list[str] | None, typer.Option("--result", "-r",
-                      help="A task result: STATE=JSON (or TASK=JSON).")] = None,  # fmt: skip
-    fail: Annotated[list[str] | None, typer.Option("--fail",
-                    help="A state (or task) whose task fails.")] = None,  # fmt: skip
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            "-e",
+            help="An event to send, in order: NAME or NAME=JSON; after:2d fires a timer.",
+        ),
+    ] = None,  # fmt: skip
+    result: Annotated[
+        list[str] | None,
+        typer.Option("--result", "-r", help="A task result: STATE=JSON (or TASK=JSON)."),
+    ] = None,  # fmt: skip
+    fail: Annotated[
+        list[str] | None, typer.Option("--fail", help="A state (or task) whose task fails.")
+    ] = None,  # fmt: skip
     data: Annotated[str | None, typer.Option("--data", help="Start data, JSON.")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -192,23 +200,42 @@ def simulate(
 @app.command()
 @reports_errors
 def diagram(
-    source: Annotated[str | None, typer.Argument(metavar="FILE|NAME",
-                      help="Definition file (YAML), or the name of a deployed definition.")
-                      ] = None,  # fmt: skip
-    output: Annotated[Path | None, typer.Option("--output", "-o",
-                      help="Write here, not to stdout; its suffix picks the format.")
-                      ] = None,  # fmt: skip
-    format: Annotated[str | None, typer.Option("--format", "-f",
-                      help="svg, png, pdf, dot or mermaid (default: -o's suffix, else svg).")
-                      ] = None,  # fmt: skip
-    direction: Annotated[str, typer.Option("--direction",
-                         help="LR (left to right) or TB (top to bottom).")] = "LR",  # fmt: skip
-    instance: Annotated[str | None, typer.Option("--instance",
-                        help="Draw this instance (current state and path) over its definition."
-                        )] = None,  # fmt: skip
-    heat: Annotated[bool, typer.Option("--heat",
-                    help="Colour a deployed definition by where its instances are and by how "
-                         "often each transition was taken.")] = False,  # fmt: skip
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="FILE|NAME",
+            help="Definition file (YAML), or the name of a deployed definition.",
+        ),
+    ] = None,  # fmt: skip
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write here, not to stdout; its suffix picks the format."
+        ),
+    ] = None,  # fmt: skip
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="svg, png, pdf, dot or mermaid (default: -o's suffix, else svg)."
+        ),
+    ] = None,  # fmt: skip
+    direction: Annotated[
+        str, typer.Option("--direction", help="LR (left to right) or TB (top to bottom).")
+    ] = "LR",  # fmt: skip
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            "--instance", help="Draw this instance (current state and path) over its definition."
+        ),
+    ] = None,  # fmt: skip
+    heat: Annotated[
+        bool,
+        typer.Option(
+            "--heat",
+            help="Colour a deployed definition by where its instances are and by how "
+            "often each transition was taken.",
+        ),
+    ] = False,  # fmt: skip
     db: DbOption = None,
 ) -> None:
     """Draw a definition (a file or a deployed one), or an instance over its definition."""
