@@ -539,7 +539,12 @@ def _check_size(value: Any, what: str) -> None:
 def _check_schema(definition: Definition, data: dict[str, Any]) -> None:
     if definition.input_schema is None:
         return
-    validator = jsonschema.Draft202012Validator(definition.input_schema)
+    # One validator per definition object (a frozen dataclass: the cache lives beside it, as
+    # the compiled machine does); building one costs more than checking most data.
+    validator = definition.__dict__.get("_input_validator")
+    if validator is None:
+        validator = jsonschema.Draft202012Validator(definition.input_schema)
+        object.__setattr__(definition, "_input_validator", validator)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         problems = [
