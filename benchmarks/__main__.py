@@ -258,6 +258,9 @@ def scale_figures(workdir: Path, postgres: str | None, send_rate: float) -> list
             "events/s",
         )
     )
+    small, large = scale.worker_memory(workdir, 1_000), scale.worker_memory(workdir, 100_000)
+    figures.append(Figure("worker peak memory, 100,000 instances in the database", "MiB", large,
+                          "the same with 1,000", small, "<= 1.2x"))  # fmt: skip
     rate = scale.tasks_by_worker_processes(f"sqlite:///{workdir}/workers.db", workdir)
     figures.append(
         Figure(

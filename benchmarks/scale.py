@@ -171,3 +171,31 @@ def tasks_by_worker_processes(url: str, workdir: Path, instances: int = 600,
         worker.join(60)
     engine.close()
     return instances / elapsed
+
+
+def _worker_memory(url: str, out: str) -> None:
+    """Child process: run every ready task and due timer, then report its peak memory."""
+    import resource
+
+    engine = Engine(url)
+    engine.task("bench.step")(lambda value: None)
+    engine.run_until_idle()
+    engine.close()
+    Path(out).write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def worker_memory(workdir: Path, waiting: int, tasks: int = 200) -> float:
+    """Peak memory (MiB) of a worker process that runs `tasks` three-task instances on an
+    SQLite database that also holds `waiting` instances waiting for events."""
+    url = f"sqlite:///{workdir}/memory-{waiting}.db"
+    engine = Engine(url)
+    engine.deploy(HERE / "definitions" / "toggle.yaml")
+    engine.deploy(HERE / "definitions" / "three_tasks.yaml")
+    engine.start_many("bench_toggle", ({} for _ in range(waiting)))
+    engine.start_many("bench_three_tasks", ({} for _ in range(tasks)))
+    engine.close()
+    out = workdir / f"memory-{waiting}.txt"
+    child = SPAWN.Process(target=_worker_memory, args=(url, str(out)))
+    child.start()
+    child.join(300)
+    return int(out.read_text()) / 1024
