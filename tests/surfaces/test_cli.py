@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from turnout_processes import (
     DEFINITIONS,
+    INSTANCE_KEYS,
     TASK_MODULES,
     run_together,
     run_turnout,
@@ -44,19 +45,6 @@ COMMANDS = (
     "serve",
     "schema",
 )
-INSTANCE_KEYS = {
-    "id",
-    "key",
-    "definition",
-    "version",
-    "state",
-    "active",
-    "status",
-    "context",
-    "created_at",
-    "updated_at",
-    "revision",
-}
 HISTORY_KEYS = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from turnout_processes import INSTANCE_KEYS as CLI_INSTANCE_KEYS
 from turnout_processes import (
     Server,
     definition_text,
@@ -20,20 +21,7 @@ from turnout_processes import (
     wait_until,
 )
 
-INSTANCE_KEYS = {
-    "id",
-    "key",
-    "definition",
-    "version",
-    "state",
-    "active",
-    "status",
-    "context",
-    "created_at",
-    "updated_at",
-    "revision",
-    "allowed",
-}
+INSTANCE_KEYS = CLI_INSTANCE_KEYS | {"allowed"}
 
 
 def start(api: httpx.Client, definition: str, data: Any = None, key: str | None = None) -> Any:

@@ -27,6 +27,9 @@ HERE = Path(__file__).parent
 DEFINITIONS = HERE / "definitions"
 TASK_MODULES = HERE / "task_modules"
 CHROMIUM = Path("/usr/bin/chromium")
+# The keys of an instance in `--json` output (the HTTP API adds `allowed`).
+INSTANCE_KEYS = {"id", "key", "definition", "version", "state", "active", "status", "context",
+                 "created_at", "updated_at", "revision"}  # fmt: skip
 SERVER_START_SECONDS = 60.0
 
 
