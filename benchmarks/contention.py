@@ -7,6 +7,7 @@ the history is counted, so a lost or doubled event shows up as a discrepancy.
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
 import uuid
 from pathlib import Path
@@ -34,13 +35,17 @@ def drop_schema(url: str, schema: str) -> None:
 
 
 def _sender(
-    url: str, locking: str, ids: list[str], count: int, offset: int, ready: Any, go: Any
+    url: str, locking: str, ids: list[str], count: int, seed: int, ready: Any, go: Any
 ) -> None:
+    # Each sender picks its instances at random (seeded, so runs repeat): senders walking one
+    # order in step would queue behind each other's row locks, a convoy no real load makes.
+    pick = random.Random(seed)
+    order = [ids[pick.randrange(len(ids))] for _ in range(count)]
     engine = Engine(url, locking=locking)
     ready.wait()
     go.wait()
-    for n in range(count):
-        engine.send(ids[(n + offset) % len(ids)], "flip")
+    for instance_id in order:
+        engine.send(instance_id, "flip")
     engine.close()
 
 
@@ -58,7 +63,7 @@ def run(
         go = context.Event()
         workers = [
             context.Process(
-                target=_sender, args=(engine_url, locking, ids, events_each, p * 7, ready, go)
+                target=_sender, args=(engine_url, locking, ids, events_each, p, ready, go)
             )
             for p in range(processes)
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import select
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +35,7 @@ from .tables import (
 )
 
 BUSY_TIMEOUT_SECONDS = 60
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 class DatabaseUnavailable(TurnoutError):
@@ -208,9 +209,15 @@ class Transaction:
     and every task, where SQLAlchemy's statement building would cost more than the database.
     """
 
-    def __init__(self, cursor: Any, postgres: bool, optimistic: bool = False) -> None:
+    def __init__(self, cursor: Any, postgres: bool, optimistic: bool = False,
+                 sync: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.cursor = cursor
         self.postgres = postgres
+        self.optimistic = optimistic
+        # On PostgreSQL statements are pipelined: `sync` waits for those sent so far, and is
+        # called where a statement's effect must be known before going on (a row count, an
+        # integrity error). Under row locks, an instance's revision cannot move once read.
+        self._sync = sync or (lambda: None)
         self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
@@ -256,6 +263,8 @@ class Transaction:
                 row.id, row.key, row.definition, row.version, row.state, _dumps(row.active),
                 row.status, _context_json(row.context), _dumps(row.machine), row.revision,
                 row.history_seq, t(row.created_at), t(row.updated_at)))  # fmt: skip
+            if row.key is not None:
+                self._sync()  # a taken key is an error to report now, not at COMMIT
         except Exception as exc:
             if _is_integrity_error(exc):
                 raise DuplicateKey(row.definition, row.key or row.id) from None
@@ -275,6 +284,9 @@ class Transaction:
             *changed, _dumps(new.active), _context_json(new.context), _dumps(new.machine),
             new.revision, new.history_seq, self._time(new.updated_at), new.id,
             previous.revision))  # fmt: skip
+        if self.postgres and not self.optimistic:
+            return  # the row is locked FOR UPDATE since it was read: the revision held
+        self._sync()
         if done.rowcount != 1:
             raise ConcurrentUpdate(f"instance {new.id} changed under this transaction")
 
@@ -377,6 +389,7 @@ class Transaction:
 
     def renew_lease(self, task_id: str, worker: str, until: datetime) -> bool:
         done = self._run("renew_lease", (self._time(until), task_id, worker))
+        self._sync()
         return bool(done.rowcount == 1)
 
     def due_timers(self, now: datetime, limit: int) -> list[TimerRow]:
@@ -385,7 +398,9 @@ class Transaction:
 
     def take_timer(self, timer_id: str) -> bool:
         """Delete a timer about to fire; False when another worker already took it."""
-        return bool(self._run("take_timer", (timer_id,)).rowcount == 1)
+        done = self._run("take_timer", (timer_id,))
+        self._sync()
+        return bool(done.rowcount == 1)
 
     def next_due(self) -> datetime | None:
         """The earliest time a timer or a waiting task becomes due."""
@@ -455,11 +470,13 @@ class Store:
         with self._translated():
             raw = self.engine.raw_connection()
             try:
+                if self.postgres:
+                    yield from self._pipelined(raw.driver_connection)
+                    return
                 cursor = raw.cursor()
-                if self.sqlite:
-                    cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+                cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
                 try:
-                    yield Transaction(cursor, self.postgres, self.optimistic)
+                    yield Transaction(cursor, False)
                 except BaseException:
                     raw.rollback()
                     raise
@@ -470,6 +487,32 @@ class Store:
                 raise
             finally:
                 raw.close()
+
+    def _pipelined(self, conn: Any) -> Iterator[Transaction]:
+        """A PostgreSQL transaction in pipeline mode: statements whose results are not needed
+        at once travel together, so an event costs two round trips (BEGIN with the first
+        read; the writes with COMMIT) rather than one per statement.
+
+        BEGIN and COMMIT are sent as statements, in autocommit mode, because the driver
+        waits for the server after a BEGIN of its own.
+        """
+        conn.autocommit = True
+        try:
+            with conn.pipeline() as pipeline:
+                cursor = conn.cursor()
+                cursor.execute("BEGIN")
+                yield Transaction(cursor, True, self.optimistic, pipeline.sync)
+                cursor.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != _PG_IDLE:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            if not conn.closed:
+                if conn.info.transaction_status == _PG_IDLE:
+                    conn.autocommit = False
+                else:  # not rolled back: the pool's checkout check discards a closed one
+                    conn.close()
 
     def reading(self) -> AbstractContextManager[Transaction]:
         """A read-only transaction (no write lock on SQLite)."""
