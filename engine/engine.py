@@ -381,8 +381,8 @@ class Engine:
         span = self.lease if lease is None else _seconds(lease)
         now = self.clock()
         with self.store.transaction() as tx:
-            rows = tx.claim_tasks(names, holder, now, span, limit)
-        return [self._claimed(r, now, span) for r in rows]
+            claimed = tx.claim_tasks_later(names, holder, now, span, limit)
+        return [self._claimed(r, now, span) for r in claimed()]
 
     def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:
         """Apply a task's result; False when it was stale (the lease was lost) or failed."""
@@ -395,17 +395,19 @@ class Engine:
         holder = worker or self.worker_id
         now = self.clock()
 
-        def operation(tx: Transaction) -> tuple[bool, Applied | None, list[TaskRow]]:
+        def operation(
+            tx: Transaction,
+        ) -> tuple[bool, Applied | None, Callable[[], list[TaskRow]]]:
             ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now)
             if not ok or applied is None or not names:
-                return ok, applied, []
+                return ok, applied, list
             following = runtime.claim_next(tx, applied.instance.id, names, holder, now,
                                            self.lease)  # fmt: skip
             return ok, applied, following
 
-        ok, applied, rows = self._apply(operation)
+        ok, applied, following = self._apply(operation)
         self._publish(applied)
-        return ok, [self._claimed(r, now, self.lease) for r in rows]
+        return ok, [self._claimed(r, now, self.lease) for r in following()]
 
     def _claimed(self, row: TaskRow, now: datetime, span: timedelta) -> ClaimedTask:
         return ClaimedTask(row.id, row.name, row.input, row.attempt, row.max_attempts,

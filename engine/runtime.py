@@ -66,11 +66,13 @@ def persist(
     definition: Definition | None = None,
     *,
     insert: bool = False,
+    finished: tuple[str, int] | None = None,
 ) -> Applied:
     """Write `step` over `row` inside `tx`: instance, history, work dropped and created.
 
     With `definition`, only the states that can have tasks or timers have work to drop;
-    with `insert`, `row` is a new instance, written once as it is after the step.
+    `finished` is the state entry whose one task this step answers (nothing else of it
+    to drop); with `insert`, `row` is a new instance, written once as it is after the step.
     """
     new = replace(
         row,
@@ -104,21 +106,21 @@ def persist(
     else:
         tx.update_instance(new, row)
     tx.append_history(entries)
-    cancelled = step.cancelled
-    if cancelled and definition is not None:
-        cancelled = [pair for pair in cancelled if _has_work(definition, pair[0])]
-    if cancelled:
-        tx.drop_work(row.id, cancelled)
+    if step.cancelled:
+        if definition is None:
+            tx.drop_work(row.id, step.cancelled, step.cancelled)
+        else:
+            states = [(pair, definition.state(pair[0])) for pair in step.cancelled]
+            tx.drop_work(
+                row.id,
+                [p for p, state in states if state.foreach or (state.task and p != finished)],
+                [p for p, state in states if state.after],
+            )
     if step.tasks:
         tx.insert_tasks(row.id, step.tasks, now)
     if step.timers:
         tx.insert_timers(row.id, step.timers)
     return Applied(snapshot(new), entries)
-
-
-def _has_work(definition: Definition, path: str) -> bool:
-    state = definition.state(path)
-    return bool(state.task or state.foreach or state.after)
 
 
 def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:
@@ -161,9 +163,12 @@ def complete_task(
         error = _timeout_error(task)
     if error is not None:
         return False, failed_attempt(tx, compiled, row, task, error, now)
-    step = compiled(row).task_done(row.machine, row.context, row.status, task.ref, result, now)
-    try:
-        applied = persist(tx, row, step, now)  # the instance row is written first
+    machine = compiled(row)
+    step = machine.task_done(row.machine, row.context, row.status, task.ref, result, now)
+    try:  # the instance row is written first
+        one_task = task.item is None and task.kind == "task"  # not a foreach item
+        entry = (task.state_path, task.activation) if one_task else None
+        applied = persist(tx, row, step, now, machine.definition, finished=entry)
     except ContextTooLarge as exc:
         error = {"type": "ResultError", "message": str(exc)}
         return False, failed_attempt(tx, compiled, row, task, error, now)
@@ -172,11 +177,11 @@ def complete_task(
 
 
 def claim_next(tx: Transaction, instance_id: str, names: Sequence[str], worker: str,
-               now: datetime, lease: timedelta) -> list[TaskRow]:  # fmt: skip
+               now: datetime, lease: timedelta) -> Callable[[], list[TaskRow]]:  # fmt: skip
     """The next ready task of the instance, claimed in the transaction that made it, so a
     worker goes on with an instance without another claim (at most one: the instance's
-    other tasks stay for other workers)."""
-    return tx.claim_tasks(names, worker, now, lease, 1, instance_id=instance_id)
+    other tasks stay for other workers). Call the result once the transaction has ended."""
+    return tx.claim_tasks_later(names, worker, now, lease, 1, instance_id=instance_id)
 
 
 def fail_task(
@@ -290,13 +295,11 @@ def fire_timer(
 
 
 def _lock_task(tx: Transaction, task_id: str) -> tuple[TaskRow, InstanceRow]:
-    # The instance is locked before the task, the order every writer follows.
-    found = tx.get_task(task_id)
-    if found is None:
+    task, row = tx.lock_task(task_id)
+    if task is None:
         raise TaskNotFound(task_id)
-    row = load_locked(tx, found.instance_id)
-    task = tx.get_task(task_id, lock=True)
-    assert task is not None
+    if row is None:
+        raise InstanceNotFound(task.instance_id)
     return task, row
 
 

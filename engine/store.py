@@ -160,6 +160,8 @@ SQL = {
                                     "active = ?j, context = ?j, machine = ?j, revision = ?, "
                                     "history_seq = ?, updated_at = ? "
                                     "WHERE id = ? AND revision = ?",
+    "lock_instance_of_task": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = "
+                             "(SELECT instance_id FROM turnout_tasks WHERE id = ?)",
     "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
     "append_history": "INSERT INTO turnout_history (instance_id, seq, at, kind, event, "
                       "from_state, to_state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?j)",
@@ -173,7 +175,7 @@ SQL = {
                   "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
     "drop_timers": "DELETE FROM turnout_timers WHERE instance_id = ? AND state_path = ? "
                    "AND activation = ?",
-    "get_task": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE id = ?",
+    "lock_task": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE id = ?",
     "renew_lease": "UPDATE turnout_tasks SET lease_until = ? WHERE id = ? AND worker = ? "
                    "AND status = 'claimed'",
     "lapsed_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
@@ -198,8 +200,10 @@ def _driver_sql(sql: str, postgres: bool) -> str:
 
 SQLITE_SQL = {name: _driver_sql(sql, False) for name, sql in SQL.items()}
 POSTGRES_SQL = {name: _driver_sql(sql, True) for name, sql in SQL.items()}
+POSTGRES_SQL["lock_task"] += " FOR UPDATE"  # tasks are locked under either kind of locking
 OPTIMISTIC_SQL = dict(POSTGRES_SQL)  # no row lock: the revision check of the update decides
 POSTGRES_SQL["lock_instance"] += " FOR UPDATE"
+POSTGRES_SQL["lock_instance_of_task"] += " FOR UPDATE"
 
 
 class Transaction:
@@ -248,7 +252,19 @@ class Transaction:
 
     # instances
     def lock_instance(self, instance_id: str) -> InstanceRow | None:
-        row = self._run("lock_instance", (instance_id,)).fetchone()
+        return self._instance(self._run("lock_instance", (instance_id,)).fetchone())
+
+    def lock_task(self, task_id: str) -> tuple[TaskRow | None, InstanceRow | None]:
+        """A task and its instance, both locked: the instance first, the order every writer
+        follows. On PostgreSQL both statements travel in one round trip."""
+        self._run("lock_instance_of_task", (task_id,))
+        task_cursor = self.cursor.connection.cursor()
+        task_cursor.execute(self.sql["lock_task"], (task_id,))
+        instance = self._instance(self.cursor.fetchone())
+        task = task_cursor.fetchone()
+        return (None if task is None else self._task(task)), instance
+
+    def _instance(self, row: Any) -> InstanceRow | None:
         if row is None:
             return None
         rj, rt = self._read_json, self._read_time
@@ -295,11 +311,10 @@ class Transaction:
         return None if row is None else str(row[0])
 
     def append_history(self, entries: Sequence[HistoryEntry]) -> None:
-        if entries:
-            t = self._time
-            self.cursor.executemany(self.sql["append_history"], [
-                (e.instance_id, e.seq, t(e.at), e.kind, e.event, e.from_state, e.to_state,
-                 _dumps(e.data)) for e in entries])  # fmt: skip
+        t = self._time
+        self._run_each("append_history", [
+            (e.instance_id, e.seq, t(e.at), e.kind, e.event, e.from_state, e.to_state,
+             _dumps(e.data)) for e in entries])  # fmt: skip
 
     def seen_idempotency(self, instance_id: str, key: str) -> bool:
         return self._run("seen_idempotency", (instance_id, key)).fetchone() is not None
@@ -315,21 +330,26 @@ class Transaction:
             _dumps(o.input), 0, max(1, o.retry.attempts), _dumps(o.retry.to_json()),
             None if o.timeout is None else round(o.timeout.total_seconds() * 1000),
             "ready", None, at, None, None, at) for o in orders]  # fmt: skip
-        if rows:
-            self.cursor.executemany(self.sql["insert_task"], rows)
+        self._run_each("insert_task", rows)
 
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
         rows = [(_new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
                 for o in orders]  # fmt: skip
-        if rows:
-            self.cursor.executemany(self.sql["insert_timer"], rows)
+        self._run_each("insert_timer", rows)
 
-    def drop_work(self, instance_id: str, pairs: Iterable[tuple[str, int]]) -> None:
-        """Drop the unfinished tasks and the timers of the state entries `pairs`."""
-        keys = [(instance_id, path, activation) for path, activation in pairs]
-        if keys:
-            self.cursor.executemany(self.sql["drop_tasks"], keys)
-            self.cursor.executemany(self.sql["drop_timers"], keys)
+    def drop_work(self, instance_id: str, tasks_of: Iterable[tuple[str, int]],
+                  timers_of: Iterable[tuple[str, int]]) -> None:  # fmt: skip
+        """Drop the unfinished tasks of the state entries `tasks_of` and the timers of
+        `timers_of` (each a state path and its activation)."""
+        for name, pairs in (("drop_tasks", tasks_of), ("drop_timers", timers_of)):
+            self._run_each(name, [(instance_id, path, activation) for path, activation in pairs])
+
+    def _run_each(self, name: str, rows: Sequence[Sequence[Any]]) -> None:
+        """A statement for each of `rows`; a single row as a plain execute, the cheaper."""
+        if len(rows) == 1:
+            self.cursor.execute(self.sql[name], rows[0])
+        elif rows:
+            self.cursor.executemany(self.sql[name], rows)
 
     def claim_tasks(self, names: Sequence[str] | None, worker: str, now: datetime,
                     lease: timedelta, limit: int, instance_id: str | None = None
@@ -339,6 +359,13 @@ class Transaction:
 
         PostgreSQL skips rows another claimer holds; SQLite has one writer at a time.
         """
+        return self.claim_tasks_later(names, worker, now, lease, limit, instance_id)()
+
+    def claim_tasks_later(self, names: Sequence[str] | None, worker: str, now: datetime,
+                          lease: timedelta, limit: int, instance_id: str | None = None
+                          ) -> Callable[[], list[TaskRow]]:  # fmt: skip
+        """`claim_tasks`, whose rows are read by calling the function it returns, after the
+        transaction has ended: on PostgreSQL the claim then travels with the COMMIT."""
         p = "%s" if self.postgres else "?"
         params: list[Any] = [worker, self._time(now), self._time(now + lease), self._time(now)]
         where = f"status = 'ready' AND ready_at <= {p}"
@@ -347,7 +374,7 @@ class Transaction:
             params.append(instance_id)
         if names is not None:
             if not names:
-                return []
+                return list
             where += f" AND name IN ({', '.join([p] * len(names))})"
             params.extend(names)
         params.append(limit)
@@ -356,9 +383,17 @@ class Transaction:
                f"lease_until = {p}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
                f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {p}{lock}) "
                f"RETURNING {_TASK_FIELDS}")  # fmt: skip
-        self.cursor.execute(sql, params)
-        claimed = [self._task(r) for r in self.cursor.fetchall()]
-        return sorted(claimed, key=lambda t: (t.ready_at, t.id))
+        cursor = self.cursor.connection.cursor()  # its own: later statements leave it alone
+        cursor.execute(sql, params)
+
+        def claimed() -> list[TaskRow]:
+            rows = [self._task(r) for r in cursor.fetchall()]
+            return sorted(rows, key=lambda t: (t.ready_at, t.id))
+
+        if self.postgres:
+            return claimed
+        rows = claimed()  # SQLite steps a statement as it is read: read it in the transaction
+        return lambda: rows
 
     def lapsed_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks whose lease has run out (the holder died or hung)."""
@@ -370,12 +405,6 @@ class Transaction:
         rows = [self._task(r) for r in self._run("timed_out_tasks", (limit,)).fetchall()]
         return [t for t in rows if t.claimed_at is not None and t.timeout is not None
                 and t.claimed_at + t.timeout < now]  # fmt: skip
-
-    def get_task(self, task_id: str, lock: bool = False) -> TaskRow | None:
-        sql = self.sql["get_task"] + (" FOR UPDATE" if lock and self.postgres else "")
-        self.cursor.execute(sql, (task_id,))
-        row = self.cursor.fetchone()
-        return None if row is None else self._task(row)
 
     def update_task(self, task_id: str, **values: Any) -> None:
         unknown = set(values) - _TASK_UPDATABLE
