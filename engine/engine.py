@@ -54,6 +54,13 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
+class _NotLoaded(Exception):
+    """A transaction needs a definition version not loaded yet (load it, then retry)."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+
 class Engine:
     """A durable workflow engine over one database.
 
@@ -190,11 +197,35 @@ class Engine:
         `key` is an optional business key, unique per definition name (DuplicateKey).
         The data is checked against the definition's `input` schema (InvalidInput).
         """
-        found_version, spec = self._definition(definition, version)
-        row, step = self._prepare_start(spec, found_version, data, key)
-        applied = self._apply(lambda tx: persist(tx, row, step, row.created_at, insert=True))
+        if version is not None:
+            found_version, spec = self._definition(definition, version)
+            row, step = self._prepare_start(spec, found_version, data, key)
+            applied = self._apply(lambda tx: persist(tx, row, step, row.created_at, insert=True))
+        else:
+            applied = self._start_latest(definition, data, key)
         self._publish(applied)
         return applied.instance
+
+    def _start_latest(self, definition: str, data: dict[str, Any] | None,
+                      key: str | None) -> Applied:  # fmt: skip
+        """Start on the latest version, looked up in the transaction that writes the instance
+        (one transaction, not two, when that version is loaded already)."""
+
+        def operation(tx: Transaction) -> Applied:
+            latest = tx.latest_version(definition)
+            if latest is None:
+                raise DefinitionNotFound(definition, None)
+            spec = self._definitions.get((definition, latest))
+            if spec is None:
+                raise _NotLoaded(latest)
+            row, step = self._prepare_start(spec, latest, data, key)
+            return persist(tx, row, step, row.created_at, insert=True)
+
+        try:
+            return self._apply(operation)
+        except _NotLoaded as missing:
+            self._definition(definition, missing.version)
+            return self._apply(operation)
 
     def start_many(
         self,

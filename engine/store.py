@@ -162,6 +162,7 @@ SQL = {
                                     "WHERE id = ? AND revision = ?",
     "lock_instance_of_task": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = "
                              "(SELECT instance_id FROM turnout_tasks WHERE id = ?)",
+    "latest_version": "SELECT MAX(version) FROM turnout_definitions WHERE name = ?",
     "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
     "append_history": "INSERT INTO turnout_history (instance_id, seq, at, kind, event, "
                       "from_state, to_state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?j)",
@@ -305,6 +306,11 @@ class Transaction:
         self._sync()
         if done.rowcount != 1:
             raise ConcurrentUpdate(f"instance {new.id} changed under this transaction")
+
+    def latest_version(self, definition: str) -> int | None:
+        """The latest deployed version of `definition`, None when there is none."""
+        found = self._run("latest_version", (definition,)).fetchone()[0]
+        return None if found is None else int(found)
 
     def find_by_key(self, definition: str, key: str) -> str | None:
         row = self._run("find_by_key", (definition, key)).fetchone()

@@ -91,6 +91,24 @@ def test_new_instances_use_the_latest_version_and_running_ones_keep_theirs(engin
     assert engine.get(old.id).version == 1
 
 
+def test_a_version_deployed_by_another_engine_is_the_one_new_instances_use(
+    engine: Engine, second_engine: Engine
+) -> None:
+    engine.deploy(DEFINITIONS / "versioned_v1.yaml")
+    assert engine.start("versioned", {}).version == 1  # version 1 is now loaded here
+    second_engine.deploy(DEFINITIONS / "versioned_v2.yaml")
+    started = engine.start("versioned", {})
+    assert started.version == 2
+    engine.send(started.id, "next")
+    assert engine.send(started.id, "next").state == "done_v2"
+
+
+def test_starting_an_undeployed_definition_changes_nothing(engine: Engine) -> None:
+    with pytest.raises(TurnoutError, match="nowhere"):
+        engine.start("nowhere", {})
+    assert engine.instances() == []
+
+
 def test_a_second_engine_sees_and_continues_an_instance_of_the_first(
     engine: Engine, second_engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
