@@ -77,8 +77,14 @@ def engine_and_baseline(engine_url: str, baseline_url: str, raw_url: str, label:
 
         return run
 
+    def starts() -> int:
+        for n in range(count):
+            engine.start("bench_toggle", {"n": n})
+        return count
+
     try:
         engine_rate = median_rate(events(lambda n: engine.send(ids[n], "flip")))
+        start_rate = median_rate(starts)
         baseline_rate = median_rate(events(baseline.send))
         raw_rate = median_rate(events(raw.send))
     finally:
@@ -91,6 +97,8 @@ def engine_and_baseline(engine_url: str, baseline_url: str, raw_url: str, label:
                ">= 3x"),
         Figure(name, "events/s", engine_rate, "the same SQL on the bare driver (ceiling)",
                raw_rate, ">= 0.25x"),
+        Figure(f"Engine.start, one instance per call ({label})", "starts/s", start_rate,
+               "Engine.send on the same database", engine_rate, ">= 1x", "events/s"),
     ]  # fmt: skip
 
 
@@ -166,8 +174,8 @@ def contention_on_postgres(url: str) -> list[Figure]:
         rates["single"].append(rate)
         discrepancies += wrong
     row, optimistic, single = (statistics.median(rates[k]) for k in ("row", "optimistic", "single"))
-    spread = statistics.median(run(url, 4, 250, 1000, "row")[0] for _ in range(3))
-    alone = statistics.median(run(url, 1, 500, 1000, "row")[0] for _ in range(3))
+    spread = statistics.median(run(url, 4, 750, 1000, "row")[0] for _ in range(3))
+    alone = statistics.median(run(url, 1, 1500, 1000, "row")[0] for _ in range(3))
     return [
         Figure(
             "4 senders vs 1, 1,000 instances (PostgreSQL)",
@@ -249,7 +257,7 @@ def scale_figures(workdir: Path, postgres: str | None, send_rate: float) -> list
     )
     figures.append(
         Figure(
-            "start, instances/s (SQLite, in bulk)",
+            "start_many, instances/s (SQLite, 500 per transaction)",
             "starts/s",
             100_000 / bulk,
             "Engine.send on SQLite",
