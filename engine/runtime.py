@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,17 +74,10 @@ def persist(
     `finished` is the state entry whose one task this step answers (nothing else of it
     to drop); with `insert`, `row` is a new instance, written once as it is after the step.
     """
-    new = replace(
-        row,
-        state=step.state or row.state,
-        active=step.active,
-        status=step.status,
-        context=step.context,
-        machine=step.machine,
-        revision=row.revision + 1,
-        history_seq=row.history_seq + len(step.history),
-        updated_at=now,
-    )
+    new = InstanceRow(  # built directly: dataclasses.replace costs more, on every event
+        row.id, row.key, row.definition, row.version, step.state or row.state, step.active,
+        step.status, step.context, step.machine, row.revision + 1,
+        row.history_seq + len(step.history), row.created_at, now)  # fmt: skip
     entries = [
         HistoryEntry(
             row.history_seq + i,

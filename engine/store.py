@@ -732,8 +732,8 @@ def _context_json(context: dict[str, Any]) -> str:
     return text
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# One encoder for every write: json.dumps would build a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _is_integrity_error(exc: Exception) -> bool:
