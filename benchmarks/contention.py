@@ -75,7 +75,7 @@ def run(
         go.set()
         # From the first sender's first event to the last one's last: process start-up and
         # shutdown are not part of it.
-        times = [spans.get(timeout=600) for _ in workers]
+        times = [spans.get(timeout=120) for _ in workers]  # a sender that died: fail, not hang
         for worker in workers:
             worker.join()
         elapsed = max(end for _, end in times) - min(began for began, _ in times)

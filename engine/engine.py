@@ -197,35 +197,30 @@ class Engine:
         `key` is an optional business key, unique per definition name (DuplicateKey).
         The data is checked against the definition's `input` schema (InvalidInput).
         """
-        if version is not None:
-            found_version, spec = self._definition(definition, version)
-            row, step = self._prepare_start(spec, found_version, data, key)
-            applied = self._apply(lambda tx: persist(tx, row, step, row.created_at, insert=True))
-        else:
-            applied = self._start_latest(definition, data, key)
+        applied = self._start(definition, version, data, key)
         self._publish(applied)
         return applied.instance
 
-    def _start_latest(self, definition: str, data: dict[str, Any] | None,
-                      key: str | None) -> Applied:  # fmt: skip
-        """Start on the latest version, looked up in the transaction that writes the instance
-        (one transaction, not two, when that version is loaded already)."""
+    def _start(self, definition: str, version: int | None, data: dict[str, Any] | None,
+               key: str | None) -> Applied:  # fmt: skip
+        """The start itself, in one transaction that also finds the version (the latest
+        unless `version`); a version not loaded yet is loaded and the transaction retried."""
 
         def operation(tx: Transaction) -> Applied:
-            latest = tx.latest_version(definition)
-            if latest is None:
+            found = version if version is not None else tx.latest_version(definition)
+            if found is None:
                 raise DefinitionNotFound(definition, None)
-            spec = self._definitions.get((definition, latest))
+            spec = self._definitions.get((definition, found))
             if spec is None:
-                raise _NotLoaded(latest)
-            row, step = self._prepare_start(spec, latest, data, key)
+                raise _NotLoaded(found)
+            row, step = self._prepare_start(spec, found, data, key)
             return persist(tx, row, step, row.created_at, insert=True)
 
-        try:
-            return self._apply(operation)
-        except _NotLoaded as missing:
-            self._definition(definition, missing.version)
-            return self._apply(operation)
+        while True:  # a round loads the version it lacked; only a deploy meanwhile adds one
+            try:
+                return self._apply(operation)
+            except _NotLoaded as missing:
+                self._definition(definition, missing.version)
 
     def start_many(
         self,
@@ -412,7 +407,7 @@ class Engine:
         span = self.lease if lease is None else _seconds(lease)
         now = self.clock()
         with self.store.transaction() as tx:
-            claimed = tx.claim_tasks_later(names, holder, now, span, limit)
+            claimed = tx.claim_tasks(names, holder, now, span, limit)
         return [self._claimed(r, now, span) for r in claimed()]
 
     def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:

@@ -174,7 +174,7 @@ def claim_next(tx: Transaction, instance_id: str, names: Sequence[str], worker: 
     """The next ready task of the instance, claimed in the transaction that made it, so a
     worker goes on with an instance without another claim (at most one: the instance's
     other tasks stay for other workers). Call the result once the transaction has ended."""
-    return tx.claim_tasks_later(names, worker, now, lease, 1, instance_id=instance_id)
+    return tx.claim_tasks(names, worker, now, lease, 1, instance_id=instance_id)
 
 
 def fail_task(

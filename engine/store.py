@@ -359,19 +359,13 @@ class Transaction:
 
     def claim_tasks(self, names: Sequence[str] | None, worker: str, now: datetime,
                     lease: timedelta, limit: int, instance_id: str | None = None
-                    ) -> list[TaskRow]:  # fmt: skip
+                    ) -> Callable[[], list[TaskRow]]:  # fmt: skip
         """Take up to `limit` ready tasks (of `names`, or any; of one instance, or any) for
-        `worker` until now + lease.
+        `worker` until now + lease; call the function returned, once the transaction has
+        ended, for them (on PostgreSQL the claim then travels with the COMMIT).
 
         PostgreSQL skips rows another claimer holds; SQLite has one writer at a time.
         """
-        return self.claim_tasks_later(names, worker, now, lease, limit, instance_id)()
-
-    def claim_tasks_later(self, names: Sequence[str] | None, worker: str, now: datetime,
-                          lease: timedelta, limit: int, instance_id: str | None = None
-                          ) -> Callable[[], list[TaskRow]]:  # fmt: skip
-        """`claim_tasks`, whose rows are read by calling the function it returns, after the
-        transaction has ended: on PostgreSQL the claim then travels with the COMMIT."""
         p = "%s" if self.postgres else "?"
         params: list[Any] = [worker, self._time(now), self._time(now + lease), self._time(now)]
         where = f"status = 'ready' AND ready_at <= {p}"

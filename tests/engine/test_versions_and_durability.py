@@ -103,6 +103,19 @@ def test_a_version_deployed_by_another_engine_is_the_one_new_instances_use(
     assert engine.send(started.id, "next").state == "done_v2"
 
 
+def test_start_on_a_named_version(engine: Engine, second_engine: Engine) -> None:
+    engine.deploy(DEFINITIONS / "versioned_v1.yaml")
+    engine.deploy(DEFINITIONS / "versioned_v2.yaml")
+    # The second engine has loaded neither version: it loads the one named.
+    started = second_engine.start("versioned", {}, version=1)
+    assert started.version == 1
+    second_engine.send(started.id, "next")
+    assert second_engine.send(started.id, "next").state == "done_v1"
+    with pytest.raises(TurnoutError, match="versioned"):
+        second_engine.start("versioned", {}, version=9)
+    assert len(engine.instances()) == 1
+
+
 def test_starting_an_undeployed_definition_changes_nothing(engine: Engine) -> None:
     with pytest.raises(TurnoutError, match="nowhere"):
         engine.start("nowhere", {})
