@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from databases import in_ci
+from stopping import stop_when_file_exists
 
 from engine import DatabaseUnavailable, Engine
 
@@ -37,16 +38,8 @@ def pipeline_worker(url: str, stop_file: str) -> None:
     engine = Engine(url, lease=2)
     engine.task("pipeline.fetch")(lambda data: {"fetched": data["n"]})
     engine.task("pipeline.store")(lambda data: {"stored": data["n"]})
-    stop = threading.Event()
-
-    def follow() -> None:
-        while not Path(stop_file).exists():
-            time.sleep(0.05)
-        stop.set()
-
-    threading.Thread(target=follow, daemon=True).start()
     try:
-        engine.work(concurrency=2, stop=stop, poll_interval=0.05)
+        engine.work(concurrency=2, stop=stop_when_file_exists(stop_file), poll_interval=0.05)
     finally:
         engine.close()
 

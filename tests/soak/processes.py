@@ -7,7 +7,6 @@ predict every instance from the events its history says were accepted.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,23 +101,13 @@ def sender(url: str, seed: int, stop: Any) -> None:
 
 
 def worker(url: str, stop_file: str) -> None:
-    """Run soak tasks until `stop_file` exists.
+    """Run soak tasks until `stop_file` exists."""
+    from stopping import stop_when_file_exists
 
-    A file, not a shared event: a worker killed by SIGKILL while waiting on a shared event
-    would leave its lock held and freeze every other process that touches the event.
-    """
     engine = _engine(url)
     engine.task("soak.check")(check)
     engine.task("soak.process")(process)
-    stop_work = threading.Event()
-
-    def follow() -> None:
-        while not Path(stop_file).exists():
-            time.sleep(0.05)
-        stop_work.set()
-
-    threading.Thread(target=follow, daemon=True).start()
     try:
-        engine.work(concurrency=4, stop=stop_work, poll_interval=0.02)
+        engine.work(concurrency=4, stop=stop_when_file_exists(stop_file), poll_interval=0.02)
     finally:
         engine.close()
