@@ -22,6 +22,7 @@ import jsonschema
 
 import statemachines
 from statemachines import CompiledMachine, Definition, Step, compile_definition
+from statemachines.compile import FINISHED
 from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
@@ -34,7 +35,7 @@ from statemachines.errors import (
 from . import runtime
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance
 from .runtime import Applied, load_locked, persist, snapshot
-from .store import ConcurrentUpdate, InstanceRow, Store, TaskRow, Transaction
+from .store import Claim, ConcurrentUpdate, InstanceRow, Store, TaskRow, Transaction
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -421,12 +422,20 @@ class Engine:
         holder = worker or self.worker_id
         now = self.clock()
 
+        # A new task this worker has a handler for is written claimed, with no claim of its
+        # own; failing that, a ready task of the instance is claimed, unless it has finished.
+        claim = Claim(frozenset(names), holder, now + self.lease) if names else None
+
         def operation(
             tx: Transaction,
         ) -> tuple[bool, Applied | None, Callable[[], list[TaskRow]]]:
-            ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now)
+            ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now,
+                                                claim)  # fmt: skip
             if not ok or applied is None or not names:
                 return ok, applied, list
+            taken = applied.claimed
+            if taken or applied.instance.status in FINISHED:
+                return ok, applied, lambda: taken
             following = runtime.claim_next(tx, applied.instance.id, names, holder, now,
                                            self.lease)  # fmt: skip
             return ok, applied, following

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from statemachines import CompiledMachine, Definition, Entry, Step
 from statemachines.errors import InstanceNotFound, TurnoutError
 
 from .records import HistoryEntry, Instance
-from .store import ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
+from .store import Claim, ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
@@ -39,6 +39,7 @@ class Applied:
 
     instance: Instance
     entries: list[HistoryEntry]
+    claimed: list[TaskRow] = field(default_factory=list)  # new tasks written claimed
 
 
 def snapshot(row: InstanceRow) -> Instance:
@@ -67,12 +68,14 @@ def persist(
     *,
     insert: bool = False,
     finished: tuple[str, int] | None = None,
+    claim: Claim | None = None,
 ) -> Applied:
     """Write `step` over `row` inside `tx`: instance, history, work dropped and created.
 
     With `definition`, only the states that can have tasks or timers have work to drop;
     `finished` is the state entry whose one task this step answers (nothing else of it
-    to drop); with `insert`, `row` is a new instance, written once as it is after the step.
+    to drop); `claim` takes one of the new tasks for the worker going on with the instance;
+    with `insert`, `row` is a new instance, written once as it is after the step.
     """
     new = InstanceRow(  # built directly: dataclasses.replace costs more, on every event
         row.id, row.key, row.definition, row.version, step.state or row.state, step.active,
@@ -109,11 +112,10 @@ def persist(
                 [p for p, state in states if state.foreach or (state.task and p != finished)],
                 [p for p, state in states if state.after],
             )
-    if step.tasks:
-        tx.insert_tasks(row.id, step.tasks, now)
+    claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:
         tx.insert_timers(row.id, step.timers)
-    return Applied(snapshot(new), entries)
+    return Applied(snapshot(new), entries, claimed)
 
 
 def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:
@@ -145,9 +147,16 @@ def check_result(result: Any) -> dict[str, Any] | None:
 
 
 def complete_task(
-    tx: Transaction, compiled: Compiled, task_id: str, worker: str, result: Any, now: datetime
+    tx: Transaction,
+    compiled: Compiled,
+    task_id: str,
+    worker: str,
+    result: Any,
+    now: datetime,
+    claim: Claim | None = None,
 ) -> tuple[bool, Applied | None]:
-    """Apply a task's result; (False, ...) when it was stale or came too late."""
+    """Apply a task's result; (False, ...) when it was stale or came too late. With `claim`,
+    a new task the result leads to may be written claimed (`Applied.claimed`)."""
     task, row = _lock_task(tx, task_id)
     if not _holds(tx, task, worker, now):
         return False, _stale(tx, row, task, worker, "done", {"result": result}, now)
@@ -161,7 +170,7 @@ def complete_task(
     try:  # the instance row is written first
         one_task = task.item is None and task.kind == "task"  # not a foreach item
         entry = (task.state_path, task.activation) if one_task else None
-        applied = persist(tx, row, step, now, machine.definition, finished=entry)
+        applied = persist(tx, row, step, now, machine.definition, finished=entry, claim=claim)
     except ContextTooLarge as exc:
         error = {"type": "ResultError", "message": str(exc)}
         return False, failed_attempt(tx, compiled, row, task, error, now)

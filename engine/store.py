@@ -105,6 +105,16 @@ class TaskRow:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A worker going on with an instance: the first new task it has a handler for (named in
+    `names`) is written already claimed by `worker` until `lease_until`, not as ready."""
+
+    names: frozenset[str]
+    worker: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
 class TimerRow:
     id: str
     instance_id: str
@@ -329,14 +339,32 @@ class Transaction:
         self._run("remember_idempotency", (instance_id, key, self._time(now)))
 
     # tasks and timers
-    def insert_tasks(self, instance_id: str, orders: Iterable[TaskOrder], now: datetime) -> None:
+    def insert_tasks(self, instance_id: str, orders: Iterable[TaskOrder], now: datetime,
+                     claim: Claim | None = None) -> list[TaskRow]:  # fmt: skip
+        """Write new ready tasks; with `claim`, the first one it names is written claimed
+        instead (attempt 1), and returned: a claim with no statement of its own."""
         at = self._time(now)
-        rows = [(
-            _new_id(), instance_id, o.state_path, o.activation, o.item, o.name, o.kind,
-            _dumps(o.input), 0, max(1, o.retry.attempts), _dumps(o.retry.to_json()),
-            None if o.timeout is None else round(o.timeout.total_seconds() * 1000),
-            "ready", None, at, None, None, at) for o in orders]  # fmt: skip
+        rows: list[tuple[Any, ...]] = []
+        claimed: list[TaskRow] = []
+        for o in orders:
+            state: tuple[Any, ...]
+            task_id, data, retry = _new_id(), _dumps(o.input), o.retry.to_json()
+            timeout_ms = None if o.timeout is None else round(o.timeout.total_seconds() * 1000)
+            attempts = max(1, o.retry.attempts)
+            if claim is not None and not claimed and o.name in claim.names:
+                # The input as a claim would read it back: decoded from what is stored.
+                claimed.append(TaskRow(task_id, instance_id, o.state_path, o.activation, o.item,
+                                       o.name, o.kind, json.loads(data), 1, attempts, retry,
+                                       timeout_ms, "claimed", claim.worker, now, now,
+                                       claim.lease_until))  # fmt: skip
+                state = (1, "claimed", claim.worker, at, at, self._time(claim.lease_until))
+            else:
+                state = (0, "ready", None, at, None, None)
+            rows.append((task_id, instance_id, o.state_path, o.activation, o.item, o.name,
+                         o.kind, data, state[0], attempts, _dumps(retry), timeout_ms,
+                         *state[1:], at))  # fmt: skip
         self._run_each("insert_task", rows)
+        return claimed
 
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
         rows = [(_new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
