@@ -239,6 +239,15 @@ class Transaction:
         self.cursor.execute(self.sql[name], params)
         return self.cursor
 
+    def _read(self, name: str, params: Sequence[Any]) -> Any:
+        """Run a statement whose rows are read. On PostgreSQL it gets a cursor of its own: a
+        pipelined cursor takes every result sent for it, and an earlier statement's result
+        the server sends early (as it does when it shuts down) must not stand in for rows.
+        """
+        cursor = self.cursor.connection.cursor() if self.postgres else self.cursor
+        cursor.execute(self.sql[name], params)
+        return cursor
+
     def _time(self, value: datetime | None) -> Any:
         if value is None:
             return None
@@ -263,15 +272,15 @@ class Transaction:
 
     # instances
     def lock_instance(self, instance_id: str) -> InstanceRow | None:
-        return self._instance(self._run("lock_instance", (instance_id,)).fetchone())
+        return self._instance(self._read("lock_instance", (instance_id,)).fetchone())
 
     def lock_task(self, task_id: str) -> tuple[TaskRow | None, InstanceRow | None]:
         """A task and its instance, both locked: the instance first, the order every writer
         follows. On PostgreSQL both statements travel in one round trip."""
-        self._run("lock_instance_of_task", (task_id,))
-        task_cursor = self.cursor.connection.cursor()
+        instance_cursor = self._read("lock_instance_of_task", (task_id,))
+        task_cursor = self.cursor.connection.cursor()  # its own on SQLite too
         task_cursor.execute(self.sql["lock_task"], (task_id,))
-        instance = self._instance(self.cursor.fetchone())
+        instance = self._instance(instance_cursor.fetchone())
         task = task_cursor.fetchone()
         return (None if task is None else self._task(task)), instance
 
@@ -319,11 +328,11 @@ class Transaction:
 
     def latest_version(self, definition: str) -> int | None:
         """The latest deployed version of `definition`, None when there is none."""
-        found = self._run("latest_version", (definition,)).fetchone()[0]
+        found = self._read("latest_version", (definition,)).fetchone()[0]
         return None if found is None else int(found)
 
     def find_by_key(self, definition: str, key: str) -> str | None:
-        row = self._run("find_by_key", (definition, key)).fetchone()
+        row = self._read("find_by_key", (definition, key)).fetchone()
         return None if row is None else str(row[0])
 
     def append_history(self, entries: Sequence[HistoryEntry]) -> None:
@@ -333,7 +342,7 @@ class Transaction:
              _dumps(e.data)) for e in entries])  # fmt: skip
 
     def seen_idempotency(self, instance_id: str, key: str) -> bool:
-        return self._run("seen_idempotency", (instance_id, key)).fetchone() is not None
+        return self._read("seen_idempotency", (instance_id, key)).fetchone() is not None
 
     def remember_idempotency(self, instance_id: str, key: str, now: datetime) -> None:
         self._run("remember_idempotency", (instance_id, key, self._time(now)))
@@ -425,12 +434,12 @@ class Transaction:
 
     def lapsed_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks whose lease has run out (the holder died or hung)."""
-        rows = self._run("lapsed_tasks", (self._time(now), limit)).fetchall()
+        rows = self._read("lapsed_tasks", (self._time(now), limit)).fetchall()
         return [self._task(r) for r in rows]
 
     def timed_out_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks with a timeout whose current attempt has run past it."""
-        rows = [self._task(r) for r in self._run("timed_out_tasks", (limit,)).fetchall()]
+        rows = [self._task(r) for r in self._read("timed_out_tasks", (limit,)).fetchall()]
         return [t for t in rows if t.claimed_at is not None and t.timeout is not None
                 and t.claimed_at + t.timeout < now]  # fmt: skip
 
@@ -450,7 +459,7 @@ class Transaction:
         return bool(done.rowcount == 1)
 
     def due_timers(self, now: datetime, limit: int) -> list[TimerRow]:
-        rows = self._run("due_timers", (self._time(now), limit)).fetchall()
+        rows = self._read("due_timers", (self._time(now), limit)).fetchall()
         return [TimerRow(r[0], r[1], r[2], r[3], r[4], self._read_time(r[5])) for r in rows]
 
     def take_timer(self, timer_id: str) -> bool:
@@ -461,7 +470,7 @@ class Transaction:
 
     def next_due(self) -> datetime | None:
         """The earliest time a timer or a waiting task becomes due."""
-        found = [self._read_time(self._run(name, ()).fetchone()[0])
+        found = [self._read_time(self._read(name, ()).fetchone()[0])
                  for name in ("next_timer", "next_task")]  # fmt: skip
         return min((f for f in found if f is not None), default=None)
 
@@ -560,9 +569,14 @@ class Store:
                 cursor.execute("BEGIN")
                 yield Transaction(cursor, True, self.optimistic, pipeline.sync)
                 cursor.execute("COMMIT")
-        except BaseException:
-            if not conn.closed and conn.info.transaction_status != _PG_IDLE:
-                conn.execute("ROLLBACK")
+        except BaseException as exc:
+            import psycopg
+
+            lost = _lost(conn)
+            if lost and isinstance(exc, psycopg.Error) and not _is_operational_error(exc):
+                # A connection cut mid-pipeline can surface as a driver error about results
+                # rather than about the connection: it is the connection's loss all the same.
+                raise psycopg.OperationalError(f"the connection was lost ({exc})") from exc
             raise
         finally:
             if not conn.closed:
@@ -781,6 +795,24 @@ def _is_operational_error(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover - psycopg is a dependency
         return False
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def _lost(conn: Any) -> bool:
+    """Roll back what a failed pipelined transaction began; True when the connection is gone.
+
+    The ROLLBACK is sent even when the driver believes no transaction is open: after a
+    connection is cut mid-pipeline that belief cannot be trusted, and a failing ROLLBACK
+    is what tells a lost connection from a refused statement.
+    """
+    import psycopg
+
+    if conn.closed:
+        return True
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        return True
+    return bool(conn.closed)
 
 
 def _check_alive(dbapi_connection: Any, record: Any, proxy: Any) -> None:
