@@ -46,6 +46,7 @@ class DatabaseUnavailable(TurnoutError):
 
 
 MAX_CONTEXT_BYTES = 4_000_000
+PARKED_CONNECTIONS = 4  # of the pool's 5: deploys and listings take theirs from the pool
 
 
 class ContextTooLarge(InvalidInput):
@@ -488,6 +489,11 @@ class Store:
         self.postgres = self.url.get_backend_name() == "postgresql"
         self.sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._create_engine()
+        # SQLite connections between transactions, kept out of the pool: taking one from the
+        # pool and giving it back costs more than a short transaction's own statements. A
+        # list's pop and append are atomic, so threads share it safely. (PostgreSQL
+        # connections always go back to the pool, whose checkout notices a dropped one.)
+        self._parked: list[Any] = []
         with self._core(write=True) as conn:
             if self.postgres:  # several processes may create the tables at once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
@@ -534,11 +540,22 @@ class Store:
         rolled back if it raises. SQLite takes the write lock up front unless `read_only`.
         """
         with self._translated():
-            raw = self.engine.raw_connection()
-            try:
-                if self.postgres:
+            if self.postgres:
+                raw = self.engine.raw_connection()
+                try:
                     yield from self._pipelined(raw.driver_connection)
-                    return
+                except Exception as exc:
+                    if _is_operational_error(exc):
+                        raw.invalidate()  # a broken connection must not go back to the pool
+                    raise
+                finally:
+                    raw.close()
+                return
+            try:
+                raw = self._parked.pop()
+            except IndexError:
+                raw = self.engine.raw_connection()
+            try:
                 cursor = raw.cursor()
                 cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
                 try:
@@ -550,9 +567,20 @@ class Store:
             except Exception as exc:
                 if _is_operational_error(exc):
                     raw.invalidate()  # a broken connection must not go back to the pool
+                    raw.close()
+                else:  # rolled back: as good as new
+                    self._park(raw)
                 raise
-            finally:
+            except BaseException:
                 raw.close()
+                raise
+            self._park(raw)
+
+    def _park(self, raw: Any) -> None:
+        if len(self._parked) < PARKED_CONNECTIONS:
+            self._parked.append(raw)
+        else:
+            raw.close()
 
     def _pipelined(self, conn: Any) -> Iterator[Transaction]:
         """A PostgreSQL transaction in pipeline mode: statements whose results are not needed
@@ -756,6 +784,8 @@ class Store:
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
+        while self._parked:
+            self._parked.pop().close()
         self.engine.dispose()
 
 
