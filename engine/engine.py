@@ -35,7 +35,7 @@ from statemachines.errors import (
 from . import runtime
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance
 from .runtime import Applied, load_locked, persist, snapshot
-from .store import Claim, ConcurrentUpdate, InstanceRow, Store, TaskRow, Transaction
+from .store import Claim, ConcurrentUpdate, InstanceRow, Store, TaskRow, Transaction, new_id
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -275,7 +275,7 @@ class Engine:
         now = self.clock()
         step = compile_definition(spec).start(data, now)
         row = InstanceRow(
-            id=uuid.uuid4().hex, key=key, definition=spec.name, version=version, state="",
+            id=new_id(), key=key, definition=spec.name, version=version, state="",
             active=[], status="running", context={}, machine={}, revision=0, history_seq=0,
             created_at=now, updated_at=now)  # fmt: skip
         return row, step

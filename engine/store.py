@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import select
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import uuid6
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -137,8 +137,12 @@ def _task(row: Any) -> TaskRow:
     return TaskRow(*row)
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
+def new_id() -> str:
+    """A new row id: a UUIDv7 as 32 hex digits. Ids made later sort later, so new rows go
+    to the end of the primary-key index instead of to random pages of it (a start writes
+    several pages fewer), and rows made in the same instant list in the order made.
+    """
+    return uuid6.uuid7().hex
 
 
 # -- one transaction ---------------------------------------------------------------------------
@@ -358,7 +362,7 @@ class Transaction:
         claimed: list[TaskRow] = []
         for o in orders:
             state: tuple[Any, ...]
-            task_id, data, retry = _new_id(), _dumps(o.input), o.retry.to_json()
+            task_id, data, retry = new_id(), _dumps(o.input), o.retry.to_json()
             timeout_ms = None if o.timeout is None else round(o.timeout.total_seconds() * 1000)
             attempts = max(1, o.retry.attempts)
             if claim is not None and not claimed and o.name in claim.names:
@@ -377,7 +381,7 @@ class Transaction:
         return claimed
 
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
-        rows = [(_new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
+        rows = [(new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
                 for o in orders]  # fmt: skip
         self._run_each("insert_timer", rows)
 

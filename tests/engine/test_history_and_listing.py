@@ -150,6 +150,15 @@ def test_instances_are_listed_oldest_first_with_limit_and_offset(
     assert engine.instances(limit=1)[0].id == started[0]
 
 
+def test_instances_started_in_the_same_instant_list_in_the_order_started(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("counter")  # the fake clock stands still: every start has the same created_at
+    started = [engine.start("counter", {"count": n}).id for n in range(20)]
+    started += engine.start_many("counter", ({"count": n} for n in range(20)))
+    assert [i.id for i in engine.instances(limit=40)] == started
+
+
 def test_instances_default_limit_is_one_hundred(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
