@@ -44,16 +44,21 @@ def pipeline_worker(url: str, stop_file: str) -> None:
         engine.close()
 
 
-def send_with_retries(engine: Engine, instance_id: str, count: int, failures: list[str]) -> None:
-    """Send `count` increments, each under its own idempotency key, retrying on failure."""
-    for n in range(count):
-        while True:
-            try:
-                engine.send(instance_id, "increment", idempotency_key=f"k{n}")
-                break
-            except DatabaseUnavailable as exc:
-                failures.append(str(exc))
-                time.sleep(0.1)
+def send_with_retries(engine: Engine, instance_id: str, count: int, failures: list[str],
+                      unexpected: list[BaseException]) -> None:  # fmt: skip
+    """Send `count` increments, each under its own idempotency key, retrying on failure;
+    any other error stops the sender and is kept for the test to report."""
+    try:
+        for n in range(count):
+            while True:
+                try:
+                    engine.send(instance_id, "increment", idempotency_key=f"k{n}")
+                    break
+                except DatabaseUnavailable as exc:
+                    failures.append(str(exc))
+                    time.sleep(0.1)
+    except BaseException as exc:
+        unexpected.append(exc)
 
 
 @pytest.mark.postgres
@@ -70,8 +75,9 @@ def test_postgres_restart_mid_run_loses_and_doubles_nothing(
         worker = SPAWN.Process(target=pipeline_worker, args=(postgres_url, str(stop_file)))
         worker.start()
         failures: list[str] = []
+        unexpected: list[BaseException] = []
         sender = threading.Thread(target=send_with_retries,
-                                  args=(engine, counter, 3000, failures))  # fmt: skip
+                                  args=(engine, counter, 3000, failures, unexpected))  # fmt: skip
         sender.start()
         # Both at work before the database goes away: some pipelines done, some events in.
         deadline = time.monotonic() + 60
@@ -92,6 +98,7 @@ def test_postgres_restart_mid_run_loses_and_doubles_nothing(
         worker.join(60)
 
         assert not sender.is_alive()
+        assert unexpected == [], "the sender met an error other than DatabaseUnavailable"
         assert worker.exitcode == 0
         final = engine.get(counter)
         assert final.context == {"count": 3000}
