@@ -115,8 +115,8 @@ class AsyncEngine:
     ) -> list[Instance]:
         return await self._run(self.sync.instances, definition, state, status, key, limit, offset)
 
-    async def allowed(self, instance_id: str) -> list[str]:
-        return await self._run(self.sync.allowed, instance_id)
+    async def allowed(self, instance: str | Instance) -> list[str]:
+        return await self._run(self.sync.allowed, instance)
 
     async def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
         return await self._run(self.sync.cancel, instance_id, reason)

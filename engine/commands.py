@@ -61,7 +61,7 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
     if json_output:
         data = instance.to_json()
         if engine is not None:
-            data["allowed"] = engine.allowed(instance.id)
+            data["allowed"] = engine.allowed(instance)
         print_json(data)
         return
     out.print(f"[bold]{instance.id}[/bold]  {instance.definition} v{instance.version}"
@@ -71,7 +71,7 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
     if len(instance.active) > 1:
         out.print("active: " + ", ".join(instance.active), markup=False)
     if engine is not None:
-        allowed = engine.allowed(instance.id)
+        allowed = engine.allowed(instance)
         out.print("accepts: " + (", ".join(allowed) if allowed else "(no events)"), markup=False)
     out.print_json(data=instance.context)
 

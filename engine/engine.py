@@ -369,10 +369,17 @@ class Engine:
         )
         return [snapshot(row) for row in rows]
 
-    def allowed(self, instance_id: str) -> list[str]:
-        """The events the instance's active states have transitions for, guards aside."""
-        row = self._row(instance_id)
-        return self._compiled(row).allowed(row.machine, row.status)
+    def allowed(self, instance: str | Instance) -> list[str]:
+        """The events the instance's active states have transitions for, guards aside.
+
+        Given an `Instance` (one a call returned), the answer is for that snapshot, without
+        reading the database again; given an id, for the instance as it is now.
+        """
+        if isinstance(instance, str):
+            row = self._row(instance)
+            return self._compiled(row).allowed(row.machine, row.status)
+        _, definition = self._definition(instance.definition, instance.version)
+        return compile_definition(definition).allowed_in(instance.active, instance.status)
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
         """Stop a running instance: drop its work, run compensations, end `cancelled`."""

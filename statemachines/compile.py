@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,10 +180,14 @@ class CompiledMachine:
     # -- queries ---------------------------------------------------------------------------
     def allowed(self, machine: dict[str, Any], status: str = RUNNING) -> list[str]:
         """External events the active states have transitions for, guards aside."""
+        return self.allowed_in(machine.get("active", {}), status)
+
+    def allowed_in(self, active: Iterable[str], status: str = RUNNING) -> list[str]:
+        """External events the states at the `active` paths have transitions for."""
         if status != RUNNING:
             return []
         seen: dict[str, None] = {}
-        for path in machine.get("active", {}):
+        for path in active:
             for event, _ in self.definition.state(path).on:
                 if event not in RESERVED_EVENTS:
                     seen.setdefault(event, None)

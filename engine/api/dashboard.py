@@ -163,7 +163,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
         instance=instance,
         svg=engine.diagram(instance_id).decode(),
         history=engine.history(instance_id),
-        allowed=engine.allowed(instance_id),
+        allowed=engine.allowed(instance),
         context=json.dumps(instance.context, indent=2, default=str),
         error=error,
     )

@@ -135,7 +135,7 @@ class Outcome(BaseModel):
 
 
 def _instance(engine: Engine, instance: Any, with_allowed: bool = True) -> InstanceOut:
-    allowed = engine.allowed(instance.id) if with_allowed else None
+    allowed = engine.allowed(instance) if with_allowed else None
     return InstanceOut(**instance.__dict__, allowed=allowed)
 
 

@@ -135,6 +135,18 @@ def test_allowed_lists_the_events_of_the_active_state(
     assert engine.allowed(inst.id) == []
 
 
+def test_allowed_of_a_snapshot_answers_for_that_snapshot(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("signup")
+    started = engine.start("signup", {"email": "ann@example.com"})
+    confirmed = engine.send(started.id, "confirm", {"by": "x"})
+    assert sorted(engine.allowed(started)) == ["confirm", "reject"]
+    assert sorted(engine.allowed(confirmed)) == ["close", "note", "suspend"]
+    assert engine.allowed(engine.send(started.id, "close")) == []
+    assert engine.allowed(started.id) == []
+
+
 def test_allowed_ignores_guards(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("counter")
     inst = engine.start("counter", {"count": 0})
