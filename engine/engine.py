@@ -443,8 +443,9 @@ class Engine:
             taken = applied.claimed
             if taken or applied.instance.status in FINISHED:
                 return ok, applied, lambda: taken
-            following = runtime.claim_next(tx, applied.instance.id, names, holder, now,
-                                           self.lease)  # fmt: skip
+            # At most one: the instance's other ready tasks stay for other workers.
+            following = tx.claim_tasks(names, holder, now, self.lease, 1,
+                                       instance_id=applied.instance.id)  # fmt: skip
             return ok, applied, following
 
         ok, applied, following = self._apply(operation)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -176,14 +176,6 @@ def complete_task(
         return False, failed_attempt(tx, compiled, row, task, error, now)
     tx.update_task(task.id, status="done")
     return True, applied
-
-
-def claim_next(tx: Transaction, instance_id: str, names: Sequence[str], worker: str,
-               now: datetime, lease: timedelta) -> Callable[[], list[TaskRow]]:  # fmt: skip
-    """The next ready task of the instance, claimed in the transaction that made it, so a
-    worker goes on with an instance without another claim (at most one: the instance's
-    other tasks stay for other workers). Call the result once the transaction has ended."""
-    return tx.claim_tasks(names, worker, now, lease, 1, instance_id=instance_id)
 
 
 def fail_task(

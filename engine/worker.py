@@ -60,6 +60,7 @@ class Worker:
         `slot`, in the worker loop, follows the task in hand (for leases and timeouts).
         """
         applied = True
+        names = self.names()
         current: ClaimedTask | None = task
         while current is not None:
             if slot is not None:
@@ -75,7 +76,7 @@ class Worker:
             finally:
                 self.ran += 1
             ok, following = self.engine.complete_and_claim(
-                current.id, self.engine.worker_id, result, self.names()
+                current.id, self.engine.worker_id, result, names
             )
             applied = applied and ok
             current = following[0] if following else None

@@ -12,6 +12,14 @@ PIPELINE = ["pipeline.fetch", "pipeline.store"]
 SAGA = ["stock.reserve", "payments.charge", "shipping.ship"]
 
 
+def fetch_claimed(engine: Engine, deploy: Callable[[str], Any], n: int) -> Any:
+    """A pipeline instance started with `n`, its first task claimed by worker w1."""
+    deploy("pipeline")
+    engine.start("pipeline", {"n": n})
+    [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
+    return fetch
+
+
 def test_answering_a_task_hands_the_next_one_to_the_same_worker(
     engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
@@ -33,9 +41,7 @@ def test_answering_a_task_hands_the_next_one_to_the_same_worker(
 def test_a_handed_task_sees_the_context_a_claim_would(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
-    deploy("pipeline")
-    engine.start("pipeline", {"n": 7})
-    [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
+    fetch = fetch_claimed(engine, deploy, 7)
     _, [handed] = engine.complete_and_claim(fetch.id, "w1", {"fetched": 7}, PIPELINE)
     engine.start("pipeline", {"n": 7})
     [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
@@ -48,9 +54,7 @@ def test_a_handed_task_sees_the_context_a_claim_would(
 def test_a_next_task_this_worker_cannot_run_stays_ready_for_others(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
-    deploy("pipeline")
-    engine.start("pipeline", {"n": 1})
-    [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
+    fetch = fetch_claimed(engine, deploy, 1)
     ok, following = engine.complete_and_claim(fetch.id, "w1", {"fetched": 1}, ["pipeline.fetch"])
     assert ok and following == []
     [store] = engine.claim_tasks(["pipeline.store"], "w2", 30)
