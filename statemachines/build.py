@@ -21,6 +21,8 @@ from .expressions import NAMES, Expression, ExpressionSyntaxError
 from .loader import Document, PathKey
 from .model import (
     DEFAULT_RESULT,
+    MAX_FOREACH_CONCURRENCY,
+    MAX_VERSION,
     Definition,
     Foreach,
     Position,
@@ -155,10 +157,8 @@ class Builder:
         if name is not None and not (isinstance(name, str) and NAME_RE.match(name)):
             self.fail(("name",), f"name {name!r} must match [a-z][a-z0-9_.-]*")
         version = data.get("version")
-        if version is not None and (
-            isinstance(version, bool) or not isinstance(version, int) or version < 1
-        ):
-            self.fail(("version",), "version must be a positive integer")
+        if version is not None and not _whole(version, MAX_VERSION):
+            self.fail(("version",), f"version must be an integer from 1 to {MAX_VERSION}")
             version = None
         description = data.get("description")
         if description is not None and not isinstance(description, str):
@@ -385,10 +385,9 @@ class Builder:
                 self.fail(at, f"foreach needs {required!r}")
         items = self.expression(data["items"], (*at, "items")) if "items" in data else None
         concurrency = data.get("concurrency")
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-        ):
-            self.fail((*at, "concurrency"), "concurrency must be a positive integer")
+        if concurrency is not None and not _whole(concurrency, MAX_FOREACH_CONCURRENCY):
+            limit = MAX_FOREACH_CONCURRENCY
+            self.fail((*at, "concurrency"), f"concurrency must be an integer from 1 to {limit}")
             concurrency = None
         task = (
             self.task_spec(data, at, with_compensate=False, per_item=True)
@@ -508,3 +507,8 @@ def _kind(value: Any) -> str:
         return "nothing"
     return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _whole(value: Any, most: int) -> bool:
+    """Whether `value` is an integer (not a boolean) from 1 to `most`."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most

@@ -18,7 +18,17 @@ from typing import Any
 from transitions import Machine
 
 from .errors import EventRejected, ExpressionError
-from .model import DEFAULT_RESULT, Definition, Region, RetryPolicy, State, TaskSpec, Transition
+from .model import (
+    DEFAULT_FOREACH_CONCURRENCY,
+    DEFAULT_RESULT,
+    MAX_FOREACH_ITEMS,
+    Definition,
+    Region,
+    RetryPolicy,
+    State,
+    TaskSpec,
+    Transition,
+)
 
 MAX_ALWAYS_STEPS = 100
 RESERVED_EVENTS = ("done", "failed", "always")
@@ -347,11 +357,16 @@ class _Run:
     def fan_out(self, state: State, activation: int) -> None:
         assert state.foreach is not None
         ok, items = self.evaluate(state.foreach.items, self.names(), f"items of {state.path}")
+        message = None
         if not ok or not isinstance(items, list):
-            error = {"type": "ItemsError", "message": "foreach items is not a list"}
+            message = "foreach items is not a list"
+        elif len(items) > MAX_FOREACH_ITEMS:
+            message = f"foreach items has {len(items)} items, more than {MAX_FOREACH_ITEMS}"
+        if message is not None:
+            error = {"type": "ItemsError", "message": message}
             self.queue.append(("failed", state.path, activation, {"error": error, "attempts": 0}))
             return
-        limit = state.foreach.concurrency or len(items)
+        limit = state.foreach.concurrency or DEFAULT_FOREACH_CONCURRENCY
         book: dict[str, Any] = {
             "items": items, "results": [None] * len(items), "finished": [False] * len(items),
             "left": len(items), "next": min(limit, len(items))}  # fmt: skip

@@ -17,6 +17,12 @@ SEPARATOR = "."
 StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait"]
 Outcome = Literal["succeeded", "failed"]
 DEFAULT_RESULT = "default"
+# A version is stored in a 32-bit integer column (PostgreSQL's INTEGER).
+MAX_VERSION = 2_147_483_647
+# A foreach writes one task per item it runs: its items and its tasks at a time are bounded.
+MAX_FOREACH_ITEMS = 10_000
+DEFAULT_FOREACH_CONCURRENCY = 10
+MAX_FOREACH_CONCURRENCY = 1_000
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Foreach:
-    """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time."""
+    """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time
+    (None: not written, DEFAULT_FOREACH_CONCURRENCY)."""
 
     items: Expression
     task: TaskSpec

@@ -18,6 +18,12 @@ from .build import (
     TASK_KEYS,
     TASK_RE,
 )
+from .model import (
+    DEFAULT_FOREACH_CONCURRENCY,
+    MAX_FOREACH_CONCURRENCY,
+    MAX_FOREACH_ITEMS,
+    MAX_VERSION,
+)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -42,7 +48,7 @@ _TOP = {
     "version": _described(
         "Optional version number. Deploying changed content without it creates the next "
         "version; naming a version that exists with other content is refused.",
-        {"type": "integer", "minimum": 1}),
+        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}),
     "description": _described("What the workflow does, for people.", {"type": "string"}),
     "input": _described(
         "A JSON Schema (draft 2020-12) the data given at start must satisfy.",
@@ -181,7 +187,9 @@ def _defs() -> dict[str, Any]:
             "required": ["items", "task"],
             "properties": {
                 "items": _described(
-                    "Expression giving the list to fan out over.", _ref("expression")
+                    f"Expression giving the list to fan out over (at most {MAX_FOREACH_ITEMS} "
+                    "items; more fail the state).",
+                    _ref("expression"),
                 ),
                 "task": _TASK["task"],
                 "input": _described(
@@ -190,7 +198,8 @@ def _defs() -> dict[str, Any]:
                     _ref("expression"),
                 ),
                 "concurrency": _described(
-                    "At most this many tasks at a time.", {"type": "integer", "minimum": 1}
+                    f"At most this many tasks at a time (default {DEFAULT_FOREACH_CONCURRENCY}).",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_FOREACH_CONCURRENCY},
                 ),
                 "result": _described(
                     "Store the list of results (in item order) under KEY.", _ref("result")
