@@ -6,8 +6,10 @@ one transaction there, and nothing about an instance is kept in memory between c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import logging
 import os
 import random
 import threading
@@ -27,15 +29,26 @@ from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
     EventRejected,
+    ExpressionError,
     InstanceNotFound,
     InvalidInput,
     Problem,
+    TurnoutError,
 )
 
 from . import runtime
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance
+from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details
 from .runtime import Applied, load_locked, persist, snapshot
-from .store import Claim, ConcurrentUpdate, InstanceRow, Store, TaskRow, Transaction, new_id
+from .store import (
+    Claim,
+    ConcurrentUpdate,
+    DatabaseUnavailable,
+    InstanceRow,
+    Store,
+    TaskRow,
+    Transaction,
+    new_id,
+)
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -44,6 +57,16 @@ Clock = Callable[[], datetime]
 Handler = Callable[[Any], Any]
 Subscriber = Callable[[HistoryEntry], None]
 T = TypeVar("T")
+log = logging.getLogger("turnout.engine")
+# Raised while applying a timer, a task's answer or an expiry, these are the instance's own
+# fault (see `Engine._fail_poisoned`), as is any exception that is not a TurnoutError; other
+# TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
+_INSTANCE_FAULTS = (DefinitionError, DefinitionNotFound, InstanceNotFound, InvalidInput,
+                    ExpressionError)  # fmt: skip
+
+
+def _instance_fault(exc: Exception) -> bool:
+    return not isinstance(exc, TurnoutError) or isinstance(exc, _INSTANCE_FAULTS)
 
 
 def utc_now() -> datetime:
@@ -156,8 +179,8 @@ class Engine:
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(entry)` for each history entry after its transaction commits.
 
-        Returns a function that unsubscribes. A callback that raises is ignored: the change
-        it reports has committed already.
+        Returns a function that unsubscribes. A callback that raises is logged (logger
+        `turnout.engine`) and otherwise ignored: the change it reports has committed already.
         """
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
@@ -169,8 +192,9 @@ class Engine:
             for callback in list(self._subscribers):
                 try:
                     callback(entry)
-                except Exception:  # noqa: S110 - a subscriber's bug must not fail the caller
-                    pass
+                except Exception:  # a subscriber's bug must not fail the caller
+                    log.exception("subscriber %r failed on entry %d (%s) of instance %s",
+                                  callback, entry.seq, entry.kind, entry.instance_id)  # fmt: skip
 
     def _apply(self, operation: Callable[[Transaction], T]) -> T:
         # With row locks a conflict cannot happen; with optimistic locking the loser retries.
@@ -334,8 +358,10 @@ class Engine:
         return found
 
     def get(self, instance_id: str) -> Instance:
-        """The instance as it is now."""
-        return snapshot(self._row(instance_id))
+        """The instance as it is now, with the newest error of its history (`last_error`)."""
+        row = self._row(instance_id)
+        entry = self.store.last_error(row.id, row.history_seq)
+        return dataclasses.replace(snapshot(row), last_error=_error_of(entry))
 
     def get_by_key(self, definition: str, key: str) -> Instance:
         """The instance of `definition` whose business key is `key`."""
@@ -448,7 +474,13 @@ class Engine:
                                        instance_id=applied.instance.id)  # fmt: skip
             return ok, applied, following
 
-        ok, applied, following = self._apply(operation)
+        try:
+            ok, applied, following = self._apply(operation)
+        except Exception as exc:
+            if not _instance_fault(exc):
+                raise
+            self._fail_poisoned(exc, f"the result of task {task_id}", task_id=task_id)
+            return False, []
         self._publish(applied)
         return ok, [self._claimed(r, now, self.lease) for r in following()]
 
@@ -462,11 +494,17 @@ class Engine:
         if isinstance(error, str):
             error = {"type": "TaskError", "message": error}
         now = self.clock()
-        ok, applied = self._apply(
-            lambda tx: runtime.fail_task(
-                tx, self._compiled, task_id, worker or self.worker_id, dict(error), now
+        try:
+            ok, applied = self._apply(
+                lambda tx: runtime.fail_task(
+                    tx, self._compiled, task_id, worker or self.worker_id, dict(error), now
+                )
             )
-        )
+        except Exception as exc:
+            if not _instance_fault(exc):
+                raise
+            self._fail_poisoned(exc, f"the failure of task {task_id}", task_id=task_id)
+            return False
         self._publish(applied)
         return ok
 
@@ -485,13 +523,16 @@ class Engine:
             ids = {t.id for t in tx.timed_out_tasks(now, limit)}
             ids |= {t.id for t in tx.lapsed_tasks(now, limit)}
         for task_id in sorted(ids):
-            self._publish(
-                self._apply(
-                    functools.partial(
-                        runtime.expire_task, compiled=self._compiled, task_id=task_id, now=now
-                    )
-                )
-            )
+            expire = functools.partial(runtime.expire_task, compiled=self._compiled,
+                                       task_id=task_id, now=now)  # fmt: skip
+            try:
+                applied = self._apply(expire)
+            except Exception as exc:
+                if not _instance_fault(exc):
+                    raise
+                self._fail_poisoned(exc, f"the expiry of task {task_id}", task_id=task_id)
+                continue
+            self._publish(applied)
         return len(ids)
 
     def fire_due_timers(self, limit: int = 100) -> int:
@@ -501,13 +542,59 @@ class Engine:
             due = tx.due_timers(now, limit)
         fired = 0
         for timer in due:
-            applied = self._apply(
-                functools.partial(runtime.fire_timer, compiled=self._compiled, timer=timer, now=now)
-            )
+            fire = functools.partial(runtime.fire_timer, compiled=self._compiled, timer=timer,
+                                     now=now)  # fmt: skip
+            try:
+                applied = self._apply(fire)
+            except Exception as exc:
+                if not _instance_fault(exc):
+                    raise
+                self._fail_poisoned(exc, f"timer {timer.key!r}", timer_id=timer.id,
+                                    instance_id=timer.instance_id)  # fmt: skip
+                continue
             if applied is not None:
                 fired += 1
                 self._publish(applied)
         return fired
+
+    def _fail_poisoned(
+        self,
+        exc: Exception,
+        what: str,
+        *,
+        task_id: str | None = None,
+        timer_id: str | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        """`what` could not be applied to its instance for a reason of the instance's own
+        (a value that cannot be stored, a corrupt row, a definition that no longer loads):
+        fail that instance alone, in a new transaction, so that no worker trips on it again.
+
+        If even that fails, the task or timer is set aside, so no sweep takes it up again.
+        """
+        log.exception("%s could not be applied; its instance is failed", what, exc_info=exc)
+        error = error_details(exc)
+        now = self.clock()
+
+        def operation(tx: Transaction) -> Applied:
+            if instance_id is not None:
+                row = load_locked(tx, instance_id)
+            else:
+                task, found = tx.lock_task(task_id or "")
+                if task is None or found is None:
+                    raise InstanceNotFound(task.instance_id if task else f"of task {task_id}")
+                row = found
+            if timer_id is not None:
+                tx.take_timer(timer_id)
+            return runtime.fail_instance(tx, row, error, now)
+
+        try:
+            self._publish(self._apply(operation))
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            log.exception("%s: its instance could not be failed either; set aside", what)
+            self._apply(lambda tx: runtime.drop_item(tx, task_id, timer_id))
 
     def next_due(self) -> datetime | None:
         """When the earliest waiting timer or retry becomes due (None: nothing waits)."""
@@ -600,3 +687,19 @@ def _check_schema(definition: Definition, data: dict[str, Any]) -> None:
             + "; ".join(problems),
             problems,
         )
+
+
+def _error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
+    """The error a history entry reports, as `Instance.last_error` shows it: `type`,
+    `message`, `traceback` (when one was kept), and the entry's `seq` and `at`."""
+    if entry is None:
+        return None
+    data = entry.data if isinstance(entry.data, dict) else {"message": entry.data}
+    error = data["error"] if isinstance(data.get("error"), dict) else data
+    return {
+        "type": str(error.get("type") or ("ExpressionError" if "expression" in error else "Error")),
+        "message": str(error.get("message", "")),
+        "traceback": error.get("traceback"),
+        "seq": entry.seq,
+        "at": entry.at.isoformat().replace("+00:00", "Z"),
+    }

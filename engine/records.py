@@ -5,9 +5,24 @@ Plain frozen dataclasses with a `to_json()` that the CLI and the HTTP API print 
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+TRACEBACK_LINES = 15
+MAX_ERROR_CHARS = 2000
+
+
+def error_details(exc: BaseException) -> dict[str, Any]:
+    """An exception as history keeps it: `type`, `message`, and the head of its traceback
+    (its last lines, where it was raised; at most MAX_ERROR_CHARS characters each)."""
+    lines = "".join(traceback.format_exception(exc)).splitlines()
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:MAX_ERROR_CHARS],
+        "traceback": "\n".join(lines[-TRACEBACK_LINES:])[-MAX_ERROR_CHARS:],
+    }
 
 
 def _iso(value: datetime) -> str:
@@ -47,6 +62,9 @@ class Instance:
     created_at: datetime
     updated_at: datetime
     revision: int
+    # The newest error in the instance's history (type, message, traceback head); read by
+    # `Engine.get`, None in the snapshots other calls return.
+    last_error: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -65,6 +83,7 @@ class Instance:
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "revision": self.revision,
+            "last_error": self.last_error,
         }
 
 

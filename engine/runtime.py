@@ -7,6 +7,7 @@ Task outcomes (results, failed attempts, retries, stale answers) and timers are 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable
@@ -286,6 +287,37 @@ def fire_timer(
     if not step.changed and not step.history:
         return None
     return persist(tx, row, step, now)
+
+
+# -- engine faults -----------------------------------------------------------------------------
+def fail_instance(tx: Transaction, row: InstanceRow, error: dict[str, Any],
+                  now: datetime) -> Applied:  # fmt: skip
+    """An operation on the instance failed for a reason other than the caller's or the
+    database's (a value that cannot be stored, a corrupt row, a definition that no longer
+    loads): record `error` as an `error` entry, drop all its tasks and timers, end `failed`.
+
+    No compensation runs: the machine that would plan it may be what is broken. A finished
+    instance keeps its status; only the entry is added.
+    """
+    # Written as read but for status and counters: the machine itself may be what is broken.
+    status = row.status if row.status in ("succeeded", "failed", "cancelled") else "failed"
+    new = dataclasses.replace(row, status=status, revision=row.revision + 1,
+                              history_seq=row.history_seq + 1, updated_at=now)  # fmt: skip
+    entry = HistoryEntry(new.history_seq, now, "error", None, row.state or None, None, error,
+                         row.id, row.definition)  # fmt: skip
+    tx.update_instance(new, row)
+    tx.append_history([entry])
+    tx.drop_all_work(row.id)
+    return Applied(snapshot(new), [entry])
+
+
+def drop_item(tx: Transaction, task_id: str | None, timer_id: str | None) -> None:
+    """Set aside a task or timer whose instance cannot even be failed (its row is unreadable
+    or gone), so that no sweep takes it up again."""
+    if task_id is not None:
+        tx.update_task(task_id, status="dropped", worker=None, lease_until=None)
+    if timer_id is not None:
+        tx.take_timer(timer_id)
 
 
 def _lock_task(tx: Transaction, task_id: str) -> tuple[TaskRow, InstanceRow]:

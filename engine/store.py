@@ -35,6 +35,7 @@ from .tables import (
 )
 
 BUSY_TIMEOUT_SECONDS = 60
+LAST_ERROR_WINDOW = 1000  # history entries looked through for an instance's last error
 _PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
@@ -191,6 +192,9 @@ SQL = {
                   "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
     "drop_timers": "DELETE FROM turnout_timers WHERE instance_id = ? AND state_path = ? "
                    "AND activation = ?",
+    "drop_all_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
+                      "AND status IN ('ready', 'claimed')",
+    "drop_all_timers": "DELETE FROM turnout_timers WHERE instance_id = ?",
     "lock_task": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE id = ?",
     "renew_lease": "UPDATE turnout_tasks SET lease_until = ? WHERE id = ? AND worker = ? "
                    "AND status = 'claimed'",
@@ -391,6 +395,11 @@ class Transaction:
         `timers_of` (each a state path and its activation)."""
         for name, pairs in (("drop_tasks", tasks_of), ("drop_timers", timers_of)):
             self._run_each(name, [(instance_id, path, activation) for path, activation in pairs])
+
+    def drop_all_work(self, instance_id: str) -> None:
+        """Drop every unfinished task and every timer of the instance."""
+        self._run("drop_all_tasks", (instance_id,))
+        self._run("drop_all_timers", (instance_id,))
 
     def _run_each(self, name: str, rows: Sequence[Sequence[Any]]) -> None:
         """A statement for each of `rows`; a single row as a plain execute, the cheaper."""
@@ -781,6 +790,24 @@ class Store:
                 HistoryEntry(*row, instance_id=instance_id, definition=definition)
                 for row in conn.execute(query)
             ]
+
+    def last_error(self, instance_id: str, history_seq: int) -> HistoryEntry | None:
+        """The newest history entry of the instance that reports an error (an `error`, a
+        `retry`, a task's `failed`), looked for among its last LAST_ERROR_WINDOW entries: a
+        range of the primary key, read backwards."""
+        h = history_t
+        query = (
+            sa.select(h.c.seq, h.c.at, h.c.kind, h.c.event, h.c.from_state, h.c.to_state,
+                      h.c.data)
+            .where(h.c.instance_id == instance_id, h.c.seq > history_seq - LAST_ERROR_WINDOW,
+                   sa.or_(h.c.kind.in_(("error", "retry")),
+                          sa.and_(h.c.kind == "task", h.c.event == "failed")))
+            .order_by(h.c.seq.desc())
+            .limit(1)
+        )  # fmt: skip
+        with self._core() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else HistoryEntry(*row, instance_id=instance_id)
 
     def ping(self) -> None:
         """Raise DatabaseUnavailable unless the database answers."""

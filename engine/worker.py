@@ -2,6 +2,8 @@
 
 `run_until_idle` runs everything due in the calling thread (tests, scripts); `work` is the
 long-running loop, one daemon thread per task in hand, any number of them per database.
+A handler's exception is logged (logger `turnout.worker`) and fails its attempt, with the
+head of its traceback in the instance's history.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .records import ClaimedTask
+from .records import ClaimedTask, error_details
 from .store import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 log = logging.getLogger("turnout.worker")
-MAX_ERROR_CHARS = 2000
 SWEEP_SECONDS = 0.25
 
 
 def call_handler(handler: Any, value: Any) -> Any:
-    """Call a task handler, def or async def, and return its result."""
+    """Call a task handler, def or async def, and return its result.
+
+    An async def runs to completion on an event loop of its own (`asyncio.run` in the calling
+    thread): `AsyncEngine` is the way to run handlers on an application's loop.
+    """
     result = handler(value)
     if inspect.isawaitable(result):
         return asyncio.run(_awaited(result))
@@ -70,7 +75,7 @@ class Worker:
                 result = call_handler(handler, current.input)
             except Exception as exc:
                 self.failed += 1
-                error = {"type": type(exc).__name__, "message": str(exc)[:MAX_ERROR_CHARS]}
+                error = handler_failed(current, exc)
                 self.engine.fail_task(current.id, self.engine.worker_id, error)
                 return False
             finally:
@@ -93,7 +98,12 @@ class Worker:
             claimed = self.engine.claim_tasks(names, limit=50, expire=False) if names else []
             ran = self.ran
             for task in claimed:
-                self.run(task)
+                try:
+                    self.run(task)
+                except DatabaseUnavailable:
+                    raise
+                except Exception:  # one task that cannot be answered does not stop the rest
+                    log.exception("task %s (%s) could not be answered", task.id, task.name)
             count += fired + (self.ran - ran)
             if not (expired or fired or claimed):
                 break
@@ -130,15 +140,17 @@ class Worker:
             stop.set()
         finally:
             stop.set()
+            # Tasks in hand are waited for; a handler already past its timeout is not.
             for slot in list(slots):
                 left = None if slot.deadline is None else max(slot.deadline - time.monotonic(), 0)
                 slot.thread.join(left)
 
     def _round(self, names: list[str], slots: list[Slot], sweep: bool) -> bool:
-        now = time.monotonic()
         for slot in list(slots):
-            # A hung handler past its timeout no longer takes a slot; its attempt has failed.
-            if not slot.thread.is_alive() or (slot.deadline is not None and now > slot.deadline):
+            # A handler hung past its timeout has lost its attempt (`expire_tasks` failed it)
+            # but still runs, and so still takes its slot: a worker never runs more handlers
+            # than its concurrency.
+            if not slot.thread.is_alive():
                 slots.remove(slot)
         busy = False
         if sweep:
@@ -171,6 +183,14 @@ class Worker:
                     self.engine.heartbeat(slot.task_id)
                 except Exception:
                     log.warning("could not renew the lease of task %s", slot.task_id)
+
+
+def handler_failed(task: ClaimedTask, exc: Exception) -> dict[str, Any]:
+    """Log a handler's exception with its traceback; the error its failed attempt records."""
+    log.warning("task %s (%s), attempt %d of %d, of instance %s raised %s",
+                task.id, task.name, task.attempt, task.max_attempts, task.instance_id,
+                type(exc).__name__, exc_info=exc)  # fmt: skip
+    return error_details(exc)
 
 
 class Slot:

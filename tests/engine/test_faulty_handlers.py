@@ -5,10 +5,13 @@ Each ends as a clear failed attempt; the worker carries on with other work.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from engine import Engine
 
@@ -18,9 +21,11 @@ def _failure(engine: Engine, instance_id: str) -> dict[str, Any]:
     return dict(entry.data["error"])
 
 
-def test_handler_that_raises_fails_the_attempt_with_its_type_and_message(
-    engine: Engine, deploy: Callable[[str], Any]
+def test_handler_that_raises_is_logged_and_fails_the_attempt_with_its_traceback(
+    engine: Engine, deploy: Callable[[str], Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The exception is logged by `turnout.worker` with its traceback, and the failed
+    attempt's error keeps its type, message and the head of that traceback."""
     deploy("one_task")
 
     @engine.task("jobs.work")
@@ -28,9 +33,34 @@ def test_handler_that_raises_fails_the_attempt_with_its_type_and_message(
         raise LookupError("no such customer")
 
     inst = engine.start("one_task", {})
-    engine.run_until_idle()
+    with caplog.at_level(logging.WARNING, logger="turnout.worker"):
+        engine.run_until_idle()
     assert engine.get(inst.id).state == "broken"
-    assert _failure(engine, inst.id) == {"type": "LookupError", "message": "no such customer"}
+    error = _failure(engine, inst.id)
+    assert (error["type"], error["message"]) == ("LookupError", "no such customer")
+    assert "in explode" in error["traceback"]
+    assert error["traceback"].endswith("LookupError: no such customer")
+    assert len(error["traceback"]) <= 2000
+    [record] = [r for r in caplog.records if r.name == "turnout.worker"]
+    assert record.exc_info is not None and record.exc_info[0] is LookupError
+    assert inst.id in record.getMessage()
+
+
+def test_instance_shows_the_last_error_with_its_traceback(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    """`get()` carries the newest error of the instance's history, even once it has been
+    handled by a `failed` transition; an instance without errors has none."""
+    deploy("one_task")
+    engine.task("jobs.work")(lambda value: value["missing"])
+    inst = engine.start("one_task", {})
+    assert engine.get(inst.id).last_error is None
+    engine.run_until_idle()
+    last = engine.get(inst.id).last_error
+    assert last is not None
+    assert (last["type"], last["message"]) == ("KeyError", "'missing'")
+    assert 'value["missing"]' in last["traceback"]
+    assert engine.get(inst.id).to_json()["last_error"] == last
 
 
 def test_handler_returning_something_that_is_not_json_fails_the_attempt(
@@ -75,14 +105,14 @@ def test_hung_handler_fails_its_attempt_at_the_timeout_and_the_worker_goes_on(
         hung = engine.start("hanging", {})
         stop = threading.Event()
         worker = threading.Thread(
-            target=engine.work, kwargs={"stop": stop, "concurrency": 1, "poll_interval": 0.05}
+            target=engine.work, kwargs={"stop": stop, "concurrency": 2, "poll_interval": 0.05}
         )
         worker.start()
         try:
             deadline = time.monotonic() + 30
             while engine.get(hung.id).status == "running" and time.monotonic() < deadline:
                 time.sleep(0.05)
-            # the only slot was taken by the hung handler: a stuck worker would never run this
+            # the hung handler keeps its slot until it returns; the other slot runs this
             quick = engine.start("one_task", {})
             while engine.get(quick.id).status == "running" and time.monotonic() < deadline:
                 time.sleep(0.05)
