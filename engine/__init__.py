@@ -12,7 +12,9 @@ from statemachines.errors import (
     EventRejected,
     InstanceNotFound,
     InvalidInput,
+    TaskNotHeld,
     TurnoutError,
+    ValueNotStorable,
 )
 
 from .async_engine import AsyncEngine
@@ -36,5 +38,7 @@ __all__ = [
     "InstanceNotFound",
     "InvalidInput",
     "TaskNotFound",
+    "TaskNotHeld",
     "TurnoutError",
+    "ValueNotStorable",
 ]

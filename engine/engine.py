@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import jsonschema
 
 import statemachines
-from statemachines import CompiledMachine, Definition, Step, compile_definition
+from statemachines import CompiledMachine, Definition, Step, compile_definition, storable
 from statemachines.compile import FINISHED
 from statemachines.errors import (
     DefinitionError,
@@ -35,11 +35,13 @@ from statemachines.errors import (
     Problem,
     TurnoutError,
 )
+from statemachines.model import MAX_VERSION
 
 from . import runtime
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details
 from .runtime import Applied, load_locked, persist, snapshot
 from .store import (
+    BUSY_TIMEOUT_SECONDS,
     Claim,
     ConcurrentUpdate,
     DatabaseUnavailable,
@@ -49,10 +51,13 @@ from .store import (
     Transaction,
     new_id,
 )
+from .tables import ID_LENGTH, KEY_LENGTH
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_PAYLOAD_BYTES = 1_000_000
 MAX_CONFLICT_RETRIES = 100
+MAX_LIST_LIMIT = 10_000
+MAX_LIST_OFFSET = 10_000_000  # beyond it a listing is a scan, not a page; and SQL ints end
 Clock = Callable[[], datetime]
 Handler = Callable[[Any], Any]
 Subscriber = Callable[[HistoryEntry], None]
@@ -78,6 +83,49 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
+def _check_key(value: Any, what: str) -> None:
+    """InvalidInput, before anything is written, unless `value` can be kept as a key: text of
+    at most KEY_LENGTH characters with no NUL character or lone surrogate."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text, not {type(value).__name__}")
+    if len(value) > KEY_LENGTH:
+        raise InvalidInput(f"{what} is {len(value)} characters, over the limit of {KEY_LENGTH}")
+    if not _storable_text(value):
+        raise InvalidInput(f"{what} holds a NUL character or a lone surrogate")
+
+
+def _check_id(instance_id: Any) -> None:
+    """InstanceNotFound, without a read, for text no instance id can be (ids are 32 hex
+    digits); InvalidInput for an id that is not text."""
+    if not isinstance(instance_id, str):
+        raise InvalidInput(f"an instance id must be text, not {type(instance_id).__name__}")
+    if len(instance_id) > ID_LENGTH or not _storable_text(instance_id):
+        raise InstanceNotFound(instance_id)
+
+
+def _check_version(name: str, version: Any) -> None:
+    """DefinitionNotFound for a version no definition can have (1 to MAX_VERSION), without
+    a read; InvalidInput for one that is not an integer."""
+    if version is None:
+        return
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidInput(f"a version must be an integer, not {type(version).__name__}")
+    if not 1 <= version <= MAX_VERSION:
+        raise DefinitionNotFound(name, version)
+
+
+def _storable_text(text: str) -> bool:
+    """Whether both databases keep `text` as it is: PostgreSQL refuses a NUL character, and
+    neither driver can encode a lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _NotLoaded(Exception):
     """A transaction needs a definition version not loaded yet (load it, then retry)."""
 
@@ -94,6 +142,8 @@ class Engine:
     over if the holder stops renewing it. `locking` is how concurrent writers to one instance
     are kept apart on PostgreSQL: "row" (`SELECT ... FOR UPDATE`, the default) or
     "optimistic" (no lock; the revision check of the update makes the loser retry).
+    `busy_timeout` is how many seconds an SQLite write waits for a lock another process
+    holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
     """
 
     def __init__(
@@ -104,9 +154,10 @@ class Engine:
         lease: timedelta | float = 30.0,
         worker_id: str | None = None,
         locking: str = "row",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
-        self.store = Store(self.url, locking)
+        self.store = Store(self.url, locking, busy_timeout)
         self.clock: Clock = clock or utc_now
         self.lease = _seconds(lease)
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -147,6 +198,7 @@ class Engine:
         return self._definition(name, version)[1]
 
     def _definition(self, name: str, version: int | None) -> tuple[int, Definition]:
+        _check_version(name, version)
         if version is not None and (name, version) in self._definitions:
             return version, self._definitions[(name, version)]
         found = self.store.load_definition(name, version)
@@ -219,9 +271,11 @@ class Engine:
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
-        `key` is an optional business key, unique per definition name (DuplicateKey).
-        The data is checked against the definition's `input` schema (InvalidInput).
+        `key` is an optional business key, unique per definition name (DuplicateKey), text
+        of at most 200 characters. The data is checked against the definition's `input`
+        schema (InvalidInput).
         """
+        _check_version(definition, version)
         applied = self._start(definition, version, data, key)
         self._publish(applied)
         return applied.instance
@@ -291,10 +345,12 @@ class Engine:
 
     def _prepare_start(self, spec: Definition, version: int, data: dict[str, Any] | None,
                        key: str | None) -> tuple[InstanceRow, Step]:  # fmt: skip
+        if key is not None:
+            _check_key(key, "a business key")
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise InvalidInput("the data of an instance must be a JSON object")
-        _check_size(data, "data")
+        data = _checked(data, "data")
         _check_schema(spec, data)
         now = self.clock()
         step = compile_definition(spec).start(data, now)
@@ -310,10 +366,14 @@ class Engine:
         """Send `event` with payload `data`; EventRejected (changing nothing) if none takes it.
 
         With `idempotency_key`, an event this instance has already accepted under that key is
-        not applied again: the current instance is returned.
+        not applied again: the current instance is returned. An idempotency key is text of
+        at most 200 characters.
         """
+        _check_id(instance_id)
+        if idempotency_key is not None:
+            _check_key(idempotency_key, "an idempotency key")
         if data is not None:
-            _check_size(data, "event data")
+            data = _checked(data, "event data")
         now = self.clock()
 
         def operation(tx: Transaction) -> Applied | Instance:
@@ -351,6 +411,7 @@ class Engine:
         )
 
     def _id_for_key(self, definition: str, key: str) -> str:
+        _check_key(key, "a business key")
         with self.store.reading() as tx:
             found = tx.find_by_key(definition, key)
         if found is None:
@@ -368,6 +429,7 @@ class Engine:
         return self.get(self._id_for_key(definition, key))
 
     def _row(self, instance_id: str) -> InstanceRow:
+        _check_id(instance_id)
         row = self.store.get_instance(instance_id)
         if row is None:
             raise InstanceNotFound(instance_id)
@@ -388,8 +450,9 @@ class Engine:
         offset: int = 0,
     ) -> list[Instance]:
         """Instances matching every filter given, oldest first, `limit` at most."""
-        if not 0 < limit <= 10_000 or offset < 0:
-            raise InvalidInput("limit must be between 1 and 10000 and offset at least 0")
+        if not 0 < limit <= MAX_LIST_LIMIT or not 0 <= offset <= MAX_LIST_OFFSET:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT} and offset "
+                               f"between 0 and {MAX_LIST_OFFSET}")  # fmt: skip
         rows = self.store.list_instances(
             definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
         )
@@ -409,6 +472,7 @@ class Engine:
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
         """Stop a running instance: drop its work, run compensations, end `cancelled`."""
+        _check_id(instance_id)
         now = self.clock()
 
         def operation(tx: Transaction) -> Applied:
@@ -445,7 +509,12 @@ class Engine:
         return [self._claimed(r, now, span) for r in claimed()]
 
     def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:
-        """Apply a task's result; False when it was stale (the lease was lost) or failed."""
+        """Apply a task's result; False when it was stale (the lease was lost) or failed.
+
+        A late answer (from the last holder, after its lease lapsed, its attempt timed out or
+        its state was left) is recorded once as `stale`; TaskNotHeld, writing nothing, when
+        `worker` neither holds the task nor is the last holder with no late answer recorded.
+        """
         return self.complete_and_claim(task_id, worker, result, [])[0]
 
     def complete_and_claim(self, task_id: str, worker: str | None, result: Any,
@@ -490,7 +559,8 @@ class Engine:
                            None if row.timeout_ms is None else row.timeout_ms / 1000)  # fmt: skip
 
     def fail_task(self, task_id: str, worker: str | None, error: str | dict[str, Any]) -> bool:
-        """Count a failed attempt of a task; False when the worker no longer held it."""
+        """Count a failed attempt of a task; False when the worker no longer held it (a late
+        answer, recorded `stale` once); TaskNotHeld as for `complete_task`."""
         if isinstance(error, str):
             error = {"type": "TaskError", "message": error}
         now = self.clock()
@@ -659,13 +729,14 @@ class Engine:
         self.store.close()
 
 
-def _check_size(value: Any, what: str) -> None:
-    try:
-        size = len(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} is not JSON: {exc}") from None
+def _checked(value: Any, what: str) -> Any:
+    """`value` as it will be stored (`storable`'s rule, ValueNotStorable naming `what` and
+    the place), or InvalidInput when it is over MAX_PAYLOAD_BYTES; before anything is written."""
+    value = storable(value, what)
+    size = len(json.dumps(value))
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"{what} is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    return value
 
 
 def _check_schema(definition: Definition, data: dict[str, Any]) -> None:

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from statemachines import CompiledMachine, Definition, Entry, Step
-from statemachines.errors import InstanceNotFound, TurnoutError
+from statemachines import CompiledMachine, Definition, Entry, Step, storable
+from statemachines.errors import InstanceNotFound, TaskNotHeld, TurnoutError, ValueNotStorable
 
 from .records import HistoryEntry, Instance
 from .store import Claim, ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
+MAX_STALE_BYTES = 4096  # of a late answer's result or error kept in its `stale` entry
 Compiled = Callable[[InstanceRow], CompiledMachine]
 
 
@@ -133,18 +134,20 @@ def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
 
 
 # -- task outcomes -----------------------------------------------------------------------------
-def check_result(result: Any) -> dict[str, Any] | None:
-    """None when `result` is a JSON value of a sane size, else the error of the attempt."""
+def check_result(result: Any) -> tuple[Any, dict[str, Any] | None]:
+    """(`result` as it is stored, None) when `storable` takes it and it is of a sane size;
+    else (None, the error of the attempt)."""
     try:
-        size = len(json.dumps(result, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        return {"type": "ResultError", "message": f"the result is not a JSON value: {exc}"}
+        result = storable(result, "result")
+    except ValueNotStorable as exc:
+        return None, {"type": "ResultError", "message": str(exc)}
+    size = len(json.dumps(result))
     if size > MAX_RESULT_BYTES:
-        return {
+        return None, {
             "type": "ResultError",
             "message": f"the result is {size} bytes, over the limit of {MAX_RESULT_BYTES}",
         }
-    return None
+    return result, None
 
 
 def complete_task(
@@ -158,10 +161,11 @@ def complete_task(
 ) -> tuple[bool, Applied | None]:
     """Apply a task's result; (False, ...) when it was stale or came too late. With `claim`,
     a new task the result leads to may be written claimed (`Applied.claimed`)."""
+    result, error = check_result(result)
     task, row = _lock_task(tx, task_id)
     if not _holds(tx, task, worker, now):
-        return False, _stale(tx, row, task, worker, "done", {"result": result}, now)
-    error = check_result(result)
+        late = {"result": result} if error is None else {"error": error}
+        return False, _stale(tx, row, task, worker, "done", late, now)
     if error is None and _timed_out(task, now):
         error = _timeout_error(task)
     if error is not None:
@@ -207,14 +211,9 @@ def failed_attempt(
     """Retry after the policy's wait if attempts are left, else fire `failed`."""
     if task.attempt < task.max_attempts:
         ready_at = now + retry_wait(task.retry, task.attempt)
-        tx.update_task(
-            task.id,
-            status="ready",
-            worker=None,
-            claimed_at=None,
-            lease_until=None,
-            ready_at=ready_at,
-        )
+        # The worker stays named (as after a lapse) until the next claim: see `_stale`.
+        tx.update_task(task.id, status="ready", claimed_at=None, lease_until=None,
+                       ready_at=ready_at)  # fmt: skip
         return record(
             tx,
             row,
@@ -269,8 +268,9 @@ def expire_task(tx: Transaction, compiled: Compiled, task_id: str, now: datetime
 
 def _release(tx: Transaction, task: TaskRow) -> None:
     """The holder's lease lapsed (it died or hung): the attempt is not used up, and anyone
-    may claim the task again."""
-    tx.update_task(task.id, status="ready", worker=None, claimed_at=None, lease_until=None,
+    may claim the task again. The row keeps naming the holder until the next claim: its late
+    answer is then recognised (and recorded stale) while anyone else's is refused."""
+    tx.update_task(task.id, status="ready", claimed_at=None, lease_until=None,
                    attempt=max(task.attempt - 1, 0))  # fmt: skip
 
 
@@ -361,17 +361,31 @@ def _stale(
     data: dict[str, Any],
     now: datetime,
 ) -> Applied:
-    return record(
-        tx,
-        row,
-        [
-            Entry(
-                "stale",
-                event,
-                task.state_path,
-                None,
-                {"task": task.name, "task_id": task.id, "worker": worker, **data},
-            )
-        ],
-        now,
-    )
+    """A late answer from the task's last holder (its lease lapsed, its attempt timed out, or
+    the state was left), recorded once as a `stale` entry with its result or error cut to
+    MAX_STALE_BYTES. TaskNotHeld, writing nothing, for any other caller, for the same caller
+    again, and when the instance's history is full."""
+    if task.worker != worker:
+        raise TaskNotHeld(task.id, worker)
+    if row.history_seq >= MAX_HISTORY:
+        raise TaskNotHeld(task.id, worker, f"the instance's history holds {MAX_HISTORY} "
+                          "entries, the most it may; the late answer is not recorded")  # fmt: skip
+    # No one live holds the task (a claimed row naming this worker has a lapsed lease, just
+    # released): forgetting the name makes a second late answer a refusal, not another entry.
+    tx.update_task(task.id, worker=None)
+    ((name, value),) = data.items()
+    entry = {"task": task.name, "task_id": task.id, "worker": worker, **_bounded(name, value)}
+    return record(tx, row, [Entry("stale", event, task.state_path, None, entry)], now)
+
+
+def _bounded(name: str, value: Any) -> dict[str, Any]:
+    """`{name: value}`, or the first MAX_STALE_BYTES of value's JSON text with `truncated`
+    giving its full size: a late answer is kept for the record, not for use."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return {name: f"<a {type(value).__name__} that is not a JSON value>"}
+    raw = text.encode()
+    if len(raw) <= MAX_STALE_BYTES:
+        return {name: value}
+    return {name: raw[:MAX_STALE_BYTES].decode(errors="ignore"), "truncated": len(raw)}

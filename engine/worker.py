@@ -9,11 +9,14 @@ head of its traceback in the instance's history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+
+from statemachines.errors import TaskNotHeld
 
 from .records import ClaimedTask, error_details
 from .store import DatabaseUnavailable
@@ -76,13 +79,18 @@ class Worker:
             except Exception as exc:
                 self.failed += 1
                 error = handler_failed(current, exc)
-                self.engine.fail_task(current.id, self.engine.worker_id, error)
+                # A lease that lapsed and was claimed again: the answer is no longer this worker's.
+                with contextlib.suppress(TaskNotHeld):
+                    self.engine.fail_task(current.id, self.engine.worker_id, error)
                 return False
             finally:
                 self.ran += 1
-            ok, following = self.engine.complete_and_claim(
-                current.id, self.engine.worker_id, result, names
-            )
+            try:
+                ok, following = self.engine.complete_and_claim(
+                    current.id, self.engine.worker_id, result, names
+                )
+            except TaskNotHeld:  # as above
+                return False
             applied = applied and ok
             current = following[0] if following else None
         return applied

@@ -22,13 +22,16 @@ from .errors import (
     InstanceNotFound,
     InvalidInput,
     Problem,
+    TaskNotHeld,
     TurnoutError,
+    ValueNotStorable,
 )
 from .expressions import Expression
 from .loader import compose, parse_yaml, read_source
 from .model import Definition, Region, RetryPolicy, State, Transition
 from .schema import json_schema
 from .simulate import Failure, Run, simulate
+from .values import storable
 
 EXAMPLES = Path(__file__).parent / "examples"
 
@@ -62,7 +65,8 @@ def examples() -> list[Path]:
 __all__ = [
     "CompiledMachine", "Definition", "DefinitionError", "DefinitionNotFound", "DuplicateKey",
     "Entry", "EventRejected", "Expression", "ExpressionError", "Failure", "InstanceNotFound",
-    "InvalidInput", "Problem", "Region", "RetryPolicy", "Run", "State", "Step", "TaskOrder",
-    "TimerOrder", "Transition", "TurnoutError", "compile_definition", "examples",
-    "format_duration", "json_schema", "load", "parse_duration", "parse_yaml", "simulate",
+    "InvalidInput", "Problem", "Region", "RetryPolicy", "Run", "State", "Step", "TaskNotHeld",
+    "TaskOrder", "TimerOrder", "Transition", "TurnoutError", "ValueNotStorable",
+    "compile_definition", "examples", "format_duration", "json_schema", "load", "parse_duration",
+    "parse_yaml", "simulate", "storable",
 ]  # fmt: skip

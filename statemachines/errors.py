@@ -45,6 +45,18 @@ class InvalidInput(TurnoutError):
         super().__init__(message)
 
 
+class ValueNotStorable(InvalidInput):
+    """A value cannot be stored as JSON by the rule of `statemachines.values.storable`.
+
+    `.path` locates the offending part (`context.tags[2]`), `.reason` says what is wrong with it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path} {reason}")
+
+
 class DefinitionNotFound(TurnoutError):
     """No deployed definition has this name (and version)."""
 
@@ -84,6 +96,17 @@ class DuplicateKey(TurnoutError):
         self.definition = definition
         self.key = key
         super().__init__(f"definition {definition!r} already has an instance with key {key!r}")
+
+
+class TaskNotHeld(TurnoutError):
+    """An answer to a task from a worker that neither holds it nor was its last holder (or
+    whose late answer has already been recorded); nothing was written."""
+
+    def __init__(self, task_id: str, worker: str, reason: str = "") -> None:
+        self.task_id = task_id
+        self.worker = worker
+        detail = reason or "it neither holds the task nor was its last holder"
+        super().__init__(f"worker {worker!r} may not answer task {task_id!r}: {detail}")
 
 
 class ExpressionError(TurnoutError):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import statemachines
-from engine import Engine
+from engine import Engine, TaskNotHeld
 
 
 def _failing(engine: Engine, name: str, calls: list[Any], clock: Any) -> None:
@@ -232,7 +232,8 @@ def test_unanswered_attempt_past_its_timeout_fails_without_waiting_for_the_lease
     clock.advance(5)
     [retry] = engine.claim_tasks(["remote.slow"], "w2", 3600)
     assert retry.attempt == 2
-    assert engine.complete_task(hung.id, "w1", {"took": "forever"}) is False
+    with pytest.raises(TaskNotHeld):  # the task is w2's now
+        engine.complete_task(hung.id, "w1", {"took": "forever"})
     assert engine.complete_task(retry.id, "w2", {"took": 1}) is True
     done = engine.get(inst.id)
     assert done.state == "finished"

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from engine import Engine
+import pytest
+
+from engine import Engine, TaskNotHeld, runtime
 
 
 def test_claimed_task_carries_its_input_and_attempt(
@@ -102,18 +104,21 @@ def test_lapsed_lease_makes_task_claimable_again_without_using_an_attempt(
     assert engine.get(inst.id).state == "finished"
 
 
-def test_late_result_from_lapsed_lease_holder_is_recorded_stale_not_applied(
+def test_late_result_from_lapsed_lease_holder_once_another_claimed_is_refused_unwritten(
     engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
+    """Once another worker has claimed the task, the row names only the new holder: the
+    lapsed holder's answer is refused like a stranger's, and nothing is written."""
     deploy("one_task")
     inst = engine.start("one_task", {})
     [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
     clock.advance(31)
     [second] = engine.claim_tasks(["jobs.work"], "w2", 30)
-    assert engine.complete_task(first.id, "w1", {"by": "w1"}) is False
-    assert engine.get(inst.id).state == "work"
+    revision = engine.get(inst.id).revision
+    with pytest.raises(TaskNotHeld):
+        engine.complete_task(first.id, "w1", {"by": "w1"})
+    assert engine.get(inst.id).revision == revision
     assert engine.get(inst.id).context == {}
-    assert [e.kind for e in engine.history(inst.id)].count("stale") == 1
     assert engine.complete_task(second.id, "w2", {"by": "w2"}) is True
     assert engine.get(inst.id).context == {"by": "w2"}
 
@@ -126,7 +131,8 @@ def test_late_failure_from_lapsed_lease_holder_is_not_applied(
     [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
     clock.advance(31)
     [second] = engine.claim_tasks(["jobs.work"], "w2", 30)
-    assert engine.fail_task(first.id, "w1", "too late") is False
+    with pytest.raises(TaskNotHeld):
+        engine.fail_task(first.id, "w1", "too late")
     assert engine.get(inst.id).state == "work"
     assert engine.complete_task(second.id, "w2", {}) is True
     assert engine.get(inst.id).state == "finished"
@@ -175,7 +181,8 @@ def test_only_the_lease_holder_may_answer(engine: Engine, deploy: Callable[[str]
     deploy("one_task")
     inst = engine.start("one_task", {})
     [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
-    assert engine.complete_task(task.id, "intruder", {"forged": True}) is False
+    with pytest.raises(TaskNotHeld):
+        engine.complete_task(task.id, "intruder", {"forged": True})
     assert engine.get(inst.id).context == {}
     assert engine.complete_task(task.id, "w1", {"real": True}) is True
     assert engine.get(inst.id).context == {"real": True}
@@ -190,3 +197,99 @@ def test_task_of_a_state_left_is_no_longer_claimable(
     engine.run_until_idle()
     assert engine.get(inst.id).state == "too_late"
     assert engine.claim_tasks(["remote.call"], "w1", 30) == []
+
+
+def test_an_answer_from_a_worker_that_never_held_the_task_is_refused_and_writes_nothing(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    """A stranger's result or failure, however large and however often, leaves the instance,
+    its history and the holder's claim as they were."""
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    before = engine.get(inst.id)
+    for _ in range(3):
+        with pytest.raises(TaskNotHeld) as refused:
+            engine.complete_task(task.id, "intruder", {"blob": "x" * 500_000})
+        with pytest.raises(TaskNotHeld):
+            engine.fail_task(task.id, "intruder", "forged")
+    assert refused.value.task_id == task.id and refused.value.worker == "intruder"
+    assert engine.get(inst.id).revision == before.revision
+    assert len(engine.history(inst.id)) == 1
+    assert engine.complete_task(task.id, "w1", {"real": True}) is True
+
+
+def test_a_lapsed_holders_late_answer_is_recorded_stale_once_then_refused(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    """The last holder's late answer, before anyone claims the task again, is one `stale`
+    entry; a second answer from it is refused; the task stays claimable with its attempt."""
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [first] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    assert engine.complete_task(first.id, "w1", {"by": "w1"}) is False
+    with pytest.raises(TaskNotHeld):
+        engine.complete_task(first.id, "w1", {"by": "w1"})
+    with pytest.raises(TaskNotHeld):
+        engine.fail_task(first.id, "w1", "again")
+    assert [e.kind for e in engine.history(inst.id)].count("stale") == 1
+    [again] = engine.claim_tasks(["jobs.work"], "w2", 30)
+    assert again.attempt == 1
+    assert engine.complete_task(again.id, "w2", {"by": "w2"}) is True
+    assert engine.get(inst.id).context == {"by": "w2"}
+
+
+def test_a_stale_entry_keeps_only_the_head_of_a_large_late_result(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    assert engine.complete_task(task.id, "w1", {"blob": "x" * 900_000}) is False
+    [stale] = [e for e in engine.history(inst.id) if e.kind == "stale"]
+    assert len(stale.data["result"].encode()) <= runtime.MAX_STALE_BYTES
+    assert stale.data["result"].startswith('{"blob": "xxx')
+    assert stale.data["truncated"] > 900_000
+    assert stale.data["worker"] == "w1" and stale.data["task_id"] == task.id
+
+
+def test_late_answers_for_a_finished_task_are_recorded_stale_once(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    """A result for a task whose state was left (by a timer here), or a second answer to a
+    task already answered, is one `stale` entry; the answers after it are refused."""
+    deploy("race")
+    inst = engine.start("race", {})
+    [task] = engine.claim_tasks(["remote.call"], "w1", 300)
+    clock.advance(61)
+    engine.run_until_idle()
+    assert engine.complete_task(task.id, "w1", {"answer": "late"}) is False
+    with pytest.raises(TaskNotHeld):
+        engine.complete_task(task.id, "w1", {"answer": "later"})
+    assert [e.kind for e in engine.history(inst.id)].count("stale") == 1
+    deploy("one_task")
+    done = engine.start("one_task", {})
+    [answered] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    assert engine.complete_task(answered.id, "w1", {"n": 1}) is True
+    assert engine.complete_task(answered.id, "w1", {"n": 2}) is False
+    with pytest.raises(TaskNotHeld):
+        engine.complete_task(answered.id, "w1", {"n": 3})
+    assert [e.kind for e in engine.history(done.id)].count("stale") == 1
+    assert engine.get(done.id).context == {"n": 1}
+
+
+def test_a_late_answer_to_an_instance_whose_history_is_full_is_refused_unwritten(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "MAX_HISTORY", 1)
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1", 30)
+    clock.advance(31)
+    with pytest.raises(TaskNotHeld, match="history"):
+        engine.complete_task(task.id, "w1", {"late": True})
+    assert len(engine.history(inst.id)) == 1
+    [again] = engine.claim_tasks(["jobs.work"], "w2", 30)
+    assert again.attempt == 1
