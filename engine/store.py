@@ -829,8 +829,10 @@ def _context_json(context: dict[str, Any]) -> str:
     return text
 
 
-# One encoder for every write: json.dumps would build a new one per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# One encoder for every write: json.dumps would build a new one per call. NaN and infinities
+# are refused as PostgreSQL's jsonb refuses them, so SQLite cannot store what PostgreSQL would
+# not (every value is made storable before it gets here: `statemachines.values.storable`).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def _is_integrity_error(exc: Exception) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from transitions import Machine
 
-from .errors import EventRejected, ExpressionError
+from .errors import EventRejected, ExpressionError, ValueNotStorable
 from .model import (
     DEFAULT_FOREACH_CONCURRENCY,
     DEFAULT_RESULT,
@@ -29,6 +29,7 @@ from .model import (
     TaskSpec,
     Transition,
 )
+from .values import storable
 
 MAX_ALWAYS_STEPS = 100
 RESERVED_EVENTS = ("done", "failed", "always")
@@ -306,12 +307,17 @@ class _Run:
         return {"context": self.context, "event": event,
                 "result": event if trigger == "done" else None, "now": self.now}  # fmt: skip
 
-    def evaluate(self, expression: Any, names: dict[str, Any], what: str) -> tuple[bool, Any]:
+    def evaluate(self, expression: Any, names: dict[str, Any], what: str,
+                 path: str = "value") -> tuple[bool, Any]:  # fmt: skip
+        """(True, the value as it will be stored) or (False, None), the failure recorded; a
+        value `storable` refuses (named as `path`) is a failure of its expression."""
         try:
-            return True, expression.evaluate(names)
+            return True, storable(expression.evaluate(names), path)
         except ExpressionError as exc:
             self.error(what, exc)
-            return False, None
+        except ValueNotStorable as exc:
+            self.error(what, ExpressionError(expression.text, str(exc)))
+        return False, None
 
     def error(self, what: str, exc: ExpressionError) -> None:
         self.history.append(Entry("error", None, None, None, {
@@ -343,7 +349,7 @@ class _Run:
         names = {"context": self.context, "event": None, "result": None, "now": self.now,
                  "item": item_value, "index": item}  # fmt: skip
         if spec.input is not None:
-            ok, value = self.evaluate(spec.input, names, f"input of {state.path}")
+            ok, value = self.evaluate(spec.input, names, f"input of {state.path}", "input")
             if not ok:
                 error = {"type": "InputError", "message": "the task's input expression failed"}
                 self.queue.append(("failed", state.path, activation,
@@ -356,7 +362,8 @@ class _Run:
 
     def fan_out(self, state: State, activation: int) -> None:
         assert state.foreach is not None
-        ok, items = self.evaluate(state.foreach.items, self.names(), f"items of {state.path}")
+        ok, items = self.evaluate(state.foreach.items, self.names(), f"items of {state.path}",
+                                  "items")  # fmt: skip
         message = None
         if not ok or not isinstance(items, list):
             message = "foreach items is not a list"
@@ -422,7 +429,8 @@ class _Run:
             return False
         updates = {}
         for key, expression in spec.assign:
-            ok, value = self.evaluate(expression, names, f"assign {key} in {state.path}")
+            ok, value = self.evaluate(expression, names, f"assign {key} in {state.path}",
+                                      f"context.{key}")  # fmt: skip
             if ok:
                 updates[key] = value
         self.context.update(updates)

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .compile import Entry, Step, TaskOrder, TimerOrder, compile_definition
-from .errors import EventRejected
+from .errors import EventRejected, ValueNotStorable
 from .model import Definition
+from .values import storable
 
 MAX_TASKS = 100_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -92,6 +93,13 @@ class _Simulation:
             outcome = self.outcome(task)
             ref = (task.state_path, task.activation, task.item)
             args = (self.machine, self.context, self.status)
+            if not isinstance(outcome, Failure):
+                # As the engine does with a handler's result: stored by the one rule, or a
+                # failed attempt (of every attempt, since the outcome would be the same).
+                try:
+                    outcome = storable(outcome, "result")
+                except ValueNotStorable as exc:
+                    outcome = Failure(str(exc), "ResultError")
             if isinstance(outcome, Failure):
                 error = {"type": outcome.type, "message": outcome.message}
                 step = self.compiled.task_failed(*args, ref, error, task.retry.attempts, self.now)
@@ -127,10 +135,12 @@ def simulate(
     call (the last one repeats), or a callable given the task's input. Unanswered tasks
     return None. An event `after:KEY` fires the timer `KEY` of an active state. A rejected
     event raises EventRejected when `strict`, else it is kept in `Run.rejected` and the run
-    goes on.
+    goes on. As in the engine, `data`, payloads and results are stored by the rule of
+    `storable`: data or a payload it refuses raises ValueNotStorable, a result it refuses
+    fails the task (`ResultError`).
     """
     sim = _Simulation(definition, results or {}, now or START)
-    sim.apply(sim.compiled.start(dict(data or {}), sim.now))
+    sim.apply(sim.compiled.start(storable(dict(data or {}), "data"), sim.now))
     sim.run_tasks()
     for item in events:
         name, payload = (item, None) if isinstance(item, str) else (item[0], item[1])
@@ -141,6 +151,7 @@ def simulate(
                                         sim.compiled.allowed(sim.machine, sim.status),
                                         f"no active state has the timer {name[6:]!r}")  # fmt: skip
             else:
+                payload = None if payload is None else storable(payload, "event data")
                 sim.apply(sim.compiled.send(sim.machine, sim.context, sim.status, name,
                                             payload, sim.now))  # fmt: skip
         except EventRejected as exc:

@@ -73,7 +73,7 @@ def test_handler_returning_something_that_is_not_json_fails_the_attempt(
     assert engine.get(inst.id).state == "broken"
     error = _failure(engine, inst.id)
     assert error["type"] == "ResultError"
-    assert "not a JSON value" in error["message"]
+    assert error["message"] == "result.when is of type object, which JSON cannot hold"
     assert engine.get(inst.id).context == {}
 
 
