@@ -8,11 +8,13 @@ row locks with `FOR UPDATE` and claims with `FOR UPDATE SKIP LOCKED` on PostgreS
 from __future__ import annotations
 
 import json
+import os
 import select
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,16 +36,28 @@ from .tables import (
     tasks_t,
 )
 
-BUSY_TIMEOUT_SECONDS = 60
+BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process's lock
+READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)
 LAST_ERROR_WINDOW = 1000  # history entries looked through for an instance's last error
 _PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 class DatabaseUnavailable(TurnoutError):
-    """The database cannot be reached or refused the operation; the call changed nothing.
+    """The database cannot be reached, cannot be used, or refused the operation.
 
-    Retrying later is safe: every engine operation is one transaction.
+    `outcome_unknown` is False when the failure came before the commit was sent: the call
+    changed nothing, and retrying it is safe. It is True when the connection was lost with
+    the commit in flight: the change may or may not have committed, and only a retry that is
+    idempotent is safe (an event with an idempotency key; a start with a business key, which
+    raises DuplicateKey if the first one committed, so `get_by_key` finds it).
     """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        self.outcome_unknown = outcome_unknown
+        outcome = ("the outcome is unknown: the change may have committed; retry only with a "
+                   "business key or an idempotency key" if outcome_unknown
+                   else "nothing was changed")  # fmt: skip
+        super().__init__(f"{message} ({outcome})")
 
 
 MAX_CONTEXT_BYTES = 4_000_000
@@ -57,6 +71,15 @@ class ContextTooLarge(InvalidInput):
 
 class ConcurrentUpdate(TurnoutError):
     """An instance changed between reading and writing it (the caller retries)."""
+
+
+@dataclass
+class _Outcome:
+    """How far a transaction got: `unknown` once its COMMIT may have reached the server;
+    `wait`, how long SQLite was told to wait for a lock at that point."""
+
+    unknown: bool = False
+    wait: float = 0.0
 
 
 # -- rows as the engine sees them --------------------------------------------------------------
@@ -493,10 +516,15 @@ class Transaction:
 class Store:
     """The database of one Engine: its SQLAlchemy engine, its tables, its transactions."""
 
-    def __init__(self, url: str, locking: str = "row") -> None:
+    def __init__(self, url: str, locking: str = "row",
+                 busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:  # fmt: skip
         if locking not in ("row", "optimistic"):
             raise ValueError(f"locking must be 'row' or 'optimistic', not {locking!r}")
         self.optimistic = locking == "optimistic"
+        # How long an SQLite transaction waits for a lock another process holds: a write
+        # `busy_timeout` seconds, a read no longer than READ_BUSY_TIMEOUT_SECONDS.
+        self.write_wait = busy_timeout
+        self.read_wait = min(busy_timeout, READ_BUSY_TIMEOUT_SECONDS)
         self.url = make_url(url)
         self.safe_url = self.url.render_as_string(hide_password=True)
         self.postgres = self.url.get_backend_name() == "postgresql"
@@ -507,16 +535,22 @@ class Store:
         # list's pop and append are atomic, so threads share it safely. (PostgreSQL
         # connections always go back to the pool, whose checkout notices a dropped one.)
         self._parked: list[Any] = []
-        with self._core(write=True) as conn:
-            if self.postgres:  # several processes may create the tables at once
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
-            SQLModel.metadata.create_all(conn, tables=TABLES)
+        # Tables are created under the write lock only when one is missing: opening a database
+        # to read it must not wait for another process's write lock.
+        with self._core() as conn:
+            inspector = sa.inspect(conn)
+            missing = [t for t in TABLES if not inspector.has_table(t.name)]
+        if missing:
+            with self._core(write=True) as conn:
+                if self.postgres:  # several processes may create the tables at once
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
+                SQLModel.metadata.create_all(conn, tables=TABLES)
 
     def _create_engine(self) -> Engine:
         # Every transaction ends in an explicit commit or rollback: no reset needed on return.
         kwargs: dict[str, Any] = {"json_serializer": _dumps, "pool_reset_on_return": None}
         if self.sqlite:
-            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": self.read_wait, "check_same_thread": False}
             if self.url.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool
         try:
@@ -524,39 +558,80 @@ class Store:
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
             raise DatabaseUnavailable(f"cannot use the database {self.safe_url}: {exc}") from None
         if self.sqlite:
-            sa_event.listen(engine, "connect", _sqlite_connect)
-            sa_event.listen(engine, "begin", _sqlite_begin)
+            sa_event.listen(engine, "connect", self._sqlite_connect)
+            sa_event.listen(engine, "begin", self._sqlite_begin)
         else:
             sa_event.listen(engine.pool, "checkout", _check_alive)
         return engine
 
     @contextmanager
-    def _translated(self) -> Iterator[None]:
+    def _translated(self) -> Iterator[_Outcome]:
+        """The one place driver errors are translated: the database failing or unusable is
+        DatabaseUnavailable, said plainly and telling whether the commit was in flight (the
+        block sets `_Outcome.unknown` before it commits); a value the database refuses (too
+        long for its column, out of range, a NUL character) is InvalidInput."""
+        outcome = _Outcome(wait=self.read_wait)  # a new connection waits as a read does
         try:
-            yield
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise DatabaseUnavailable(
-                f"the database {self.safe_url} is unavailable: {reason}"
-            ) from None
+            yield outcome
+        except DatabaseUnavailable:
+            raise
         except Exception as exc:
-            if not _is_operational_error(exc):
+            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            if _is_data_error(cause):
+                raise InvalidInput(f"the database refused a value: {reason}") from None
+            if not (isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+                    or _is_operational_error(cause) or _is_not_a_database(cause)):  # fmt: skip
                 raise
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DatabaseUnavailable(
-                f"the database {self.safe_url} is unavailable: {reason}"
-            ) from None
+            raise DatabaseUnavailable(self._why(reason, outcome.wait),
+                                      outcome_unknown=outcome.unknown) from None  # fmt: skip
+
+    def _why(self, reason: str, wait: float) -> str:
+        """What the database's failure means, said plainly: for an SQLite file, which file and
+        what is wrong with it (locked, not a database, not readable or writable)."""
+        database = (self.url.database or "").removeprefix("file:").split("?")[0]
+        if not self.sqlite or database in ("", ":memory:"):
+            return f"the database {self.safe_url} is unavailable: {reason}"
+        path = Path(database).absolute()
+        folder = path.parent
+        beside = f"(SQLite writes {path.name}-wal and {path.name}-shm beside the file)"
+        if "database is locked" in reason:
+            return (f"the database file {path} is locked by another process; gave up after "
+                    f"waiting {wait:g} s")  # fmt: skip
+        if "file is not a database" in reason:
+            return f"the file {path} is not an SQLite database"
+        if "unable to open database file" in reason:
+            if not folder.is_dir():
+                why = f"its directory {folder} does not exist"
+            elif path.exists() and not os.access(path, os.R_OK):
+                why = "the file is not readable by this process"
+            elif not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                why = f"it does not exist and its directory {folder} is not writable"
+            elif not os.access(folder, os.W_OK | os.X_OK):
+                why = f"its directory {folder} is not writable {beside}"
+            else:
+                why = reason
+            return f"cannot open the database file {path}: {why}"
+        if "readonly" in reason:
+            if not os.access(path, os.W_OK):
+                why = "the file is read-only for this process"
+            elif not os.access(folder, os.W_OK | os.X_OK):
+                why = f"its directory {folder} is not writable {beside}"
+            else:
+                why = "it was opened read-only"
+            return f"cannot write the database file {path}: {why}"
+        return f"the database {self.safe_url} is unavailable: {reason}"
 
     @contextmanager
     def transaction(self, read_only: bool = False) -> Iterator[Transaction]:
         """A transaction on a pooled driver connection: committed when the block ends,
         rolled back if it raises. SQLite takes the write lock up front unless `read_only`.
         """
-        with self._translated():
+        with self._translated() as outcome:
             if self.postgres:
                 raw = self.engine.raw_connection()
                 try:
-                    yield from self._pipelined(raw.driver_connection)
+                    yield from self._pipelined(raw.driver_connection, outcome)
                 except Exception as exc:
                     if _is_operational_error(exc):
                         raw.invalidate()  # a broken connection must not go back to the pool
@@ -570,12 +645,14 @@ class Store:
                 raw = self.engine.raw_connection()
             try:
                 cursor = raw.cursor()
+                outcome.wait = self._wait(raw, read_only)
                 cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
                 try:
                     yield Transaction(cursor, False)
                 except BaseException:
                     raw.rollback()
                     raise
+                outcome.unknown = not read_only  # a failing COMMIT is not known to undo it
                 raw.commit()
             except Exception as exc:
                 if _is_operational_error(exc):
@@ -589,19 +666,45 @@ class Store:
                 raise
             self._park(raw)
 
+    def _sqlite_connect(self, dbapi_connection: Any, record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can take the lock up
+        # front. Turning a file to WAL takes its lock: that wait is a read's, not a write's.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {round(self.read_wait * 1000)}")
+        record.info["busy_wait"] = self.read_wait
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    def _sqlite_begin(self, conn: Connection) -> None:
+        read = conn.get_execution_options().get("turnout_read", False)
+        self._wait(conn.connection, read)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+    def _wait(self, raw: Any, read: bool) -> float:
+        """Set how long the SQLite connection `raw` waits for another process's lock (a
+        write longer than a read), when it is not already set so; give that wait."""
+        wait = self.read_wait if read else self.write_wait
+        if raw.info.get("busy_wait") != wait:
+            raw.driver_connection.execute(f"PRAGMA busy_timeout = {round(wait * 1000)}")
+            raw.info["busy_wait"] = wait
+        return wait
+
     def _park(self, raw: Any) -> None:
         if len(self._parked) < PARKED_CONNECTIONS:
             self._parked.append(raw)
         else:
             raw.close()
 
-    def _pipelined(self, conn: Any) -> Iterator[Transaction]:
+    def _pipelined(self, conn: Any, outcome: _Outcome) -> Iterator[Transaction]:
         """A PostgreSQL transaction in pipeline mode: statements whose results are not needed
         at once travel together, so an event costs two round trips (BEGIN with the first
         read; the writes with COMMIT) rather than one per statement.
 
         BEGIN and COMMIT are sent as statements, in autocommit mode, because the driver
-        waits for the server after a BEGIN of its own.
+        waits for the server after a BEGIN of its own. The writes travel with the COMMIT: a
+        connection lost in that last round trip leaves the outcome unknown (`outcome`).
         """
         conn.autocommit = True
         try:
@@ -609,11 +712,14 @@ class Store:
                 cursor = conn.cursor()
                 cursor.execute("BEGIN")
                 yield Transaction(cursor, True, self.optimistic, pipeline.sync)
+                outcome.unknown = True
                 cursor.execute("COMMIT")
         except BaseException as exc:
             import psycopg
 
             lost = _lost(conn)
+            # An error the server answered with means the transaction was rolled back.
+            outcome.unknown = outcome.unknown and lost
             if lost and isinstance(exc, psycopg.Error) and not _is_operational_error(exc):
                 # A connection cut mid-pipeline can surface as a driver error about results
                 # rather than about the connection: it is the connection's loss all the same.
@@ -633,11 +739,13 @@ class Store:
     @contextmanager
     def _core(self, write: bool = False) -> Iterator[Connection]:
         """A SQLAlchemy connection in a transaction, for statements built with Core."""
-        with self._translated(), self.engine.connect() as conn:
+        with self._translated() as outcome, self.engine.connect() as conn:
+            outcome.wait = self.write_wait if write else self.read_wait  # set at BEGIN
             if not write:
                 conn = conn.execution_options(turnout_read=True)
             with conn.begin():
                 yield conn
+                outcome.unknown = write  # what is left is the COMMIT
 
     # definitions
     def save_definition(
@@ -847,6 +955,22 @@ def _is_integrity_error(exc: Exception) -> bool:
     return isinstance(exc, psycopg.errors.IntegrityError)
 
 
+def _is_data_error(exc: BaseException) -> bool:
+    """A value the database refused: too long for its column, out of range, a NUL character."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.DataError)
+
+
+def _is_not_a_database(exc: BaseException) -> bool:
+    """SQLite's answer when the file is something else (a text file, say)."""
+    import sqlite3
+
+    return isinstance(exc, sqlite3.DatabaseError) and "file is not a database" in str(exc)
+
+
 def _is_operational_error(exc: Exception) -> bool:
     """A driver error raised on the direct path: the connection or the server failed."""
     import sqlite3
@@ -891,18 +1015,3 @@ def _check_alive(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         readable = True
     if readable:
         raise sa_exc.DisconnectionError("the server closed this connection")
-
-
-def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can take the lock up front.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    read = conn.get_execution_options().get("turnout_read", False)
-    conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")

@@ -30,6 +30,12 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# Business keys and idempotency keys are kept in columns of this many characters, ids in
+# ID_LENGTH (32 hex digits); the engine refuses longer ones before anything is written.
+KEY_LENGTH = 200
+ID_LENGTH = 32
+
+
 def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(JSONB(), "postgresql")
 
@@ -57,8 +63,8 @@ class InstanceTable(SQLModel, table=True):
         sa.Index("ix_turnout_instances_by_definition", "definition", "created_at", "id"),
         sa.Index("ix_turnout_instances_created", "created_at", "id"),
     )
-    id: str = Field(primary_key=True, max_length=32)
-    key: str | None = Field(default=None, max_length=200)
+    id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    key: str | None = Field(default=None, max_length=KEY_LENGTH)
     definition: str = Field(max_length=200)
     version: int
     state: str = Field(max_length=400)
@@ -90,8 +96,8 @@ class HistoryTable(SQLModel, table=True):
 
 class IdempotencyTable(SQLModel, table=True):
     __tablename__ = "turnout_idempotency"
-    instance_id: str = Field(primary_key=True, max_length=32)
-    key: str = Field(primary_key=True, max_length=200)
+    instance_id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    key: str = Field(primary_key=True, max_length=KEY_LENGTH)
     at: datetime = Field(sa_type=UTCDateTime)
 
 
