@@ -1,19 +1,26 @@
 """The processes of the soak test: starters, senders and workers on one database.
 
 Handlers are pure functions of their input, so a replay through `statemachines.simulate` can
-predict every instance from the events its history says were accepted.
+predict every instance from the events its history says were accepted. The poison definition's
+handler gives, by order number, a result to convert, one that cannot be stored, an exception,
+or a hang past the timeout.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import statemachines
 
 DEFINITION = Path(__file__).parent / "soak_order.yaml"
+POISON = Path(__file__).parent / "soak_poison.yaml"
+POISON_EVERY = 50  # every 50th order also starts a poison instance
+POISON_HANG_SECONDS = 1.5  # past the poison task's 500ms timeout
+DEEP_PAYLOAD_LEVELS = 900
 
 
 class SoakError(Exception):
@@ -30,8 +37,22 @@ def process(order: dict[str, Any]) -> dict[str, Any]:
     return {"order": order["n"], "bumps": order.get("bumps") or 0}
 
 
+def poison(order: dict[str, Any]) -> Any:
+    """By the order's number: a result holding a datetime and a tuple (converted), a set
+    (cannot be stored: the attempt fails), an exception, or a hang past the timeout."""
+    kind = order["n"] // POISON_EVERY % 4
+    if kind == 0:
+        return {"stamp": datetime(2026, 1, 1, tzinfo=UTC), "echo": (order["n"], order["at"])}
+    if kind == 1:
+        return {"tags": {"a", "b"}}
+    if kind == 2:
+        raise SoakError(f"poison order {order['n']} raises")
+    time.sleep(POISON_HANG_SECONDS)
+    return {"late": True}
+
+
 def simulated_results() -> dict[str, Any]:
-    """The same handlers as answers for `statemachines.simulate`."""
+    """The same handlers as answers for `statemachines.simulate` (a hang is a timeout)."""
 
     def simulated_process(order: dict[str, Any]) -> Any:
         try:
@@ -39,7 +60,24 @@ def simulated_results() -> dict[str, Any]:
         except SoakError as exc:
             return statemachines.Failure(str(exc), "SoakError")
 
-    return {"soak.check": check, "soak.process": simulated_process}
+    def simulated_poison(order: dict[str, Any]) -> Any:
+        if order["n"] // POISON_EVERY % 4 == 3:
+            return statemachines.Failure("timed out", "Timeout")
+        try:
+            return poison(order)
+        except SoakError as exc:
+            return statemachines.Failure(str(exc), "SoakError")
+
+    return {"soak.check": check, "soak.process": simulated_process,
+            "soak.poison": simulated_poison}  # fmt: skip
+
+
+def deep_payload() -> Any:
+    """An event payload nested far past the storable depth: it must be refused."""
+    value: Any = 0
+    for _ in range(DEEP_PAYLOAD_LEVELS):
+        value = [value]
+    return value
 
 
 def _engine(url: str) -> Any:
@@ -49,7 +87,8 @@ def _engine(url: str) -> Any:
 
 
 def starter(url: str, first: int, count: int, stop: Any) -> None:
-    """Start orders first .. first+count-1; every tenth key is tried twice (DuplicateKey)."""
+    """Start orders first .. first+count-1; every tenth key is tried twice (DuplicateKey);
+    every POISON_EVERY-th order also starts a poison instance."""
     from engine import DuplicateKey
 
     engine = _engine(url)
@@ -58,6 +97,8 @@ def starter(url: str, first: int, count: int, stop: Any) -> None:
             if stop.is_set():
                 break
             engine.start("soak_order", {"n": n}, key=f"order-{n}")
+            if n % POISON_EVERY == 0:
+                engine.start("soak_poison", {"n": n}, key=f"poison-{n}")
             if n % 10 == 0:
                 try:
                     engine.start("soak_order", {"n": n}, key=f"order-{n}")
@@ -69,13 +110,17 @@ def starter(url: str, first: int, count: int, stop: Any) -> None:
 
 def sender(url: str, seed: int, stop: Any) -> None:
     """Send bumps (some with a repeated idempotency key), approvals, withdrawals and events
-    that are rejected, to random instances, until `stop` is set."""
+    that are rejected, to random instances, until `stop` is set; now and then a nudge (some
+    nested too deep to be stored) or a drop to a waiting poison instance."""
     from engine import EventRejected, InstanceNotFound
 
     rng = random.Random(seed)
     engine = _engine(url)
     try:
         while not stop.is_set():
+            if rng.random() < 0.05:
+                poke_poison(engine, rng, seed)
+                continue
             found = engine.instances(definition="soak_order", state="waiting", limit=50,
                                      offset=rng.randrange(0, 5) * 10)  # fmt: skip
             if not found:
@@ -100,6 +145,30 @@ def sender(url: str, seed: int, stop: Any) -> None:
         engine.close()
 
 
+def poke_poison(engine: Any, rng: random.Random, seed: int) -> None:
+    """Nudge (or drop) a waiting poison instance; a payload too deep must be refused."""
+    from engine import EventRejected, InstanceNotFound, InvalidInput
+
+    found = engine.instances(definition="soak_poison", state="wait", limit=20)
+    if not found:
+        return
+    target = rng.choice(found)
+    roll = rng.random()
+    try:
+        if roll < 0.3:
+            try:
+                engine.send(target.id, "nudge", {"value": deep_payload()})
+            except InvalidInput:
+                return
+            raise AssertionError(f"a {DEEP_PAYLOAD_LEVELS}-level payload was accepted")
+        if roll < 0.95:
+            engine.send(target.id, "nudge", {"value": rng.randrange(100)})
+        else:
+            engine.send(target.id, "drop", {"by": f"sender{seed}"})
+    except (EventRejected, InstanceNotFound):
+        pass
+
+
 def worker(url: str, stop_file: str) -> None:
     """Run soak tasks until `stop_file` exists."""
     from stopping import stop_when_file_exists
@@ -107,6 +176,7 @@ def worker(url: str, stop_file: str) -> None:
     engine = _engine(url)
     engine.task("soak.check")(check)
     engine.task("soak.process")(process)
+    engine.task("soak.poison")(poison)
     try:
         engine.work(concurrency=4, stop=stop_when_file_exists(stop_file), poll_interval=0.02)
     finally:
