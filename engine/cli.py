@@ -40,6 +40,7 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 USAGE_ERRORS = (DefinitionError, InvalidInput)
+COMMAND_WAIT_SECONDS = 10
 
 
 class UsageError(TurnoutError):
@@ -88,13 +89,16 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-def open_engine(db: str | None) -> Any:
+def open_engine(db: str | None, *, serving: bool = False) -> Any:
+    """The Engine on `db`. A one-shot command waits at most COMMAND_WAIT_SECONDS for a lock
+    another process holds on an SQLite file, then says so; a worker or server (`serving`)
+    waits as long as the engine does by default."""
     from sqlalchemy.exc import ArgumentError
 
     from engine.engine import Engine
 
     try:
-        return Engine(db)
+        return Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
     except ArgumentError as exc:
         # The URL itself is not repeated: it may carry a password.
         raise UsageError(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None

@@ -305,7 +305,7 @@ def worker(
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
     stop = threading.Event()
-    with open_engine(db) as engine:
+    with open_engine(db, serving=True) as engine:
         names = [n for module in tasks or [] for n in load_handlers(engine, module)]
         err.print(f"worker {engine.worker_id}: {len(names)} task handler(s): "
                   f"{', '.join(names) or '(timers only)'}", markup=False)  # fmt: skip
@@ -426,7 +426,7 @@ def serve(
             f"refusing to serve on {host} without TURNOUT_API_TOKEN: anyone who "
             "can reach it could start and cancel instances"
         )
-    with open_engine(db) as engine:
+    with open_engine(db, serving=True) as engine:
         stop = threading.Event()
         worker_thread: threading.Thread | None = None
         if tasks:

@@ -594,7 +594,7 @@ class Store:
             return f"the database {self.safe_url} is unavailable: {reason}"
         path = Path(database).absolute()
         folder = path.parent
-        beside = f"(SQLite writes {path.name}-wal and {path.name}-shm beside the file)"
+        beside = f"and SQLite must write {path.name}-wal and {path.name}-shm there"
         if "database is locked" in reason:
             return (f"the database file {path} is locked by another process; gave up after "
                     f"waiting {wait:g} s")  # fmt: skip
@@ -608,7 +608,7 @@ class Store:
             elif not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
                 why = f"it does not exist and its directory {folder} is not writable"
             elif not os.access(folder, os.W_OK | os.X_OK):
-                why = f"its directory {folder} is not writable {beside}"
+                why = f"its directory {folder} is not writable, {beside}"
             else:
                 why = reason
             return f"cannot open the database file {path}: {why}"
@@ -616,7 +616,7 @@ class Store:
             if not os.access(path, os.W_OK):
                 why = "the file is read-only for this process"
             elif not os.access(folder, os.W_OK | os.X_OK):
-                why = f"its directory {folder} is not writable {beside}"
+                why = f"its directory {folder} is not writable, {beside}"
             else:
                 why = "it was opened read-only"
             return f"cannot write the database file {path}: {why}"

@@ -1,7 +1,8 @@
 """PostgreSQL transactions are pipelined: results travel back in batches. A connection the
 server cuts, or a result it sends earlier than usual (as it does when it shuts down), is
-reported as the retryable DatabaseUnavailable, never as wrong rows or a driver error, and the
-transaction leaves nothing behind."""
+reported as DatabaseUnavailable, never as wrong rows or a driver error; it says whether the
+COMMIT was in flight (the outcome unknown) or not (nothing changed, the transaction leaves
+nothing behind)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,57 @@ def test_a_driver_error_on_a_cut_connection_is_unavailable(pg_engine: Engine) ->
             cut(pg_engine, tx.cursor.connection.info.backend_pid)
             tx.cursor.connection.cursor().fetchone()  # no result: the driver's own complaint
     assert pg_engine.send(started.id, "increment").revision == 2
+
+
+def install_cut(engine: Engine, table: str, when: str) -> None:
+    """Have the server end the connection that writes a row of `table`: `when` is "commit"
+    (a deferred trigger, run by the COMMIT) or "insert" (as the row is inserted)."""
+    timing = "DEFERRABLE INITIALLY DEFERRED" if when == "commit" else "NOT DEFERRABLE"
+    with engine.store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION cut_here() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
+            "RETURN NULL; END $$"
+        )
+        conn.exec_driver_sql(
+            f"CREATE CONSTRAINT TRIGGER cut_here AFTER INSERT ON {table} {timing} "
+            "FOR EACH ROW EXECUTE FUNCTION cut_here()"
+        )
+
+
+def remove_cut(engine: Engine, table: str) -> None:
+    with engine.store.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TRIGGER cut_here ON {table}")
+
+
+def test_a_connection_lost_with_the_commit_in_flight_leaves_the_outcome_unknown(
+    pg_engine: Engine,
+) -> None:
+    """The event's writes travel with its COMMIT; the server is gone before it answers, so
+    the caller is told the change may have committed, and the retry with the same
+    idempotency key applies the event at most once."""
+    started = pg_engine.start("counter", {"count": 0})
+    install_cut(pg_engine, "turnout_idempotency", "commit")
+    with pytest.raises(DatabaseUnavailable) as lost:
+        pg_engine.send(started.id, "increment", idempotency_key="once")
+    assert lost.value.outcome_unknown is True
+    assert "the outcome is unknown: the change may have committed" in str(lost.value)
+    remove_cut(pg_engine, "turnout_idempotency")
+    retried = pg_engine.send(started.id, "increment", idempotency_key="once")
+    again = pg_engine.send(started.id, "increment", idempotency_key="once")
+    assert (retried.context, again.context, again.revision) == ({"count": 1}, {"count": 1}, 2)
+
+
+def test_a_connection_lost_before_the_commit_was_sent_changed_nothing_and_says_so(
+    pg_engine: Engine,
+) -> None:
+    """A start with a business key learns whether the key is taken before it commits; the
+    connection lost at that point is known to have changed nothing."""
+    install_cut(pg_engine, "turnout_instances", "insert")
+    with pytest.raises(DatabaseUnavailable) as lost:
+        pg_engine.start("counter", {"count": 0}, key="order-1")
+    assert lost.value.outcome_unknown is False
+    assert str(lost.value).endswith("(nothing was changed)")
+    remove_cut(pg_engine, "turnout_instances")
+    assert pg_engine.instances() == []
+    assert pg_engine.start("counter", {"count": 0}, key="order-1").key == "order-1"

@@ -286,3 +286,32 @@ def test_one_event_finishing_every_region_fires_done_on_the_parallel_state(
     done = engine.send(inst.id, "finish")
     assert done.state == "completed"
     assert done.status == "succeeded"
+
+
+def test_foreach_without_concurrency_has_ten_items_claimable_at_a_time(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    """No `concurrency` written: ten items run at a time, the next one when one is done."""
+    deploy("broadcast")
+    inst = engine.start("broadcast", {"recipients": [f"r{n}" for n in range(25)]})
+    held = engine.claim_tasks(["mail.send"], "w1", 60, limit=100)
+    assert sorted(t.input for t in held) == sorted(f"r{n}" for n in range(10))
+    engine.complete_task(held[0].id, "w1", "ok")
+    assert [t.input for t in engine.claim_tasks(["mail.send"], "w1", 60, limit=100)] == ["r10"]
+    assert engine.get(inst.id).state == "send"
+
+
+def test_foreach_over_more_than_ten_thousand_items_fails_without_writing_a_task(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    """The items are counted before any task is written; the state's `failed` gets an
+    ItemsError, recorded in the history like items that are not a list."""
+    deploy("broadcast")
+    inst = engine.start("broadcast", {"recipients": list(range(10_001))})
+    assert (inst.state, inst.status) == ("not_sent", "failed")
+    assert inst.context["reason"] == "foreach items has 10001 items, more than 10000"
+    failed = engine.history(inst.id)[-1]
+    assert (failed.kind, failed.event, failed.from_state, failed.to_state) == (
+        "task", "failed", "send", "not_sent")  # fmt: skip
+    assert failed.data["error"]["type"] == "ItemsError"
+    assert engine.claim_tasks(None, "w1", 60, limit=100) == []
