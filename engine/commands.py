@@ -73,6 +73,12 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
     if engine is not None:
         allowed = engine.allowed(instance)
         out.print("accepts: " + (", ".join(allowed) if allowed else "(no events)"), markup=False)
+    if instance.last_error is not None:
+        error = instance.last_error
+        out.print(f"last error (history #{error.get('seq')}): {error.get('type')}: "
+                  f"{error.get('message')}", markup=False, highlight=False)  # fmt: skip
+        if error.get("traceback"):
+            out.print(error["traceback"], markup=False, highlight=False)
     out.print_json(data=instance.context)
 
 
@@ -389,17 +395,21 @@ def demo(
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _allowed_hosts(host: str, token: str | None) -> list[str] | None:
-    """Without a token, a loopback server answers only to loopback names (and to those in
-    TURNOUT_ALLOWED_HOSTS, comma-separated, for a proxy in front of it)."""
+def _proxy_names() -> list[str]:
+    """The names in TURNOUT_ALLOWED_HOSTS (comma-separated): those of a proxy in front."""
     import os
 
+    return [h.strip() for h in os.environ.get("TURNOUT_ALLOWED_HOSTS", "").split(",") if h.strip()]
+
+
+def _allowed_hosts(host: str, token: str | None) -> list[str] | None:
+    """Without a token, a loopback server answers only to loopback names (and to those in
+    TURNOUT_ALLOWED_HOSTS, for a proxy in front of it)."""
     from .api.app import LOOPBACK_NAMES
 
     if token is not None:
         return None
-    extra = [h.strip() for h in os.environ.get("TURNOUT_ALLOWED_HOSTS", "").split(",")]
-    return [*LOOPBACK_NAMES, host, *(h for h in extra if h)]
+    return [*LOOPBACK_NAMES, host, *_proxy_names()]
 
 
 @app.command()
@@ -412,6 +422,16 @@ def serve(
         typer.Option("--tasks", help="Also run a worker with the handlers of MODULE."),
     ] = None,
     db: DbOption = None,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            max=3600,
+            help="Seconds a request has to arrive whole; a connection that has not "
+            "sent it by then is closed.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve the HTTP API and the web dashboard (loopback only unless a token is set)."""
     import os
@@ -419,6 +439,7 @@ def serve(
     import uvicorn
 
     from .api import create_app
+    from .api.connections import MAX_CONNECTIONS, MAX_HEAD_BYTES, bounded_protocol
 
     token = os.environ.get("TURNOUT_API_TOKEN") or None
     if host not in LOOPBACK and token is None:
@@ -440,8 +461,11 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
-            uvicorn.run(create_app(engine, token, _allowed_hosts(host, token)), host=host,
-                        port=port, log_level="warning")  # fmt: skip
+            asgi = create_app(engine, token, _allowed_hosts(host, token), _proxy_names())
+            uvicorn.run(asgi, host=host, port=port, log_level="warning",
+                        http=bounded_protocol(request_timeout),
+                        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                        limit_concurrency=MAX_CONNECTIONS)  # fmt: skip
         except SystemExit as exc:
             # uvicorn exits 3 when it cannot start (the port is taken, say), having said why.
             if exc.code not in (0, None):

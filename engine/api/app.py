@@ -1,8 +1,9 @@
-"""The FastAPI application: error translation, bearer-token auth, and the routers.
+"""The FastAPI application: error translation, bearer-token auth, the guards, and the routers.
 
 Every turnout error becomes JSON `{error, message, ...}` with the status SPEC 6 names; a user's
-mistake is never a 500. With a token set, `/api` needs `Authorization: Bearer <token>` (or the
-dashboard's cookie), compared in constant time.
+mistake is never a 500. With a token set, `/api` needs `Authorization: Bearer <token>` (or, to
+read, the cookie of a dashboard session), compared in constant time. Every answer forbids
+framing and sniffing; changes sent from another origin are refused.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,12 +28,14 @@ from statemachines import (
     EventRejected,
     InstanceNotFound,
     InvalidInput,
+    TaskNotHeld,
     TurnoutError,
 )
 
 from ..engine import Engine
 from ..runtime import TaskNotFound
 from ..store import DatabaseUnavailable
+from .sessions import Sessions, signed_in
 
 log = logging.getLogger("turnout.api")
 MAX_BODY_BYTES = 2_000_000
@@ -39,7 +43,21 @@ MAX_BODY_BYTES = 2_000_000
 # script there) must not be able to start, send or cancel anything on this server.
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OTHER_SITES = frozenset({"cross-site", "same-site"})
-TOKEN_COOKIE = "turnout_token"
+# A definition is YAML (JSON is YAML too); a missing type is taken as YAML. The types a page of
+# another site can send without asking first (text/plain, forms) are refused.
+DEFINITION_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml",
+                              "application/json"})  # fmt: skip
+# The dashboard's own script and style sheet are all it runs; no page may frame it.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def error_response(exc: TurnoutError) -> JSONResponse:
@@ -51,7 +69,7 @@ def error_response(exc: TurnoutError) -> JSONResponse:
     elif isinstance(exc, EventRejected):
         status = 409
         body |= {"event": exc.event, "state": exc.state, "allowed": exc.allowed}
-    elif isinstance(exc, DuplicateKey):
+    elif isinstance(exc, (DuplicateKey, TaskNotHeld)):
         status = 409
     elif isinstance(exc, DefinitionError):
         status = 422
@@ -67,14 +85,16 @@ def error_response(exc: TurnoutError) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def token_matches(expected: str | None, request: Request) -> bool:
-    """Whether the request carries the API token (header or dashboard cookie)."""
+def token_matches(expected: str | None, request: Request, cookie: bool = True) -> bool:
+    """Whether the request carries the API token (header) or, with `cookie`, the cookie of
+    a dashboard session."""
     if not expected:
         return True
     header = request.headers.get("authorization", "")
     given = header[7:] if header.lower().startswith("bearer ") else ""
-    given = given or request.cookies.get(TOKEN_COOKIE, "")
-    return hmac.compare_digest(given.encode(), expected.encode())
+    if given:
+        return hmac.compare_digest(given.encode(), expected.encode())
+    return cookie and signed_in(request)
 
 
 class GuardMiddleware(BaseHTTPMiddleware):
@@ -82,12 +102,22 @@ class GuardMiddleware(BaseHTTPMiddleware):
     `/api` calls that do not carry the token.
     """
 
-    def __init__(self, app: Any, token: str | None, hosts: list[str] | None = None) -> None:
+    def __init__(self, app: Any, token: str | None, hosts: list[str] | None = None,
+                 origins: list[str] | None = None) -> None:  # fmt: skip
         super().__init__(app)
         self.token = token
         self.hosts = None if hosts is None else {h.lower() for h in hosts}
+        self.origins = {o.lower() for o in origins or []}
 
     async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await self._guarded(request, call_next)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    async def _guarded(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         if self.hosts is not None and _host_name(request) not in self.hosts:
@@ -104,15 +134,18 @@ class GuardMiddleware(BaseHTTPMiddleware):
                 {"error": "PayloadTooLarge", "message": f"the body is over {MAX_BODY_BYTES} bytes"},
                 status_code=413,
             )
-        if (
-            request.method in UNSAFE_METHODS
-            and request.headers.get("sec-fetch-site", "").lower() in OTHER_SITES
+        unsafe = request.method in UNSAFE_METHODS
+        if unsafe and (
+            request.headers.get("sec-fetch-site", "").lower() in OTHER_SITES
+            or _foreign_origin(request, self.origins)
         ):
             return JSONResponse(
                 {"error": "Forbidden", "message": "requests from pages of other sites are refused"},
                 status_code=403,
             )
-        if request.url.path.startswith("/api") and not token_matches(self.token, request):
+        api = request.url.path.startswith("/api")
+        # A cookie travels by itself; it lets a browser read, and only the token changes.
+        if api and not token_matches(self.token, request, cookie=not unsafe):
             return JSONResponse(
                 {
                     "error": "Unauthorized",
@@ -121,7 +154,41 @@ class GuardMiddleware(BaseHTTPMiddleware):
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        if api and unsafe and (refused := _unsupported_type(request)) is not None:
+            return JSONResponse(
+                {"error": "UnsupportedMediaType", "message": refused}, status_code=415
+            )
         return await call_next(request)
+
+
+def _foreign_origin(request: Request, origins: set[str]) -> bool:
+    """Whether the request names an origin (a browser's page) other than this server, as it
+    was addressed, or than a name in `origins` (a proxy's)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    parts = urlsplit(origin.lower())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return True  # "null": a sandboxed frame, a file, a redirect from elsewhere
+    default = ":443" if parts.scheme == "https" else ":80"
+    host = request.headers.get("host", "").lower().removesuffix(default)
+    return parts.netloc.removesuffix(default) != host and parts.hostname not in origins
+
+
+def _unsupported_type(request: Request) -> str | None:
+    """Why the body of a change to `/api` is refused for its type, or None: definitions are
+    YAML or JSON, everything else JSON."""
+    length = request.headers.get("content-length")
+    if length == "0" or (length is None and "transfer-encoding" not in request.headers):
+        return None  # no body
+    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.url.path == "/api/definitions":
+        if not given or given in DEFINITION_TYPES:
+            return None
+        return f"a definition is sent as application/yaml (or JSON), not {given!r}"
+    if given == "application/json" or given.endswith("+json"):
+        return None
+    return f"this route takes application/json, not {given or 'a body of no type'!r}"
 
 
 class StreamedBodyLimit:
@@ -144,7 +211,7 @@ class StreamedBodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return  # the client went away: what arrived is not the whole body
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:
@@ -181,11 +248,12 @@ def _host_name(request: Request) -> str:
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
 
 
-def create_app(engine: Engine, token: str | None = None,
-               hosts: list[str] | None = None) -> FastAPI:  # fmt: skip
+def create_app(engine: Engine, token: str | None = None, hosts: list[str] | None = None,
+               origins: list[str] | None = None) -> FastAPI:  # fmt: skip
     """The HTTP API and dashboard over `engine`; `token` protects every `/api` route.
 
-    `hosts`, when given, are the only names the server answers to (the Host header).
+    `hosts`, when given, are the only names the server answers to (the Host header);
+    `origins` are names (a proxy's) whose pages may send changes besides the server's own.
     """
     from . import dashboard, routes
 
@@ -200,7 +268,8 @@ def create_app(engine: Engine, token: str | None = None,
     )
     app.state.engine = engine
     app.state.token = token
-    app.add_middleware(GuardMiddleware, token=token, hosts=hosts)
+    app.state.sessions = Sessions()
+    app.add_middleware(GuardMiddleware, token=token, hosts=hosts, origins=origins)
     app.add_middleware(StreamedBodyLimit)
 
     @app.exception_handler(TurnoutError)

@@ -15,10 +15,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from statemachines import TurnoutError
+from statemachines import InvalidInput, TurnoutError
 
 from ..engine import Engine
-from .app import TOKEN_COOKIE, token_matches
+from .app import token_matches
+from .sessions import SESSION_COOKIE, Sessions, signed_in
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -37,8 +38,27 @@ def _locked_out(request: Request) -> Response | None:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
 def _page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    # Every page's forms carry the token of the browser's session; sign-out shows when signed in.
+    session = request.cookies.get(SESSION_COOKIE, "")
+    values |= {"form_token": _sessions(request).form_token(session),
+               "signed_in": signed_in(request)}  # fmt: skip
     return templates.TemplateResponse(request, template, values, status_code=status_code)
+
+
+def _forged(request: Request, form_token: str) -> Response | None:
+    """A refusal for a form sent without the token of the browser's session (a page of another
+    site made it), else None."""
+    if _sessions(request).form_token_matches(request, form_token):
+        return None
+    return _page(request, "error.html", title="Forbidden", status_code=403,
+                 message="this form did not come from this dashboard; reload the page and "
+                 "send it again")  # fmt: skip
 
 
 @router.get("/static/{name}")
@@ -66,8 +86,21 @@ def login(
 
     if not hmac.compare_digest(token.encode(), expected.encode()):
         return _page(request, "login.html", next=target, failed=True)
+    # The browser keeps a random id, not the token: it can be signed out, and cannot leak it.
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+    response.set_cookie(SESSION_COOKIE, _sessions(request).open(), httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+    return response
+
+
+@router.post("/logout", response_model=None)
+def logout(request: Request, form_token: Annotated[str, Form()] = "") -> Response:
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
+    _sessions(request).close(request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login" if request.app.state.token else "/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")  # fmt: skip
     return response
 
 
@@ -125,14 +158,19 @@ def instances_page(
         return redirect
     engine = _engine(request)
     size = 50
-    found = engine.instances(
-        definition=definition or None,
-        state=state or None,
-        status=status or None,
-        key=q or None,
-        limit=size + 1,
-        offset=max(page, 0) * size,
-    )
+    try:
+        found = engine.instances(
+            definition=definition or None,
+            state=state or None,
+            status=status or None,
+            key=q or None,
+            limit=size + 1,
+            offset=max(page, 0) * size,
+        )
+    except InvalidInput as exc:  # a page number past the last page anyone could reach
+        return _page(
+            request, "error.html", title="Invalid input", message=str(exc), status_code=422
+        )
     return _page(
         request,
         "instances.html",
@@ -175,9 +213,12 @@ def send_from_form(
     instance_id: str,
     event: Annotated[str, Form()],
     data: Annotated[str, Form()] = "",
+    form_token: Annotated[str, Form()] = "",
 ) -> Response:
     if (redirect := _locked_out(request)) is not None:
         return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
     message = ""
     try:
         payload = json.loads(data) if data.strip() else None
@@ -192,10 +233,15 @@ def send_from_form(
 
 @router.post("/instances/{instance_id}/cancel", response_model=None)
 def cancel_from_form(
-    request: Request, instance_id: str, reason: Annotated[str, Form()] = ""
+    request: Request,
+    instance_id: str,
+    reason: Annotated[str, Form()] = "",
+    form_token: Annotated[str, Form()] = "",
 ) -> Response:
     if (redirect := _locked_out(request)) is not None:
         return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
     message = ""
     try:
         _engine(request).cancel(instance_id, reason or None)

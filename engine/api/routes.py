@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from statemachines import InvalidInput
 
-from ..engine import Engine
+from ..engine import MAX_LIST_OFFSET, Engine
 from ..store import DatabaseUnavailable
 
 router = APIRouter()
@@ -43,6 +43,9 @@ class InstanceOut(BaseModel):
     updated_at: datetime
     revision: int
     allowed: list[str] | None = Field(None, description="Events the instance accepts now.")
+    last_error: dict[str, Any] | None = Field(
+        None, description="The newest error in its history: type, message, traceback, seq, at."
+    )
 
 
 class InstancePage(BaseModel):
@@ -220,7 +223,7 @@ def _offset(cursor: str | None) -> int:
         value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(f"cursor {cursor!r} is not one this server gave") from None
-    if value < 0:
+    if not 0 <= value <= MAX_LIST_OFFSET:
         raise InvalidInput(f"cursor {cursor!r} is not one this server gave")
     return value
 

@@ -6,9 +6,12 @@ current, and that the instance page follows changes made elsewhere without a rel
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -260,13 +263,25 @@ def test_what_users_send_is_shown_as_text_and_never_becomes_markup(
     assert page.evaluate("window.injected === undefined")
 
 
+@pytest.fixture
+def other_site(tmp_path: Path) -> Iterator[str]:
+    """The address of a page of another site on the same machine (a plain file server): one
+    of turnout's own pages would carry its policy, letting its scripts reach turnout only."""
+    (tmp_path / "index.html").write_text("<p>elsewhere</p>")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://localhost:{server.server_address[1]}/"
+        server.shutdown()
+
+
 def test_a_page_of_another_site_cannot_change_instances_on_the_server(
-    page: Page, api: httpx.Client, door: str, site: Server
+    page: Page, api: httpx.Client, door: str, site: Server, other_site: str
 ) -> None:
     """A script or form elsewhere in the browser reaches the loopback server but is refused."""
     instance = start(api, door)
-    elsewhere = site.base_url.replace("127.0.0.1", "localhost")  # another site, same machine
-    page.goto(f"{elsewhere}/healthz")
+    page.goto(other_site)
     target = f"{site.base_url}/api/instances/{instance['id']}"
     page.evaluate(
         """async target => {

@@ -437,6 +437,26 @@ def test_a_task_failed_over_http_fails_the_instance_when_nothing_handles_it(
     assert api.get(f"/api/instances/{instance['id']}").json()["status"] == "failed"
 
 
+def test_an_instance_shows_its_last_error_in_the_api_and_on_its_page(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    """GET of an instance carries the newest error of its history (`last_error`: type,
+    message, where it is in the history); the dashboard's instance page shows it too."""
+    name, task = review
+    instance = start(api, name, {"amount": 40})
+    assert api.get(f"/api/instances/{instance['id']}").json()["last_error"] is None
+    (claimed,) = claim(api, task, "worker-a")
+    api.post(f"/api/tasks/{claimed['id']}/fail",
+             json={"worker": "worker-a", "error": "upstream down", "type": "Unreachable"})  # fmt: skip
+    last = api.get(f"/api/instances/{instance['id']}").json()["last_error"]
+    assert (last["type"], last["message"]) == ("Unreachable", "upstream down")
+    seqs = [e["seq"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]
+    assert last["seq"] in seqs
+    page = api.get(f"/instances/{instance['id']}")
+    assert page.status_code == 200
+    assert "last error" in page.text and "Unreachable" in page.text
+
+
 def test_a_failure_reported_over_http_is_retried_then_routed_when_attempts_run_out(
     api: httpx.Client,
 ) -> None:
@@ -463,7 +483,7 @@ def test_a_failure_reported_over_http_is_retried_then_routed_when_attempts_run_o
     assert "retry" in kinds
 
 
-def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_stale(
+def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_refused(
     api: httpx.Client, review: tuple[str, str]
 ) -> None:
     name, task = review
@@ -482,7 +502,7 @@ def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_stale(
     late = api.post(
         f"/api/tasks/{first['id']}/complete", json={"worker": "slow-worker", "result": {"ok": True}}
     )
-    assert late.status_code == 200 and late.json() == {"applied": False}
+    assert late.status_code == 409 and late.json()["error"] == "TaskNotHeld"
     lost = api.post(f"/api/tasks/{first['id']}/heartbeat", json={"worker": "slow-worker"})
     assert lost.json() == {"applied": False}
     assert api.get(f"/api/instances/{instance['id']}").json()["state"] == "checking"
@@ -494,7 +514,56 @@ def test_a_lapsed_lease_lets_another_worker_claim_and_the_late_answer_is_stale(
     after = api.get(f"/api/instances/{instance['id']}").json()
     assert after["state"] == "declined" and after["status"] == "failed"
     kinds = [e["kind"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]
-    assert "stale" in kinds
+    assert "stale" not in kinds
+
+
+def test_an_answer_from_a_worker_that_does_not_hold_the_task_is_409_and_writes_nothing(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    """Anyone may name any worker, but only the holder's name is taken: a stranger's
+    results, however large or frequent, add nothing to the instance's history."""
+    name, task = review
+    instance = start(api, name, {"amount": 500})
+    (held,) = claim(api, task, "worker-a")
+    history = f"/api/instances/{instance['id']}/history"
+    before = api.get(history).json()
+    for ending, body in (("complete", {"result": {"blob": "x" * 1_000_000}}),
+                         ("fail", {"error": "forged"})):  # fmt: skip
+        for _ in range(3):
+            refused = api.post(f"/api/tasks/{held['id']}/{ending}", json={"worker": "intruder",
+                                                                          **body})  # fmt: skip
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "TaskNotHeld"
+    assert api.get(history).json() == before
+    answered = api.post(f"/api/tasks/{held['id']}/complete",
+                        json={"worker": "worker-a", "result": {"ok": True}})  # fmt: skip
+    assert answered.json() == {"applied": True}
+
+
+def test_a_lapsed_holders_late_answer_is_stale_once_and_cut_short_then_409(
+    api: httpx.Client, review: tuple[str, str]
+) -> None:
+    name, task = review
+    instance = start(api, name, {"amount": 500})
+    (held,) = claim(api, task, "worker-a", lease=0.05)
+
+    def released() -> bool:
+        claim(api, unique("nothing"), "sweeper")  # a claim first releases lapsed leases
+        beat = api.post(f"/api/tasks/{held['id']}/heartbeat",
+                        json={"worker": "worker-a", "lease": 0.05})  # fmt: skip
+        return bool(beat.json() == {"applied": False})
+
+    wait_until(released, 20, "the lease to lapse", interval=0.05)
+    late = {"worker": "worker-a", "result": {"blob": "x" * 900_000}}
+    first = api.post(f"/api/tasks/{held['id']}/complete", json=late)
+    assert first.status_code == 200 and first.json() == {"applied": False}
+    again = api.post(f"/api/tasks/{held['id']}/complete", json=late)
+    assert again.status_code == 409 and again.json()["error"] == "TaskNotHeld"
+    history = api.get(f"/api/instances/{instance['id']}/history").json()
+    [stale] = [e for e in history if e["kind"] == "stale"]
+    assert len(stale["data"]["result"]) <= 4096 and stale["data"]["truncated"] > 900_000
+    (retaken,) = claim(api, task, "worker-b")
+    assert retaken["id"] == held["id"] and retaken["attempt"] == held["attempt"]
 
 
 def test_a_parallel_state_takes_events_in_one_region_and_task_results_in_the_other(

@@ -6,6 +6,7 @@ stays up for the next request.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,3 +110,17 @@ def test_a_page_over_five_hundred_is_refused_with_422(api: httpx.Client) -> None
     assert answer.status_code == 422
     assert answer.json()["error"] == "InvalidInput"
     assert api.get("/api/instances", params={"limit": 500}).status_code == 200
+
+
+def test_a_cursor_or_page_past_any_real_offset_is_refused_with_422(api: httpx.Client) -> None:
+    """Offsets past ten million (and past what a database integer holds) are refused by
+    name, on the API's cursor and on the dashboard's page number, not turned into a 500."""
+    for offset in (10**30, 10_000_001):
+        cursor = base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+        answer = api.get("/api/instances", params={"cursor": cursor})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "InvalidInput"
+    page = api.get("/instances", params={"page": 10**25})
+    assert page.status_code == 422
+    assert "Invalid input" in page.text and "offset" in page.text
+    assert api.get("/instances", params={"page": 3}).status_code == 200

@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,28 @@ def test_serve_with_tasks_runs_a_users_handlers_and_finishes_them_when_stopped(
     assert json.loads(shown.stdout)["state"] == "declined"  # the task in hand was answered
     log = server.log.read_text()
     assert "review.check" in log and "Traceback" not in log
+
+
+def test_serve_closes_connections_whose_request_does_not_arrive_whole_in_time(
+    tmp_path: Path,
+) -> None:
+    """Connections that send nothing, half a request head, or a head and part of its body
+    are closed once `--request-timeout` passes; the server answers others meanwhile."""
+    db = f"sqlite:///{tmp_path}/turnout.db"
+    with running_server(db, tmp_path, options=["--request-timeout", "1"]) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        head = b"POST /api/instances HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        body = b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"defin'
+        partial = [b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", head + body]
+        sockets = []
+        for sent in partial * 20:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(sent)
+            sockets.append(sock)
+        began = time.monotonic()
+        with server.client() as api:
+            assert api.get("/healthz").status_code == 200
+        for sock in sockets:
+            assert sock.recv(1024) == b""  # closed by the server, answering nothing
+            sock.close()
+        assert time.monotonic() - began < 8

@@ -29,7 +29,7 @@ TASK_MODULES = HERE / "task_modules"
 CHROMIUM = Path("/usr/bin/chromium")
 # The keys of an instance in `--json` output (the HTTP API adds `allowed`).
 INSTANCE_KEYS = {"id", "key", "definition", "version", "state", "active", "status", "context",
-                 "created_at", "updated_at", "revision"}  # fmt: skip
+                 "created_at", "updated_at", "revision", "last_error"}  # fmt: skip
 SERVER_START_SECONDS = 60.0
 
 
@@ -155,12 +155,16 @@ class Server:
 
 
 def start_server(
-    db: str, workdir: Path, token: str | None = None, tasks: Sequence[str] = ()
+    db: str,
+    workdir: Path,
+    token: str | None = None,
+    tasks: Sequence[str] = (),
+    options: Sequence[str] = (),
 ) -> Server:
     """Start `turnout serve --port PORT` on a free loopback port and wait until it answers.
 
     `token` sets TURNOUT_API_TOKEN; `tasks` names handler modules (in `workdir`) for
-    `--tasks`, so the server also runs a worker.
+    `--tasks`, so the server also runs a worker; `options` are further options of `serve`.
     """
     port = free_port()
     task_options = [option for module in tasks for option in ("--tasks", module)]
@@ -168,7 +172,7 @@ def start_server(
     extra = {"TURNOUT_API_TOKEN": token} if token else {}
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [turnout_command(), "serve", "--port", str(port), *task_options],
+            [turnout_command(), "serve", "--port", str(port), *task_options, *options],
             env=turnout_env(db, **extra),
             cwd=workdir,
             stdout=sink,
@@ -194,10 +198,14 @@ def start_server(
 
 @contextmanager
 def running_server(
-    db: str, workdir: Path, token: str | None = None, tasks: Sequence[str] = ()
+    db: str,
+    workdir: Path,
+    token: str | None = None,
+    tasks: Sequence[str] = (),
+    options: Sequence[str] = (),
 ) -> Iterator[Server]:
     """A started server (see `start_server`), interrupted when the block ends."""
-    server = start_server(db, workdir, token, tasks)
+    server = start_server(db, workdir, token, tasks, options)
     try:
         yield server
     finally:
