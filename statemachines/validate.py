@@ -13,6 +13,7 @@ from .errors import Problem
 from .model import Definition, Position, Region, State
 
 TASK_LIKE = ("task", "parallel", "foreach")
+ENGINE_EVENTS = ("done", "failed")  # the events the engine fires on a task-like state
 
 
 def _problem(position: Position, message: str, severity: str = "error") -> Problem:
@@ -68,6 +69,26 @@ def done_and_failed_only_on_task_states(region: Region) -> Iterator[Problem]:
                                f"{event!r} never fires there")  # fmt: skip
 
 
+def engine_events_are_not_misspelt(region: Region) -> Iterator[Problem]:
+    """A task, parallel or foreach state with an event a few letters from `done` or `failed`
+    (`faild`, `fialed`, `Failed`) and no transition for the engine's own: most likely a typo,
+    which leaves the state's outcome unhandled. A warning: the event may be meant as sent."""
+    for state in region.states:
+        if state.kind not in TASK_LIKE:
+            continue
+        for event, transitions in state.on:
+            for engine_event in ENGINE_EVENTS:
+                # Other capitals only: `events_are_spelt_one_way` says so.
+                if (not state.transitions_for(engine_event)
+                        and 0 < _distance(_folded(event), engine_event) <= 2):  # fmt: skip
+                    yield _problem(transitions[0].position if transitions else state.position,
+                                   f"event {event!r} of {state.kind} state {state.name!r} "
+                                   f"looks like a misspelt {engine_event!r}: the engine fires "
+                                   f"{engine_event!r}, and this state has no transition for it",
+                                   severity="warning")  # fmt: skip
+                    break
+
+
 def last_always_is_unguarded(region: Region) -> Iterator[Problem]:
     for state in region.states:
         if state.kind == "choice" and state.always and state.always[-1].guard is not None:
@@ -118,6 +139,7 @@ RULES: tuple[Callable[[Region], Iterator[Problem]], ...] = (
     last_always_is_unguarded,
     states_are_reachable,
     final_states_reachable,
+    engine_events_are_not_misspelt,
 )
 
 
@@ -127,7 +149,33 @@ def check(definition: Definition) -> list[Problem]:
     for region in definition.regions():
         for rule in RULES:
             problems.extend(rule(region))
+    problems.extend(events_are_spelt_one_way(definition))
     return problems
+
+
+def events_are_spelt_one_way(definition: Definition) -> Iterator[Problem]:
+    """An event spelt with other capitals than elsewhere in the definition, or than an engine
+    event (`Done`): events match exactly, so one spelling is most likely a typo. A warning, at
+    each spelling other than the engine's or the most used one."""
+    uses: dict[str, dict[str, list[Position]]] = {}
+    for state in definition.walk():
+        for event, transitions in state.on:
+            position = transitions[0].position if transitions else state.position
+            uses.setdefault(_folded(event), {}).setdefault(event, []).append(position)
+    for folded, spellings in uses.items():
+        if folded in ENGINE_EVENTS:
+            usual = folded  # the engine's spelling is the one meant
+        elif len(spellings) > 1:
+            usual = max(spellings, key=lambda name: (len(spellings[name]), name == folded))
+        else:
+            continue
+        for event, positions in spellings.items():
+            if event == usual:
+                continue
+            for position in positions:
+                yield _problem(position, f"event {event!r} differs from {usual!r} only in "
+                               "capitals; events match exactly",
+                               severity="warning")  # fmt: skip
 
 
 def _closure(region: Region, start: set[str], guess: bool = False) -> set[str]:
@@ -146,6 +194,26 @@ def _closure(region: Region, start: set[str], guess: bool = False) -> set[str]:
                 seen.add(target)
                 todo.append(target)
     return seen
+
+
+def _folded(event: str) -> str:
+    return event.casefold()
+
+
+def _distance(left: str, right: str) -> int:
+    """Edits (insert, delete, replace, swap of neighbours) from `left` to `right`; 3 stands
+    for three or more."""
+    if abs(len(left) - len(right)) > 2:
+        return 3
+    rows = [[j for j in range(len(right) + 1)]] + [[i] + [0] * len(right)
+                                                   for i in range(1, len(left) + 1)]  # fmt: skip
+    for i in range(1, len(left) + 1):
+        for j in range(1, len(right) + 1):
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1,
+                             rows[i - 1][j - 1] + (left[i - 1] != right[j - 1]))  # fmt: skip
+            if i > 1 and j > 1 and left[i - 1] == right[j - 2] and left[i - 2] == right[j - 1]:
+                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
+    return min(rows[-1][-1], 3)
 
 
 def _trigger(trigger: str) -> str:

@@ -258,3 +258,37 @@ def test_an_expression_problem_points_at_its_place_in_the_line(
 def test_an_empty_initial_is_reported() -> None:
     problems = _problems("name: x\ninitial: ''\nstates:\n  a: {final: true}\n")
     assert [(p.line, p.message) for p in problems] == [(2, "initial must be a state name")]
+
+
+def test_likely_typos_of_event_names_are_warnings_with_their_place() -> None:
+    """`faild` beside `done` on a task state, `fialed` on a parallel state, `Done` and
+    `Approve` beside `approve`; `mailed` on a foreach state that handles `failed` is not one."""
+    file = Path(__file__).parent / "valid" / "likely_typos.yaml"
+    assert statemachines.load(file).warnings == (
+        f"{file}:9:14: event 'faild' of task state 'charge' looks like a misspelt 'failed': "
+        "the engine fires 'failed', and this state has no transition for it",
+        f"{file}:16:15: event 'fialed' of parallel state 'ship' looks like a misspelt "
+        "'failed': the engine fires 'failed', and this state has no transition for it",
+        f"{file}:26:13: event 'Done' differs from 'done' only in capitals; events match exactly",
+        f"{file}:29:16: event 'Approve' differs from 'approve' only in capitals; events match "
+        "exactly",
+    )
+
+
+@pytest.mark.parametrize("event", ["faild", "fialed", "faled", "FAILD", "fail", "faield"])
+def test_an_event_within_two_edits_of_an_unhandled_failed_is_a_warning(event: str) -> None:
+    definition = statemachines.load(
+        "name: t\ninitial: work\nstates:\n  work:\n    task: jobs.work\n"
+        f"    on: {{done: end, {event}: end}}\n  end: {{final: true}}\n"
+    )
+    [warning] = definition.warnings
+    assert f"event {event!r} of task state 'work' looks like a misspelt 'failed'" in warning
+
+
+@pytest.mark.parametrize("event", ["fails", "mailed", "retry", "cancel"])
+def test_an_event_beside_a_handled_failed_or_far_from_it_is_no_warning(event: str) -> None:
+    definition = statemachines.load(
+        "name: t\ninitial: work\nstates:\n  work:\n    task: jobs.work\n"
+        f"    on: {{done: end, failed: end, {event}: end}}\n  end: {{final: true}}\n"
+    )
+    assert definition.warnings == ()

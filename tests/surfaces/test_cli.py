@@ -114,6 +114,20 @@ def test_validate_and_deploy_report_every_problem_as_file_line_column_and_exit_2
     assert refused.stderr.strip().splitlines() == problems
 
 
+def test_validate_prints_a_likely_typo_as_a_warning_and_still_exits_0() -> None:
+    typos = str(DEFINITIONS / "typos.yaml")
+    plain, report = run_together(["validate", typos], ["validate", "--json", typos])
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr.strip() == (
+        f"warning: {typos}:9:14: event 'faild' of task state 'charge' looks like a misspelt "
+        "'failed': the engine fires 'failed', and this state has no transition for it"
+    )
+    assert f"{typos}: ok (surface_typos, 3 states)" in plain.stdout
+    [checked] = json.loads(report.stdout)
+    assert checked["ok"] is True
+    assert checked["warnings"] == [plain.stderr.strip().removeprefix("warning: ")]
+
+
 def test_simulate_prints_the_path_and_a_rejected_event_exits_1() -> None:
     taken, rejected = run_together(
         ["simulate", DOOR, "-e", "lock", "-e", "retire"],
