@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from engine import Engine, EventRejected
+from engine import Engine, EventRejected, InvalidInput
+from engine.engine import MAX_LIST_OFFSET
 
 KINDS = {
     "start",
@@ -169,6 +171,19 @@ def test_instances_default_limit_is_one_hundred(
     assert len(engine.instances(offset=100)) == 5
 
 
+def test_an_offset_past_ten_million_is_invalid_input_before_any_read(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    """Past MAX_LIST_OFFSET (and past what a database integer holds) an offset is refused by
+    name, not handed to the database."""
+    deploy("counter")
+    engine.start("counter", {"count": 1})
+    for offset in (MAX_LIST_OFFSET + 1, 2**63, 10**30):
+        with pytest.raises(InvalidInput, match="offset"):
+            engine.instances(offset=offset)
+    assert engine.instances(offset=MAX_LIST_OFFSET) == []
+
+
 def test_subscribers_get_each_entry_after_commit(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
@@ -191,6 +206,25 @@ def test_subscribers_get_each_entry_after_commit(
     unsubscribe()
     engine.send(inst.id, "close")
     assert len(received) == len(entries)
+
+
+def test_subscriber_that_raises_is_logged_and_the_call_succeeds(
+    engine: Engine, deploy: Callable[[str], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing subscriber does not fail the call (its change has committed), and its
+    exception is logged by `turnout.engine` with the traceback, naming the entry."""
+    deploy("signup")
+
+    def broken(entry: Any) -> None:
+        raise RuntimeError("subscriber bug")
+
+    engine.subscribe(broken)
+    with caplog.at_level(logging.ERROR, logger="turnout.engine"):
+        inst = engine.start("signup", {"email": "a@x"})
+    assert engine.get(inst.id).state == "pending"
+    [record] = [r for r in caplog.records if r.name == "turnout.engine"]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert inst.id in record.getMessage()
 
 
 def test_rejected_event_publishes_nothing(engine: Engine, deploy: Callable[[str], Any]) -> None:
