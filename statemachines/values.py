@@ -17,6 +17,9 @@ MAX_DEPTH = 64  # levels of nested lists and objects, as in definition documents
 MAX_INTEGER_BITS = 14_000  # about 4,200 digits; Python reads back at most 4,300
 
 
+_PLAIN = frozenset({str, bool, type(None)})  # stored as they are, whatever their size
+
+
 class _Refused(Exception):
     """Raised inside the walk; the keys and indexes are collected on the way out."""
 
@@ -65,6 +68,9 @@ def _convert(value: Any, depth: int) -> Any:
             return _object(value, depth + 1)
         converted = []
         for index, item in enumerate(value):
+            if type(item) in _PLAIN:  # most items: no call for them
+                converted.append(item)
+                continue
             try:
                 converted.append(_convert(item, depth + 1))
             except _Refused as exc:
@@ -82,6 +88,9 @@ def _object(value: dict[Any, Any], depth: int) -> dict[str, Any]:
                 raise _Refused(f"has the key {_short(repr(key))} of type {type(key).__name__}; "
                                "keys must be strings")  # fmt: skip
             key = str.__str__(key)
+        if type(item) in _PLAIN:
+            converted[key] = item
+            continue
         try:
             converted[key] = _convert(item, depth)
         except _Refused as exc:
