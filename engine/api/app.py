@@ -45,8 +45,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OTHER_SITES = frozenset({"cross-site", "same-site"})
 # A definition is YAML (JSON is YAML too); a missing type is taken as YAML. The types a page of
 # another site can send without asking first (text/plain, forms) are refused.
-DEFINITION_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml",
-                              "application/json"})  # fmt: skip
+DEFINITION_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json")
 # The dashboard's own script and style sheet are all it runs; no page may frame it.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

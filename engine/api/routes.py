@@ -19,6 +19,7 @@ from statemachines import InvalidInput
 
 from ..engine import MAX_LIST_OFFSET, Engine
 from ..store import DatabaseUnavailable
+from .app import DEFINITION_TYPES
 
 router = APIRouter()
 MAX_PAGE = 500
@@ -160,13 +161,14 @@ def list_definitions(request: Request) -> list[DeploymentOut]:
     tags=["definitions"],
     openapi_extra={
         "requestBody": {
-            "content": {"application/yaml": {"schema": {"type": "string"}}},
+            "content": {kind: {"schema": {"type": "string"}} for kind in DEFINITION_TYPES},
             "required": True,
         }
     },
 )
 async def deploy_definition(request: Request) -> JSONResponse:
-    """Deploy a definition sent as YAML text; the same content again is not a new version."""
+    """Deploy a definition sent as YAML (or JSON) text; the same content again is not a new
+    version. A body of another type (text/plain, a form) is refused with 415."""
     body = await request.body()
     try:
         text = body.decode("utf-8")
