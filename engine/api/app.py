@@ -68,8 +68,11 @@ def error_response(exc: TurnoutError) -> JSONResponse:
     elif isinstance(exc, EventRejected):
         status = 409
         body |= {"event": exc.event, "state": exc.state, "allowed": exc.allowed}
-    elif isinstance(exc, (DuplicateKey, TaskNotHeld)):
+    elif isinstance(exc, DuplicateKey):
         status = 409
+    elif isinstance(exc, TaskNotHeld):
+        status = 409
+        body |= {"task_id": exc.task_id, "worker": exc.worker}
     elif isinstance(exc, DefinitionError):
         status = 422
         body["problems"] = [
@@ -81,6 +84,7 @@ def error_response(exc: TurnoutError) -> JSONResponse:
         body["problems"] = exc.problems
     elif isinstance(exc, DatabaseUnavailable):
         status = 503
+        body["outcome_unknown"] = exc.outcome_unknown  # True: the change may have committed
     return JSONResponse(body, status_code=status)
 
 

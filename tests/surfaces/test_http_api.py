@@ -533,7 +533,12 @@ def test_an_answer_from_a_worker_that_does_not_hold_the_task_is_409_and_writes_n
             refused = api.post(f"/api/tasks/{held['id']}/{ending}", json={"worker": "intruder",
                                                                           **body})  # fmt: skip
             assert refused.status_code == 409, refused.text
-            assert refused.json()["error"] == "TaskNotHeld"
+            assert refused.json() | {"message": ""} == {
+                "error": "TaskNotHeld",
+                "message": "",
+                "task_id": held["id"],
+                "worker": "intruder",
+            }
     assert api.get(history).json() == before
     answered = api.post(f"/api/tasks/{held['id']}/complete",
                         json={"worker": "worker-a", "result": {"ok": True}})  # fmt: skip
