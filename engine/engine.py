@@ -563,11 +563,12 @@ class Engine:
         answer, recorded `stale` once); TaskNotHeld as for `complete_task`."""
         if isinstance(error, str):
             error = {"type": "TaskError", "message": error}
+        stored: dict[str, Any] = storable(dict(error), "error")  # refused before any write
         now = self.clock()
         try:
             ok, applied = self._apply(
                 lambda tx: runtime.fail_task(
-                    tx, self._compiled, task_id, worker or self.worker_id, dict(error), now
+                    tx, self._compiled, task_id, worker or self.worker_id, stored, now
                 )
             )
         except Exception as exc:

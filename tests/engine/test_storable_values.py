@@ -237,3 +237,17 @@ def test_a_handler_result_holding_a_set_fails_the_attempt_naming_where(
     error = _failure(engine, inst.id)
     assert error["type"] == "ResultError"
     assert error["message"].startswith("result.tags[0] is a set")
+
+
+def test_a_failure_reported_with_a_value_json_cannot_hold_is_refused_and_changes_nothing(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    inst = engine.start("one_task", {})
+    [task] = engine.claim_tasks(["jobs.work"], "w1")
+    before = _state_and_history(engine, inst.id)
+    with pytest.raises(ValueNotStorable, match=r"^error\.ratio is the float nan"):
+        engine.fail_task(task.id, "w1", {"type": "Odd", "message": "x", "ratio": float("nan")})
+    assert _state_and_history(engine, inst.id) == before
+    assert engine.fail_task(task.id, "w1", {"type": "Odd", "message": "x", "at": (1, 2)})
+    assert _state_and_history(engine, inst.id) != before
