@@ -1,14 +1,14 @@
 """The asyncio interface: `AsyncEngine`, the same calls as `Engine`, awaited.
 
 Each call runs the synchronous engine in a worker thread, so an event loop is never blocked
-by the database; the semantics and the transactions are exactly the `Engine`'s.
+by the database; the semantics and the transactions are exactly the `Engine`'s. The worker
+(`work`, `run_until_idle`) is `async_worker.py`: handlers run on the application's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from statemachines import Definition
 
+from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance
 
@@ -26,7 +27,8 @@ R = TypeVar("R")
 class AsyncEngine:
     """`Engine` for asyncio applications: every method is a coroutine of the same name.
 
-    Handlers may be `async def`; `work()` runs the worker loop until cancelled.
+    Handlers may be `async def` (awaited on the caller's loop) or `def` (run in a bounded
+    thread pool); `work()` runs the worker loop until cancelled.
     """
 
     def __init__(
@@ -144,23 +146,18 @@ class AsyncEngine:
         return await self._run(self.sync.heartbeat, task_id, worker, lease)
 
     async def run_until_idle(self, max_rounds: int = 100_000) -> int:
-        return await self._run(self.sync.run_until_idle, max_rounds)
+        """Run every ready task and due timer until none is left; count them. `async def`
+        handlers are awaited on this loop."""
+        return await AsyncWorker(self.sync).run_until_idle(max_rounds)
 
     async def work(
         self, *, concurrency: int = 4, poll_interval: float = 0.2, tasks: list[str] | None = None
     ) -> None:
-        """Run the worker loop until this coroutine is cancelled."""
-        stop = threading.Event()
-        try:
-            await self._run(
-                self.sync.work,
-                concurrency=concurrency,
-                stop=stop,
-                poll_interval=poll_interval,
-                tasks=tasks,
-            )
-        finally:
-            stop.set()
+        """Run the worker loop until this coroutine is cancelled: `async def` handlers on
+        this loop, `def` handlers in a pool of `concurrency` threads, never more than
+        `concurrency` at once. Cancelled, it claims no more and finishes the tasks in hand."""
+        worker = AsyncWorker(self.sync, concurrency=concurrency, tasks=tasks)
+        await worker.work(poll_interval)
 
     async def diagram(self, instance_id: str, format: str = "svg") -> bytes:
         return await self._run(self.sync.diagram, instance_id, format)

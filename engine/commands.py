@@ -7,6 +7,7 @@ error reporting to `reports_errors` (one line on stderr and the exit status of S
 from __future__ import annotations
 
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -311,6 +313,10 @@ def worker(
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
     stop = threading.Event()
+    # The worker's log (a handler's exception with its traceback, a database gone away) goes
+    # to stderr, above the status line.
+    logging.getLogger("turnout").addHandler(RichHandler(console=err, show_path=False,
+                                                        markup=False))  # fmt: skip
     with open_engine(db, serving=True) as engine:
         names = [n for module in tasks or [] for n in load_handlers(engine, module)]
         err.print(f"worker {engine.worker_id}: {len(names)} task handler(s): "

@@ -85,3 +85,95 @@ def test_async_and_sync_engines_share_instances(store_url: str, clock: Any) -> N
         assert len(sync.history(inst.id)) == 6
     finally:
         sync.close()
+
+
+def test_async_handlers_run_on_the_applications_event_loop(store_url: str, clock: Any) -> None:
+    """An `async def` handler is awaited on the caller's loop: it can use the application's
+    queues and futures, created on that loop (on another loop: "attached to a different
+    loop"). A `def` handler runs beside it, off the loop."""
+
+    async def scenario() -> None:
+        aeng = AsyncEngine(store_url, clock=clock)
+        try:
+            await aeng.deploy(DEFINITIONS / "one_task.yaml")
+            await aeng.deploy(DEFINITIONS / "hanging.yaml")
+            loop = asyncio.get_running_loop()
+            requests: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue()
+            loops: list[asyncio.AbstractEventLoop] = []
+
+            @aeng.task("jobs.work")
+            async def work(data: Any) -> Any:
+                loops.append(asyncio.get_running_loop())
+                answer: asyncio.Future[int] = loop.create_future()
+                await requests.put((data["n"], answer))
+                return {"doubled": await answer}
+
+            @aeng.task("remote.hangs")
+            def blocking(data: Any) -> Any:
+                with pytest.raises(RuntimeError):
+                    asyncio.get_running_loop()
+                return {"ok": True}
+
+            inst = await aeng.start("one_task", {"n": 21})
+            other = await aeng.start("hanging", {})
+            runner = asyncio.create_task(aeng.run_until_idle())
+            n, answer = await asyncio.wait_for(requests.get(), 10)
+            answer.set_result(n * 2)
+            assert await asyncio.wait_for(runner, 10) == 2
+            assert (await aeng.get(inst.id)).context == {"n": 21, "doubled": 42}
+            assert (await aeng.get(other.id)).state == "finished"
+            assert loops == [loop]
+        finally:
+            await aeng.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_async_work_runs_at_most_concurrency_handlers_and_finishes_them_when_cancelled(
+    store_url: str, clock: Any
+) -> None:
+    """`work(concurrency=2)` holds two handlers of five ready tasks, even after sweeping
+    (a probe's timer fires); cancelled, it claims no more and answers the two in hand."""
+
+    async def scenario() -> None:
+        aeng = AsyncEngine(store_url, clock=clock, lease=3600)  # the clock moves; leases hold
+        try:
+            await aeng.deploy(DEFINITIONS / "one_task.yaml")
+            await aeng.deploy(DEFINITIONS / "timed_task.yaml")
+            gate = asyncio.Event()
+            started: asyncio.Queue[str] = asyncio.Queue()
+            counts = {"running": 0, "most": 0}
+
+            @aeng.task("jobs.work")
+            async def stuck(data: Any) -> Any:
+                counts["running"] += 1
+                counts["most"] = max(counts["most"], counts["running"])
+                await started.put("started")
+                await gate.wait()
+                counts["running"] -= 1
+                return {"ok": True}
+
+            ids = [(await aeng.start("one_task", {})).id for _ in range(5)]
+            worker = asyncio.create_task(aeng.work(concurrency=2, poll_interval=0.02))
+            for _ in range(2):
+                await asyncio.wait_for(started.get(), 10)
+            for _ in range(2):
+                probe = await aeng.start("timed_task", {})
+                clock.advance(120)
+                for _ in range(500):
+                    if (await aeng.get(probe.id)).state == "work":
+                        break
+                    await asyncio.sleep(0.02)
+                assert (await aeng.get(probe.id)).state == "work"
+            assert started.empty()
+            worker.cancel()
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(worker, 10)
+            states = sorted([(await aeng.get(i)).state for i in ids])
+            assert counts["most"] == 2
+            assert states == ["finished"] * 2 + ["work"] * 3
+        finally:
+            await aeng.aclose()
+
+    asyncio.run(scenario())

@@ -126,3 +126,65 @@ def test_hung_handler_fails_its_attempt_at_the_timeout_and_the_worker_goes_on(
         assert not worker.is_alive()
     finally:
         engine.close()
+
+
+def _until(condition: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_handlers_hung_past_their_timeout_keep_their_slots_until_they_return(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    """With concurrency 2, five tasks whose handlers hang past their timeout never have more
+    than two handlers running: the attempts time out (on the engine's clock), yet the other
+    tasks wait until a hung handler returns. Each probe's timer firing shows the worker has
+    swept (and would have claimed) after the timeouts."""
+    deploy("stuck_call")
+    deploy("timed_task")
+    release = threading.Event()
+    lock = threading.Lock()
+    counts = {"running": 0, "most": 0, "calls": 0}
+
+    @engine.task("remote.stuck")
+    def stuck(value: Any) -> Any:
+        with lock:
+            counts["running"] += 1
+            counts["calls"] += 1
+            counts["most"] = max(counts["most"], counts["running"])
+        try:
+            release.wait(60)
+        finally:
+            with lock:
+                counts["running"] -= 1
+        return {"ok": True}
+
+    stuck_ids = [engine.start("stuck_call", {}).id for _ in range(5)]
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=engine.work, kwargs={"stop": stop, "concurrency": 2, "poll_interval": 0.02}
+    )
+    worker.start()
+    try:
+        assert _until(lambda: counts["calls"] == 2)
+        for _ in range(2):
+            probe = engine.start("timed_task", {}).id
+            clock.advance(120)
+            assert _until(lambda p=probe: engine.get(p).state == "work")
+        most_while_hung = counts["most"]
+        release.set()
+        assert _until(lambda: all(engine.get(i).status != "running" for i in stuck_ids))
+        assert worker.is_alive()
+    finally:
+        stop.set()
+        release.set()
+        worker.join(30)
+    assert most_while_hung == 2
+    assert counts["most"] == 2
+    assert counts["calls"] == 5
+    states = sorted(engine.get(i).state for i in stuck_ids)
+    assert states == ["finished"] * 3 + ["gave_up"] * 2

@@ -455,6 +455,28 @@ def test_worker_runs_the_handlers_of_a_users_module_and_stops_on_interrupt(
     assert "Traceback" not in stderr
 
 
+def test_worker_logs_a_failing_handler_and_show_prints_the_last_error(tmp_path: Path) -> None:
+    """The worker logs a handler's exception with its traceback on stderr; `show` prints the
+    instance's last error (type, message, traceback), and `--json` has it as `last_error`."""
+    db = review_db(tmp_path, "review_handlers")
+    data = json.dumps({"amount": 5, "refuse": "no reviewer on duty"})
+    instance = as_json(run_turnout("start", "surface_review", "--data", data, "--json", db=db))
+    worker = start_worker(tmp_path, db, "review_handlers")
+    try:
+        wait_until(lambda: show(db, instance["id"])["status"] != "running", 60, "the failure")
+    finally:
+        status, stderr = interrupt(worker)
+    assert status == 0, stderr
+    assert "Traceback" in stderr and "PermissionError: no reviewer on duty" in stderr
+    last = show(db, instance["id"])["last_error"]
+    assert (last["type"], last["message"]) == ("PermissionError", "no reviewer on duty")
+    assert "in check" in last["traceback"]
+    shown = run_turnout("show", instance["id"], db=db)
+    assert shown.returncode == 0, shown.stderr
+    assert "PermissionError: no reviewer on duty" in shown.stdout
+    assert 'raise PermissionError(request["refuse"])' in shown.stdout
+
+
 def test_interrupted_worker_finishes_the_task_in_hand_before_exiting_0(tmp_path: Path) -> None:
     db = review_db(tmp_path, "review_handlers")
     started = tmp_path / "started"

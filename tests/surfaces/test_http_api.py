@@ -446,8 +446,8 @@ def test_an_instance_shows_its_last_error_in_the_api_and_on_its_page(
     instance = start(api, name, {"amount": 40})
     assert api.get(f"/api/instances/{instance['id']}").json()["last_error"] is None
     (claimed,) = claim(api, task, "worker-a")
-    api.post(f"/api/tasks/{claimed['id']}/fail",
-             json={"worker": "worker-a", "error": "upstream down", "type": "Unreachable"})  # fmt: skip
+    failure = {"worker": "worker-a", "error": "upstream down", "type": "Unreachable"}
+    assert api.post(f"/api/tasks/{claimed['id']}/fail", json=failure).status_code == 200
     last = api.get(f"/api/instances/{instance['id']}").json()["last_error"]
     assert (last["type"], last["message"]) == ("Unreachable", "upstream down")
     seqs = [e["seq"] for e in api.get(f"/api/instances/{instance['id']}/history").json()]

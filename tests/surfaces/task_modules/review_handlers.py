@@ -10,9 +10,12 @@ from typing import Any
 def check(request: dict[str, Any]) -> dict[str, Any]:
     """Approve amounts under 100.
 
-    When the request names a `started` file, the handler creates it and then works for
+    A request with `refuse` raises PermissionError with that message. When the request
+    names a `started` file, the handler creates it and then works for
     `seconds` seconds, so a test can interrupt the worker while the task is in hand.
     """
+    if request.get("refuse"):
+        raise PermissionError(request["refuse"])
     marker = request.get("started")
     if marker:
         Path(marker).write_text("started\n")

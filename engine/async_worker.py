@@ -1,0 +1,208 @@
+"""The asyncio worker behind `AsyncEngine.work` and `AsyncEngine.run_until_idle`.
+
+`async def` handlers are awaited on the running loop (the application's: its queues, locks
+and clients work in them); `def` handlers run in a thread pool of `concurrency` threads.
+Claims, answers and lease renewals go through the synchronous `Engine` in worker threads,
+so the loop is never blocked by the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .engine import Engine
+from .records import ClaimedTask
+from .store import DatabaseUnavailable
+from .worker import SWEEP_SECONDS, handler_failed
+
+log = logging.getLogger("turnout.worker")
+R = TypeVar("R")
+
+
+class AsyncWorker:
+    """Runs the tasks whose handlers `engine` has (or only those named in `tasks`), at most
+    `concurrency` handlers at a time."""
+
+    def __init__(
+        self, engine: Engine, *, concurrency: int = 4, tasks: list[str] | None = None
+    ) -> None:
+        self.engine = engine
+        self.concurrency = max(1, concurrency)
+        self.only = tasks
+        self.ran = 0
+        self.failed = 0
+        self.timers = 0
+        self.held: dict[asyncio.Task[bool], str] = {}  # task in hand -> the task id it holds
+        self._pool: ThreadPoolExecutor | None = None
+
+    def names(self) -> list[str]:
+        names = sorted(self.engine.handlers)
+        return [n for n in names if n in self.only] if self.only is not None else names
+
+    async def _engine(self, call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
+
+    async def call_handler(self, handler: Any, value: Any) -> Any:
+        """Await an async def handler here, on the running loop; run a def in the pool."""
+        if inspect.iscoroutinefunction(handler):
+            return await handler(value)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="turnout-task")
+        result = await asyncio.get_running_loop().run_in_executor(self._pool, handler, value)
+        if inspect.isawaitable(result):  # a def that hands back a coroutine
+            result = await result
+        return result
+
+    async def run(self, task: ClaimedTask) -> bool:
+        """Run one claimed task's handler and answer; then go on with the instance's next
+        task if answering claimed one for this worker. True when the results were applied."""
+        applied = True
+        names = self.names()
+        current: ClaimedTask | None = task
+        me = asyncio.current_task()
+        while current is not None:
+            if me in self.held:  # in the loop of `work`: the lease renewed is this task's
+                self.held[me] = current.id
+            handler = self.engine.handlers[current.name]
+            try:
+                result = await self.call_handler(handler, current.input)
+            except Exception as exc:
+                self.failed += 1
+                error = handler_failed(current, exc)
+                await self._engine(self.engine.fail_task, current.id, self.engine.worker_id,
+                                   error)  # fmt: skip
+                return False
+            finally:
+                self.ran += 1
+            ok, following = await self._engine(
+                self.engine.complete_and_claim, current.id, self.engine.worker_id, result, names
+            )
+            applied = applied and ok
+            current = following[0] if following else None
+        return applied
+
+    async def run_until_idle(self, max_rounds: int = 100_000) -> int:
+        """Run ready tasks (one at a time) and due timers until none is left; count them."""
+        count = 0
+        names = self.names()
+        try:
+            for _ in range(max_rounds):
+                expired = await self._engine(self.engine.expire_tasks)
+                fired = await self._engine(self.engine.fire_due_timers)
+                self.timers += fired
+                claimed = (
+                    await self._engine(self.engine.claim_tasks, names, limit=50, expire=False)
+                    if names
+                    else []
+                )
+                ran = self.ran
+                for task in claimed:
+                    try:
+                        await self.run(task)
+                    except DatabaseUnavailable:
+                        raise
+                    except Exception:  # one task that cannot be answered does not stop the rest
+                        log.exception("task %s (%s) could not be answered", task.id, task.name)
+                count += fired + (self.ran - ran)
+                if not (expired or fired or claimed):
+                    break
+        finally:
+            self._close_pool()
+        return count
+
+    async def work(self, poll_interval: float = 0.2) -> None:
+        """Claim and run work until cancelled. On cancellation no more is claimed, and the
+        tasks in hand are finished and answered before the cancellation goes on."""
+        names = self.names()
+        running: set[asyncio.Task[bool]] = set()
+        beat = asyncio.create_task(self._heartbeats())
+        pause = poll_interval
+        swept = 0.0
+        try:
+            while True:
+                busy = False
+                try:
+                    if time.monotonic() - swept >= SWEEP_SECONDS:
+                        fired = await self._engine(self.engine.fire_due_timers)
+                        self.timers += fired
+                        busy = bool(await self._engine(self.engine.expire_tasks)) | bool(fired)
+                        swept = time.monotonic()
+                    free = self.concurrency - len(running)
+                    if free > 0 and names:
+                        busy = await self._claim(names, free, running) or busy
+                    pause = poll_interval
+                except DatabaseUnavailable as exc:
+                    log.warning("%s; retrying", exc)
+                    pause = min(max(pause * 2, 0.5), 10.0)
+                if not busy or len(running) >= self.concurrency:
+                    # Wake when a handler finishes (a slot is free) or the next sweep is due.
+                    wait = min(pause, SWEEP_SECONDS) if not busy else SWEEP_SECONDS
+                    if running:
+                        await asyncio.wait(running, timeout=wait,
+                                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                    else:
+                        await asyncio.sleep(wait)
+        finally:
+            try:
+                if running:  # asyncio.wait, unlike gather, never cancels what it waits for
+                    await asyncio.wait(running)
+            finally:
+                beat.cancel()
+                self._close_pool()
+
+    async def _claim(self, names: list[str], free: int, running: set[asyncio.Task[bool]]) -> bool:
+        """Claim up to `free` tasks and start them. A claim under way when cancelled still
+        completes in its thread: what it took is started, then the cancellation goes on."""
+        claim = asyncio.ensure_future(
+            self._engine(self.engine.claim_tasks, names, limit=free, expire=False)
+        )
+        try:
+            claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            for task in await claim:
+                self._start(task, running)
+            raise
+        for task in claimed:
+            self._start(task, running)
+        return bool(claimed)
+
+    def _start(self, task: ClaimedTask, running: set[asyncio.Task[bool]]) -> None:
+        job = asyncio.create_task(self._run_logged(task), name=f"turnout-task-{task.id[:8]}")
+        self.held[job] = task.id
+        running.add(job)
+
+        def done(finished: asyncio.Task[bool]) -> None:
+            running.discard(finished)
+            self.held.pop(finished, None)
+
+        job.add_done_callback(done)
+
+    async def _run_logged(self, task: ClaimedTask) -> bool:
+        try:
+            return await self.run(task)
+        except Exception:  # the database went away mid-answer; the lease will lapse
+            log.exception("task %s (%s) could not be answered", task.id, task.name)
+            return False
+
+    async def _heartbeats(self) -> None:
+        interval = max(self.engine.lease.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            for task_id in list(self.held.values()):
+                try:
+                    await self._engine(self.engine.heartbeat, task_id)
+                except Exception:
+                    log.warning("could not renew the lease of task %s", task_id)
+
+    def _close_pool(self) -> None:
+        # A def handler hung in the pool is not waited for; its thread ends when it returns.
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
