@@ -95,6 +95,10 @@ def _round(number: Any, ndigits: Any = None) -> Any:
 
 def _text(value: Any) -> str:
     _check_size(value)
+    # The text a date or time is stored as (statemachines.values), so that a stored `now`
+    # compares with `str(now)`: '2026-01-01T00:00:00+00:00', not Python's spaced form.
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
     return str(value)
 
 

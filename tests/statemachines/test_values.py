@@ -114,6 +114,12 @@ def test_assigned_datetimes_and_tuples_are_stored_as_iso_text_and_lists() -> Non
         "at": MIDNIGHT, "day": 1, "pair": [1, ["a", MIDNIGHT]], "waited": 0.0}  # fmt: skip
 
 
+def test_str_of_now_is_the_iso_text_now_is_stored_as_so_the_two_compare() -> None:
+    run = simulate(stored_values(), ["touch", "check"], now=datetime(2025, 12, 31, tzinfo=UTC))
+    assert run.context["text"] == run.context["at"] == "2025-12-31T00:00:00+00:00"
+    assert run.context["late"] is False
+
+
 def test_now_assigned_on_a_timer_transition_is_iso_text() -> None:
     run = simulate(stored_values(), ["after:1h"])
     assert run.context == {"escalated_at": "2026-01-01T01:00:00+00:00"}
