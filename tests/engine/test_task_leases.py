@@ -293,3 +293,26 @@ def test_a_late_answer_to_an_instance_whose_history_is_full_is_refused_unwritten
     assert len(engine.history(inst.id)) == 1
     [again] = engine.claim_tasks(["jobs.work"], "w2", 30)
     assert again.attempt == 1
+
+
+def test_a_worker_whose_lapsed_task_was_claimed_again_drops_its_answer_and_goes_on(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    """The answer is no longer the worker's to give: nothing is written for it, and the
+    worker returns normally instead of raising out of its loop."""
+    deploy("one_task")
+    inst = engine.start("one_task", {"n": 1})
+    taken: list[Any] = []
+
+    @engine.task("jobs.work")
+    def work(data: dict[str, Any]) -> Any:
+        if not taken:
+            clock.advance(engine.lease.total_seconds() + 1)
+            taken.extend(engine.claim_tasks(["jobs.work"], "other", 300))
+        return {"by": engine.worker_id}
+
+    assert engine.run_until_idle() == 1
+    assert engine.get(inst.id).state == "work" and engine.get(inst.id).context == {"n": 1}
+    assert "stale" not in [e.kind for e in engine.history(inst.id)]
+    assert engine.complete_task(taken[0].id, "other", {"by": "other"}) is True
+    assert engine.get(inst.id).context == {"n": 1, "by": "other"}
