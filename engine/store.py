@@ -581,7 +581,7 @@ class Store:
             if _is_data_error(cause):
                 raise InvalidInput(f"the database refused a value: {reason}") from None
             if not (isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-                    or _is_operational_error(cause) or _is_not_a_database(cause)):  # fmt: skip
+                    or _is_operational_error(cause) or _is_unusable_file(cause)):  # fmt: skip
                 raise
             raise DatabaseUnavailable(self._why(reason, outcome.wait),
                                       outcome_unknown=outcome.unknown) from None  # fmt: skip
@@ -600,6 +600,8 @@ class Store:
                     f"waiting {wait:g} s")  # fmt: skip
         if "file is not a database" in reason:
             return f"the file {path} is not an SQLite database"
+        if "disk image is malformed" in reason:
+            return f"the database file {path} is damaged ({reason})"
         if "unable to open database file" in reason:
             if not folder.is_dir():
                 why = f"its directory {folder} does not exist"
@@ -964,11 +966,13 @@ def _is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.DataError)
 
 
-def _is_not_a_database(exc: BaseException) -> bool:
-    """SQLite's answer when the file is something else (a text file, say)."""
+def _is_unusable_file(exc: BaseException) -> bool:
+    """SQLite's answer when the file is something else (a text file, say) or damaged."""
     import sqlite3
 
-    return isinstance(exc, sqlite3.DatabaseError) and "file is not a database" in str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "file is not a database" in str(exc) or "disk image is malformed" in str(exc)
+    )
 
 
 def _is_operational_error(exc: Exception) -> bool:

@@ -50,6 +50,15 @@ def test_a_file_that_is_not_an_sqlite_database_is_named(tmp_path: Path) -> None:
     assert refused.value.outcome_unknown is False
 
 
+def test_a_damaged_database_file_is_named(database: Path) -> None:
+    data = bytearray(database.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # the schema's page, past the file header
+    database.write_bytes(bytes(data))
+    with pytest.raises(DatabaseUnavailable) as refused:
+        Engine(f"sqlite:///{database}")
+    assert str(refused.value).startswith(f"the database file {database} is damaged")
+
+
 def test_a_database_opened_read_only_names_the_file_when_written(database: Path) -> None:
     with Engine(f"sqlite:///file:{database}?mode=ro&uri=true") as engine:
         assert engine.get_by_key("counter", "first").state == "counting"
