@@ -1,17 +1,22 @@
 """Graphviz and Mermaid drawings of turnout definitions, with optional instance overlays.
 
 `render` draws a definition as svg, png, pdf, dot or mermaid; overlays add an instance or a heat
-map. This package imports `statemachines` only.
+map. A drawing over MAX_LAID_OUT states and transitions is not laid out (DiagramTooLarge), and
+Graphviz runs within LAYOUT_SECONDS and LAYOUT_MEMORY. This package imports `statemachines` only.
 """
 
 from __future__ import annotations
 
+from statemachines import DiagramTooLarge, RenderError
+
 from .graph import Drawing, build_drawing
+from .layout import LAYOUT_MEMORY, LAYOUT_SECONDS, dot_program
 from .mermaid import to_mermaid
 from .overlay import HeatOverlay, InstanceOverlay, Overlay
-from .render import FORMATS, RenderError, dot_program, render, to_dot
+from .render import FORMATS, MAX_LAID_OUT, CacheInfo, cache_info, render, to_dot
 
 __all__ = [
-    "FORMATS", "Drawing", "HeatOverlay", "InstanceOverlay", "Overlay", "RenderError",
-    "build_drawing", "dot_program", "render", "to_dot", "to_mermaid",
+    "FORMATS", "LAYOUT_MEMORY", "LAYOUT_SECONDS", "MAX_LAID_OUT", "CacheInfo", "DiagramTooLarge",
+    "Drawing", "HeatOverlay", "InstanceOverlay", "Overlay", "RenderError", "build_drawing",
+    "cache_info", "dot_program", "render", "to_dot", "to_mermaid",
 ]  # fmt: skip

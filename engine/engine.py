@@ -693,8 +693,12 @@ class Engine:
         Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
 
     # -- diagrams --------------------------------------------------------------------------
-    def diagram(self, instance_id: str, format: str = "svg") -> bytes:
-        """The instance's definition drawn with its current state and the path it took."""
+    def diagram(self, instance_id: str, format: str = "svg", *, fallback: bool = False) -> bytes:
+        """The instance's definition drawn with its current state and the path it took.
+
+        A definition too large to lay out raises DiagramTooLarge; with `fallback`, an SVG says
+        so instead (see `diagrams.render`).
+        """
         import diagrams
 
         row = self._row(instance_id)
@@ -707,23 +711,26 @@ class Engine:
         overlay = diagrams.InstanceOverlay(
             active=list(row.active or []), status=row.status, path=path
         )
-        return diagrams.render(definition, format=format, overlay=overlay)
+        return diagrams.render(definition, format=format, overlay=overlay, fallback=fallback)
 
-    def heat_diagram(self, name: str, format: str = "svg") -> bytes:
-        """The definition `name` coloured by where its instances are and the paths taken."""
+    def heat_diagram(self, name: str, format: str = "svg", *, fallback: bool = False) -> bytes:
+        """The definition `name` coloured by where its instances are and the paths taken.
+
+        The picture is reused while the definition and the counts stay the same.
+        """
         import diagrams
 
         definition = self.definition(name)
         overlay = diagrams.HeatOverlay(counts=self.store.count_by_state(name),
                                        edges=self.store.transition_counts(name))  # fmt: skip
-        return diagrams.render(definition, format=format, overlay=overlay)
+        return diagrams.render(definition, format=format, overlay=overlay, fallback=fallback)
 
-    def definition_diagram(self, name: str, format: str = "svg", version: int | None = None
-                           ) -> bytes:  # fmt: skip
+    def definition_diagram(self, name: str, format: str = "svg", version: int | None = None,
+                           *, fallback: bool = False) -> bytes:  # fmt: skip
         """The deployed definition `name` drawn on its own."""
         import diagrams
 
-        return diagrams.render(self.definition(name, version), format=format)
+        return diagrams.render(self.definition(name, version), format=format, fallback=fallback)
 
     def close(self) -> None:
         """Release the database connections."""

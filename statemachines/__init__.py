@@ -16,12 +16,14 @@ from .durations import format_duration, parse_duration
 from .errors import (
     DefinitionError,
     DefinitionNotFound,
+    DiagramTooLarge,
     DuplicateKey,
     EventRejected,
     ExpressionError,
     InstanceNotFound,
     InvalidInput,
     Problem,
+    RenderError,
     TaskNotHeld,
     TurnoutError,
     ValueNotStorable,
@@ -63,10 +65,10 @@ def examples() -> list[Path]:
 
 
 __all__ = [
-    "CompiledMachine", "Definition", "DefinitionError", "DefinitionNotFound", "DuplicateKey",
-    "Entry", "EventRejected", "Expression", "ExpressionError", "Failure", "InstanceNotFound",
-    "InvalidInput", "Problem", "Region", "RetryPolicy", "Run", "State", "Step", "TaskNotHeld",
-    "TaskOrder", "TimerOrder", "Transition", "TurnoutError", "ValueNotStorable",
-    "compile_definition", "examples", "format_duration", "json_schema", "load", "parse_duration",
-    "parse_yaml", "simulate", "storable",
+    "CompiledMachine", "Definition", "DefinitionError", "DefinitionNotFound", "DiagramTooLarge",
+    "DuplicateKey", "Entry", "EventRejected", "Expression", "ExpressionError", "Failure",
+    "InstanceNotFound", "InvalidInput", "Problem", "Region", "RenderError", "RetryPolicy", "Run",
+    "State", "Step", "TaskNotHeld", "TaskOrder", "TimerOrder", "Transition", "TurnoutError",
+    "ValueNotStorable", "compile_definition", "examples", "format_duration", "json_schema", "load",
+    "parse_duration", "parse_yaml", "simulate", "storable",
 ]  # fmt: skip

@@ -116,3 +116,28 @@ class ExpressionError(TurnoutError):
         self.expression = expression
         self.detail = detail
         super().__init__(f"{message} in expression {expression!r}")
+
+
+class RenderError(TurnoutError):
+    """A diagram could not be produced: an unknown format, a missing `dot`, a layout failure."""
+
+
+class DiagramTooLarge(RenderError):
+    """A diagram that is not laid out: its definition has more states and transitions than
+    `.limit` together, or Graphviz ran past its time or memory bound on it (`.reason`).
+
+    `.states` and `.transitions` count what the drawing holds; its `dot` and `mermaid` text
+    need no layout and can still be had.
+    """
+
+    def __init__(self, definition: str, states: int, transitions: int, limit: int,
+                 reason: str) -> None:  # fmt: skip
+        self.definition = definition
+        self.states = states
+        self.transitions = transitions
+        self.limit = limit
+        self.reason = reason
+        super().__init__(
+            f"the diagram of {definition!r} ({states:,} states, {transitions:,} transitions) "
+            f"is not drawn: {reason}; its dot or mermaid text needs no layout"
+        )

@@ -24,10 +24,12 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from statemachines import (
     DefinitionError,
     DefinitionNotFound,
+    DiagramTooLarge,
     DuplicateKey,
     EventRejected,
     InstanceNotFound,
     InvalidInput,
+    RenderError,
     TaskNotHeld,
     TurnoutError,
 )
@@ -85,6 +87,11 @@ def error_response(exc: TurnoutError) -> JSONResponse:
     elif isinstance(exc, DatabaseUnavailable):
         status = 503
         body["outcome_unknown"] = exc.outcome_unknown  # True: the change may have committed
+    elif isinstance(exc, DiagramTooLarge):
+        status = 422
+        body |= {"states": exc.states, "transitions": exc.transitions, "limit": exc.limit}
+    elif isinstance(exc, RenderError):
+        status = 503  # Graphviz failed on a drawing it should manage: the server's fault
     return JSONResponse(body, status_code=status)
 
 

@@ -135,7 +135,7 @@ def definition_page(request: Request, name: str) -> Response:
     engine = _engine(request)
     try:
         definition = engine.definition(name)
-        svg = engine.heat_diagram(name).decode()
+        svg = engine.heat_diagram(name, fallback=True).decode()
     except TurnoutError as exc:
         return _page(request, "error.html", message=str(exc), status_code=404)
     counts = engine.store.count_by_state(name)
@@ -199,7 +199,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
         request,
         "instance.html",
         instance=instance,
-        svg=engine.diagram(instance_id).decode(),
+        svg=engine.diagram(instance_id, fallback=True).decode(),
         history=engine.history(instance_id),
         allowed=engine.allowed(instance),
         context=json.dumps(instance.context, indent=2, default=str),

@@ -205,9 +205,13 @@ def read_definition(
 
 @router.get("/api/definitions/{name}/diagram.svg", tags=["definitions"], response_class=Response)
 def definition_diagram(request: Request, name: str, heat: bool = False) -> Response:
-    """The definition's diagram; `?heat=1` colours states by how many instances are there."""
+    """The definition's diagram; `?heat=1` colours states by how many instances are there.
+
+    A definition too large to lay out answers a small SVG that says so and why."""
     engine = engine_of(request)
-    return _svg(engine.heat_diagram(name) if heat else engine.definition_diagram(name))
+    if heat:
+        return _svg(engine.heat_diagram(name, fallback=True))
+    return _svg(engine.definition_diagram(name, fallback=True))
 
 
 # -- instances ---------------------------------------------------------------------------------
@@ -284,7 +288,7 @@ def read_history(request: Request, instance_id: str) -> list[HistoryOut]:
 @router.get("/api/instances/{instance_id}/diagram.svg", tags=["instances"], response_class=Response)
 def instance_diagram(request: Request, instance_id: str) -> Response:
     """The instance's definition with its current state and path drawn."""
-    return _svg(engine_of(request).diagram(instance_id))
+    return _svg(engine_of(request).diagram(instance_id, fallback=True))
 
 
 @router.post("/api/instances/{instance_id}/events", response_model=InstanceOut, tags=["instances"])
