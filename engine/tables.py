@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from statemachines.model import MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_TIMER_KEY_LENGTH
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out; stored as naive UTC everywhere."""
@@ -43,7 +45,7 @@ def _json() -> sa.types.TypeEngine[Any]:
 # -- tables ------------------------------------------------------------------------------------
 class DefinitionTable(SQLModel, table=True):
     __tablename__ = "turnout_definitions"
-    name: str = Field(primary_key=True, max_length=200)
+    name: str = Field(primary_key=True, max_length=MAX_NAME_LENGTH)
     version: int = Field(primary_key=True)
     digest: str = Field(max_length=64, index=True)
     source: str = Field(sa_type=sa.Text)
@@ -65,9 +67,9 @@ class InstanceTable(SQLModel, table=True):
     )
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     key: str | None = Field(default=None, max_length=KEY_LENGTH)
-    definition: str = Field(max_length=200)
+    definition: str = Field(max_length=MAX_NAME_LENGTH)
     version: int
-    state: str = Field(max_length=400)
+    state: str = Field(max_length=MAX_PATH_LENGTH)
     active: list[str] = Field(sa_type=_json())
     status: str = Field(max_length=20)
     context: dict[str, Any] = Field(sa_type=_json())
@@ -88,9 +90,9 @@ class HistoryTable(SQLModel, table=True):
     seq: int = Field(primary_key=True)
     at: datetime = Field(sa_type=UTCDateTime)
     kind: str = Field(max_length=20)
-    event: str | None = Field(default=None, max_length=400)
-    from_state: str | None = Field(default=None, max_length=400)
-    to_state: str | None = Field(default=None, max_length=400)
+    event: str | None = Field(default=None, max_length=MAX_PATH_LENGTH)
+    from_state: str | None = Field(default=None, max_length=MAX_PATH_LENGTH)
+    to_state: str | None = Field(default=None, max_length=MAX_PATH_LENGTH)
     data: Any = Field(default=None, sa_type=_json())
 
 
@@ -111,10 +113,10 @@ class TaskTable(SQLModel, table=True):
     )
     id: str = Field(primary_key=True, max_length=32)
     instance_id: str = Field(max_length=32)
-    state_path: str = Field(max_length=400)
+    state_path: str = Field(max_length=MAX_PATH_LENGTH)
     activation: int
     item: int | None = None
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=MAX_NAME_LENGTH)
     kind: str = Field(max_length=20)
     input: Any = Field(default=None, sa_type=_json())
     attempt: int = 0
@@ -134,9 +136,9 @@ class TimerTable(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_turnout_timers_instance", "instance_id", "state_path"),)
     id: str = Field(primary_key=True, max_length=32)
     instance_id: str = Field(max_length=32)
-    state_path: str = Field(max_length=400)
+    state_path: str = Field(max_length=MAX_PATH_LENGTH)
     activation: int
-    key: str = Field(max_length=100)
+    key: str = Field(max_length=MAX_TIMER_KEY_LENGTH)
     due_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 

@@ -22,6 +22,9 @@ from .loader import Document, PathKey
 from .model import (
     DEFAULT_RESULT,
     MAX_FOREACH_CONCURRENCY,
+    MAX_NAME_LENGTH,
+    MAX_PATH_LENGTH,
+    MAX_TIMER_KEY_LENGTH,
     MAX_VERSION,
     Definition,
     Foreach,
@@ -81,6 +84,11 @@ class Builder:
     # -- reporting -------------------------------------------------------------------------
     def fail(self, path: PathKey, message: str, key: bool = False) -> None:
         self.problems.append(self.doc.problem(path, message, key))
+
+    def too_long(self, text: str, most: int, what: str, path: PathKey, key: bool = False) -> None:
+        """Note `what` when `text` is longer than `most` characters, the column it is kept in."""
+        if len(text) > most:
+            self.fail(path, f"{what} is {len(text)} characters, over the limit of {most}", key)
 
     def pos(self, path: PathKey, key: bool = False) -> Position:
         line, column = self.doc.where(path, key)
@@ -156,6 +164,8 @@ class Builder:
         name = data.get("name")
         if name is not None and not (isinstance(name, str) and NAME_RE.match(name)):
             self.fail(("name",), f"name {name!r} must match [a-z][a-z0-9_.-]*")
+        elif isinstance(name, str):
+            self.too_long(name, MAX_NAME_LENGTH, "name", ("name",))
         version = data.get("version")
         if version is not None and not _whole(version, MAX_VERSION):
             self.fail(("version",), f"version must be an integer from 1 to {MAX_VERSION}")
@@ -236,6 +246,7 @@ class Builder:
         if not STATE_RE.match(name):
             self.fail(at, f"state name {name!r} must be letters, digits, '_' or '-', "
                           "starting with a letter", key=True)  # fmt: skip
+        self.too_long(path, MAX_PATH_LENGTH, f"the path of state {name[:40]!r}", at, key=True)
         if raw is None:
             raw = {}
         data = self.mapping(raw, at, f"state {name!r}")
@@ -311,11 +322,14 @@ class Builder:
             self.fail((*at, "task"), f"task must be a task name such as 'payments.validate', "
                                      f"not {name!r}")  # fmt: skip
             name = "invalid"
+        self.too_long(name, MAX_NAME_LENGTH, "task name", (*at, "task"))
         compensate = data.get("compensate")
         valid = isinstance(compensate, str) and TASK_RE.match(compensate)
         if compensate is not None and not valid:
             self.fail((*at, "compensate"), f"compensate must be a task name, not {compensate!r}")
             compensate = None
+        if compensate is not None:
+            self.too_long(compensate, MAX_NAME_LENGTH, "task name", (*at, "compensate"))
         return TaskSpec(
             name=name,
             input=self.expression(data["input"], (*at, "input"), NAMES if per_item else SCOPE_NAMES)
@@ -449,6 +463,7 @@ class Builder:
             if not EVENT_RE.match(event):
                 self.fail((*at, event), f"event name {event!r} must be letters, digits, "
                                         "'_', '-' or '.'", key=True)  # fmt: skip
+            self.too_long(event, MAX_PATH_LENGTH, "event name", (*at, event), key=True)
             result.append((event, self.transitions(body, (*at, event))))
         return tuple(result)
 
@@ -459,6 +474,7 @@ class Builder:
         timers = []
         for key, body in data.items():
             delay = self.duration(key, (*at, key), key=True)
+            self.too_long(str(key), MAX_TIMER_KEY_LENGTH, "duration", (*at, key), key=True)
             transitions = self.transitions(body, (*at, key))
             # An unreadable duration is reported; its transitions still count for the graph.
             timers.append(Timer(str(key), delay or timedelta(seconds=1), transitions))

@@ -17,8 +17,12 @@ SEPARATOR = "."
 StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait"]
 Outcome = Literal["succeeded", "failed"]
 DEFAULT_RESULT = "default"
-# A version is stored in a 32-bit integer column (PostgreSQL's INTEGER).
+# A version is stored in a 32-bit integer column (PostgreSQL's INTEGER); names, state paths,
+# event names and timer durations in text columns of these many characters (engine/tables.py).
 MAX_VERSION = 2_147_483_647
+MAX_NAME_LENGTH = 200  # a definition's name, a task's
+MAX_PATH_LENGTH = 400  # a state's full dotted path, an event's name
+MAX_TIMER_KEY_LENGTH = 100  # an `after` duration as written
 # A foreach writes one task per item it runs: its items and its tasks at a time are bounded.
 MAX_FOREACH_ITEMS = 10_000
 DEFAULT_FOREACH_CONCURRENCY = 10
