@@ -108,8 +108,9 @@ def token_matches(expected: str | None, request: Request, cookie: bool = True) -
 
 
 class GuardMiddleware(BaseHTTPMiddleware):
-    """Refuse oversized bodies, changes sent by pages of other sites, and (with a token set)
-    `/api` calls that do not carry the token.
+    """Refuse oversized bodies, changes sent by pages of other sites (Sec-Fetch-Site or
+    Origin), `/api` calls that do not carry the token (with one set), and `/api` bodies of
+    a type other than JSON (or YAML, for a definition); mark every answer unframable.
     """
 
     def __init__(self, app: Any, token: str | None, hosts: list[str] | None = None,
@@ -177,7 +178,10 @@ def _foreign_origin(request: Request, origins: set[str]) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return False
-    parts = urlsplit(origin.lower())
+    try:
+        parts = urlsplit(origin.lower())
+    except ValueError:  # not even a URL ("http://[::1")
+        return True
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return True  # "null": a sandboxed frame, a file, a redirect from elsewhere
     default = ":443" if parts.scheme == "https" else ":80"

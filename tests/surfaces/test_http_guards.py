@@ -66,7 +66,8 @@ def test_a_change_sent_from_another_origin_is_refused_whatever_else_it_says(
     with open_server.client() as api:
         name = deploy_door(api)
         before = len(api.get("/api/instances", params={"definition": name}).json()["items"])
-        for origin in ("http://evil.example", "null", "http://127.0.0.1:1", "http://localhost"):
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:1", "http://localhost",
+                       "http://[::1"):  # fmt: skip
             refused = api.post("/api/instances", json={"definition": name},
                                headers={"origin": origin})  # fmt: skip
             assert refused.status_code == 403, origin
