@@ -6,7 +6,7 @@ Plain frozen dataclasses with a `to_json()` that the CLI and the HTTP API print 
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -62,9 +62,10 @@ class Instance:
     created_at: datetime
     updated_at: datetime
     revision: int
-    # The newest error in the instance's history (type, message, traceback head); read by
-    # `Engine.get`, None in the snapshots other calls return.
-    last_error: dict[str, Any] | None = None
+    # The newest error in the instance's history (type, message, traceback head), read by
+    # `Engine.get`; None in the snapshots other calls return, so it is left out of equality:
+    # two snapshots of one revision are equal whichever call made them.
+    last_error: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def finished(self) -> bool:
