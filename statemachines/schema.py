@@ -22,6 +22,7 @@ from .model import (
     DEFAULT_FOREACH_CONCURRENCY,
     MAX_FOREACH_CONCURRENCY,
     MAX_FOREACH_ITEMS,
+    MAX_NAME_LENGTH,
     MAX_VERSION,
 )
 
@@ -44,7 +45,8 @@ def _described(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _TOP = {
     "name": _described("The definition's name, unique among deployed definitions.",
-                       {"type": "string", "pattern": NAME_RE.pattern}),
+                       {"type": "string", "pattern": NAME_RE.pattern,
+                        "maxLength": MAX_NAME_LENGTH}),
     "version": _described(
         "Optional version number. Deploying changed content without it creates the next "
         "version; naming a version that exists with other content is refused.",
