@@ -107,7 +107,8 @@ ODD_LEAVES = [
     -float("inf"),
     10**400,
     -(2**63),
-    "\x00\ud800 nul and a lone surrogate",
+    "nul \x00 inside",
+    "a lone surrogate \ud800",
 ]
 LEAVES = (
     st.none()
@@ -145,6 +146,15 @@ TAME = st.builds(
 MOSTLY_TAME = st.tuples(st.integers(0, 2), TAME, RECORDS | PAYLOADS).map(
     lambda drawn: drawn[2] if drawn[0] == 2 else drawn[1]
 )
+# Event data is odder: a refused event costs a request, not an instance.
+EVENT_DATA = st.one_of(
+    TAME,
+    st.builds(lambda odd, n: Payload("record", fields=(("n", Payload("leaf", leaf=n)),
+                                                       ("a", Payload("leaf", leaf=odd)))),
+              st.sampled_from(ODD_LEAVES), st.integers(-10, 10)),
+    RECORDS,
+    PAYLOADS,
+)  # fmt: skip
 
 
 # -- expressions and definitions -----------------------------------------------------------------
@@ -267,7 +277,7 @@ class Action:
 ACTIONS = st.builds(
     Action,
     event=st.sampled_from(["poke", "go", "finish", "done", "nope", "cancel"]),
-    data=MOSTLY_TAME,
+    data=EVENT_DATA,
     http=st.booleans(),
 )
 INSTANCES = st.lists(
@@ -594,14 +604,33 @@ states:
     definition=yaml.safe_load(DEEP_EVENTS),
     instances=[
         (
-            Payload("leaf", leaf={1: "a", "1": "b", "n": float("nan")}),
+            Payload("leaf", leaf={"n": 1}),
             False,
             [
                 Action("poke", Payload("deep", 900, 1), http=True),
                 Action("poke", Payload("deep", 100, (1, 2)), http=False),
                 Action("go", Payload("leaf", leaf=datetime(2026, 1, 1, tzinfo=UTC)), http=False),
             ],
-        )
+        ),
+        (Payload("leaf", leaf={1: "a", "1": "b", "n": float("nan")}), False, []),
+    ],
+)
+@example(
+    definition=yaml.safe_load(DEEP_EVENTS),
+    instances=[
+        (Payload("leaf", leaf={"n": 1, "a": "nul \x00 inside"}), True, []),
+        (Payload("leaf", leaf={"n": 2, "a": "a lone surrogate \ud800"}), False, []),
+        (
+            Payload("leaf", leaf={"n": 3}),
+            False,
+            [
+                Action("poke", Payload("leaf", leaf="a lone surrogate \ud800"), http=True),
+                Action("poke", Payload("leaf", leaf={"a lone surrogate \ud800": 1}), http=False),
+                *[Action("poke", Payload("leaf", leaf="nul \x00 inside"), http=False)] * 4,
+                Action("poke", Payload("leaf", leaf="nul \x00 inside"), http=True),
+                Action("finish", Payload("leaf", leaf={"n": 4}), http=False),
+            ],
+        ),
     ],
 )
 def test_no_poison_stops_a_worker_breaks_a_history_or_answers_500(
