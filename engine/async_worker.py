@@ -9,6 +9,7 @@ so the loop is never blocked by the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from statemachines.errors import TaskNotHeld
 
 from .engine import Engine
 from .records import ClaimedTask
@@ -76,14 +79,19 @@ class AsyncWorker:
             except Exception as exc:
                 self.failed += 1
                 error = handler_failed(current, exc)
-                await self._engine(self.engine.fail_task, current.id, self.engine.worker_id,
-                                   error)  # fmt: skip
+                # A lease that lapsed and was claimed again: the answer is no longer this worker's.
+                with contextlib.suppress(TaskNotHeld):
+                    await self._engine(self.engine.fail_task, current.id, self.engine.worker_id,
+                                       error)  # fmt: skip
                 return False
             finally:
                 self.ran += 1
-            ok, following = await self._engine(
-                self.engine.complete_and_claim, current.id, self.engine.worker_id, result, names
-            )
+            try:
+                ok, following = await self._engine(
+                    self.engine.complete_and_claim, current.id, self.engine.worker_id, result, names
+                )
+            except TaskNotHeld:  # as above
+                return False
             applied = applied and ok
             current = following[0] if following else None
         return applied
