@@ -687,7 +687,12 @@ class Engine:
         poll_interval: float = 0.2,
         tasks: list[str] | None = None,
     ) -> None:
-        """Claim and run tasks and timers until `stop` is set (or KeyboardInterrupt)."""
+        """Claim and run tasks and timers until `stop` is set (or KeyboardInterrupt).
+
+        At most `concurrency` handlers run at once, each in a thread of its own: one hung past
+        its timeout has lost its attempt but keeps its slot until it returns. An `async def`
+        handler runs on a new event loop in its thread (`AsyncEngine.work` runs it on yours).
+        """
         from .worker import Worker
 
         Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
