@@ -361,14 +361,9 @@ class Workers:
 def tracebacks(text: str) -> list[str]:
     """Each `Traceback ...` block of `text` up to its exception line, and any thread's
     unhandled-exception report."""
-    blocks = []
-    for match in re.finditer(
-        r"(Exception in thread[^\n]*\n)?Traceback \(most recent call last\):"
-        r"\n(?:[ \t].*\n|\n)*[^\n]*",
-        text,
-    ):
-        blocks.append(match.group(0))
-    return blocks
+    pattern = (r"(Exception in thread[^\n]*\n)?Traceback \(most recent call last\):"
+               r"\n(?:[ \t].*\n|\n)*[^\n]*")  # fmt: skip
+    return [match.group(0) for match in re.finditer(pattern, text)]
 
 
 @pytest.fixture(
