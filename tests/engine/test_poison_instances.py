@@ -102,3 +102,22 @@ def test_timer_of_a_vanished_instance_is_set_aside_and_the_sweep_goes_on(
     assert engine.get(healthy.id).state == "finished"
     assert engine.next_due() is None
     assert engine.run_until_idle() == 0
+
+
+def test_expiry_of_a_task_whose_instance_cannot_load_its_definition_fails_that_instance(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    """An attempt past its timeout whose instance's definition version is gone: the expiry
+    sweep fails that instance with the error and drops the task, instead of raising."""
+    deploy("hanging")
+    inst = engine.start("hanging", {})
+    [task] = engine.claim_tasks(["remote.hangs"])
+    _corrupt(engine, inst.id, version=99)
+    clock.advance(5)
+    assert engine.expire_tasks() == 1
+    after = engine.get(inst.id)
+    assert after.status == "failed"
+    assert after.last_error is not None
+    assert after.last_error["type"] == "DefinitionNotFound"
+    assert engine.heartbeat(task.id) is False
+    assert engine.expire_tasks() == 0
