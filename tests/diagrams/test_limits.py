@@ -7,10 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import diagrams
 import statemachines
 from diagrams import layout
+from engine.cli import app
 from statemachines import Definition
 
 HERE = Path(__file__).parent
@@ -144,3 +146,17 @@ def test_a_layout_stopped_at_its_bound_is_refused_at_once_the_next_time(
     assert "stopped after 1 s" in svg
     after = diagrams.cache_info()
     assert (after.misses, after.hits) == (before.misses, before.hits + 2)
+
+
+def test_the_cli_says_a_definition_is_over_the_drawing_limit_and_still_gives_its_text(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "thousand.yaml"
+    source.write_text(tangled(1000, "thousand"))
+    out = tmp_path / "thousand.svg"
+    refused = CliRunner().invoke(app, ["diagram", str(source), "-o", str(out)])
+    assert refused.exit_code == 1 and not out.exists()
+    assert "not drawn" in refused.stderr and "1,500" in refused.stderr
+    assert "Traceback" not in refused.stderr + refused.stdout
+    text = CliRunner().invoke(app, ["diagram", str(source), "--format", "mermaid"])
+    assert text.exit_code == 0 and text.stdout.startswith("stateDiagram-v2")
