@@ -12,6 +12,7 @@ import hashlib
 import html
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -35,13 +36,24 @@ DIRECTIONS: tuple[str, ...] = get_args(Direction)
 MAX_LAID_OUT = 1_500
 # The same picture asked for again (a dashboard refresh) is reused: outputs by (backend,
 # format, digest of the DOT source), so a change of definition or overlay data is a new key;
-# a layout that overran its bound is remembered as such, so that it is not tried again.
-_OUTPUTS: OrderedDict[tuple[str, str, str], bytes | DiagramTooLarge] = OrderedDict()
+# a layout that overran its bound is remembered as such for OVERRUN_KEPT seconds, so that
+# page views do not try it again while the machine may be just as busy.
+OVERRUN_KEPT = 600.0
 _OUTPUTS_SIZE = 256
 _OUTPUTS_BYTES = 64 << 20
 _OUTPUTS_LOCK = threading.Lock()
 _DRAWING: dict[tuple[str, str, str], threading.Event] = {}  # layouts under way, by key
 _COUNTS = {"hits": 0, "misses": 0}
+
+
+class _Overrun(NamedTuple):
+    """A layout stopped at its bound: why, and until when (time.monotonic) that stands."""
+
+    reason: str
+    until: float
+
+
+_OUTPUTS: OrderedDict[tuple[str, str, str], bytes | _Overrun] = OrderedDict()
 
 
 class CacheInfo(NamedTuple):
@@ -139,12 +151,14 @@ def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes],
     digest = (key[0], key[1], hashlib.sha256(key[2].encode()).hexdigest())
     while True:
         with _OUTPUTS_LOCK:
-            if digest in _OUTPUTS:
+            found = _OUTPUTS.get(digest)
+            if isinstance(found, _Overrun) and found.until <= time.monotonic():
+                del _OUTPUTS[digest]
+            elif found is not None:
                 _OUTPUTS.move_to_end(digest)
                 _COUNTS["hits"] += 1
-                found = _OUTPUTS[digest]
-                if isinstance(found, DiagramTooLarge):
-                    raise found
+                if isinstance(found, _Overrun):
+                    raise too_large(found.reason)
                 return found
             under_way = _DRAWING.get(digest)
             if under_way is None:
@@ -152,11 +166,11 @@ def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes],
                 _COUNTS["misses"] += 1
                 break
         under_way.wait()  # then look again: drawn, or failed and to be tried anew
-    output: bytes | DiagramTooLarge | None = None
+    output: bytes | _Overrun | None = None
     try:
         output = draw()
     except LayoutOverrun as exc:
-        output = too_large(exc.reason)
+        output = _Overrun(exc.reason, time.monotonic() + OVERRUN_KEPT)
     finally:
         with _OUTPUTS_LOCK:
             if output is not None:
@@ -164,8 +178,8 @@ def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes],
                 _trim()
             del _DRAWING[digest]
             under_way.set()
-    if isinstance(output, DiagramTooLarge):
-        raise output
+    if isinstance(output, _Overrun):
+        raise too_large(output.reason)
     return output
 
 

@@ -3,6 +3,7 @@ and memory bounds, and a picture asked for again is not laid out again."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from pathlib import Path
 
@@ -160,3 +161,16 @@ def test_the_cli_says_a_definition_is_over_the_drawing_limit_and_still_gives_its
     assert "Traceback" not in refused.stderr + refused.stdout
     text = CliRunner().invoke(app, ["diagram", str(source), "--format", "mermaid"])
     assert text.exit_code == 0 and text.stdout.startswith("stateDiagram-v2")
+
+
+def test_a_layout_stopped_at_its_bound_is_tried_again_once_its_refusal_has_lapsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    definition = statemachines.load(tangled(100, "lapsed"))
+    monkeypatch.setattr(layout, "LAYOUT_SECONDS", 1.0)
+    monkeypatch.setattr(importlib.import_module("diagrams.render"), "OVERRUN_KEPT", 0.0)
+    before = diagrams.cache_info().misses
+    for _ in range(2):
+        with pytest.raises(diagrams.DiagramTooLarge, match="stopped after 1 s"):
+            diagrams.render(definition)
+    assert diagrams.cache_info().misses == before + 2
