@@ -19,6 +19,7 @@ from statemachines import Definition
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance
+from .store import BUSY_TIMEOUT_SECONDS
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,8 +39,11 @@ class AsyncEngine:
         *,
         lease: timedelta | float = 30.0,
         worker_id: str | None = None,
+        locking: str = "row",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
-        self.sync = Engine(url, clock, lease=lease, worker_id=worker_id)
+        self.sync = Engine(url, clock, lease=lease, worker_id=worker_id, locking=locking,
+                           busy_timeout=busy_timeout)  # fmt: skip
 
     async def _run(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
@@ -159,8 +163,10 @@ class AsyncEngine:
         worker = AsyncWorker(self.sync, concurrency=concurrency, tasks=tasks)
         await worker.work(poll_interval)
 
-    async def diagram(self, instance_id: str, format: str = "svg") -> bytes:
-        return await self._run(self.sync.diagram, instance_id, format)
+    async def diagram(
+        self, instance_id: str, format: str = "svg", *, fallback: bool = False
+    ) -> bytes:
+        return await self._run(self.sync.diagram, instance_id, format, fallback=fallback)
 
     async def aclose(self) -> None:
         await self._run(self.sync.close)
