@@ -635,8 +635,12 @@ class Store:
                 try:
                     yield from self._pipelined(raw.driver_connection, outcome)
                 except Exception as exc:
-                    if _is_operational_error(exc):
-                        raw.invalidate()  # a broken connection must not go back to the pool
+                    # A broken connection must not go back to the pool, nor one whose pipeline
+                    # an error aborted: the driver may count statements prepared that the
+                    # server skipped ("prepared statement ... does not exist" on the next use).
+                    # The engine's own refusals (a rejected event) leave it as good as new.
+                    if _is_operational_error(exc) or not isinstance(exc, TurnoutError):
+                        raw.invalidate()
                     raise
                 finally:
                     raw.close()

@@ -17,7 +17,7 @@ MAX_DEPTH = 64  # levels of nested lists and objects, as in definition documents
 MAX_INTEGER_BITS = 14_000  # about 4,200 digits; Python reads back at most 4,300
 
 
-_PLAIN = frozenset({str, bool, type(None)})  # stored as they are, whatever their size
+_PLAIN = frozenset({bool, type(None)})  # stored as they are
 
 
 class _Refused(Exception):
@@ -35,7 +35,9 @@ def storable(value: Any, path: str = "value") -> Any:
 
     The rule:
     - strings, booleans, None, integers (below 2**14000) and finite floats stay as they are;
-      subclasses of them (enums) become the plain type;
+      subclasses of them (enums) become the plain type; text holding a NUL character or a
+      lone surrogate is refused (PostgreSQL cannot store either; SQLite would, so both
+      databases are held to the one rule);
     - objects with string keys and lists keep their shape; tuples become lists;
     - a `datetime` becomes its ISO-8601 text (`now` gives '2026-01-01T00:00:00+00:00'; a naive
       one has no offset), a `date` or `time` its ISO text, a `timedelta` its seconds as a float;
@@ -51,7 +53,9 @@ def storable(value: Any, path: str = "value") -> Any:
 
 def _convert(value: Any, depth: int) -> Any:
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        return _text(value)
+    if kind is bool or value is None:
         return value
     if kind is int:
         if value.bit_length() > MAX_INTEGER_BITS:
@@ -68,8 +72,15 @@ def _convert(value: Any, depth: int) -> Any:
             return _object(value, depth + 1)
         converted = []
         for index, item in enumerate(value):
-            if type(item) in _PLAIN:  # most items: no call for them
+            if type(item) in _PLAIN:  # no call for them
                 converted.append(item)
+                continue
+            if type(item) is str:
+                try:
+                    converted.append(_text(item))
+                except _Refused as exc:
+                    exc.parts.append(index)
+                    raise
                 continue
             try:
                 converted.append(_convert(item, depth + 1))
@@ -88,20 +99,33 @@ def _object(value: dict[Any, Any], depth: int) -> dict[str, Any]:
                 raise _Refused(f"has the key {_short(repr(key))} of type {type(key).__name__}; "
                                "keys must be strings")  # fmt: skip
             key = str.__str__(key)
+        _text(key, "has a key that ")
         if type(item) in _PLAIN:
             converted[key] = item
             continue
         try:
-            converted[key] = _convert(item, depth)
+            converted[key] = _text(item) if type(item) is str else _convert(item, depth)
         except _Refused as exc:
             exc.parts.append(key)
             raise
     return converted
 
 
+def _text(value: str, what: str = "") -> str:
+    """`value` itself, or refused when a database cannot store it as text."""
+    if "\x00" in value:
+        raise _Refused(f"{what}holds a NUL character, which the databases cannot store as text")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Refused(f"{what}holds a lone surrogate, which is not UTF-8 text") from None
+    return value
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, str):
-        return str.__str__(value)
+        return _text(str.__str__(value))
     if isinstance(value, int):
         return _convert(int(value), 0)
     if isinstance(value, float):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine, EventRejected
+from engine import Engine, EventRejected, ValueNotStorable
 from engine.store import PARKED_CONNECTIONS
 
 DEFINITIONS = Path(__file__).parent / "definitions"
@@ -52,3 +52,25 @@ def test_a_rejected_event_leaves_the_kept_connection_good(sqlite_url: str) -> No
         assert [e.kind for e in engine.history(started.id)] == ["start", "event"]
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("text", ["nul \x00 inside", "a lone surrogate \ud800"])
+def test_text_no_database_can_store_is_refused_before_it_reaches_one(
+    store_url: str, text: str
+) -> None:
+    """PostgreSQL refuses a NUL character and the driver a lone surrogate, mid-pipeline,
+    where the statements skipped after them once left the connection reaching for prepared
+    statements the server never made; SQLite took both. Both are refused on both databases,
+    before anything is sent, and the events around them apply."""
+    engine = Engine(store_url)
+    engine.deploy(DEFINITIONS / "counter.yaml")
+    counter = engine.start("counter", {"count": 0}).id
+    for number in range(12):  # past the driver's threshold for preparing a statement
+        with pytest.raises(ValueNotStorable):
+            engine.send(counter, "increment", {"note": text})
+        with pytest.raises(ValueNotStorable):
+            engine.start("counter", {"count": 0, "note": text}, key=f"refused-{number}")
+        engine.send(counter, "increment", {"note": "plain"})
+    assert engine.get(counter).context == {"count": 12}
+    assert len(engine.instances(definition="counter")) == 1
+    engine.close()
