@@ -149,6 +149,9 @@ class AsyncWorker:
                 except DatabaseUnavailable as exc:
                     log.warning("%s; retrying", exc)
                     pause = min(max(pause * 2, 0.5), 10.0)
+                except Exception:  # a sweep that lost every retry (say): the next round goes on
+                    log.exception("a worker round failed; retrying")
+                    pause = min(max(pause * 2, 0.5), 10.0)
                 if not busy or len(running) >= self.concurrency:
                     # Wake when a handler finishes (a slot is free) or the next sweep is due.
                     wait = min(pause, SWEEP_SECONDS) if not busy else SWEEP_SECONDS

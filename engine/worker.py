@@ -142,6 +142,9 @@ class Worker:
                 except DatabaseUnavailable as exc:
                     log.warning("%s; retrying", exc)
                     busy, pause = False, min(max(pause * 2, 0.5), 10.0)
+                except Exception:  # a sweep that lost every retry (say): the next round goes on
+                    log.exception("a worker round failed; retrying")
+                    busy, pause = False, min(max(pause * 2, 0.5), 10.0)
                 if not busy:
                     stop.wait(min(pause, SWEEP_SECONDS))
         except KeyboardInterrupt:

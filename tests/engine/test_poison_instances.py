@@ -121,3 +121,38 @@ def test_expiry_of_a_task_whose_instance_cannot_load_its_definition_fails_that_i
     assert after.last_error["type"] == "DefinitionNotFound"
     assert engine.heartbeat(task.id) is False
     assert engine.expire_tasks() == 0
+
+
+def test_a_worker_round_that_raises_is_logged_and_the_loop_goes_on(
+    store_url: str, clock: Any, deploy_on: Callable[[Engine, str], Any], caplog: Any
+) -> None:
+    """Whatever a round raises (a sweep that lost every retry, say), the loop logs it and
+    carries on: the worker does not exit, and the tasks ready after it are run."""
+
+    class FirstSweepFails(Engine):
+        sweeps = 0
+
+        def fire_due_timers(self, limit: int = 100) -> int:
+            self.sweeps += 1
+            if self.sweeps == 1:
+                raise RuntimeError("the sweep lost every retry")
+            return super().fire_due_timers(limit)
+
+    engine = FirstSweepFails(store_url, clock=clock)
+    try:
+        deploy_on(engine, "one_task")
+        engine.task("jobs.work")(lambda value: {"ok": True})
+        instance = engine.start("one_task", {})
+        stop = threading.Event()
+        worker = threading.Thread(target=engine.work, kwargs={"stop": stop, "poll_interval": 0.02})
+        worker.start()
+        try:
+            assert _until(lambda: engine.get(instance.id).status == "succeeded")
+            assert worker.is_alive()
+        finally:
+            stop.set()
+            worker.join(10)
+        assert engine.sweeps >= 2
+        assert any("a worker round failed" in r.getMessage() for r in caplog.records)
+    finally:
+        engine.close()
