@@ -23,31 +23,21 @@ from statemachines.errors import TaskNotHeld
 from .engine import Engine
 from .records import ClaimedTask
 from .store import DatabaseUnavailable
-from .worker import SWEEP_SECONDS, handler_failed
+from .worker import SWEEP_SECONDS, Runner, handler_failed
 
 log = logging.getLogger("turnout.worker")
 R = TypeVar("R")
 
 
-class AsyncWorker:
-    """Runs the tasks whose handlers `engine` has (or only those named in `tasks`), at most
-    `concurrency` handlers at a time."""
+class AsyncWorker(Runner):
+    """Runs tasks on the running event loop, at most `concurrency` handlers at a time."""
 
     def __init__(
         self, engine: Engine, *, concurrency: int = 4, tasks: list[str] | None = None
     ) -> None:
-        self.engine = engine
-        self.concurrency = max(1, concurrency)
-        self.only = tasks
-        self.ran = 0
-        self.failed = 0
-        self.timers = 0
+        super().__init__(engine, concurrency=concurrency, tasks=tasks)
         self.held: dict[asyncio.Task[bool], str] = {}  # task in hand -> the task id it holds
         self._pool: ThreadPoolExecutor | None = None
-
-    def names(self) -> list[str]:
-        names = sorted(self.engine.handlers)
-        return [n for n in names if n in self.only] if self.only is not None else names
 
     async def _engine(self, call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         return await asyncio.to_thread(functools.partial(call, *args, **kwargs))

@@ -44,8 +44,10 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-class Worker:
-    """Runs the tasks whose handlers `engine` has (or only those named in `tasks`)."""
+class Runner:
+    """What every worker knows: its engine, how many handlers it may run at once, which
+    tasks it takes (those `engine` has handlers for, or only those named in `tasks`), and
+    what it has done so far."""
 
     def __init__(
         self, engine: Engine, *, concurrency: int = 4, tasks: list[str] | None = None
@@ -60,6 +62,10 @@ class Worker:
     def names(self) -> list[str]:
         names = sorted(self.engine.handlers)
         return [n for n in names if n in self.only] if self.only is not None else names
+
+
+class Worker(Runner):
+    """Runs tasks in threads: the caller's (`run_until_idle`) or one per task in hand."""
 
     def run(self, task: ClaimedTask, slot: Slot | None = None) -> bool:
         """Run one claimed task's handler and answer; then go on with the instance's next

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from generated import tangled
 from typer.testing import CliRunner
 
 import diagrams
@@ -17,17 +18,6 @@ from engine.cli import app
 from statemachines import Definition
 
 HERE = Path(__file__).parent
-
-
-def tangled(states: int, name: str = "tangled") -> str:
-    """YAML of `states` states, each with three events to states far apart (and a way out)."""
-    lines = [f"name: {name}", "initial: s0000", "states:"]
-    for number in range(states):
-        targets = [(number + 1) % states, (number * 7 + 3) % states, (number * 13 + 5) % states]
-        events = ", ".join(f"e{k}: s{target:04d}" for k, target in enumerate(targets))
-        lines.append(f"  s{number:04d}: {{on: {{{events}, quit: done}}}}")
-    lines.append("  done: {final: succeeded}")
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from generated import tangled
 
 import diagrams
 from engine import Engine
 from engine.api.app import create_app
 
 DOOR = Path(__file__).parent / "definitions" / "door.yaml"
-
-
-def tangled(states: int) -> str:
-    """YAML of `states` states, each with three events to states far apart (and a way out)."""
-    lines = ["name: tangled", "initial: s0000", "states:"]
-    for number in range(states):
-        targets = [(number + 1) % states, (number * 7 + 3) % states, (number * 13 + 5) % states]
-        events = ", ".join(f"e{k}: s{target:04d}" for k, target in enumerate(targets))
-        lines.append(f"  s{number:04d}: {{on: {{{events}, quit: done}}}}")
-    lines.append("  done: {final: succeeded}")
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
