@@ -19,6 +19,7 @@ import statemachines
 DEFINITION = Path(__file__).parent / "soak_order.yaml"
 POISON = Path(__file__).parent / "soak_poison.yaml"
 POISON_EVERY = 50  # every 50th order also starts a poison instance
+MAX_BACKLOG = 400  # orders waiting for a worker before the starters pause
 POISON_HANG_SECONDS = 1.5  # past the poison task's 500ms timeout
 DEEP_PAYLOAD_LEVELS = 900
 
@@ -86,9 +87,17 @@ def _engine(url: str) -> Any:
     return Engine(url, lease=2)
 
 
+def backlog(engine: Any) -> int:
+    """How many orders wait in a task state (at most MAX_BACKLOG are counted)."""
+    return sum(len(engine.instances(definition="soak_order", state=state, limit=MAX_BACKLOG))
+               for state in ("check", "process"))  # fmt: skip
+
+
 def starter(url: str, first: int, count: int, stop: Any) -> None:
     """Start orders first .. first+count-1; every tenth key is tried twice (DuplicateKey);
-    every POISON_EVERY-th order also starts a poison instance."""
+    every POISON_EVERY-th order also starts a poison instance. A starter pauses while
+    MAX_BACKLOG orders wait for a worker: the soak is a steady load that the workers keep up
+    with, not a flood that outgrows them on a slow machine."""
     from engine import DuplicateKey
 
     engine = _engine(url)
@@ -96,6 +105,8 @@ def starter(url: str, first: int, count: int, stop: Any) -> None:
         for n in range(first, first + count):
             if stop.is_set():
                 break
+            while n % 20 == 0 and not stop.is_set() and backlog(engine) >= MAX_BACKLOG:
+                stop.wait(0.1)
             engine.start("soak_order", {"n": n}, key=f"order-{n}")
             if n % POISON_EVERY == 0:
                 engine.start("soak_poison", {"n": n}, key=f"poison-{n}")
