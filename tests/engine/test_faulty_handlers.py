@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from waiting import until
 
 from engine import Engine
 
@@ -128,15 +129,6 @@ def test_hung_handler_fails_its_attempt_at_the_timeout_and_the_worker_goes_on(
         engine.close()
 
 
-def _until(condition: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_handlers_hung_past_their_timeout_keep_their_slots_until_they_return(
     engine: Engine, deploy: Callable[[str], Any], clock: Any
 ) -> None:
@@ -170,14 +162,14 @@ def test_handlers_hung_past_their_timeout_keep_their_slots_until_they_return(
     )
     worker.start()
     try:
-        assert _until(lambda: counts["calls"] == 2)
+        assert until(lambda: counts["calls"] == 2)
         for _ in range(2):
             probe = engine.start("timed_task", {}).id
             clock.advance(120)
-            assert _until(lambda p=probe: engine.get(p).state == "work")
+            assert until(lambda p=probe: engine.get(p).state == "work")
         most_while_hung = counts["most"]
         release.set()
-        assert _until(lambda: all(engine.get(i).status != "running" for i in stuck_ids))
+        assert until(lambda: all(engine.get(i).status != "running" for i in stuck_ids))
         assert worker.is_alive()
     finally:
         stop.set()

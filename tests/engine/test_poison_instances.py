@@ -7,12 +7,12 @@ Its row is corrupted directly in the database; the worker records the error on i
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from waiting import until
 
 from engine import Engine
 from engine.tables import instances_t
@@ -21,15 +21,6 @@ from engine.tables import instances_t
 def _corrupt(engine: Engine, instance_id: str, **values: Any) -> None:
     with engine.store.engine.begin() as conn:
         conn.execute(sa.update(instances_t).where(instances_t.c.id == instance_id).values(values))
-
-
-def _until(condition: Callable[[], bool], seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.mark.parametrize("runner", ["run_until_idle", "work"])
@@ -62,7 +53,7 @@ def test_poison_instances_fail_alone_and_the_worker_goes_on(
         worker = threading.Thread(target=engine.work, kwargs={"stop": stop, "poll_interval": 0.05})
         worker.start()
         try:
-            _until(settled)
+            until(settled)
             alive = worker.is_alive()
         finally:
             stop.set()
@@ -147,7 +138,7 @@ def test_a_worker_round_that_raises_is_logged_and_the_loop_goes_on(
         worker = threading.Thread(target=engine.work, kwargs={"stop": stop, "poll_interval": 0.02})
         worker.start()
         try:
-            assert _until(lambda: engine.get(instance.id).status == "succeeded")
+            assert until(lambda: engine.get(instance.id).status == "succeeded")
             assert worker.is_alive()
         finally:
             stop.set()

@@ -31,6 +31,7 @@ from databases import postgres_schema
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, event, example, given, note, settings
 from hypothesis import strategies as st
+from waiting import until
 
 from engine import Engine, TurnoutError
 from engine.api.app import create_app
@@ -550,15 +551,6 @@ def check_reads(example: Example, instance_id: str) -> None:
     example.python(f"get({instance_id})", lambda: example.rig.engine.get(instance_id))
 
 
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 # The poisons the issue reported, tried on every run before the generated ones.
 NOW_IN_A_TIMER = """
 initial: first
@@ -660,7 +652,7 @@ def test_no_poison_stops_a_worker_breaks_a_history_or_answers_500(
         )
 
     example.python(
-        "waiting to leave the first task", lambda: wait_for(left_first, LEAVE_FIRST_SECONDS)
+        "waiting to leave the first task", lambda: until(left_first, LEAVE_FIRST_SECONDS)
     )
     for instance_id, actions in plans.items():
         for action in actions:
@@ -675,7 +667,7 @@ def test_no_poison_stops_a_worker_breaks_a_history_or_answers_500(
                 unsettled[instance_id] = why
         return not unsettled
 
-    if not wait_for(settled, SETTLE_SECONDS):
+    if not until(settled, SETTLE_SECONDS):
         example.problems.extend(
             f"{i} did not settle in {SETTLE_SECONDS}s: {why}" for i, why in unsettled.items()
         )
