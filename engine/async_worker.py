@@ -72,13 +72,18 @@ class AsyncWorker(Runner):
                 # A lease that lapsed and was claimed again: the answer is no longer this worker's.
                 with contextlib.suppress(TaskNotHeld):
                     await self._engine(self.engine.fail_task, current.id, self.engine.worker_id,
-                                       error)  # fmt: skip
+                                       error, attempt=current.attempt)  # fmt: skip
                 return False
             finally:
                 self.ran += 1
             try:
                 ok, following = await self._engine(
-                    self.engine.complete_and_claim, current.id, self.engine.worker_id, result, names
+                    self.engine.complete_and_claim,
+                    current.id,
+                    self.engine.worker_id,
+                    result,
+                    names,
+                    attempt=current.attempt,
                 )
             except TaskNotHeld:  # as above
                 return False

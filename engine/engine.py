@@ -508,17 +508,21 @@ class Engine:
             claimed = tx.claim_tasks(names, holder, now, span, limit)
         return [self._claimed(r, now, span) for r in claimed()]
 
-    def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:
+    def complete_task(self, task_id: str, worker: str | None, result: Any, *,
+                      attempt: int | None = None) -> bool:  # fmt: skip
         """Apply a task's result; False when it was stale (the lease was lost) or failed.
+        With `attempt` (the `ClaimedTask.attempt` answered), TaskNotHeld, writing nothing,
+        when the task has moved on to another attempt.
 
         A late answer (from the last holder, after its lease lapsed, its attempt timed out or
         its state was left) is recorded once as `stale`; TaskNotHeld, writing nothing, when
         `worker` neither holds the task nor is the last holder with no late answer recorded.
         """
-        return self.complete_and_claim(task_id, worker, result, [])[0]
+        return self.complete_and_claim(task_id, worker, result, [], attempt=attempt)[0]
 
     def complete_and_claim(self, task_id: str, worker: str | None, result: Any,
-                           names: list[str]) -> tuple[bool, list[ClaimedTask]]:  # fmt: skip
+                           names: list[str], *, attempt: int | None = None,
+                           ) -> tuple[bool, list[ClaimedTask]]:  # fmt: skip
         """`complete_task`, then, in the same transaction, claim the instance's next ready
         task if its name is in `names`: a worker carries on without another round trip."""
         holder = worker or self.worker_id
@@ -532,7 +536,7 @@ class Engine:
             tx: Transaction,
         ) -> tuple[bool, Applied | None, Callable[[], list[TaskRow]]]:
             ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now,
-                                                claim)  # fmt: skip
+                                                claim, attempt)  # fmt: skip
             if not ok or applied is None or not names:
                 return ok, applied, list
             taken = applied.claimed
@@ -558,7 +562,8 @@ class Engine:
                            row.instance_id, row.state_path, row.kind, now + span,
                            None if row.timeout_ms is None else row.timeout_ms / 1000)  # fmt: skip
 
-    def fail_task(self, task_id: str, worker: str | None, error: str | dict[str, Any]) -> bool:
+    def fail_task(self, task_id: str, worker: str | None, error: str | dict[str, Any], *,
+                  attempt: int | None = None) -> bool:  # fmt: skip
         """Count a failed attempt of a task; False when the worker no longer held it (a late
         answer, recorded `stale` once); TaskNotHeld as for `complete_task`."""
         if isinstance(error, str):
@@ -568,7 +573,7 @@ class Engine:
         try:
             ok, applied = self._apply(
                 lambda tx: runtime.fail_task(
-                    tx, self._compiled, task_id, worker or self.worker_id, stored, now
+                    tx, self._compiled, task_id, worker or self.worker_id, stored, now, attempt
                 )
             )
         except Exception as exc:

@@ -158,11 +158,14 @@ def complete_task(
     result: Any,
     now: datetime,
     claim: Claim | None = None,
+    attempt: int | None = None,
 ) -> tuple[bool, Applied | None]:
     """Apply a task's result; (False, ...) when it was stale or came too late. With `claim`,
-    a new task the result leads to may be written claimed (`Applied.claimed`)."""
+    a new task the result leads to may be written claimed (`Applied.claimed`); with
+    `attempt`, an answer to another attempt than the task's current one is refused."""
     result, error = check_result(result)
     task, row = _lock_task(tx, task_id)
+    _check_attempt(task, worker, attempt)
     if not _holds(tx, task, worker, now):
         late = {"result": result} if error is None else {"error": error}
         return False, _stale(tx, row, task, worker, "done", late, now)
@@ -190,9 +193,11 @@ def fail_task(
     worker: str,
     error: dict[str, Any],
     now: datetime,
+    attempt: int | None = None,
 ) -> tuple[bool, Applied | None]:
     """Count a failed attempt; (False, ...) when the holder had lost the task."""
     task, row = _lock_task(tx, task_id)
+    _check_attempt(task, worker, attempt)
     if not _holds(tx, task, worker, now):
         return False, _stale(tx, row, task, worker, "failed", {"error": error}, now)
     if _timed_out(task, now):
@@ -327,6 +332,14 @@ def _lock_task(tx: Transaction, task_id: str) -> tuple[TaskRow, InstanceRow]:
     if row is None:
         raise InstanceNotFound(task.instance_id)
     return task, row
+
+
+def _check_attempt(task: TaskRow, worker: str, attempt: int | None) -> None:
+    """A worker's handler that outlived its attempt's timeout answers late, and the same
+    worker may hold the retry by then: its answer must not pass for the retry's."""
+    if attempt is not None and attempt != task.attempt:
+        raise TaskNotHeld(task.id, worker, f"the answer is for attempt {attempt}, and the task "
+                          f"is at attempt {task.attempt}")  # fmt: skip
 
 
 def _holds(tx: Transaction, task: TaskRow, worker: str, now: datetime) -> bool:

@@ -87,13 +87,14 @@ class Worker(Runner):
                 error = handler_failed(current, exc)
                 # A lease that lapsed and was claimed again: the answer is no longer this worker's.
                 with contextlib.suppress(TaskNotHeld):
-                    self.engine.fail_task(current.id, self.engine.worker_id, error)
+                    self.engine.fail_task(current.id, self.engine.worker_id, error,
+                                          attempt=current.attempt)  # fmt: skip
                 return False
             finally:
                 self.ran += 1
             try:
                 ok, following = self.engine.complete_and_claim(
-                    current.id, self.engine.worker_id, result, names
+                    current.id, self.engine.worker_id, result, names, attempt=current.attempt
                 )
             except TaskNotHeld:  # as above
                 return False

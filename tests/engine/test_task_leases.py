@@ -316,3 +316,28 @@ def test_a_worker_whose_lapsed_task_was_claimed_again_drops_its_answer_and_goes_
     assert "stale" not in [e.kind for e in engine.history(inst.id)]
     assert engine.complete_task(taken[0].id, "other", {"by": "other"}) is True
     assert engine.get(inst.id).context == {"n": 1, "by": "other"}
+
+
+def test_an_answer_to_an_attempt_that_timed_out_does_not_pass_for_the_retry(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    """A handler that outlived its attempt's timeout answers late, when the same worker may
+    hold the retry: naming its attempt, the late answer is refused and writes nothing, and
+    the retry's own answer is the one applied."""
+    deploy("slow_call")
+    instance = engine.start("slow_call", {})
+    first = engine.claim_tasks(["remote.slow"], worker="w1")[0]
+    clock.advance(31)  # past the 30 s timeout: the attempt fails, a retry waits 5 s
+    engine.expire_tasks()
+    clock.advance(6)
+    second = engine.claim_tasks(["remote.slow"], worker="w1")[0]
+    assert (second.id, second.attempt) == (first.id, 2)
+    before = engine.history(instance.id)
+    with pytest.raises(TaskNotHeld):
+        engine.complete_task(first.id, "w1", {"late": True}, attempt=first.attempt)
+    with pytest.raises(TaskNotHeld):
+        engine.fail_task(first.id, "w1", "late failure", attempt=first.attempt)
+    assert engine.history(instance.id) == before
+    assert engine.complete_task(second.id, "w1", {"fresh": True}, attempt=second.attempt)
+    done = engine.get(instance.id)
+    assert (done.state, done.context) == ("finished", {"fresh": True})
