@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import random
@@ -19,8 +18,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-
-import jsonschema
 
 import statemachines
 from statemachines import CompiledMachine, Definition, Step, compile_definition, storable
@@ -35,26 +32,15 @@ from statemachines.errors import (
     Problem,
     TurnoutError,
 )
-from statemachines.model import MAX_VERSION
 
 from . import runtime
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details
+from .checks import check_id, check_key, check_schema, check_version, checked
+from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .runtime import Applied, load_locked, persist, snapshot
-from .store import (
-    BUSY_TIMEOUT_SECONDS,
-    Claim,
-    ConcurrentUpdate,
-    DatabaseUnavailable,
-    InstanceRow,
-    Store,
-    TaskRow,
-    Transaction,
-    new_id,
-)
-from .tables import ID_LENGTH, KEY_LENGTH
+from .store import BUSY_TIMEOUT_SECONDS, DatabaseUnavailable, Store
+from .transaction import Claim, ConcurrentUpdate, InstanceRow, TaskRow, Transaction, new_id
 
 DEFAULT_URL = "sqlite:///turnout.db"
-MAX_PAYLOAD_BYTES = 1_000_000
 MAX_CONFLICT_RETRIES = 100
 MAX_LIST_LIMIT = 10_000
 MAX_LIST_OFFSET = 10_000_000  # beyond it a listing is a scan, not a page; and SQL ints end
@@ -81,49 +67,6 @@ def utc_now() -> datetime:
 
 def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
-def _check_key(value: Any, what: str) -> None:
-    """InvalidInput, before anything is written, unless `value` can be kept as a key: text of
-    at most KEY_LENGTH characters with no NUL character or lone surrogate."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be text, not {type(value).__name__}")
-    if len(value) > KEY_LENGTH:
-        raise InvalidInput(f"{what} is {len(value)} characters, over the limit of {KEY_LENGTH}")
-    if not _storable_text(value):
-        raise InvalidInput(f"{what} holds a NUL character or a lone surrogate")
-
-
-def _check_id(instance_id: Any) -> None:
-    """InstanceNotFound, without a read, for text no instance id can be (ids are 32 hex
-    digits); InvalidInput for an id that is not text."""
-    if not isinstance(instance_id, str):
-        raise InvalidInput(f"an instance id must be text, not {type(instance_id).__name__}")
-    if len(instance_id) > ID_LENGTH or not _storable_text(instance_id):
-        raise InstanceNotFound(instance_id)
-
-
-def _check_version(name: str, version: Any) -> None:
-    """DefinitionNotFound for a version no definition can have (1 to MAX_VERSION), without
-    a read; InvalidInput for one that is not an integer."""
-    if version is None:
-        return
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidInput(f"a version must be an integer, not {type(version).__name__}")
-    if not 1 <= version <= MAX_VERSION:
-        raise DefinitionNotFound(name, version)
-
-
-def _storable_text(text: str) -> bool:
-    """Whether both databases keep `text` as it is: PostgreSQL refuses a NUL character, and
-    neither driver can encode a lone surrogate."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _NotLoaded(Exception):
@@ -198,7 +141,7 @@ class Engine:
         return self._definition(name, version)[1]
 
     def _definition(self, name: str, version: int | None) -> tuple[int, Definition]:
-        _check_version(name, version)
+        check_version(name, version)
         if version is not None and (name, version) in self._definitions:
             return version, self._definitions[(name, version)]
         found = self.store.load_definition(name, version)
@@ -275,7 +218,7 @@ class Engine:
         of at most 200 characters. The data is checked against the definition's `input`
         schema (InvalidInput).
         """
-        _check_version(definition, version)
+        check_version(definition, version)
         applied = self._start(definition, version, data, key)
         self._publish(applied)
         return applied.instance
@@ -346,12 +289,12 @@ class Engine:
     def _prepare_start(self, spec: Definition, version: int, data: dict[str, Any] | None,
                        key: str | None) -> tuple[InstanceRow, Step]:  # fmt: skip
         if key is not None:
-            _check_key(key, "a business key")
+            check_key(key, "a business key")
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise InvalidInput("the data of an instance must be a JSON object")
-        data = _checked(data, "data")
-        _check_schema(spec, data)
+        data = checked(data, "data")
+        check_schema(spec, data)
         now = self.clock()
         step = compile_definition(spec).start(data, now)
         row = InstanceRow(
@@ -369,11 +312,11 @@ class Engine:
         not applied again: the current instance is returned. An idempotency key is text of
         at most 200 characters.
         """
-        _check_id(instance_id)
+        check_id(instance_id)
         if idempotency_key is not None:
-            _check_key(idempotency_key, "an idempotency key")
+            check_key(idempotency_key, "an idempotency key")
         if data is not None:
-            data = _checked(data, "event data")
+            data = checked(data, "event data")
         now = self.clock()
 
         def operation(tx: Transaction) -> Applied | Instance:
@@ -411,7 +354,7 @@ class Engine:
         )
 
     def _id_for_key(self, definition: str, key: str) -> str:
-        _check_key(key, "a business key")
+        check_key(key, "a business key")
         with self.store.reading() as tx:
             found = tx.find_by_key(definition, key)
         if found is None:
@@ -422,14 +365,14 @@ class Engine:
         """The instance as it is now, with the newest error of its history (`last_error`)."""
         row = self._row(instance_id)
         entry = self.store.last_error(row.id, row.history_seq)
-        return dataclasses.replace(snapshot(row), last_error=_error_of(entry))
+        return dataclasses.replace(snapshot(row), last_error=last_error_of(entry))
 
     def get_by_key(self, definition: str, key: str) -> Instance:
         """The instance of `definition` whose business key is `key`."""
         return self.get(self._id_for_key(definition, key))
 
     def _row(self, instance_id: str) -> InstanceRow:
-        _check_id(instance_id)
+        check_id(instance_id)
         row = self.store.get_instance(instance_id)
         if row is None:
             raise InstanceNotFound(instance_id)
@@ -472,7 +415,7 @@ class Engine:
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
         """Stop a running instance: drop its work, run compensations, end `cancelled`."""
-        _check_id(instance_id)
+        check_id(instance_id)
         now = self.clock()
 
         def operation(tx: Transaction) -> Applied:
@@ -652,20 +595,10 @@ class Engine:
         error = error_details(exc)
         now = self.clock()
 
-        def operation(tx: Transaction) -> Applied:
-            if instance_id is not None:
-                row = load_locked(tx, instance_id)
-            else:
-                task, found = tx.lock_task(task_id or "")
-                if task is None or found is None:
-                    raise InstanceNotFound(task.instance_id if task else f"of task {task_id}")
-                row = found
-            if timer_id is not None:
-                tx.take_timer(timer_id)
-            return runtime.fail_instance(tx, row, error, now)
-
         try:
-            self._publish(self._apply(operation))
+            self._publish(self._apply(functools.partial(
+                runtime.fail_poisoned, error=error, now=now, task_id=task_id,
+                timer_id=timer_id, instance_id=instance_id)))  # fmt: skip
         except DatabaseUnavailable:
             raise
         except Exception:
@@ -745,50 +678,3 @@ class Engine:
     def close(self) -> None:
         """Release the database connections."""
         self.store.close()
-
-
-def _checked(value: Any, what: str) -> Any:
-    """`value` as it will be stored (`storable`'s rule, ValueNotStorable naming `what` and
-    the place), or InvalidInput when it is over MAX_PAYLOAD_BYTES; before anything is written."""
-    value = storable(value, what)
-    size = len(json.dumps(value))
-    if size > MAX_PAYLOAD_BYTES:
-        raise InvalidInput(f"{what} is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
-    return value
-
-
-def _check_schema(definition: Definition, data: dict[str, Any]) -> None:
-    if definition.input_schema is None:
-        return
-    # One validator per definition object (a frozen dataclass: the cache lives beside it, as
-    # the compiled machine does); building one costs more than checking most data.
-    validator = definition.__dict__.get("_input_validator")
-    if validator is None:
-        validator = jsonschema.Draft202012Validator(definition.input_schema)
-        object.__setattr__(definition, "_input_validator", validator)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        problems = [
-            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
-        ]
-        raise InvalidInput(
-            f"the data does not match the input schema of {definition.name!r}: "
-            + "; ".join(problems),
-            problems,
-        )
-
-
-def _error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
-    """The error a history entry reports, as `Instance.last_error` shows it: `type`,
-    `message`, `traceback` (when one was kept), and the entry's `seq` and `at`."""
-    if entry is None:
-        return None
-    data = entry.data if isinstance(entry.data, dict) else {"message": entry.data}
-    error = data["error"] if isinstance(data.get("error"), dict) else data
-    return {
-        "type": str(error.get("type") or ("ExpressionError" if "expression" in error else "Error")),
-        "message": str(error.get("message", "")),
-        "traceback": error.get("traceback"),
-        "seq": entry.seq,
-        "at": entry.at.isoformat().replace("+00:00", "Z"),
-    }

@@ -142,3 +142,19 @@ class ClaimedTask:
             "lease_until": _iso(self.lease_until),
             "timeout": self.timeout,
         }
+
+
+def last_error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
+    """The error a history entry reports, as `Instance.last_error` shows it: `type`,
+    `message`, `traceback` (when one was kept), and the entry's `seq` and `at`."""
+    if entry is None:
+        return None
+    data = entry.data if isinstance(entry.data, dict) else {"message": entry.data}
+    error = data["error"] if isinstance(data.get("error"), dict) else data
+    return {
+        "type": str(error.get("type") or ("ExpressionError" if "expression" in error else "Error")),
+        "message": str(error.get("message", "")),
+        "traceback": error.get("traceback"),
+        "seq": entry.seq,
+        "at": entry.at.isoformat().replace("+00:00", "Z"),
+    }

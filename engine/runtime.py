@@ -19,7 +19,7 @@ from statemachines import CompiledMachine, Definition, Entry, Step, storable
 from statemachines.errors import InstanceNotFound, TaskNotHeld, TurnoutError, ValueNotStorable
 
 from .records import HistoryEntry, Instance
-from .store import Claim, ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
+from .transaction import Claim, ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
@@ -295,6 +295,25 @@ def fire_timer(
 
 
 # -- engine faults -----------------------------------------------------------------------------
+
+
+def fail_poisoned(tx: Transaction, *, error: dict[str, Any], now: datetime,
+                  task_id: str | None = None, timer_id: str | None = None,
+                  instance_id: str | None = None) -> Applied:  # fmt: skip
+    """Fail the instance that a task (`task_id`), a timer (`timer_id`) or an operation on
+    `instance_id` could not be applied to; the timer is taken so no sweep fires it again."""
+    if instance_id is not None:
+        row = load_locked(tx, instance_id)
+    else:
+        task, found = tx.lock_task(task_id or "")
+        if task is None or found is None:
+            raise InstanceNotFound(task.instance_id if task else f"of task {task_id}")
+        row = found
+    if timer_id is not None:
+        tx.take_timer(timer_id)
+    return fail_instance(tx, row, error, now)
+
+
 def fail_instance(tx: Transaction, row: InstanceRow, error: dict[str, Any],
                   now: datetime) -> Applied:  # fmt: skip
     """An operation on the instance failed for a reason other than the caller's or the

@@ -1,31 +1,30 @@
-"""The database: table definitions (SQLModel) and every SQL statement the engine runs.
+"""The database: connections, the transactions opened on them, and the reads and writes off
+the hot path (listing, deployment). The hot path's SQL is `transaction.py`'s.
 
-Nothing else in turnout talks to the database. Writes run in explicit transactions: `BEGIN
-IMMEDIATE` on SQLite (one writer at a time, waiting on a busy timeout instead of failing),
-row locks with `FOR UPDATE` and claims with `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+Writes run in explicit transactions: `BEGIN IMMEDIATE` on SQLite (one writer at a time,
+waiting on a busy timeout instead of failing), pipelined on PostgreSQL, where instance rows
+are locked with `FOR UPDATE` and claims take `FOR UPDATE SKIP LOCKED`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import uuid6
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from statemachines import DuplicateKey, InvalidInput, TaskOrder, TimerOrder, TurnoutError
+from statemachines import InvalidInput, TurnoutError
 
 from .records import HistoryEntry
 from .tables import (
@@ -33,8 +32,8 @@ from .tables import (
     definitions_t,
     history_t,
     instances_t,
-    tasks_t,
 )
+from .transaction import _INSTANCE_COLUMNS, InstanceRow, Transaction, _dumps, _instance
 
 BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process's lock
 READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)
@@ -60,17 +59,7 @@ class DatabaseUnavailable(TurnoutError):
         super().__init__(f"{message} ({outcome})")
 
 
-MAX_CONTEXT_BYTES = 4_000_000
 PARKED_CONNECTIONS = 4  # of the pool's 5: deploys and listings take theirs from the pool
-
-
-class ContextTooLarge(InvalidInput):
-    """An operation would grow an instance's context past MAX_CONTEXT_BYTES; nothing of it is
-    written (an event is refused, a task result fails its attempt)."""
-
-
-class ConcurrentUpdate(TurnoutError):
-    """An instance changed between reading and writing it (the caller retries)."""
 
 
 @dataclass
@@ -82,437 +71,6 @@ class _Outcome:
     wait: float = 0.0
 
 
-# -- rows as the engine sees them --------------------------------------------------------------
-@dataclass(frozen=True)
-class InstanceRow:
-    id: str
-    key: str | None
-    definition: str
-    version: int
-    state: str
-    active: list[str]
-    status: str
-    context: dict[str, Any]
-    machine: dict[str, Any]
-    revision: int
-    history_seq: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    id: str
-    instance_id: str
-    state_path: str
-    activation: int
-    item: int | None
-    name: str
-    kind: str
-    input: Any
-    attempt: int
-    max_attempts: int
-    retry: dict[str, Any]
-    timeout_ms: int | None
-    status: str
-    worker: str | None
-    ready_at: datetime
-    claimed_at: datetime | None
-    lease_until: datetime | None
-
-    @property
-    def ref(self) -> tuple[str, int, int | None]:
-        return (self.state_path, self.activation, self.item)
-
-    @property
-    def timeout(self) -> timedelta | None:
-        return None if self.timeout_ms is None else timedelta(milliseconds=self.timeout_ms)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A worker going on with an instance: the first new task it has a handler for (named in
-    `names`) is written already claimed by `worker` until `lease_until`, not as ready."""
-
-    names: frozenset[str]
-    worker: str
-    lease_until: datetime
-
-
-@dataclass(frozen=True)
-class TimerRow:
-    id: str
-    instance_id: str
-    state_path: str
-    activation: int
-    key: str
-    due_at: datetime
-
-
-_INSTANCE_COLUMNS = [c for c in instances_t.c]
-_TASK_COLUMNS = [c for c in tasks_t.c if c.name != "created_at"]
-
-
-def _instance(row: Any) -> InstanceRow:
-    return InstanceRow(*row)
-
-
-def _task(row: Any) -> TaskRow:
-    return TaskRow(*row)
-
-
-def new_id() -> str:
-    """A new row id: a UUIDv7 as 32 hex digits. Ids made later sort later, so new rows go
-    to the end of the primary-key index instead of to random pages of it (a start writes
-    several pages fewer), and rows made in the same instant list in the order made.
-    """
-    return uuid6.uuid7().hex
-
-
-# -- one transaction ---------------------------------------------------------------------------
-_INSTANCE_FIELDS = (
-    "id, key, definition, version, state, active, status, context, machine, "
-    "revision, history_seq, created_at, updated_at"
-)
-_TASK_FIELDS = (
-    "id, instance_id, state_path, activation, item, name, kind, input, attempt, "
-    "max_attempts, retry, timeout_ms, status, worker, ready_at, claimed_at, "
-    "lease_until"
-)
-_TIMER_FIELDS = "id, instance_id, state_path, activation, key, due_at"
-SQL = {
-    "lock_instance": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = ?",
-    "insert_instance": f"INSERT INTO turnout_instances ({_INSTANCE_FIELDS}) "
-                       "VALUES (?, ?, ?, ?, ?, ?j, ?, ?j, ?j, ?, ?, ?, ?)",
-    # Four forms of the update: SQLite rewrites the index entries of every column in SET,
-    # so state and status are only set when they change.
-    "update_instance": "UPDATE turnout_instances SET active = ?j, context = ?j, machine = ?j, "
-                       "revision = ?, history_seq = ?, updated_at = ? "
-                       "WHERE id = ? AND revision = ?",
-    "update_instance_state": "UPDATE turnout_instances SET state = ?, active = ?j, context = ?j, "
-                             "machine = ?j, revision = ?, history_seq = ?, updated_at = ? "
-                             "WHERE id = ? AND revision = ?",
-    "update_instance_status": "UPDATE turnout_instances SET status = ?, active = ?j, "
-                              "context = ?j, machine = ?j, revision = ?, history_seq = ?, "
-                              "updated_at = ? WHERE id = ? AND revision = ?",
-    "update_instance_state_status": "UPDATE turnout_instances SET state = ?, status = ?, "
-                                    "active = ?j, context = ?j, machine = ?j, revision = ?, "
-                                    "history_seq = ?, updated_at = ? "
-                                    "WHERE id = ? AND revision = ?",
-    "lock_instance_of_task": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = "
-                             "(SELECT instance_id FROM turnout_tasks WHERE id = ?)",
-    "latest_version": "SELECT MAX(version) FROM turnout_definitions WHERE name = ?",
-    "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
-    "append_history": "INSERT INTO turnout_history (instance_id, seq, at, kind, event, "
-                      "from_state, to_state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?j)",
-    "seen_idempotency": "SELECT 1 FROM turnout_idempotency WHERE instance_id = ? AND key = ?",
-    "remember_idempotency": "INSERT INTO turnout_idempotency (instance_id, key, at) "
-                            "VALUES (?, ?, ?)",
-    "insert_task": f"INSERT INTO turnout_tasks ({_TASK_FIELDS}, created_at) VALUES "
-                   "(?, ?, ?, ?, ?, ?, ?, ?j, ?, ?, ?j, ?, ?, ?, ?, ?, ?, ?)",
-    "insert_timer": f"INSERT INTO turnout_timers ({_TIMER_FIELDS}) VALUES (?, ?, ?, ?, ?, ?)",
-    "drop_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
-                  "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
-    "drop_timers": "DELETE FROM turnout_timers WHERE instance_id = ? AND state_path = ? "
-                   "AND activation = ?",
-    "drop_all_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
-                      "AND status IN ('ready', 'claimed')",
-    "drop_all_timers": "DELETE FROM turnout_timers WHERE instance_id = ?",
-    "lock_task": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE id = ?",
-    "renew_lease": "UPDATE turnout_tasks SET lease_until = ? WHERE id = ? AND worker = ? "
-                   "AND status = 'claimed'",
-    "lapsed_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
-                    "AND lease_until <= ? ORDER BY lease_until LIMIT ?",
-    "timed_out_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
-                       "AND timeout_ms IS NOT NULL ORDER BY claimed_at LIMIT ?",
-    "due_timers": f"SELECT {_TIMER_FIELDS} FROM turnout_timers WHERE due_at <= ? "
-                  "ORDER BY due_at LIMIT ?",
-    "take_timer": "DELETE FROM turnout_timers WHERE id = ?",
-    "next_timer": "SELECT MIN(due_at) FROM turnout_timers",
-    "next_task": "SELECT MIN(ready_at) FROM turnout_tasks WHERE status = 'ready'",
-}  # fmt: skip
-_TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt"}
-
-
-def _driver_sql(sql: str, postgres: bool) -> str:
-    """Our statements use `?` for a parameter and `?j` for a JSON one; adapt to the driver."""
-    if postgres:
-        return sql.replace("?j", "%s::jsonb").replace("?", "%s")
-    return sql.replace("?j", "?")
-
-
-SQLITE_SQL = {name: _driver_sql(sql, False) for name, sql in SQL.items()}
-POSTGRES_SQL = {name: _driver_sql(sql, True) for name, sql in SQL.items()}
-POSTGRES_SQL["lock_task"] += " FOR UPDATE"  # tasks are locked under either kind of locking
-OPTIMISTIC_SQL = dict(POSTGRES_SQL)  # no row lock: the revision check of the update decides
-POSTGRES_SQL["lock_instance"] += " FOR UPDATE"
-POSTGRES_SQL["lock_instance_of_task"] += " FOR UPDATE"
-
-
-class Transaction:
-    """The statements of one database transaction; obtained from `Store.transaction()`.
-
-    Statements go to the driver directly, as SQL text written once: they run for every event
-    and every task, where SQLAlchemy's statement building would cost more than the database.
-    """
-
-    def __init__(self, cursor: Any, postgres: bool, optimistic: bool = False,
-                 sync: Callable[[], None] | None = None) -> None:  # fmt: skip
-        self.cursor = cursor
-        self.postgres = postgres
-        self.optimistic = optimistic
-        # On PostgreSQL statements are pipelined: `sync` waits for those sent so far, and is
-        # called where a statement's effect must be known before going on (a row count, an
-        # integrity error). Under row locks, an instance's revision cannot move once read.
-        self._sync = sync or (lambda: None)
-        self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
-
-    def _run(self, name: str, params: Sequence[Any]) -> Any:
-        self.cursor.execute(self.sql[name], params)
-        return self.cursor
-
-    def _read(self, name: str, params: Sequence[Any]) -> Any:
-        """Run a statement whose rows are read. On PostgreSQL it gets a cursor of its own: a
-        pipelined cursor takes every result sent for it, and an earlier statement's result
-        the server sends early (as it does when it shuts down) must not stand in for rows.
-        """
-        cursor = self.cursor.connection.cursor() if self.postgres else self.cursor
-        cursor.execute(self.sql[name], params)
-        return cursor
-
-    def _time(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-        return naive if self.postgres else naive.isoformat(" ", "microseconds")
-
-    def _read_time(self, value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC)
-
-    def _read_json(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) and not self.postgres else value
-
-    def _task(self, row: Any) -> TaskRow:
-        rj, rt = self._read_json, self._read_time
-        return TaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], rj(row[7]),
-                       row[8], row[9], rj(row[10]), row[11], row[12], row[13], rt(row[14]),
-                       rt(row[15]), rt(row[16]))  # fmt: skip
-
-    # instances
-    def lock_instance(self, instance_id: str) -> InstanceRow | None:
-        return self._instance(self._read("lock_instance", (instance_id,)).fetchone())
-
-    def lock_task(self, task_id: str) -> tuple[TaskRow | None, InstanceRow | None]:
-        """A task and its instance, both locked: the instance first, the order every writer
-        follows. On PostgreSQL both statements travel in one round trip."""
-        instance_cursor = self._read("lock_instance_of_task", (task_id,))
-        task_cursor = self.cursor.connection.cursor()  # its own on SQLite too
-        task_cursor.execute(self.sql["lock_task"], (task_id,))
-        instance = self._instance(instance_cursor.fetchone())
-        task = task_cursor.fetchone()
-        return (None if task is None else self._task(task)), instance
-
-    def _instance(self, row: Any) -> InstanceRow | None:
-        if row is None:
-            return None
-        rj, rt = self._read_json, self._read_time
-        return InstanceRow(row[0], row[1], row[2], row[3], row[4], rj(row[5]), row[6],
-                           rj(row[7]), rj(row[8]), row[9], row[10], rt(row[11]),
-                           rt(row[12]))  # fmt: skip
-
-    def insert_instance(self, row: InstanceRow) -> None:
-        t = self._time
-        try:
-            self._run("insert_instance", (
-                row.id, row.key, row.definition, row.version, row.state, _dumps(row.active),
-                row.status, _context_json(row.context), _dumps(row.machine), row.revision,
-                row.history_seq, t(row.created_at), t(row.updated_at)))  # fmt: skip
-            if row.key is not None:
-                self._sync()  # a taken key is an error to report now, not at COMMIT
-        except Exception as exc:
-            if _is_integrity_error(exc):
-                raise DuplicateKey(row.definition, row.key or row.id) from None
-            raise
-
-    def update_instance(self, new: InstanceRow, previous: InstanceRow) -> None:
-        """Write `new` over `previous`, unless the row's revision moved on since it was read."""
-        changed: list[Any] = []
-        name = "update_instance"
-        if new.state != previous.state:
-            name += "_state"
-            changed.append(new.state)
-        if new.status != previous.status:
-            name += "_status"
-            changed.append(new.status)
-        done = self._run(name, (
-            *changed, _dumps(new.active), _context_json(new.context), _dumps(new.machine),
-            new.revision, new.history_seq, self._time(new.updated_at), new.id,
-            previous.revision))  # fmt: skip
-        if self.postgres and not self.optimistic:
-            return  # the row is locked FOR UPDATE since it was read: the revision held
-        self._sync()
-        if done.rowcount != 1:
-            raise ConcurrentUpdate(f"instance {new.id} changed under this transaction")
-
-    def latest_version(self, definition: str) -> int | None:
-        """The latest deployed version of `definition`, None when there is none."""
-        found = self._read("latest_version", (definition,)).fetchone()[0]
-        return None if found is None else int(found)
-
-    def find_by_key(self, definition: str, key: str) -> str | None:
-        row = self._read("find_by_key", (definition, key)).fetchone()
-        return None if row is None else str(row[0])
-
-    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
-        t = self._time
-        self._run_each("append_history", [
-            (e.instance_id, e.seq, t(e.at), e.kind, e.event, e.from_state, e.to_state,
-             _dumps(e.data)) for e in entries])  # fmt: skip
-
-    def seen_idempotency(self, instance_id: str, key: str) -> bool:
-        return self._read("seen_idempotency", (instance_id, key)).fetchone() is not None
-
-    def remember_idempotency(self, instance_id: str, key: str, now: datetime) -> None:
-        self._run("remember_idempotency", (instance_id, key, self._time(now)))
-
-    # tasks and timers
-    def insert_tasks(self, instance_id: str, orders: Iterable[TaskOrder], now: datetime,
-                     claim: Claim | None = None) -> list[TaskRow]:  # fmt: skip
-        """Write new ready tasks; with `claim`, the first one it names is written claimed
-        instead (attempt 1), and returned: a claim with no statement of its own."""
-        at = self._time(now)
-        rows: list[tuple[Any, ...]] = []
-        claimed: list[TaskRow] = []
-        for o in orders:
-            state: tuple[Any, ...]
-            task_id, data, retry = new_id(), _dumps(o.input), o.retry.to_json()
-            timeout_ms = None if o.timeout is None else round(o.timeout.total_seconds() * 1000)
-            attempts = max(1, o.retry.attempts)
-            if claim is not None and not claimed and o.name in claim.names:
-                # The input as a claim would read it back: decoded from what is stored.
-                claimed.append(TaskRow(task_id, instance_id, o.state_path, o.activation, o.item,
-                                       o.name, o.kind, json.loads(data), 1, attempts, retry,
-                                       timeout_ms, "claimed", claim.worker, now, now,
-                                       claim.lease_until))  # fmt: skip
-                state = (1, "claimed", claim.worker, at, at, self._time(claim.lease_until))
-            else:
-                state = (0, "ready", None, at, None, None)
-            rows.append((task_id, instance_id, o.state_path, o.activation, o.item, o.name,
-                         o.kind, data, state[0], attempts, _dumps(retry), timeout_ms,
-                         *state[1:], at))  # fmt: skip
-        self._run_each("insert_task", rows)
-        return claimed
-
-    def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
-        rows = [(new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
-                for o in orders]  # fmt: skip
-        self._run_each("insert_timer", rows)
-
-    def drop_work(self, instance_id: str, tasks_of: Iterable[tuple[str, int]],
-                  timers_of: Iterable[tuple[str, int]]) -> None:  # fmt: skip
-        """Drop the unfinished tasks of the state entries `tasks_of` and the timers of
-        `timers_of` (each a state path and its activation)."""
-        for name, pairs in (("drop_tasks", tasks_of), ("drop_timers", timers_of)):
-            self._run_each(name, [(instance_id, path, activation) for path, activation in pairs])
-
-    def drop_all_work(self, instance_id: str) -> None:
-        """Drop every unfinished task and every timer of the instance."""
-        self._run("drop_all_tasks", (instance_id,))
-        self._run("drop_all_timers", (instance_id,))
-
-    def _run_each(self, name: str, rows: Sequence[Sequence[Any]]) -> None:
-        """A statement for each of `rows`; a single row as a plain execute, the cheaper."""
-        if len(rows) == 1:
-            self.cursor.execute(self.sql[name], rows[0])
-        elif rows:
-            self.cursor.executemany(self.sql[name], rows)
-
-    def claim_tasks(self, names: Sequence[str] | None, worker: str, now: datetime,
-                    lease: timedelta, limit: int, instance_id: str | None = None
-                    ) -> Callable[[], list[TaskRow]]:  # fmt: skip
-        """Take up to `limit` ready tasks (of `names`, or any; of one instance, or any) for
-        `worker` until now + lease; call the function returned, once the transaction has
-        ended, for them (on PostgreSQL the claim then travels with the COMMIT).
-
-        PostgreSQL skips rows another claimer holds; SQLite has one writer at a time.
-        """
-        p = "%s" if self.postgres else "?"
-        params: list[Any] = [worker, self._time(now), self._time(now + lease), self._time(now)]
-        where = f"status = 'ready' AND ready_at <= {p}"
-        if instance_id is not None:
-            where += f" AND instance_id = {p}"
-            params.append(instance_id)
-        if names is not None:
-            if not names:
-                return list
-            where += f" AND name IN ({', '.join([p] * len(names))})"
-            params.extend(names)
-        params.append(limit)
-        lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
-        sql = (f"UPDATE turnout_tasks SET status = 'claimed', worker = {p}, claimed_at = {p}, "
-               f"lease_until = {p}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
-               f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {p}{lock}) "
-               f"RETURNING {_TASK_FIELDS}")  # fmt: skip
-        cursor = self.cursor.connection.cursor()  # its own: later statements leave it alone
-        cursor.execute(sql, params)
-
-        def claimed() -> list[TaskRow]:
-            rows = [self._task(r) for r in cursor.fetchall()]
-            return sorted(rows, key=lambda t: (t.ready_at, t.id))
-
-        if self.postgres:
-            return claimed
-        rows = claimed()  # SQLite steps a statement as it is read: read it in the transaction
-        return lambda: rows
-
-    def lapsed_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
-        """Claimed tasks whose lease has run out (the holder died or hung)."""
-        rows = self._read("lapsed_tasks", (self._time(now), limit)).fetchall()
-        return [self._task(r) for r in rows]
-
-    def timed_out_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
-        """Claimed tasks with a timeout whose current attempt has run past it."""
-        rows = [self._task(r) for r in self._read("timed_out_tasks", (limit,)).fetchall()]
-        return [t for t in rows if t.claimed_at is not None and t.timeout is not None
-                and t.claimed_at + t.timeout < now]  # fmt: skip
-
-    def update_task(self, task_id: str, **values: Any) -> None:
-        unknown = set(values) - _TASK_UPDATABLE
-        assert not unknown, f"not a task column to update: {unknown}"
-        p = "%s" if self.postgres else "?"
-        names = sorted(values)
-        params = [self._time(values[n]) if n.endswith(("_at", "_until")) else values[n]
-                  for n in names]  # fmt: skip
-        sets = ", ".join(f"{n} = {p}" for n in names)
-        self.cursor.execute(f"UPDATE turnout_tasks SET {sets} WHERE id = {p}", [*params, task_id])
-
-    def renew_lease(self, task_id: str, worker: str, until: datetime) -> bool:
-        done = self._run("renew_lease", (self._time(until), task_id, worker))
-        self._sync()
-        return bool(done.rowcount == 1)
-
-    def due_timers(self, now: datetime, limit: int) -> list[TimerRow]:
-        rows = self._read("due_timers", (self._time(now), limit)).fetchall()
-        return [TimerRow(r[0], r[1], r[2], r[3], r[4], self._read_time(r[5])) for r in rows]
-
-    def take_timer(self, timer_id: str) -> bool:
-        """Delete a timer about to fire; False when another worker already took it."""
-        done = self._run("take_timer", (timer_id,))
-        self._sync()
-        return bool(done.rowcount == 1)
-
-    def next_due(self) -> datetime | None:
-        """The earliest time a timer or a waiting task becomes due."""
-        found = [self._read_time(self._read(name, ()).fetchone()[0])
-                 for name in ("next_timer", "next_task")]  # fmt: skip
-        return min((f for f in found if f is not None), default=None)
-
-
-# -- the store ---------------------------------------------------------------------------------
 class Store:
     """The database of one Engine: its SQLAlchemy engine, its tables, its transactions."""
 
@@ -932,33 +490,6 @@ class Store:
         while self._parked:
             self._parked.pop().close()
         self.engine.dispose()
-
-
-def _context_json(context: dict[str, Any]) -> str:
-    """The context as stored; ContextTooLarge before anything is written if it is too big."""
-    text = _dumps(context)
-    if len(text) > MAX_CONTEXT_BYTES:
-        raise ContextTooLarge(f"the context would be {len(text)} bytes, over the limit of "
-                              f"{MAX_CONTEXT_BYTES}")  # fmt: skip
-    return text
-
-
-# One encoder for every write: json.dumps would build a new one per call. NaN and infinities
-# are refused as PostgreSQL's jsonb refuses them, so SQLite cannot store what PostgreSQL would
-# not (every value is made storable before it gets here: `statemachines.values.storable`).
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def _is_integrity_error(exc: Exception) -> bool:
-    import sqlite3
-
-    if isinstance(exc, sqlite3.IntegrityError):
-        return True
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
-    return isinstance(exc, psycopg.errors.IntegrityError)
 
 
 def _is_data_error(exc: BaseException) -> bool:

@@ -1,0 +1,96 @@
+"""What the engine refuses before anything is written: payloads that cannot be stored or are
+too big, keys and ids no row can hold, versions no definition can have, start data that does
+not match a definition's input schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from statemachines import Definition, storable
+from statemachines.errors import (
+    DefinitionNotFound,
+    InstanceNotFound,
+    InvalidInput,
+    ValueNotStorable,
+)
+from statemachines.model import MAX_VERSION
+
+from .tables import ID_LENGTH, KEY_LENGTH
+
+MAX_PAYLOAD_BYTES = 1_000_000
+
+
+def check_key(value: Any, what: str) -> None:
+    """InvalidInput, before anything is written, unless `value` can be kept as a key: text of
+    at most KEY_LENGTH characters with no NUL character or lone surrogate."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text, not {type(value).__name__}")
+    if len(value) > KEY_LENGTH:
+        raise InvalidInput(f"{what} is {len(value)} characters, over the limit of {KEY_LENGTH}")
+    if not _storable_text(value):
+        raise InvalidInput(f"{what} holds a NUL character or a lone surrogate")
+
+
+def check_id(instance_id: Any) -> None:
+    """InstanceNotFound, without a read, for text no instance id can be (ids are 32 hex
+    digits); InvalidInput for an id that is not text."""
+    if not isinstance(instance_id, str):
+        raise InvalidInput(f"an instance id must be text, not {type(instance_id).__name__}")
+    if len(instance_id) > ID_LENGTH or not _storable_text(instance_id):
+        raise InstanceNotFound(instance_id)
+
+
+def check_version(name: str, version: Any) -> None:
+    """DefinitionNotFound for a version no definition can have (1 to MAX_VERSION), without
+    a read; InvalidInput for one that is not an integer."""
+    if version is None:
+        return
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidInput(f"a version must be an integer, not {type(version).__name__}")
+    if not 1 <= version <= MAX_VERSION:
+        raise DefinitionNotFound(name, version)
+
+
+def _storable_text(text: str) -> bool:
+    """Whether both databases keep `text` as it is: PostgreSQL refuses a NUL character, and
+    neither driver can encode a lone surrogate."""
+    try:
+        storable(text)
+    except ValueNotStorable:
+        return False
+    return True
+
+
+def checked(value: Any, what: str) -> Any:
+    """`value` as it will be stored (`storable`'s rule, ValueNotStorable naming `what` and
+    the place), or InvalidInput when it is over MAX_PAYLOAD_BYTES; before anything is written."""
+    value = storable(value, what)
+    size = len(json.dumps(value))
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"{what} is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    return value
+
+
+def check_schema(definition: Definition, data: dict[str, Any]) -> None:
+    if definition.input_schema is None:
+        return
+    # One validator per definition object (a frozen dataclass: the cache lives beside it, as
+    # the compiled machine does); building one costs more than checking most data.
+    validator = definition.__dict__.get("_input_validator")
+    if validator is None:
+        validator = jsonschema.Draft202012Validator(definition.input_schema)
+        object.__setattr__(definition, "_input_validator", validator)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        problems = [
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
+        ]
+        raise InvalidInput(
+            f"the data does not match the input schema of {definition.name!r}: "
+            + "; ".join(problems),
+            problems,
+        )
