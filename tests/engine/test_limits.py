@@ -1,6 +1,6 @@
 """Limits that keep one instance from growing without bound: its context and its history.
 
-The limits are settings of the engine (`engine.store`, `engine.runtime`); the tests lower
+The limits are settings of the engine (`engine.transaction`, `engine.runtime`); the tests lower
 them so that a few small events reach them.
 """
 
@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 import statemachines
-from engine import Engine, EventRejected, InvalidInput, runtime, store
+from engine import Engine, EventRejected, InvalidInput, runtime, transaction
 
 
 def test_an_event_that_would_make_the_context_too_large_is_refused_and_changes_nothing(
     engine: Engine, deploy: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "MAX_CONTEXT_BYTES", 200)
+    monkeypatch.setattr(transaction, "MAX_CONTEXT_BYTES", 200)
     deploy("notes")
     inst = engine.start("notes", {})
     engine.send(inst.id, "note", {"text": "short"})
@@ -33,7 +33,7 @@ def test_an_event_that_would_make_the_context_too_large_is_refused_and_changes_n
 def test_a_result_that_would_make_the_context_too_large_fails_the_attempt(
     engine: Engine, deploy: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "MAX_CONTEXT_BYTES", 200)
+    monkeypatch.setattr(transaction, "MAX_CONTEXT_BYTES", 200)
     deploy("notes")
     engine.task("notes.fetch")(lambda data: {"body": "y" * 300})
     inst = engine.start("notes", {})
