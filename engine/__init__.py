@@ -6,12 +6,19 @@
 from __future__ import annotations
 
 from statemachines.errors import (
+    ConcurrentUpdate,
+    Conflict,
+    ContextTooLarge,
+    DatabaseUnavailable,
     DefinitionError,
     DefinitionNotFound,
     DuplicateKey,
     EventRejected,
+    ExpressionError,
     InstanceNotFound,
     InvalidInput,
+    NotFound,
+    TaskNotFound,
     TaskNotHeld,
     TurnoutError,
     ValueNotStorable,
@@ -20,12 +27,13 @@ from statemachines.errors import (
 from .async_engine import AsyncEngine
 from .engine import Engine
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance
-from .runtime import TaskNotFound
-from .store import DatabaseUnavailable
 
 __all__ = [
     "AsyncEngine",
     "ClaimedTask",
+    "ConcurrentUpdate",
+    "Conflict",
+    "ContextTooLarge",
     "DatabaseUnavailable",
     "DefinitionError",
     "DefinitionNotFound",
@@ -33,10 +41,12 @@ __all__ = [
     "DuplicateKey",
     "Engine",
     "EventRejected",
+    "ExpressionError",
     "HistoryEntry",
     "Instance",
     "InstanceNotFound",
     "InvalidInput",
+    "NotFound",
     "TaskNotFound",
     "TaskNotHeld",
     "TurnoutError",

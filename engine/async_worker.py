@@ -18,11 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from statemachines.errors import TaskNotHeld
+from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
 from .engine import Engine
 from .records import ClaimedTask
-from .store import DatabaseUnavailable
 from .worker import SWEEP_SECONDS, Runner, handler_failed
 
 log = logging.getLogger("turnout.worker")

@@ -17,11 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 import statemachines
-from statemachines import (
-    DefinitionError,
-    InvalidInput,
-    TurnoutError,
-)
+from statemachines.errors import DefinitionError, InvalidInput, TurnoutError, UsageError
 
 app = typer.Typer(
     name="turnout",
@@ -41,10 +37,6 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 USAGE_ERRORS = (DefinitionError, InvalidInput)
 COMMAND_WAIT_SECONDS = 10
-
-
-class UsageError(TurnoutError):
-    """A command-line argument that cannot be used (bad JSON in --data, say)."""
 
 
 def exit_status(exc: TurnoutError) -> int:

@@ -22,10 +22,11 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from statemachines.errors import UsageError
+
 from .cli import (
     DbOption,
     JsonOption,
-    UsageError,
     app,
     err,
     open_engine,

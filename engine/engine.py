@@ -23,6 +23,8 @@ import statemachines
 from statemachines import CompiledMachine, Definition, Step, compile_definition, storable
 from statemachines.compile import FINISHED
 from statemachines.errors import (
+    ConcurrentUpdate,
+    DatabaseUnavailable,
     DefinitionError,
     DefinitionNotFound,
     EventRejected,
@@ -37,8 +39,8 @@ from . import runtime
 from .checks import check_id, check_key, check_schema, check_version, checked
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .runtime import Applied, load_locked, persist, snapshot
-from .store import BUSY_TIMEOUT_SECONDS, DatabaseUnavailable, Store
-from .transaction import Claim, ConcurrentUpdate, InstanceRow, TaskRow, Transaction, new_id
+from .store import BUSY_TIMEOUT_SECONDS, Store
+from .transaction import Claim, InstanceRow, TaskRow, Transaction, new_id
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100

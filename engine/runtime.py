@@ -16,23 +16,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from statemachines import CompiledMachine, Definition, Entry, Step, storable
-from statemachines.errors import InstanceNotFound, TaskNotHeld, TurnoutError, ValueNotStorable
+from statemachines.errors import (
+    ContextTooLarge,
+    InstanceNotFound,
+    TaskNotFound,
+    TaskNotHeld,
+    ValueNotStorable,
+)
 
 from .records import HistoryEntry, Instance
-from .transaction import Claim, ContextTooLarge, InstanceRow, TaskRow, TimerRow, Transaction
+from .transaction import Claim, InstanceRow, TaskRow, TimerRow, Transaction
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
 MAX_STALE_BYTES = 4096  # of a late answer's result or error kept in its `stale` entry
 Compiled = Callable[[InstanceRow], CompiledMachine]
-
-
-class TaskNotFound(TurnoutError):
-    """No task has this id."""
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"no task with id {task_id!r}")
-        self.task_id = task_id
 
 
 @dataclass

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from statemachines import InvalidInput, TurnoutError
+from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
 from .records import HistoryEntry
 from .tables import (
@@ -39,24 +39,6 @@ BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process'
 READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)
 LAST_ERROR_WINDOW = 1000  # history entries looked through for an instance's last error
 _PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
-
-
-class DatabaseUnavailable(TurnoutError):
-    """The database cannot be reached, cannot be used, or refused the operation.
-
-    `outcome_unknown` is False when the failure came before the commit was sent: the call
-    changed nothing, and retrying it is safe. It is True when the connection was lost with
-    the commit in flight: the change may or may not have committed, and only a retry that is
-    idempotent is safe (an event with an idempotency key; a start with a business key, which
-    raises DuplicateKey if the first one committed, so `get_by_key` finds it).
-    """
-
-    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
-        self.outcome_unknown = outcome_unknown
-        outcome = ("the outcome is unknown: the change may have committed; retry only with a "
-                   "business key or an idempotency key" if outcome_unknown
-                   else "nothing was changed")  # fmt: skip
-        super().__init__(f"{message} ({outcome})")
 
 
 PARKED_CONNECTIONS = 4  # of the pool's 5: deploys and listings take theirs from the pool

@@ -15,21 +15,13 @@ from typing import Any
 
 import uuid6
 
-from statemachines import DuplicateKey, InvalidInput, TaskOrder, TimerOrder, TurnoutError
+from statemachines import TaskOrder, TimerOrder
+from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 
 from .records import HistoryEntry
 from .tables import instances_t, tasks_t
 
 MAX_CONTEXT_BYTES = 4_000_000
-
-
-class ContextTooLarge(InvalidInput):
-    """An operation would grow an instance's context past MAX_CONTEXT_BYTES; nothing of it is
-    written (an event is refused, a task result fails its attempt)."""
-
-
-class ConcurrentUpdate(TurnoutError):
-    """An instance changed between reading and writing it (the caller retries)."""
 
 
 # -- rows as the engine sees them --------------------------------------------------------------

@@ -16,10 +16,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from statemachines.errors import TaskNotHeld
+from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
 from .records import ClaimedTask, error_details
-from .store import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -1,6 +1,29 @@
-"""The exception hierarchy shared by every turnout package.
+"""Every error turnout raises on purpose, in one tree shared by its three packages.
 
-`TurnoutError` is the common root; the engine re-exports these and adds nothing of its own.
+    TurnoutError
+    ├── DefinitionError        a definition does not load; `.problems` lists every defect
+    ├── InvalidInput           data that cannot be accepted (start data, a payload, an argument)
+    │   ├── ValueNotStorable   ... a value that cannot be stored as JSON
+    │   ├── ContextTooLarge    ... a context that would grow past its limit
+    │   └── UsageError         ... a command-line argument that cannot be used
+    ├── NotFound               the thing named does not exist
+    │   ├── DefinitionNotFound
+    │   ├── InstanceNotFound
+    │   └── TaskNotFound
+    ├── Conflict               the request does not fit the current state; nothing changed
+    │   ├── EventRejected      no transition of the active states accepts the event
+    │   ├── DuplicateKey       the business key is taken
+    │   ├── TaskNotHeld        the worker may not answer this task
+    │   └── ConcurrentUpdate   the instance moved under the operation (the engine retries)
+    ├── ExpressionError        an expression failed while being evaluated
+    ├── DatabaseUnavailable    the database cannot be reached or refused the operation
+    └── RenderError            a diagram could not be produced
+        └── DiagramTooLarge    ... its drawing is past the layout limits
+
+The edges translate by the middle classes: the HTTP API answers 404 for any `NotFound`,
+409 for any `Conflict`, 422 for `DefinitionError` and `InvalidInput`; the command line exits
+2 for bad input and 1 for everything else. `statemachines` and `diagrams` raise the errors
+they need from here; the engine re-exports the whole tree.
 """
 
 from __future__ import annotations
@@ -57,7 +80,24 @@ class ValueNotStorable(InvalidInput):
         super().__init__(f"{path} {reason}")
 
 
-class DefinitionNotFound(TurnoutError):
+class NotFound(TurnoutError):
+    """The definition, instance or task named does not exist."""
+
+
+class Conflict(TurnoutError):
+    """The request does not fit the current state of what it names; nothing was changed."""
+
+
+class ContextTooLarge(InvalidInput):
+    """An operation would grow an instance's context past its limit; nothing of it is
+    written (an event is refused, a task result fails its attempt)."""
+
+
+class UsageError(InvalidInput):
+    """A command-line argument that cannot be used (bad JSON in --data, say)."""
+
+
+class DefinitionNotFound(NotFound):
     """No deployed definition has this name (and version)."""
 
     def __init__(self, name: str, version: int | None = None) -> None:
@@ -67,7 +107,7 @@ class DefinitionNotFound(TurnoutError):
         super().__init__(f"no definition {what} is deployed")
 
 
-class InstanceNotFound(TurnoutError):
+class InstanceNotFound(NotFound):
     """No instance has this id (or business key)."""
 
     def __init__(self, instance: str) -> None:
@@ -75,7 +115,15 @@ class InstanceNotFound(TurnoutError):
         super().__init__(f"no instance {instance!r}")
 
 
-class EventRejected(TurnoutError):
+class TaskNotFound(NotFound):
+    """No task has this id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r}")
+
+
+class EventRejected(Conflict):
     """No transition of the active states accepts the event; nothing changed."""
 
     def __init__(self, event: str, state: str, allowed: list[str], reason: str = "") -> None:
@@ -89,7 +137,7 @@ class EventRejected(TurnoutError):
         )
 
 
-class DuplicateKey(TurnoutError):
+class DuplicateKey(Conflict):
     """A business key is already used by another instance of the same definition."""
 
     def __init__(self, definition: str, key: str) -> None:
@@ -98,7 +146,7 @@ class DuplicateKey(TurnoutError):
         super().__init__(f"definition {definition!r} already has an instance with key {key!r}")
 
 
-class TaskNotHeld(TurnoutError):
+class TaskNotHeld(Conflict):
     """An answer to a task from a worker that neither holds it nor was its last holder (or
     whose late answer has already been recorded); nothing was written."""
 
@@ -109,6 +157,10 @@ class TaskNotHeld(TurnoutError):
         super().__init__(f"worker {worker!r} may not answer task {task_id!r}: {detail}")
 
 
+class ConcurrentUpdate(Conflict):
+    """An instance changed between reading and writing it (the engine retries the operation)."""
+
+
 class ExpressionError(TurnoutError):
     """An expression failed while being evaluated (a type error, a limit reached)."""
 
@@ -116,6 +168,28 @@ class ExpressionError(TurnoutError):
         self.expression = expression
         self.detail = detail
         super().__init__(f"{message} in expression {expression!r}")
+
+
+class DatabaseUnavailable(TurnoutError):
+    """The database cannot be reached, cannot be used, or refused the operation.
+
+    `outcome_unknown` is False when the failure came before the commit was sent: the call
+    changed nothing, and retrying it is safe. It is True when the connection was lost with
+    the commit in flight: the change may or may not have committed, and only a retry that is
+    idempotent is safe (an event with an idempotency key; a start with a business key, which
+    raises DuplicateKey if the first one committed, so `get_by_key` finds it).
+    """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        self.outcome_unknown = outcome_unknown
+        if outcome_unknown:
+            outcome = (
+                "the outcome is unknown: the change may have committed; retry only with a "
+                "business key or an idempotency key"
+            )
+        else:
+            outcome = "nothing was changed"
+        super().__init__(f"{message} ({outcome})")
 
 
 class RenderError(TurnoutError):
@@ -130,8 +204,9 @@ class DiagramTooLarge(RenderError):
     need no layout and can still be had.
     """
 
-    def __init__(self, definition: str, states: int, transitions: int, limit: int,
-                 reason: str) -> None:  # fmt: skip
+    def __init__(
+        self, definition: str, states: int, transitions: int, limit: int, reason: str
+    ) -> None:
         self.definition = definition
         self.states = states
         self.transitions = transitions

@@ -33,10 +33,9 @@ from statemachines import (
     TaskNotHeld,
     TurnoutError,
 )
+from statemachines.errors import DatabaseUnavailable, TaskNotFound
 
 from ..engine import Engine
-from ..runtime import TaskNotFound
-from ..store import DatabaseUnavailable
 from .sessions import Sessions, signed_in
 
 log = logging.getLogger("turnout.api")

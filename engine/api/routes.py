@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from statemachines import InvalidInput
+from statemachines.errors import DatabaseUnavailable
 
 from ..engine import MAX_LIST_OFFSET, Engine
-from ..store import DatabaseUnavailable
 from .app import DEFINITION_TYPES
 
 router = APIRouter()
