@@ -403,6 +403,23 @@ class Engine:
         )
         return [snapshot(row) for row in rows]
 
+    def state_counts(self, definition: str) -> dict[str, int]:
+        """How many unfinished instances of `definition` are in each top-level state."""
+        return self.store.count_by_state(definition)
+
+    def status_counts(self, definition: str) -> dict[str, int]:
+        """How many instances of `definition` have each status."""
+        return self.store.count_by_status(definition)
+
+    def check_health(self) -> None:
+        """Return when the database answers; raise DatabaseUnavailable when it does not."""
+        self.store.ping()
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with any password hidden, fit to print."""
+        return self.store.safe_url
+
     def allowed(self, instance: str | Instance) -> list[str]:
         """The events the instance's active states have transitions for, guards aside.
 
