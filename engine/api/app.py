@@ -1,275 +1,35 @@
-"""The FastAPI application: error translation, bearer-token auth, the guards, and the routers.
+"""The FastAPI application: the JSON routes and the dashboard behind the guards, with every
+error answered as JSON.
 
-Every turnout error becomes JSON `{error, message, ...}` with the status SPEC 6 names; a user's
-mistake is never a 500. With a token set, `/api` needs `Authorization: Bearer <token>` (or, to
-read, the cookie of a dashboard session), compared in constant time. Every answer forbids
-framing and sniffing; changes sent from another origin are refused.
+The top of the package: it imports the others, and none of them imports it.
 """
 
 from __future__ import annotations
 
-import hmac
-import logging
-from collections.abc import Awaitable, Callable
-from http import HTTPStatus
-from typing import Any
-from urllib.parse import urlsplit
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware
-
-from statemachines import (
-    DefinitionError,
-    DefinitionNotFound,
-    DiagramTooLarge,
-    DuplicateKey,
-    EventRejected,
-    InstanceNotFound,
-    InvalidInput,
-    RenderError,
-    TaskNotHeld,
-    TurnoutError,
-)
-from statemachines.errors import DatabaseUnavailable, TaskNotFound
+from fastapi import FastAPI
 
 from ..engine import Engine
-from .sessions import Sessions, signed_in
+from .dashboard import router as dashboard_router
+from .errors import EXCEPTION_HANDLERS
+from .guards import GuardMiddleware, StreamedBodyLimit
+from .routes import router as api_router
+from .sessions import Sessions
 
-log = logging.getLogger("turnout.api")
-MAX_BODY_BYTES = 2_000_000
-# A browser names where a request comes from; a page of another site (a link, a form or a
-# script there) must not be able to start, send or cancel anything on this server.
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OTHER_SITES = frozenset({"cross-site", "same-site"})
-# A definition is YAML (JSON is YAML too); a missing type is taken as YAML. The types a page of
-# another site can send without asking first (text/plain, forms) are refused.
-DEFINITION_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json")
-# The dashboard's own script and style sheet are all it runs; no page may frame it.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-
-def error_response(exc: TurnoutError) -> JSONResponse:
-    """The HTTP answer for one of turnout's errors."""
-    body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-    status = 400
-    if isinstance(exc, (InstanceNotFound, DefinitionNotFound, TaskNotFound)):
-        status = 404
-    elif isinstance(exc, EventRejected):
-        status = 409
-        body |= {"event": exc.event, "state": exc.state, "allowed": exc.allowed}
-    elif isinstance(exc, DuplicateKey):
-        status = 409
-    elif isinstance(exc, TaskNotHeld):
-        status = 409
-        body |= {"task_id": exc.task_id, "worker": exc.worker}
-    elif isinstance(exc, DefinitionError):
-        status = 422
-        body["problems"] = [
-            {"line": p.line, "column": p.column, "message": p.message, "file": p.file}
-            for p in exc.problems
-        ]
-    elif isinstance(exc, InvalidInput):
-        status = 422
-        body["problems"] = exc.problems
-    elif isinstance(exc, DatabaseUnavailable):
-        status = 503
-        body["outcome_unknown"] = exc.outcome_unknown  # True: the change may have committed
-    elif isinstance(exc, DiagramTooLarge):
-        status = 422
-        body |= {"states": exc.states, "transitions": exc.transitions, "limit": exc.limit}
-    elif isinstance(exc, RenderError):
-        status = 503  # Graphviz failed on a drawing it should manage: the server's fault
-    return JSONResponse(body, status_code=status)
-
-
-def token_matches(expected: str | None, request: Request, cookie: bool = True) -> bool:
-    """Whether the request carries the API token (header) or, with `cookie`, the cookie of
-    a dashboard session."""
-    if not expected:
-        return True
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else ""
-    if given:
-        return hmac.compare_digest(given.encode(), expected.encode())
-    return cookie and signed_in(request)
-
-
-class GuardMiddleware(BaseHTTPMiddleware):
-    """Refuse oversized bodies, changes sent by pages of other sites (Sec-Fetch-Site or
-    Origin), `/api` calls that do not carry the token (with one set), and `/api` bodies of
-    a type other than JSON (or YAML, for a definition); mark every answer unframable.
-    """
-
-    def __init__(self, app: Any, token: str | None, hosts: list[str] | None = None,
-                 origins: list[str] | None = None) -> None:  # fmt: skip
-        super().__init__(app)
-        self.token = token
-        self.hosts = None if hosts is None else {h.lower() for h in hosts}
-        self.origins = {o.lower() for o in origins or []}
-
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await self._guarded(request, call_next)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
-    async def _guarded(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if self.hosts is not None and _host_name(request) not in self.hosts:
-            # A name the server was not told about: a page that re-pointed its own domain
-            # at this address (DNS rebinding) must not reach a server that has no token.
-            return JSONResponse(
-                {"error": "UnknownHost", "message": "this server does not answer to that name; "
-                 "add it to TURNOUT_ALLOWED_HOSTS"},
-                status_code=421,
-            )  # fmt: skip
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                {"error": "PayloadTooLarge", "message": f"the body is over {MAX_BODY_BYTES} bytes"},
-                status_code=413,
-            )
-        unsafe = request.method in UNSAFE_METHODS
-        if unsafe and (
-            request.headers.get("sec-fetch-site", "").lower() in OTHER_SITES
-            or _foreign_origin(request, self.origins)
-        ):
-            return JSONResponse(
-                {"error": "Forbidden", "message": "requests from pages of other sites are refused"},
-                status_code=403,
-            )
-        api = request.url.path.startswith("/api")
-        # A cookie travels by itself; it lets a browser read, and only the token changes.
-        if api and not token_matches(self.token, request, cookie=not unsafe):
-            return JSONResponse(
-                {
-                    "error": "Unauthorized",
-                    "message": "this server needs 'Authorization: Bearer <token>'",
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if api and unsafe and (refused := _unsupported_type(request)) is not None:
-            return JSONResponse(
-                {"error": "UnsupportedMediaType", "message": refused}, status_code=415
-            )
-        return await call_next(request)
-
-
-def _foreign_origin(request: Request, origins: set[str]) -> bool:
-    """Whether the request names an origin (a browser's page) other than this server, as it
-    was addressed, or than a name in `origins` (a proxy's)."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    try:
-        parts = urlsplit(origin.lower())
-    except ValueError:  # not even a URL ("http://[::1")
-        return True
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return True  # "null": a sandboxed frame, a file, a redirect from elsewhere
-    default = ":443" if parts.scheme == "https" else ":80"
-    host = request.headers.get("host", "").lower().removesuffix(default)
-    return parts.netloc.removesuffix(default) != host and parts.hostname not in origins
-
-
-def _unsupported_type(request: Request) -> str | None:
-    """Why the body of a change to `/api` is refused for its type, or None: definitions are
-    YAML or JSON, everything else JSON."""
-    length = request.headers.get("content-length")
-    if length == "0" or (length is None and "transfer-encoding" not in request.headers):
-        return None  # no body
-    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if request.url.path == "/api/definitions":
-        if not given or given in DEFINITION_TYPES:
-            return None
-        return f"a definition is sent as application/yaml (or JSON), not {given!r}"
-    if given == "application/json" or given.endswith("+json"):
-        return None
-    return f"this route takes application/json, not {given or 'a body of no type'!r}"
-
-
-class StreamedBodyLimit:
-    """Refuse a body sent without Content-Length (chunked) once it passes the limit.
-
-    Such a body is read here, up to the limit, and handed on whole; a declared length is
-    checked by `GuardMiddleware` before anything is read.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
-        if scope["type"] != "http" or b"content-length" in headers:
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away: what arrived is not the whole body
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                response = JSONResponse(
-                    {"error": "PayloadTooLarge",
-                     "message": f"the body is over {MAX_BODY_BYTES} bytes"},
-                    status_code=413,
-                )  # fmt: skip
-                await response(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Any:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
-def _host_name(request: Request) -> str:
-    host = request.headers.get("host", "").lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
+# The names a loopback server answers to without a token (see `turnout serve`).
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
 
 
-def create_app(engine: Engine, token: str | None = None, hosts: list[str] | None = None,
-               origins: list[str] | None = None) -> FastAPI:  # fmt: skip
+def create_app(
+    engine: Engine,
+    token: str | None = None,
+    hosts: list[str] | None = None,
+    origins: list[str] | None = None,
+) -> FastAPI:
     """The HTTP API and dashboard over `engine`; `token` protects every `/api` route.
 
     `hosts`, when given, are the only names the server answers to (the Host header);
     `origins` are names (a proxy's) whose pages may send changes besides the server's own.
     """
-    from . import dashboard, routes
-
     app = FastAPI(
         title="turnout",
         version="0.1.0",
@@ -278,36 +38,13 @@ def create_app(engine: Engine, token: str | None = None, hosts: list[str] | None
         # without a network, so only the machine-readable description is served.
         docs_url=None,
         redoc_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.engine = engine
     app.state.token = token
     app.state.sessions = Sessions()
     app.add_middleware(GuardMiddleware, token=token, hosts=hosts, origins=origins)
     app.add_middleware(StreamedBodyLimit)
-
-    @app.exception_handler(TurnoutError)
-    async def turnout_error(request: Request, exc: TurnoutError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # A body that cannot even be parsed is invalid input like any other (422).
-        status = 422 if exc.status_code == 400 else exc.status_code
-        name = "InvalidInput" if status == 422 else HTTPStatus(status).phrase.replace(" ", "")
-        return JSONResponse({"error": name, "message": str(exc.detail)}, status_code=status,
-                            headers=getattr(exc, "headers", None))  # fmt: skip
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
-            for e in exc.errors()
-        ]
-        return JSONResponse(
-            {"error": "InvalidInput", "message": "; ".join(problems), "problems": problems},
-            status_code=422,
-        )
-
-    app.include_router(routes.router)
-    app.include_router(dashboard.router)
+    app.include_router(api_router)
+    app.include_router(dashboard_router)
     return app

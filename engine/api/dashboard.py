@@ -1,4 +1,4 @@
-"""The web dashboard: definitions with heat maps, instance lists, one instance's live page.
+"""The web dashboard: sign-in, definitions with heat maps, instance lists, an instance's live page.
 
 Server-rendered HTML (Jinja2 templates) with a little JavaScript that refreshes an instance's
 page when its revision changes. No build step and nothing fetched from another host.
@@ -6,19 +6,20 @@ page when its revision changes. No build step and nothing fetched from another h
 
 from __future__ import annotations
 
+import hmac
 import json
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from statemachines import InvalidInput, TurnoutError
+from statemachines.errors import InvalidInput, TurnoutError
 
 from ..engine import Engine
-from .app import token_matches
+from .guards import token_matches
 from .sessions import SESSION_COOKIE, Sessions, signed_in
 
 HERE = Path(__file__).parent
@@ -46,8 +47,10 @@ def _sessions(request: Request) -> Sessions:
 def _page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     # Every page's forms carry the token of the browser's session; sign-out shows when signed in.
     session = request.cookies.get(SESSION_COOKIE, "")
-    values |= {"form_token": _sessions(request).form_token(session),
-               "signed_in": signed_in(request)}  # fmt: skip
+    values |= {
+        "form_token": _sessions(request).form_token(session),
+        "signed_in": signed_in(request),
+    }
     return templates.TemplateResponse(request, template, values, status_code=status_code)
 
 
@@ -56,9 +59,13 @@ def _forged(request: Request, form_token: str) -> Response | None:
     site made it), else None."""
     if _sessions(request).form_token_matches(request, form_token):
         return None
-    return _page(request, "error.html", title="Forbidden", status_code=403,
-                 message="this form did not come from this dashboard; reload the page and "
-                 "send it again")  # fmt: skip
+    return _page(
+        request,
+        "error.html",
+        title="Forbidden",
+        status_code=403,
+        message="this form did not come from this dashboard; reload the page and send it again",
+    )
 
 
 @router.get("/static/{name}")
@@ -82,14 +89,17 @@ def login(
 ) -> Response:
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     expected = request.app.state.token or ""
-    import hmac
-
     if not hmac.compare_digest(token.encode(), expected.encode()):
         return _page(request, "login.html", next=target, failed=True)
     # The browser keeps a random id, not the token: it can be signed out, and cannot leak it.
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, _sessions(request).open(), httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        _sessions(request).open(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -99,8 +109,9 @@ def logout(request: Request, form_token: Annotated[str, Form()] = "") -> Respons
         return refused
     _sessions(request).close(request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login" if request.app.state.token else "/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")  # fmt: skip
+    response.delete_cookie(
+        SESSION_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
     return response
 
 
@@ -112,8 +123,8 @@ def home(request: Request) -> Response:
     rows = []
     for deployment in engine.definitions():
         definition = engine.definition(deployment.name)
-        counts = engine.store.count_by_state(deployment.name)
-        statuses = engine.store.count_by_status(deployment.name)
+        counts = engine.state_counts(deployment.name)
+        statuses = engine.status_counts(deployment.name)
         rows.append(
             {
                 "name": deployment.name,
@@ -138,7 +149,7 @@ def definition_page(request: Request, name: str) -> Response:
         svg = engine.heat_diagram(name, fallback=True).decode()
     except TurnoutError as exc:
         return _page(request, "error.html", message=str(exc), status_code=404)
-    counts = engine.store.count_by_state(name)
+    counts = engine.state_counts(name)
     recent = engine.instances(definition=name, limit=50)
     return _page(
         request, "definition.html", definition=definition, svg=svg, counts=counts, instances=recent
@@ -151,7 +162,7 @@ def instances_page(
     definition: str = "",
     state: str = "",
     status: str = "",
-    q: str = "",
+    key: Annotated[str, Query(alias="q")] = "",
     page: int = 0,
 ) -> Response:
     if (redirect := _locked_out(request)) is not None:
@@ -163,7 +174,7 @@ def instances_page(
             definition=definition or None,
             state=state or None,
             status=status or None,
-            key=q or None,
+            key=key or None,
             limit=size + 1,
             offset=max(page, 0) * size,
         )
@@ -180,9 +191,9 @@ def instances_page(
         definition=definition,
         state=state,
         status=status,
-        q=q,
+        key=key,
         statuses=STATUSES,
-        names=[d.name for d in engine.definitions()],
+        names=[deployment.name for deployment in engine.definitions()],
     )
 
 

@@ -1,7 +1,8 @@
 """The JSON routes of SPEC 6: definitions, instances, events, external task workers, health.
 
 Route functions are plain `def`s: FastAPI runs them in its thread pool, where the engine's
-synchronous transactions belong.
+synchronous transactions belong. Deploying reads its raw body asynchronously and hands the
+deployment itself to that pool.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from statemachines import InvalidInput
-from statemachines.errors import DatabaseUnavailable
+from statemachines.errors import DatabaseUnavailable, InvalidInput
 
 from ..engine import MAX_LIST_OFFSET, Engine
-from .app import DEFINITION_TYPES
+from ..records import Instance
+from .guards import DEFINITION_TYPES
 
 router = APIRouter()
 MAX_PAGE = 500
@@ -138,7 +140,7 @@ class Outcome(BaseModel):
     applied: bool = Field(description="False when the answer was stale (the lease was lost).")
 
 
-def _instance(engine: Engine, instance: Any, with_allowed: bool = True) -> InstanceOut:
+def _instance(engine: Engine, instance: Instance, with_allowed: bool = True) -> InstanceOut:
     allowed = engine.allowed(instance) if with_allowed else None
     return InstanceOut(**instance.__dict__, allowed=allowed)
 
@@ -151,7 +153,7 @@ def _svg(data: bytes) -> Response:
 @router.get("/api/definitions", response_model=list[DeploymentOut], tags=["definitions"])
 def list_definitions(request: Request) -> list[DeploymentOut]:
     """The latest version of every deployed definition."""
-    return [DeploymentOut(**d.__dict__) for d in engine_of(request).definitions()]
+    return [DeploymentOut(**deployment.__dict__) for deployment in engine_of(request).definitions()]
 
 
 @router.post(
@@ -174,8 +176,6 @@ async def deploy_definition(request: Request) -> JSONResponse:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the definition must be UTF-8 YAML text") from None
-    from starlette.concurrency import run_in_threadpool
-
     deployment = await run_in_threadpool(engine_of(request).deploy, text)
     return JSONResponse(
         DeploymentOut(**deployment.__dict__).model_dump(),
@@ -190,16 +190,18 @@ def read_definition(
     """A deployed definition: its source, states, events, tasks and where instances are."""
     engine = engine_of(request)
     definition = engine.definition(name, version)
-    found_version = version or next(d.version for d in engine.definitions() if d.name == name)
+    found_version = version or next(
+        deployment.version for deployment in engine.definitions() if deployment.name == name
+    )
     return DefinitionOut(
         name=definition.name,
         version=found_version,
         description=definition.description,
         source=definition.source,
-        states=[s.path for s in definition.walk()],
+        states=[state.path for state in definition.walk()],
         events=definition.events,
         tasks=definition.tasks,
-        counts=engine.store.count_by_state(name),
+        counts=engine.state_counts(name),
     )
 
 
@@ -255,7 +257,7 @@ def list_instances(
         definition=definition, state=state, status=status, key=key, limit=limit + 1, offset=offset
     )
     more = len(found) > limit
-    items = [_instance(engine, i, with_allowed=False) for i in found[:limit]]
+    items = [_instance(engine, instance, with_allowed=False) for instance in found[:limit]]
     return InstancePage(items=items, next_cursor=_cursor(offset + limit) if more else None)
 
 
@@ -273,15 +275,15 @@ def read_history(request: Request, instance_id: str) -> list[HistoryOut]:
     """Every history entry of an instance, oldest first."""
     return [
         HistoryOut(
-            seq=e.seq,
-            at=e.at,
-            kind=e.kind,
-            event=e.event,
-            from_state=e.from_state,
-            to_state=e.to_state,
-            data=e.data,
+            seq=entry.seq,
+            at=entry.at,
+            kind=entry.kind,
+            event=entry.event,
+            from_state=entry.from_state,
+            to_state=entry.to_state,
+            data=entry.data,
         )
-        for e in engine_of(request).history(instance_id)
+        for entry in engine_of(request).history(instance_id)
     ]
 
 
@@ -313,7 +315,7 @@ def cancel_instance(
 def claim_tasks(request: Request, body: ClaimIn) -> list[ClaimedOut]:
     """Claim up to `limit` ready tasks named in `tasks` for `lease` seconds."""
     claimed = engine_of(request).claim_tasks(body.tasks, body.worker, body.lease, body.limit)
-    return [ClaimedOut(**c.__dict__) for c in claimed]
+    return [ClaimedOut(**task.__dict__) for task in claimed]
 
 
 @router.post("/api/tasks/{task_id}/complete", response_model=Outcome, tags=["tasks"])
@@ -340,7 +342,7 @@ def heartbeat(request: Request, task_id: str, body: HeartbeatIn) -> Outcome:
 def healthz(request: Request) -> JSONResponse:
     """Liveness, and whether the database answers."""
     try:
-        engine_of(request).store.ping()
+        engine_of(request).check_health()
     except DatabaseUnavailable as exc:
         return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})
