@@ -11,10 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from engine import (
-    Engine,
-    commands,  # noqa: F401  (registers the database commands on the app)
-)
+from engine import Engine
 from engine.cli import app
 
 DOOR = Path(__file__).parent / "definitions" / "door.yaml"

@@ -1,0 +1,141 @@
+"""What every `turnout` command shares: the typer app, the two consoles, the --db and --json
+options, opening the Engine, reading JSON arguments, and turning errors into one line on stderr
+and an exit status (SPEC 5: 0 success, 1 a rejected or failed operation, 2 bad usage or input).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import ArgumentError
+
+from engine import Engine
+from statemachines.errors import DefinitionError, InvalidInput, TurnoutError, UsageError
+
+app = typer.Typer(
+    name="turnout",
+    help="turnout: state-machine workflows with durable instances and diagrams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="TURNOUT_DB", help="Database URL (default sqlite:///turnout.db)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+DataOption = Annotated[str | None, typer.Option("--data", help="JSON data.")]
+COMMAND_WAIT_SECONDS = 10
+
+
+def _problems(exc: DefinitionError) -> list[str]:
+    return [str(problem) for problem in exc.problems]
+
+
+def _one_line(exc: BaseException) -> list[str]:
+    return [f"error: {exc}"]
+
+
+def _unreadable(exc: OSError) -> list[str]:
+    """A file or directory the command could not read or write."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return [f"error: {exc.strerror or exc}{where}"]
+
+
+def _interrupted(exc: KeyboardInterrupt) -> list[str]:
+    return []
+
+
+class Answer(NamedTuple):
+    """How the command line answers an error: an exit status and the lines said on stderr."""
+
+    status: int
+    lines: Callable[[Any], list[str]]
+
+
+# An error is answered as its nearest class listed here: bad input (a definition, a payload,
+# an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell would.
+ANSWERS: dict[type[BaseException], Answer] = {
+    DefinitionError: Answer(2, _problems),
+    InvalidInput: Answer(2, _one_line),
+    TurnoutError: Answer(1, _one_line),
+    OSError: Answer(1, _unreadable),
+    KeyboardInterrupt: Answer(130, _interrupted),
+}
+
+
+def answer(exc: BaseException) -> Answer:
+    """The ANSWERS entry of the nearest class of `exc` (one of theirs), along its MRO."""
+    return next(ANSWERS[cls] for cls in type(exc).__mro__ if cls in ANSWERS)
+
+
+def say(text: str) -> None:
+    """One line on stdout, printed as it is (no markup, no highlighting)."""
+    out.print(text, markup=False, highlight=False)
+
+
+def note(text: str) -> None:
+    """One line on stderr (a problem, a warning, progress), printed as it is."""
+    err.print(text, markup=False, highlight=False)
+
+
+def reports_errors(command: Command) -> Command:
+    """Turn turnout's exceptions (and an unreadable file, and Ctrl-C) into lines on stderr
+    and the exit status of SPEC 5, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except tuple(ANSWERS) as exc:
+            status, lines = answer(exc)
+            for line in lines(exc):
+                note(line)
+            raise typer.Exit(status) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_json(text: str | None, what: str = "--data") -> Any:
+    """The value of a JSON argument (None when it was not given); UsageError if not JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+def parse_object(text: str | None, what: str = "--data") -> dict[str, Any]:
+    """A JSON argument that must be an object; {} when it was not given."""
+    value = parse_json(text, what)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a JSON object")
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def open_engine(db: str | None, *, serving: bool = False) -> Engine:
+    """The Engine on `db`. A one-shot command waits at most COMMAND_WAIT_SECONDS for a lock
+    another process holds on an SQLite file, then says so; a worker or server (`serving`)
+    waits as long as the engine does by default."""
+    try:
+        return Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
+    except ArgumentError as exc:
+        # The URL itself is not repeated: it may carry a password.
+        raise UsageError(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None

@@ -1,0 +1,270 @@
+"""The commands about definitions: `validate`, `simulate`, `diagram` and `schema` read files
+(no database, unless a deployed definition or an instance is drawn); `deploy` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+import statemachines
+from statemachines.errors import DefinitionError, UsageError
+
+from .common import (
+    DbOption,
+    JsonOption,
+    app,
+    note,
+    open_engine,
+    out,
+    parse_json,
+    parse_object,
+    print_json,
+    reports_errors,
+    say,
+)
+
+EventOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--event",
+        "-e",
+        help="An event to send, in order: NAME or NAME=JSON; after:2d fires a timer.",
+    ),
+]
+ResultOption = Annotated[
+    list[str] | None,
+    typer.Option("--result", "-r", help="A task result: STATE=JSON (or TASK=JSON)."),
+]
+FailOption = Annotated[
+    list[str] | None, typer.Option("--fail", help="A state (or task) whose task fails.")
+]
+DIAGRAM_SUFFIXES = {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@app.command()
+@reports_errors
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Definition files to check.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Check definitions; print problems as file:line:col: message."""
+    report, failed = [], False
+    for path in files:
+        try:
+            definition = statemachines.load(path)
+        except DefinitionError as exc:
+            failed = True
+            problems = [_problem_json(problem) for problem in exc.problems]
+            report.append({"file": str(path), "ok": False, "problems": problems})
+            if not json_output:
+                for problem in exc.problems:
+                    note(str(problem))
+            continue
+        warnings = list(definition.warnings)
+        report.append(
+            {"file": str(path), "ok": True, "name": definition.name, "warnings": warnings}
+        )
+        if not json_output:
+            for warning in warnings:
+                note(f"warning: {warning}")
+            say(f"{path}: ok ({definition.name}, {len(list(definition.walk()))} states)")
+    if json_output:
+        print_json(report)
+    if failed:
+        raise typer.Exit(2)
+
+
+def _problem_json(problem: statemachines.Problem) -> dict[str, Any]:
+    return {
+        "file": problem.file,
+        "line": problem.line,
+        "column": problem.column,
+        "message": problem.message,
+    }
+
+
+@app.command()
+@reports_errors
+def simulate(
+    file: Annotated[Path, typer.Argument(help="Definition file.")],
+    event: EventOption = None,
+    result: ResultOption = None,
+    fail: FailOption = None,
+    data: Annotated[str | None, typer.Option("--data", help="Start data, JSON.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Dry-run a definition without a database and print the path taken."""
+    definition = statemachines.load(file)
+    run = statemachines.simulate(
+        definition,
+        _events(event or []),
+        data=parse_object(data),
+        results=_results(result or [], fail or []),
+        strict=False,
+    )
+    if json_output:
+        print_json(_run_json(run))
+    else:
+        table = Table("#", "event", "from", "to", title=f"{definition.name}: simulated path")
+        for number, (step_event, source, target) in enumerate(run.path, 1):
+            table.add_row(str(number), step_event or "", source or "(start)", target or "")
+        out.print(table)
+        for rejected in run.rejected:
+            note(f"rejected: {rejected}")
+        out.print(f"status: {run.status}   state: {run.state}")
+        out.print_json(json.dumps(run.context, default=str))
+    if run.rejected:
+        raise typer.Exit(1)
+
+
+def _events(options: list[str]) -> list[str | tuple[str, Any]]:
+    """The --event options in order: a name alone, or (name, data) for NAME=JSON."""
+    events: list[str | tuple[str, Any]] = []
+    for item in options:
+        name, sep, payload = item.partition("=")
+        events.append((name, parse_json(payload, f"--event {name}")) if sep else name)
+    return events
+
+
+def _results(options: list[str], failing: list[str]) -> dict[str, Any]:
+    """The task results by state (or task): each --result STATE=JSON, and a Failure for
+    each --fail."""
+    results: dict[str, Any] = {}
+    for item in options:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--result {item!r} must be STATE=JSON")
+        results[name] = parse_json(value, f"--result {name}")
+    for name in failing:
+        results[name] = statemachines.Failure(f"{name} failed (simulated)")
+    return results
+
+
+def _run_json(run: statemachines.Run) -> dict[str, Any]:
+    return {
+        "state": run.state,
+        "status": run.status,
+        "context": run.context,
+        "active": run.active,
+        "path": [
+            {"event": event, "from": source, "to": target} for event, source, target in run.path
+        ],
+        "rejected": [
+            {"event": rejected.event, "state": rejected.state, "allowed": rejected.allowed}
+            for rejected in run.rejected
+        ],
+    }
+
+
+@app.command()
+@reports_errors
+def diagram(
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="FILE|NAME",
+            help="Definition file (YAML), or the name of a deployed definition.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write here, not to stdout; its suffix picks the format."
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="svg, png, pdf, dot or mermaid (default: -o's suffix, else svg)."
+        ),
+    ] = None,
+    direction: Annotated[
+        str, typer.Option("--direction", help="LR (left to right) or TB (top to bottom).")
+    ] = "LR",
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            "--instance", help="Draw this instance (current state and path) over its definition."
+        ),
+    ] = None,
+    heat: Annotated[
+        bool,
+        typer.Option(
+            "--heat",
+            help="Colour a deployed definition by where its instances are and by how "
+            "often each transition was taken.",
+        ),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Draw a definition (a file or a deployed one), or an instance over its definition."""
+    import diagrams
+
+    chosen = format or _format_from_suffix(output) or "svg"
+    if chosen not in diagrams.FORMATS:
+        raise UsageError(f"--format {chosen!r}: choose one of {', '.join(diagrams.FORMATS)}")
+    if direction not in ("LR", "TB"):
+        raise UsageError(f"--direction {direction!r}: choose LR or TB")
+    if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
+        raise UsageError(f"{chosen} is binary: give -o FILE or redirect stdout")
+    if source is None and instance is None:
+        raise UsageError("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
+    if instance is not None:
+        with open_engine(db) as engine:
+            data = engine.diagram(instance, chosen)
+    elif heat:
+        if source is None or Path(source).suffix.lower() in YAML_SUFFIXES:
+            raise UsageError("--heat needs the NAME of a deployed definition")
+        with open_engine(db) as engine:
+            data = engine.heat_diagram(source, chosen)
+    elif Path(source or "").suffix.lower() in YAML_SUFFIXES or Path(source or "").exists():
+        data = diagrams.render(statemachines.load(Path(source or "")), chosen, direction=direction)
+    else:
+        with open_engine(db) as engine:
+            definition = engine.definition(source or "")
+        data = diagrams.render(definition, chosen, direction=direction)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.write_bytes(data)
+    note(f"wrote {output}")
+
+
+def _format_from_suffix(output: Path | None) -> str | None:
+    if output is None:
+        return None
+    suffix = output.suffix.lower().lstrip(".")
+    return DIAGRAM_SUFFIXES.get(suffix, suffix) or None
+
+
+@app.command()
+@reports_errors
+def schema() -> None:
+    """Print the JSON Schema of the definition language (for editors)."""
+    print_json(statemachines.json_schema())
+
+
+@app.command()
+@reports_errors
+def deploy(
+    files: Annotated[list[Path], typer.Argument(help="Definition files to register.")],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register definitions; print each name and version."""
+    with open_engine(db) as engine:
+        deployed = [engine.deploy(path) for path in files]
+    if json_output:
+        print_json([deployment.to_json() for deployment in deployed])
+        return
+    for deployment in deployed:
+        done = "deployed" if deployment.created else "unchanged"
+        say(f"{deployment.name} version {deployment.version} ({done})")

@@ -1,0 +1,259 @@
+"""The commands about instances on the database: `start`, `send`, `show`, `history`, `list`
+and `cancel`, each printing a table for people or `--json` for tools.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from engine import Engine, HistoryEntry, Instance
+from statemachines.errors import UsageError
+
+from .common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    app,
+    err,
+    open_engine,
+    out,
+    parse_json,
+    parse_object,
+    print_json,
+    reports_errors,
+    say,
+)
+
+IdArgument = Annotated[str, typer.Argument(help="Instance id.")]
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SHORT_DATA_CHARACTERS = 60
+
+
+@app.command()
+@reports_errors
+def start(
+    name: Annotated[str, typer.Argument(help="Definition name.")],
+    data: DataOption = None,
+    key: Annotated[str | None, typer.Option("--key", help="Business key.")] = None,
+    many: Annotated[
+        Path | None,
+        typer.Option(
+            "--many",
+            help="Start one instance per line of this JSON-lines file: "
+            'the data object, or {"data": {...}, "key": "..."}.',
+        ),
+    ] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Start an instance of a deployed definition (or many, from a JSON-lines file)."""
+    if many is not None:
+        _start_many(name, many, db, json_output)
+        return
+    with open_engine(db) as engine:
+        _show(engine.start(name, parse_object(data), key=key), json_output)
+
+
+def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """The data objects of a JSON-lines file, and the business key of each (or None)."""
+    items: list[dict[str, Any]] = []
+    keys: list[str | None] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        value = parse_json(line, f"{path}:{number}")
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+        wrapped = set(value) <= {"data", "key"} and isinstance(value.get("data"), dict)
+        items.append(value["data"] if wrapped else value)
+        keys.append(str(value["key"]) if wrapped and value.get("key") is not None else None)
+    return items, keys
+
+
+def _start_many(name: str, path: Path, db: str | None, json_output: bool) -> None:
+    items, keys = _read_many(path)
+    progress = Progress(
+        TextColumn("starting {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        disable=json_output,
+    )
+    with open_engine(db) as engine, progress:
+        bar = progress.add_task(name, total=len(items))
+        ids = engine.start_many(
+            name, items, keys=keys, progress=lambda count: progress.update(bar, completed=count)
+        )
+    if json_output:
+        print_json({"definition": name, "started": len(ids), "ids": ids})
+    else:
+        say(f"started {len(ids)} instance(s) of {name}")
+
+
+@app.command()
+@reports_errors
+def send(
+    instance_id: Annotated[str | None, typer.Argument(help="Instance id.")] = None,
+    event: Annotated[str | None, typer.Argument(help="Event name.")] = None,
+    data: DataOption = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Business key instead of id.")] = None,
+    definition: Annotated[
+        str | None, typer.Option("--definition", help="Definition of --key.")
+    ] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Send an event to an instance (by id, or by --key and --definition)."""
+    if key is not None:
+        if definition is None:
+            raise UsageError("--key needs --definition")
+        # With --key, the one positional argument is the event.
+        event, instance_id = event or instance_id, None
+    if event is None or (instance_id is None and key is None):
+        raise UsageError("usage: turnout send ID EVENT, or --key KEY --definition NAME EVENT")
+    payload = parse_json(data)
+    with open_engine(db) as engine:
+        if key is not None and definition is not None:
+            instance = engine.send_by_key(
+                definition, key, event, payload, idempotency_key=idempotency_key
+            )
+        else:
+            assert instance_id is not None
+            instance = engine.send(instance_id, event, payload, idempotency_key=idempotency_key)
+        _show(instance, json_output, engine)
+
+
+@app.command()
+@reports_errors
+def show(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Show an instance: state, status, context and the events it accepts."""
+    with open_engine(db) as engine:
+        _show(engine.get(instance_id), json_output, engine)
+
+
+def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -> None:
+    """Print an instance, and the events it accepts when `engine` is given to ask."""
+    if json_output:
+        data = instance.to_json()
+        if engine is not None:
+            data["allowed"] = engine.allowed(instance)
+        print_json(data)
+        return
+    key = instance.key or "-"
+    out.print(f"[bold]{instance.id}[/bold]  {instance.definition} v{instance.version}  key={key}")
+    out.print(
+        f"state: [cyan]{instance.state}[/cyan]   status: {instance.status}   "
+        f"revision: {instance.revision}"
+    )
+    if len(instance.active) > 1:
+        say("active: " + ", ".join(instance.active))
+    if engine is not None:
+        allowed = engine.allowed(instance)
+        say("accepts: " + (", ".join(allowed) if allowed else "(no events)"))
+    if instance.last_error is not None:
+        error = instance.last_error
+        seq, kind, message = error.get("seq"), error.get("type"), error.get("message")
+        say(f"last error (history #{seq}): {kind}: {message}")
+        if error.get("traceback"):
+            say(error["traceback"])
+    out.print_json(data=instance.context)
+
+
+@app.command()
+@reports_errors
+def history(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Show an instance's history, oldest first."""
+    with open_engine(db) as engine:
+        entries = engine.history(instance_id)
+    if json_output:
+        print_json([entry.to_json() for entry in entries])
+        return
+    out.print(_history_table(entries, instance_id))
+
+
+def _history_table(entries: list[HistoryEntry], title: str) -> Table:
+    table = Table("#", "at", "kind", "event", "from", "to", "data", title=title)
+    for entry in entries:
+        table.add_row(
+            str(entry.seq),
+            entry.at.strftime(TIME_FORMAT),
+            entry.kind,
+            entry.event or "",
+            entry.from_state or "",
+            entry.to_state or "",
+            "" if entry.data is None else shortened(entry.data),
+        )
+    return table
+
+
+def shortened(value: Any, limit: int = SHORT_DATA_CHARACTERS) -> str:
+    """`value` as JSON, cut to `limit` characters with an ellipsis."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command("list")
+@reports_errors
+def list_instances(
+    definition: Annotated[str | None, typer.Option("--definition")] = None,
+    state: Annotated[str | None, typer.Option("--state")] = None,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    key: Annotated[str | None, typer.Option("--key")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List instances, oldest first, filtered by definition, state, status or key."""
+    with open_engine(db) as engine:
+        found = engine.instances(
+            definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
+        )
+    if json_output:
+        print_json([instance.to_json() for instance in found])
+    else:
+        out.print(_instance_table(found, f"{len(found)} instance(s)"))
+
+
+def _instance_table(instances: list[Instance], title: str | None = None) -> Table:
+    table = Table("id", "definition", "v", "key", "state", "status", "rev", "updated", title=title)
+    for instance in instances:
+        table.add_row(
+            instance.id,
+            instance.definition,
+            str(instance.version),
+            instance.key or "",
+            instance.state,
+            instance.status,
+            str(instance.revision),
+            instance.updated_at.strftime(TIME_FORMAT),
+        )
+    return table
+
+
+@app.command()
+@reports_errors
+def cancel(
+    instance_id: IdArgument,
+    reason: Annotated[str | None, typer.Option("--reason")] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Cancel a running instance: drop its work, compensate, end cancelled."""
+    with open_engine(db) as engine:
+        instance = engine.cancel(instance_id, reason)
+        if instance.status == "compensating":
+            engine.run_until_idle()
+            instance = engine.get(instance_id)
+        _show(instance, json_output)
