@@ -1,6 +1,6 @@
 """What the engine refuses before anything is written: payloads that cannot be stored or are
 too big, keys and ids no row can hold, versions no definition can have, start data that does
-not match a definition's input schema.
+not match a definition's input schema (checked by the catalog's `Version.check_input`).
 """
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
-
-from statemachines import Definition, storable
+from statemachines import storable
 from statemachines.errors import (
     DefinitionNotFound,
     InstanceNotFound,
@@ -73,24 +71,3 @@ def checked(value: Any, what: str) -> Any:
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"{what} is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     return value
-
-
-def check_schema(definition: Definition, data: dict[str, Any]) -> None:
-    if definition.input_schema is None:
-        return
-    # One validator per definition object (a frozen dataclass: the cache lives beside it, as
-    # the compiled machine does); building one costs more than checking most data.
-    validator = definition.__dict__.get("_input_validator")
-    if validator is None:
-        validator = jsonschema.Draft202012Validator(definition.input_schema)
-        object.__setattr__(definition, "_input_validator", validator)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        problems = [
-            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
-        ]
-        raise InvalidInput(
-            f"the data does not match the input schema of {definition.name!r}: "
-            + "; ".join(problems),
-            problems,
-        )

@@ -1,13 +1,14 @@
 """The `Engine` facade: deploy definitions, start and advance instances, run tasks and timers.
 
-Thin by design: the semantics are `statemachines`'; the SQL is `store.py`'s; one call here is
-one transaction there, and nothing about an instance is kept in memory between calls.
+Thin by design: a method checks its arguments, reads the clock, runs one function of
+`runtime.py` in one transaction, publishes what committed to the subscribers and returns.
+The semantics are `statemachines`'; what each deployed version means is the catalog's; the
+SQL is `transaction.py`'s. Nothing about an instance is kept in memory between calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import random
@@ -20,14 +21,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import statemachines
-from statemachines import CompiledMachine, Definition, Step, compile_definition, storable
-from statemachines.compile import FINISHED
+from statemachines import Definition, storable
 from statemachines.errors import (
     ConcurrentUpdate,
     DatabaseUnavailable,
     DefinitionError,
     DefinitionNotFound,
-    EventRejected,
     ExpressionError,
     InstanceNotFound,
     InvalidInput,
@@ -36,11 +35,13 @@ from statemachines.errors import (
 )
 
 from . import runtime
-from .checks import check_id, check_key, check_schema, check_version, checked
+from .catalog import Catalog, Version
+from .checks import check_id, check_key, check_version, checked
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
-from .runtime import Applied, load_locked, persist, snapshot
+from .runtime import Applied, snapshot
 from .store import BUSY_TIMEOUT_SECONDS, Store
-from .transaction import Claim, InstanceRow, TaskRow, Transaction, new_id
+from .transaction import InstanceRow, TaskRow
+from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
@@ -49,13 +50,18 @@ MAX_LIST_OFFSET = 10_000_000  # beyond it a listing is a scan, not a page; and S
 Clock = Callable[[], datetime]
 Handler = Callable[[Any], Any]
 Subscriber = Callable[[HistoryEntry], None]
-T = TypeVar("T")
+Result = TypeVar("Result")
 log = logging.getLogger("turnout.engine")
 # Raised while applying a timer, a task's answer or an expiry, these are the instance's own
 # fault (see `Engine._fail_poisoned`), as is any exception that is not a TurnoutError; other
 # TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
-_INSTANCE_FAULTS = (DefinitionError, DefinitionNotFound, InstanceNotFound, InvalidInput,
-                    ExpressionError)  # fmt: skip
+_INSTANCE_FAULTS = (
+    DefinitionError,
+    DefinitionNotFound,
+    InstanceNotFound,
+    InvalidInput,
+    ExpressionError,
+)
 
 
 def _instance_fault(exc: Exception) -> bool:
@@ -69,13 +75,6 @@ def utc_now() -> datetime:
 
 def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
-class _NotLoaded(Exception):
-    """A transaction needs a definition version not loaded yet (load it, then retry)."""
-
-    def __init__(self, version: int) -> None:
-        self.version = version
 
 
 class Engine:
@@ -108,8 +107,7 @@ class Engine:
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, Handler] = {}
         self._subscribers: list[Subscriber] = []
-        self._definitions: dict[tuple[str, int], Definition] = {}
-        self._lock = threading.Lock()
+        self.catalog = Catalog()
 
     def __enter__(self) -> Engine:
         return self
@@ -140,28 +138,20 @@ class Engine:
 
     def definition(self, name: str, version: int | None = None) -> Definition:
         """The deployed Definition `name` (the latest version unless `version` is given)."""
-        return self._definition(name, version)[1]
+        return self._version(name, version).definition
 
-    def _definition(self, name: str, version: int | None) -> tuple[int, Definition]:
+    def _version(self, name: str, version: int | None) -> Version:
         check_version(name, version)
-        if version is not None and (name, version) in self._definitions:
-            return version, self._definitions[(name, version)]
-        found = self.store.load_definition(name, version)
-        if found is None:
-            raise DefinitionNotFound(name, version)
-        found_version, source = found
-        key = (name, found_version)
-        with self._lock:
-            if key not in self._definitions:
-                self._definitions[key] = statemachines.load(source)
-            return found_version, self._definitions[key]
+        if version is not None:
+            known = self.catalog.known(name, version)
+            if known is not None:
+                return known
+        with self.store.reading() as tx:
+            return self.catalog.version(tx, name, version)
 
     def definitions(self) -> list[Deployment]:
         """The latest version of every deployed definition, by name."""
         return [Deployment(n, v, d, False) for n, v, d in self.store.list_definitions()]
-
-    def _compiled(self, row: InstanceRow) -> CompiledMachine:
-        return compile_definition(self._definition(row.definition, row.version)[1])
 
     # -- handlers and subscribers ----------------------------------------------------------
     def task(self, name: str) -> Callable[[Handler], Handler]:
@@ -190,15 +180,21 @@ class Engine:
                 try:
                     callback(entry)
                 except Exception:  # a subscriber's bug must not fail the caller
-                    log.exception("subscriber %r failed on entry %d (%s) of instance %s",
-                                  callback, entry.seq, entry.kind, entry.instance_id)  # fmt: skip
+                    log.exception(
+                        "subscriber %r failed on entry %d (%s) of instance %s",
+                        callback,
+                        entry.seq,
+                        entry.kind,
+                        entry.instance_id,
+                    )
 
-    def _apply(self, operation: Callable[[Transaction], T]) -> T:
-        # With row locks a conflict cannot happen; with optimistic locking the loser retries.
+    def _apply(self, operation: Callable[..., Result], *args: Any) -> Result:
+        """`operation(tx, *args)` in one transaction. With row locks a conflict cannot
+        happen; with optimistic locking the loser retries."""
         for attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 with self.store.transaction() as tx:
-                    return operation(tx)
+                    return operation(tx, *args)
             except ConcurrentUpdate:
                 if attempt == MAX_CONFLICT_RETRIES - 1:
                     raise
@@ -221,30 +217,10 @@ class Engine:
         schema (InvalidInput).
         """
         check_version(definition, version)
-        applied = self._start(definition, version, data, key)
+        item = self._checked_item(data, key)
+        applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
         self._publish(applied)
         return applied.instance
-
-    def _start(self, definition: str, version: int | None, data: dict[str, Any] | None,
-               key: str | None) -> Applied:  # fmt: skip
-        """The start itself, in one transaction that also finds the version (the latest
-        unless `version`); a version not loaded yet is loaded and the transaction retried."""
-
-        def operation(tx: Transaction) -> Applied:
-            found = version if version is not None else tx.latest_version(definition)
-            if found is None:
-                raise DefinitionNotFound(definition, None)
-            spec = self._definitions.get((definition, found))
-            if spec is None:
-                raise _NotLoaded(found)
-            row, step = self._prepare_start(spec, found, data, key)
-            return persist(tx, row, step, row.created_at, insert=True)
-
-        while True:  # a round loads the version it lacked; only a deploy meanwhile adds one
-            try:
-                return self._apply(operation)
-            except _NotLoaded as missing:
-                self._definition(definition, missing.version)
 
     def start_many(
         self,
@@ -260,50 +236,47 @@ class Engine:
         transaction; return their ids in order.
 
         Every item is checked before its batch is written; each batch commits or fails as a
-        whole (DuplicateKey, say), and the batches before it stay. `progress(n)` is called
-        with the number started so far after each batch.
+        whole (DuplicateKey, say), and the batches before it stay. Every batch starts the
+        version the first one started. `progress(n)` is called with the number started so
+        far after each batch.
         """
-        found_version, spec = self._definition(definition, version)
+        check_version(definition, version)
         key_list = iter(keys) if keys is not None else None
         ids: list[str] = []
-        pending: list[tuple[InstanceRow, Step]] = []
+        pending: list[tuple[dict[str, Any], str | None]] = []
 
         def flush() -> None:
-            def operation(tx: Transaction) -> list[Applied]:
-                return [persist(tx, r, s, r.created_at, insert=True) for r, s in pending]
-
-            for applied in self._apply(operation):
+            nonlocal version
+            now = self.clock()
+            started = self._apply(
+                runtime.start_batch, self.catalog, definition, version, pending, now
+            )
+            for applied in started:
                 self._publish(applied)
-            ids.extend(row.id for row, _ in pending)
+            version = started[0].instance.version
+            ids.extend(applied.instance.id for applied in started)
             pending.clear()
             if progress is not None:
                 progress(len(ids))
 
         for data in items:
             key = next(key_list, None) if key_list is not None else None
-            pending.append(self._prepare_start(spec, found_version, data, key))
+            pending.append(self._checked_item(data, key))
             if len(pending) >= batch:
                 flush()
         if pending:
             flush()
         return ids
 
-    def _prepare_start(self, spec: Definition, version: int, data: dict[str, Any] | None,
-                       key: str | None) -> tuple[InstanceRow, Step]:  # fmt: skip
+    @staticmethod
+    def _checked_item(data: Any, key: str | None) -> tuple[dict[str, Any], str | None]:
+        """The data and key of one start as they will be stored, refused before any write."""
         if key is not None:
             check_key(key, "a business key")
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise InvalidInput("the data of an instance must be a JSON object")
-        data = checked(data, "data")
-        check_schema(spec, data)
-        now = self.clock()
-        step = compile_definition(spec).start(data, now)
-        row = InstanceRow(
-            id=new_id(), key=key, definition=spec.name, version=version, state="",
-            active=[], status="running", context={}, machine={}, revision=0, history_seq=0,
-            created_at=now, updated_at=now)  # fmt: skip
-        return row, step
+        return checked(data, "data"), key
 
     def send(
         self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None
@@ -319,27 +292,11 @@ class Engine:
             check_key(idempotency_key, "an idempotency key")
         if data is not None:
             data = checked(data, "event data")
-        now = self.clock()
-
-        def operation(tx: Transaction) -> Applied | Instance:
-            row = load_locked(tx, instance_id)
-            if idempotency_key is not None and tx.seen_idempotency(row.id, idempotency_key):
-                return snapshot(row)
-            if row.history_seq >= runtime.MAX_HISTORY:
-                raise EventRejected(event, row.state, [], f"the instance's history holds "
-                                    f"{runtime.MAX_HISTORY} entries, the most it may")  # fmt: skip
-            compiled = self._compiled(row)
-            step = compiled.send(row.machine, row.context, row.status, event, data, now)
-            applied = persist(tx, row, step, now, compiled.definition)
-            if idempotency_key is not None:
-                tx.remember_idempotency(row.id, idempotency_key, now)
-            return applied
-
-        result = self._apply(operation)
-        if isinstance(result, Instance):
-            return result
-        self._publish(result)
-        return result.instance
+        applied = self._apply(
+            runtime.send, self.catalog, instance_id, event, data, idempotency_key, self.clock()
+        )
+        self._publish(applied)
+        return applied.instance
 
     def send_by_key(
         self,
@@ -396,8 +353,10 @@ class Engine:
     ) -> list[Instance]:
         """Instances matching every filter given, oldest first, `limit` at most."""
         if not 0 < limit <= MAX_LIST_LIMIT or not 0 <= offset <= MAX_LIST_OFFSET:
-            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT} and offset "
-                               f"between 0 and {MAX_LIST_OFFSET}")  # fmt: skip
+            raise InvalidInput(
+                f"limit must be between 1 and {MAX_LIST_LIMIT} and offset "
+                f"between 0 and {MAX_LIST_OFFSET}"
+            )
         rows = self.store.list_instances(
             definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
         )
@@ -428,21 +387,15 @@ class Engine:
         """
         if isinstance(instance, str):
             row = self._row(instance)
-            return self._compiled(row).allowed(row.machine, row.status)
-        _, definition = self._definition(instance.definition, instance.version)
-        return compile_definition(definition).allowed_in(instance.active, instance.status)
+            machine = self._version(row.definition, row.version).machine
+            return machine.allowed(runtime.snapshot_of(row))
+        machine = self._version(instance.definition, instance.version).machine
+        return machine.allowed_in(instance.active, instance.status)
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
         """Stop a running instance: drop its work, run compensations, end `cancelled`."""
         check_id(instance_id)
-        now = self.clock()
-
-        def operation(tx: Transaction) -> Applied:
-            row = load_locked(tx, instance_id)
-            step = self._compiled(row).cancel(row.machine, row.context, row.status, reason, now)
-            return persist(tx, row, step, now)
-
-        applied = self._apply(operation)
+        applied = self._apply(runtime.cancel, self.catalog, instance_id, reason, self.clock())
         self._publish(applied)
         return applied.instance
 
@@ -466,12 +419,12 @@ class Engine:
         holder = worker or self.worker_id
         span = self.lease if lease is None else _seconds(lease)
         now = self.clock()
-        with self.store.transaction() as tx:
-            claimed = tx.claim_tasks(names, holder, now, span, limit)
+        claimed = self._apply(runtime.claim_tasks, names, holder, span, limit, now)
         return [self._claimed(r, now, span) for r in claimed()]
 
-    def complete_task(self, task_id: str, worker: str | None, result: Any, *,
-                      attempt: int | None = None) -> bool:  # fmt: skip
+    def complete_task(
+        self, task_id: str, worker: str | None, result: Any, *, attempt: int | None = None
+    ) -> bool:
         """Apply a task's result; False when it was stale (the lease was lost) or failed.
         With `attempt` (the `ClaimedTask.attempt` answered), TaskNotHeld, writing nothing,
         when the task has moved on to another attempt.
@@ -482,61 +435,72 @@ class Engine:
         """
         return self.complete_and_claim(task_id, worker, result, [], attempt=attempt)[0]
 
-    def complete_and_claim(self, task_id: str, worker: str | None, result: Any,
-                           names: list[str], *, attempt: int | None = None,
-                           ) -> tuple[bool, list[ClaimedTask]]:  # fmt: skip
+    def complete_and_claim(
+        self,
+        task_id: str,
+        worker: str | None,
+        result: Any,
+        names: list[str],
+        *,
+        attempt: int | None = None,
+    ) -> tuple[bool, list[ClaimedTask]]:
         """`complete_task`, then, in the same transaction, claim the instance's next ready
         task if its name is in `names`: a worker carries on without another round trip."""
         holder = worker or self.worker_id
         now = self.clock()
-
-        # A new task this worker has a handler for is written claimed, with no claim of its
-        # own; failing that, a ready task of the instance is claimed, unless it has finished.
-        claim = Claim(frozenset(names), holder, now + self.lease) if names else None
-
-        def operation(
-            tx: Transaction,
-        ) -> tuple[bool, Applied | None, Callable[[], list[TaskRow]]]:
-            ok, applied = runtime.complete_task(tx, self._compiled, task_id, holder, result, now,
-                                                claim, attempt)  # fmt: skip
-            if not ok or applied is None or not names:
-                return ok, applied, list
-            taken = applied.claimed
-            if taken or applied.instance.status in FINISHED:
-                return ok, applied, lambda: taken
-            # At most one: the instance's other ready tasks stay for other workers.
-            following = tx.claim_tasks(names, holder, now, self.lease, 1,
-                                       instance_id=applied.instance.id)  # fmt: skip
-            return ok, applied, following
-
         try:
-            ok, applied, following = self._apply(operation)
+            done = self._apply(
+                runtime.complete_and_claim,
+                self.catalog,
+                task_id,
+                holder,
+                result,
+                names,
+                self.lease,
+                attempt,
+                now,
+            )
         except Exception as exc:
             if not _instance_fault(exc):
                 raise
             self._fail_poisoned(exc, f"the result of task {task_id}", task_id=task_id)
             return False, []
-        self._publish(applied)
-        return ok, [self._claimed(r, now, self.lease) for r in following()]
+        self._publish(done.applied)
+        return done.ok, [self._claimed(r, now, self.lease) for r in done.following()]
 
     def _claimed(self, row: TaskRow, now: datetime, span: timedelta) -> ClaimedTask:
-        return ClaimedTask(row.id, row.name, row.input, row.attempt, row.max_attempts,
-                           row.instance_id, row.state_path, row.kind, now + span,
-                           None if row.timeout_ms is None else row.timeout_ms / 1000)  # fmt: skip
+        timeout = None if row.timeout_ms is None else row.timeout_ms / 1000
+        return ClaimedTask(
+            row.id,
+            row.name,
+            row.input,
+            row.attempt,
+            row.max_attempts,
+            row.instance_id,
+            row.state_path,
+            row.kind,
+            now + span,
+            timeout,
+        )
 
-    def fail_task(self, task_id: str, worker: str | None, error: str | dict[str, Any], *,
-                  attempt: int | None = None) -> bool:  # fmt: skip
+    def fail_task(
+        self,
+        task_id: str,
+        worker: str | None,
+        error: str | dict[str, Any],
+        *,
+        attempt: int | None = None,
+    ) -> bool:
         """Count a failed attempt of a task; False when the worker no longer held it (a late
         answer, recorded `stale` once); TaskNotHeld as for `complete_task`."""
         if isinstance(error, str):
             error = {"type": "TaskError", "message": error}
         stored: dict[str, Any] = storable(dict(error), "error")  # refused before any write
+        holder = worker or self.worker_id
         now = self.clock()
         try:
             ok, applied = self._apply(
-                lambda tx: runtime.fail_task(
-                    tx, self._compiled, task_id, worker or self.worker_id, stored, now, attempt
-                )
+                runtime.fail_task, self.catalog, task_id, holder, stored, attempt, now
             )
         except Exception as exc:
             if not _instance_fault(exc):
@@ -551,8 +515,8 @@ class Engine:
     ) -> bool:
         """Extend the lease of a held task; False when the worker has lost it."""
         span = self.lease if lease is None else _seconds(lease)
-        with self.store.transaction() as tx:
-            return tx.renew_lease(task_id, worker or self.worker_id, self.clock() + span)
+        until = self.clock() + span
+        return self._apply(runtime.renew_lease, task_id, worker or self.worker_id, until)
 
     def expire_tasks(self, limit: int = 100) -> int:
         """Fail attempts past their timeout and release tasks whose lease lapsed."""
@@ -561,10 +525,8 @@ class Engine:
             ids = {t.id for t in tx.timed_out_tasks(now, limit)}
             ids |= {t.id for t in tx.lapsed_tasks(now, limit)}
         for task_id in sorted(ids):
-            expire = functools.partial(runtime.expire_task, compiled=self._compiled,
-                                       task_id=task_id, now=now)  # fmt: skip
             try:
-                applied = self._apply(expire)
+                applied = self._apply(runtime.expire_task, self.catalog, task_id, now)
             except Exception as exc:
                 if not _instance_fault(exc):
                     raise
@@ -580,15 +542,14 @@ class Engine:
             due = tx.due_timers(now, limit)
         fired = 0
         for timer in due:
-            fire = functools.partial(runtime.fire_timer, compiled=self._compiled, timer=timer,
-                                     now=now)  # fmt: skip
             try:
-                applied = self._apply(fire)
+                applied = self._apply(runtime.fire_timer, self.catalog, timer, now)
             except Exception as exc:
                 if not _instance_fault(exc):
                     raise
-                self._fail_poisoned(exc, f"timer {timer.key!r}", timer_id=timer.id,
-                                    instance_id=timer.instance_id)  # fmt: skip
+                self._fail_poisoned(
+                    exc, f"timer {timer.key!r}", timer_id=timer.id, instance_id=timer.instance_id
+                )
                 continue
             if applied is not None:
                 fired += 1
@@ -615,14 +576,14 @@ class Engine:
         now = self.clock()
 
         try:
-            self._publish(self._apply(functools.partial(
-                runtime.fail_poisoned, error=error, now=now, task_id=task_id,
-                timer_id=timer_id, instance_id=instance_id)))  # fmt: skip
+            applied = self._apply(runtime.fail_poisoned, error, task_id, timer_id, instance_id, now)
         except DatabaseUnavailable:
             raise
         except Exception:
             log.exception("%s: its instance could not be failed either; set aside", what)
-            self._apply(lambda tx: runtime.drop_item(tx, task_id, timer_id))
+            self._apply(runtime.drop_item, task_id, timer_id)
+        else:
+            self._publish(applied)
 
     def next_due(self) -> datetime | None:
         """When the earliest waiting timer or retry becomes due (None: nothing waits)."""
@@ -632,8 +593,6 @@ class Engine:
     # -- running work ----------------------------------------------------------------------
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run every ready task and due timer in this process until none is left; count them."""
-        from .worker import Worker
-
         return Worker(self).run_until_idle(max_rounds)
 
     def work(
@@ -650,8 +609,6 @@ class Engine:
         its timeout has lost its attempt but keeps its slot until it returns. An `async def`
         handler runs on a new event loop in its thread (`AsyncEngine.work` runs it on yours).
         """
-        from .worker import Worker
-
         Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
 
     # -- diagrams --------------------------------------------------------------------------
@@ -664,7 +621,7 @@ class Engine:
         import diagrams
 
         row = self._row(instance_id)
-        definition = self._definition(row.definition, row.version)[1]
+        definition = self._version(row.definition, row.version).definition
         path = [
             (h.event, h.from_state, h.to_state)
             for h in self.store.history(row.id)
@@ -683,12 +640,14 @@ class Engine:
         import diagrams
 
         definition = self.definition(name)
-        overlay = diagrams.HeatOverlay(counts=self.store.count_by_state(name),
-                                       edges=self.store.transition_counts(name))  # fmt: skip
+        overlay = diagrams.HeatOverlay(
+            counts=self.store.count_by_state(name), edges=self.store.transition_counts(name)
+        )
         return diagrams.render(definition, format=format, overlay=overlay, fallback=fallback)
 
-    def definition_diagram(self, name: str, format: str = "svg", version: int | None = None,
-                           *, fallback: bool = False) -> bytes:  # fmt: skip
+    def definition_diagram(
+        self, name: str, format: str = "svg", version: int | None = None, *, fallback: bool = False
+    ) -> bytes:
         """The deployed definition `name` drawn on its own."""
         import diagrams
 

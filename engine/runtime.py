@@ -1,36 +1,41 @@
-"""Applying one operation to one instance inside one transaction.
+"""Every operation on an instance, as the transaction that makes it.
 
-The compiled machine of `statemachines` computes each step; this module locks the instance,
-persists the step (instance row, history, tasks, timers) and hands back what will commit.
-Task outcomes (results, failed attempts, retries, stale answers) and timers are decided here.
+One function per `Engine` verb, each taking the open transaction, the catalog of deployed
+versions, the verb's arguments and the time, and returning what will commit (`Applied`): the
+compiled machine of `statemachines` computes the step from the instance's snapshot, and this
+module locks the instance, writes the step (instance row, history, tasks, timers) and decides
+task outcomes (results, failed attempts, retries, stale answers) and timers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from statemachines import CompiledMachine, Definition, Entry, Step, storable
+from statemachines import CompiledMachine, Definition, Snapshot, Status, Step, storable
 from statemachines.errors import (
     ContextTooLarge,
+    EventRejected,
     InstanceNotFound,
     TaskNotFound,
     TaskNotHeld,
     ValueNotStorable,
 )
+from statemachines.model import RetryPolicy
+from statemachines.steps import FINISHED, Entry
 
+from .catalog import Catalog, Version
 from .records import HistoryEntry, Instance
-from .transaction import Claim, InstanceRow, TaskRow, TimerRow, Transaction
+from .tables import TaskState
+from .transaction import Claim, InstanceRow, TaskRow, TimerRow, Transaction, new_id
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
 MAX_STALE_BYTES = 4096  # of a late answer's result or error kept in its `stale` entry
-Compiled = Callable[[InstanceRow], CompiledMachine]
 
 
 @dataclass
@@ -40,6 +45,153 @@ class Applied:
     instance: Instance
     entries: list[HistoryEntry]
     claimed: list[TaskRow] = field(default_factory=list)  # new tasks written claimed
+
+
+@dataclass
+class Completed:
+    """What a task's answer did: whether it was applied (False: stale, refused as late, or a
+    failed attempt), the step written, and the instance's next task claimed with it (read
+    once the transaction has ended)."""
+
+    ok: bool
+    applied: Applied | None
+    following: Callable[[], list[TaskRow]] = list
+
+
+# -- instances ---------------------------------------------------------------------------------
+def start(
+    tx: Transaction,
+    catalog: Catalog,
+    definition: str,
+    version: int | None,
+    data: dict[str, Any],
+    key: str | None,
+    now: datetime,
+) -> Applied:
+    """A new instance of `definition` (version `version`, else the latest) with `data` as
+    its context, checked against the version's input schema."""
+    return start_batch(tx, catalog, definition, version, [(data, key)], now)[0]
+
+
+def start_batch(
+    tx: Transaction,
+    catalog: Catalog,
+    definition: str,
+    version: int | None,
+    items: Iterable[tuple[dict[str, Any], str | None]],
+    now: datetime,
+) -> list[Applied]:
+    """One new instance per (data, key) of `items`; every item is checked before any is
+    written, and the batch commits or fails as a whole."""
+    found = catalog.version(tx, definition, version)
+    prepared = [_first_step(found, data, key, now) for data, key in items]
+    return [persist(tx, row, step, now, insert=True) for row, step in prepared]
+
+
+def _first_step(
+    found: Version, data: dict[str, Any], key: str | None, now: datetime
+) -> tuple[InstanceRow, Step]:
+    found.check_input(data)
+    step = found.machine.start(data, now)
+    row = InstanceRow(
+        id=new_id(),
+        key=key,
+        definition=found.definition.name,
+        version=found.number,
+        state="",
+        active=[],
+        status=Status.RUNNING,
+        context={},
+        machine={},
+        revision=0,
+        history_seq=0,
+        created_at=now,
+        updated_at=now,
+    )
+    return row, step
+
+
+def send(
+    tx: Transaction,
+    catalog: Catalog,
+    instance_id: str,
+    event: str,
+    data: Any,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Applied:
+    """Apply `event` with payload `data`; EventRejected (writing nothing) if no transition
+    takes it. An event already accepted under `idempotency_key` changes nothing (no entries)."""
+    row = load_locked(tx, instance_id)
+    if idempotency_key is not None and tx.seen_idempotency(row.id, idempotency_key):
+        return Applied(snapshot(row), [])
+    if row.history_seq >= MAX_HISTORY:
+        reason = f"the instance's history holds {MAX_HISTORY} entries, the most it may"
+        raise EventRejected(event, row.state, [], reason)
+    machine = catalog.version(tx, row.definition, row.version).machine
+    step = machine.send(snapshot_of(row), event, data, now)
+    applied = persist(tx, row, step, now, machine.definition)
+    if idempotency_key is not None:
+        tx.remember_idempotency(row.id, idempotency_key, now)
+    return applied
+
+
+def cancel(
+    tx: Transaction, catalog: Catalog, instance_id: str, reason: str | None, now: datetime
+) -> Applied:
+    """Stop a running instance: drop its work, run its compensations, end `cancelled`."""
+    row = load_locked(tx, instance_id)
+    machine = catalog.version(tx, row.definition, row.version).machine
+    return persist(tx, row, machine.cancel(snapshot_of(row), reason, now), now)
+
+
+# -- tasks -------------------------------------------------------------------------------------
+def claim_tasks(
+    tx: Transaction,
+    names: list[str] | None,
+    worker: str,
+    lease: timedelta,
+    limit: int,
+    now: datetime,
+) -> Callable[[], list[TaskRow]]:
+    """Take up to `limit` ready tasks named in `names` (None: any) for `worker` until
+    now + lease; the function returned reads them once the transaction has ended."""
+    return tx.claim_tasks(names, worker, now, lease, limit)
+
+
+def renew_lease(tx: Transaction, task_id: str, worker: str, until: datetime) -> bool:
+    """Extend the lease of a task `worker` holds; False when it no longer holds it."""
+    return tx.renew_lease(task_id, worker, until)
+
+
+def complete_and_claim(
+    tx: Transaction,
+    catalog: Catalog,
+    task_id: str,
+    worker: str,
+    result: Any,
+    names: list[str],
+    lease: timedelta,
+    attempt: int | None,
+    now: datetime,
+) -> Completed:
+    """Apply a task's result, then claim the instance's next ready task if its name is in
+    `names`, so that a worker carries on without another round trip.
+
+    A new task the result creates that `worker` has a handler for is written claimed, with
+    no claim of its own; failing that, a ready task of the instance is claimed, unless it has
+    finished. At most one: the instance's other ready tasks stay for other workers.
+    """
+    claim = Claim(frozenset(names), worker, now + lease) if names else None
+    ok, applied = complete_task(tx, catalog, task_id, worker, result, now, claim, attempt)
+    if not ok or applied is None or not names:
+        return Completed(ok, applied)
+    taken = applied.claimed
+    if taken or applied.instance.status in FINISHED:
+        return Completed(ok, applied, lambda: taken)
+    instance = applied.instance.id
+    following = tx.claim_tasks(names, worker, now, lease, 1, instance_id=instance)
+    return Completed(ok, applied, following)
 
 
 def snapshot(row: InstanceRow) -> Instance:
@@ -78,9 +230,20 @@ def persist(
     with `insert`, `row` is a new instance, written once as it is after the step.
     """
     new = InstanceRow(  # built directly: dataclasses.replace costs more, on every event
-        row.id, row.key, row.definition, row.version, step.state or row.state, step.active,
-        step.status, step.context, step.machine, row.revision + 1,
-        row.history_seq + len(step.history), row.created_at, now)  # fmt: skip
+        row.id,
+        row.key,
+        row.definition,
+        row.version,
+        step.state or row.state,
+        step.active,
+        step.status,
+        step.context,
+        step.machine,
+        row.revision + 1,
+        row.history_seq + len(step.history),
+        row.created_at,
+        now,
+    )
     entries = [
         HistoryEntry(
             row.history_seq + i,
@@ -123,6 +286,15 @@ def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetim
     return persist(tx, row, Step(row.machine, row.context, row.status, list(entries)), now)
 
 
+def snapshot_of(row: InstanceRow) -> Snapshot:
+    """What the compiled machine reads of an instance row."""
+    return Snapshot(row.machine, row.context, row.status)
+
+
+def _machine_of(tx: Transaction, catalog: Catalog, row: InstanceRow) -> CompiledMachine:
+    return catalog.version(tx, row.definition, row.version).machine
+
+
 def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
     """The instance row, locked against other writers until the transaction ends."""
     row = tx.lock_instance(instance_id)
@@ -150,7 +322,7 @@ def check_result(result: Any) -> tuple[Any, dict[str, Any] | None]:
 
 def complete_task(
     tx: Transaction,
-    compiled: Compiled,
+    catalog: Catalog,
     task_id: str,
     worker: str,
     result: Any,
@@ -170,28 +342,28 @@ def complete_task(
     if error is None and _timed_out(task, now):
         error = _timeout_error(task)
     if error is not None:
-        return False, failed_attempt(tx, compiled, row, task, error, now)
-    machine = compiled(row)
-    step = machine.task_done(row.machine, row.context, row.status, task.ref, result, now)
+        return False, failed_attempt(tx, catalog, row, task, error, now)
+    machine = _machine_of(tx, catalog, row)
+    step = machine.task_done(snapshot_of(row), task.ref, result, now)
     try:  # the instance row is written first
         one_task = task.item is None and task.kind == "task"  # not a foreach item
         entry = (task.state_path, task.activation) if one_task else None
         applied = persist(tx, row, step, now, machine.definition, finished=entry, claim=claim)
     except ContextTooLarge as exc:
         error = {"type": "ResultError", "message": str(exc)}
-        return False, failed_attempt(tx, compiled, row, task, error, now)
-    tx.update_task(task.id, status="done")
+        return False, failed_attempt(tx, catalog, row, task, error, now)
+    tx.update_task(task.id, status=TaskState.DONE)
     return True, applied
 
 
 def fail_task(
     tx: Transaction,
-    compiled: Compiled,
+    catalog: Catalog,
     task_id: str,
     worker: str,
     error: dict[str, Any],
+    attempt: int | None,
     now: datetime,
-    attempt: int | None = None,
 ) -> tuple[bool, Applied | None]:
     """Count a failed attempt; (False, ...) when the holder had lost the task."""
     task, row = _lock_task(tx, task_id)
@@ -200,12 +372,12 @@ def fail_task(
         return False, _stale(tx, row, task, worker, "failed", {"error": error}, now)
     if _timed_out(task, now):
         error = _timeout_error(task)
-    return True, failed_attempt(tx, compiled, row, task, error, now)
+    return True, failed_attempt(tx, catalog, row, task, error, now)
 
 
 def failed_attempt(
     tx: Transaction,
-    compiled: Compiled,
+    catalog: Catalog,
     row: InstanceRow,
     task: TaskRow,
     error: dict[str, Any],
@@ -213,10 +385,11 @@ def failed_attempt(
 ) -> Applied:
     """Retry after the policy's wait if attempts are left, else fire `failed`."""
     if task.attempt < task.max_attempts:
-        ready_at = now + retry_wait(task.retry, task.attempt)
+        ready_at = now + RetryPolicy.from_json(task.retry).next_wait(task.attempt)
         # The worker stays named (as after a lapse) until the next claim: see `_stale`.
-        tx.update_task(task.id, status="ready", claimed_at=None, lease_until=None,
-                       ready_at=ready_at)  # fmt: skip
+        tx.update_task(
+            task.id, status=TaskState.READY, claimed_at=None, lease_until=None, ready_at=ready_at
+        )
         return record(
             tx,
             row,
@@ -236,34 +409,19 @@ def failed_attempt(
             ],
             now,
         )
-    tx.update_task(task.id, status="done")
-    step = compiled(row).task_failed(
-        row.machine, row.context, row.status, task.ref, error, task.attempt, now
-    )
+    tx.update_task(task.id, status=TaskState.DONE)
+    machine = _machine_of(tx, catalog, row)
+    step = machine.task_failed(snapshot_of(row), task.ref, error, task.attempt, now)
     return persist(tx, row, step, now)
 
 
-def retry_wait(policy: dict[str, Any], failed_attempts: int) -> timedelta:
-    """The wait before the next attempt once `failed_attempts` attempts have failed."""
-    seconds = (
-        policy.get("delay_ms", 1000)
-        / 1000
-        * policy.get("backoff", 2.0) ** max(failed_attempts - 1, 0)
-    )
-    if policy.get("max_delay_ms") is not None:
-        seconds = min(seconds, policy["max_delay_ms"] / 1000)
-    if policy.get("jitter"):
-        seconds *= random.uniform(0.5, 1.0)
-    return timedelta(seconds=min(seconds, 10 * 365 * 86400))
-
-
-def expire_task(tx: Transaction, compiled: Compiled, task_id: str, now: datetime) -> Applied | None:
+def expire_task(tx: Transaction, catalog: Catalog, task_id: str, now: datetime) -> Applied | None:
     """A claimed task past its timeout fails its attempt; past its lease it is released."""
     task, row = _lock_task(tx, task_id)
-    if task.status != "claimed":
+    if task.status != TaskState.CLAIMED:
         return None
     if _timed_out(task, now):
-        return failed_attempt(tx, compiled, row, task, _timeout_error(task), now)
+        return failed_attempt(tx, catalog, row, task, _timeout_error(task), now)
     if task.lease_until is not None and task.lease_until <= now:
         _release(tx, task)
     return None
@@ -273,20 +431,19 @@ def _release(tx: Transaction, task: TaskRow) -> None:
     """The holder's lease lapsed (it died or hung): the attempt is not used up, and anyone
     may claim the task again. The row keeps naming the holder until the next claim: its late
     answer is then recognised (and recorded stale) while anyone else's is refused."""
-    tx.update_task(task.id, status="ready", claimed_at=None, lease_until=None,
-                   attempt=max(task.attempt - 1, 0))  # fmt: skip
+    attempt = max(task.attempt - 1, 0)
+    tx.update_task(
+        task.id, status=TaskState.READY, claimed_at=None, lease_until=None, attempt=attempt
+    )
 
 
-def fire_timer(
-    tx: Transaction, compiled: Compiled, timer: TimerRow, now: datetime
-) -> Applied | None:
+def fire_timer(tx: Transaction, catalog: Catalog, timer: TimerRow, now: datetime) -> Applied | None:
     """Fire a due timer unless another worker took it; a timer of a left state does nothing."""
     row = load_locked(tx, timer.instance_id)
     if not tx.take_timer(timer.id):
         return None
-    step = compiled(row).timer_fired(
-        row.machine, row.context, row.status, (timer.state_path, timer.activation), timer.key, now
-    )
+    ref = (timer.state_path, timer.activation)
+    step = _machine_of(tx, catalog, row).timer_fired(snapshot_of(row), ref, timer.key, now)
     if not step.changed and not step.history:
         return None
     return persist(tx, row, step, now)
@@ -295,9 +452,14 @@ def fire_timer(
 # -- engine faults -----------------------------------------------------------------------------
 
 
-def fail_poisoned(tx: Transaction, *, error: dict[str, Any], now: datetime,
-                  task_id: str | None = None, timer_id: str | None = None,
-                  instance_id: str | None = None) -> Applied:  # fmt: skip
+def fail_poisoned(
+    tx: Transaction,
+    error: dict[str, Any],
+    task_id: str | None,
+    timer_id: str | None,
+    instance_id: str | None,
+    now: datetime,
+) -> Applied:
     """Fail the instance that a task (`task_id`), a timer (`timer_id`) or an operation on
     `instance_id` could not be applied to; the timer is taken so no sweep fires it again."""
     if instance_id is not None:
@@ -312,8 +474,9 @@ def fail_poisoned(tx: Transaction, *, error: dict[str, Any], now: datetime,
     return fail_instance(tx, row, error, now)
 
 
-def fail_instance(tx: Transaction, row: InstanceRow, error: dict[str, Any],
-                  now: datetime) -> Applied:  # fmt: skip
+def fail_instance(
+    tx: Transaction, row: InstanceRow, error: dict[str, Any], now: datetime
+) -> Applied:
     """An operation on the instance failed for a reason other than the caller's or the
     database's (a value that cannot be stored, a corrupt row, a definition that no longer
     loads): record `error` as an `error` entry, drop all its tasks and timers, end `failed`.
@@ -322,11 +485,17 @@ def fail_instance(tx: Transaction, row: InstanceRow, error: dict[str, Any],
     instance keeps its status; only the entry is added.
     """
     # Written as read but for status and counters: the machine itself may be what is broken.
-    status = row.status if row.status in ("succeeded", "failed", "cancelled") else "failed"
-    new = dataclasses.replace(row, status=status, revision=row.revision + 1,
-                              history_seq=row.history_seq + 1, updated_at=now)  # fmt: skip
-    entry = HistoryEntry(new.history_seq, now, "error", None, row.state or None, None, error,
-                         row.id, row.definition)  # fmt: skip
+    status = row.status if row.status in FINISHED else Status.FAILED
+    new = dataclasses.replace(
+        row,
+        status=status,
+        revision=row.revision + 1,
+        history_seq=row.history_seq + 1,
+        updated_at=now,
+    )
+    entry = HistoryEntry(
+        new.history_seq, now, "error", None, row.state or None, None, error, row.id, row.definition
+    )
     tx.update_instance(new, row)
     tx.append_history([entry])
     tx.drop_all_work(row.id)
@@ -337,7 +506,7 @@ def drop_item(tx: Transaction, task_id: str | None, timer_id: str | None) -> Non
     """Set aside a task or timer whose instance cannot even be failed (its row is unreadable
     or gone), so that no sweep takes it up again."""
     if task_id is not None:
-        tx.update_task(task_id, status="dropped", worker=None, lease_until=None)
+        tx.update_task(task_id, status=TaskState.DROPPED, worker=None, lease_until=None)
     if timer_id is not None:
         tx.take_timer(timer_id)
 
@@ -355,13 +524,16 @@ def _check_attempt(task: TaskRow, worker: str, attempt: int | None) -> None:
     """A worker's handler that outlived its attempt's timeout answers late, and the same
     worker may hold the retry by then: its answer must not pass for the retry's."""
     if attempt is not None and attempt != task.attempt:
-        raise TaskNotHeld(task.id, worker, f"the answer is for attempt {attempt}, and the task "
-                          f"is at attempt {task.attempt}")  # fmt: skip
+        raise TaskNotHeld(
+            task.id,
+            worker,
+            f"the answer is for attempt {attempt}, and the task is at attempt {task.attempt}",
+        )
 
 
 def _holds(tx: Transaction, task: TaskRow, worker: str, now: datetime) -> bool:
     """Whether `worker` still holds `task`; a lapsed lease is released for another claim."""
-    if task.status != "claimed" or task.worker != worker:
+    if task.status != TaskState.CLAIMED or task.worker != worker:
         return False
     if task.lease_until is not None and task.lease_until < now and not _timed_out(task, now):
         _release(tx, task)
@@ -398,8 +570,12 @@ def _stale(
     if task.worker != worker:
         raise TaskNotHeld(task.id, worker)
     if row.history_seq >= MAX_HISTORY:
-        raise TaskNotHeld(task.id, worker, f"the instance's history holds {MAX_HISTORY} "
-                          "entries, the most it may; the late answer is not recorded")  # fmt: skip
+        raise TaskNotHeld(
+            task.id,
+            worker,
+            f"the instance's history holds {MAX_HISTORY} "
+            "entries, the most it may; the late answer is not recorded",
+        )
     # No one live holds the task (a claimed row naming this worker has a lapsed lease, just
     # released): forgetting the name makes a second late answer a refusal, not another entry.
     tx.update_task(task.id, worker=None)

@@ -33,7 +33,7 @@ from .tables import (
     history_t,
     instances_t,
 )
-from .transaction import _INSTANCE_COLUMNS, InstanceRow, Transaction, _dumps, _instance
+from .transaction import InstanceRow, Transaction, _dumps
 
 BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process's lock
 READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)
@@ -361,9 +361,9 @@ class Store:
     def get_instance(self, instance_id: str) -> InstanceRow | None:
         with self._core() as conn:
             row = conn.execute(
-                sa.select(*_INSTANCE_COLUMNS).where(instances_t.c.id == instance_id)
+                sa.select(*instances_t.c).where(instances_t.c.id == instance_id)
             ).first()
-        return None if row is None else _instance(row)
+        return None if row is None else InstanceRow(*row)
 
     def list_instances(
         self,
@@ -375,7 +375,7 @@ class Store:
         limit: int = 100,
         offset: int = 0,
     ) -> list[InstanceRow]:
-        query = sa.select(*_INSTANCE_COLUMNS)
+        query = sa.select(*instances_t.c)
         if definition is not None:
             query = query.where(instances_t.c.definition == definition)
         if state is not None:
@@ -387,7 +387,7 @@ class Store:
         query = query.order_by(instances_t.c.created_at, instances_t.c.id)
         query = query.limit(limit).offset(offset)
         with self._core() as conn:
-            return [_instance(r) for r in conn.execute(query)]
+            return [InstanceRow(*r) for r in conn.execute(query)]
 
     def count_by_state(self, definition: str) -> dict[str, int]:
         """How many unfinished instances of `definition` are in each top-level state."""

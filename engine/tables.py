@@ -6,6 +6,7 @@ History is append-only; tasks and timers are the work waiting for workers.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,8 +104,18 @@ class IdempotencyTable(SQLModel, table=True):
     at: datetime = Field(sa_type=UTCDateTime)
 
 
+class TaskState(StrEnum):
+    """Where a task is: waiting for a worker, held by one under a lease, answered, or
+    dropped with the state entry it belonged to."""
+
+    READY = "ready"
+    CLAIMED = "claimed"
+    DONE = "done"
+    DROPPED = "dropped"
+
+
 class TaskTable(SQLModel, table=True):
-    """One task of one state entry; `status` is ready, claimed, done or dropped."""
+    """One task of one state entry; `status` is a TaskState."""
 
     __tablename__ = "turnout_tasks"
     __table_args__ = (

@@ -7,19 +7,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 import uuid6
 
 from statemachines import TaskOrder, TimerOrder
 from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 
 from .records import HistoryEntry
-from .tables import instances_t, tasks_t
+from .tables import history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
 
@@ -91,18 +93,6 @@ class TimerRow:
     due_at: datetime
 
 
-_INSTANCE_COLUMNS = [c for c in instances_t.c]
-_TASK_COLUMNS = [c for c in tasks_t.c if c.name != "created_at"]
-
-
-def _instance(row: Any) -> InstanceRow:
-    return InstanceRow(*row)
-
-
-def _task(row: Any) -> TaskRow:
-    return TaskRow(*row)
-
-
 def new_id() -> str:
     """A new row id: a UUIDv7 as 32 hex digits. Ids made later sort later, so new rows go
     to the end of the primary-key index instead of to random pages of it (a start writes
@@ -112,20 +102,30 @@ def new_id() -> str:
 
 
 # -- one transaction ---------------------------------------------------------------------------
-_INSTANCE_FIELDS = (
-    "id, key, definition, version, state, active, status, context, machine, "
-    "revision, history_seq, created_at, updated_at"
-)
-_TASK_FIELDS = (
-    "id, instance_id, state_path, activation, item, name, kind, input, attempt, "
-    "max_attempts, retry, timeout_ms, status, worker, ready_at, claimed_at, "
-    "lease_until"
-)
-_TIMER_FIELDS = "id, instance_id, state_path, activation, key, due_at"
+def _columns(table: sa.Table, row_type: type, *, leave_out: tuple[str, ...] = ()) -> list[str]:
+    """The columns of `table` that `row_type` reads, in its field order: one spelling of
+    them (tables.py), checked against the row type when this module is imported."""
+    columns = [c.name for c in table.c if c.name not in leave_out]
+    fields = [f.name for f in dataclasses.fields(row_type)]
+    if columns != fields:
+        raise TypeError(f"{row_type.__name__} fields {fields} differ from {table.name} {columns}")
+    return columns
+
+
+def _placeholders(table: sa.Table, columns: Sequence[str]) -> str:
+    """`?` for each column, `?j` for a JSON one."""
+    return ", ".join("?j" if isinstance(table.c[c].type, sa.JSON) else "?" for c in columns)
+
+
+_INSTANCE_FIELDS = ", ".join(_columns(instances_t, InstanceRow))
+_TASK_COLUMNS = _columns(tasks_t, TaskRow, leave_out=("created_at",))
+_TASK_FIELDS = ", ".join(_TASK_COLUMNS)
+_TIMER_FIELDS = ", ".join(_columns(timers_t, TimerRow))
+_HISTORY_COLUMNS = [c.name for c in history_t.c]
 SQL = {
     "lock_instance": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = ?",
     "insert_instance": f"INSERT INTO turnout_instances ({_INSTANCE_FIELDS}) "
-                       "VALUES (?, ?, ?, ?, ?, ?j, ?, ?j, ?j, ?, ?, ?, ?)",
+                       f"VALUES ({_placeholders(instances_t, [c.name for c in instances_t.c])})",
     # Four forms of the update: SQLite rewrites the index entries of every column in SET,
     # so state and status are only set when they change.
     "update_instance": "UPDATE turnout_instances SET active = ?j, context = ?j, machine = ?j, "
@@ -144,15 +144,17 @@ SQL = {
     "lock_instance_of_task": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = "
                              "(SELECT instance_id FROM turnout_tasks WHERE id = ?)",
     "latest_version": "SELECT MAX(version) FROM turnout_definitions WHERE name = ?",
+    "load_definition": "SELECT source FROM turnout_definitions WHERE name = ? AND version = ?",
     "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
-    "append_history": "INSERT INTO turnout_history (instance_id, seq, at, kind, event, "
-                      "from_state, to_state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?j)",
+    "append_history": f"INSERT INTO turnout_history ({', '.join(_HISTORY_COLUMNS)}) "
+                      f"VALUES ({_placeholders(history_t, _HISTORY_COLUMNS)})",
     "seen_idempotency": "SELECT 1 FROM turnout_idempotency WHERE instance_id = ? AND key = ?",
     "remember_idempotency": "INSERT INTO turnout_idempotency (instance_id, key, at) "
                             "VALUES (?, ?, ?)",
-    "insert_task": f"INSERT INTO turnout_tasks ({_TASK_FIELDS}, created_at) VALUES "
-                   "(?, ?, ?, ?, ?, ?, ?, ?j, ?, ?, ?j, ?, ?, ?, ?, ?, ?, ?)",
-    "insert_timer": f"INSERT INTO turnout_timers ({_TIMER_FIELDS}) VALUES (?, ?, ?, ?, ?, ?)",
+    "insert_task": f"INSERT INTO turnout_tasks ({_TASK_FIELDS}, created_at) "
+                   f"VALUES ({_placeholders(tasks_t, [*_TASK_COLUMNS, 'created_at'])})",
+    "insert_timer": f"INSERT INTO turnout_timers ({_TIMER_FIELDS}) "
+                    f"VALUES ({_placeholders(timers_t, _TIMER_FIELDS.split(', '))})",
     "drop_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
                   "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
     "drop_timers": "DELETE FROM turnout_timers WHERE instance_id = ? AND state_path = ? "
@@ -304,6 +306,11 @@ class Transaction:
         """The latest deployed version of `definition`, None when there is none."""
         found = self._read("latest_version", (definition,)).fetchone()[0]
         return None if found is None else int(found)
+
+    def definition_source(self, name: str, version: int) -> str | None:
+        """The YAML source of version `version` of definition `name`, None when there is none."""
+        row = self._read("load_definition", (name, version)).fetchone()
+        return None if row is None else str(row[0])
 
     def find_by_key(self, definition: str, key: str) -> str | None:
         row = self._read("find_by_key", (definition, key)).fetchone()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import validate
 from .build import Builder
-from .compile import CompiledMachine, Entry, Step, TaskOrder, TimerOrder, compile_definition
+from .compile import CompiledMachine, compile_definition
 from .durations import format_duration, parse_duration
 from .errors import (
     DefinitionError,
@@ -33,6 +33,7 @@ from .loader import compose, parse_yaml, read_source
 from .model import Definition, Region, RetryPolicy, State, Transition
 from .schema import json_schema
 from .simulate import Failure, Run, simulate
+from .steps import FINISHED, Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
 from .values import storable
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -65,10 +66,42 @@ def examples() -> list[Path]:
 
 
 __all__ = [
-    "CompiledMachine", "Definition", "DefinitionError", "DefinitionNotFound", "DiagramTooLarge",
-    "DuplicateKey", "Entry", "EventRejected", "Expression", "ExpressionError", "Failure",
-    "InstanceNotFound", "InvalidInput", "Problem", "Region", "RenderError", "RetryPolicy", "Run",
-    "State", "Step", "TaskNotHeld", "TaskOrder", "TimerOrder", "Transition", "TurnoutError",
-    "ValueNotStorable", "compile_definition", "examples", "format_duration", "json_schema", "load",
-    "parse_duration", "parse_yaml", "simulate", "storable",
-]  # fmt: skip
+    "FINISHED",
+    "CompiledMachine",
+    "Definition",
+    "DefinitionError",
+    "DefinitionNotFound",
+    "DiagramTooLarge",
+    "DuplicateKey",
+    "Entry",
+    "EventRejected",
+    "Expression",
+    "ExpressionError",
+    "Failure",
+    "InstanceNotFound",
+    "InvalidInput",
+    "Problem",
+    "Region",
+    "RenderError",
+    "RetryPolicy",
+    "Run",
+    "Snapshot",
+    "State",
+    "Status",
+    "Step",
+    "TaskNotHeld",
+    "TaskOrder",
+    "TimerOrder",
+    "Transition",
+    "TurnoutError",
+    "ValueNotStorable",
+    "compile_definition",
+    "examples",
+    "format_duration",
+    "json_schema",
+    "load",
+    "parse_duration",
+    "parse_yaml",
+    "simulate",
+    "storable",
+]

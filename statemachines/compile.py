@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from transitions import Machine
@@ -29,76 +28,13 @@ from .model import (
     TaskSpec,
     Transition,
 )
+from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
 from .values import storable
 
 MAX_ALWAYS_STEPS = 100
 RESERVED_EVENTS = ("done", "failed", "always")
-RUNNING, SUCCEEDED, FAILED, CANCELLED, COMPENSATING = (
-    "running", "succeeded", "failed", "cancelled", "compensating")  # fmt: skip
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-
-
-@dataclass(frozen=True)
-class TaskOrder:
-    """A task to create: run `name` with `input` for the state at `state_path`.
-
-    `activation` identifies the entry into that state the task belongs to (a result for an
-    older entry is stale); `item` is the foreach index; `kind` is 'task' or 'compensate'.
-    """
-
-    state_path: str
-    activation: int
-    item: int | None
-    name: str
-    input: Any
-    retry: RetryPolicy
-    timeout: timedelta | None
-    kind: str = "task"
-
-
-@dataclass(frozen=True)
-class TimerOrder:
-    """A timer to create: at `due`, `timer_fired(state_path, activation, key)`."""
-
-    state_path: str
-    activation: int
-    key: str
-    due: datetime
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A history entry to append (seq and time are the store's and the clock's)."""
-
-    kind: str
-    event: str | None = None
-    from_state: str | None = None
-    to_state: str | None = None
-    data: Any = None
-
-
-@dataclass
-class Step:
-    """Everything one operation changes: the new instance data and what to persist."""
-
-    machine: dict[str, Any]
-    context: dict[str, Any]
-    status: str
-    history: list[Entry] = field(default_factory=list)
-    tasks: list[TaskOrder] = field(default_factory=list)
-    timers: list[TimerOrder] = field(default_factory=list)
-    cancelled: list[tuple[str, int]] = field(default_factory=list)
-    changed: bool = True
-
-    @property
-    def state(self) -> str:
-        """The top-level active state's name ('' before start)."""
-        return str(self.machine.get("state", ""))
-
-    @property
-    def active(self) -> list[str]:
-        """Every active state path, outermost first."""
-        return list(self.machine.get("active", {}))
+RUNNING, SUCCEEDED, FAILED = Status.RUNNING, Status.SUCCEEDED, Status.FAILED
+CANCELLED, COMPENSATING = Status.CANCELLED, Status.COMPENSATING
 
 
 class _Cursor:
@@ -189,9 +125,9 @@ class CompiledMachine:
                     self.parent_of[child.path] = state
 
     # -- queries ---------------------------------------------------------------------------
-    def allowed(self, machine: dict[str, Any], status: str = RUNNING) -> list[str]:
+    def allowed(self, snapshot: Snapshot) -> list[str]:
         """External events the active states have transitions for, guards aside."""
-        return self.allowed_in(machine.get("active", {}), status)
+        return self.allowed_in(snapshot.machine.get("active", {}), snapshot.status)
 
     def allowed_in(self, active: Iterable[str], status: str = RUNNING) -> list[str]:
         """External events the states at the `active` paths have transitions for."""
@@ -207,48 +143,53 @@ class CompiledMachine:
     # -- operations ------------------------------------------------------------------------
     def start(self, context: dict[str, Any], now: datetime) -> Step:
         """Enter `initial` with `context` as the data."""
-        run = _Run(self, {"active": {}, "counter": 0, "results": {}, "foreach": {},
-                          "compensations": []}, context, RUNNING, now)  # fmt: skip
+        machine = {"active": {}, "counter": 0, "results": {}, "foreach": {}, "compensations": []}
+        run = _Run(self, Snapshot(machine, context, RUNNING), now)
         run.history.append(Entry("start", None, None, self.definition.initial, context))
         run.enter(self.definition.root, self.definition.initial)
         return run.finish()
 
-    def send(self, machine: dict[str, Any], context: dict[str, Any], status: str,
-             event: str, payload: Any, now: datetime) -> Step:  # fmt: skip
+    def send(self, snapshot: Snapshot, event: str, payload: Any, now: datetime) -> Step:
         """Apply an external event; raise EventRejected (changing nothing) if none accepts it."""
-        state = str(machine.get("state", ""))
-        if status != RUNNING:
-            raise EventRejected(event, state, [], f"the instance is {status}")
+        if snapshot.status != RUNNING:
+            raise EventRejected(event, snapshot.state, [], f"the instance is {snapshot.status}")
         if event in RESERVED_EVENTS or event.startswith("after:"):
-            raise EventRejected(event, state, self.allowed(machine, status),
-                                f"{event!r} is fired by the engine, not sent")  # fmt: skip
-        run = _Run(self, machine, context, status, now)
+            reason = f"{event!r} is fired by the engine, not sent"
+            raise EventRejected(event, snapshot.state, self.allowed(snapshot), reason)
+        run = _Run(self, snapshot, now)
         if not run.broadcast(self.definition.root, event, payload, "event"):
-            raise EventRejected(event, state, self.allowed(machine, status), run.reject_reason())
+            allowed = self.allowed(snapshot)
+            raise EventRejected(event, snapshot.state, allowed, run.reject_reason())
         return run.finish()
 
-    def task_done(self, machine: dict[str, Any], context: dict[str, Any], status: str,
-                  ref: tuple[str, int, int | None], result: Any,
-                  now: datetime) -> Step:  # fmt: skip
+    def task_done(
+        self, snapshot: Snapshot, ref: tuple[str, int, int | None], result: Any, now: datetime
+    ) -> Step:
         """Apply a task's result; a result for a state no longer active is recorded stale."""
-        run = _Run(self, machine, context, status, now)
+        run = _Run(self, snapshot, now)
         run.task_done(ref, result)
         return run.finish()
 
-    def task_failed(self, machine: dict[str, Any], context: dict[str, Any], status: str,
-                    ref: tuple[str, int, int | None], error: dict[str, Any], attempts: int,
-                    now: datetime) -> Step:  # fmt: skip
+    def task_failed(
+        self,
+        snapshot: Snapshot,
+        ref: tuple[str, int, int | None],
+        error: dict[str, Any],
+        attempts: int,
+        now: datetime,
+    ) -> Step:
         """A task's attempts are exhausted: fire `failed` on its state."""
-        run = _Run(self, machine, context, status, now)
+        run = _Run(self, snapshot, now)
         run.task_failed(ref, error, attempts)
         return run.finish()
 
-    def timer_fired(self, machine: dict[str, Any], context: dict[str, Any], status: str,
-                    ref: tuple[str, int], key: str, now: datetime) -> Step:  # fmt: skip
+    def timer_fired(
+        self, snapshot: Snapshot, ref: tuple[str, int], key: str, now: datetime
+    ) -> Step:
         """A timer is due; a timer of a state left since is a no-op (`changed` False)."""
-        run = _Run(self, machine, context, status, now)
+        run = _Run(self, snapshot, now)
         path, activation = ref
-        if status != RUNNING or machine.get("active", {}).get(path) != activation:
+        if snapshot.status != RUNNING or snapshot.machine.get("active", {}).get(path) != activation:
             run.changed = False
             return run.finish()
         state = self.definition.state(path)
@@ -259,13 +200,12 @@ class CompiledMachine:
             run.changed = bool(run.history)
         return run.finish()
 
-    def cancel(self, machine: dict[str, Any], context: dict[str, Any], status: str,
-               reason: str | None, now: datetime) -> Step:  # fmt: skip
+    def cancel(self, snapshot: Snapshot, reason: str | None, now: datetime) -> Step:
         """Stop a running instance: drop its work, compensate, end `cancelled`."""
-        state = str(machine.get("state", ""))
-        if status not in (RUNNING,):
-            raise EventRejected("cancel", state, [], f"the instance is {status}")
-        run = _Run(self, machine, context, status, now)
+        state = snapshot.state
+        if snapshot.status != RUNNING:
+            raise EventRejected("cancel", state, [], f"the instance is {snapshot.status}")
+        run = _Run(self, snapshot, now)
         run.history.append(Entry("cancel", "cancel", state, None, {"reason": reason}))
         run.stop(CANCELLED)
         return run.finish()
@@ -274,14 +214,13 @@ class CompiledMachine:
 class _Run:
     """One operation's working copy of an instance, and the queue of what it causes."""
 
-    def __init__(self, compiled: CompiledMachine, machine: dict[str, Any],
-                 context: dict[str, Any], status: str, now: datetime) -> None:  # fmt: skip
+    def __init__(self, compiled: CompiledMachine, snapshot: Snapshot, now: datetime) -> None:
         self.compiled = compiled
         self.definition = compiled.definition
-        self.m = copy_json(machine)
-        self.active: dict[str, int] = self.m.setdefault("active", {})
-        self.context = copy_json(context)
-        self.status = status
+        self.machine = copy_json(snapshot.machine)
+        self.active: dict[str, int] = self.machine.setdefault("active", {})
+        self.context = copy_json(snapshot.context)
+        self.status = snapshot.status
         self.now = now
         self.history: list[Entry] = []
         self.tasks: list[TaskOrder] = []
@@ -295,9 +234,9 @@ class _Run:
     def finish(self) -> Step:
         self.drain()
         top = self.definition.root
-        self.m["state"] = next((name for name in top.names() if name in self.active),
-                               self.m.get("state", ""))  # fmt: skip
-        return Step(self.m, self.context, self.status, self.history, self.tasks, self.timers,
+        self.machine["state"] = next((name for name in top.names() if name in self.active),
+                               self.machine.get("state", ""))  # fmt: skip
+        return Step(self.machine, self.context, self.status, self.history, self.tasks, self.timers,
                     self.cancelled, self.changed)  # fmt: skip
 
     def reject_reason(self) -> str:
@@ -326,7 +265,7 @@ class _Run:
     # -- entering and exiting --------------------------------------------------------------
     def enter(self, region: Region, name: str) -> None:
         state = region.state(name)
-        self.m["counter"] = activation = int(self.m.get("counter", 0)) + 1
+        self.machine["counter"] = activation = int(self.machine.get("counter", 0)) + 1
         self.active[state.path] = activation
         for timer in state.after:
             self.timers.append(TimerOrder(state.path, activation, timer.key,
@@ -377,7 +316,7 @@ class _Run:
         book: dict[str, Any] = {
             "items": items, "results": [None] * len(items), "finished": [False] * len(items),
             "left": len(items), "next": min(limit, len(items))}  # fmt: skip
-        self.m.setdefault("foreach", {})[state.path] = book
+        self.machine.setdefault("foreach", {})[state.path] = book
         for index in range(book["next"]):
             self.schedule(state, state.foreach.task, activation, index, items[index])
         if not items:
@@ -391,8 +330,8 @@ class _Run:
             self.cancelled.append((inner, self.active.pop(inner)))
         if path in self.active:
             self.cancelled.append((path, self.active.pop(path)))
-        self.m.get("foreach", {}).pop(path, None)
-        results = self.m.get("results", {})
+        self.machine.get("foreach", {}).pop(path, None)
+        results = self.machine.get("results", {})
         for key in [k for k in results if k == path or k.startswith(path + ".")]:
             del results[key]
 
@@ -412,7 +351,7 @@ class _Run:
             for child in parent.parallel
         )
         if finished:
-            results = self.m.get("results", {})
+            results = self.machine.get("results", {})
             payload = {child.name: results.get(child.path) for child in parent.parallel}
             self.remember_result(parent.path, payload)
             self.queue.append(("done", parent.path, activation, payload))
@@ -490,12 +429,12 @@ class _Run:
     # -- tasks -----------------------------------------------------------------------------
     def task_done(self, ref: tuple[str, int, int | None], result: Any) -> None:
         path, activation, item = ref
-        comp = self.m.get("compensating")
+        comp = self.machine.get("compensating")
         if comp and comp.get("state") == path and comp.get("activation") == activation:
             self.history.append(Entry("compensate", "done", path, None, result))
             self.next_compensation()
             return
-        book = self.m.get("foreach", {}).get(path)
+        book = self.machine.get("foreach", {}).get(path)
         live = self.status == RUNNING and self.active.get(path) == activation
         if not live or (item is not None and (book is None or not 0 <= item < len(book["items"])
                                               or book["finished"][item])):  # fmt: skip
@@ -508,7 +447,7 @@ class _Run:
             return
         assert state.task is not None
         if state.task.compensate:
-            self.m.setdefault("compensations", []).append(
+            self.machine.setdefault("compensations", []).append(
                 {"state": path, "task": state.task.compensate}
             )
         self.store_result(state.task.result, state.name, result)
@@ -539,7 +478,7 @@ class _Run:
         `done` of a parallel state around it."""
         region = self.compiled.region_of[path]
         if region.path:
-            self.m.setdefault("results", {})[region.path] = result
+            self.machine.setdefault("results", {})[region.path] = result
 
     def store_result(self, how: str | bool, state_name: str, result: Any,
                      unwrap: str | None = None) -> None:  # fmt: skip
@@ -572,7 +511,7 @@ class _Run:
     def task_failed(self, ref: tuple[str, int, int | None], error: dict[str, Any],
                     attempts: int) -> None:  # fmt: skip
         path, activation, item = ref
-        comp = self.m.get("compensating")
+        comp = self.machine.get("compensating")
         if comp and comp.get("state") == path and comp.get("activation") == activation:
             self.history.append(
                 Entry(
@@ -605,23 +544,23 @@ class _Run:
             if path in self.active and "." not in path:
                 self.exit(path)
         self.queue.clear()
-        if self.m.get("compensations"):
+        if self.machine.get("compensations"):
             self.status = COMPENSATING
-            self.m["outcome"] = outcome
+            self.machine["outcome"] = outcome
             self.next_compensation()
         else:
             self.status = outcome
 
     def next_compensation(self) -> None:
-        pending = self.m.get("compensations", [])
+        pending = self.machine.get("compensations", [])
         if not pending:
-            self.m.pop("compensating", None)
-            self.status = self.m.pop("outcome", FAILED)
+            self.machine.pop("compensating", None)
+            self.status = self.machine.pop("outcome", FAILED)
             self.history.append(Entry("compensate", None, None, None, {"finished": self.status}))
             return
         step = pending.pop()
-        self.m["counter"] = activation = int(self.m.get("counter", 0)) + 1
-        self.m["compensating"] = {"state": step["state"], "task": step["task"],
+        self.machine["counter"] = activation = int(self.machine.get("counter", 0)) + 1
+        self.machine["compensating"] = {"state": step["state"], "task": step["task"],
                                   "activation": activation}  # fmt: skip
         self.history.append(Entry("compensate", None, step["state"], None, {"task": step["task"]}))
         self.tasks.append(TaskOrder(step["state"], activation, None, step["task"],
@@ -652,9 +591,6 @@ def _join(region_path: str, name: str) -> str:
 
 
 def compile_definition(definition: Definition) -> CompiledMachine:
-    """The compiled machine of `definition`, built once per Definition object."""
-    cached: CompiledMachine | None = definition.__dict__.get("_compiled")
-    if cached is None:
-        cached = CompiledMachine(definition)
-        object.__setattr__(definition, "_compiled", cached)
-    return cached
+    """The compiled machine of `definition` (built anew: the engine's catalog keeps one per
+    deployed version)."""
+    return CompiledMachine(definition)

@@ -5,6 +5,8 @@ Built from YAML by `build.py`; read by the compiler, the validator, the diagrams
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -81,15 +83,31 @@ class RetryPolicy:
     jitter: bool = False
 
     def wait_after(self, failed_attempts: int) -> timedelta:
-        """The wait before the next attempt once `failed_attempts` attempts have failed.
-
-        Without jitter this is exact; with jitter the engine scales it by a random factor
-        in [0.5, 1.0].
-        """
+        """The wait before the next attempt once `failed_attempts` attempts have failed: the
+        delay grown by `backoff` per failure past the first, capped by `max_delay` (and ten
+        years). Exact: `next_wait` adds the jitter."""
         seconds = self.delay.total_seconds() * (self.backoff ** max(failed_attempts - 1, 0))
         if self.max_delay is not None:
             seconds = min(seconds, self.max_delay.total_seconds())
         return timedelta(seconds=min(seconds, 10 * 365 * 86400))
+
+    def next_wait(self, failed_attempts: int) -> timedelta:
+        """The wait the engine keeps before the next attempt: `wait_after`, scaled with
+        `jitter` by a random factor in [0.5, 1.0]."""
+        wait = self.wait_after(failed_attempts)
+        return wait * random.uniform(0.5, 1.0) if self.jitter else wait
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RetryPolicy:
+        """The policy `to_json` gave `data` for (as a task row keeps it)."""
+        max_delay = data.get("max_delay_ms")
+        return cls(
+            attempts=data.get("attempts", 1),
+            delay=timedelta(milliseconds=data.get("delay_ms", 1000)),
+            backoff=data.get("backoff", 2.0),
+            max_delay=None if max_delay is None else timedelta(milliseconds=max_delay),
+            jitter=bool(data.get("jitter")),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -237,17 +255,14 @@ class Definition:
 
     def state(self, path: str) -> State:
         """The state with this dotted path; KeyError if there is none."""
-        return self._index()[path]
+        return self._index[path]
 
     def has_state(self, path: str) -> bool:
-        return path in self._index()
+        return path in self._index
 
+    @functools.cached_property
     def _index(self) -> dict[str, State]:
-        index: dict[str, State] | None = self.__dict__.get("_state_index")
-        if index is None:
-            index = {state.path: state for state in self.walk()}
-            object.__setattr__(self, "_state_index", index)
-        return index
+        return {state.path: state for state in self.walk()}
 
     @property
     def events(self) -> list[str]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .compile import Entry, Step, TaskOrder, TimerOrder, compile_definition
+from .compile import compile_definition
 from .errors import EventRejected, ValueNotStorable
 from .model import Definition
+from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
 from .values import storable
 
 MAX_TASKS = 100_000
@@ -56,14 +57,12 @@ class _Simulation:
         self.now = now
         self.tasks: deque[TaskOrder] = deque()
         self.timers: list[TimerOrder] = []
-        self.machine: dict[str, Any] = {}
-        self.context: dict[str, Any] = {}
-        self.status = "running"
+        self.snapshot = Snapshot({}, {}, Status.RUNNING)
         self.history: list[Entry] = []
         self.rejected: list[EventRejected] = []
 
     def apply(self, step: Step) -> None:
-        self.machine, self.context, self.status = step.machine, step.context, step.status
+        self.snapshot = step.snapshot
         self.history.extend(step.history)
         gone = set(step.cancelled)
         self.tasks = deque(t for t in self.tasks if (t.state_path, t.activation) not in gone)
@@ -92,7 +91,6 @@ class _Simulation:
             task = self.tasks.popleft()
             outcome = self.outcome(task)
             ref = (task.state_path, task.activation, task.item)
-            args = (self.machine, self.context, self.status)
             if not isinstance(outcome, Failure):
                 # As the engine does with a handler's result: stored by the one rule, or a
                 # failed attempt (of every attempt, since the outcome would be the same).
@@ -102,9 +100,11 @@ class _Simulation:
                     outcome = Failure(str(exc), "ResultError")
             if isinstance(outcome, Failure):
                 error = {"type": outcome.type, "message": outcome.message}
-                step = self.compiled.task_failed(*args, ref, error, task.retry.attempts, self.now)
+                step = self.compiled.task_failed(
+                    self.snapshot, ref, error, task.retry.attempts, self.now
+                )
             else:
-                step = self.compiled.task_done(*args, ref, outcome, self.now)
+                step = self.compiled.task_done(self.snapshot, ref, outcome, self.now)
             self.apply(step)
 
     def fire_timer(self, key: str) -> bool:
@@ -113,8 +113,7 @@ class _Simulation:
                 self.timers.remove(timer)
                 self.now = max(self.now, timer.due)
                 ref = (timer.state_path, timer.activation)
-                self.apply(self.compiled.timer_fired(self.machine, self.context, self.status,
-                                                     ref, key, self.now))  # fmt: skip
+                self.apply(self.compiled.timer_fired(self.snapshot, ref, key, self.now))
                 return True
         return False
 
@@ -145,30 +144,32 @@ def simulate(
     for item in events:
         name, payload = (item, None) if isinstance(item, str) else (item[0], item[1])
         try:
-            if name.startswith("after:") and sim.status == "running":
+            if name.startswith("after:") and sim.snapshot.status == Status.RUNNING:
                 if not sim.fire_timer(name[6:]):
-                    raise EventRejected(name, sim.machine.get("state", ""),
-                                        sim.compiled.allowed(sim.machine, sim.status),
-                                        f"no active state has the timer {name[6:]!r}")  # fmt: skip
+                    allowed = sim.compiled.allowed(sim.snapshot)
+                    reason = f"no active state has the timer {name[6:]!r}"
+                    raise EventRejected(name, sim.snapshot.state, allowed, reason)
             else:
                 payload = None if payload is None else storable(payload, "event data")
-                sim.apply(sim.compiled.send(sim.machine, sim.context, sim.status, name,
-                                            payload, sim.now))  # fmt: skip
+                sim.apply(sim.compiled.send(sim.snapshot, name, payload, sim.now))
         except EventRejected as exc:
             if strict:
                 raise
             sim.rejected.append(exc)
         sim.run_tasks()
     path: list[tuple[str | None, str | None, str | None]] = [
-        (e.event, e.from_state, e.to_state) for e in sim.history
-        if e.kind in ("start", "event", "task", "timer", "always") and e.to_state]  # fmt: skip
+        (e.event, e.from_state, e.to_state)
+        for e in sim.history
+        if e.kind in ("start", "event", "task", "timer", "always") and e.to_state
+    ]
+    final = sim.snapshot
     return Run(
-        state=str(sim.machine.get("state", "")),
-        status=sim.status,
-        context=sim.context,
-        active=list(sim.machine.get("active", {})),
+        state=final.state,
+        status=final.status,
+        context=final.context,
+        active=list(final.machine.get("active", {})),
         path=path,
         history=sim.history,
         rejected=sim.rejected,
-        machine=sim.machine,
+        machine=final.machine,
     )

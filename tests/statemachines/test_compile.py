@@ -30,7 +30,7 @@ def machine(name: str) -> CompiledMachine:
 
 
 def send(compiled: CompiledMachine, step: Step, event: str, payload: Any = None) -> Step:
-    return compiled.send(step.machine, step.context, step.status, event, payload, NOW)
+    return compiled.send(step.snapshot, event, payload, NOW)
 
 
 # -- point 3: events -----------------------------------------------------------------------
@@ -87,7 +87,7 @@ def test_engine_events_cannot_be_sent_from_outside(event: str) -> None:
 def test_events_sent_to_a_finished_instance_are_rejected() -> None:
     compiled = machine("guards_in_order")
     finished = send(compiled, compiled.start({}, NOW), "decide", {"amount": 1})
-    assert compiled.allowed(finished.machine, finished.status) == []
+    assert compiled.allowed(finished.snapshot) == []
     with pytest.raises(EventRejected) as caught:
         send(compiled, finished, "poke")
     assert caught.value.state == "small"
@@ -118,13 +118,15 @@ def test_timers_fire_the_after_transition_and_stale_timers_do_nothing() -> None:
     started = compiled.start({}, NOW)
     timer = started.timers[0]
     assert timer.due == NOW + timedelta(hours=1)
-    fired = compiled.timer_fired(started.machine, started.context, started.status,
-                                 (timer.state_path, timer.activation), "1h", timer.due)  # fmt: skip
+    fired = compiled.timer_fired(
+        started.snapshot, (timer.state_path, timer.activation), "1h", timer.due
+    )
     assert (fired.state, fired.status) == ("timed_out", "failed")
     assert fired.history[-1].kind == "timer" and fired.history[-1].event == "after 1h"
     left = send(compiled, started, "decide", {"amount": 1})
-    stale = compiled.timer_fired(left.machine, left.context, left.status,
-                                 (timer.state_path, timer.activation), "1h", timer.due)  # fmt: skip
+    stale = compiled.timer_fired(
+        left.snapshot, (timer.state_path, timer.activation), "1h", timer.due
+    )
     assert stale.changed is False and stale.state == "small"
 
 
@@ -152,11 +154,16 @@ def test_parallel_fans_out_and_fans_in_when_every_region_finished() -> None:
     definition = statemachines.load(VALID / "parallel_review.yaml")
     compiled = compile_definition(definition)
     started = compiled.start({}, NOW)
-    assert started.active == ["review", "review.scan.scan", "review.legal.waiting",
-                              "review.finance.waiting"]  # fmt: skip
+    assert started.active == [
+        "review",
+        "review.scan.scan",
+        "review.legal.waiting",
+        "review.finance.waiting",
+    ]
     assert [task.name for task in started.tasks] == ["docs.scan"]
-    run = simulate(definition, ["approve"],
-                   results={"docs.scan": {"pages": 3}, "legal.check": "clean"})  # fmt: skip
+    run = simulate(
+        definition, ["approve"], results={"docs.scan": {"pages": 3}, "legal.check": "clean"}
+    )
     assert (run.state, run.status) == ("published", "succeeded")
     assert run.context["outcome"] == {"scan": {"pages": 3}, "legal": "clean", "finance": None}
     assert run.context["scan"] == {"pages": 3}
@@ -166,8 +173,11 @@ def test_parallel_fans_out_and_fans_in_when_every_region_finished() -> None:
 
 
 def test_parallel_does_not_finish_while_a_region_is_still_running() -> None:
-    run = simulate(statemachines.load(VALID / "parallel_review.yaml"), ["approve"],
-                   results={"docs.scan": {"pages": 3}, "legal.check": Failure("x")})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "parallel_review.yaml"),
+        ["approve"],
+        results={"docs.scan": {"pages": 3}, "legal.check": Failure("x")},
+    )
     assert (run.state, run.status) == ("rejected", "failed")
     assert run.context["why"] == "x"
 
@@ -182,23 +192,26 @@ def test_a_failing_region_cancels_its_siblings_and_fails_the_parallel_state() ->
     cancelled = {path for path, _ in cut.cancelled}
     assert {"review.scan.scan", "review.legal.waiting", "review"} <= cancelled
     assert cut.active == ["rejected"]
-    late = compiled.task_done(cut.machine, cut.context, cut.status,
-                              ("review.scan.scan", started.tasks[0].activation, None),
-                              {"pages": 1}, NOW)  # fmt: skip
+    late = compiled.task_done(
+        cut.snapshot, ("review.scan.scan", started.tasks[0].activation, None), {"pages": 1}, NOW
+    )
     assert late.history[-1].kind == "stale"
     assert late.status == "failed"
 
 
 def test_an_event_the_parallel_state_handles_leaves_every_region() -> None:
-    run = simulate(statemachines.load(VALID / "parallel_review.yaml"), ["withdraw"],
-                   results={"docs.scan": {"pages": 1}})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "parallel_review.yaml"),
+        ["withdraw"],
+        results={"docs.scan": {"pages": 1}},
+    )
     assert (run.state, run.status, run.active) == ("withdrawn", "failed", ["withdrawn"])
 
 
 def test_allowed_lists_the_events_of_every_active_state() -> None:
     compiled = machine("parallel_review")
     started = compiled.start({}, NOW)
-    assert compiled.allowed(started.machine) == ["withdraw", "approve", "reject", "budget_cut"]
+    assert compiled.allowed(started.snapshot) == ["withdraw", "approve", "reject", "budget_cut"]
 
 
 # -- foreach -------------------------------------------------------------------------------
@@ -208,16 +221,15 @@ def test_foreach_runs_items_with_bounded_concurrency_and_keeps_their_order() -> 
     definition = statemachines.load(VALID / "foreach_items.yaml")
     compiled = compile_definition(definition)
     started = compiled.start({"people": ["a", "b", "c"]}, NOW)
-    assert [(t.item, t.input) for t in started.tasks] == [(0, {"to": "a", "n": 0}),
-                                                          (1, {"to": "b", "n": 1})]  # fmt: skip
+    assert [(t.item, t.input) for t in started.tasks] == [
+        (0, {"to": "a", "n": 0}),
+        (1, {"to": "b", "n": 1}),
+    ]
     first, second = started.tasks
-    step = compiled.task_done(started.machine, started.context, started.status,
-                              ("send", second.activation, 1), "B", NOW)  # fmt: skip
+    step = compiled.task_done(started.snapshot, ("send", second.activation, 1), "B", NOW)
     assert [(t.item, t.input["to"]) for t in step.tasks] == [(2, "c")]
-    step = compiled.task_done(step.machine, step.context, step.status,
-                              ("send", first.activation, 2), "C", NOW)  # fmt: skip
-    step = compiled.task_done(step.machine, step.context, step.status,
-                              ("send", first.activation, 0), "A", NOW)  # fmt: skip
+    step = compiled.task_done(step.snapshot, ("send", first.activation, 2), "C", NOW)
+    step = compiled.task_done(step.snapshot, ("send", first.activation, 0), "A", NOW)
     assert (step.state, step.status) == ("sent", "succeeded")
     assert step.context["count"] == 3
     assert step.history[-1].data == {"results": ["A", "B", "C"]}
@@ -237,11 +249,15 @@ def test_foreach_over_something_not_a_list_fails_the_state() -> None:
 
 
 def test_unhandled_failure_fails_the_instance_and_compensates_in_reverse_order() -> None:
-    run = simulate(statemachines.load(VALID / "saga.yaml"),
-                   results={"parcel.ship": Failure("no courier")})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "saga.yaml"), results={"parcel.ship": Failure("no courier")}
+    )
     assert run.status == "failed"
-    compensations = [e.data["task"] for e in run.history
-                     if e.kind == "compensate" and e.data and "task" in e.data]  # fmt: skip
+    compensations = [
+        e.data["task"]
+        for e in run.history
+        if e.kind == "compensate" and e.data and "task" in e.data
+    ]
     assert compensations == ["card.refund", "stock.release"]
     assert run.history[-1].data == {"finished": "failed"}
 
@@ -251,24 +267,31 @@ def test_compensating_is_the_status_while_undo_tasks_run() -> None:
     step = compiled.start({}, NOW)
     for _ in range(2):
         task = step.tasks[0]
-        step = compiled.task_done(step.machine, step.context, step.status,
-                                  (task.state_path, task.activation, None), {}, NOW)  # fmt: skip
+        step = compiled.task_done(step.snapshot, (task.state_path, task.activation, None), {}, NOW)
     ship = step.tasks[0]
-    failed = compiled.task_failed(step.machine, step.context, step.status,
-                                  (ship.state_path, ship.activation, None),
-                                  {"type": "E", "message": "lost"}, 1, NOW)  # fmt: skip
+    failed = compiled.task_failed(
+        step.snapshot,
+        (ship.state_path, ship.activation, None),
+        {"type": "E", "message": "lost"},
+        1,
+        NOW,
+    )
     assert failed.status == "compensating"
     assert [(t.name, t.kind, t.retry.attempts) for t in failed.tasks] == [
-        ("card.refund", "compensate", 3)]  # fmt: skip
+        ("card.refund", "compensate", 3)
+    ]
     undo = failed.tasks[0]
-    step = compiled.task_done(failed.machine, failed.context, failed.status,
-                              (undo.state_path, undo.activation, None), None, NOW)  # fmt: skip
+    step = compiled.task_done(failed.snapshot, (undo.state_path, undo.activation, None), None, NOW)
     assert step.status == "compensating"
     assert [t.name for t in step.tasks] == ["stock.release"]
     undo = step.tasks[0]
-    step = compiled.task_failed(step.machine, step.context, step.status,
-                                (undo.state_path, undo.activation, None),
-                                {"type": "E", "message": "gone"}, 3, NOW)  # fmt: skip
+    step = compiled.task_failed(
+        step.snapshot,
+        (undo.state_path, undo.activation, None),
+        {"type": "E", "message": "gone"},
+        3,
+        NOW,
+    )
     assert step.status == "failed", "a failed undo step is recorded and the rest goes on"
     assert any(e.kind == "error" and "stock.release" in e.data["message"] for e in step.history)
 
@@ -277,31 +300,32 @@ def test_cancel_drops_the_work_compensates_and_ends_cancelled() -> None:
     compiled = machine("saga")
     step = compiled.start({}, NOW)
     task = step.tasks[0]
-    step = compiled.task_done(step.machine, step.context, step.status,
-                              (task.state_path, task.activation, None), {}, NOW)  # fmt: skip
-    cancelled = compiled.cancel(step.machine, step.context, step.status, "asked", NOW)
+    step = compiled.task_done(step.snapshot, (task.state_path, task.activation, None), {}, NOW)
+    cancelled = compiled.cancel(step.snapshot, "asked", NOW)
     assert cancelled.status == "compensating"
     assert ("charge", step.tasks[0].activation) in cancelled.cancelled
     assert cancelled.history[0].kind == "cancel"
     assert cancelled.history[0].data == {"reason": "asked"}
     undo = cancelled.tasks[0]
     assert undo.name == "stock.release"
-    done = compiled.task_done(cancelled.machine, cancelled.context, cancelled.status,
-                              (undo.state_path, undo.activation, None), None, NOW)  # fmt: skip
+    done = compiled.task_done(
+        cancelled.snapshot, (undo.state_path, undo.activation, None), None, NOW
+    )
     assert done.status == "cancelled"
     with pytest.raises(EventRejected):
-        compiled.cancel(done.machine, done.context, done.status, None, NOW)
+        compiled.cancel(done.snapshot, None, NOW)
 
 
 def test_cancel_without_completed_steps_ends_cancelled_at_once() -> None:
     compiled = machine("saga")
-    step = compiled.cancel(*_args(compiled.start({}, NOW)), None, NOW)
+    step = compiled.cancel(compiled.start({}, NOW).snapshot, None, NOW)
     assert step.status == "cancelled" and step.tasks == []
 
 
 def test_an_explicit_failure_route_triggers_no_automatic_compensation() -> None:
-    run = simulate(statemachines.load(VALID / "explicit_refund.yaml"),
-                   results={"parcel.ship": Failure()})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "explicit_refund.yaml"), results={"parcel.ship": Failure()}
+    )
     assert (run.state, run.status) == ("refunded", "failed")
     assert [e for e in run.history if e.kind == "compensate"] == []
     assert ("done", "refund", "refunded") in run.path
@@ -324,29 +348,24 @@ states:
   four: {task: t.four, result: false, on: {done: end}}
   end: {final: true}
 """)
-    run = simulate(definition, results={"t.one": {"a": 1}, "t.two": [[1, 2]], "t.three": "x",
-                                        "t.four": {"dropped": True}})  # fmt: skip
+    run = simulate(
+        definition,
+        results={"t.one": {"a": 1}, "t.two": [[1, 2]], "t.three": "x", "t.four": {"dropped": True}},
+    )
     assert run.context == {"a": 1, "two": [1, 2], "kept": "x"}
 
 
-def test_the_compiled_machine_is_built_once_per_definition() -> None:
-    definition = statemachines.load(VALID / "saga.yaml")
-    assert compile_definition(definition) is compile_definition(definition)
-
-
-def _args(step: Step) -> tuple[dict[str, Any], dict[str, Any], str]:
-    return step.machine, step.context, step.status
-
-
 def test_a_guard_failure_that_leaves_the_event_unaccepted_is_named_in_the_rejection() -> None:
-    compiled = compile_definition(statemachines.load("""\
+    compiled = compile_definition(
+        statemachines.load("""\
 name: strict_guard
 initial: wait
 states:
   wait:
     on: {go: {to: end, if: "event.n > 1"}}
   end: {final: true}
-"""))  # fmt: skip
+""")
+    )
     started = compiled.start({}, NOW)
     with pytest.raises(EventRejected) as caught:
         send(compiled, started, "go", {"n": "x"})
@@ -356,8 +375,12 @@ states:
 
 def test_nested_parallel_and_foreach_branches_report_their_results_to_the_fan_in() -> None:
     definition = statemachines.load(VALID / "nested_parallel.yaml")
-    run = simulate(definition, ["after:1m"], data={"ok": True, "xs": [1, 2]},
-                   results={"t.each": lambda i: i * 10, "t.x": "X"})  # fmt: skip
+    run = simulate(
+        definition,
+        ["after:1m"],
+        data={"ok": True, "xs": [1, 2]},
+        results={"t.each": lambda i: i * 10, "t.x": "X"},
+    )
     assert (run.state, run.status) == ("end", "succeeded")
     assert run.history[-1].data == {"a": {"x": "X", "y": None}, "b": {"results": [10, 20]}}
     assert ("after 1m", "outer.a.inner.y.w", "outer.a.inner.y.f") in run.path
@@ -365,8 +388,9 @@ def test_nested_parallel_and_foreach_branches_report_their_results_to_the_fan_in
 
 
 def test_a_nested_branch_failing_fails_the_outer_parallel_state() -> None:
-    run = simulate(statemachines.load(VALID / "nested_parallel.yaml"), ["go"],
-                   data={"ok": False, "xs": [1]})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "nested_parallel.yaml"), ["go"], data={"ok": False, "xs": [1]}
+    )
     assert run.path[-2:] == [(None, "outer.a.choose", "outer.a.bad"), ("failed", "outer", "oops")]
     assert (run.state, run.status, run.active) == ("oops", "failed", ["oops"])
 
@@ -374,17 +398,23 @@ def test_a_nested_branch_failing_fails_the_outer_parallel_state() -> None:
 def test_cancel_inside_nested_regions_drops_every_active_state() -> None:
     compiled = machine("nested_parallel")
     started = compiled.start({"xs": [1]}, NOW)
-    assert started.active == ["outer", "outer.a.inner", "outer.a.inner.x.x",
-                              "outer.a.inner.y.w", "outer.b.each"]  # fmt: skip
-    cancelled = compiled.cancel(*_args(started), "stop", NOW)
+    assert started.active == [
+        "outer",
+        "outer.a.inner",
+        "outer.a.inner.x.x",
+        "outer.a.inner.y.w",
+        "outer.b.each",
+    ]
+    cancelled = compiled.cancel(started.snapshot, "stop", NOW)
     assert cancelled.status == "cancelled"
     assert cancelled.active == []
     assert {path for path, _ in cancelled.cancelled} == set(started.active)
 
 
 def test_a_branch_task_result_that_no_transition_accepts_fails_the_branch() -> None:
-    run = simulate(statemachines.load(VALID / "branch_done_and_timers.yaml"),
-                   results={"t.a": {"ok": False}})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "branch_done_and_timers.yaml"), results={"t.a": {"ok": False}}
+    )
     assert run.path == [(None, None, "both"), ("failed", "both", "bad")]
     assert run.history[-1].data["error"] == {
         "type": "DoneNotAccepted",
@@ -394,8 +424,11 @@ def test_a_branch_task_result_that_no_transition_accepts_fails_the_branch() -> N
 
 
 def test_a_branch_task_result_never_finishes_the_parallel_state_early() -> None:
-    run = simulate(statemachines.load(VALID / "branch_done_and_timers.yaml"), ["go"],
-                   results={"t.a": {"ok": True}})  # fmt: skip
+    run = simulate(
+        statemachines.load(VALID / "branch_done_and_timers.yaml"),
+        ["go"],
+        results={"t.a": {"ok": True}},
+    )
     assert run.path[-3:] == [
         ("done", "both.a.work", "both.a.fin"),
         ("go", "both.b.wait", "both.b.fin"),
@@ -407,13 +440,15 @@ def test_a_branch_timer_whose_guard_fails_does_not_fire_the_outer_timer() -> Non
     compiled = machine("branch_done_and_timers")
     started = compiled.start({"give_up": False}, NOW)
     inner = next(t for t in started.timers if t.state_path == "both.b.wait")
-    fired = compiled.timer_fired(*_args(started), (inner.state_path, inner.activation), "1h",
-                                 inner.due)  # fmt: skip
+    fired = compiled.timer_fired(
+        started.snapshot, (inner.state_path, inner.activation), "1h", inner.due
+    )
     assert fired.changed is False
     assert fired.state == "both" and fired.status == "running"
     outer = next(t for t in started.timers if t.state_path == "both")
-    fired = compiled.timer_fired(*_args(started), (outer.state_path, outer.activation), "1h",
-                                 outer.due)  # fmt: skip
+    fired = compiled.timer_fired(
+        started.snapshot, (outer.state_path, outer.activation), "1h", outer.due
+    )
     assert (fired.state, fired.status) == ("too_late", "failed")
 
 
@@ -433,8 +468,12 @@ def test_run_time_failures_of_assign_input_and_items_are_recorded_and_routed() -
 
 def test_a_failing_foreach_item_reports_its_index() -> None:
     definition = statemachines.load(VALID / "runtime_failures.yaml")
-    run = simulate(definition, ["go"], data={"total": 10, "count": 2, "people": ["a", "b"]},
-                   results={"mail.send": [{"ok": 1}, Failure("bounced")]})  # fmt: skip
+    run = simulate(
+        definition,
+        ["go"],
+        data={"total": 10, "count": 2, "people": ["a", "b"]},
+        results={"mail.send": [{"ok": 1}, Failure("bounced")]},
+    )
     assert run.context["ratio"] == 5.0
     assert (run.context["failed_index"], run.context["reason"]) == (1, "bounced")
     assert run.state == "broken"

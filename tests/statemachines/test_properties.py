@@ -118,7 +118,7 @@ def load_or_definition_error(text: str) -> statemachines.Definition | None:
         return None
     compiled = statemachines.compile_definition(definition)
     step = compiled.start({"n": 2, "items": ["a"]}, NOW)
-    compiled.allowed(step.machine, step.status)
+    compiled.allowed(step.snapshot)
     return definition
 
 

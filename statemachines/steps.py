@@ -1,0 +1,110 @@
+"""What the compiled machine reads and writes: an instance's snapshot, and the step an
+operation makes from it (new snapshot, history entries, tasks and timers to create, work to
+drop). Plain values: the engine persists them, `simulate` keeps them in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from .model import RetryPolicy
+
+
+class Status(StrEnum):
+    """An instance's status. Members are strings: they compare equal to, and are stored
+    as, their values."""
+
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An instance as the machine sees it: its machine data (active states, activation
+    counters, results, foreach and compensation books), its context, and its status."""
+
+    machine: dict[str, Any]
+    context: dict[str, Any]
+    status: str
+
+    @property
+    def state(self) -> str:
+        """The top-level active state's name ('' before start)."""
+        return str(self.machine.get("state", ""))
+
+
+@dataclass(frozen=True)
+class TaskOrder:
+    """A task to create: run `name` with `input` for the state at `state_path`.
+
+    `activation` identifies the entry into that state the task belongs to (a result for an
+    older entry is stale); `item` is the foreach index; `kind` is 'task' or 'compensate'.
+    """
+
+    state_path: str
+    activation: int
+    item: int | None
+    name: str
+    input: Any
+    retry: RetryPolicy
+    timeout: timedelta | None
+    kind: str = "task"
+
+
+@dataclass(frozen=True)
+class TimerOrder:
+    """A timer to create: at `due`, `timer_fired(state_path, activation, key)`."""
+
+    state_path: str
+    activation: int
+    key: str
+    due: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A history entry to append (seq and time are the store's and the clock's)."""
+
+    kind: str
+    event: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    data: Any = None
+
+
+@dataclass
+class Step:
+    """Everything one operation changes: the new instance data and what to persist."""
+
+    machine: dict[str, Any]
+    context: dict[str, Any]
+    status: str
+    history: list[Entry] = field(default_factory=list)
+    tasks: list[TaskOrder] = field(default_factory=list)
+    timers: list[TimerOrder] = field(default_factory=list)
+    cancelled: list[tuple[str, int]] = field(default_factory=list)
+    changed: bool = True
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The instance after this step, to hand to the next operation."""
+        return Snapshot(self.machine, self.context, self.status)
+
+    @property
+    def state(self) -> str:
+        """The top-level active state's name ('' before start)."""
+        return str(self.machine.get("state", ""))
+
+    @property
+    def active(self) -> list[str]:
+        """Every active state path, outermost first."""
+        return list(self.machine.get("active", {}))
