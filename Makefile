@@ -36,6 +36,7 @@ soak: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff check statemachines engine diagrams tests benchmarks
 	$(BIN)/python -m ruff format --check statemachines engine diagrams tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_code_layout.py
 
 diagrams: $(VENV)/.installed
 	$(BIN)/python -m diagrams.examples docs/diagrams
