@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
-from .engine import Engine
 from .records import ClaimedTask
-from .worker import SWEEP_SECONDS, Runner, handler_failed
+from .worker import SWEEP_SECONDS, Runner, TaskSource, handler_failed
 
 log = logging.getLogger("turnout.worker")
 R = TypeVar("R")
@@ -32,7 +31,7 @@ class AsyncWorker(Runner):
     """Runs tasks on the running event loop, at most `concurrency` handlers at a time."""
 
     def __init__(
-        self, engine: Engine, *, concurrency: int = 4, tasks: list[str] | None = None
+        self, engine: TaskSource, *, concurrency: int = 4, tasks: list[str] | None = None
     ) -> None:
         super().__init__(engine, concurrency=concurrency, tasks=tasks)
         self.held: dict[asyncio.Task[bool], str] = {}  # task in hand -> the task id it holds
@@ -70,8 +69,13 @@ class AsyncWorker(Runner):
                 error = handler_failed(current, exc)
                 # A lease that lapsed and was claimed again: the answer is no longer this worker's.
                 with contextlib.suppress(TaskNotHeld):
-                    await self._engine(self.engine.fail_task, current.id, self.engine.worker_id,
-                                       error, attempt=current.attempt)  # fmt: skip
+                    await self._engine(
+                        self.engine.fail_task,
+                        current.id,
+                        self.engine.worker_id,
+                        error,
+                        attempt=current.attempt,
+                    )
                 return False
             finally:
                 self.ran += 1
@@ -150,8 +154,9 @@ class AsyncWorker(Runner):
                     # Wake when a handler finishes (a slot is free) or the next sweep is due.
                     wait = min(pause, SWEEP_SECONDS) if not busy else SWEEP_SECONDS
                     if running:
-                        await asyncio.wait(running, timeout=wait,
-                                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                        await asyncio.wait(
+                            running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                        )
                     else:
                         await asyncio.sleep(wait)
         finally:

@@ -14,17 +14,60 @@ import inspect
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, Protocol
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
 from .records import ClaimedTask, error_details
 
-if TYPE_CHECKING:
-    from .engine import Engine
-
 log = logging.getLogger("turnout.worker")
 SWEEP_SECONDS = 0.25
+
+
+class TaskSource(Protocol):
+    """What a worker needs of an engine (`Engine` is one): the handlers it runs, who it is,
+    how long it holds a task, and the calls that claim, answer and sweep. Typed here, so
+    the workers never import the engine that runs them."""
+
+    @property
+    def handlers(self) -> Mapping[str, Callable[[Any], Any]]: ...
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def lease(self) -> timedelta: ...
+
+    def claim_tasks(
+        self, names: list[str] | None, *, limit: int = 1, expire: bool = True
+    ) -> list[ClaimedTask]: ...
+
+    def complete_and_claim(
+        self,
+        task_id: str,
+        worker: str | None,
+        result: Any,
+        names: list[str],
+        *,
+        attempt: int | None = None,
+    ) -> tuple[bool, list[ClaimedTask]]: ...
+
+    def fail_task(
+        self,
+        task_id: str,
+        worker: str | None,
+        error: str | dict[str, Any],
+        *,
+        attempt: int | None = None,
+    ) -> bool: ...
+
+    def heartbeat(self, task_id: str) -> bool: ...
+
+    def expire_tasks(self) -> int: ...
+
+    def fire_due_timers(self) -> int: ...
 
 
 def call_handler(handler: Any, value: Any) -> Any:
@@ -49,7 +92,7 @@ class Runner:
     what it has done so far."""
 
     def __init__(
-        self, engine: Engine, *, concurrency: int = 4, tasks: list[str] | None = None
+        self, engine: TaskSource, *, concurrency: int = 4, tasks: list[str] | None = None
     ) -> None:
         self.engine = engine
         self.concurrency = max(1, concurrency)
@@ -86,8 +129,9 @@ class Worker(Runner):
                 error = handler_failed(current, exc)
                 # A lease that lapsed and was claimed again: the answer is no longer this worker's.
                 with contextlib.suppress(TaskNotHeld):
-                    self.engine.fail_task(current.id, self.engine.worker_id, error,
-                                          attempt=current.attempt)  # fmt: skip
+                    self.engine.fail_task(
+                        current.id, self.engine.worker_id, error, attempt=current.attempt
+                    )
                 return False
             finally:
                 self.ran += 1
@@ -179,8 +223,11 @@ class Worker(Runner):
             for task in self.engine.claim_tasks(names, limit=free, expire=False):
                 slot = Slot(task)
                 slot.thread = threading.Thread(
-                    target=self._run_logged, args=(task, slot), daemon=True,
-                    name=f"turnout-task-{task.id[:8]}")  # fmt: skip
+                    target=self._run_logged,
+                    args=(task, slot),
+                    daemon=True,
+                    name=f"turnout-task-{task.id[:8]}",
+                )
                 slots.append(slot)
                 slot.thread.start()
                 busy = True
@@ -204,9 +251,16 @@ class Worker(Runner):
 
 def handler_failed(task: ClaimedTask, exc: Exception) -> dict[str, Any]:
     """Log a handler's exception with its traceback; the error its failed attempt records."""
-    log.warning("task %s (%s), attempt %d of %d, of instance %s raised %s",
-                task.id, task.name, task.attempt, task.max_attempts, task.instance_id,
-                type(exc).__name__, exc_info=exc)  # fmt: skip
+    log.warning(
+        "task %s (%s), attempt %d of %d, of instance %s raised %s",
+        task.id,
+        task.name,
+        task.attempt,
+        task.max_attempts,
+        task.instance_id,
+        type(exc).__name__,
+        exc_info=exc,
+    )
     return error_details(exc)
 
 
