@@ -71,3 +71,13 @@ def checked(value: Any, what: str) -> Any:
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"{what} is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     return value
+
+
+def check_start(data: Any, key: str | None) -> tuple[dict[str, Any], str | None]:
+    """The data and key of one start as they will be stored, refused before any write."""
+    if key is not None:
+        check_key(key, "a business key")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise InvalidInput("the data of an instance must be a JSON object")
+    return checked(data, "data"), key

@@ -26,21 +26,18 @@ from statemachines.errors import (
     ConcurrentUpdate,
     DatabaseUnavailable,
     DefinitionError,
-    DefinitionNotFound,
-    ExpressionError,
     InstanceNotFound,
     InvalidInput,
     Problem,
-    TurnoutError,
 )
 
 from . import runtime
 from .catalog import Catalog, Version
-from .checks import check_id, check_key, check_version, checked
+from .checks import check_id, check_key, check_start, check_version, checked
+from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
-from .runtime import Applied, snapshot
 from .store import BUSY_TIMEOUT_SECONDS, Store
-from .transaction import InstanceRow, TaskRow
+from .transaction import InstanceRow
 from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
@@ -52,20 +49,6 @@ Handler = Callable[[Any], Any]
 Subscriber = Callable[[HistoryEntry], None]
 Result = TypeVar("Result")
 log = logging.getLogger("turnout.engine")
-# Raised while applying a timer, a task's answer or an expiry, these are the instance's own
-# fault (see `Engine._fail_poisoned`), as is any exception that is not a TurnoutError; other
-# TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
-_INSTANCE_FAULTS = (
-    DefinitionError,
-    DefinitionNotFound,
-    InstanceNotFound,
-    InvalidInput,
-    ExpressionError,
-)
-
-
-def _instance_fault(exc: Exception) -> bool:
-    return not isinstance(exc, TurnoutError) or isinstance(exc, _INSTANCE_FAULTS)
 
 
 def utc_now() -> datetime:
@@ -123,17 +106,11 @@ class Engine:
             definition.name, definition.version, definition.digest, definition.source, self.clock()
         )
         if version is None:
-            raise DefinitionError(
-                [
-                    Problem(
-                        f"version {definition.version} of {definition.name!r} already exists with "
-                        "other content; change the version or leave it out to deploy the next one",
-                        1,
-                        1,
-                        definition.file,
-                    )
-                ]
+            message = (
+                f"version {definition.version} of {definition.name!r} already exists with other "
+                "content; change the version or leave it out to deploy the next one"
             )
+            raise DefinitionError([Problem(message, 1, 1, definition.file)])
         return Deployment(name, version, definition.digest, created)
 
     def definition(self, name: str, version: int | None = None) -> Definition:
@@ -217,7 +194,7 @@ class Engine:
         schema (InvalidInput).
         """
         check_version(definition, version)
-        item = self._checked_item(data, key)
+        item = check_start(data, key)
         applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
         self._publish(applied)
         return applied.instance
@@ -261,22 +238,12 @@ class Engine:
 
         for data in items:
             key = next(key_list, None) if key_list is not None else None
-            pending.append(self._checked_item(data, key))
+            pending.append(check_start(data, key))
             if len(pending) >= batch:
                 flush()
         if pending:
             flush()
         return ids
-
-    @staticmethod
-    def _checked_item(data: Any, key: str | None) -> tuple[dict[str, Any], str | None]:
-        """The data and key of one start as they will be stored, refused before any write."""
-        if key is not None:
-            check_key(key, "a business key")
-        data = {} if data is None else data
-        if not isinstance(data, dict):
-            raise InvalidInput("the data of an instance must be a JSON object")
-        return checked(data, "data"), key
 
     def send(
         self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None
@@ -388,7 +355,7 @@ class Engine:
         if isinstance(instance, str):
             row = self._row(instance)
             machine = self._version(row.definition, row.version).machine
-            return machine.allowed(runtime.snapshot_of(row))
+            return machine.allowed(snapshot_of(row))
         machine = self._version(instance.definition, instance.version).machine
         return machine.allowed_in(instance.active, instance.status)
 
@@ -420,7 +387,7 @@ class Engine:
         span = self.lease if lease is None else _seconds(lease)
         now = self.clock()
         claimed = self._apply(runtime.claim_tasks, names, holder, span, limit, now)
-        return [self._claimed(r, now, span) for r in claimed()]
+        return [runtime.claimed_task(r, now + span) for r in claimed()]
 
     def complete_task(
         self, task_id: str, worker: str | None, result: Any, *, attempt: int | None = None
@@ -448,40 +415,16 @@ class Engine:
         task if its name is in `names`: a worker carries on without another round trip."""
         holder = worker or self.worker_id
         now = self.clock()
-        try:
-            done = self._apply(
-                runtime.complete_and_claim,
-                self.catalog,
-                task_id,
-                holder,
-                result,
-                names,
-                self.lease,
-                attempt,
-                now,
-            )
-        except Exception as exc:
-            if not _instance_fault(exc):
-                raise
-            self._fail_poisoned(exc, f"the result of task {task_id}", task_id=task_id)
+        done = self._apply_guarded(
+            f"the result of task {task_id}",
+            runtime.Poisoned(task_id=task_id),
+            runtime.complete_and_claim,
+            *(self.catalog, task_id, holder, result, names, self.lease, attempt, now),
+        )
+        if done is None:
             return False, []
         self._publish(done.applied)
-        return done.ok, [self._claimed(r, now, self.lease) for r in done.following()]
-
-    def _claimed(self, row: TaskRow, now: datetime, span: timedelta) -> ClaimedTask:
-        timeout = None if row.timeout_ms is None else row.timeout_ms / 1000
-        return ClaimedTask(
-            row.id,
-            row.name,
-            row.input,
-            row.attempt,
-            row.max_attempts,
-            row.instance_id,
-            row.state_path,
-            row.kind,
-            now + span,
-            timeout,
-        )
+        return done.ok, [runtime.claimed_task(r, now + self.lease) for r in done.following()]
 
     def fail_task(
         self,
@@ -498,15 +441,15 @@ class Engine:
         stored: dict[str, Any] = storable(dict(error), "error")  # refused before any write
         holder = worker or self.worker_id
         now = self.clock()
-        try:
-            ok, applied = self._apply(
-                runtime.fail_task, self.catalog, task_id, holder, stored, attempt, now
-            )
-        except Exception as exc:
-            if not _instance_fault(exc):
-                raise
-            self._fail_poisoned(exc, f"the failure of task {task_id}", task_id=task_id)
+        failed = self._apply_guarded(
+            f"the failure of task {task_id}",
+            runtime.Poisoned(task_id=task_id),
+            runtime.fail_task,
+            *(self.catalog, task_id, holder, stored, attempt, now),
+        )
+        if failed is None:
             return False
+        ok, applied = failed
         self._publish(applied)
         return ok
 
@@ -525,14 +468,9 @@ class Engine:
             ids = {t.id for t in tx.timed_out_tasks(now, limit)}
             ids |= {t.id for t in tx.lapsed_tasks(now, limit)}
         for task_id in sorted(ids):
-            try:
-                applied = self._apply(runtime.expire_task, self.catalog, task_id, now)
-            except Exception as exc:
-                if not _instance_fault(exc):
-                    raise
-                self._fail_poisoned(exc, f"the expiry of task {task_id}", task_id=task_id)
-                continue
-            self._publish(applied)
+            what, poisoned = f"the expiry of task {task_id}", runtime.Poisoned(task_id=task_id)
+            expire = runtime.expire_task
+            self._publish(self._apply_guarded(what, poisoned, expire, self.catalog, task_id, now))
         return len(ids)
 
     def fire_due_timers(self, limit: int = 100) -> int:
@@ -542,48 +480,46 @@ class Engine:
             due = tx.due_timers(now, limit)
         fired = 0
         for timer in due:
-            try:
-                applied = self._apply(runtime.fire_timer, self.catalog, timer, now)
-            except Exception as exc:
-                if not _instance_fault(exc):
-                    raise
-                self._fail_poisoned(
-                    exc, f"timer {timer.key!r}", timer_id=timer.id, instance_id=timer.instance_id
-                )
-                continue
+            poisoned = runtime.Poisoned(timer_id=timer.id, instance_id=timer.instance_id)
+            fire = runtime.fire_timer
+            applied = self._apply_guarded(
+                f"timer {timer.key!r}", poisoned, fire, self.catalog, timer, now
+            )
             if applied is not None:
                 fired += 1
                 self._publish(applied)
         return fired
 
-    def _fail_poisoned(
-        self,
-        exc: Exception,
-        what: str,
-        *,
-        task_id: str | None = None,
-        timer_id: str | None = None,
-        instance_id: str | None = None,
-    ) -> None:
-        """`what` could not be applied to its instance for a reason of the instance's own
-        (a value that cannot be stored, a corrupt row, a definition that no longer loads):
-        fail that instance alone, in a new transaction, so that no worker trips on it again.
+    def _apply_guarded(
+        self, what: str, poisoned: runtime.Poisoned, operation: Callable[..., Result], *args: Any
+    ) -> Result | None:
+        """`_apply`, for work a worker takes up (a task's answer, an expiry, a timer): when
+        `what` cannot be applied for a reason of the instance's own (a value that cannot be
+        stored, a corrupt row, a definition that no longer loads), that instance alone is
+        failed, in a new transaction, so that no worker trips on it again; None then.
 
         If even that fails, the task or timer is set aside, so no sweep takes it up again.
         """
-        log.exception("%s could not be applied; its instance is failed", what, exc_info=exc)
-        error = error_details(exc)
-        now = self.clock()
-
         try:
-            applied = self._apply(runtime.fail_poisoned, error, task_id, timer_id, instance_id, now)
+            return self._apply(operation, *args)
+        except Exception as exc:
+            if not runtime.instance_fault(exc):
+                raise
+            log.exception("%s could not be applied; its instance is failed", what)
+            error = error_details(exc)
+        task_id, timer_id, instance_id = poisoned
+        try:
+            failed = self._apply(
+                runtime.fail_poisoned, error, task_id, timer_id, instance_id, self.clock()
+            )
         except DatabaseUnavailable:
             raise
         except Exception:
             log.exception("%s: its instance could not be failed either; set aside", what)
             self._apply(runtime.drop_item, task_id, timer_id)
         else:
-            self._publish(applied)
+            self._publish(failed)
+        return None
 
     def next_due(self) -> datetime | None:
         """When the earliest waiting timer or retry becomes due (None: nothing waits)."""

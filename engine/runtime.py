@@ -9,42 +9,46 @@ task outcomes (results, failed attempts, retries, stale answers) and timers.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from statemachines import CompiledMachine, Definition, Snapshot, Status, Step, storable
+from statemachines import CompiledMachine, Status, Step, storable
 from statemachines.errors import (
     ContextTooLarge,
+    DefinitionError,
+    DefinitionNotFound,
     EventRejected,
+    ExpressionError,
     InstanceNotFound,
+    InvalidInput,
     TaskNotFound,
     TaskNotHeld,
+    TurnoutError,
     ValueNotStorable,
 )
 from statemachines.model import RetryPolicy
 from statemachines.steps import FINISHED, Entry
 
 from .catalog import Catalog, Version
-from .records import HistoryEntry, Instance
+from .persist import (
+    Applied,
+    fail_instance,
+    load_locked,
+    persist,
+    record,
+    snapshot,
+    snapshot_of,
+)
+from .records import ClaimedTask
 from .tables import TaskState
 from .transaction import Claim, InstanceRow, TaskRow, TimerRow, Transaction, new_id
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
 MAX_STALE_BYTES = 4096  # of a late answer's result or error kept in its `stale` entry
-
-
-@dataclass
-class Applied:
-    """A step written in the current transaction: the instance after it, its new history."""
-
-    instance: Instance
-    entries: list[HistoryEntry]
-    claimed: list[TaskRow] = field(default_factory=list)  # new tasks written claimed
 
 
 @dataclass
@@ -56,6 +60,31 @@ class Completed:
     ok: bool
     applied: Applied | None
     following: Callable[[], list[TaskRow]] = list
+
+
+# Raised while applying a timer, a task's answer or an expiry, these are the instance's own
+# fault (see `Engine._apply_guarded`), as is any exception that is not a TurnoutError; other
+# TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
+_INSTANCE_FAULTS = (
+    DefinitionError,
+    DefinitionNotFound,
+    InstanceNotFound,
+    InvalidInput,
+    ExpressionError,
+)
+
+
+def instance_fault(exc: Exception) -> bool:
+    """Whether `exc`, raised applying work to an instance, is the instance's own fault."""
+    return not isinstance(exc, TurnoutError) or isinstance(exc, _INSTANCE_FAULTS)
+
+
+class Poisoned(NamedTuple):
+    """What to fail, or set aside, when work cannot be applied to its instance."""
+
+    task_id: str | None = None
+    timer_id: str | None = None
+    instance_id: str | None = None
 
 
 # -- instances ---------------------------------------------------------------------------------
@@ -194,113 +223,8 @@ def complete_and_claim(
     return Completed(ok, applied, following)
 
 
-def snapshot(row: InstanceRow) -> Instance:
-    """The caller-facing view of an instance row."""
-    return Instance(
-        id=row.id,
-        key=row.key,
-        definition=row.definition,
-        version=row.version,
-        state=row.state,
-        active=list(row.active or []),
-        status=row.status,
-        context=row.context,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        revision=row.revision,
-    )
-
-
-def persist(
-    tx: Transaction,
-    row: InstanceRow,
-    step: Step,
-    now: datetime,
-    definition: Definition | None = None,
-    *,
-    insert: bool = False,
-    finished: tuple[str, int] | None = None,
-    claim: Claim | None = None,
-) -> Applied:
-    """Write `step` over `row` inside `tx`: instance, history, work dropped and created.
-
-    With `definition`, only the states that can have tasks or timers have work to drop;
-    `finished` is the state entry whose one task this step answers (nothing else of it
-    to drop); `claim` takes one of the new tasks for the worker going on with the instance;
-    with `insert`, `row` is a new instance, written once as it is after the step.
-    """
-    new = InstanceRow(  # built directly: dataclasses.replace costs more, on every event
-        row.id,
-        row.key,
-        row.definition,
-        row.version,
-        step.state or row.state,
-        step.active,
-        step.status,
-        step.context,
-        step.machine,
-        row.revision + 1,
-        row.history_seq + len(step.history),
-        row.created_at,
-        now,
-    )
-    entries = [
-        HistoryEntry(
-            row.history_seq + i,
-            now,
-            e.kind,
-            e.event,
-            e.from_state,
-            e.to_state,
-            e.data,
-            row.id,
-            row.definition,
-        )
-        for i, e in enumerate(step.history, 1)
-    ]
-    # The instance row is written first: without a row lock, its revision check is what
-    # detects a concurrent writer, before anything else is written.
-    if insert:
-        tx.insert_instance(new)
-    else:
-        tx.update_instance(new, row)
-    tx.append_history(entries)
-    if step.cancelled:
-        if definition is None:
-            tx.drop_work(row.id, step.cancelled, step.cancelled)
-        else:
-            states = [(pair, definition.state(pair[0])) for pair in step.cancelled]
-            tx.drop_work(
-                row.id,
-                [p for p, state in states if state.foreach or (state.task and p != finished)],
-                [p for p, state in states if state.after],
-            )
-    claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
-    if step.timers:
-        tx.insert_timers(row.id, step.timers)
-    return Applied(snapshot(new), entries, claimed)
-
-
-def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:
-    """Append history entries that change nothing else (a retry, a stale result)."""
-    return persist(tx, row, Step(row.machine, row.context, row.status, list(entries)), now)
-
-
-def snapshot_of(row: InstanceRow) -> Snapshot:
-    """What the compiled machine reads of an instance row."""
-    return Snapshot(row.machine, row.context, row.status)
-
-
 def _machine_of(tx: Transaction, catalog: Catalog, row: InstanceRow) -> CompiledMachine:
     return catalog.version(tx, row.definition, row.version).machine
-
-
-def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
-    """The instance row, locked against other writers until the transaction ends."""
-    row = tx.lock_instance(instance_id)
-    if row is None:
-        raise InstanceNotFound(instance_id)
-    return row
 
 
 # -- task outcomes -----------------------------------------------------------------------------
@@ -474,34 +398,6 @@ def fail_poisoned(
     return fail_instance(tx, row, error, now)
 
 
-def fail_instance(
-    tx: Transaction, row: InstanceRow, error: dict[str, Any], now: datetime
-) -> Applied:
-    """An operation on the instance failed for a reason other than the caller's or the
-    database's (a value that cannot be stored, a corrupt row, a definition that no longer
-    loads): record `error` as an `error` entry, drop all its tasks and timers, end `failed`.
-
-    No compensation runs: the machine that would plan it may be what is broken. A finished
-    instance keeps its status; only the entry is added.
-    """
-    # Written as read but for status and counters: the machine itself may be what is broken.
-    status = row.status if row.status in FINISHED else Status.FAILED
-    new = dataclasses.replace(
-        row,
-        status=status,
-        revision=row.revision + 1,
-        history_seq=row.history_seq + 1,
-        updated_at=now,
-    )
-    entry = HistoryEntry(
-        new.history_seq, now, "error", None, row.state or None, None, error, row.id, row.definition
-    )
-    tx.update_instance(new, row)
-    tx.append_history([entry])
-    tx.drop_all_work(row.id)
-    return Applied(snapshot(new), [entry])
-
-
 def drop_item(tx: Transaction, task_id: str | None, timer_id: str | None) -> None:
     """Set aside a task or timer whose instance cannot even be failed (its row is unreadable
     or gone), so that no sweep takes it up again."""
@@ -595,3 +491,20 @@ def _bounded(name: str, value: Any) -> dict[str, Any]:
     if len(raw) <= MAX_STALE_BYTES:
         return {name: value}
     return {name: raw[:MAX_STALE_BYTES].decode(errors="ignore"), "truncated": len(raw)}
+
+
+def claimed_task(row: TaskRow, lease_until: datetime) -> ClaimedTask:
+    """What a worker is given for a task it has claimed."""
+    timeout = None if row.timeout_ms is None else row.timeout_ms / 1000
+    return ClaimedTask(
+        row.id,
+        row.name,
+        row.input,
+        row.attempt,
+        row.max_attempts,
+        row.instance_id,
+        row.state_path,
+        row.kind,
+        lease_until,
+        timeout,
+    )

@@ -56,8 +56,9 @@ class _Outcome:
 class Store:
     """The database of one Engine: its SQLAlchemy engine, its tables, its transactions."""
 
-    def __init__(self, url: str, locking: str = "row",
-                 busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self, url: str, locking: str = "row", busy_timeout: float = BUSY_TIMEOUT_SECONDS
+    ) -> None:
         if locking not in ("row", "optimistic"):
             raise ValueError(f"locking must be 'row' or 'optimistic', not {locking!r}")
         self.optimistic = locking == "optimistic"
@@ -120,11 +121,15 @@ class Store:
             reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             if _is_data_error(cause):
                 raise InvalidInput(f"the database refused a value: {reason}") from None
-            if not (isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-                    or _is_operational_error(cause) or _is_unusable_file(cause)):  # fmt: skip
+            if not (
+                isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+                or _is_operational_error(cause)
+                or _is_unusable_file(cause)
+            ):
                 raise
-            raise DatabaseUnavailable(self._why(reason, outcome.wait),
-                                      outcome_unknown=outcome.unknown) from None  # fmt: skip
+            raise DatabaseUnavailable(
+                self._why(reason, outcome.wait), outcome_unknown=outcome.unknown
+            ) from None
 
     def _why(self, reason: str, wait: float) -> str:
         """What the database's failure means, said plainly: for an SQLite file, which file and
@@ -136,8 +141,10 @@ class Store:
         folder = path.parent
         beside = f"and SQLite must write {path.name}-wal and {path.name}-shm there"
         if "database is locked" in reason:
-            return (f"the database file {path} is locked by another process; gave up after "
-                    f"waiting {wait:g} s")  # fmt: skip
+            return (
+                f"the database file {path} is locked by another process; gave up after "
+                f"waiting {wait:g} s"
+            )
         if "file is not a database" in reason:
             return f"the file {path} is not an SQLite database"
         if "disk image is malformed" in reason:
@@ -393,10 +400,12 @@ class Store:
         """How many unfinished instances of `definition` are in each top-level state."""
         query = (
             sa.select(instances_t.c.state, sa.func.count())
-            .where(instances_t.c.definition == definition,
-                   instances_t.c.status.in_(("running", "compensating")))
+            .where(
+                instances_t.c.definition == definition,
+                instances_t.c.status.in_(("running", "compensating")),
+            )
             .group_by(instances_t.c.state)
-        )  # fmt: skip
+        )
         with self._core() as conn:
             return {str(s): int(n) for s, n in conn.execute(query)}
 
@@ -417,11 +426,14 @@ class Store:
         query = (
             sa.select(h.c.from_state, h.c.event, h.c.to_state, sa.func.count())
             .join(instances_t, instances_t.c.id == h.c.instance_id)
-            .where(instances_t.c.definition == definition,
-                   h.c.kind.in_(("event", "task", "timer", "always")),
-                   h.c.from_state.is_not(None), h.c.to_state.is_not(None))
+            .where(
+                instances_t.c.definition == definition,
+                h.c.kind.in_(("event", "task", "timer", "always")),
+                h.c.from_state.is_not(None),
+                h.c.to_state.is_not(None),
+            )
             .group_by(h.c.from_state, h.c.event, h.c.to_state)
-        )  # fmt: skip
+        )
         with self._core() as conn:
             return {(str(f), e, str(t)): int(n) for f, e, t, n in conn.execute(query)}
 
@@ -451,14 +463,18 @@ class Store:
         range of the primary key, read backwards."""
         h = history_t
         query = (
-            sa.select(h.c.seq, h.c.at, h.c.kind, h.c.event, h.c.from_state, h.c.to_state,
-                      h.c.data)
-            .where(h.c.instance_id == instance_id, h.c.seq > history_seq - LAST_ERROR_WINDOW,
-                   sa.or_(h.c.kind.in_(("error", "retry")),
-                          sa.and_(h.c.kind == "task", h.c.event == "failed")))
+            sa.select(h.c.seq, h.c.at, h.c.kind, h.c.event, h.c.from_state, h.c.to_state, h.c.data)
+            .where(
+                h.c.instance_id == instance_id,
+                h.c.seq > history_seq - LAST_ERROR_WINDOW,
+                sa.or_(
+                    h.c.kind.in_(("error", "retry")),
+                    sa.and_(h.c.kind == "task", h.c.event == "failed"),
+                ),
+            )
             .order_by(h.c.seq.desc())
             .limit(1)
-        )  # fmt: skip
+        )
         with self._core() as conn:
             row = conn.execute(query).first()
         return None if row is None else HistoryEntry(*row, instance_id=instance_id)

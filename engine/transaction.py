@@ -21,7 +21,7 @@ from statemachines import TaskOrder, TimerOrder
 from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 
 from .records import HistoryEntry
-from .tables import history_t, instances_t, tasks_t, timers_t
+from .tables import UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
 
@@ -122,59 +122,71 @@ _TASK_COLUMNS = _columns(tasks_t, TaskRow, leave_out=("created_at",))
 _TASK_FIELDS = ", ".join(_TASK_COLUMNS)
 _TIMER_FIELDS = ", ".join(_columns(timers_t, TimerRow))
 _HISTORY_COLUMNS = [c.name for c in history_t.c]
+
+
+def _kinds(table: sa.Table, columns: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Where among `columns` the JSON values and the times are, which the driver may hand
+    back as text (SQLite) or as naive datetimes."""
+    json_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
+    times_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+    return json_at, times_at
+
+
+_INSTANCE_JSON, _INSTANCE_TIMES = _kinds(instances_t, [c.name for c in instances_t.c])
+_TASK_JSON, _TASK_TIMES = _kinds(tasks_t, _TASK_COLUMNS)
 SQL = {
     "lock_instance": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = ?",
     "insert_instance": f"INSERT INTO turnout_instances ({_INSTANCE_FIELDS}) "
-                       f"VALUES ({_placeholders(instances_t, [c.name for c in instances_t.c])})",
+    f"VALUES ({_placeholders(instances_t, [c.name for c in instances_t.c])})",
     # Four forms of the update: SQLite rewrites the index entries of every column in SET,
     # so state and status are only set when they change.
     "update_instance": "UPDATE turnout_instances SET active = ?j, context = ?j, machine = ?j, "
-                       "revision = ?, history_seq = ?, updated_at = ? "
-                       "WHERE id = ? AND revision = ?",
+    "revision = ?, history_seq = ?, updated_at = ? "
+    "WHERE id = ? AND revision = ?",
     "update_instance_state": "UPDATE turnout_instances SET state = ?, active = ?j, context = ?j, "
-                             "machine = ?j, revision = ?, history_seq = ?, updated_at = ? "
-                             "WHERE id = ? AND revision = ?",
+    "machine = ?j, revision = ?, history_seq = ?, updated_at = ? "
+    "WHERE id = ? AND revision = ?",
     "update_instance_status": "UPDATE turnout_instances SET status = ?, active = ?j, "
-                              "context = ?j, machine = ?j, revision = ?, history_seq = ?, "
-                              "updated_at = ? WHERE id = ? AND revision = ?",
+    "context = ?j, machine = ?j, revision = ?, history_seq = ?, "
+    "updated_at = ? WHERE id = ? AND revision = ?",
     "update_instance_state_status": "UPDATE turnout_instances SET state = ?, status = ?, "
-                                    "active = ?j, context = ?j, machine = ?j, revision = ?, "
-                                    "history_seq = ?, updated_at = ? "
-                                    "WHERE id = ? AND revision = ?",
+    "active = ?j, context = ?j, machine = ?j, revision = ?, "
+    "history_seq = ?, updated_at = ? "
+    "WHERE id = ? AND revision = ?",
     "lock_instance_of_task": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = "
-                             "(SELECT instance_id FROM turnout_tasks WHERE id = ?)",
+    "(SELECT instance_id FROM turnout_tasks WHERE id = ?)",
     "latest_version": "SELECT MAX(version) FROM turnout_definitions WHERE name = ?",
     "load_definition": "SELECT source FROM turnout_definitions WHERE name = ? AND version = ?",
     "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
     "append_history": f"INSERT INTO turnout_history ({', '.join(_HISTORY_COLUMNS)}) "
-                      f"VALUES ({_placeholders(history_t, _HISTORY_COLUMNS)})",
+    f"VALUES ({_placeholders(history_t, _HISTORY_COLUMNS)})",
     "seen_idempotency": "SELECT 1 FROM turnout_idempotency WHERE instance_id = ? AND key = ?",
     "remember_idempotency": "INSERT INTO turnout_idempotency (instance_id, key, at) "
-                            "VALUES (?, ?, ?)",
+    "VALUES (?, ?, ?)",
     "insert_task": f"INSERT INTO turnout_tasks ({_TASK_FIELDS}, created_at) "
-                   f"VALUES ({_placeholders(tasks_t, [*_TASK_COLUMNS, 'created_at'])})",
+    f"VALUES ({_placeholders(tasks_t, [*_TASK_COLUMNS, 'created_at'])})",
     "insert_timer": f"INSERT INTO turnout_timers ({_TIMER_FIELDS}) "
-                    f"VALUES ({_placeholders(timers_t, _TIMER_FIELDS.split(', '))})",
+    f"VALUES ({_placeholders(timers_t, _TIMER_FIELDS.split(', '))})",
     "drop_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
-                  "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
+    "AND state_path = ? AND activation = ? AND status IN ('ready', 'claimed')",
     "drop_timers": "DELETE FROM turnout_timers WHERE instance_id = ? AND state_path = ? "
-                   "AND activation = ?",
+    "AND activation = ?",
     "drop_all_tasks": "UPDATE turnout_tasks SET status = 'dropped' WHERE instance_id = ? "
-                      "AND status IN ('ready', 'claimed')",
+    "AND status IN ('ready', 'claimed')",
     "drop_all_timers": "DELETE FROM turnout_timers WHERE instance_id = ?",
     "lock_task": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE id = ?",
     "renew_lease": "UPDATE turnout_tasks SET lease_until = ? WHERE id = ? AND worker = ? "
-                   "AND status = 'claimed'",
+    "AND status = 'claimed'",
     "lapsed_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
-                    "AND lease_until <= ? ORDER BY lease_until LIMIT ?",
+    "AND lease_until <= ? ORDER BY lease_until LIMIT ?",
     "timed_out_tasks": f"SELECT {_TASK_FIELDS} FROM turnout_tasks WHERE status = 'claimed' "
-                       "AND timeout_ms IS NOT NULL ORDER BY claimed_at LIMIT ?",
+    "AND timeout_ms IS NOT NULL ORDER BY claimed_at LIMIT ?",
     "due_timers": f"SELECT {_TIMER_FIELDS} FROM turnout_timers WHERE due_at <= ? "
-                  "ORDER BY due_at LIMIT ?",
+    "ORDER BY due_at LIMIT ?",
     "take_timer": "DELETE FROM turnout_timers WHERE id = ?",
     "next_timer": "SELECT MIN(due_at) FROM turnout_timers",
     "next_task": "SELECT MIN(ready_at) FROM turnout_tasks WHERE status = 'ready'",
-}  # fmt: skip
+}
 _TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt"}
 
 
@@ -200,8 +212,13 @@ class Transaction:
     and every task, where SQLAlchemy's statement building would cost more than the database.
     """
 
-    def __init__(self, cursor: Any, postgres: bool, optimistic: bool = False,
-                 sync: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cursor: Any,
+        postgres: bool,
+        optimistic: bool = False,
+        sync: Callable[[], None] | None = None,
+    ) -> None:
         self.cursor = cursor
         self.postgres = postgres
         self.optimistic = optimistic
@@ -216,10 +233,8 @@ class Transaction:
         return self.cursor
 
     def _read(self, name: str, params: Sequence[Any]) -> Any:
-        """Run a statement whose rows are read. On PostgreSQL it gets a cursor of its own: a
-        pipelined cursor takes every result sent for it, and an earlier statement's result
-        the server sends early (as it does when it shuts down) must not stand in for rows.
-        """
+        """Run a statement whose rows are read, on PostgreSQL on a cursor of its own: a result
+        the server sends early (as when it shuts down) must not stand in for its rows."""
         cursor = self.cursor.connection.cursor() if self.postgres else self.cursor
         cursor.execute(self.sql[name], params)
         return cursor
@@ -240,11 +255,16 @@ class Transaction:
     def _read_json(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) and not self.postgres else value
 
+    def _decoded(self, row: Any, json_at: Sequence[int], times_at: Sequence[int]) -> list[Any]:
+        values = list(row)
+        for index in json_at:
+            values[index] = self._read_json(values[index])
+        for index in times_at:
+            values[index] = self._read_time(values[index])
+        return values
+
     def _task(self, row: Any) -> TaskRow:
-        rj, rt = self._read_json, self._read_time
-        return TaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], rj(row[7]),
-                       row[8], row[9], rj(row[10]), row[11], row[12], row[13], rt(row[14]),
-                       rt(row[15]), rt(row[16]))  # fmt: skip
+        return TaskRow(*self._decoded(row, _TASK_JSON, _TASK_TIMES))
 
     # instances
     def lock_instance(self, instance_id: str) -> InstanceRow | None:
@@ -263,18 +283,29 @@ class Transaction:
     def _instance(self, row: Any) -> InstanceRow | None:
         if row is None:
             return None
-        rj, rt = self._read_json, self._read_time
-        return InstanceRow(row[0], row[1], row[2], row[3], row[4], rj(row[5]), row[6],
-                           rj(row[7]), rj(row[8]), row[9], row[10], rt(row[11]),
-                           rt(row[12]))  # fmt: skip
+        return InstanceRow(*self._decoded(row, _INSTANCE_JSON, _INSTANCE_TIMES))
 
     def insert_instance(self, row: InstanceRow) -> None:
         t = self._time
         try:
-            self._run("insert_instance", (
-                row.id, row.key, row.definition, row.version, row.state, _dumps(row.active),
-                row.status, _context_json(row.context), _dumps(row.machine), row.revision,
-                row.history_seq, t(row.created_at), t(row.updated_at)))  # fmt: skip
+            self._run(
+                "insert_instance",
+                (
+                    row.id,
+                    row.key,
+                    row.definition,
+                    row.version,
+                    row.state,
+                    _dumps(row.active),
+                    row.status,
+                    _context_json(row.context),
+                    _dumps(row.machine),
+                    row.revision,
+                    row.history_seq,
+                    t(row.created_at),
+                    t(row.updated_at),
+                ),
+            )
             if row.key is not None:
                 self._sync()  # a taken key is an error to report now, not at COMMIT
         except Exception as exc:
@@ -292,10 +323,20 @@ class Transaction:
         if new.status != previous.status:
             name += "_status"
             changed.append(new.status)
-        done = self._run(name, (
-            *changed, _dumps(new.active), _context_json(new.context), _dumps(new.machine),
-            new.revision, new.history_seq, self._time(new.updated_at), new.id,
-            previous.revision))  # fmt: skip
+        done = self._run(
+            name,
+            (
+                *changed,
+                _dumps(new.active),
+                _context_json(new.context),
+                _dumps(new.machine),
+                new.revision,
+                new.history_seq,
+                self._time(new.updated_at),
+                new.id,
+                previous.revision,
+            ),
+        )
         if self.postgres and not self.optimistic:
             return  # the row is locked FOR UPDATE since it was read: the revision held
         self._sync()
@@ -318,9 +359,22 @@ class Transaction:
 
     def append_history(self, entries: Sequence[HistoryEntry]) -> None:
         t = self._time
-        self._run_each("append_history", [
-            (e.instance_id, e.seq, t(e.at), e.kind, e.event, e.from_state, e.to_state,
-             _dumps(e.data)) for e in entries])  # fmt: skip
+        self._run_each(
+            "append_history",
+            [
+                (
+                    e.instance_id,
+                    e.seq,
+                    t(e.at),
+                    e.kind,
+                    e.event,
+                    e.from_state,
+                    e.to_state,
+                    _dumps(e.data),
+                )
+                for e in entries
+            ],
+        )
 
     def seen_idempotency(self, instance_id: str, key: str) -> bool:
         return self._read("seen_idempotency", (instance_id, key)).fetchone() is not None
@@ -329,8 +383,13 @@ class Transaction:
         self._run("remember_idempotency", (instance_id, key, self._time(now)))
 
     # tasks and timers
-    def insert_tasks(self, instance_id: str, orders: Iterable[TaskOrder], now: datetime,
-                     claim: Claim | None = None) -> list[TaskRow]:  # fmt: skip
+    def insert_tasks(
+        self,
+        instance_id: str,
+        orders: Iterable[TaskOrder],
+        now: datetime,
+        claim: Claim | None = None,
+    ) -> list[TaskRow]:
         """Write new ready tasks; with `claim`, the first one it names is written claimed
         instead (attempt 1), and returned: a claim with no statement of its own."""
         at = self._time(now)
@@ -343,26 +402,64 @@ class Transaction:
             attempts = max(1, o.retry.attempts)
             if claim is not None and not claimed and o.name in claim.names:
                 # The input as a claim would read it back: decoded from what is stored.
-                claimed.append(TaskRow(task_id, instance_id, o.state_path, o.activation, o.item,
-                                       o.name, o.kind, json.loads(data), 1, attempts, retry,
-                                       timeout_ms, "claimed", claim.worker, now, now,
-                                       claim.lease_until))  # fmt: skip
+                claimed.append(
+                    TaskRow(
+                        task_id,
+                        instance_id,
+                        o.state_path,
+                        o.activation,
+                        o.item,
+                        o.name,
+                        o.kind,
+                        json.loads(data),
+                        1,
+                        attempts,
+                        retry,
+                        timeout_ms,
+                        "claimed",
+                        claim.worker,
+                        now,
+                        now,
+                        claim.lease_until,
+                    )
+                )
                 state = (1, "claimed", claim.worker, at, at, self._time(claim.lease_until))
             else:
                 state = (0, "ready", None, at, None, None)
-            rows.append((task_id, instance_id, o.state_path, o.activation, o.item, o.name,
-                         o.kind, data, state[0], attempts, _dumps(retry), timeout_ms,
-                         *state[1:], at))  # fmt: skip
+            rows.append(
+                (
+                    task_id,
+                    instance_id,
+                    o.state_path,
+                    o.activation,
+                    o.item,
+                    o.name,
+                    o.kind,
+                    data,
+                    state[0],
+                    attempts,
+                    _dumps(retry),
+                    timeout_ms,
+                    *state[1:],
+                    at,
+                )
+            )
         self._run_each("insert_task", rows)
         return claimed
 
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
-        rows = [(new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
-                for o in orders]  # fmt: skip
+        rows = [
+            (new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
+            for o in orders
+        ]
         self._run_each("insert_timer", rows)
 
-    def drop_work(self, instance_id: str, tasks_of: Iterable[tuple[str, int]],
-                  timers_of: Iterable[tuple[str, int]]) -> None:  # fmt: skip
+    def drop_work(
+        self,
+        instance_id: str,
+        tasks_of: Iterable[tuple[str, int]],
+        timers_of: Iterable[tuple[str, int]],
+    ) -> None:
         """Drop the unfinished tasks of the state entries `tasks_of` and the timers of
         `timers_of` (each a state path and its activation)."""
         for name, pairs in (("drop_tasks", tasks_of), ("drop_timers", timers_of)):
@@ -380,9 +477,15 @@ class Transaction:
         elif rows:
             self.cursor.executemany(self.sql[name], rows)
 
-    def claim_tasks(self, names: Sequence[str] | None, worker: str, now: datetime,
-                    lease: timedelta, limit: int, instance_id: str | None = None
-                    ) -> Callable[[], list[TaskRow]]:  # fmt: skip
+    def claim_tasks(
+        self,
+        names: Sequence[str] | None,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        instance_id: str | None = None,
+    ) -> Callable[[], list[TaskRow]]:
         """Take up to `limit` ready tasks (of `names`, or any; of one instance, or any) for
         `worker` until now + lease; call the function returned, once the transaction has
         ended, for them (on PostgreSQL the claim then travels with the COMMIT).
@@ -402,10 +505,12 @@ class Transaction:
             params.extend(names)
         params.append(limit)
         lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
-        sql = (f"UPDATE turnout_tasks SET status = 'claimed', worker = {p}, claimed_at = {p}, "
-               f"lease_until = {p}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
-               f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {p}{lock}) "
-               f"RETURNING {_TASK_FIELDS}")  # fmt: skip
+        sql = (
+            f"UPDATE turnout_tasks SET status = 'claimed', worker = {p}, claimed_at = {p}, "
+            f"lease_until = {p}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
+            f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {p}{lock}) "
+            f"RETURNING {_TASK_FIELDS}"
+        )
         cursor = self.cursor.connection.cursor()  # its own: later statements leave it alone
         cursor.execute(sql, params)
 
@@ -426,16 +531,20 @@ class Transaction:
     def timed_out_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks with a timeout whose current attempt has run past it."""
         rows = [self._task(r) for r in self._read("timed_out_tasks", (limit,)).fetchall()]
-        return [t for t in rows if t.claimed_at is not None and t.timeout is not None
-                and t.claimed_at + t.timeout < now]  # fmt: skip
+        return [
+            t
+            for t in rows
+            if t.claimed_at is not None and t.timeout is not None and t.claimed_at + t.timeout < now
+        ]
 
     def update_task(self, task_id: str, **values: Any) -> None:
         unknown = set(values) - _TASK_UPDATABLE
         assert not unknown, f"not a task column to update: {unknown}"
         p = "%s" if self.postgres else "?"
         names = sorted(values)
-        params = [self._time(values[n]) if n.endswith(("_at", "_until")) else values[n]
-                  for n in names]  # fmt: skip
+        params = [
+            self._time(values[n]) if n.endswith(("_at", "_until")) else values[n] for n in names
+        ]
         sets = ", ".join(f"{n} = {p}" for n in names)
         self.cursor.execute(f"UPDATE turnout_tasks SET {sets} WHERE id = {p}", [*params, task_id])
 
@@ -456,18 +565,20 @@ class Transaction:
 
     def next_due(self) -> datetime | None:
         """The earliest time a timer or a waiting task becomes due."""
-        found = [self._read_time(self._read(name, ()).fetchone()[0])
-                 for name in ("next_timer", "next_task")]  # fmt: skip
+        found = [
+            self._read_time(self._read(name, ()).fetchone()[0])
+            for name in ("next_timer", "next_task")
+        ]
         return min((f for f in found if f is not None), default=None)
 
 
-# -- the store ---------------------------------------------------------------------------------
 def _context_json(context: dict[str, Any]) -> str:
     """The context as stored; ContextTooLarge before anything is written if it is too big."""
     text = _dumps(context)
     if len(text) > MAX_CONTEXT_BYTES:
-        raise ContextTooLarge(f"the context would be {len(text)} bytes, over the limit of "
-                              f"{MAX_CONTEXT_BYTES}")  # fmt: skip
+        raise ContextTooLarge(
+            f"the context would be {len(text)} bytes, over the limit of {MAX_CONTEXT_BYTES}"
+        )
     return text
 
 

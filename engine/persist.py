@@ -1,0 +1,160 @@
+"""How one step is written inside the current transaction: the instance row (its revision
+checked), the history entries, the work its left states drop and the tasks and timers it
+creates; and the caller-facing `Instance` of a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from statemachines import Definition, Snapshot, Status, Step
+from statemachines.errors import InstanceNotFound
+from statemachines.steps import FINISHED, Entry
+
+from .records import HistoryEntry, Instance
+from .transaction import Claim, InstanceRow, TaskRow, Transaction
+
+
+@dataclass
+class Applied:
+    """A step written in the current transaction: the instance after it, its new history."""
+
+    instance: Instance
+    entries: list[HistoryEntry]
+    claimed: list[TaskRow] = field(default_factory=list)  # new tasks written claimed
+
+
+def snapshot(row: InstanceRow) -> Instance:
+    """The caller-facing view of an instance row."""
+    return Instance(
+        id=row.id,
+        key=row.key,
+        definition=row.definition,
+        version=row.version,
+        state=row.state,
+        active=list(row.active or []),
+        status=row.status,
+        context=row.context,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        revision=row.revision,
+    )
+
+
+def persist(
+    tx: Transaction,
+    row: InstanceRow,
+    step: Step,
+    now: datetime,
+    definition: Definition | None = None,
+    *,
+    insert: bool = False,
+    finished: tuple[str, int] | None = None,
+    claim: Claim | None = None,
+) -> Applied:
+    """Write `step` over `row` inside `tx`: instance, history, work dropped and created.
+
+    With `definition`, only the states that can have tasks or timers have work to drop;
+    `finished` is the state entry whose one task this step answers (nothing else of it
+    to drop); `claim` takes one of the new tasks for the worker going on with the instance;
+    with `insert`, `row` is a new instance, written once as it is after the step.
+    """
+    new = InstanceRow(  # built directly: dataclasses.replace costs more, on every event
+        row.id,
+        row.key,
+        row.definition,
+        row.version,
+        step.state or row.state,
+        step.active,
+        step.status,
+        step.context,
+        step.machine,
+        row.revision + 1,
+        row.history_seq + len(step.history),
+        row.created_at,
+        now,
+    )
+    entries = [
+        HistoryEntry(
+            row.history_seq + i,
+            now,
+            e.kind,
+            e.event,
+            e.from_state,
+            e.to_state,
+            e.data,
+            row.id,
+            row.definition,
+        )
+        for i, e in enumerate(step.history, 1)
+    ]
+    # The instance row is written first: without a row lock, its revision check is what
+    # detects a concurrent writer, before anything else is written.
+    if insert:
+        tx.insert_instance(new)
+    else:
+        tx.update_instance(new, row)
+    tx.append_history(entries)
+    if step.cancelled:
+        if definition is None:
+            tx.drop_work(row.id, step.cancelled, step.cancelled)
+        else:
+            states = [(pair, definition.state(pair[0])) for pair in step.cancelled]
+            tx.drop_work(
+                row.id,
+                [p for p, state in states if state.foreach or (state.task and p != finished)],
+                [p for p, state in states if state.after],
+            )
+    claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
+    if step.timers:
+        tx.insert_timers(row.id, step.timers)
+    return Applied(snapshot(new), entries, claimed)
+
+
+def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:
+    """Append history entries that change nothing else (a retry, a stale result)."""
+    return persist(tx, row, Step(row.machine, row.context, row.status, list(entries)), now)
+
+
+def snapshot_of(row: InstanceRow) -> Snapshot:
+    """What the compiled machine reads of an instance row."""
+    return Snapshot(row.machine, row.context, row.status)
+
+
+def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
+    """The instance row, locked against other writers until the transaction ends."""
+    row = tx.lock_instance(instance_id)
+    if row is None:
+        raise InstanceNotFound(instance_id)
+    return row
+
+
+def fail_instance(
+    tx: Transaction, row: InstanceRow, error: dict[str, Any], now: datetime
+) -> Applied:
+    """An operation on the instance failed for a reason other than the caller's or the
+    database's (a value that cannot be stored, a corrupt row, a definition that no longer
+    loads): record `error` as an `error` entry, drop all its tasks and timers, end `failed`.
+
+    No compensation runs: the machine that would plan it may be what is broken. A finished
+    instance keeps its status; only the entry is added.
+    """
+    # Written as read but for status and counters: the machine itself may be what is broken.
+    status = row.status if row.status in FINISHED else Status.FAILED
+    new = dataclasses.replace(
+        row,
+        status=status,
+        revision=row.revision + 1,
+        history_seq=row.history_seq + 1,
+        updated_at=now,
+    )
+    entry = HistoryEntry(
+        new.history_seq, now, "error", None, row.state or None, None, error, row.id, row.definition
+    )
+    tx.update_instance(new, row)
+    tx.append_history([entry])
+    tx.drop_all_work(row.id)
+    return Applied(snapshot(new), [entry])
