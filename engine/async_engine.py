@@ -1,35 +1,48 @@
 """The asyncio interface: `AsyncEngine`, the same calls as `Engine`, awaited.
 
-Each call runs the synchronous engine in a worker thread, so an event loop is never blocked
-by the database; the semantics and the transactions are exactly the `Engine`'s. The worker
-(`work`, `run_until_idle`) is `async_worker.py`: handlers run on the application's loop.
+Each call is made from `Engine`'s own method by `awaited`: it runs the synchronous call in a
+worker thread, so an event loop is never blocked by the database, and the semantics, the
+signature and the transactions are exactly the `Engine`'s. Only the worker (`work`,
+`run_until_idle`, in `async_worker.py`: handlers run on the application's loop) and the
+registrations (`task`, `subscribe`) are written here. A test checks that the two classes
+have the same public names and parameters, so a new `Engine` call needs its line here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
-
-from statemachines import Definition
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance
 from .store import BUSY_TIMEOUT_SECONDS
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def awaited(
+    method: Callable[Concatenate[Engine, P], R],
+) -> Callable[Concatenate[AsyncEngine, P], Coroutine[Any, Any, R]]:
+    """`Engine.method` as a coroutine method of `AsyncEngine`, with its signature and
+    docstring: awaited, it runs the method on the engine in a worker thread."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, self.sync, *args, **kwargs)
+
+    return call
+
+
 class AsyncEngine:
     """`Engine` for asyncio applications: every method is a coroutine of the same name.
 
     Handlers may be `async def` (awaited on the caller's loop) or `def` (run in a bounded
-    thread pool); `work()` runs the worker loop until cancelled.
+    thread pool); `work()` runs the worker loop until cancelled. The constructor takes the
+    same arguments as `Engine`'s; `sync` is the `Engine` underneath.
     """
 
     def __init__(
@@ -42,18 +55,22 @@ class AsyncEngine:
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
-        self.sync = Engine(url, clock, lease=lease, worker_id=worker_id, locking=locking,
-                           busy_timeout=busy_timeout)  # fmt: skip
-
-    async def _run(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
+        self.sync = Engine(
+            url, clock, lease=lease, worker_id=worker_id, locking=locking, busy_timeout=busy_timeout
+        )
 
     async def __aenter__(self) -> AsyncEngine:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        await self.close()
 
+    # -- definitions
+    deploy = awaited(Engine.deploy)
+    definition = awaited(Engine.definition)
+    definitions = awaited(Engine.definitions)
+
+    # -- handlers and subscribers: registrations, nothing to wait for
     def task(self, name: str) -> Callable[[Handler], Handler]:
         """Decorator registering the handler of task `name` (a def or an async def)."""
         return self.sync.task(name)
@@ -62,93 +79,37 @@ class AsyncEngine:
         """Call `callback(entry)` after commit for each history entry (in a worker thread)."""
         return self.sync.subscribe(callback)
 
-    async def deploy(self, source: str | Path | Definition) -> Deployment:
-        return await self._run(self.sync.deploy, source)
+    # -- instances
+    start = awaited(Engine.start)
+    start_many = awaited(Engine.start_many)
+    send = awaited(Engine.send)
+    send_by_key = awaited(Engine.send_by_key)
+    get = awaited(Engine.get)
+    get_by_key = awaited(Engine.get_by_key)
+    history = awaited(Engine.history)
+    instances = awaited(Engine.instances)
+    state_counts = awaited(Engine.state_counts)
+    status_counts = awaited(Engine.status_counts)
+    check_health = awaited(Engine.check_health)
+    allowed = awaited(Engine.allowed)
+    cancel = awaited(Engine.cancel)
 
-    async def definition(self, name: str, version: int | None = None) -> Definition:
-        return await self._run(self.sync.definition, name, version)
+    @property
+    def safe_url(self) -> str:
+        """The database URL with any password hidden, fit to print."""
+        return self.sync.safe_url
 
-    async def definitions(self) -> list[Deployment]:
-        return await self._run(self.sync.definitions)
+    # -- tasks, for workers in this process or elsewhere
+    claim_tasks = awaited(Engine.claim_tasks)
+    complete_task = awaited(Engine.complete_task)
+    complete_and_claim = awaited(Engine.complete_and_claim)
+    fail_task = awaited(Engine.fail_task)
+    heartbeat = awaited(Engine.heartbeat)
+    expire_tasks = awaited(Engine.expire_tasks)
+    fire_due_timers = awaited(Engine.fire_due_timers)
+    next_due = awaited(Engine.next_due)
 
-    async def start(
-        self,
-        definition: str,
-        data: dict[str, Any] | None = None,
-        *,
-        key: str | None = None,
-        version: int | None = None,
-    ) -> Instance:
-        return await self._run(self.sync.start, definition, data, key=key, version=version)
-
-    async def send(
-        self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None
-    ) -> Instance:
-        return await self._run(
-            self.sync.send, instance_id, event, data, idempotency_key=idempotency_key
-        )
-
-    async def send_by_key(
-        self,
-        definition: str,
-        key: str,
-        event: str,
-        data: Any = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> Instance:
-        return await self._run(
-            self.sync.send_by_key, definition, key, event, data, idempotency_key=idempotency_key
-        )
-
-    async def get(self, instance_id: str) -> Instance:
-        return await self._run(self.sync.get, instance_id)
-
-    async def get_by_key(self, definition: str, key: str) -> Instance:
-        return await self._run(self.sync.get_by_key, definition, key)
-
-    async def history(self, instance_id: str) -> list[HistoryEntry]:
-        return await self._run(self.sync.history, instance_id)
-
-    async def instances(
-        self,
-        definition: str | None = None,
-        state: str | None = None,
-        status: str | None = None,
-        key: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Instance]:
-        return await self._run(self.sync.instances, definition, state, status, key, limit, offset)
-
-    async def allowed(self, instance: str | Instance) -> list[str]:
-        return await self._run(self.sync.allowed, instance)
-
-    async def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
-        return await self._run(self.sync.cancel, instance_id, reason)
-
-    async def claim_tasks(
-        self,
-        names: list[str] | None,
-        worker: str | None = None,
-        lease: timedelta | float | None = None,
-        limit: int = 1,
-    ) -> list[ClaimedTask]:
-        return await self._run(self.sync.claim_tasks, names, worker, lease, limit)
-
-    async def complete_task(self, task_id: str, worker: str | None, result: Any) -> bool:
-        return await self._run(self.sync.complete_task, task_id, worker, result)
-
-    async def fail_task(
-        self, task_id: str, worker: str | None, error: str | dict[str, Any]
-    ) -> bool:
-        return await self._run(self.sync.fail_task, task_id, worker, error)
-
-    async def heartbeat(
-        self, task_id: str, worker: str | None = None, lease: timedelta | float | None = None
-    ) -> bool:
-        return await self._run(self.sync.heartbeat, task_id, worker, lease)
-
+    # -- running work, on the caller's loop
     async def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run every ready task and due timer until none is left; count them. `async def`
         handlers are awaited on this loop."""
@@ -163,10 +124,10 @@ class AsyncEngine:
         worker = AsyncWorker(self.sync, concurrency=concurrency, tasks=tasks)
         await worker.work(poll_interval)
 
-    async def diagram(
-        self, instance_id: str, format: str = "svg", *, fallback: bool = False
-    ) -> bytes:
-        return await self._run(self.sync.diagram, instance_id, format, fallback=fallback)
+    # -- diagrams
+    diagram = awaited(Engine.diagram)
+    heat_diagram = awaited(Engine.heat_diagram)
+    definition_diagram = awaited(Engine.definition_diagram)
 
-    async def aclose(self) -> None:
-        await self._run(self.sync.close)
+    close = awaited(Engine.close)
+    aclose = close  # the name asyncio libraries close with

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,64 @@ import pytest
 from engine import AsyncEngine, Engine, EventRejected, InvalidInput
 
 DEFINITIONS = Path(__file__).parent / "definitions"
+REGISTRATIONS = {"task", "subscribe"}  # plain methods on both: nothing to wait for
+
+
+def public(cls: type) -> dict[str, Any]:
+    """The public names a class defines, as defined (a property stays a property)."""
+    names = [name for name in dir(cls) if not name.startswith("_")]
+    return {name: inspect.getattr_static(cls, name) for name in names}
+
+
+def test_async_engine_has_every_public_name_of_engine_and_no_other() -> None:
+    assert set(public(AsyncEngine)) == set(public(Engine)) | {"aclose"}
+    assert AsyncEngine.aclose is AsyncEngine.close
+
+
+def test_async_engine_methods_are_coroutines_with_the_engines_parameters() -> None:
+    for name, member in public(Engine).items():
+        mirrored = public(AsyncEngine)[name]
+        if isinstance(member, property):
+            assert isinstance(mirrored, property), name
+            continue
+        assert inspect.iscoroutinefunction(mirrored) == (name not in REGISTRATIONS), name
+        expected = dict(inspect.signature(member).parameters)
+        if name == "work":  # cancelling the coroutine is the way to stop
+            del expected["stop"]
+        assert dict(inspect.signature(mirrored).parameters) == expected, name
+    assert inspect.signature(AsyncEngine).parameters == inspect.signature(Engine).parameters
+
+
+def test_async_engine_starts_many_claims_answers_and_counts(store_url: str, clock: Any) -> None:
+    async def scenario() -> None:
+        async with AsyncEngine(store_url, clock, lease=timedelta(minutes=5)) as aeng:
+            await aeng.check_health()
+            assert "://" in aeng.safe_url
+            await aeng.deploy(DEFINITIONS / "one_task.yaml")
+            await aeng.deploy(DEFINITIONS / "timed_task.yaml")
+            assert await aeng.next_due() is None
+            timed = await aeng.start("timed_task", {})
+            assert await aeng.next_due() == clock.now + timedelta(minutes=1)
+            seen: list[int] = []
+            ids = await aeng.start_many(
+                "one_task", [{"n": i} for i in range(3)], progress=seen.append
+            )
+            assert seen == [3]
+            assert await aeng.state_counts("one_task") == {"work": 3}
+            [task] = await aeng.claim_tasks(["jobs.work"], limit=1)
+            ok, following = await aeng.complete_and_claim(task.id, None, {}, ["jobs.work"])
+            assert ok and following == []
+            assert await aeng.status_counts("one_task") == {"running": 2, "succeeded": 1}
+            clock.advance(60)
+            assert await aeng.fire_due_timers() == 1
+            assert (await aeng.get(timed.id)).state == "work"
+            assert await aeng.expire_tasks() == 0
+            svg = await aeng.diagram(ids[0])
+            assert svg.lstrip().startswith(b"<")
+            assert (await aeng.definition_diagram("one_task", "dot")).startswith(b"digraph")
+            assert b"digraph" in await aeng.heat_diagram("one_task", "dot")
+
+    asyncio.run(scenario())
 
 
 def test_async_engine_starts_sends_and_reads_instances(store_url: str, clock: Any) -> None:
