@@ -7,7 +7,7 @@ Graphviz runs within LAYOUT_SECONDS and LAYOUT_MEMORY. This package imports `sta
 
 from __future__ import annotations
 
-from statemachines import DiagramTooLarge, RenderError
+from statemachines.errors import DiagramTooLarge, RenderError
 
 from .graph import Drawing, build_drawing
 from .layout import LAYOUT_MEMORY, LAYOUT_SECONDS, dot_program

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from statemachines import DiagramTooLarge
+from statemachines.errors import DiagramTooLarge
 
 from .graph import INK, MUTED, css_name
 from .overlay import HeatOverlay, Overlay

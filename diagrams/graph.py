@@ -14,7 +14,8 @@ from typing import Literal
 
 import graphviz
 
-from statemachines import Definition, format_duration
+from statemachines import Definition
+from statemachines.durations import format_duration
 from statemachines.model import Region, State, TaskSpec, Transition, join
 
 Direction = Literal["LR", "TB", "RL", "BT"]

@@ -13,7 +13,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from statemachines import RenderError
+from statemachines.errors import RenderError
 
 LAYOUT_SECONDS = 20.0
 LAYOUT_MEMORY = 1 << 30  # bytes of address space for `dot`, of linear memory for WebAssembly

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
-from statemachines import Definition, DiagramTooLarge, RenderError, load
+from statemachines import Definition, load
+from statemachines.errors import DiagramTooLarge, RenderError
 
 from .dotsource import Styles, label_lines, to_digraph
 from .fallback import too_large_svg

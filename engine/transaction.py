@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 import uuid6
 
-from statemachines import TaskOrder, TimerOrder
 from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
+from statemachines.steps import TaskOrder, TimerOrder
 
 from .records import HistoryEntry
 from .tables import UTCDateTime, history_t, instances_t, tasks_t, timers_t

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from . import validate
-from .build import Builder
+from .build import DefinitionBuilder
 from .compile import CompiledMachine, compile_definition
 from .durations import format_duration, parse_duration
 from .errors import (
@@ -48,15 +48,15 @@ def load(source: str | Path | Definition) -> Definition:
         return source
     text, file = read_source(source)
     document = compose(text, file)
-    builder = Builder(document)
+    builder = DefinitionBuilder(document)
     definition = builder.definition(text)
     problems = document.problems + builder.problems
     if definition is not None:
         problems.extend(validate.check(definition))
-    errors = [p for p in problems if p.severity == "error"]
+    errors = [problem for problem in problems if problem.severity == "error"]
     if errors or definition is None:
         raise DefinitionError(errors)
-    warnings = tuple(str(p) for p in problems if p.severity == "warning")
+    warnings = tuple(str(problem) for problem in problems if problem.severity == "warning")
     return dataclasses.replace(definition, warnings=warnings)
 
 

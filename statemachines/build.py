@@ -40,9 +40,10 @@ from .model import (
 )
 
 TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
-STATE_KEYS = ("description", "task", "input", "result", "retry", "timeout", "compensate",
-              "on", "after", "always", "parallel", "foreach", "final")  # fmt: skip
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
+KIND_KEYS = ("task", "parallel", "foreach", "final")  # a state has at most one of them
+TRANSITION_KINDS = ("on", "after", "always")  # none of them on a final state
+STATE_KEYS = ("description", *KIND_KEYS, *TASK_KEYS, *TRANSITION_KINDS)
 REGION_KEYS = ("initial", "states", "description")
 SHORTHAND_KEYS = ("task", "input", "result", "retry", "timeout", "compensate", "description")
 FOREACH_KEYS = ("items", "task", "input", "concurrency", "result", "retry", "timeout")
@@ -67,12 +68,14 @@ def suggest(word: str, choices: Any) -> str:
 
 def digest_of(data: Any) -> str:
     """A content hash of the parsed definition, ignoring layout, comments and `version`."""
-    content = {k: v for k, v in data.items() if k != "version"} if isinstance(data, dict) else data
+    content = data
+    if isinstance(data, dict):
+        content = {key: value for key, value in data.items() if key != "version"}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class Builder:
+class DefinitionBuilder:
     """Builds a Definition from a Document, collecting problems instead of stopping."""
 
     def __init__(self, doc: Document) -> None:
@@ -99,8 +102,9 @@ class Builder:
     ) -> None:
         for key in data:
             if key not in allowed:
-                self.fail((*path, key), f"unknown key {key!r} in {what}{suggest(key, allowed)}",
-                          key=True)  # fmt: skip
+                self.fail(
+                    (*path, key), f"unknown key {key!r} in {what}{suggest(key, allowed)}", key=True
+                )
 
     def mapping(self, value: Any, path: PathKey, what: str) -> dict[str, Any] | None:
         if isinstance(value, dict):
@@ -147,13 +151,19 @@ class Builder:
             self.fail(path, str(exc), key)
             return None
 
+    def optional_duration(self, data: dict[str, Any], key: str, where: PathKey) -> Any:
+        """The duration under `key` in `data` (at `where`), None when the key is absent."""
+        return self.duration(data[key], (*where, key)) if key in data else None
+
     # -- definition ------------------------------------------------------------------------
     def definition(self, source: str) -> Definition | None:
         self.lines = source.splitlines()
         data = self.doc.data
         if not isinstance(data, dict):
-            self.fail((), f"a definition must be a mapping with name, initial and states, "
-                          f"not {_kind(data)}")  # fmt: skip
+            self.fail(
+                (),
+                f"a definition must be a mapping with name, initial and states, not {_kind(data)}",
+            )
             return None
         self.keys(data, (), TOP_KEYS, "the definition")
         for required in ("name", "initial", "states"):
@@ -206,9 +216,9 @@ class Builder:
 
     # -- regions and states ----------------------------------------------------------------
     def region(
-        self, name: str, path: str, data: dict[str, Any], at: PathKey, top: bool = False
+        self, name: str, path: str, data: dict[str, Any], where: PathKey, top: bool = False
     ) -> Region | None:
-        base: PathKey = () if top else at
+        base: PathKey = () if top else where
         states_raw = data.get("states")
         states: list[State] = []
         if (
@@ -218,8 +228,8 @@ class Builder:
             if not states_raw:
                 self.fail((*base, "states"), "states must not be empty")
             for state_name, state_raw in states_raw.items():
-                state = self.state(state_name, join(path, state_name), state_raw,
-                                   (*base, "states", state_name))  # fmt: skip
+                state_where = (*base, "states", state_name)
+                state = self.state(state_name, join(path, state_name), state_raw, state_where)
                 if state is not None:
                     states.append(state)
         initial = data.get("initial")
@@ -229,8 +239,8 @@ class Builder:
         if not top:
             missing = [key for key in ("initial", "states") if data.get(key) is None]
             if missing:
-                self.fail(base, f"branch {name!r} needs {' and '.join(map(repr, missing))} "
-                                "(or a 'task')")  # fmt: skip
+                needed = " and ".join(map(repr, missing))
+                self.fail(base, f"branch {name!r} needs {needed} (or a 'task')")
         return Region(
             name=name,
             path=path,
@@ -239,58 +249,75 @@ class Builder:
             position=self.pos((*base, "initial") if "initial" in data else base),
         )
 
-    def state(self, name: str, path: str, raw: Any, at: PathKey) -> State | None:
+    def state(self, name: str, path: str, raw: Any, where: PathKey) -> State | None:
         self.state_count += 1
         if self.state_count == MAX_STATES + 1:
-            self.fail(at, f"a definition may have at most {MAX_STATES} states", key=True)
+            self.fail(where, f"a definition may have at most {MAX_STATES} states", key=True)
         if not STATE_RE.match(name):
-            self.fail(at, f"state name {name!r} must be letters, digits, '_' or '-', "
-                          "starting with a letter", key=True)  # fmt: skip
-        self.too_long(path, MAX_PATH_LENGTH, f"the path of state {name[:40]!r}", at, key=True)
+            self.fail(
+                where,
+                f"state name {name!r} must be letters, digits, '_' or '-', starting with a letter",
+                key=True,
+            )
+        self.too_long(path, MAX_PATH_LENGTH, f"the path of state {name[:40]!r}", where, key=True)
         if raw is None:
             raw = {}
-        data = self.mapping(raw, at, f"state {name!r}")
+        data = self.mapping(raw, where, f"state {name!r}")
         if data is None:
             # Stand in as a final state so the graph rules still run without echoing this.
-            return State(name=name, path=path, kind="final", final="succeeded",
-                         position=self.pos(at, key=True))  # fmt: skip
-        self.keys(data, at, STATE_KEYS, f"state {name!r}")
-        kinds = [k for k in ("task", "parallel", "foreach", "final") if data.get(k) not in
-                 (None, False)]  # fmt: skip
+            return State(
+                name=name,
+                path=path,
+                kind="final",
+                final="succeeded",
+                position=self.pos(where, key=True),
+            )
+        self.keys(data, where, STATE_KEYS, f"state {name!r}")
+        kinds = [key for key in KIND_KEYS if data.get(key) not in (None, False)]
         if len(kinds) > 1:
-            self.fail((*at, kinds[1]), f"state {name!r} has both {kinds[0]!r} and {kinds[1]!r}; "
-                                       "a state has at most one of them", key=True)  # fmt: skip
+            self.fail(
+                (*where, kinds[1]),
+                f"state {name!r} has both {kinds[0]!r} and {kinds[1]!r}; "
+                "a state has at most one of them",
+                key=True,
+            )
         kind: StateKind
         task = foreach = final = None
         regions: tuple[Region, ...] = ()
         for key in TASK_KEYS:
             if key in data and "task" not in data:
-                self.fail((*at, key), f"{key!r} belongs with 'task'; state {name!r} has no task",
-                          key=True)  # fmt: skip
+                self.fail(
+                    (*where, key),
+                    f"{key!r} belongs with 'task'; state {name!r} has no task",
+                    key=True,
+                )
         if "task" in data:
-            task = self.task_spec(data, at, with_compensate=True)
+            task = self.task_spec(data, where, with_compensate=True)
         if "foreach" in data:
-            foreach = self.foreach(data["foreach"], (*at, "foreach"))
+            foreach = self.foreach(data["foreach"], (*where, "foreach"))
         if data.get("parallel") is not None:
-            regions = self.parallel(data["parallel"], path, (*at, "parallel"))
+            regions = self.parallel(data["parallel"], path, (*where, "parallel"))
         if data.get("final") not in (None, False):
-            final = self.final(data["final"], (*at, "final"))
-            for key in ("on", "after", "always"):
+            final = self.final(data["final"], (*where, "final"))
+            for key in TRANSITION_KINDS:
                 if key in data:
-                    self.fail((*at, key), f"final state {name!r} cannot have outgoing "
-                                          f"transitions ({key!r})", key=True)  # fmt: skip
-        on = self.on(data.get("on"), (*at, "on")) if "on" in data else ()
-        after = self.after(data.get("after"), (*at, "after")) if "after" in data else ()
-        always = self.transitions(data["always"], (*at, "always")) if "always" in data else ()
+                    self.fail(
+                        (*where, key),
+                        f"final state {name!r} cannot have outgoing transitions ({key!r})",
+                        key=True,
+                    )
+        events = self.on(data.get("on"), (*where, "on")) if "on" in data else ()
+        after = self.after(data.get("after"), (*where, "after")) if "after" in data else ()
+        always = self.transitions(data["always"], (*where, "always")) if "always" in data else ()
         if kinds:
             kind = kinds[0]  # type: ignore[assignment]
-        elif always and not on and not after:
+        elif always and not events and not after:
             kind = "choice"
         else:
             kind = "wait"
         description = data.get("description")
         if description is not None and not isinstance(description, str):
-            self.fail((*at, "description"), "description must be text")
+            self.fail((*where, "description"), "description must be text")
         return State(
             name=name,
             path=path,
@@ -300,48 +327,54 @@ class Builder:
             parallel=regions,
             foreach=foreach,
             final=final,
-            on=on if not final else (),
+            on=events if not final else (),
             after=after if not final else (),
             always=always if not final else (),
-            position=self.pos(at, key=True),
+            position=self.pos(where, key=True),
         )
 
-    def final(self, value: Any, at: PathKey) -> Any:
+    def final(self, value: Any, where: PathKey) -> Any:
         if value is True or value == "succeeded":
             return "succeeded"
         if value == "failed":
             return "failed"
-        self.fail(at, f"final must be true, 'succeeded' or 'failed', not {value!r}")
+        self.fail(where, f"final must be true, 'succeeded' or 'failed', not {value!r}")
         return "succeeded"
 
     def task_spec(
-        self, data: dict[str, Any], at: PathKey, with_compensate: bool, per_item: bool = False
+        self, data: dict[str, Any], where: PathKey, with_compensate: bool, per_item: bool = False
     ) -> TaskSpec:
         name = data.get("task")
         if not (isinstance(name, str) and TASK_RE.match(name)):
-            self.fail((*at, "task"), f"task must be a task name such as 'payments.validate', "
-                                     f"not {name!r}")  # fmt: skip
+            self.fail(
+                (*where, "task"),
+                f"task must be a task name such as 'payments.validate', not {name!r}",
+            )
             name = "invalid"
-        self.too_long(name, MAX_NAME_LENGTH, "task name", (*at, "task"))
+        self.too_long(name, MAX_NAME_LENGTH, "task name", (*where, "task"))
         compensate = data.get("compensate")
         valid = isinstance(compensate, str) and TASK_RE.match(compensate)
         if compensate is not None and not valid:
-            self.fail((*at, "compensate"), f"compensate must be a task name, not {compensate!r}")
+            self.fail((*where, "compensate"), f"compensate must be a task name, not {compensate!r}")
             compensate = None
         if compensate is not None:
-            self.too_long(compensate, MAX_NAME_LENGTH, "task name", (*at, "compensate"))
+            self.too_long(compensate, MAX_NAME_LENGTH, "task name", (*where, "compensate"))
+        task_input = None
+        if "input" in data:
+            scope = NAMES if per_item else SCOPE_NAMES
+            task_input = self.expression(data["input"], (*where, "input"), scope)
+        retry = self.retry(data["retry"], (*where, "retry")) if "retry" in data else RetryPolicy()
+        timeout = self.optional_duration(data, "timeout", where)
         return TaskSpec(
             name=name,
-            input=self.expression(data["input"], (*at, "input"), NAMES if per_item else SCOPE_NAMES)
-            if "input" in data
-            else None,
-            result=self.result(data, at),
-            retry=self.retry(data["retry"], (*at, "retry")) if "retry" in data else RetryPolicy(),
-            timeout=self.duration(data["timeout"], (*at, "timeout")) if "timeout" in data else None,
+            input=task_input,
+            result=self.result(data, where),
+            retry=retry,
+            timeout=timeout,
             compensate=compensate if with_compensate else None,
         )
 
-    def result(self, data: dict[str, Any], at: PathKey) -> str | bool:
+    def result(self, data: dict[str, Any], where: PathKey) -> str | bool:
         if "result" not in data:
             return DEFAULT_RESULT
         value = data["result"]
@@ -349,38 +382,30 @@ class Builder:
             return False
         if isinstance(value, str) and KEY_RE.match(value):
             return value
-        self.fail((*at, "result"), f"result must be a context key or false, not {value!r}")
+        self.fail((*where, "result"), f"result must be a context key or false, not {value!r}")
         return DEFAULT_RESULT
 
-    def retry(self, raw: Any, at: PathKey) -> RetryPolicy:
-        data = self.mapping(raw, at, "retry")
+    def retry(self, raw: Any, where: PathKey) -> RetryPolicy:
+        data = self.mapping(raw, where, "retry")
         if data is None:
             return RetryPolicy()
-        self.keys(data, at, RETRY_KEYS, "retry")
+        self.keys(data, where, RETRY_KEYS, "retry")
         policy = RetryPolicy()
         attempts = data.get("attempts", 1)
-        if (
-            isinstance(attempts, bool)
-            or not isinstance(attempts, int)
-            or not (1 <= attempts <= MAX_ATTEMPTS)
-        ):
-            self.fail((*at, "attempts"), f"attempts must be an integer from 1 to {MAX_ATTEMPTS}")
+        if not _whole(attempts, MAX_ATTEMPTS):
+            self.fail((*where, "attempts"), f"attempts must be an integer from 1 to {MAX_ATTEMPTS}")
             attempts = 1
         backoff = data.get("backoff", 2.0)
-        if (
-            isinstance(backoff, bool)
-            or not isinstance(backoff, int | float)
-            or not (1 <= backoff <= 100)
-        ):
-            self.fail((*at, "backoff"), "backoff must be a number from 1 to 100")
+        number = isinstance(backoff, int | float) and not isinstance(backoff, bool)
+        if not (number and 1 <= backoff <= 100):
+            self.fail((*where, "backoff"), "backoff must be a number from 1 to 100")
             backoff = 2.0
         jitter = data.get("jitter", False)
         if not isinstance(jitter, bool):
-            self.fail((*at, "jitter"), "jitter must be true or false")
+            self.fail((*where, "jitter"), "jitter must be true or false")
             jitter = False
-        delay = self.duration(data["delay"], (*at, "delay")) if "delay" in data else None
-        max_delay = self.duration(data["max_delay"], (*at, "max_delay")) if (
-            "max_delay" in data) else None  # fmt: skip
+        delay = self.optional_duration(data, "delay", where)
+        max_delay = self.optional_duration(data, "max_delay", where)
         return RetryPolicy(
             attempts=attempts,
             delay=delay or policy.delay,
@@ -389,58 +414,59 @@ class Builder:
             jitter=jitter,
         )
 
-    def foreach(self, raw: Any, at: PathKey) -> Foreach | None:
-        data = self.mapping(raw, at, "foreach")
+    def foreach(self, raw: Any, where: PathKey) -> Foreach | None:
+        data = self.mapping(raw, where, "foreach")
         if data is None:
             return None
-        self.keys(data, at, FOREACH_KEYS, "foreach")
+        self.keys(data, where, FOREACH_KEYS, "foreach")
         for required in ("items", "task"):
             if required not in data:
-                self.fail(at, f"foreach needs {required!r}")
-        items = self.expression(data["items"], (*at, "items")) if "items" in data else None
+                self.fail(where, f"foreach needs {required!r}")
+        items = self.expression(data["items"], (*where, "items")) if "items" in data else None
         concurrency = data.get("concurrency")
         if concurrency is not None and not _whole(concurrency, MAX_FOREACH_CONCURRENCY):
             limit = MAX_FOREACH_CONCURRENCY
-            self.fail((*at, "concurrency"), f"concurrency must be an integer from 1 to {limit}")
+            self.fail((*where, "concurrency"), f"concurrency must be an integer from 1 to {limit}")
             concurrency = None
-        task = (
-            self.task_spec(data, at, with_compensate=False, per_item=True)
-            if "task" in data
-            else None
-        )
-        if items is None or task is None:
+        if "task" not in data:
+            return None
+        task = self.task_spec(data, where, with_compensate=False, per_item=True)
+        if items is None:
             return None
         return Foreach(items=items, task=task, concurrency=concurrency)
 
-    def parallel(self, raw: Any, path: str, at: PathKey) -> tuple[Region, ...]:
-        data = self.mapping(raw, at, "parallel")
+    def parallel(self, raw: Any, path: str, where: PathKey) -> tuple[Region, ...]:
+        data = self.mapping(raw, where, "parallel")
         if data is None:
             return ()
         if not data:
-            self.fail(at, "parallel needs at least one branch")
+            self.fail(where, "parallel needs at least one branch")
         regions = []
         for branch, body in data.items():
-            where = (*at, branch)
+            branch_where = (*where, branch)
             if not STATE_RE.match(branch):
-                self.fail(where, f"branch name {branch!r} must be letters, digits, '_' or '-'",
-                          key=True)  # fmt: skip
-            body = self.mapping(body, where, f"branch {branch!r}")
+                self.fail(
+                    branch_where,
+                    f"branch name {branch!r} must be letters, digits, '_' or '-'",
+                    key=True,
+                )
+            body = self.mapping(body, branch_where, f"branch {branch!r}")
             if body is None:
                 continue
             region_path = join(path, branch)
             if "task" in body:
-                self.keys(body, where, SHORTHAND_KEYS, f"one-task branch {branch!r}")
-                regions.append(self.shorthand(branch, region_path, body, where))
+                self.keys(body, branch_where, SHORTHAND_KEYS, f"one-task branch {branch!r}")
+                regions.append(self.shorthand(branch, region_path, body, branch_where))
             else:
-                self.keys(body, where, REGION_KEYS, f"branch {branch!r}")
-                region = self.region(branch, region_path, body, where)
+                self.keys(body, branch_where, REGION_KEYS, f"branch {branch!r}")
+                region = self.region(branch, region_path, body, branch_where)
                 if region is not None:
                     regions.append(region)
         return tuple(regions)
 
-    def shorthand(self, branch: str, path: str, body: dict[str, Any], at: PathKey) -> Region:
-        spec = self.task_spec(body, at, with_compensate=True)
-        position = self.pos(at, key=True)
+    def shorthand(self, branch: str, path: str, body: dict[str, Any], where: PathKey) -> Region:
+        spec = self.task_spec(body, where, with_compensate=True)
+        position = self.pos(where, key=True)
         work = State(
             name=branch,
             path=join(path, branch),
@@ -449,80 +475,97 @@ class Builder:
             on=(("done", (Transition("finished", position=position),)),),
             position=position,
         )
-        finished = State(name="finished", path=join(path, "finished"), kind="final",
-                         final="succeeded", position=position)  # fmt: skip
+        finished = State(
+            name="finished",
+            path=join(path, "finished"),
+            kind="final",
+            final="succeeded",
+            position=position,
+        )
         return Region(branch, path, branch, (work, finished), shorthand=True, position=position)
 
     # -- transitions -----------------------------------------------------------------------
-    def on(self, raw: Any, at: PathKey) -> tuple[tuple[str, tuple[Transition, ...]], ...]:
-        data = self.mapping(raw, at, "on")
+    def on(self, raw: Any, where: PathKey) -> tuple[tuple[str, tuple[Transition, ...]], ...]:
+        data = self.mapping(raw, where, "on")
         if data is None:
             return ()
         result = []
         for event, body in data.items():
             if not EVENT_RE.match(event):
-                self.fail((*at, event), f"event name {event!r} must be letters, digits, "
-                                        "'_', '-' or '.'", key=True)  # fmt: skip
-            self.too_long(event, MAX_PATH_LENGTH, "event name", (*at, event), key=True)
-            result.append((event, self.transitions(body, (*at, event))))
+                self.fail(
+                    (*where, event),
+                    f"event name {event!r} must be letters, digits, '_', '-' or '.'",
+                    key=True,
+                )
+            self.too_long(event, MAX_PATH_LENGTH, "event name", (*where, event), key=True)
+            result.append((event, self.transitions(body, (*where, event))))
         return tuple(result)
 
-    def after(self, raw: Any, at: PathKey) -> tuple[Timer, ...]:
-        data = self.mapping(raw, at, "after")
+    def after(self, raw: Any, where: PathKey) -> tuple[Timer, ...]:
+        data = self.mapping(raw, where, "after")
         if data is None:
             return ()
         timers = []
         for key, body in data.items():
-            delay = self.duration(key, (*at, key), key=True)
-            self.too_long(str(key), MAX_TIMER_KEY_LENGTH, "duration", (*at, key), key=True)
-            transitions = self.transitions(body, (*at, key))
+            delay = self.duration(key, (*where, key), key=True)
+            self.too_long(str(key), MAX_TIMER_KEY_LENGTH, "duration", (*where, key), key=True)
+            transitions = self.transitions(body, (*where, key))
             # An unreadable duration is reported; its transitions still count for the graph.
             timers.append(Timer(str(key), delay or timedelta(seconds=1), transitions))
         return tuple(timers)
 
-    def transitions(self, raw: Any, at: PathKey) -> tuple[Transition, ...]:
+    def transitions(self, raw: Any, where: PathKey) -> tuple[Transition, ...]:
         if isinstance(raw, list):
             if not raw:
-                self.fail(at, "an empty list of transitions")
-            return tuple(t for i, item in enumerate(raw)
-                         if (t := self.transition(item, (*at, i))) is not None)  # fmt: skip
-        single = self.transition(raw, at)
+                self.fail(where, "an empty list of transitions")
+            read = (self.transition(item, (*where, index)) for index, item in enumerate(raw))
+            return tuple(transition for transition in read if transition is not None)
+        single = self.transition(raw, where)
         return (single,) if single is not None else ()
 
-    def transition(self, raw: Any, at: PathKey) -> Transition | None:
+    def transition(self, raw: Any, where: PathKey) -> Transition | None:
         if isinstance(raw, str):
-            return Transition(raw, position=self.pos(at))
+            return Transition(raw, position=self.pos(where))
         if not isinstance(raw, dict):
-            self.fail(at, f"a transition is a state name or a mapping with 'to', 'if', "
-                          f"'assign', not {_kind(raw)}")  # fmt: skip
+            expected = "a transition is a state name or a mapping with 'to', 'if', 'assign'"
+            self.fail(where, f"{expected}, not {_kind(raw)}")
             return None
-        self.keys(raw, at, TRANSITION_KEYS, "a transition")
+        self.keys(raw, where, TRANSITION_KEYS, "a transition")
         target = raw.get("to")
         if target is not None and not isinstance(target, str):
-            self.fail((*at, "to"), f"'to' must be a state name, not {_kind(target)}")
-            return Transition(None, position=self.pos((*at, "to")))
-        guard = self.expression(raw["if"], (*at, "if")) if "if" in raw else None
+            self.fail((*where, "to"), f"'to' must be a state name, not {_kind(target)}")
+            return Transition(None, position=self.pos((*where, "to")))
+        guard = self.expression(raw["if"], (*where, "if")) if "if" in raw else None
         assign: list[tuple[str, Expression]] = []
         if "assign" in raw:
-            data = self.mapping(raw["assign"], (*at, "assign"), "assign")
+            data = self.mapping(raw["assign"], (*where, "assign"), "assign")
             for key, value in (data or {}).items():
                 if not KEY_RE.match(str(key)):
-                    self.fail((*at, "assign", key), f"assign key {key!r} must be a plain "
-                                                    "identifier", key=True)  # fmt: skip
-                expression = self.expression(value, (*at, "assign", key))
+                    self.fail(
+                        (*where, "assign", key),
+                        f"assign key {key!r} must be a plain identifier",
+                        key=True,
+                    )
+                expression = self.expression(value, (*where, "assign", key))
                 if expression is not None:
                     assign.append((str(key), expression))
         if target is None and not assign:
-            self.fail(at, "a transition needs 'to' (or, for an internal one, 'assign')")
-        position = self.pos((*at, "to")) if "to" in raw else self.pos(at)
+            self.fail(where, "a transition needs 'to' (or, for an internal one, 'assign')")
+        position = self.pos((*where, "to")) if "to" in raw else self.pos(where)
         return Transition(target, guard, tuple(assign), position)
 
 
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)  # fmt: skip
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "text",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _whole(value: Any, most: int) -> bool:

@@ -1,9 +1,9 @@
-"""Compilation to `transitions` machines and the run-to-completion semantics of an instance.
+"""Compilation of a definition and the run-to-completion semantics of an instance.
 
-Each region (the top level and every parallel branch) becomes one `transitions.Machine` that
-picks the transition an event fires (file order, first guard that holds). `CompiledMachine`
-composes them into statechart behaviour: entering and exiting, fan-out and fan-in, `always`
-chains, foreach bookkeeping, failures and compensation. The engine and `simulate` both call it.
+Each region (the top level and every parallel branch) becomes a `RegionMachine` (regions.py)
+that picks the transition an event fires. `CompiledMachine` composes them into statechart
+behaviour: entering and exiting, fan-out and fan-in, `always` chains, foreach bookkeeping,
+failures and compensation. The engine and `simulate` both call it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
-
-from transitions import Machine
 
 from .errors import EventRejected, ExpressionError, ValueNotStorable
 from .model import (
@@ -26,88 +24,17 @@ from .model import (
     RetryPolicy,
     State,
     TaskSpec,
-    Transition,
 )
+from .regions import RegionMachine
 from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
 from .values import storable
 
 MAX_ALWAYS_STEPS = 100
+_CHAIN_CUT = f"more than {MAX_ALWAYS_STEPS} eventless steps in a row; the chain was cut"
 RESERVED_EVENTS = ("done", "failed", "always")
 RUNNING, SUCCEEDED, FAILED = Status.RUNNING, Status.SUCCEEDED, Status.FAILED
 CANCELLED, COMPENSATING = Status.CANCELLED, Status.COMPENSATING
-
-
-class _Cursor:
-    """A throwaway model for one trigger: the state, the names guards see, what fired."""
-
-    __slots__ = ("state", "names", "fired", "errors")
-
-    def __init__(self, state: str, names: dict[str, Any]) -> None:
-        self.state = state
-        self.names = names
-        self.fired: Any = None
-        self.errors: list[ExpressionError] = []
-
-
-def _guard(expression: Any) -> Any:
-    def holds(event_data: Any) -> bool:
-        cursor: _Cursor = event_data.model
-        try:
-            return bool(expression.holds(cursor.names))
-        except ExpressionError as exc:
-            cursor.errors.append(exc)
-            return False
-
-    return holds
-
-
-def _record(event_data: Any) -> None:
-    event_data.model.fired = event_data.transition
-
-
-def _trigger(event: str) -> str:
-    # Event names may be anything `transitions` reserves for itself (`state` is its model
-    # attribute); a space never occurs in an event name, so prefixed names cannot clash.
-    return f"on {event}"
-
-
-class RegionMachine:
-    """One region compiled to a `transitions.Machine` (no auto transitions, no models)."""
-
-    def __init__(self, region: Region) -> None:
-        self.region = region
-        self.machine = Machine(
-            model=None,
-            states=region.names() or ["_empty"],
-            initial=region.initial if region.initial in region.names() else None,
-            auto_transitions=False,
-            send_event=True,
-            ignore_invalid_triggers=True,
-        )
-        self.specs: dict[Any, Transition] = {}
-        names = set(region.names())
-        for state in region.states:
-            for trigger, spec in state.all_transitions():
-                if spec.target is not None and spec.target not in names:
-                    continue
-                conditions = [_guard(spec.guard)] if spec.guard is not None else []
-                key = _trigger(trigger)
-                self.machine.add_transition(key, state.name, spec.target,
-                                            conditions=conditions, before=[_record])  # fmt: skip
-                # The one just added: the last of this event's transitions from this state.
-                self.specs[self.machine.events[key].transitions[state.name][-1]] = spec
-
-    def choose(
-        self, state: str, trigger: str, names: dict[str, Any]
-    ) -> tuple[Transition | None, list[ExpressionError]]:
-        """The transition `trigger` fires from `state` (None if none), and guard failures."""
-        event = self.machine.events.get(_trigger(trigger))
-        if event is None:
-            return None, []
-        cursor = _Cursor(state, names)
-        event.trigger(cursor)
-        spec = self.specs.get(cursor.fired) if cursor.fired is not None else None
-        return spec, cursor.errors
+TaskRef = tuple[str, int, int | None]  # state path, activation, foreach item
 
 
 class CompiledMachine:
@@ -162,21 +89,14 @@ class CompiledMachine:
             raise EventRejected(event, snapshot.state, allowed, run.reject_reason())
         return run.finish()
 
-    def task_done(
-        self, snapshot: Snapshot, ref: tuple[str, int, int | None], result: Any, now: datetime
-    ) -> Step:
+    def task_done(self, snapshot: Snapshot, ref: TaskRef, result: Any, now: datetime) -> Step:
         """Apply a task's result; a result for a state no longer active is recorded stale."""
         run = _Run(self, snapshot, now)
         run.task_done(ref, result)
         return run.finish()
 
     def task_failed(
-        self,
-        snapshot: Snapshot,
-        ref: tuple[str, int, int | None],
-        error: dict[str, Any],
-        attempts: int,
-        now: datetime,
+        self, snapshot: Snapshot, ref: TaskRef, error: dict[str, Any], attempts: int, now: datetime
     ) -> Step:
         """A task's attempts are exhausted: fire `failed` on its state."""
         run = _Run(self, snapshot, now)
@@ -233,21 +153,30 @@ class _Run:
 
     def finish(self) -> Step:
         self.drain()
-        top = self.definition.root
-        self.machine["state"] = next((name for name in top.names() if name in self.active),
-                               self.machine.get("state", ""))  # fmt: skip
-        return Step(self.machine, self.context, self.status, self.history, self.tasks, self.timers,
-                    self.cancelled, self.changed)  # fmt: skip
+        top_names = self.definition.root.names()
+        current = next((name for name in top_names if name in self.active), None)
+        self.machine["state"] = current or self.machine.get("state", "")
+        return Step(
+            self.machine,
+            self.context,
+            self.status,
+            history=self.history,
+            tasks=self.tasks,
+            timers=self.timers,
+            cancelled=self.cancelled,
+            changed=self.changed,
+        )
 
     def reject_reason(self) -> str:
-        return "; ".join(str(e) for e in self.guard_errors)
+        return "; ".join(str(error) for error in self.guard_errors)
 
     def names(self, event: Any = None, trigger: str = "") -> dict[str, Any]:
-        return {"context": self.context, "event": event,
-                "result": event if trigger == "done" else None, "now": self.now}  # fmt: skip
+        result = event if trigger == "done" else None
+        return {"context": self.context, "event": event, "result": result, "now": self.now}
 
-    def evaluate(self, expression: Any, names: dict[str, Any], what: str,
-                 path: str = "value") -> tuple[bool, Any]:  # fmt: skip
+    def evaluate(
+        self, expression: Any, names: dict[str, Any], what: str, path: str = "value"
+    ) -> tuple[bool, Any]:
         """(True, the value as it will be stored) or (False, None), the failure recorded; a
         value `storable` refuses (named as `path`) is a failure of its expression."""
         try:
@@ -259,8 +188,13 @@ class _Run:
         return False, None
 
     def error(self, what: str, exc: ExpressionError) -> None:
-        self.history.append(Entry("error", None, None, None, {
-            "where": what, "expression": exc.expression, "message": str(exc)}))  # fmt: skip
+        details = {"where": what, "expression": exc.expression, "message": str(exc)}
+        self.history.append(Entry("error", data=details))
+
+    def fail_later(self, path: str, activation: int, error_type: str, message: str) -> None:
+        """Queue `failed` for the state at `path`, as if its task had failed with no attempt."""
+        error = {"type": error_type, "message": message}
+        self.queue.append(("failed", path, activation, {"error": error, "attempts": 0}))
 
     # -- entering and exiting --------------------------------------------------------------
     def enter(self, region: Region, name: str) -> None:
@@ -268,8 +202,8 @@ class _Run:
         self.machine["counter"] = activation = int(self.machine.get("counter", 0)) + 1
         self.active[state.path] = activation
         for timer in state.after:
-            self.timers.append(TimerOrder(state.path, activation, timer.key,
-                                          self.now + timer.delay))  # fmt: skip
+            due = self.now + timer.delay
+            self.timers.append(TimerOrder(state.path, activation, timer.key, due))
         if state.task is not None:
             self.schedule(state, state.task, activation, None, None)
         elif state.parallel:
@@ -283,56 +217,65 @@ class _Run:
         if state.always:
             self.queue.append(("always", state.path, activation, None))
 
-    def schedule(self, state: State, spec: TaskSpec, activation: int, item: int | None,
-                 item_value: Any) -> None:  # fmt: skip
-        names = {"context": self.context, "event": None, "result": None, "now": self.now,
-                 "item": item_value, "index": item}  # fmt: skip
+    def schedule(
+        self, state: State, spec: TaskSpec, activation: int, item: int | None, item_value: Any
+    ) -> None:
+        names = {**self.names(), "item": item_value, "index": item}
         if spec.input is not None:
-            ok, value = self.evaluate(spec.input, names, f"input of {state.path}", "input")
-            if not ok:
-                error = {"type": "InputError", "message": "the task's input expression failed"}
-                self.queue.append(("failed", state.path, activation,
-                                   {"error": error, "attempts": 0}))  # fmt: skip
+            valid, value = self.evaluate(spec.input, names, f"input of {state.path}", "input")
+            if not valid:
+                message = "the task's input expression failed"
+                self.fail_later(state.path, activation, "InputError", message)
                 return
         else:
             value = item_value if item is not None else self.context
-        self.tasks.append(TaskOrder(state.path, activation, item, spec.name,
-                                    copy.deepcopy(value), spec.retry, spec.timeout))  # fmt: skip
+        order = TaskOrder(
+            state_path=state.path,
+            activation=activation,
+            item=item,
+            name=spec.name,
+            input=copy.deepcopy(value),
+            retry=spec.retry,
+            timeout=spec.timeout,
+        )
+        self.tasks.append(order)
 
     def fan_out(self, state: State, activation: int) -> None:
         assert state.foreach is not None
-        ok, items = self.evaluate(state.foreach.items, self.names(), f"items of {state.path}",
-                                  "items")  # fmt: skip
+        what = f"items of {state.path}"
+        valid, items = self.evaluate(state.foreach.items, self.names(), what, "items")
         message = None
-        if not ok or not isinstance(items, list):
+        if not valid or not isinstance(items, list):
             message = "foreach items is not a list"
         elif len(items) > MAX_FOREACH_ITEMS:
             message = f"foreach items has {len(items)} items, more than {MAX_FOREACH_ITEMS}"
         if message is not None:
-            error = {"type": "ItemsError", "message": message}
-            self.queue.append(("failed", state.path, activation, {"error": error, "attempts": 0}))
+            self.fail_later(state.path, activation, "ItemsError", message)
             return
         limit = state.foreach.concurrency or DEFAULT_FOREACH_CONCURRENCY
         book: dict[str, Any] = {
-            "items": items, "results": [None] * len(items), "finished": [False] * len(items),
-            "left": len(items), "next": min(limit, len(items))}  # fmt: skip
+            "items": items,
+            "results": [None] * len(items),
+            "finished": [False] * len(items),
+            "left": len(items),
+            "next": min(limit, len(items)),
+        }
         self.machine.setdefault("foreach", {})[state.path] = book
         for index in range(book["next"]):
             self.schedule(state, state.foreach.task, activation, index, items[index])
         if not items:
-            self.store_result(state.foreach.task.result, state.name, {"results": []},
-                              unwrap="results")  # fmt: skip
+            self.store_result(state.foreach.task.result, state.name, {"results": []}, "results")
             self.queue.append(("done", state.path, activation, {"results": []}))
 
     def exit(self, path: str) -> None:
         """Leave the state at `path` and everything active inside it."""
-        for inner in [p for p in self.active if p.startswith(path + ".")]:
+        for inner in [active for active in self.active if active.startswith(path + ".")]:
             self.cancelled.append((inner, self.active.pop(inner)))
         if path in self.active:
             self.cancelled.append((path, self.active.pop(path)))
         self.machine.get("foreach", {}).pop(path, None)
         results = self.machine.get("results", {})
-        for key in [k for k in results if k == path or k.startswith(path + ".")]:
+        for key in [key for key in results if key == path or key.startswith(path + ".")]:
             del results[key]
 
     def reached_final(self, region: Region, state: State) -> None:
@@ -342,19 +285,19 @@ class _Run:
         parent = self.compiled.parent_of[region.path]
         activation = self.active[parent.path]
         if state.final == "failed":
-            error = {"type": "BranchFailed",
-                     "message": f"branch {region.name!r} ended in {state.name!r}"}  # fmt: skip
-            self.queue.append(("failed", parent.path, activation, {"error": error, "attempts": 0}))
+            message = f"branch {region.name!r} ended in {state.name!r}"
+            self.fail_later(parent.path, activation, "BranchFailed", message)
             return
-        finished = all(
-            any(self.active.get(s.path) and s.is_final for s in child.states)
-            for child in parent.parallel
-        )
+        finished = all(self.finished(child) for child in parent.parallel)
         if finished:
             results = self.machine.get("results", {})
             payload = {child.name: results.get(child.path) for child in parent.parallel}
             self.remember_result(parent.path, payload)
             self.queue.append(("done", parent.path, activation, payload))
+
+    def finished(self, region: Region) -> bool:
+        """Whether a final state of `region` is active."""
+        return any(self.active.get(state.path) and state.is_final for state in region.states)
 
     # -- firing ----------------------------------------------------------------------------
     def fire(self, state: State, trigger: str, payload: Any, kind: str) -> bool:
@@ -368,9 +311,9 @@ class _Run:
             return False
         updates = {}
         for key, expression in spec.assign:
-            ok, value = self.evaluate(expression, names, f"assign {key} in {state.path}",
-                                      f"context.{key}")  # fmt: skip
-            if ok:
+            what = f"assign {key} in {state.path}"
+            valid, value = self.evaluate(expression, names, what, f"context.{key}")
+            if valid:
                 updates[key] = value
         self.context.update(updates)
         event = None if trigger == "always" else trigger
@@ -387,7 +330,8 @@ class _Run:
 
     def broadcast(self, region: Region, event: str, payload: Any, kind: str) -> bool:
         """Offer an external event innermost first; every accepting branch takes it."""
-        name = next((s for s in region.names() if _join(region.path, s) in self.active), None)
+        names = region.names()
+        name = next((name for name in names if _join(region.path, name) in self.active), None)
         if name is None:
             return False
         state = region.state(name)
@@ -415,9 +359,9 @@ class _Run:
             if what == "always":
                 self.always_steps += 1
                 if self.always_steps > MAX_ALWAYS_STEPS:
-                    self.history.append(Entry("error", None, path, None, {
-                        "message": f"more than {MAX_ALWAYS_STEPS} eventless steps in a row; "
-                                   "the chain was cut"}))  # fmt: skip
+                    self.history.append(
+                        Entry("error", from_state=path, data={"message": _CHAIN_CUT})
+                    )
                     self.stop(FAILED)
                     return
                 self.fire(state, "always", None, "always")
@@ -427,17 +371,15 @@ class _Run:
                 self.deliver_failed(state, payload, "task")
 
     # -- tasks -----------------------------------------------------------------------------
-    def task_done(self, ref: tuple[str, int, int | None], result: Any) -> None:
+    def task_done(self, ref: TaskRef, result: Any) -> None:
         path, activation, item = ref
-        comp = self.machine.get("compensating")
-        if comp and comp.get("state") == path and comp.get("activation") == activation:
+        if self.compensating(path, activation):
             self.history.append(Entry("compensate", "done", path, None, result))
             self.next_compensation()
             return
         book = self.machine.get("foreach", {}).get(path)
         live = self.status == RUNNING and self.active.get(path) == activation
-        if not live or (item is not None and (book is None or not 0 <= item < len(book["items"])
-                                              or book["finished"][item])):  # fmt: skip
+        if not live or (item is not None and not _item_pending(book, item)):
             self.history.append(Entry("stale", "done", path, None, {"result": result}))
             self.changed = True
             return
@@ -447,29 +389,30 @@ class _Run:
             return
         assert state.task is not None
         if state.task.compensate:
-            self.machine.setdefault("compensations", []).append(
-                {"state": path, "task": state.task.compensate}
-            )
+            compensation = {"state": path, "task": state.task.compensate}
+            self.machine.setdefault("compensations", []).append(compensation)
         self.store_result(state.task.result, state.name, result)
         self.remember_result(path, result)
         self.deliver_done(state, result, "task")
 
-    def item_done(self, state: State, book: dict[str, Any], activation: int, item: int,
-                  result: Any) -> None:  # fmt: skip
+    def item_done(
+        self, state: State, book: dict[str, Any], activation: int, item: int, result: Any
+    ) -> None:
         assert state.foreach is not None
         book["results"][item] = result
         book["finished"][item] = True
         book["left"] -= 1
-        self.history.append(Entry("task", "done", state.path, None,
-                                  {"index": item, "result": result}))  # fmt: skip
+        details = {"index": item, "result": result}
+        self.history.append(Entry("task", "done", state.path, None, details))
         if book["next"] < len(book["items"]):
             index = book["next"]
             book["next"] += 1
             self.schedule(state, state.foreach.task, activation, index, book["items"][index])
         if book["left"] == 0:
             results = book["results"]
-            self.store_result(state.foreach.task.result, state.name, {"results": results},
-                              unwrap="results")  # fmt: skip
+            self.store_result(
+                state.foreach.task.result, state.name, {"results": results}, "results"
+            )
             self.remember_result(state.path, {"results": results})
             self.deliver_done(state, {"results": results}, "task")
 
@@ -480,8 +423,9 @@ class _Run:
         if region.path:
             self.machine.setdefault("results", {})[region.path] = result
 
-    def store_result(self, how: str | bool, state_name: str, result: Any,
-                     unwrap: str | None = None) -> None:  # fmt: skip
+    def store_result(
+        self, how: str | bool, state_name: str, result: Any, unwrap: str | None = None
+    ) -> None:
         if how is False:
             return
         if how == DEFAULT_RESULT:
@@ -504,24 +448,14 @@ class _Run:
             self.stop(FAILED)
             return
         parent = self.compiled.parent_of[region.path]
-        error = {"type": "DoneNotAccepted", "message": message}
-        self.queue.append(("failed", parent.path, self.active[parent.path],
-                           {"error": error, "attempts": 0}))  # fmt: skip
+        self.fail_later(parent.path, self.active[parent.path], "DoneNotAccepted", message)
 
-    def task_failed(self, ref: tuple[str, int, int | None], error: dict[str, Any],
-                    attempts: int) -> None:  # fmt: skip
+    def task_failed(self, ref: TaskRef, error: dict[str, Any], attempts: int) -> None:
         path, activation, item = ref
-        comp = self.machine.get("compensating")
-        if comp and comp.get("state") == path and comp.get("activation") == activation:
-            self.history.append(
-                Entry(
-                    "error",
-                    "failed",
-                    path,
-                    None,
-                    {"message": f"compensation {comp.get('task')!r} failed", "error": error},
-                )
-            )
+        if self.compensating(path, activation):
+            task = self.machine["compensating"].get("task")
+            details = {"message": f"compensation {task!r} failed", "error": error}
+            self.history.append(Entry("error", "failed", path, None, details))
             self.next_compensation()
             return
         if self.status != RUNNING or self.active.get(path) != activation:
@@ -551,6 +485,11 @@ class _Run:
         else:
             self.status = outcome
 
+    def compensating(self, path: str, activation: int) -> bool:
+        """Whether the task of `path` and `activation` is the compensation under way."""
+        current = self.machine.get("compensating") or {}
+        return (current.get("state"), current.get("activation")) == (path, activation)
+
     def next_compensation(self) -> None:
         pending = self.machine.get("compensations", [])
         if not pending:
@@ -560,12 +499,20 @@ class _Run:
             return
         step = pending.pop()
         self.machine["counter"] = activation = int(self.machine.get("counter", 0)) + 1
-        self.machine["compensating"] = {"state": step["state"], "task": step["task"],
-                                  "activation": activation}  # fmt: skip
-        self.history.append(Entry("compensate", None, step["state"], None, {"task": step["task"]}))
-        self.tasks.append(TaskOrder(step["state"], activation, None, step["task"],
-                                    copy.deepcopy(self.context), RetryPolicy(attempts=3), None,
-                                    kind="compensate"))  # fmt: skip
+        path, task = step["state"], step["task"]
+        self.machine["compensating"] = {"state": path, "task": task, "activation": activation}
+        self.history.append(Entry("compensate", None, path, None, {"task": task}))
+        order = TaskOrder(
+            state_path=path,
+            activation=activation,
+            item=None,
+            name=task,
+            input=copy.deepcopy(self.context),
+            retry=RetryPolicy(attempts=3),
+            timeout=None,
+            kind="compensate",
+        )
+        self.tasks.append(order)
 
 
 def copy_json(value: Any) -> Any:
@@ -579,6 +526,11 @@ def copy_json(value: Any) -> Any:
     if kind in (str, int, float, bool) or value is None:
         return value
     return copy.deepcopy(value)
+
+
+def _item_pending(book: dict[str, Any] | None, item: int) -> bool:
+    """Whether foreach `item` is one of the book's items and has no result yet."""
+    return book is not None and 0 <= item < len(book["items"]) and not book["finished"][item]
 
 
 def _sibling(path: str, name: str) -> str:

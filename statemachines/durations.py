@@ -50,12 +50,12 @@ def parse_duration(text: str | int | float) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     """The compact spelling of `delta` (`1h30m`, `500ms`)."""
-    ms = round(delta.total_seconds() * 1000)
-    if ms == 0:
+    left = round(delta.total_seconds() * 1000)  # milliseconds
+    if left == 0:
         return "0s"
     parts = []
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        count, ms = divmod(ms, size)
+        count, left = divmod(left, size)
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)

@@ -29,6 +29,7 @@ they need from here; the engine re-exports the whole tree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 
@@ -54,8 +55,8 @@ class DefinitionError(TurnoutError):
     """A definition could not be loaded; `.problems` lists every defect found."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
-        lines = "\n".join(str(p) for p in self.problems)
+        self.problems = sorted(problems, key=attrgetter("file", "line", "column"))
+        lines = "\n".join(str(problem) for problem in self.problems)
         count = len(self.problems)
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in definition:\n{lines}")
 

@@ -7,7 +7,7 @@ simpleeval with mapping-only attribute access, so no expression can reach Python
 from __future__ import annotations
 
 import ast
-import datetime as dt
+import datetime
 import difflib
 import operator
 from collections.abc import Callable, Mapping
@@ -97,7 +97,7 @@ def _text(value: Any) -> str:
     _check_size(value)
     # The text a date or time is stored as (statemachines.values), so that a stored `now`
     # compares with `str(now)`: '2026-01-01T00:00:00+00:00', not Python's spaced form.
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     return str(value)
 
@@ -112,16 +112,16 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
     "round": _round,
-    "lower": lambda s: _text(s).lower(),
-    "upper": lambda s: _text(s).upper(),
+    "lower": lambda value: _text(value).lower(),
+    "upper": lambda value: _text(value).upper(),
 }
-_ALLOWED_NODES = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
-    ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow,
-    ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
-    ast.Is, ast.IsNot, ast.IfExp, ast.Call, ast.Constant, ast.Name, ast.Load, ast.Attribute,
-    ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Dict,
-)  # fmt: skip
+_LOGIC = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.IfExp)
+_ARITHMETIC = (ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+_COMPARISON = (ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+_MEMBERSHIP = (ast.In, ast.NotIn, ast.Is, ast.IsNot)
+_OPERANDS = (ast.Expression, ast.Call, ast.Constant, ast.Name, ast.Load, ast.Attribute)
+_CONTAINERS = (ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Dict)
+_ALLOWED_NODES = (*_LOGIC, *_ARITHMETIC, *_COMPARISON, *_MEMBERSHIP, *_OPERANDS, *_CONTAINERS)
 _DATETIME_ATTRS = frozenset("year month day hour minute second microsecond days seconds".split())
 
 
@@ -177,9 +177,8 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
             return None
         if isinstance(value, Mapping):
             return value.get(node.attr)
-        if isinstance(value, dt.datetime | dt.date | dt.timedelta) and (
-            node.attr in _DATETIME_ATTRS
-        ):
+        timely = isinstance(value, datetime.datetime | datetime.date | datetime.timedelta)
+        if timely and node.attr in _DATETIME_ATTRS:
             return getattr(value, node.attr)
         raise TypeError(f"{type(value).__name__} has no field {node.attr!r}")
 
@@ -196,7 +195,7 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
 
     def _eval_call(self, node: ast.Call) -> Any:
         assert isinstance(node.func, ast.Name)  # the load-time check guarantees it
-        return FUNCTIONS[node.func.id](*(self._eval(a) for a in node.args))
+        return FUNCTIONS[node.func.id](*(self._eval(argument) for argument in node.args))
 
 
 def _check(tree: ast.AST, known_names: tuple[str, ...]) -> None:
@@ -265,9 +264,17 @@ class Expression:
             return _Evaluator(names).eval(self.text, previously_parsed=self._tree)
         except ExpressionError:
             raise
-        except (simpleeval.InvalidExpression, TypeError, ValueError, ZeroDivisionError,
-                IndexError, KeyError, OverflowError, RecursionError,
-                MemoryError) as exc:  # fmt: skip
+        except (
+            simpleeval.InvalidExpression,
+            TypeError,
+            ValueError,
+            ZeroDivisionError,
+            IndexError,
+            KeyError,
+            OverflowError,
+            RecursionError,
+            MemoryError,
+        ) as exc:
             raise ExpressionError(self.text, f"{type(exc).__name__}: {exc}") from None
 
     def holds(self, names: Mapping[str, Any]) -> bool:

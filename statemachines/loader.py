@@ -94,7 +94,9 @@ class Document:
         return Problem(message, line, column, self.file)
 
 
-class _Builder:
+class _ValueBuilder:
+    """Builds plain values from composed YAML nodes, noting where each one stands."""
+
     def __init__(self, document: Document) -> None:
         self.doc = document
         self.problems: list[Problem] = []
@@ -119,7 +121,8 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _STANDARD + "seq":
                 self._fail(node, f"tag {node.tag!r} is not allowed")
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+            items = enumerate(node.value)
+            return [self.build(item, (*path, index), depth + 1) for index, item in items]
         assert isinstance(node, yaml.ScalarNode)
         return self._scalar(node)
 
@@ -140,9 +143,8 @@ class _Builder:
             if key in result:
                 first = self.doc.key_positions[(*path, key)]
                 line, column = self._at(key_node)
-                self.doc.problems.append(Problem(
-                    f"duplicate key {key!r} (first defined at line {first[0]})",
-                    line, column, self.doc.file))  # fmt: skip
+                message = f"duplicate key {key!r} (first defined at line {first[0]})"
+                self.doc.problems.append(Problem(message, line, column, self.doc.file))
                 continue
             self.doc.key_positions[(*path, key)] = self._at(key_node)
             result[key] = self.build(value_node, (*path, key), depth + 1)
@@ -235,8 +237,9 @@ def compose(text: str, file: str = "<definition>") -> Document:
     Anything that makes the data unusable (malformed YAML, a tag, a limit) still raises.
     """
     if len(text) > MAX_SOURCE_BYTES:
-        raise DefinitionError([Problem(f"definition is larger than {MAX_SOURCE_BYTES} bytes",
-                                       1, 1, file)])  # fmt: skip
+        raise DefinitionError(
+            [Problem(f"definition is larger than {MAX_SOURCE_BYTES} bytes", 1, 1, file)]
+        )
     document = Document(None, file)
     try:
         composer = _Composer(text)
@@ -255,7 +258,7 @@ def compose(text: str, file: str = "<definition>") -> Document:
         raise DefinitionError([Problem("definition nests too deeply", 1, 1, file)]) from None
     if root is None:
         raise DefinitionError([Problem("the definition is empty", 1, 1, file)])
-    builder = _Builder(document)
+    builder = _ValueBuilder(document)
     try:
         document.data = builder.build(root, ())
     except _TooBig as exc:

@@ -6,11 +6,13 @@ parsing of expressions stay with the loader, which remains the authority.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from .build import (
     EVENT_RE,
     KEY_RE,
+    KIND_KEYS,
     MAX_ATTEMPTS,
     NAME_RE,
     SHORTHAND_KEYS,
@@ -30,8 +32,10 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Compact durations (`500ms`, `1h30m`) or ISO 8601 ones (`PT30S`, `P1DT2H`).
 _COMPACT = r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+"
-_ISO = (r"[Pp](?=[0-9Tt])(?:[0-9]+(?:[.,][0-9]+)?[YyMmWwDd])*"
-        r"(?:[Tt](?:[0-9]+(?:[.,][0-9]+)?[HhMmSs])+)?")  # fmt: skip
+_ISO = (
+    r"[Pp](?=[0-9Tt])(?:[0-9]+(?:[.,][0-9]+)?[YyMmWwDd])*"
+    r"(?:[Tt](?:[0-9]+(?:[.,][0-9]+)?[HhMmSs])+)?"
+)
 DURATION = rf"^\s*(?:{_COMPACT}|{_ISO})\s*$"
 
 
@@ -44,68 +48,86 @@ def _described(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _TOP = {
-    "name": _described("The definition's name, unique among deployed definitions.",
-                       {"type": "string", "pattern": NAME_RE.pattern,
-                        "maxLength": MAX_NAME_LENGTH}),
+    "name": _described(
+        "The definition's name, unique among deployed definitions.",
+        {"type": "string", "pattern": NAME_RE.pattern, "maxLength": MAX_NAME_LENGTH},
+    ),
     "version": _described(
         "Optional version number. Deploying changed content without it creates the next "
         "version; naming a version that exists with other content is refused.",
-        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}),
+        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+    ),
     "description": _described("What the workflow does, for people.", {"type": "string"}),
     "input": _described(
         "A JSON Schema (draft 2020-12) the data given at start must satisfy.",
-        {"type": "object", "$ref": DIALECT}),
+        {"type": "object", "$ref": DIALECT},
+    ),
     "initial": _described("The state an instance enters first.", _ref("stateName")),
-    "states": _described("The states of the workflow, by name, in file order.",
-                         _ref("states")),
-}  # fmt: skip
+    "states": _described("The states of the workflow, by name, in file order.", _ref("states")),
+}
 
 _TASK = {
     "task": _described(
         "On entry, schedule the task of this name. Its result fires 'done'; its failure, "
-        "once attempts are exhausted (or timed out), fires 'failed'.", _ref("taskName")),
-    "input": _described("Expression: what the task receives (default: the whole context).",
-                        _ref("expression")),
+        "once attempts are exhausted (or timed out), fires 'failed'.",
+        _ref("taskName"),
+    ),
+    "input": _described(
+        "Expression: what the task receives (default: the whole context).", _ref("expression")
+    ),
     "result": _described(
         "Where the task's result goes: by default a mapping is merged into the context and "
         "anything else is stored under the state's name; a KEY stores it under that key; "
-        "false drops it.", _ref("result")),
+        "false drops it.",
+        _ref("result"),
+    ),
     "retry": _described("How a failed attempt is retried.", _ref("retry")),
-    "timeout": _described("Time allowed per attempt; an attempt past it has failed.",
-                          _ref("duration")),
+    "timeout": _described(
+        "Time allowed per attempt; an attempt past it has failed.", _ref("duration")
+    ),
     "compensate": _described(
         "A task that undoes this state's task, run in reverse order of completion when the "
-        "instance later fails without a route for it or is cancelled.", _ref("taskName")),
-}  # fmt: skip
+        "instance later fails without a route for it or is cancelled.",
+        _ref("taskName"),
+    ),
+}
 
 _STATE = {
     "description": _described("What the state is for, for people.", {"type": "string"}),
     **_TASK,
-    "on": _described("Transitions fired by events: EVENT -> TRANSITIONS. 'done' and 'failed' "
-                     "are fired by the state's task, parallel or foreach.", _ref("on")),
-    "after": _described("Timers started on entry and dropped on exit: DURATION -> TRANSITIONS.",
-                        _ref("after")),
-    "always": _described("Eventless transitions, evaluated on entry and after each assign.",
-                         _ref("transitions")),
+    "on": _described(
+        "Transitions fired by events: EVENT -> TRANSITIONS. 'done' and 'failed' "
+        "are fired by the state's task, parallel or foreach.",
+        _ref("on"),
+    ),
+    "after": _described(
+        "Timers started on entry and dropped on exit: DURATION -> TRANSITIONS.", _ref("after")
+    ),
+    "always": _described(
+        "Eventless transitions, evaluated on entry and after each assign.", _ref("transitions")
+    ),
     "parallel": _described(
         "Fan-out into regions that run side by side; 'done' fires when every region has "
-        "finished, 'failed' when one fails.", _ref("parallel")),
+        "finished, 'failed' when one fails.",
+        _ref("parallel"),
+    ),
     "foreach": _described("Dynamic fan-out: one task per item of a list.", _ref("foreach")),
     "final": _described(
         "A final state: true or 'succeeded', or 'failed'. The instance (or region) ends "
-        "with that outcome.", {"enum": [True, False, "succeeded", "failed"]}),
-}  # fmt: skip
+        "with that outcome.",
+        {"enum": [True, False, "succeeded", "failed"]},
+    ),
+}
 
-_KINDS = ("task", "parallel", "foreach", "final")
 _NOT_FALSE = {"not": {"enum": [None, False]}}
 
 
 def _one_kind_only() -> dict[str, Any]:
-    pairs = [
-        {"type": "object", "properties": {a: _NOT_FALSE, b: _NOT_FALSE}, "required": [a, b]}
-        for i, a in enumerate(_KINDS)
-        for b in _KINDS[i + 1 :]
-    ]
+    """Not two of task, parallel, foreach and final (each present and not false)."""
+    pairs = []
+    for first, second in itertools.combinations(KIND_KEYS, 2):
+        present = {first: _NOT_FALSE, second: _NOT_FALSE}
+        pairs.append({"type": "object", "properties": present, "required": [first, second]})
     return {"not": {"anyOf": pairs}}
 
 
@@ -115,22 +137,28 @@ def _defs() -> dict[str, Any]:
         "description": "One transition: to 'to' if 'if' holds, after running 'assign'. Without "
         "'to' it is internal: 'assign' runs and the state is not exited.",
         "properties": {
-            "to": _described("The target state (a sibling in the same region).",
-                             {"anyOf": [_ref("stateName"), {"type": "null"}]}),
-            "if": _described("Guard expression; the first transition whose guard holds wins.",
-                             _ref("expression")),
-            "assign": _described("Context keys to write: KEY -> expression.", {
-                "type": "object",
-                "propertyNames": {"pattern": KEY_RE.pattern},
-                "additionalProperties": _ref("expression"),
-            }),
+            "to": _described(
+                "The target state (a sibling in the same region).",
+                {"anyOf": [_ref("stateName"), {"type": "null"}]},
+            ),
+            "if": _described(
+                "Guard expression; the first transition whose guard holds wins.", _ref("expression")
+            ),
+            "assign": _described(
+                "Context keys to write: KEY -> expression.",
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": KEY_RE.pattern},
+                    "additionalProperties": _ref("expression"),
+                },
+            ),
         },
         "additionalProperties": False,
         "anyOf": [
             {"required": ["to"], "properties": {"to": {"type": "string"}}},
             {"required": ["assign"]},
         ],
-    }  # fmt: skip
+    }
     single = {"anyOf": [_ref("stateName"), _ref("transition")]}
     return {
         "stateName": {"type": "string", "pattern": STATE_RE.pattern},
@@ -183,7 +211,7 @@ def _defs() -> dict[str, Any]:
                 ),
             },
             "additionalProperties": False,
-        },  # fmt: skip
+        },
         "foreach": {
             "type": "object",
             "required": ["items", "task"],
@@ -210,7 +238,7 @@ def _defs() -> dict[str, Any]:
                 "timeout": _TASK["timeout"],
             },
             "additionalProperties": False,
-        },  # fmt: skip
+        },
         "state": {
             "description": "A state. It has at most one of task, parallel, foreach, final.",
             "type": ["object", "null"],

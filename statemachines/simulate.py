@@ -108,7 +108,7 @@ class _Simulation:
             self.apply(step)
 
     def fire_timer(self, key: str) -> bool:
-        for timer in sorted(self.timers, key=lambda t: t.due):
+        for timer in sorted(self.timers, key=lambda order: order.due):
             if timer.key == key:
                 self.timers.remove(timer)
                 self.now = max(self.now, timer.due)
@@ -157,10 +157,11 @@ def simulate(
                 raise
             sim.rejected.append(exc)
         sim.run_tasks()
+    moves = ("start", "event", "task", "timer", "always")
     path: list[tuple[str | None, str | None, str | None]] = [
-        (e.event, e.from_state, e.to_state)
-        for e in sim.history
-        if e.kind in ("start", "event", "task", "timer", "always") and e.to_state
+        (entry.event, entry.from_state, entry.to_state)
+        for entry in sim.history
+        if entry.kind in moves and entry.to_state
     ]
     final = sim.snapshot
     return Run(

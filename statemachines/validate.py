@@ -23,8 +23,10 @@ def _problem(position: Position, message: str, severity: str = "error") -> Probl
 def initial_names_a_state(region: Region) -> Iterator[Problem]:
     if region.initial and region.states and region.initial not in region.names():
         where = f" of branch {region.name!r}" if region.name else ""
-        yield _problem(region.position, f"initial state {region.initial!r}{where} names no "
-                       f"state{suggest(region.initial, region.names())}")  # fmt: skip
+        hint = suggest(region.initial, region.names())
+        yield _problem(
+            region.position, f"initial state {region.initial!r}{where} names no state{hint}"
+        )
 
 
 def targets_name_states(region: Region) -> Iterator[Problem]:
@@ -35,16 +37,21 @@ def targets_name_states(region: Region) -> Iterator[Problem]:
             target = transition.target
             if target is not None and target not in known:
                 scope = f" of branch {region.name!r}" if region.name else ""
-                yield _problem(transition.position,
-                               f"{_trigger(trigger)} of state {state.name!r} goes to {target!r}, "
-                               f"which is not a state{scope}{suggest(target, names)}")  # fmt: skip
+                yield _problem(
+                    transition.position,
+                    f"{_trigger(trigger)} of state {state.name!r} goes to {target!r}, "
+                    f"which is not a state{scope}{suggest(target, names)}",
+                )
 
 
 def every_state_has_a_way_out(region: Region) -> Iterator[Problem]:
     for state in region.states:
         if state.kind == "wait" and not state.on and not state.after and not state.always:
-            yield _problem(state.position, f"state {state.name!r} has no way out: give it 'on', "
-                           "'after' or 'always', or make it final")  # fmt: skip
+            yield _problem(
+                state.position,
+                f"state {state.name!r} has no way out: give it 'on', "
+                "'after' or 'always', or make it final",
+            )
 
 
 def task_states_handle_done(region: Region) -> Iterator[Problem]:
@@ -54,8 +61,11 @@ def task_states_handle_done(region: Region) -> Iterator[Problem]:
             events = [event for event, _ in state.on]
             typo = difflib.get_close_matches("done", events, n=1, cutoff=0.6)
             hint = f" — is {typo[0]!r} meant to be 'done'?" if typo else ""
-            yield _problem(state.position, f"{what} state {state.name!r} has no 'done' "
-                           f"transition (add on: {{done: NEXT_STATE}}){hint}")  # fmt: skip
+            yield _problem(
+                state.position,
+                f"{what} state {state.name!r} has no 'done' "
+                f"transition (add on: {{done: NEXT_STATE}}){hint}",
+            )
 
 
 def done_and_failed_only_on_task_states(region: Region) -> Iterator[Problem]:
@@ -64,9 +74,11 @@ def done_and_failed_only_on_task_states(region: Region) -> Iterator[Problem]:
             continue
         for event, transitions in state.on:
             if event in ("done", "failed"):
-                yield _problem(transitions[0].position if transitions else state.position,
-                               f"state {state.name!r} has no task, parallel or foreach, so "
-                               f"{event!r} never fires there")  # fmt: skip
+                yield _problem(
+                    transitions[0].position if transitions else state.position,
+                    f"state {state.name!r} has no task, parallel or foreach, so "
+                    f"{event!r} never fires there",
+                )
 
 
 def engine_events_are_not_misspelt(region: Region) -> Iterator[Problem]:
@@ -79,22 +91,28 @@ def engine_events_are_not_misspelt(region: Region) -> Iterator[Problem]:
         for event, transitions in state.on:
             for engine_event in ENGINE_EVENTS:
                 # Other capitals only: `events_are_spelt_one_way` says so.
-                if (not state.transitions_for(engine_event)
-                        and 0 < _distance(_folded(event), engine_event) <= 2):  # fmt: skip
-                    yield _problem(transitions[0].position if transitions else state.position,
-                                   f"event {event!r} of {state.kind} state {state.name!r} "
-                                   f"looks like a misspelt {engine_event!r}: the engine fires "
-                                   f"{engine_event!r}, and this state has no transition for it",
-                                   severity="warning")  # fmt: skip
+                if (
+                    not state.transitions_for(engine_event)
+                    and 0 < _distance(_folded(event), engine_event) <= 2
+                ):
+                    yield _problem(
+                        transitions[0].position if transitions else state.position,
+                        f"event {event!r} of {state.kind} state {state.name!r} "
+                        f"looks like a misspelt {engine_event!r}: the engine fires "
+                        f"{engine_event!r}, and this state has no transition for it",
+                        severity="warning",
+                    )
                     break
 
 
 def last_always_is_unguarded(region: Region) -> Iterator[Problem]:
     for state in region.states:
         if state.kind == "choice" and state.always and state.always[-1].guard is not None:
-            yield _problem(state.always[-1].position,
-                           f"the last 'always' entry of state {state.name!r} is guarded and the "
-                           "state has no other way out; add an unguarded last entry")  # fmt: skip
+            yield _problem(
+                state.always[-1].position,
+                f"the last 'always' entry of state {state.name!r} is guarded and the "
+                "state has no other way out; add an unguarded last entry",
+            )
 
 
 def states_are_reachable(region: Region) -> Iterator[Problem]:
@@ -105,8 +123,9 @@ def states_are_reachable(region: Region) -> Iterator[Problem]:
     reached = _closure(region, {region.initial}, guess=True)
     for state in region.states:
         if state.name not in reached:
-            yield _problem(state.position, f"state {state.name!r} cannot be reached from "
-                           f"{region.initial!r}")  # fmt: skip
+            yield _problem(
+                state.position, f"state {state.name!r} cannot be reached from {region.initial!r}"
+            )
 
 
 def final_states_reachable(region: Region) -> Iterator[Problem]:
@@ -126,8 +145,11 @@ def final_states_reachable(region: Region) -> Iterator[Problem]:
                 todo.append(source)
     for state in region.states:
         if state.name not in finishing:
-            yield _problem(state.position, f"no final state can be reached from state "
-                           f"{state.name!r}", severity="warning")  # fmt: skip
+            yield _problem(
+                state.position,
+                f"no final state can be reached from state {state.name!r}",
+                severity="warning",
+            )
 
 
 RULES: tuple[Callable[[Region], Iterator[Problem]], ...] = (
@@ -173,9 +195,12 @@ def events_are_spelt_one_way(definition: Definition) -> Iterator[Problem]:
             if event == usual:
                 continue
             for position in positions:
-                yield _problem(position, f"event {event!r} differs from {usual!r} only in "
-                               "capitals; events match exactly",
-                               severity="warning")  # fmt: skip
+                yield _problem(
+                    position,
+                    f"event {event!r} differs from {usual!r} only in "
+                    "capitals; events match exactly",
+                    severity="warning",
+                )
 
 
 def _closure(region: Region, start: set[str], guess: bool = False) -> set[str]:
@@ -205,14 +230,16 @@ def _distance(left: str, right: str) -> int:
     for three or more."""
     if abs(len(left) - len(right)) > 2:
         return 3
-    rows = [[j for j in range(len(right) + 1)]] + [[i] + [0] * len(right)
-                                                   for i in range(1, len(left) + 1)]  # fmt: skip
-    for i in range(1, len(left) + 1):
-        for j in range(1, len(right) + 1):
-            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1,
-                             rows[i - 1][j - 1] + (left[i - 1] != right[j - 1]))  # fmt: skip
-            if i > 1 and j > 1 and left[i - 1] == right[j - 2] and left[i - 2] == right[j - 1]:
-                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
+    # rows[row][column]: the edits from left[:row] to right[:column].
+    rows = [list(range(len(right) + 1))]
+    rows += [[row] + [0] * len(right) for row in range(1, len(left) + 1)]
+    for row in range(1, len(left) + 1):
+        for column in range(1, len(right) + 1):
+            replaced = rows[row - 1][column - 1] + (left[row - 1] != right[column - 1])
+            rows[row][column] = min(rows[row - 1][column] + 1, rows[row][column - 1] + 1, replaced)
+            swapped = left[row - 2 : row] == right[column - 2 : column][::-1]
+            if row > 1 and column > 1 and swapped:
+                rows[row][column] = min(rows[row][column], rows[row - 2][column - 2] + 1)
     return min(rows[-1][-1], 3)
 
 

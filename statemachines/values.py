@@ -7,7 +7,7 @@ stored, what `simulate` shows and what the caller is handed back are the same va
 
 from __future__ import annotations
 
-import datetime as dt
+import datetime
 import math
 from typing import Any
 
@@ -96,8 +96,10 @@ def _object(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     for key, item in value.items():
         if type(key) is not str:
             if not isinstance(key, str):
-                raise _Refused(f"has the key {_short(repr(key))} of type {type(key).__name__}; "
-                               "keys must be strings")  # fmt: skip
+                raise _Refused(
+                    f"has the key {_short(repr(key))} of type {type(key).__name__}; "
+                    "keys must be strings"
+                )
             key = str.__str__(key)
         _text(key, "has a key that ")
         if type(item) in _PLAIN:
@@ -130,9 +132,9 @@ def _scalar(value: Any) -> Any:
         return _convert(int(value), 0)
     if isinstance(value, float):
         return _convert(float(value), 0)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
-    if isinstance(value, dt.timedelta):
+    if isinstance(value, datetime.timedelta):
         return value.total_seconds()
     if isinstance(value, set | frozenset):
         raise _Refused(f"is a {type(value).__name__}, which JSON cannot hold (make it a list)")

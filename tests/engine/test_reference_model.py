@@ -14,7 +14,8 @@ import pytest
 
 import statemachines
 from engine import Engine
-from statemachines import Failure, parse_duration
+from statemachines import Failure
+from statemachines.durations import parse_duration
 
 EXAMPLES = {path.stem: path for path in statemachines.examples()}
 

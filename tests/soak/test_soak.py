@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import statemachines
+from statemachines.durations import parse_duration
 
 sys.path.insert(0, os.path.dirname(__file__))
 import processes  # noqa: E402
@@ -184,7 +185,7 @@ def replay_clock(history: list[Any]) -> datetime | None:
     """
     for entry in history:
         if entry.kind == "timer":
-            return entry.at - statemachines.parse_duration(entry.data["after"])
+            return entry.at - parse_duration(entry.data["after"])
     return None
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 import statemachines
-from statemachines import DefinitionError, format_duration, parse_duration
+from statemachines import DefinitionError
+from statemachines.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

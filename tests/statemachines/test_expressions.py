@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 import statemachines
-from statemachines import DefinitionError, Expression, ExpressionError
+from statemachines import DefinitionError, ExpressionError
 from statemachines.expressions import (
     MAX_EXPRESSION_LENGTH,
     MAX_EXPRESSION_NODES,
+    Expression,
     ExpressionSyntaxError,
 )
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import statemachines
-from statemachines import DefinitionError, Problem, parse_yaml
-from statemachines.loader import MAX_DEPTH, MAX_SOURCE_BYTES
+from statemachines import DefinitionError, Problem
+from statemachines.loader import MAX_DEPTH, MAX_SOURCE_BYTES, parse_yaml
 
 HERE = Path(__file__).parent
 

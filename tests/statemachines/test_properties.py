@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import statemachines
-from statemachines import DefinitionError, Expression, ExpressionError, Failure, simulate
-from statemachines.expressions import ExpressionSyntaxError
+from statemachines import DefinitionError, ExpressionError, Failure, simulate
+from statemachines.expressions import Expression, ExpressionSyntaxError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

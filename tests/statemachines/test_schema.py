@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 
 import statemachines
-from statemachines import parse_yaml
 from statemachines.build import STATE_KEYS, TOP_KEYS
+from statemachines.loader import parse_yaml
 
 HERE = Path(__file__).parent
 SCHEMA = statemachines.json_schema()
