@@ -12,28 +12,20 @@ from pathlib import Path
 from . import validate
 from .build import DefinitionBuilder
 from .compile import CompiledMachine, compile_definition
-from .durations import format_duration, parse_duration
 from .errors import (
     DefinitionError,
-    DefinitionNotFound,
-    DiagramTooLarge,
-    DuplicateKey,
     EventRejected,
     ExpressionError,
-    InstanceNotFound,
     InvalidInput,
     Problem,
-    RenderError,
-    TaskNotHeld,
     TurnoutError,
     ValueNotStorable,
 )
-from .expressions import Expression
-from .loader import compose, parse_yaml, read_source
+from .loader import compose, read_source
 from .model import Definition, Region, RetryPolicy, State, Transition
 from .schema import json_schema
 from .simulate import Failure, Run, simulate
-from .steps import FINISHED, Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
+from .steps import Snapshot, Status, Step
 from .values import storable
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -66,42 +58,29 @@ def examples() -> list[Path]:
 
 
 __all__ = [
-    "FINISHED",
+    "EXAMPLES",
     "CompiledMachine",
     "Definition",
     "DefinitionError",
-    "DefinitionNotFound",
-    "DiagramTooLarge",
-    "DuplicateKey",
-    "Entry",
     "EventRejected",
-    "Expression",
     "ExpressionError",
     "Failure",
-    "InstanceNotFound",
     "InvalidInput",
     "Problem",
     "Region",
-    "RenderError",
     "RetryPolicy",
     "Run",
     "Snapshot",
     "State",
     "Status",
     "Step",
-    "TaskNotHeld",
-    "TaskOrder",
-    "TimerOrder",
     "Transition",
     "TurnoutError",
     "ValueNotStorable",
     "compile_definition",
     "examples",
-    "format_duration",
     "json_schema",
     "load",
-    "parse_duration",
-    "parse_yaml",
     "simulate",
     "storable",
 ]
