@@ -16,7 +16,21 @@ from .overlay import HeatOverlay, InstanceOverlay, Overlay
 from .render import FORMATS, MAX_LAID_OUT, CacheInfo, cache_info, render, to_dot
 
 __all__ = [
-    "FORMATS", "LAYOUT_MEMORY", "LAYOUT_SECONDS", "MAX_LAID_OUT", "CacheInfo", "DiagramTooLarge",
-    "Drawing", "HeatOverlay", "InstanceOverlay", "Overlay", "RenderError", "build_drawing",
-    "cache_info", "dot_program", "render", "to_dot", "to_mermaid",
-]  # fmt: skip
+    "FORMATS",
+    "LAYOUT_MEMORY",
+    "LAYOUT_SECONDS",
+    "MAX_LAID_OUT",
+    "CacheInfo",
+    "DiagramTooLarge",
+    "Drawing",
+    "HeatOverlay",
+    "InstanceOverlay",
+    "Overlay",
+    "RenderError",
+    "build_drawing",
+    "cache_info",
+    "dot_program",
+    "render",
+    "to_dot",
+    "to_mermaid",
+]

@@ -28,8 +28,8 @@ def write_examples(outdir: Path, format: str = "svg") -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2):
-        print("usage: python -m diagrams.examples OUTDIR [svg|png|pdf|dot|mermaid]",
-              file=sys.stderr)  # fmt: skip
+        usage = "usage: python -m diagrams.examples OUTDIR [svg|png|pdf|dot|mermaid]"
+        print(usage, file=sys.stderr)
         return 2
     for path in write_examples(Path(args[0]), *args[1:]):
         print(path)

@@ -18,13 +18,14 @@ CHAR_WIDTH = 7.2  # an average Helvetica character at 12 px, for the picture's w
 
 def too_large_svg(error: DiagramTooLarge, overlay: Overlay | None = None) -> bytes:
     """A small SVG telling that the diagram of `error.definition` is not laid out, and why."""
+    command = f"turnout diagram {error.definition} --format mermaid"
+    hint = f"Its dot or mermaid text needs no layout: {command}"
     lines: list[tuple[str, str, bool]] = [
         (error.definition, INK, True),
         (f"{error.states:,} states and {error.transitions:,} transitions: not drawn,", INK, False),
         (f"{error.reason}.", INK, False),
-        (f"Its dot or mermaid text needs no layout: turnout diagram {error.definition} "
-         f"--format mermaid", MUTED, False),
-    ]  # fmt: skip
+        (hint, MUTED, False),
+    ]
     lines.extend((text, INK, False) for text in _overlay_lines(overlay))
     width = int(max(len(text) for text, _, _ in lines) * CHAR_WIDTH) + 40
     height = LINE_HEIGHT * len(lines) + 30

@@ -132,7 +132,7 @@ class Drawing:
 
 def build_drawing(definition: Definition, direction: Direction = "LR") -> Drawing:
     """The drawing of `definition`, laid out `direction` (LR left to right, TB top to bottom)."""
-    return _Builder(definition, direction).drawing
+    return _DrawingBuilder(definition, direction).drawing
 
 
 _CACHE: OrderedDict[tuple[str, str, str], Drawing] = OrderedDict()
@@ -158,7 +158,9 @@ def cached_drawing(definition: Definition, direction: Direction = "LR") -> Drawi
     return drawing
 
 
-class _Builder:
+class _DrawingBuilder:
+    """Walks a definition's regions once, collecting nodes, clusters and edges."""
+
     def __init__(self, definition: Definition, direction: Direction) -> None:
         self.definition = definition
         self.edges: list[Edge] = []
@@ -174,39 +176,47 @@ class _Builder:
         self.drawing = Drawing(
             name=definition.name,
             graph_attrs={
-                "rankdir": direction, "fontname": FONT, "bgcolor": "white",
-                "compound": "true", "nodesep": "0.3", "ranksep": "0.45", "pad": "0.2",
-                "labelloc": "t", "labeljust": "l",
-                "label": definition.name, "fontsize": "14",
-                "id": f"definition-{css_name(definition.name)}", "class": "turnout-diagram",
+                "rankdir": direction,
+                "fontname": FONT,
+                "bgcolor": "white",
+                "compound": "true",
+                "nodesep": "0.3",
+                "ranksep": "0.45",
+                "pad": "0.2",
+                "labelloc": "t",
+                "labeljust": "l",
+                "label": definition.name,
+                "fontsize": "14",
+                "id": f"definition-{css_name(definition.name)}",
+                "class": "turnout-diagram",
                 **large,
             },
-            items=items, edges=self.edges, nodes=self.nodes, clusters=self.clusters,
+            items=items,
+            edges=self.edges,
+            nodes=self.nodes,
+            clusters=self.clusters,
             internals=self.internals,
-        )  # fmt: skip
+        )
 
     # -- states ---------------------------------------------------------------------------
     def region(self, region: Region) -> list[Node | Cluster]:
         dot = Node(
             initial_name(region.path),
-            {"shape": "point", "width": "0.16", "fillcolor": "black", "color": "black",
-             "id": f"initial-{css_name(region.path) or 'root'}", "class": "initial",
-             "tooltip": "start"},
-        )  # fmt: skip
+            {
+                "shape": "point",
+                "width": "0.16",
+                "fillcolor": "black",
+                "color": "black",
+                "id": f"initial-{css_name(region.path) or 'root'}",
+                "class": "initial",
+                "tooltip": "start",
+            },
+        )
         items: list[Node | Cluster] = [dot]
         items.extend(self.state(state) for state in region.states)
         first = join(region.path, region.initial)
-        self.edges.append(
-            Edge(
-                dot.name,
-                self.entry(first),
-                self.edge_attrs("initial", first, ""),
-                "initial",
-                None,
-                None,
-                first,
-            )  # fmt: skip
-        )
+        start_attrs = self.edge_attrs("initial", first, "")
+        self.edges.append(_layout_edge(dot.name, self.entry(first), first, start_attrs))
         for state in region.states:
             self.transitions(state)
         return items
@@ -215,30 +225,46 @@ class _Builder:
         if state.parallel:
             return self.parallel(state)
         node = Node(state.path, {}, state.path, title=state.name)
-        attrs = {"id": f"state-{css_name(state.path)}", "fontname": FONT, "fontsize": "12",
-                 "style": "rounded,filled", "shape": "box", "margin": "0.12,0.06",
-                 "class": f"state kind-{state.kind} state-{css_name(state.path)}"}  # fmt: skip
+        attrs = {
+            "id": f"state-{css_name(state.path)}",
+            "fontname": FONT,
+            "fontsize": "12",
+            "style": "rounded,filled",
+            "shape": "box",
+            "margin": "0.12,0.06",
+            "class": f"state kind-{state.kind} state-{css_name(state.path)}",
+        }
         if state.kind == "task" and state.task is not None:
             attrs.update(fillcolor=TASK_FILL, color=TASK_LINE)
             node.lines = task_lines(state.task)
         elif state.kind == "foreach" and state.foreach is not None:
-            attrs.update(shape="box3d", style="filled", fillcolor=FOREACH_FILL,
-                         color=FOREACH_LINE)  # fmt: skip
+            attrs.update(shape="box3d", style="filled", fillcolor=FOREACH_FILL, color=FOREACH_LINE)
             each = state.foreach
             limit = f", {each.concurrency} at a time" if each.concurrency else ""
-            node.lines = [small(f"for each in {shorten(each.items.text, 34)}{limit}"),
-                          *task_lines(each.task)]  # fmt: skip
+            node.lines = [
+                small(f"for each in {shorten(each.items.text, 34)}{limit}"),
+                *task_lines(each.task),
+            ]
         elif state.kind == "final":
             failed = state.final == "failed"
-            attrs.update(peripheries="2", style="filled",
-                         fillcolor=FAILED_FILL if failed else SUCCEEDED_FILL,
-                         color=FAILED_LINE if failed else SUCCEEDED_LINE)  # fmt: skip
+            attrs.update(
+                peripheries="2",
+                style="filled",
+                fillcolor=FAILED_FILL if failed else SUCCEEDED_FILL,
+                color=FAILED_LINE if failed else SUCCEEDED_LINE,
+            )
             attrs["class"] += " final-failed" if failed else " final-succeeded"
             colour = FAILED_LINE if failed else SUCCEEDED_LINE
             node.lines = [small("✗ failed" if failed else "✓ succeeded", colour)]
         elif state.kind == "choice":
-            attrs.update(shape="diamond", style="filled", fillcolor=CHOICE_FILL,
-                         color=CHOICE_LINE, fontsize="11", margin="0.02")  # fmt: skip
+            attrs.update(
+                shape="diamond",
+                style="filled",
+                fillcolor=CHOICE_FILL,
+                color=CHOICE_LINE,
+                fontsize="11",
+                margin="0.02",
+            )
         else:
             attrs.update(fillcolor=WAIT_FILL, color=WAIT_LINE)
         attrs["tooltip"] = state.description or f"{state.path} ({state.kind})"
@@ -249,56 +275,78 @@ class _Builder:
     def parallel(self, state: State) -> Cluster:
         cluster = Cluster(
             cluster_name(state.path),
-            {"id": f"state-{css_name(state.path)}", "style": "rounded,filled",
-             "fillcolor": PARALLEL_FILL, "color": PARALLEL_LINE, "penwidth": "1.4",
-             "fontname": FONT, "fontsize": "12", "margin": "10", "labeljust": "l",
-             "fontcolor": INK,
-             "class": f"state kind-parallel state-{css_name(state.path)}",
-             "tooltip": state.description or f"{state.path} (parallel)"},
-            state=state.path, title=state.name, lines=[small("parallel: every branch")],
-        )  # fmt: skip
+            {
+                "id": f"state-{css_name(state.path)}",
+                "style": "rounded,filled",
+                "fillcolor": PARALLEL_FILL,
+                "color": PARALLEL_LINE,
+                "penwidth": "1.4",
+                "fontname": FONT,
+                "fontsize": "12",
+                "margin": "10",
+                "labeljust": "l",
+                "fontcolor": INK,
+                "class": f"state kind-parallel state-{css_name(state.path)}",
+                "tooltip": state.description or f"{state.path} (parallel)",
+            },
+            state=state.path,
+            title=state.name,
+            lines=[small("parallel: every branch")],
+        )
         enter = Node(entry_name(state.path), anchor_attrs())
         leave = Node(exit_name(state.path), anchor_attrs())
         cluster.items.append(enter)
         for region in state.parallel:
             box = Cluster(
                 cluster_name(region.path),
-                {"id": f"region-{css_name(region.path)}", "style": "rounded,dashed,filled",
-                 "fillcolor": "white", "color": "#8193ad", "penwidth": "1", "fontname": FONT,
-                 "fontsize": "11", "fontcolor": INK,
-                 "labeljust": "l",
-                 "class": f"region region-{css_name(region.path)}",
-                 "tooltip": f"branch {region.name} of {state.path}"},
+                {
+                    "id": f"region-{css_name(region.path)}",
+                    "style": "rounded,dashed,filled",
+                    "fillcolor": "white",
+                    "color": "#8193ad",
+                    "penwidth": "1",
+                    "fontname": FONT,
+                    "fontsize": "11",
+                    "fontcolor": INK,
+                    "labeljust": "l",
+                    "class": f"region region-{css_name(region.path)}",
+                    "tooltip": f"branch {region.name} of {state.path}",
+                },
                 title=region.name,
-            )  # fmt: skip
+            )
             box.items = self.region(region)
             cluster.items.append(box)
-            self.edges.append(Edge(enter.name, initial_name(region.path), {"style": "invis"},
-                                   "initial", None, None, region.path))  # fmt: skip
+            self.edges.append(_layout_edge(enter.name, initial_name(region.path), region.path))
             for inner in region.states:
                 if inner.is_final:
-                    self.edges.append(Edge(self.exit(join(region.path, inner.name)), leave.name,
-                                           {"style": "invis"}, "initial", None, None,
-                                           state.path))  # fmt: skip
+                    inner_exit = self.exit(join(region.path, inner.name))
+                    self.edges.append(_layout_edge(inner_exit, leave.name, state.path))
         cluster.items.append(leave)
         self.clusters[state.path] = cluster
         return cluster
 
     # -- transitions ----------------------------------------------------------------------
     def transitions(self, state: State) -> None:
-        region_path = state.path.rpartition(".")[0]
         for event, transitions in state.on:
             kind: EdgeKind = event if event in ("done", "failed") else "event"  # type: ignore[assignment]
-            self.add(state, region_path, kind, event, event, transitions)
+            self.add(state, kind, event, event, transitions)
         for timer in state.after:
-            also = (f"after {timer.key}", timer.label)
-            self.add(state, region_path, "timer", timer.event, f"after {timer.key}",
-                     timer.transitions, also)  # fmt: skip
-        self.add(state, region_path, "always", "always", "", state.always)
+            name = f"after {timer.key}"
+            self.add(state, "timer", timer.event, name, timer.transitions, (name, timer.label))
+        self.add(state, "always", "always", "", state.always)
 
-    def add(self, state: State, region_path: str, kind: EdgeKind, trigger: str, name: str,
-            transitions: tuple[Transition, ...], also: tuple[str, ...] = ()) -> None:  # fmt: skip
-        guarded = any(t.guard is not None for t in transitions)
+    def add(
+        self,
+        state: State,
+        kind: EdgeKind,
+        trigger: str,
+        name: str,
+        transitions: tuple[Transition, ...],
+        also: tuple[str, ...] = (),
+    ) -> None:
+        """Draw the `transitions` of `state` that `trigger` fires, labelled `name`."""
+        region_path = state.path.rpartition(".")[0]
+        guarded = any(transition.guard is not None for transition in transitions)
         for index, transition in enumerate(transitions):
             target = (
                 state.path if transition.target is None else join(region_path, transition.target)
@@ -324,8 +372,10 @@ class _Builder:
                 continue
             attrs = self.edge_attrs(kind, state.path, text, full)
             attrs["id"] = css_name(f"transition-{state.path}-{trigger}-{index}-{target}")
-            attrs["class"] = (f"transition trigger-{kind} event-{css_name(trigger)} "
-                              f"from-{css_name(state.path)} to-{css_name(target)}")  # fmt: skip
+            attrs["class"] = (
+                f"transition trigger-{kind} event-{css_name(trigger)} "
+                f"from-{css_name(state.path)} to-{css_name(target)}"
+            )
             tail, head = self.exit(state.path), self.entry(target)
             if state.path in self.clusters:
                 attrs["ltail"] = self.clusters[state.path].name
@@ -336,13 +386,20 @@ class _Builder:
                 attrs["tailport"] = attrs["headport"] = "n"
             if target in self.clusters and head != tail:
                 attrs["lhead"] = self.clusters[target].name
-            self.edges.append(Edge(tail, head, attrs, kind, state.path, trigger, target, text,
-                                   also))  # fmt: skip
+            self.edges.append(
+                Edge(tail, head, attrs, kind, state.path, trigger, target, text, also)
+            )
 
     def edge_attrs(self, kind: EdgeKind, source: str, text: str, full: str = "") -> dict[str, str]:
         colour = EDGE_COLOURS[kind]
-        attrs = {"color": colour, "style": EDGE_STYLES[kind], "fontname": FONT,
-                 "fontsize": "10", "fontcolor": colour, "arrowsize": "0.7"}  # fmt: skip
+        attrs = {
+            "color": colour,
+            "style": EDGE_STYLES[kind],
+            "fontname": FONT,
+            "fontsize": "10",
+            "fontcolor": colour,
+            "arrowsize": "0.7",
+        }
         if kind == "initial":
             attrs["id"] = css_name(f"start-{source}")
             attrs["class"] = f"transition trigger-initial to-{css_name(source)}"
@@ -360,6 +417,12 @@ class _Builder:
 
     def is_parallel(self, path: str) -> bool:
         return bool(self.definition.state(path).parallel)
+
+
+def _layout_edge(tail: str, head: str, target: str, attrs: dict[str, str] | None = None) -> Edge:
+    """An edge no transition stands for: a start arrow, or (without `attrs`) an invisible one
+    that keeps a parallel state's branches between its entry and exit anchors."""
+    return Edge(tail, head, attrs or {"style": "invis"}, "initial", None, None, target)
 
 
 # -- labels and names -----------------------------------------------------------------------
@@ -393,8 +456,7 @@ def shorten(text: str, width: int) -> str:
 
 
 def anchor_attrs() -> dict[str, str]:
-    return {"shape": "point", "style": "invis", "width": "0.01", "height": "0.01",
-            "label": ""}  # fmt: skip
+    return {"shape": "point", "style": "invis", "width": "0.01", "height": "0.01", "label": ""}
 
 
 def initial_name(region_path: str) -> str:

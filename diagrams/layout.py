@@ -42,8 +42,14 @@ def dot_program() -> str | None:
     return shutil.which("dot")
 
 
-def run_dot(program: str, source: str, format: str, *, seconds: float | None = None,
-            memory: int | None = None) -> bytes:  # fmt: skip
+def run_dot(
+    program: str,
+    source: str,
+    format: str,
+    *,
+    seconds: float | None = None,
+    memory: int | None = None,
+) -> bytes:
     """`source` drawn as `format` by `program`, stopped after `seconds` or past `memory` bytes
     (LAYOUT_SECONDS and LAYOUT_MEMORY unless given)."""
     seconds = LAYOUT_SECONDS if seconds is None else seconds
@@ -52,8 +58,9 @@ def run_dot(program: str, source: str, format: str, *, seconds: float | None = N
     if os.name == "posix" and os.path.exists("/bin/sh"):
         command = ["/bin/sh", "-c", _LIMITED, "sh", str(memory // 1024), *command]
     try:
-        done = subprocess.run(command, input=source.encode(), capture_output=True,
-                              timeout=seconds, check=False)  # fmt: skip
+        done = subprocess.run(
+            command, input=source.encode(), capture_output=True, timeout=seconds, check=False
+        )
     except subprocess.TimeoutExpired:
         raise LayoutOverrun(f"Graphviz was stopped after {seconds:g} s of layout") from None
     except OSError as exc:
@@ -64,8 +71,8 @@ def run_dot(program: str, source: str, format: str, *, seconds: float | None = N
     if done.returncode < 0 or any(sign in message.lower() for sign in _OUT_OF_MEMORY):
         # Killed by a signal: an allocation past the limit aborts or faults inside dot.
         raise LayoutOverrun(f"Graphviz ran out of the {memory >> 20:,} MiB it may use")
-    raise RenderError(f"Graphviz failed to draw the diagram as {format}: "
-                      f"{message or f'exit status {done.returncode}'}")  # fmt: skip
+    detail = message or f"exit status {done.returncode}"
+    raise RenderError(f"Graphviz failed to draw the diagram as {format}: {detail}")
 
 
 def run_wasm(source: str, *, seconds: float | None = None, memory: int | None = None) -> bytes:

@@ -14,8 +14,10 @@ from .graph import GUARD_WIDTH, cached_drawing, duration, shorten
 from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
 
 INDENT = "    "
-KEYWORDS = {"state", "end", "direction", "note", "class", "classdef", "click", "style",
-            "as", "left", "right", "of", "stateDiagram", "stateDiagram-v2"}  # fmt: skip
+KEYWORDS = frozenset(
+    "state end direction note class classdef click style as left right of "
+    "stateDiagram stateDiagram-v2".split()
+)
 CLASSES = {
     "succeeded": "fill:#e3f4e6,stroke:#2e7d32,color:#1b5e20",
     "failed": "fill:#fdeaea,stroke:#c62828,color:#8e1c1c",
@@ -24,11 +26,12 @@ CLASSES = {
     "active": "fill:#ffd54f,stroke:#b26a00,stroke-width:3px",
     "visited": "fill:#fff6d8,stroke:#b26a00",
     **{f"heat{level}": f"fill:{HEAT[level]}" for level in range(1, 6)},
-}  # fmt: skip
+}
 
 
-def to_mermaid(definition: Definition, *, overlay: Overlay | None = None,
-               direction: str = "LR") -> str:  # fmt: skip
+def to_mermaid(
+    definition: Definition, *, overlay: Overlay | None = None, direction: str = "LR"
+) -> str:
     """The `stateDiagram-v2` text of `definition`, with `overlay` marked by classes and labels."""
     return _Writer(definition, overlay, direction).text()
 
@@ -42,8 +45,11 @@ class _Writer:
         self.steps: dict[tuple[str, str, str], list[int]] = {}
         for state in definition.walk():
             self.ids[state.path] = self.unique_id(state.path)
-        self.lines = ["stateDiagram-v2", f"{INDENT}direction {direction}",
-                      f"{INDENT}%% {definition.name}"]  # fmt: skip
+        self.lines = [
+            "stateDiagram-v2",
+            f"{INDENT}direction {direction}",
+            f"{INDENT}%% {definition.name}",
+        ]
         if isinstance(overlay, InstanceOverlay):
             self.number_steps(overlay)
 

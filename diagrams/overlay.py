@@ -42,8 +42,9 @@ class InstanceOverlay:
     path: Sequence[Step] = field(default_factory=tuple)
 
     @classmethod
-    def from_history(cls, *, active: Iterable[str], status: str,
-                     path: Iterable[Sequence[str | None]]) -> InstanceOverlay:  # fmt: skip
+    def from_history(
+        cls, *, active: Iterable[str], status: str, path: Iterable[Sequence[str | None]]
+    ) -> InstanceOverlay:
         """Build an overlay from an instance's active states, status and steps taken."""
         steps = tuple((step[0], step[1], step[2]) for step in path)
         return cls(active=tuple(active), status=status, path=steps)
@@ -73,8 +74,9 @@ def overlay_styles(drawing: Drawing, overlay: Overlay | None) -> Styles:
     return _instance(drawing, overlay)
 
 
-def find_edge(drawing: Drawing, source: str | None, event: str | None, target: str | None,
-              ) -> int | None:  # fmt: skip
+def find_edge(
+    drawing: Drawing, source: str | None, event: str | None, target: str | None
+) -> int | None:
     """The index of the edge a step (event, from, to) took, or None if none matches."""
     if target is None:
         return None
@@ -137,13 +139,17 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
                 taken.setdefault(number, [])
     for state in visited - current:
         _paint(drawing, styles, state, {"fillcolor": VISITED_FILL}, "visited")
+    highlight = {"fillcolor": ACTIVE_FILL, "penwidth": "3", "color": ACTIVE_LINE}
     for state in current:
-        _paint(drawing, styles, state, {"fillcolor": ACTIVE_FILL, "penwidth": "3",
-                                        "color": ACTIVE_LINE}, "active")  # fmt: skip
+        _paint(drawing, styles, state, highlight, "active")
     for edge_number, numbers in taken.items():
         line = drawing.edges[edge_number]
-        change = {"penwidth": "2.6", "color": TAKEN, "fontcolor": TAKEN,
-                  "class": line.attrs.get("class", "transition") + " taken"}  # fmt: skip
+        change = {
+            "penwidth": "2.6",
+            "color": TAKEN,
+            "fontcolor": TAKEN,
+            "class": line.attrs.get("class", "transition") + " taken",
+        }
         if numbers:
             order = _order(numbers)
             change["label"] = graphviz.escape(f"({order}) {line.text}".strip())
@@ -205,16 +211,18 @@ def _heat(drawing: Drawing, overlay: HeatOverlay) -> Styles:
     return styles
 
 
-def _paint(drawing: Drawing, styles: Styles, state: str, change: dict[str, str], tag: str,
-           ) -> None:  # fmt: skip
+def _paint(drawing: Drawing, styles: Styles, state: str, change: dict[str, str], tag: str) -> None:
     name = _drawn_name(drawing, state)
     if name is None:
         return
     if state in drawing.clusters:
         # A filled box would drown the states inside it: a pale tint and the border instead.
         change = {**change, "fillcolor": CLUSTER_TINTS[tag]}
-    styles.nodes[name] = {**styles.nodes.get(name, {}), **change,
-                          "class": f"{_class(drawing, state)} {tag}"}  # fmt: skip
+    styles.nodes[name] = {
+        **styles.nodes.get(name, {}),
+        **change,
+        "class": f"{_class(drawing, state)} {tag}",
+    }
 
 
 def _drawn_name(drawing: Drawing, state: str) -> str | None:

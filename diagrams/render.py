@@ -66,9 +66,14 @@ class CacheInfo(NamedTuple):
     currsize: int
 
 
-def render(definition: Definition | str | Path, format: str = "svg", *,
-           overlay: Overlay | None = None, direction: str = "LR",
-           fallback: bool = False) -> bytes:  # fmt: skip
+def render(
+    definition: Definition | str | Path,
+    format: str = "svg",
+    *,
+    overlay: Overlay | None = None,
+    direction: str = "LR",
+    fallback: bool = False,
+) -> bytes:
     """Draw `definition` (a Definition, a YAML path or YAML text) as `format`.
 
     `format` is svg, png, pdf, dot (the Graphviz source) or mermaid (a `stateDiagram-v2`);
@@ -80,11 +85,9 @@ def render(definition: Definition | str | Path, format: str = "svg", *,
     instead as a small picture that says so (and lists the overlay's states), with no layout.
     """
     if format not in FORMATS:
-        raise RenderError(f"unknown diagram format {format!r}; choose one of "
-                          f"{', '.join(FORMATS)}")  # fmt: skip
+        raise RenderError(f"unknown diagram format {format!r}; choose one of {', '.join(FORMATS)}")
     if direction not in DIRECTIONS:
-        raise RenderError(f"unknown direction {direction!r}; choose one of "
-                          f"{', '.join(DIRECTIONS)}")  # fmt: skip
+        raise RenderError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
     definition = load(definition)
     if format == "mermaid":
         return to_mermaid(definition, overlay=overlay, direction=direction).encode()
@@ -110,9 +113,8 @@ def drawn_size(drawing: Drawing) -> tuple[int, int]:
     """The states and the transitions (between states, not the start arrows) of `drawing`."""
     states = len(drawing.nodes) + len(drawing.clusters)
     transitions = sum(
-        1 for edge in drawing.edges
-        if edge.kind != "initial" and edge.attrs.get("style") != "invis"
-    )  # fmt: skip
+        1 for edge in drawing.edges if edge.kind != "initial" and edge.attrs.get("style") != "invis"
+    )
     return states, transitions
 
 
@@ -123,13 +125,15 @@ def _laid_out(drawing: Drawing, styles: Styles, format: str) -> bytes:
         return DiagramTooLarge(drawing.name, states, transitions, MAX_LAID_OUT, reason)
 
     if states + transitions > MAX_LAID_OUT:
-        raise too_large(f"over the limit of {MAX_LAID_OUT:,} states and transitions together "
-                        f"that are laid out")  # fmt: skip
+        raise too_large(
+            f"over the limit of {MAX_LAID_OUT:,} states and transitions together that are laid out"
+        )
     program = dot_program()
     if program is not None:
         source = str(to_digraph(drawing, styles).source)
-        return _remembered((program, format, source),
-                           lambda: run_dot(program, source, format), too_large)  # fmt: skip
+        return _remembered(
+            (program, format, source), lambda: run_dot(program, source, format), too_large
+        )
     if format != "svg":
         raise RenderError(
             f"{format.upper()} output needs the Graphviz program `dot`, which is not on PATH: "
@@ -139,12 +143,16 @@ def _laid_out(drawing: Drawing, styles: Styles, format: str) -> bytes:
     source = str(to_digraph(drawing, styles, html=False).source)
     lines = label_lines(drawing, styles)
     lines[drawing.graph_attrs["id"]] = [Line("", styles.graph.get("fontcolor", INK), 14, True)]
-    return _remembered(("wasm", format, source),
-                       lambda: style_label_lines(run_wasm(source), lines), too_large)  # fmt: skip
+    return _remembered(
+        ("wasm", format, source), lambda: style_label_lines(run_wasm(source), lines), too_large
+    )
 
 
-def _remembered(key: tuple[str, str, str], draw: Callable[[], bytes],
-                too_large: Callable[[str], DiagramTooLarge]) -> bytes:  # fmt: skip
+def _remembered(
+    key: tuple[str, str, str],
+    draw: Callable[[], bytes],
+    too_large: Callable[[str], DiagramTooLarge],
+) -> bytes:
     """The output for `key` (backend, format, DOT source): laid out once, then reused.
 
     Callers asking for a picture being laid out wait for it rather than lay it out again.
@@ -192,8 +200,7 @@ def _trim() -> None:
         total -= len(dropped) if isinstance(dropped, bytes) else 0
 
 
-def to_dot(definition: Definition, *, overlay: Overlay | None = None,
-           direction: str = "LR") -> str:  # fmt: skip
+def to_dot(definition: Definition, *, overlay: Overlay | None = None, direction: str = "LR") -> str:
     """The Graphviz DOT source of the diagram (reusing the cached drawing of `definition`)."""
     drawing = cached_drawing(definition, _direction(direction))
     return str(to_digraph(drawing, overlay_styles(drawing, overlay)).source)
