@@ -59,8 +59,9 @@ def median_rate(run: Callable[[], int], repeats: int = REPEATS) -> float:
     return statistics.median(rates)
 
 
-def engine_and_baseline(engine_url: str, baseline_url: str, raw_url: str, label: str,
-                        count: int, instances: int) -> list[Figure]:  # fmt: skip
+def engine_and_baseline(
+    engine_url: str, baseline_url: str, raw_url: str, label: str, count: int, instances: int
+) -> list[Figure]:
     """Engine.send against the hand-written ORM event and against the same SQL on the bare
     driver, `count` events over `instances` each."""
     engine = Engine(engine_url)
@@ -71,19 +72,19 @@ def engine_and_baseline(engine_url: str, baseline_url: str, raw_url: str, label:
 
     def events(send: Callable[[int], object]) -> Callable[[], int]:
         def run() -> int:
-            for n in range(count):
-                send(n % instances)
+            for number in range(count):
+                send(number % instances)
             return count
 
         return run
 
     def starts() -> int:
-        for n in range(count):
-            engine.start("bench_toggle", {"n": n})
+        for number in range(count):
+            engine.start("bench_toggle", {"n": number})
         return count
 
     try:
-        engine_rate = median_rate(events(lambda n: engine.send(ids[n], "flip")))
+        engine_rate = median_rate(events(lambda index: engine.send(ids[index], "flip")))
         start_rate = median_rate(starts)
         baseline_rate = median_rate(events(baseline.send))
         raw_rate = median_rate(events(raw.send))
@@ -93,13 +94,32 @@ def engine_and_baseline(engine_url: str, baseline_url: str, raw_url: str, label:
         raw.close()
     name = f"Engine.send, durable events ({label})"
     return [
-        Figure(name, "events/s", engine_rate, "hand-written SQLModel ORM event", baseline_rate,
-               ">= 3x"),
-        Figure(name, "events/s", engine_rate, "the same SQL on the bare driver (ceiling)",
-               raw_rate, ">= 0.25x"),
-        Figure(f"Engine.start, one instance per call ({label})", "starts/s", start_rate,
-               "Engine.send on the same database", engine_rate, ">= 1x", "events/s"),
-    ]  # fmt: skip
+        Figure(
+            name=name,
+            unit="events/s",
+            value=engine_rate,
+            baseline_name="hand-written SQLModel ORM event",
+            baseline=baseline_rate,
+            target=">= 3x",
+        ),
+        Figure(
+            name=name,
+            unit="events/s",
+            value=engine_rate,
+            baseline_name="the same SQL on the bare driver (ceiling)",
+            baseline=raw_rate,
+            target=">= 0.25x",
+        ),
+        Figure(
+            name=f"Engine.start, one instance per call ({label})",
+            unit="starts/s",
+            value=start_rate,
+            baseline_name="Engine.send on the same database",
+            baseline=engine_rate,
+            target=">= 1x",
+            baseline_unit="events/s",
+        ),
+    ]
 
 
 def events_on_sqlite(workdir: Path, count: int = 2000, instances: int = 100) -> list[Figure]:
@@ -131,21 +151,21 @@ def tasks_on_sqlite(workdir: Path, instances: int = 200) -> Figure:
         return instances * 3
 
     def send_events() -> int:
-        for n in range(instances * 3):
-            engine.send(ids[n % len(ids)], "flip")
+        for number in range(instances * 3):
+            engine.send(ids[number % len(ids)], "flip")
         return instances * 3
 
     task_rate = median_rate(run_tasks)
     event_rate = median_rate(send_events)
     engine.close()
     return Figure(
-        "run_until_idle, 3-task sequence (SQLite)",
-        "tasks/s",
-        task_rate,
-        "Engine.send on the same database",
-        event_rate,
-        "reported",
-        "events/s",
+        name="run_until_idle, 3-task sequence (SQLite)",
+        unit="tasks/s",
+        value=task_rate,
+        baseline_name="Engine.send on the same database",
+        baseline=event_rate,
+        target="reported",
+        baseline_unit="events/s",
     )
 
 
@@ -154,8 +174,9 @@ def events_on_postgres(url: str, count: int = 600, instances: int = 100) -> list
 
     engine_url, schema = fresh_schema(url)
     try:
-        return engine_and_baseline(engine_url, engine_url, engine_url, "PostgreSQL", count,
-                                   instances)  # fmt: skip
+        return engine_and_baseline(
+            engine_url, engine_url, engine_url, "PostgreSQL", count, instances
+        )
     finally:
         drop_schema(url, schema)
 
@@ -173,33 +194,33 @@ def contention_on_postgres(url: str) -> list[Figure]:
         rate, wrong = run(url, 1, 500, 10, "row")
         rates["single"].append(rate)
         discrepancies += wrong
-    row, optimistic, single = (statistics.median(rates[k]) for k in ("row", "optimistic", "single"))
+    row, optimistic, single = (statistics.median(rates[name]) for name in rates)
     spread = statistics.median(run(url, 4, 750, 1000, "row")[0] for _ in range(3))
     alone = statistics.median(run(url, 1, 1500, 1000, "row")[0] for _ in range(3))
     return [
         Figure(
-            "4 senders vs 1, 1,000 instances (PostgreSQL)",
-            "events/s",
-            spread,
-            "1 sender",
-            alone,
-            ">= 2.5x",
-        ),  # fmt: skip
-        Figure(
-            "4 senders, 10 hot instances, row locks (PostgreSQL)",
-            "events/s",
-            row,
-            "the same with optimistic revision checks",
-            optimistic,
-            f"faster one chosen; {discrepancies} events lost or doubled",
+            name="4 senders vs 1, 1,000 instances (PostgreSQL)",
+            unit="events/s",
+            value=spread,
+            baseline_name="1 sender",
+            baseline=alone,
+            target=">= 2.5x",
         ),
         Figure(
-            "4 senders vs 1 sender, row locks (PostgreSQL)",
-            "events/s",
-            row,
-            "1 sender",
-            single,
-            "reported",
+            name="4 senders, 10 hot instances, row locks (PostgreSQL)",
+            unit="events/s",
+            value=row,
+            baseline_name="the same with optimistic revision checks",
+            baseline=optimistic,
+            target=f"faster one chosen; {discrepancies} events lost or doubled",
+        ),
+        Figure(
+            name="4 senders vs 1 sender, row locks (PostgreSQL)",
+            unit="events/s",
+            value=row,
+            baseline_name="1 sender",
+            baseline=single,
+            target="reported",
         ),
     ]
 
@@ -211,77 +232,92 @@ def scale_figures(workdir: Path, postgres: str | None, send_rate: float) -> list
     loaded, bare = scale.load_large_definition()
     figures.append(
         Figure(
-            "load + validate + compile, 1,000 states",
-            "s",
-            loaded,
-            "transitions alone building the same machine",
-            bare,
-            "< 1 s",
+            name="load + validate + compile, 1,000 states",
+            unit="s",
+            value=loaded,
+            baseline_name="transitions alone building the same machine",
+            baseline=bare,
+            target="< 1 s",
         )
     )
     drawn, overlay = scale.render_large_definition()
     figures.append(
-        Figure("SVG of a 200-state definition", "s", drawn, "the target", 2.0, "< 1x (under 2 s)")
+        Figure(
+            name="SVG of a 200-state definition",
+            unit="s",
+            value=drawn,
+            baseline_name="the target",
+            baseline=2.0,
+            target="< 1x (under 2 s)",
+        )
     )
     figures.append(
         Figure(
-            "instance overlay on a cached 200-state definition",
-            "ms",
-            overlay * 1000,
-            "the target",
-            50.0,
-            "< 1x (under 50 ms)",
+            name="instance overlay on a cached 200-state definition",
+            unit="ms",
+            value=overlay * 1000,
+            baseline_name="the target",
+            baseline=50.0,
+            target="< 1x (under 50 ms)",
         )
     )
     listed = scale.list_among_a_million(workdir)
     figures.append(
         Figure(
-            "list 50 in one state among 1,000,000 (SQLite)",
-            "ms",
-            listed * 1000,
-            "the target",
-            20.0,
-            "< 1x (under 20 ms)",
+            name="list 50 in one state among 1,000,000 (SQLite)",
+            unit="ms",
+            value=listed * 1000,
+            baseline_name="the target",
+            baseline=20.0,
+            target="< 1x (under 20 ms)",
         )
     )
     bulk = scale.bulk_start(workdir)
     figures.append(
         Figure(
-            "start_many of 100,000 instances (SQLite)",
-            "s",
-            bulk,
-            "the target",
-            60.0,
-            "< 1x (under a minute)",
+            name="start_many of 100,000 instances (SQLite)",
+            unit="s",
+            value=bulk,
+            baseline_name="the target",
+            baseline=60.0,
+            target="< 1x (under a minute)",
         )
     )
     figures.append(
         Figure(
-            "start_many, instances/s (SQLite, 500 per transaction)",
-            "starts/s",
-            100_000 / bulk,
-            "Engine.send on SQLite",
-            send_rate,
-            ">= 1x",
-            "events/s",
+            name="start_many, instances/s (SQLite, 500 per transaction)",
+            unit="starts/s",
+            value=100_000 / bulk,
+            baseline_name="Engine.send on SQLite",
+            baseline=send_rate,
+            target=">= 1x",
+            baseline_unit="events/s",
         )
     )
     small, large = scale.worker_memory(workdir, 1_000), scale.worker_memory(workdir, 100_000)
-    figures.append(Figure("worker peak memory, 100,000 instances in the database", "MiB", large,
-                          "the same with 1,000", small, "<= 1.2x"))  # fmt: skip
+    figures.append(
+        Figure(
+            name="worker peak memory, 100,000 instances in the database",
+            unit="MiB",
+            value=large,
+            baseline_name="the same with 1,000",
+            baseline=small,
+            target="<= 1.2x",
+        )
+    )
     # Three runs each, a fresh database every time; the median is the figure.
     rate = statistics.median(
-        scale.tasks_by_worker_processes(f"sqlite:///{workdir}/workers{n}.db", workdir)
-        for n in range(3)
+        scale.tasks_by_worker_processes(f"sqlite:///{workdir}/workers{attempt}.db", workdir)
+        for attempt in range(3)
     )
     figures.append(
         Figure(
-            "3-task instances by 2 work() processes (SQLite)",
-            "instances/s",
-            rate,
-            "the target",
-            300.0,
-            ">= 1x",
+            name="3-task instances by 2 work() processes (SQLite)",
+            unit="instances/s",
+            value=rate,
+            baseline_name="the target",
+            baseline=300.0,
+            target=">= 1x",
         )
     )
     if postgres:
@@ -297,15 +333,15 @@ def scale_figures(workdir: Path, postgres: str | None, send_rate: float) -> list
         rate = statistics.median(on_postgres() for _ in range(3))
         figures.append(
             Figure(
-                "3-task instances by 2 work() processes (PostgreSQL)",
-                "instances/s",
-                rate,
-                "the target",
-                300.0,
-                ">= 1x",
+                name="3-task instances by 2 work() processes (PostgreSQL)",
+                unit="instances/s",
+                value=rate,
+                baseline_name="the target",
+                baseline=300.0,
+                target=">= 1x",
             )
         )
-    return figures  # fmt: skip
+    return figures
 
 
 def main() -> int:
@@ -334,14 +370,14 @@ def main() -> int:
     table = Table(title=f"turnout benchmarks (median of {REPEATS})")
     for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
         table.add_column(column)
-    for f in figures:
+    for figure in figures:
         table.add_row(
-            f.name,
-            f"{shown(f.value)} {f.unit}",
-            f.baseline_name,
-            f"{shown(f.baseline)} {f.baseline_unit or f.unit}",
-            f"{f.ratio:.3g}x",
-            f.target,
+            figure.name,
+            f"{shown(figure.value)} {figure.unit}",
+            figure.baseline_name,
+            f"{shown(figure.baseline)} {figure.baseline_unit or figure.unit}",
+            f"{figure.ratio:.3g}x",
+            figure.target,
         )
     console.print(table)
     results = HERE / "results"
@@ -353,7 +389,7 @@ def main() -> int:
                 "python": sys.version.split()[0],
                 "machine": platform.machine(),
                 "repeats": REPEATS,
-                "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+                "figures": [asdict(figure) | {"ratio": figure.ratio} for figure in figures],
             },
             indent=2,
         )

@@ -29,7 +29,7 @@ class BaselineHistory(SQLModel, table=True):
     event: str
     from_state: str
     to_state: str
-    at: datetime
+    created_at: datetime
 
 
 def sqlite_engine(url: str) -> Any:
@@ -55,7 +55,7 @@ class Baseline:
             tables=[BaselineInstance.__table__, BaselineHistory.__table__],  # type: ignore[attr-defined]
         )
         with Session(self.engine) as session:
-            session.add_all(BaselineInstance(id=i, state="a") for i in range(instances))
+            session.add_all(BaselineInstance(id=number, state="a") for number in range(instances))
             session.commit()
 
     def send(self, instance_id: int) -> None:
@@ -71,7 +71,7 @@ class Baseline:
                     event="flip",
                     from_state=before,
                     to_state=row.state,
-                    at=datetime.now(UTC),
+                    created_at=datetime.now(UTC),
                 )
             )
             session.commit()
@@ -90,7 +90,7 @@ class RawBaseline:
             import psycopg
 
             self.conn: Any = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
-            self.p = "%s"
+            self.placeholder = "%s"
             lock = " FOR UPDATE"
         else:
             import sqlite3
@@ -98,22 +98,27 @@ class RawBaseline:
             self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.p = "?"
+            self.placeholder = "?"
             lock = ""
-        p = self.p
+        mark = self.placeholder
         cursor = self.conn.cursor()
-        cursor.execute("CREATE TABLE raw_instances (id INTEGER PRIMARY KEY, state TEXT, "
-                       "revision INTEGER)")  # fmt: skip
+        cursor.execute(
+            "CREATE TABLE raw_instances (id INTEGER PRIMARY KEY, state TEXT, revision INTEGER)"
+        )
         cursor.execute(
             "CREATE TABLE raw_history (instance_id INTEGER, seq INTEGER, event TEXT, "
-            "from_state TEXT, to_state TEXT, at TEXT, PRIMARY KEY (instance_id, seq))"
+            "from_state TEXT, to_state TEXT, created_at TEXT, PRIMARY KEY (instance_id, seq))"
         )
-        for i in range(instances):
-            cursor.execute(f"INSERT INTO raw_instances VALUES ({p}, 'a', 0)", (i,))
+        for instance_id in range(instances):
+            cursor.execute(f"INSERT INTO raw_instances VALUES ({mark}, 'a', 0)", (instance_id,))
         self.conn.commit()
-        self.select = f"SELECT state, revision FROM raw_instances WHERE id = {p}{lock}"
-        self.update = f"UPDATE raw_instances SET state = {p}, revision = {p} WHERE id = {p}"
-        self.insert = f"INSERT INTO raw_history VALUES ({p}, {p}, 'flip', {p}, {p}, {p})"
+        self.select = f"SELECT state, revision FROM raw_instances WHERE id = {mark}{lock}"
+        self.update = (
+            f"UPDATE raw_instances SET state = {mark}, revision = {mark} WHERE id = {mark}"
+        )
+        self.insert = (
+            f"INSERT INTO raw_history VALUES ({mark}, {mark}, 'flip', {mark}, {mark}, {mark})"
+        )
 
     def send(self, instance_id: int) -> None:
         cursor = self.conn.cursor()
@@ -122,8 +127,8 @@ class RawBaseline:
         cursor.execute(self.select, (instance_id,))
         state, revision = cursor.fetchone()
         cursor.execute(self.update, (NEXT[state], revision + 1, instance_id))
-        cursor.execute(self.insert, (instance_id, revision + 1, state, NEXT[state],
-                                     datetime.now(UTC).isoformat()))  # fmt: skip
+        now = datetime.now(UTC).isoformat()
+        cursor.execute(self.insert, (instance_id, revision + 1, state, NEXT[state], now))
         self.conn.commit()
 
     def close(self) -> None:

@@ -34,16 +34,18 @@ def drop_schema(url: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def _sender(url: str, locking: str, ids: list[str], count: int, seed: int, ready: Any,
-            go: Any, spans: Any) -> None:  # fmt: skip
+def _random_order(ids: list[str], count: int, seed: int) -> list[str]:
     # Each sender picks its instances at random (seeded, so runs repeat): senders walking one
     # order in step would queue behind each other's row locks, a convoy no real load makes.
     pick = random.Random(seed)
-    order = [ids[pick.randrange(len(ids))] for _ in range(count)]
+    return [ids[pick.randrange(len(ids))] for _ in range(count)]
+
+
+def _sender(url: str, locking: str, order: list[str], ready: Any, start: Any, spans: Any) -> None:
     engine = Engine(url, locking=locking)
-    engine.allowed(ids[0])  # connected, definition loaded and compiled: not part of the run
+    engine.allowed(order[0])  # connected, definition loaded and compiled: not part of the run
     ready.wait()
-    go.wait()
+    start.wait()
     began = time.monotonic()  # the system-wide clock: comparable between processes
     for instance_id in order:
         engine.send(instance_id, "flip")
@@ -62,25 +64,25 @@ def run(
         ids = [engine.start("bench_toggle").id for _ in range(instances)]
         context = multiprocessing.get_context("spawn")
         ready = context.Barrier(processes + 1)
-        go = context.Event()
+        start = context.Event()
         spans = context.Queue()
+        orders = [_random_order(ids, events_each, seed) for seed in range(processes)]
         workers = [
-            context.Process(target=_sender,
-                            args=(engine_url, locking, ids, events_each, p, ready, go, spans))
-            for p in range(processes)
-        ]  # fmt: skip
+            context.Process(target=_sender, args=(engine_url, locking, order, ready, start, spans))
+            for order in orders
+        ]
         for worker in workers:
             worker.start()
         ready.wait()
-        go.set()
+        start.set()
         # From the first sender's first event to the last one's last: process start-up and
         # shutdown are not part of it.
         times = [spans.get(timeout=120) for _ in workers]  # a sender that died: fail, not hang
         for worker in workers:
             worker.join()
         elapsed = max(end for _, end in times) - min(began for began, _ in times)
-        applied = sum(engine.get(i).revision - 1 for i in ids)
-        history = sum(len(engine.history(i)) - 1 for i in ids)
+        applied = sum(engine.get(instance_id).revision - 1 for instance_id in ids)
+        history = sum(len(engine.history(instance_id)) - 1 for instance_id in ids)
         expected = processes * events_each
         engine.close()
         return expected / elapsed, abs(applied - expected) + abs(history - expected)

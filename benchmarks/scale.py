@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import statistics
+import string
 import threading
 import time
 from pathlib import Path
@@ -34,9 +35,9 @@ def timed(run: Any, repeats: int = 5) -> float:
 def chain_definition(states: int) -> str:
     """A definition of `states` states in a chain, each with an event, a way back, a timer."""
     lines = ["name: bench_chain", "initial: s0", "states:"]
-    for n in range(states):
-        after = f"s{max(n - 1, 0)}"
-        lines.append(f"  s{n}: {{on: {{go: s{n + 1}, back: s0}}, after: {{1h: {after}}}}}")
+    for index in range(states):
+        after = f"s{max(index - 1, 0)}"
+        lines.append(f"  s{index}: {{on: {{go: s{index + 1}, back: s0}}, after: {{1h: {after}}}}}")
     lines.append(f"  s{states}: {{final: true}}")
     return "\n".join(lines) + "\n"
 
@@ -50,36 +51,40 @@ def load_large_definition(states: int = 1000) -> tuple[float, float]:
 
     def bare() -> None:
         machine = Machine(model=None, states=names, initial="s0", auto_transitions=False)
-        for n in range(states):
-            machine.add_transition("go", f"s{n}", f"s{n + 1}")
-            machine.add_transition("back", f"s{n}", "s0")
-            machine.add_transition("after:1h", f"s{n}", f"s{max(n - 1, 0)}")
+        for index in range(states):
+            machine.add_transition("go", f"s{index}", f"s{index + 1}")
+            machine.add_transition("back", f"s{index}", "s0")
+            machine.add_transition("after:1h", f"s{index}", f"s{max(index - 1, 0)}")
 
     return ours, timed(bare, 3)
+
+
+# One stage of `staged_definition`: ten states in YAML flow style, numbered `stage`, the last
+# one going on to `following`.
+STAGE = string.Template("""\
+  st${stage}_start: {task: w.start${stage}, retry: {attempts: 3},
+    on: {done: st${stage}_check, failed: st${stage}_failed}}
+  st${stage}_check: {always: [{to: st${stage}_fast, if: context.fast}, {to: st${stage}_slow}]}
+  st${stage}_fast: {task: w.fast${stage}, timeout: 30s, on: {done: st${stage}_review}}
+  st${stage}_slow: {task: w.slow${stage}, compensate: w.undo${stage},
+    on: {done: st${stage}_review}}
+  st${stage}_review: {on: {approve: st${stage}_record, reject: st${stage}_rework,
+    escalate: st${stage}_escalated}, after: {2d: st${stage}_escalated}}
+  st${stage}_rework: {on: {resubmit: st${stage}_review}, after: {7d: st${stage}_failed}}
+  st${stage}_escalated: {on: {decide: st${stage}_record, abandon: st${stage}_failed}}
+  st${stage}_record: {task: w.record${stage}, on: {done: st${stage}_notify}}
+  st${stage}_notify: {foreach: {items: context.people, task: w.mail${stage}},
+    on: {done: ${following}}}
+  st${stage}_failed: {final: failed}""")
 
 
 def staged_definition(stages: int = 20) -> str:
     """A realistic large definition: `stages` stages of 10 states (tasks, a choice, a review
     with timers, rework, escalation, a foreach), each ending in the next stage."""
     lines = ["name: bench_staged", "initial: st1_start", "states:"]
-    for n in range(1, stages + 1):
-        nxt = f"st{n + 1}_start" if n < stages else "finished"
-        lines += [
-            f"  st{n}_start: {{task: w.start{n}, retry: {{attempts: 3}}, "
-            f"on: {{done: st{n}_check, failed: st{n}_failed}}}}",
-            f"  st{n}_check: {{always: [{{to: st{n}_fast, if: context.fast}}, "
-            f"{{to: st{n}_slow}}]}}",
-            f"  st{n}_fast: {{task: w.fast{n}, timeout: 30s, on: {{done: st{n}_review}}}}",
-            f"  st{n}_slow: {{task: w.slow{n}, compensate: w.undo{n}, on: {{done: st{n}_review}}}}",
-            f"  st{n}_review: {{on: {{approve: st{n}_record, reject: st{n}_rework, "
-            f"escalate: st{n}_escalated}}, after: {{2d: st{n}_escalated}}}}",
-            f"  st{n}_rework: {{on: {{resubmit: st{n}_review}}, after: {{7d: st{n}_failed}}}}",
-            f"  st{n}_escalated: {{on: {{decide: st{n}_record, abandon: st{n}_failed}}}}",
-            f"  st{n}_record: {{task: w.record{n}, on: {{done: st{n}_notify}}}}",
-            f"  st{n}_notify: {{foreach: {{items: context.people, task: w.mail{n}}}, "
-            f"on: {{done: {nxt}}}}}",
-            f"  st{n}_failed: {{final: failed}}",
-        ]
+    for stage in range(1, stages + 1):
+        following = f"st{stage + 1}_start" if stage < stages else "finished"
+        lines.append(STAGE.substitute(stage=stage, following=following))
     lines.append("  finished: {final: true}")
     return "\n".join(lines) + "\n"
 
@@ -150,14 +155,16 @@ def _work_until(url: str, stop_file: str) -> None:
     engine.close()
 
 
-def tasks_by_worker_processes(url: str, workdir: Path, instances: int = 1000,
-                              processes: int = 2) -> float:  # fmt: skip
+def tasks_by_worker_processes(
+    url: str, workdir: Path, instances: int = 1000, processes: int = 2
+) -> float:
     """Instances of the three-task workflow finished per second by `processes` workers."""
     engine = Engine(url)
     engine.deploy(HERE / "definitions" / "three_tasks.yaml")
     stop_file = workdir / f"stop-{time.monotonic_ns()}"
-    workers = [SPAWN.Process(target=_work_until, args=(url, str(stop_file)))
-               for _ in range(processes)]  # fmt: skip
+    workers = [
+        SPAWN.Process(target=_work_until, args=(url, str(stop_file))) for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     time.sleep(3)  # let the workers import and connect before the clock starts
