@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+from xml.etree import ElementTree
 
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def svg_tree(svg: bytes) -> ET.Element:
-    return ET.fromstring(svg)
+def svg_tree(svg: bytes) -> ElementTree.Element:
+    return ElementTree.fromstring(svg)
 
 
-def groups(svg: bytes, kind: str) -> dict[str, ET.Element]:
+def groups(svg: bytes, kind: str) -> dict[str, ElementTree.Element]:
     """The SVG groups of class `kind` (node, edge, cluster) by id."""
     found = {}
     for group in svg_tree(svg).iter(f"{SVG}g"):
@@ -21,10 +21,10 @@ def groups(svg: bytes, kind: str) -> dict[str, ET.Element]:
     return found
 
 
-def texts(element: ET.Element) -> list[str]:
+def texts(element: ElementTree.Element) -> list[str]:
     return ["".join(text.itertext()) for text in element.iter(f"{SVG}text")]
 
 
-def fills(element: ET.Element) -> set[str]:
+def fills(element: ElementTree.Element) -> set[str]:
     shapes = [e for tag in ("polygon", "path", "ellipse") for e in element.iter(f"{SVG}{tag}")]
     return {shape.get("fill", "") for shape in shapes} - {"none", ""}

@@ -32,14 +32,16 @@ def label_boxes(definition: Definition) -> list[tuple[str, Box]]:
     for number, owner in enumerate(owners):
         name = str(owner.get("name", f"edge{number}"))
         size = 14.0
-        for op in owner.get("_ldraw_", []):
-            if op["op"] == "F":
-                size = float(op["size"])
-            elif op["op"] == "T":
-                x, y = float(op["pt"][0]), float(op["pt"][1])
-                width = float(op["width"])
-                left = {"l": x, "c": x - width / 2, "r": x - width}[op["align"]]
-                boxes.append((name, (left, y - size * 0.25, left + width, y + size * 0.8)))
+        for operation in owner.get("_ldraw_", []):
+            if operation["op"] == "F":
+                size = float(operation["size"])
+            elif operation["op"] == "T":
+                anchor, baseline = float(operation["pt"][0]), float(operation["pt"][1])
+                width = float(operation["width"])
+                align = operation["align"]
+                left = {"l": anchor, "c": anchor - width / 2, "r": anchor - width}[align]
+                box = (left, baseline - size * 0.25, left + width, baseline + size * 0.8)
+                boxes.append((name, box))
     return boxes
 
 
@@ -50,16 +52,19 @@ def node_boxes(definition: Definition) -> list[tuple[str, Box]]:
     boxes = []
     for owner in layout.get("objects", []):
         if "pos" in owner and str(owner.get("id", "")).startswith("state-"):
-            x, y = (float(v) for v in owner["pos"].split(","))
-            half_w, half_h = float(owner["width"]) * 36, float(owner["height"]) * 36
-            boxes.append((str(owner["name"]), (x - half_w, y - half_h, x + half_w, y + half_h)))
+            centre_x, centre_y = (float(number) for number in owner["pos"].split(","))
+            half_width, half_height = float(owner["width"]) * 36, float(owner["height"]) * 36
+            left, right = centre_x - half_width, centre_x + half_width
+            box = (left, centre_y - half_height, right, centre_y + half_height)
+            boxes.append((str(owner["name"]), box))
     return boxes
 
 
-def overlaps(a: Box, b: Box, slack: float = 0.5) -> bool:
-    return (
-        a[0] + slack < b[2] and b[0] + slack < a[2] and a[1] + slack < b[3] and b[1] + slack < a[3]
-    )
+def overlaps(first: Box, second: Box, slack: float = 0.5) -> bool:
+    """Whether the boxes (left, bottom, right, top) overlap by more than `slack` each way."""
+    horizontally = first[0] + slack < second[2] and second[0] + slack < first[2]
+    vertically = first[1] + slack < second[3] and second[1] + slack < first[3]
+    return horizontally and vertically
 
 
 def test_forty_state_definition_draws_without_overlapping_labels(loan: Definition) -> None:
@@ -67,26 +72,27 @@ def test_forty_state_definition_draws_without_overlapping_labels(loan: Definitio
     boxes = label_boxes(loan)
     assert len(boxes) > 100
     clashes = [
-        (a[0], b[0])
-        for a, b in itertools.combinations(boxes, 2)
-        if a[0] != b[0] and overlaps(a[1], b[1])
+        (first[0], second[0])
+        for first, second in itertools.combinations(boxes, 2)
+        if first[0] != second[0] and overlaps(first[1], second[1])
     ]
     assert clashes == []
     states = node_boxes(loan)
     assert len(states) > 40
     edge_labels = [box for owner, box in boxes if owner.startswith("edge")]
-    assert [
+    covered = [
         (name, label) for name, box in states for label in edge_labels if overlaps(box, label)
-    ] == []
+    ]
+    assert covered == []
 
 
 def test_every_example_draws_without_overlapping_labels(examples: dict[str, Definition]) -> None:
     for name, definition in examples.items():
         boxes = label_boxes(definition)
         clashes = [
-            (a[0], b[0])
-            for a, b in itertools.combinations(boxes, 2)
-            if a[0] != b[0] and overlaps(a[1], b[1])
+            (first[0], second[0])
+            for first, second in itertools.combinations(boxes, 2)
+            if first[0] != second[0] and overlaps(first[1], second[1])
         ]
         assert clashes == [], name
 

@@ -73,8 +73,8 @@ def test_transitions_taken_are_bold_and_numbered_in_order(order: Definition) -> 
     assert "(3) approve" in labels.values()
     assert len(taken) == 3  # the start arrow, done [else], approve
     widths = {
-        e.find(".//{http://www.w3.org/2000/svg}path").get("stroke-width")  # type: ignore[union-attr]
-        for e in taken.values()
+        edge.find(".//{http://www.w3.org/2000/svg}path").get("stroke-width")  # type: ignore[union-attr]
+        for edge in taken.values()
     }
     assert all(width and float(width) > 2 for width in widths)
 
@@ -89,11 +89,8 @@ def test_a_parallel_instance_marks_the_active_branch_states(
     assert "active" in groups(reviewing_svg, "cluster")["state-ship"].get("class", "").split()
     assert "visited" in nodes["state-ship.label.buy_label"].get("class", "").split()
     # Entering the parallel state entered each branch: both start arrows are drawn as taken.
-    taken = [
-        key
-        for key, e in groups(reviewing_svg, "edge").items()
-        if "taken" in e.get("class", "").split()
-    ]
+    edges = groups(reviewing_svg, "edge")
+    taken = [key for key, edge in edges.items() if "taken" in edge.get("class", "").split()]
     assert {"start-ship.pack.pack", "start-ship.label.buy_label"} <= set(taken)
 
 

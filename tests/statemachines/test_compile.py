@@ -254,9 +254,9 @@ def test_unhandled_failure_fails_the_instance_and_compensates_in_reverse_order()
     )
     assert run.status == "failed"
     compensations = [
-        e.data["task"]
-        for e in run.history
-        if e.kind == "compensate" and e.data and "task" in e.data
+        entry.data["task"]
+        for entry in run.history
+        if entry.kind == "compensate" and entry.data and "task" in entry.data
     ]
     assert compensations == ["card.refund", "stock.release"]
     assert run.history[-1].data == {"finished": "failed"}
@@ -379,7 +379,7 @@ def test_nested_parallel_and_foreach_branches_report_their_results_to_the_fan_in
         definition,
         ["after:1m"],
         data={"ok": True, "xs": [1, 2]},
-        results={"t.each": lambda i: i * 10, "t.x": "X"},
+        results={"t.each": lambda item: item * 10, "t.x": "X"},
     )
     assert (run.state, run.status) == ("end", "succeeded")
     assert run.history[-1].data == {"a": {"x": "X", "y": None}, "b": {"results": [10, 20]}}
@@ -512,9 +512,9 @@ def test_names_the_state_machine_library_reserves_are_ordinary_names(
 def test_a_large_densely_connected_definition_loads_and_compiles_in_seconds() -> None:
     count, fan_out = 1500, 30
     lines = ["name: large", "initial: s0", "states:"]
-    for i in range(count):
-        events = ", ".join(f"e{k}: s{(i * 7 + k) % count}" for k in range(fan_out))
-        lines.append(f"  s{i}: {{on: {{{events}, end: s{count}}}}}")
+    for index in range(count):
+        events = ", ".join(f"e{k}: s{(index * 7 + k) % count}" for k in range(fan_out))
+        lines.append(f"  s{index}: {{on: {{{events}, end: s{count}}}}}")
     lines.append(f"  s{count}: {{final: true}}")
     started = time.perf_counter()
     definition = statemachines.load("\n".join(lines))

@@ -70,8 +70,9 @@ def test_a_foreach_over_more_than_ten_thousand_items_fails_before_any_task() -> 
 
 
 def test_simulate_fails_a_foreach_over_too_many_items_as_the_engine_does() -> None:
-    run = simulate(statemachines.load(FOREACH.format(extra="")),
-                   data={"people": list(range(10_001))})  # fmt: skip
+    run = simulate(
+        statemachines.load(FOREACH.format(extra="")), data={"people": list(range(10_001))}
+    )
     assert (run.state, run.status) == ("refused", "failed")
     assert run.context["reason"] == "foreach items has 10001 items, more than 10000"
 
@@ -89,21 +90,39 @@ LONG_EVENT, LONG_DURATION = "e" + "a" * 400, "1ms" * 34
 @pytest.mark.parametrize(
     ("text", "where", "message"),
     [
-        (f"name: {LONG_NAME}\ninitial: a\nstates: {{a: {{on: {{go: b}}}}, b: {{final: true}}}}\n",
-         (1, 7), "name is 201 characters, over the limit of 200"),
-        (f"name: x\ninitial: {LONG_STATE}\n"
-         f"states: {{{LONG_STATE}: {{on: {{go: b}}}}, b: {{final: true}}}}\n",
-         (3, 10), f"the path of state {LONG_STATE[:40]!r} is 401 characters, over the limit "
-                  "of 400"),
-        (f"name: x\ninitial: a\nstates: {{a: {{task: {LONG_TASK}, on: {{done: b}}}}, "
-         "b: {final: true}}\n", (3, 20), "task name is 201 characters, over the limit of 200"),
-        (f"name: x\ninitial: a\nstates: {{a: {{on: {{{LONG_EVENT}: b}}}}, b: {{final: true}}}}\n",
-         (3, 19), "event name is 401 characters, over the limit of 400"),
-        (f"name: x\ninitial: a\nstates: {{a: {{after: {{'{LONG_DURATION}': b}}}}, "
-         "b: {final: true}}\n", (3, 22), "duration is 102 characters, over the limit of 100"),
+        (
+            f"name: {LONG_NAME}\ninitial: a\nstates: {{a: {{on: {{go: b}}}}, "
+            "b: {final: true}}\n",
+            (1, 7),
+            "name is 201 characters, over the limit of 200",
+        ),
+        (
+            f"name: x\ninitial: {LONG_STATE}\n"
+            f"states: {{{LONG_STATE}: {{on: {{go: b}}}}, b: {{final: true}}}}\n",
+            (3, 10),
+            f"the path of state {LONG_STATE[:40]!r} is 401 characters, over the limit of 400",
+        ),
+        (
+            f"name: x\ninitial: a\nstates: {{a: {{task: {LONG_TASK}, on: {{done: b}}}}, "
+            "b: {final: true}}\n",
+            (3, 20),
+            "task name is 201 characters, over the limit of 200",
+        ),
+        (
+            f"name: x\ninitial: a\nstates: {{a: {{on: {{{LONG_EVENT}: b}}}}, "
+            "b: {final: true}}\n",
+            (3, 19),
+            "event name is 401 characters, over the limit of 400",
+        ),
+        (
+            f"name: x\ninitial: a\nstates: {{a: {{after: {{'{LONG_DURATION}': b}}}}, "
+            "b: {final: true}}\n",
+            (3, 22),
+            "duration is 102 characters, over the limit of 100",
+        ),
     ],
     ids=["name", "state path", "task name", "event name", "duration"],
-)  # fmt: skip
+)
 def test_text_longer_than_the_column_that_keeps_it_is_refused_at_its_place(
     text: str, where: tuple[int, int], message: str
 ) -> None:

@@ -109,11 +109,10 @@ states:
     assert work.task is not None
     assert work.task.timeout == timedelta(seconds=45)
     retry = work.task.retry
-    assert (retry.attempts, retry.delay, retry.backoff, retry.max_delay, retry.jitter) == (
-        4, timedelta(milliseconds=500), 3.0, timedelta(minutes=1), True)  # fmt: skip
-    assert [retry.wait_after(n) for n in (1, 2, 3, 6)] == [
-        timedelta(milliseconds=500), timedelta(milliseconds=1500),
-        timedelta(milliseconds=4500), timedelta(minutes=1)]  # fmt: skip
+    expected = (4, timedelta(milliseconds=500), 3.0, timedelta(minutes=1), True)
+    assert (retry.attempts, retry.delay, retry.backoff, retry.max_delay, retry.jitter) == expected
+    waits = [retry.wait_after(attempt) for attempt in (1, 2, 3, 6)]
+    assert waits == [timedelta(milliseconds=millis) for millis in (500, 1500, 4500, 60_000)]
     timers = definition.state("wait").after
     assert [(t.key, t.delay, t.event, t.label) for t in timers] == [
         ("1h30m", timedelta(hours=1, minutes=30), "after:1h30m", "after 1h30m"),

@@ -17,11 +17,16 @@ def example(name: str) -> statemachines.Definition:
 
 def test_the_five_examples_are_bundled() -> None:
     names = [path.stem for path in statemachines.examples()]
-    assert names == ["document_approval", "door_lock", "newsletter", "order_fulfillment",
-                     "trip_booking"]  # fmt: skip
+    assert names == [
+        "document_approval",
+        "door_lock",
+        "newsletter",
+        "order_fulfillment",
+        "trip_booking",
+    ]
 
 
-@pytest.mark.parametrize("path", statemachines.examples(), ids=lambda p: Path(p).stem)
+@pytest.mark.parametrize("path", statemachines.examples(), ids=lambda path: Path(path).stem)
 def test_each_example_loads_without_warnings_and_compiles(path: Path) -> None:
     definition = statemachines.load(path)
     assert definition.warnings == ()
@@ -36,9 +41,12 @@ ORDER = {"order_id": 7, "amount": 120, "express": True, "recipients": ["ana@x", 
 
 
 def test_order_approved_and_delivered_succeeds() -> None:
-    run = simulate(example("order_fulfillment"), [("delivered", {"at": "2026-01-02"})],
-                   data=ORDER, results={"validate_payment": {"approved": True},
-                                        "reserve_stock": {"id": "r1"}})  # fmt: skip
+    run = simulate(
+        example("order_fulfillment"),
+        [("delivered", {"at": "2026-01-02"})],
+        data=ORDER,
+        results={"validate_payment": {"approved": True}, "reserve_stock": {"id": "r1"}},
+    )
     assert (run.state, run.status) == ("completed", "succeeded")
     assert run.path == [
         (None, None, "validate_payment"),
@@ -57,27 +65,43 @@ def test_order_approved_and_delivered_succeeds() -> None:
 
 
 def test_order_not_approved_goes_to_manual_review_and_expires_after_two_days() -> None:
-    run = simulate(example("order_fulfillment"), ["after:2d"], data={**ORDER, "express": False},
-                   results={"validate_payment": {"approved": False}})  # fmt: skip
-    assert run.path[-2:] == [("done", "validate_payment", "manual_review"),
-                             ("after 2d", "manual_review", "declined")]  # fmt: skip
+    run = simulate(
+        example("order_fulfillment"),
+        ["after:2d"],
+        data={**ORDER, "express": False},
+        results={"validate_payment": {"approved": False}},
+    )
+    assert run.path[-2:] == [
+        ("done", "validate_payment", "manual_review"),
+        ("after 2d", "manual_review", "declined"),
+    ]
     assert (run.state, run.status) == ("declined", "failed")
 
 
 def test_order_approved_by_hand_is_picked_up() -> None:
-    run = simulate(example("order_fulfillment"), ["approve", "picked_up"],
-                   data={**ORDER, "express": False, "recipients": []},
-                   results={"validate_payment": {"approved": False}})  # fmt: skip
+    run = simulate(
+        example("order_fulfillment"),
+        ["approve", "picked_up"],
+        data={**ORDER, "express": False, "recipients": []},
+        results={"validate_payment": {"approved": False}},
+    )
     assert ("approve", "manual_review", "reserve_stock") in run.path
-    assert run.path[-2:] == [(None, "route", "await_pickup"),
-                             ("picked_up", "await_pickup", "completed")]  # fmt: skip
+    assert run.path[-2:] == [
+        (None, "route", "await_pickup"),
+        ("picked_up", "await_pickup", "completed"),
+    ]
     assert run.status == "succeeded"
 
 
 def test_order_with_a_failing_label_is_refunded_and_the_reservation_is_not_undone() -> None:
-    run = simulate(example("order_fulfillment"), data=ORDER,
-                   results={"validate_payment": {"approved": True},
-                            "shipping.buy_label": Failure("printer jam")})  # fmt: skip
+    run = simulate(
+        example("order_fulfillment"),
+        data=ORDER,
+        results={
+            "validate_payment": {"approved": True},
+            "shipping.buy_label": Failure("printer jam"),
+        },
+    )
     assert run.path[-2:] == [("failed", "ship", "refund"), ("done", "refund", "cancelled_order")]
     assert (run.state, run.status) == ("cancelled_order", "failed")
     assert not any(entry.kind == "compensate" for entry in run.history)
@@ -85,12 +109,21 @@ def test_order_with_a_failing_label_is_refunded_and_the_reservation_is_not_undon
 
 def test_order_rejects_an_event_it_does_not_expect() -> None:
     with pytest.raises(EventRejected) as caught:
-        simulate(example("order_fulfillment"), ["picked_up"], data=ORDER,
-                 results={"validate_payment": {"approved": True}})  # fmt: skip
+        simulate(
+            example("order_fulfillment"),
+            ["picked_up"],
+            data=ORDER,
+            results={"validate_payment": {"approved": True}},
+        )
     assert caught.value.state == "await_delivery"
     assert caught.value.allowed == ["delivered"]
-    run = simulate(example("order_fulfillment"), ["picked_up"], data=ORDER, strict=False,
-                   results={"validate_payment": {"approved": True}})  # fmt: skip
+    run = simulate(
+        example("order_fulfillment"),
+        ["picked_up"],
+        data=ORDER,
+        strict=False,
+        results={"validate_payment": {"approved": True}},
+    )
     assert [exc.event for exc in run.rejected] == ["picked_up"]
     assert run.state == "await_delivery"
 
@@ -101,27 +134,44 @@ TRIP = {"trip_id": "t1", "traveller": "ana", "car": True}
 
 
 def test_trip_booked_in_full() -> None:
-    run = simulate(example("trip_booking"), data=TRIP,
-                   results={"book_flight": "F1", "book_hotel": "H1", "book_car": "C1"})  # fmt: skip
+    run = simulate(
+        example("trip_booking"),
+        data=TRIP,
+        results={"book_flight": "F1", "book_hotel": "H1", "book_car": "C1"},
+    )
     assert (run.state, run.status) == ("booked", "succeeded")
-    assert [step[2] for step in run.path] == ["book_flight", "book_hotel", "need_car",
-                                              "book_car", "confirm", "booked"]  # fmt: skip
-    assert (run.context["flight"], run.context["hotel"], run.context["car_booking"]) == (
-        "F1", "H1", "C1")  # fmt: skip
+    assert [step[2] for step in run.path] == [
+        "book_flight",
+        "book_hotel",
+        "need_car",
+        "book_car",
+        "confirm",
+        "booked",
+    ]
+    booked = [run.context[key] for key in ("flight", "hotel", "car_booking")]
+    assert booked == ["F1", "H1", "C1"]
 
 
 def test_trip_with_a_failing_step_compensates_in_reverse_order() -> None:
     undone: list[Any] = []
-    run = simulate(example("trip_booking"), data=TRIP,
-                   results={"book_flight": "F1", "book_hotel": "H1",
-                            "book_car": Failure("no cars left"),
-                            "hotels.cancel": lambda ctx: undone.append(("hotel", ctx["hotel"])),
-                            "flights.cancel": lambda ctx: undone.append(("flight", ctx["flight"]))
-                            })  # fmt: skip
+    run = simulate(
+        example("trip_booking"),
+        data=TRIP,
+        results={
+            "book_flight": "F1",
+            "book_hotel": "H1",
+            "book_car": Failure("no cars left"),
+            "hotels.cancel": lambda ctx: undone.append(("hotel", ctx["hotel"])),
+            "flights.cancel": lambda ctx: undone.append(("flight", ctx["flight"])),
+        },
+    )
     assert run.status == "failed"
     assert undone == [("hotel", "H1"), ("flight", "F1")]
-    started = [(e.from_state, e.data["task"]) for e in run.history
-               if e.kind == "compensate" and e.data and "task" in e.data]  # fmt: skip
+    started = [
+        (entry.from_state, entry.data["task"])
+        for entry in run.history
+        if entry.kind == "compensate" and entry.data and "task" in entry.data
+    ]
     assert started == [("book_hotel", "hotels.cancel"), ("book_flight", "flights.cancel")]
 
 
@@ -137,9 +187,16 @@ DOCUMENT = {"document_id": "d1", "author": "ana", "amount": 50}
 
 
 def test_document_approved_by_both_reviewers_after_a_reminder_is_published() -> None:
-    run = simulate(example("document_approval"),
-                   [("submit", {"by": "rui"}), "after:1d", "legal_approve",
-                    ("finance_approve", {"limit": 100})], data=DOCUMENT)  # fmt: skip
+    run = simulate(
+        example("document_approval"),
+        [
+            ("submit", {"by": "rui"}),
+            "after:1d",
+            "legal_approve",
+            ("finance_approve", {"limit": 100}),
+        ],
+        data=DOCUMENT,
+    )
     assert run.path == [
         (None, None, "draft"),
         ("submit", "draft", "review"),
@@ -154,16 +211,17 @@ def test_document_approved_by_both_reviewers_after_a_reminder_is_published() -> 
 
 
 def test_document_not_reviewed_within_two_days_expires() -> None:
-    run = simulate(example("document_approval"), ["submit", "after:1d", "after:2d"],
-                   data=DOCUMENT)  # fmt: skip
+    run = simulate(example("document_approval"), ["submit", "after:1d", "after:2d"], data=DOCUMENT)
     assert run.path[-1] == ("after 2d", "review", "expired")
     assert (run.state, run.status, run.active) == ("expired", "failed", ["expired"])
 
 
 def test_document_rejected_by_legal_can_be_resubmitted() -> None:
-    run = simulate(example("document_approval"),
-                   ["submit", "legal_reject", "submit", "legal_approve", "finance_approve"],
-                   data=DOCUMENT)  # fmt: skip
+    run = simulate(
+        example("document_approval"),
+        ["submit", "legal_reject", "submit", "legal_approve", "finance_approve"],
+        data=DOCUMENT,
+    )
     assert ("failed", "review", "changes_requested") in run.path
     assert run.context["revision"] == 2
     assert (run.state, run.status) == ("published", "succeeded")
@@ -185,8 +243,11 @@ def test_newsletter_sends_to_each_subscriber_and_keeps_results_in_order() -> Non
         inputs.append(task_input)
         return {"to": task_input["to"]}
 
-    run = simulate(example("newsletter"), data={"issue": "n1", "subscribers": people},
-                   results={"mail.send": send, "render": "<p>"})  # fmt: skip
+    run = simulate(
+        example("newsletter"),
+        data={"issue": "n1", "subscribers": people},
+        results={"mail.send": send, "render": "<p>"},
+    )
     assert (run.state, run.status) == ("sent", "succeeded")
     assert run.context["deliveries"] == [{"to": p} for p in people]
     assert run.context["sent"] == 12
@@ -195,8 +256,11 @@ def test_newsletter_sends_to_each_subscriber_and_keeps_results_in_order() -> Non
 
 
 def test_newsletter_with_a_failed_delivery_ends_partly_sent() -> None:
-    run = simulate(example("newsletter"), data={"issue": "n1", "subscribers": ["a", "b"]},
-                   results={"mail.send": [{"ok": 1}, Failure("bounced")]})  # fmt: skip
+    run = simulate(
+        example("newsletter"),
+        data={"issue": "n1", "subscribers": ["a", "b"]},
+        results={"mail.send": [{"ok": 1}, Failure("bounced")]},
+    )
     assert (run.state, run.status) == ("partly_sent", "failed")
 
 
@@ -210,10 +274,9 @@ def test_newsletter_without_subscribers_sends_nothing() -> None:
 
 
 def test_door_lock_opens_with_the_right_code_and_relocks_itself() -> None:
-    run = simulate(example("door_lock"),
-                   [("code_entered", {"code": "0000"}), ("code_entered", {"code": "1234"}),
-                    "open", "after:5m", "close", "after:30s", "power_lost", "decommission"],
-                   data={"code": "1234"})  # fmt: skip
+    wrong, right = ("code_entered", {"code": "0000"}), ("code_entered", {"code": "1234"})
+    events = [wrong, right, "open", "after:5m", "close", "after:30s", "power_lost", "decommission"]
+    run = simulate(example("door_lock"), events, data={"code": "1234"})
     assert run.path[1:] == [
         ("code_entered", "locked", "locked"),
         ("code_entered", "locked", "unlocked"),
@@ -230,6 +293,8 @@ def test_door_lock_opens_with_the_right_code_and_relocks_itself() -> None:
 def test_door_lock_locks_out_after_three_wrong_codes_until_the_timer() -> None:
     wrong = [("code_entered", {"code": str(n)}) for n in range(3)]
     run = simulate(example("door_lock"), [*wrong, "after:15m"], data={"code": "1234"})
-    assert run.path[-2:] == [("code_entered", "locked", "lockout"),
-                             ("after 15m", "lockout", "locked")]  # fmt: skip
+    assert run.path[-2:] == [
+        ("code_entered", "locked", "lockout"),
+        ("after 15m", "lockout", "locked"),
+    ]
     assert (run.state, run.status, run.context["failures"]) == ("locked", "running", 0)

@@ -20,8 +20,9 @@ def test_importing_statemachines_loads_neither_engine_nor_diagrams() -> None:
         "statemachines.json_schema()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('engine', 'diagrams')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -36,6 +37,9 @@ def test_no_statemachines_source_imports_engine_or_diagrams() -> None:
                 names = [node.module]
             else:
                 continue
-            offenders += [f"{source.name}:{node.lineno} {name}" for name in names
-                          if name.split(".")[0] in FORBIDDEN]  # fmt: skip
+            offenders += [
+                f"{source.name}:{node.lineno} {name}"
+                for name in names
+                if name.split(".")[0] in FORBIDDEN
+            ]
     assert offenders == []

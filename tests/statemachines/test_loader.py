@@ -50,8 +50,16 @@ def test_colon_numbers_stay_strings() -> None:
 
 def test_only_true_and_false_are_booleans_and_numbers_are_read_as_numbers() -> None:
     data = parse_yaml("a: true\nb: False\nc: yes\nd: 0x1F\ne: 0o17\nf: 1.5e3\ng: ~\nh: 017\n").data
-    assert data == {"a": True, "b": False, "c": "yes", "d": 31, "e": 15, "f": 1500.0,
-                    "g": None, "h": 17}  # fmt: skip
+    assert data == {
+        "a": True,
+        "b": False,
+        "c": "yes",
+        "d": 31,
+        "e": 15,
+        "f": 1500.0,
+        "g": None,
+        "h": 17,
+    }
 
 
 def test_yaml12_words_run_as_state_names() -> None:
@@ -72,8 +80,9 @@ def test_positions_of_values_and_keys_are_one_based() -> None:
 
 
 def test_transition_positions_point_at_the_target() -> None:
-    definition = statemachines.load("name: x\ninitial: a\nstates:\n  a:\n    on: {go: b}\n"
-                                    "  b: {final: true}\n")  # fmt: skip
+    definition = statemachines.load(
+        "name: x\ninitial: a\nstates:\n  a:\n    on: {go: b}\n  b: {final: true}\n"
+    )
     transition = definition.state("a").events["go"][0]
     assert (transition.position.line, transition.position.column) == (5, 14)
 
@@ -82,8 +91,9 @@ def test_transition_positions_point_at_the_target() -> None:
 
 
 def test_duplicate_key_is_reported_with_its_line() -> None:
-    problems = _problems("name: dup\ninitial: a\nstates:\n  a:\n    on: {go: b, go: a}\n"
-                         "  b: {final: true}\n")  # fmt: skip
+    problems = _problems(
+        "name: dup\ninitial: a\nstates:\n  a:\n    on: {go: b, go: a}\n  b: {final: true}\n"
+    )
     assert [(p.line, p.column, p.message) for p in problems] == [
         (5, 17, "duplicate key 'go' (first defined at line 5)")
     ]
@@ -140,11 +150,12 @@ def test_alias_bomb_is_refused_quickly() -> None:
 
 
 def test_merge_key_is_not_merged_but_reported_as_an_unknown_key() -> None:
-    problems = _problems("name: merge\ninitial: start\nstates:\n"
-                         "  start: {<<: {on: {go: end}}}\n  end: {final: true}\n")  # fmt: skip
-    assert (4, 11, "unknown key '<<' in state 'start'") in [
-        (p.line, p.column, p.message) for p in problems
-    ]
+    problems = _problems(
+        "name: merge\ninitial: start\nstates:\n"
+        "  start: {<<: {on: {go: end}}}\n  end: {final: true}\n"
+    )
+    found = [(problem.line, problem.column, problem.message) for problem in problems]
+    assert (4, 11, "unknown key '<<' in state 'start'") in found
 
 
 def test_a_mapping_as_a_key_is_refused() -> None:

@@ -18,12 +18,21 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Names YAML 1.1 would have turned into booleans or numbers are fair game for state names.
-NAMES = ["off", "on", "yes", "no", "y", "n", "start", "wait", "step_1", "Step-2", "null_ish",
-         "true_state", "go", "e1", "review", "state", "trigger", "initial", "machine"]  # fmt: skip
+NAMES = (
+    "off on yes no y n start wait step_1 Step-2 null_ish true_state go e1 review state trigger "
+    "initial machine"
+).split()
 EVENTS = ["go", "on", "off", "yes", "approve", "tick.tock", "x-1", "state", "trigger", "to_go"]
-GUARDS = ["context.n > 1", "event.ok", "result.approved and context.amount < 10000",
-          "len(context.items or []) > 0", "context.missing == None", "now.year > 2000",
-          "'a' in (context.tags or [])", "not context.flag"]  # fmt: skip
+GUARDS = [
+    "context.n > 1",
+    "event.ok",
+    "result.approved and context.amount < 10000",
+    "len(context.items or []) > 0",
+    "context.missing == None",
+    "now.year > 2000",
+    "'a' in (context.tags or [])",
+    "not context.flag",
+]
 VALUES = ["context.n + 1", "event", "'text'", "[1, 2]", "{'k': context.n}", "now.day", "True"]
 DURATIONS = ["500ms", "30s", "5m", "1h30m", "2d", "PT30S", "P1DT2H", "1w"]
 TASKS = ["payments.validate", "mail.send", "inventory.reserve", "t"]
@@ -33,8 +42,7 @@ TASKS = ["payments.validate", "mail.send", "inventory.reserve", "t"]
 def transitions(draw: st.DrawFn, targets: list[str], last: str) -> Any:
     """TRANSITIONS in every form, with an unguarded last entry that goes to `last`."""
     guarded = draw(st.lists(st.sampled_from(targets), max_size=2))
-    entries: list[Any] = [{"to": target, "if": draw(st.sampled_from(GUARDS))}
-                          for target in guarded]  # fmt: skip
+    entries: list[Any] = [{"to": target, "if": draw(st.sampled_from(GUARDS))} for target in guarded]
     final_entry: Any = draw(st.sampled_from(["bare", "mapping", "assign"]))
     if final_entry == "bare":
         final_entry = last
@@ -74,8 +82,10 @@ def definitions(draw: st.DrawFn) -> dict[str, Any]:
             if draw(st.booleans()):
                 state["on"]["failed"] = draw(st.sampled_from(later))
             if draw(st.booleans()):
-                state["retry"] = {"attempts": draw(st.integers(1, 5)),
-                                  "delay": draw(st.sampled_from(DURATIONS))}  # fmt: skip
+                state["retry"] = {
+                    "attempts": draw(st.integers(1, 5)),
+                    "delay": draw(st.sampled_from(DURATIONS)),
+                }
             if draw(st.booleans()):
                 state["timeout"] = draw(st.sampled_from(DURATIONS))
             if draw(st.booleans()):
@@ -86,13 +96,15 @@ def definitions(draw: st.DrawFn) -> dict[str, Any]:
         elif kind == "parallel":
             state["parallel"] = {
                 "one": {"task": draw(st.sampled_from(TASKS))},
-                "two": {"initial": "w", "states": {"w": {"on": {"go": "f"}},
-                                                   "f": {"final": True}}},
-            }  # fmt: skip
+                "two": {"initial": "w", "states": {"w": {"on": {"go": "f"}}, "f": {"final": True}}},
+            }
             state["on"] = {"done": nxt, "failed": draw(st.sampled_from(later))}
         else:
-            state["foreach"] = {"items": "context.items or []", "task": "mail.send",
-                                "concurrency": draw(st.integers(1, 3))}  # fmt: skip
+            state["foreach"] = {
+                "items": "context.items or []",
+                "task": "mail.send",
+                "concurrency": draw(st.integers(1, 3)),
+            }
             state["on"] = {"done": nxt}
         states[name] = state
     states[names[-1]] = {"final": draw(st.sampled_from([True, "succeeded", "failed"]))}
@@ -132,18 +144,25 @@ def test_generated_definitions_load_compile_and_run(
     assert [state.name for state in definition.states] == list(data["states"])
     compiled = statemachines.compile_definition(definition)
     assert compiled.start({}, NOW).status in ("running", "succeeded", "failed")
-    run = simulate(definition, events, data={"n": 2, "items": ["a", "b"]}, strict=False,
-                   results={"payments.validate": {"approved": True}, "t": Failure()})  # fmt: skip
+    run = simulate(
+        definition,
+        events,
+        data={"n": 2, "items": ["a", "b"]},
+        strict=False,
+        results={"payments.validate": {"approved": True}, "t": Failure()},
+    )
     assert run.status in ("running", "succeeded", "failed", "compensating")
     assert run.path[0] == (None, None, data["initial"])
 
 
 MUTATION_CHARS = st.sampled_from(list(":-[]{}&*!|>'\"#?,%@`\n \t0aZ_."))
-TOKENS = st.sampled_from(
-    ["!!int ", "!!float ", "!!bool ", "!!null ", "!!str ", "!!binary ", "!!python/name:os.system ",
-     "&a ", "*a ", "? ", "<<: ", "- ", "|\n", "{", "[", "---\n", "%YAML 1.2\n", "\ufeff", "\x00",
-     "1:30", "0x"]
-)  # fmt: skip
+TAGS = [
+    f"!!{tag} "
+    for tag in ("int", "float", "bool", "null", "str", "binary", "python/name:os.system")
+]
+STRUCTURE = ["&a ", "*a ", "? ", "<<: ", "- ", "|\n", "{", "[", "---\n", "%YAML 1.2\n"]
+TOKENS = st.sampled_from([*TAGS, *STRUCTURE, "\ufeff", "\x00", "1:30", "0x"])
+TEXT_ACTIONS = ["insert", "delete", "replace", "duplicate_line", "drop_line", "indent", "token"]
 
 
 @st.composite
@@ -151,8 +170,7 @@ def text_mutations(draw: st.DrawFn) -> str:
     text = to_yaml(draw(definitions()))
     for _ in range(draw(st.integers(1, 4))):
         where = draw(st.integers(0, max(len(text) - 1, 0)))
-        action = draw(st.sampled_from(["insert", "delete", "replace", "duplicate_line",
-                                       "drop_line", "indent", "token"]))  # fmt: skip
+        action = draw(st.sampled_from(TEXT_ACTIONS))
         lines = text.splitlines(keepends=True)
         line = text.count("\n", 0, where)
         if action == "insert":
@@ -170,8 +188,9 @@ def text_mutations(draw: st.DrawFn) -> str:
         elif action == "drop_line" and lines:
             text = "".join(lines[:line] + lines[line + 1 :])
         elif lines:
-            text = "".join(lines[:line] + ["  " + lines[min(line, len(lines) - 1)]]
-                           + lines[line + 1 :])  # fmt: skip
+            text = "".join(
+                lines[:line] + ["  " + lines[min(line, len(lines) - 1)]] + lines[line + 1 :]
+            )
     return text
 
 
@@ -182,13 +201,20 @@ def test_mutated_yaml_text_loads_or_raises_definition_error(text: str) -> None:
 
 
 JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats()
-    | st.text(max_size=12) | st.sampled_from([*NAMES, *DURATIONS, *GUARDS, "done", "failed"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8) | st.sampled_from(["to", "if", "on", "task"]),
-                      inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from([*NAMES, *DURATIONS, *GUARDS, "done", "failed"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.text(max_size=8) | st.sampled_from(["to", "if", "on", "task"]), inner, max_size=3
+        )
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 
 
 def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -200,6 +226,9 @@ def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         for index, value in enumerate(data):
             found += _paths(value, (*prefix, index))
     return found
+
+
+MUTATED_KEYS = ["afer", "to", "task", "final", "always", "parallel", "foreach", "retry", "x"]
 
 
 @st.composite
@@ -220,8 +249,7 @@ def data_mutations(draw: st.DrawFn) -> Any:
         elif action == "delete":
             del parent[last]
         elif isinstance(parent[last], dict):
-            key = draw(st.sampled_from(["afer", "to", "task", "final", "always", "parallel",
-                                        "foreach", "retry", "x"]))  # fmt: skip
+            key = draw(st.sampled_from(MUTATED_KEYS))
             parent[last][key] = draw(JSONISH)
     return data
 
@@ -232,12 +260,10 @@ def test_mutated_definition_data_loads_or_raises_definition_error(data: Any) -> 
     load_or_definition_error(to_yaml(data))
 
 
-EXPRESSION_TOKENS = ["context", "event", "result", "now", ".", "a", "b", "items", "year", "[",
-                     "]", "(", ")", "{", "}", ":", ",", "0", "1", "-1", "2.5", "9", "'x'", "''",
-                     "+", "-", "*", "**", "/", "//", "%", "<", "<=", "==", "!=", "in", "not",
-                     "and", "or", "is", "if", "else", "None", "True", "len", "str", "int",
-                     "float", "round", "min", "max", "abs", "lower", "_x", "__class__",
-                     "lambda"]  # fmt: skip
+EXPRESSION_TOKENS = """
+context event result now . a b items year [ ] ( ) { } : , 0 1 -1 2.5 9 'x' '' + - * ** / // % < <=
+== != in not and or is if else None True len str int float round min max abs lower _x __class__
+lambda""".split()
 SCOPE = {
     "context": {"a": 1, "b": [1, "two", None], "items": {"a": {"b": 2}}, "x": None},
     "event": {"a": "text", "b": [[1], {"a": 1}]},
@@ -262,19 +288,24 @@ def test_random_expressions_are_refused_or_evaluate_or_fail_with_expression_erro
         pass
 
 
-LEAVES = st.sampled_from(["context", "event", "result", "now", "context.a", "context.b",
-                          "event.b", "context.items.a", "now.year", "context.x", "0", "1", "-3",
-                          "2.5", "'x'", "''", "None", "True", "[]", "{}", "[1, 'a']"])  # fmt: skip
+LEAVES = st.sampled_from(
+    [
+        *"context event result now context.a context.b event.b context.items.a now.year context.x "
+        "0 1 -3 2.5 'x' '' None True [] {}".split(),
+        "[1, 'a']",
+    ]
+)
+
+
+OPERATORS = "+, -, *, /, //, %, **, <, <=, ==, !=, >, in, not in, is, and, or".split(", ")
 
 
 def _combine(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "<", "<=",
-                                               "==", "!=", ">", "in", "not in", "is", "and",
-                                               "or"]), inner)  # fmt: skip
+    binary = st.tuples(inner, st.sampled_from(OPERATORS), inner)
     return st.one_of(
         binary.map(lambda parts: f"({parts[0]} {parts[1]} {parts[2]})"),
-        inner.map(lambda x: f"(not {x})"),
-        inner.map(lambda x: f"(-{x})"),
+        inner.map(lambda operand: f"(not {operand})"),
+        inner.map(lambda operand: f"(-{operand})"),
         st.tuples(
             st.sampled_from(
                 [
@@ -292,12 +323,14 @@ def _combine(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
                 ]
             ),
             st.lists(inner, max_size=2),
-        ).map(lambda parts: f"{parts[0]}({', '.join(parts[1])})"),  # fmt: skip
+        ).map(lambda parts: f"{parts[0]}({', '.join(parts[1])})"),
         st.tuples(inner, inner).map(lambda parts: f"{parts[0]}[{parts[1]}]"),
         st.tuples(inner, st.sampled_from(["a", "b", "year", "items"])).map(
             lambda parts: f"({parts[0]}).{parts[1]}"
-        ),  # fmt: skip
-        st.tuples(inner, inner, inner).map(lambda p: f"({p[0]} if {p[1]} else {p[2]})"),
+        ),
+        st.tuples(inner, inner, inner).map(
+            lambda parts: f"({parts[0]} if {parts[1]} else {parts[2]})"
+        ),
         st.lists(inner, max_size=3).map(lambda items: f"[{', '.join(items)}]"),
         st.tuples(inner, inner).map(lambda parts: f"{{{parts[0]}: {parts[1]}}}"),
     )

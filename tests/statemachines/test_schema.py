@@ -43,7 +43,7 @@ def test_every_key_of_the_language_is_described() -> None:
 @pytest.mark.parametrize(
     "path",
     [*statemachines.examples(), *sorted((HERE / "valid").glob("*.yaml"))],
-    ids=lambda p: Path(p).name,
+    ids=lambda path: Path(path).name,
 )
 def test_every_bundled_example_and_valid_test_file_is_accepted(path: Path) -> None:
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in VALIDATOR.iter_errors(data_of(path))]
@@ -93,9 +93,9 @@ def test_obviously_wrong_documents_are_rejected(document: Any, why: str) -> None
 
 @pytest.mark.parametrize(
     "name",
-    ["unknown_key", "conflicting_keys", "bad_duration", "bare_number_duration",
-     "final_with_transitions", "missing_required"],
-)  # fmt: skip
+    "unknown_key conflicting_keys bad_duration bare_number_duration final_with_transitions "
+    "missing_required".split(),
+)
 def test_structural_defects_in_invalid_files_are_rejected_too(name: str) -> None:
     assert not VALIDATOR.is_valid(data_of(HERE / "invalid" / f"{name}.yaml"))
 
@@ -108,17 +108,31 @@ def test_structural_defects_in_invalid_files_are_rejected_too(name: str) -> None
         {"on": {"go": {"assign": {"n": "context.n + 1"}}, "stop": "b"}},
         {"after": {"PT30S": "b", "1h30m": {"to": "b"}}},
         {"always": [{"to": "b", "if": "True"}, {"to": "b"}]},
-        {"task": "t.x", "result": False, "retry": {"attempts": 3, "jitter": True},
-         "on": {"done": "b"}},
-        {"foreach": {"items": "context.xs", "task": "t", "concurrency": 2, "result": "rs"},
-         "on": {"done": "b"}},
-        {"parallel": {"one": {"task": "t"}, "two": {"initial": "w", "states": {
-            "w": {"on": {"go": "e"}}, "e": {"final": "failed"}}}}, "on": {"done": "b"}},
+        {
+            "task": "t.x",
+            "result": False,
+            "retry": {"attempts": 3, "jitter": True},
+            "on": {"done": "b"},
+        },
+        {
+            "foreach": {"items": "context.xs", "task": "t", "concurrency": 2, "result": "rs"},
+            "on": {"done": "b"},
+        },
+        {
+            "parallel": {
+                "one": {"task": "t"},
+                "two": {
+                    "initial": "w",
+                    "states": {"w": {"on": {"go": "e"}}, "e": {"final": "failed"}},
+                },
+            },
+            "on": {"done": "b"},
+        },
     ],
-)  # fmt: skip
+)
 def test_each_state_form_is_accepted(state: Any) -> None:
-    errors = [e.message for e in VALIDATOR.iter_errors(_minimal() | {"states": {"a": state,
-                                                       "b": {"final": True}}})]  # fmt: skip
+    document = _minimal() | {"states": {"a": state, "b": {"final": True}}}
+    errors = [error.message for error in VALIDATOR.iter_errors(document)]
     assert errors == []
 
 

@@ -34,8 +34,9 @@ ONE_PROBLEM = [
 ]
 
 
-@pytest.mark.parametrize(("name", "line", "column", "message"), ONE_PROBLEM,
-                         ids=[case[0] for case in ONE_PROBLEM])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "line", "column", "message"), ONE_PROBLEM, ids=[case[0] for case in ONE_PROBLEM]
+)
 def test_each_rule_is_reported_with_its_line_and_column(
     invalid: Invalid, name: str, line: int, column: int, message: str
 ) -> None:
@@ -122,8 +123,8 @@ states:
     on: {done: end}
   end: {final: true}
 """)
-    assert "goes to 'finihsed', which is not a state of branch 'left' — did you mean " \
-           "'finished'?" in problems[0].message  # fmt: skip
+    hint = "goes to 'finihsed', which is not a state of branch 'left' — did you mean 'finished'?"
+    assert hint in problems[0].message
     assert problems[0].line == 9
 
 
@@ -213,8 +214,9 @@ states:
 
 
 def test_a_state_description_must_be_text() -> None:
-    problems = _problems("name: x\ninitial: a\nstates:\n  a:\n    description: [1]\n"
-                         "    final: true\n")  # fmt: skip
+    problems = _problems(
+        "name: x\ninitial: a\nstates:\n  a:\n    description: [1]\n    final: true\n"
+    )
     assert [(p.line, p.column, p.message) for p in problems] == [
         (5, 18, "description must be text")
     ]
@@ -230,10 +232,11 @@ states:
     on: {doen: end}
   end: {final: true}
 """)
-    assert [(p.line, p.message) for p in problems] == [
-        (4, "task state 'work' has no 'done' transition (add on: {done: NEXT_STATE})"
-            " — is 'doen' meant to be 'done'?")
-    ]  # fmt: skip
+    expected = (
+        "task state 'work' has no 'done' transition (add on: {done: NEXT_STATE})"
+        " — is 'doen' meant to be 'done'?"
+    )
+    assert [(p.line, p.message) for p in problems] == [(4, expected)]
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,10 @@ class Size(enum.IntEnum):
     ("value", "stored"),
     [
         (datetime(2026, 1, 1, tzinfo=UTC), MIDNIGHT),
-        (datetime(2026, 1, 1, 2, 30, tzinfo=timezone(timedelta(hours=2))),
-         "2026-01-01T02:30:00+02:00"),
+        (
+            datetime(2026, 1, 1, 2, 30, tzinfo=timezone(timedelta(hours=2))),
+            "2026-01-01T02:30:00+02:00",
+        ),
         (datetime(2026, 1, 1, 9, 15), "2026-01-01T09:15:00"),
         (date(2026, 5, 17), "2026-05-17"),
         (time(8, 30, 5), "08:30:05"),
@@ -48,9 +50,10 @@ class Size(enum.IntEnum):
         ({"colour": Colour.RED, "size": Size.BIG}, {"colour": "red", "size": 3}),
         ({"a": [1, 2.5, True, None, "x"]}, {"a": [1, 2.5, True, None, "x"]}),
     ],
-    ids=["aware-datetime", "offset-datetime", "naive-datetime", "date", "time", "timedelta",
-         "tuples", "enums", "json"],
-)  # fmt: skip
+    ids=(
+        "aware-datetime offset-datetime naive-datetime date time timedelta tuples enums json"
+    ).split(),
+)
 def test_storable_converts_by_the_documented_rule(value: Any, stored: Any) -> None:
     converted = storable(value)
     assert converted == stored
@@ -71,9 +74,8 @@ def test_storable_converts_by_the_documented_rule(value: Any, stored: Any) -> No
         ({"two words": object()}, "context['two words']", "is of type object"),
         ({"huge": 10**5000}, "context.huge", "is an integer of more than 14000 bits"),
     ],
-    ids=["set", "frozenset", "bytes", "nan", "inf", "minus-inf", "int-key", "tuple-key",
-         "object", "huge-int"],
-)  # fmt: skip
+    ids="set frozenset bytes nan inf minus-inf int-key tuple-key object huge-int".split(),
+)
 def test_storable_refuses_what_json_cannot_hold_naming_the_path_and_type(
     value: Any, path: str, reason: str
 ) -> None:
@@ -110,8 +112,7 @@ def test_storable_returns_a_copy_the_caller_cannot_change_afterwards() -> None:
 # -- simulate applies it to expressions ----------------------------------------------------------
 def test_assigned_datetimes_and_tuples_are_stored_as_iso_text_and_lists() -> None:
     run = simulate(stored_values(), ["touch"])
-    assert run.context == {
-        "at": MIDNIGHT, "day": 1, "pair": [1, ["a", MIDNIGHT]], "waited": 0.0}  # fmt: skip
+    assert run.context == {"at": MIDNIGHT, "day": 1, "pair": [1, ["a", MIDNIGHT]], "waited": 0.0}
 
 
 def test_str_of_now_is_the_iso_text_now_is_stored_as_so_the_two_compare() -> None:
@@ -165,8 +166,11 @@ def test_foreach_items_given_as_a_tuple_are_stored_as_a_list_of_iso_texts() -> N
 
 # -- simulate applies it to data, payloads and results -------------------------------------------
 def test_simulate_stores_start_data_and_payloads_by_the_rule() -> None:
-    run = simulate(stored_values(), [("touch", {"on": date(2026, 2, 1)})],
-                   data={"since": datetime(2025, 12, 31, tzinfo=UTC)})  # fmt: skip
+    run = simulate(
+        stored_values(),
+        [("touch", {"on": date(2026, 2, 1)})],
+        data={"since": datetime(2025, 12, 31, tzinfo=UTC)},
+    )
     assert run.history[0].data == {"since": "2025-12-31T00:00:00+00:00"}
     assert run.history[1].data == {"on": "2026-02-01"}
 
@@ -177,12 +181,12 @@ def test_simulate_refuses_a_payload_json_cannot_hold() -> None:
 
 
 def test_simulate_converts_a_result_and_fails_the_task_on_one_it_cannot_store() -> None:
-    converted = simulate(stored_values(), ["stamp"],
-                         results={"clerk.stamp": {"span": (1, 2)}})  # fmt: skip
+    converted = simulate(stored_values(), ["stamp"], results={"clerk.stamp": {"span": (1, 2)}})
     assert converted.context["stamped"] == {"span": [1, 2]}
     refused = simulate(stored_values(), ["stamp"], results={"clerk.stamp": {"tags": {"a"}}})
     assert refused.state == "broken"
     failed = next(e for e in refused.history if e.event == "failed")
     assert failed.data["error"] == {
-        "type": "ResultError", "message": "result.tags is a set, which JSON cannot hold "
-        "(make it a list)"}  # fmt: skip
+        "type": "ResultError",
+        "message": "result.tags is a set, which JSON cannot hold (make it a list)",
+    }
