@@ -36,8 +36,8 @@ from .catalog import Catalog, Version
 from .checks import check_id, check_key, check_start, check_version, checked
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
+from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
-from .transaction import InstanceRow
 from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"

@@ -15,7 +15,8 @@ from statemachines.errors import InstanceNotFound
 from statemachines.steps import FINISHED, Entry
 
 from .records import HistoryEntry, Instance
-from .transaction import Claim, InstanceRow, TaskRow, Transaction
+from .rows import Claim, InstanceRow, TaskRow
+from .transaction import Transaction
 
 
 @dataclass

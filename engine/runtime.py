@@ -43,8 +43,9 @@ from .persist import (
     snapshot_of,
 )
 from .records import ClaimedTask
+from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
 from .tables import TaskState
-from .transaction import Claim, InstanceRow, TaskRow, TimerRow, Transaction, new_id
+from .transaction import Transaction
 
 MAX_RESULT_BYTES = 1_000_000
 MAX_HISTORY = 100_000
@@ -263,7 +264,7 @@ def complete_task(
     if not _holds(tx, task, worker, now):
         late = {"result": result} if error is None else {"error": error}
         return False, _stale(tx, row, task, worker, "done", late, now)
-    if error is None and _timed_out(task, now):
+    if error is None and task.timed_out(now):
         error = _timeout_error(task)
     if error is not None:
         return False, failed_attempt(tx, catalog, row, task, error, now)
@@ -294,7 +295,7 @@ def fail_task(
     _check_attempt(task, worker, attempt)
     if not _holds(tx, task, worker, now):
         return False, _stale(tx, row, task, worker, "failed", {"error": error}, now)
-    if _timed_out(task, now):
+    if task.timed_out(now):
         error = _timeout_error(task)
     return True, failed_attempt(tx, catalog, row, task, error, now)
 
@@ -344,7 +345,7 @@ def expire_task(tx: Transaction, catalog: Catalog, task_id: str, now: datetime) 
     task, row = _lock_task(tx, task_id)
     if task.status != TaskState.CLAIMED:
         return None
-    if _timed_out(task, now):
+    if task.timed_out(now):
         return failed_attempt(tx, catalog, row, task, _timeout_error(task), now)
     if task.lease_until is not None and task.lease_until <= now:
         _release(tx, task)
@@ -431,15 +432,10 @@ def _holds(tx: Transaction, task: TaskRow, worker: str, now: datetime) -> bool:
     """Whether `worker` still holds `task`; a lapsed lease is released for another claim."""
     if task.status != TaskState.CLAIMED or task.worker != worker:
         return False
-    if task.lease_until is not None and task.lease_until < now and not _timed_out(task, now):
+    if task.lease_until is not None and task.lease_until < now and not task.timed_out(now):
         _release(tx, task)
         return False
     return True
-
-
-def _timed_out(task: TaskRow, now: datetime) -> bool:
-    timeout, claimed = task.timeout, task.claimed_at
-    return timeout is not None and claimed is not None and now - claimed > timeout
 
 
 def _timeout_error(task: TaskRow) -> dict[str, Any]:

@@ -27,13 +27,14 @@ from sqlmodel import SQLModel
 from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
 from .records import HistoryEntry
+from .rows import InstanceRow
 from .tables import (
     TABLES,
     definitions_t,
     history_t,
     instances_t,
 )
-from .transaction import InstanceRow, Transaction, _dumps
+from .transaction import Transaction, _dumps
 
 BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process's lock
 READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)

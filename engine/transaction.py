@@ -1,5 +1,5 @@
 """The hot path's SQL: one `Transaction` runs every statement an operation on an instance needs
-(fixed text on the driver, no statement building), and the rows it reads and writes.
+(fixed text on the driver, no statement building), reading and writing the rows of `rows.py`.
 
 `store.py` opens these transactions on its connections; the engine's operations
 (`runtime.py`) run inside them.
@@ -10,95 +10,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-import uuid6
 
 from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 from statemachines.steps import TaskOrder, TimerOrder
 
 from .records import HistoryEntry
-from .tables import UTCDateTime, history_t, instances_t, tasks_t, timers_t
+from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
+from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
-
-
-# -- rows as the engine sees them --------------------------------------------------------------
-@dataclass(frozen=True)
-class InstanceRow:
-    id: str
-    key: str | None
-    definition: str
-    version: int
-    state: str
-    active: list[str]
-    status: str
-    context: dict[str, Any]
-    machine: dict[str, Any]
-    revision: int
-    history_seq: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    id: str
-    instance_id: str
-    state_path: str
-    activation: int
-    item: int | None
-    name: str
-    kind: str
-    input: Any
-    attempt: int
-    max_attempts: int
-    retry: dict[str, Any]
-    timeout_ms: int | None
-    status: str
-    worker: str | None
-    ready_at: datetime
-    claimed_at: datetime | None
-    lease_until: datetime | None
-
-    @property
-    def ref(self) -> tuple[str, int, int | None]:
-        return (self.state_path, self.activation, self.item)
-
-    @property
-    def timeout(self) -> timedelta | None:
-        return None if self.timeout_ms is None else timedelta(milliseconds=self.timeout_ms)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A worker going on with an instance: the first new task it has a handler for (named in
-    `names`) is written already claimed by `worker` until `lease_until`, not as ready."""
-
-    names: frozenset[str]
-    worker: str
-    lease_until: datetime
-
-
-@dataclass(frozen=True)
-class TimerRow:
-    id: str
-    instance_id: str
-    state_path: str
-    activation: int
-    key: str
-    due_at: datetime
-
-
-def new_id() -> str:
-    """A new row id: a UUIDv7 as 32 hex digits. Ids made later sort later, so new rows go
-    to the end of the primary-key index instead of to random pages of it (a start writes
-    several pages fewer), and rows made in the same instant list in the order made.
-    """
-    return uuid6.uuid7().hex
 
 
 # -- one transaction ---------------------------------------------------------------------------
@@ -125,8 +49,7 @@ _HISTORY_COLUMNS = [c.name for c in history_t.c]
 
 
 def _kinds(table: sa.Table, columns: Sequence[str]) -> tuple[list[int], list[int]]:
-    """Where among `columns` the JSON values and the times are, which the driver may hand
-    back as text (SQLite) or as naive datetimes."""
+    """Where among `columns` the JSON values and the times are (each needs converting)."""
     json_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
     times_at = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
     return json_at, times_at
@@ -134,6 +57,7 @@ def _kinds(table: sa.Table, columns: Sequence[str]) -> tuple[list[int], list[int
 
 _INSTANCE_JSON, _INSTANCE_TIMES = _kinds(instances_t, [c.name for c in instances_t.c])
 _TASK_JSON, _TASK_TIMES = _kinds(tasks_t, _TASK_COLUMNS)
+_TASK_INPUT = _TASK_COLUMNS.index("input")
 SQL = {
     "lock_instance": f"SELECT {_INSTANCE_FIELDS} FROM turnout_instances WHERE id = ?",
     "insert_instance": f"INSERT INTO turnout_instances ({_INSTANCE_FIELDS}) "
@@ -392,65 +316,65 @@ class Transaction:
     ) -> list[TaskRow]:
         """Write new ready tasks; with `claim`, the first one it names is written claimed
         instead (attempt 1), and returned: a claim with no statement of its own."""
-        at = self._time(now)
         rows: list[tuple[Any, ...]] = []
         claimed: list[TaskRow] = []
-        for o in orders:
-            state: tuple[Any, ...]
-            task_id, data, retry = new_id(), _dumps(o.input), o.retry.to_json()
-            timeout_ms = None if o.timeout is None else round(o.timeout.total_seconds() * 1000)
-            attempts = max(1, o.retry.attempts)
-            if claim is not None and not claimed and o.name in claim.names:
-                # The input as a claim would read it back: decoded from what is stored.
-                claimed.append(
-                    TaskRow(
-                        task_id,
-                        instance_id,
-                        o.state_path,
-                        o.activation,
-                        o.item,
-                        o.name,
-                        o.kind,
-                        json.loads(data),
-                        1,
-                        attempts,
-                        retry,
-                        timeout_ms,
-                        "claimed",
-                        claim.worker,
-                        now,
-                        now,
-                        claim.lease_until,
-                    )
-                )
-                state = (1, "claimed", claim.worker, at, at, self._time(claim.lease_until))
-            else:
-                state = (0, "ready", None, at, None, None)
-            rows.append(
-                (
-                    task_id,
-                    instance_id,
-                    o.state_path,
-                    o.activation,
-                    o.item,
-                    o.name,
-                    o.kind,
-                    data,
-                    state[0],
-                    attempts,
-                    _dumps(retry),
-                    timeout_ms,
-                    *state[1:],
-                    at,
-                )
+        for order in orders:
+            task = TaskRow(
+                id=new_id(),
+                instance_id=instance_id,
+                state_path=order.state_path,
+                activation=order.activation,
+                item=order.item,
+                name=order.name,
+                kind=order.kind,
+                input=order.input,
+                attempt=0,
+                max_attempts=max(1, order.retry.attempts),
+                retry=order.retry.to_json(),
+                timeout_ms=_milliseconds(order.timeout),
+                status=TaskState.READY,
+                worker=None,
+                ready_at=now,
+                claimed_at=None,
+                lease_until=None,
             )
+            taken = claim is not None and not claimed and order.name in claim.names
+            if taken and claim is not None:
+                task = dataclasses.replace(
+                    task,
+                    attempt=1,
+                    status=TaskState.CLAIMED,
+                    worker=claim.worker,
+                    claimed_at=now,
+                    lease_until=claim.lease_until,
+                )
+            params = self._encoded(task, now)
+            if taken:  # its input as a claim would read it back: decoded from what is stored
+                claimed.append(dataclasses.replace(task, input=json.loads(params[_TASK_INPUT])))
+            rows.append(params)
         self._run_each("insert_task", rows)
         return claimed
 
+    def _encoded(self, task: TaskRow, now: datetime) -> tuple[Any, ...]:
+        """The values of `insert_task` for `task`, created `now`."""
+        values = [getattr(task, column) for column in _TASK_COLUMNS]
+        for index in _TASK_JSON:
+            values[index] = _dumps(values[index])
+        for index in _TASK_TIMES:
+            values[index] = self._time(values[index])
+        return (*values, self._time(now))
+
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
         rows = [
-            (new_id(), instance_id, o.state_path, o.activation, o.key, self._time(o.due))
-            for o in orders
+            (
+                new_id(),
+                instance_id,
+                order.state_path,
+                order.activation,
+                order.key,
+                self._time(order.due),
+            )
+            for order in orders
         ]
         self._run_each("insert_timer", rows)
 
@@ -492,23 +416,23 @@ class Transaction:
 
         PostgreSQL skips rows another claimer holds; SQLite has one writer at a time.
         """
-        p = "%s" if self.postgres else "?"
+        mark = "%s" if self.postgres else "?"
         params: list[Any] = [worker, self._time(now), self._time(now + lease), self._time(now)]
-        where = f"status = 'ready' AND ready_at <= {p}"
+        where = f"status = 'ready' AND ready_at <= {mark}"
         if instance_id is not None:
-            where += f" AND instance_id = {p}"
+            where += f" AND instance_id = {mark}"
             params.append(instance_id)
         if names is not None:
             if not names:
                 return list
-            where += f" AND name IN ({', '.join([p] * len(names))})"
+            where += f" AND name IN ({', '.join([mark] * len(names))})"
             params.extend(names)
         params.append(limit)
         lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
         sql = (
-            f"UPDATE turnout_tasks SET status = 'claimed', worker = {p}, claimed_at = {p}, "
-            f"lease_until = {p}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
-            f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {p}{lock}) "
+            f"UPDATE turnout_tasks SET status = 'claimed', worker = {mark}, claimed_at = {mark}, "
+            f"lease_until = {mark}, attempt = attempt + 1 WHERE id IN (SELECT id FROM "
+            f"turnout_tasks WHERE {where} ORDER BY ready_at LIMIT {mark}{lock}) "
             f"RETURNING {_TASK_FIELDS}"
         )
         cursor = self.cursor.connection.cursor()  # its own: later statements leave it alone
@@ -531,22 +455,20 @@ class Transaction:
     def timed_out_tasks(self, now: datetime, limit: int) -> list[TaskRow]:
         """Claimed tasks with a timeout whose current attempt has run past it."""
         rows = [self._task(r) for r in self._read("timed_out_tasks", (limit,)).fetchall()]
-        return [
-            t
-            for t in rows
-            if t.claimed_at is not None and t.timeout is not None and t.claimed_at + t.timeout < now
-        ]
+        return [task for task in rows if task.timed_out(now)]
 
     def update_task(self, task_id: str, **values: Any) -> None:
         unknown = set(values) - _TASK_UPDATABLE
         assert not unknown, f"not a task column to update: {unknown}"
-        p = "%s" if self.postgres else "?"
+        mark = "%s" if self.postgres else "?"
         names = sorted(values)
         params = [
             self._time(values[n]) if n.endswith(("_at", "_until")) else values[n] for n in names
         ]
-        sets = ", ".join(f"{n} = {p}" for n in names)
-        self.cursor.execute(f"UPDATE turnout_tasks SET {sets} WHERE id = {p}", [*params, task_id])
+        sets = ", ".join(f"{n} = {mark}" for n in names)
+        self.cursor.execute(
+            f"UPDATE turnout_tasks SET {sets} WHERE id = {mark}", [*params, task_id]
+        )
 
     def renew_lease(self, task_id: str, worker: str, until: datetime) -> bool:
         done = self._run("renew_lease", (self._time(until), task_id, worker))
@@ -586,6 +508,10 @@ def _context_json(context: dict[str, Any]) -> str:
 # are refused as PostgreSQL's jsonb refuses them, so SQLite cannot store what PostgreSQL would
 # not (every value is made storable before it gets here: `statemachines.values.storable`).
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _milliseconds(span: timedelta | None) -> int | None:
+    return None if span is None else round(span.total_seconds() * 1000)
 
 
 def _is_integrity_error(exc: Exception) -> bool:
