@@ -58,8 +58,8 @@ def test_async_engine_starts_many_claims_answers_and_counts(store_url: str, cloc
             assert seen == [3]
             assert await aeng.state_counts("one_task") == {"work": 3}
             [task] = await aeng.claim_tasks(["jobs.work"], limit=1)
-            ok, following = await aeng.complete_and_claim(task.id, None, {}, ["jobs.work"])
-            assert ok and following == []
+            accepted, following = await aeng.complete_and_claim(task.id, None, {}, ["jobs.work"])
+            assert accepted and following == []
             assert await aeng.status_counts("one_task") == {"running": 2, "succeeded": 1}
             clock.advance(60)
             assert await aeng.fire_due_timers() == 1
@@ -177,8 +177,8 @@ def test_async_handlers_run_on_the_applications_event_loop(store_url: str, clock
             inst = await aeng.start("one_task", {"n": 21})
             other = await aeng.start("hanging", {})
             runner = asyncio.create_task(aeng.run_until_idle())
-            n, answer = await asyncio.wait_for(requests.get(), 10)
-            answer.set_result(n * 2)
+            number, answer = await asyncio.wait_for(requests.get(), 10)
+            answer.set_result(number * 2)
             assert await asyncio.wait_for(runner, 10) == 2
             assert (await aeng.get(inst.id)).context == {"n": 21, "doubled": 42}
             assert (await aeng.get(other.id)).state == "finished"

@@ -22,9 +22,9 @@ states:
 
 def test_a_version_is_built_once_and_kept(engine: Engine) -> None:
     engine.deploy(COUNTER)
-    with engine.store.reading() as tx:
-        first = engine.catalog.version(tx, "counter")
-        again = engine.catalog.version(tx, "counter", first.number)
+    with engine.store.reading() as transaction:
+        first = engine.catalog.version(transaction, "counter")
+        again = engine.catalog.version(transaction, "counter", first.number)
     assert again is first
     assert first.machine.definition is first.definition
     assert engine.catalog.known("counter", first.number) is first
@@ -40,10 +40,10 @@ def test_the_latest_version_is_read_in_the_transaction(engine: Engine) -> None:
 
 def test_an_unknown_version_is_not_found(engine: Engine) -> None:
     engine.deploy(COUNTER)
-    with engine.store.reading() as tx, pytest.raises(DefinitionNotFound):
-        engine.catalog.version(tx, "counter", 7)
-    with engine.store.reading() as tx, pytest.raises(DefinitionNotFound):
-        engine.catalog.version(tx, "nothing")
+    with engine.store.reading() as transaction, pytest.raises(DefinitionNotFound):
+        engine.catalog.version(transaction, "counter", 7)
+    with engine.store.reading() as transaction, pytest.raises(DefinitionNotFound):
+        engine.catalog.version(transaction, "nothing")
 
 
 def test_the_input_schema_is_checked_by_the_version(engine: Engine) -> None:

@@ -43,8 +43,8 @@ def send_to_shared_instances(
     seen: list[str] = []
     try:
         start_together.wait(timeout=60)
-        for n in range(count):
-            instance_id = ids[(n + os.getpid()) % len(ids)]
+        for number in range(count):
+            instance_id = ids[(number + os.getpid()) % len(ids)]
             seen.append(f"{instance_id} {eng.send(instance_id, 'increment').revision}")
     finally:
         eng.close()
@@ -56,8 +56,8 @@ def send_keyed_increments(url: str, instance_id: str, keys: int, start_together:
     eng = Engine(url)
     try:
         start_together.wait(timeout=60)
-        for n in range(keys):
-            eng.send(instance_id, "increment", idempotency_key=f"k{n}")
+        for number in range(keys):
+            eng.send(instance_id, "increment", idempotency_key=f"k{number}")
     finally:
         eng.close()
 
@@ -272,15 +272,15 @@ def test_worker_processes_finish_every_instance_and_apply_each_result_once(
             calls[(task, int(number))] += 1
     applied = 0
     stale = 0
-    for n, instance_id in enumerate(ids):
+    for index, instance_id in enumerate(ids):
         inst = real_engine.get(instance_id)
-        assert inst.status == "succeeded", f"instance {n} is {inst.status} in {inst.state}"
+        assert inst.status == "succeeded", f"instance {index} is {inst.status} in {inst.state}"
         history = real_engine.history(instance_id)
         task_entries = [(e.from_state, e.to_state) for e in history if e.kind == "task"]
         assert task_entries == [("fetch", "store"), ("store", "finished")]
         applied += len(task_entries)
         stale += sum(1 for e in history if e.kind == "stale")
-        assert calls[("fetch", n)] >= 1 and calls[("store", n)] >= 1
+        assert calls[("fetch", index)] >= 1 and calls[("store", index)] >= 1
     assert sum(calls.values()) == applied + stale
     # no worker died and every lease outlived its handler: nothing needed a second run
     assert stale == 0
@@ -327,8 +327,8 @@ def test_concurrent_claims_never_hand_one_task_to_two_workers(
 ) -> None:
     real_engine.deploy(DEFINITIONS / "pipeline.yaml")
     count = 30
-    for n in range(count):
-        real_engine.start("pipeline", {"n": n})
+    for number in range(count):
+        real_engine.start("pipeline", {"n": number})
     claimers = 3
     barrier = SPAWN.Barrier(claimers)
     outputs = [tmp_path / f"claims-{n}.txt" for n in range(claimers)]

@@ -29,8 +29,12 @@ def restart_postgres() -> None:
         if in_ci():
             pytest.fail("pg_ctlcluster is needed to restart PostgreSQL in CI")
         pytest.skip("pg_ctlcluster is not available here")
-    subprocess.run([command, "--skip-systemctl-redirect", versions[-1], "main", "restart"],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [command, "--skip-systemctl-redirect", versions[-1], "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def pipeline_worker(url: str, stop_file: str) -> None:
@@ -44,15 +48,20 @@ def pipeline_worker(url: str, stop_file: str) -> None:
         engine.close()
 
 
-def send_with_retries(engine: Engine, instance_id: str, count: int, failures: list[str],
-                      unexpected: list[BaseException]) -> None:  # fmt: skip
+def send_with_retries(
+    engine: Engine,
+    instance_id: str,
+    count: int,
+    failures: list[str],
+    unexpected: list[BaseException],
+) -> None:
     """Send `count` increments, each under its own idempotency key, retrying on failure;
     any other error stops the sender and is kept for the test to report."""
     try:
-        for n in range(count):
+        for number in range(count):
             while True:
                 try:
-                    engine.send(instance_id, "increment", idempotency_key=f"k{n}")
+                    engine.send(instance_id, "increment", idempotency_key=f"k{number}")
                     break
                 except DatabaseUnavailable as exc:
                     failures.append(str(exc))
@@ -76,8 +85,9 @@ def test_postgres_restart_mid_run_loses_and_doubles_nothing(
         worker.start()
         failures: list[str] = []
         unexpected: list[BaseException] = []
-        sender = threading.Thread(target=send_with_retries,
-                                  args=(engine, counter, 3000, failures, unexpected))  # fmt: skip
+        sender = threading.Thread(
+            target=send_with_retries, args=(engine, counter, 3000, failures, unexpected)
+        )
         sender.start()
         # Both at work before the database goes away: some pipelines done, some events in.
         deadline = time.monotonic() + 60

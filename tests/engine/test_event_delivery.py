@@ -219,11 +219,11 @@ def test_rejected_event_does_not_use_up_its_idempotency_key(
 
 def test_idempotency_keys_are_per_instance(engine: Engine, deploy: Callable[[str], Any]) -> None:
     deploy("counter")
-    a = engine.start("counter", {"count": 0})
-    b = engine.start("counter", {"count": 0})
-    engine.send(a.id, "increment", idempotency_key="same")
-    assert engine.send(b.id, "increment", idempotency_key="same").context == {"count": 1}
-    assert engine.get(a.id).context == {"count": 1}
+    first = engine.start("counter", {"count": 0})
+    second = engine.start("counter", {"count": 0})
+    engine.send(first.id, "increment", idempotency_key="same")
+    assert engine.send(second.id, "increment", idempotency_key="same").context == {"count": 1}
+    assert engine.get(first.id).context == {"count": 1}
 
 
 def test_idempotency_key_works_through_send_by_key(

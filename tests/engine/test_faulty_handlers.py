@@ -166,7 +166,7 @@ def test_handlers_hung_past_their_timeout_keep_their_slots_until_they_return(
         for _ in range(2):
             probe = engine.start("timed_task", {}).id
             clock.advance(120)
-            assert until(lambda p=probe: engine.get(p).state == "work")
+            assert until(lambda probe=probe: engine.get(probe).state == "work")
         most_while_hung = counts["most"]
         release.set()
         assert until(lambda: all(engine.get(i).status != "running" for i in stuck_ids))

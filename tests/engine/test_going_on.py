@@ -12,10 +12,10 @@ PIPELINE = ["pipeline.fetch", "pipeline.store"]
 SAGA = ["stock.reserve", "payments.charge", "shipping.ship"]
 
 
-def fetch_claimed(engine: Engine, deploy: Callable[[str], Any], n: int) -> Any:
-    """A pipeline instance started with `n`, its first task claimed by worker w1."""
+def fetch_claimed(engine: Engine, deploy: Callable[[str], Any], number: int) -> Any:
+    """A pipeline instance started with `number` as n, its first task claimed by worker w1."""
     deploy("pipeline")
-    engine.start("pipeline", {"n": n})
+    engine.start("pipeline", {"n": number})
     [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
     return fetch
 
@@ -26,15 +26,15 @@ def test_answering_a_task_hands_the_next_one_to_the_same_worker(
     deploy("pipeline")
     inst = engine.start("pipeline", {"n": 7})
     [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
-    ok, [store] = engine.complete_and_claim(fetch.id, "w1", {"fetched": 7}, PIPELINE)
-    assert ok
+    accepted, [store] = engine.complete_and_claim(fetch.id, "w1", {"fetched": 7}, PIPELINE)
+    assert accepted
     assert (store.name, store.attempt, store.instance_id) == ("pipeline.store", 1, inst.id)
     assert store.state == "store"
     assert store.lease_until == clock.now + engine.lease
     assert engine.claim_tasks(PIPELINE, "w2", 30) == []  # held by w1, not ready
     assert engine.heartbeat(store.id, "w1")
-    ok, following = engine.complete_and_claim(store.id, "w1", {"stored": 7}, PIPELINE)
-    assert ok and following == []
+    accepted, following = engine.complete_and_claim(store.id, "w1", {"stored": 7}, PIPELINE)
+    assert accepted and following == []
     assert engine.get(inst.id).status == "succeeded"
 
 
@@ -55,8 +55,10 @@ def test_a_next_task_this_worker_cannot_run_stays_ready_for_others(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     fetch = fetch_claimed(engine, deploy, 1)
-    ok, following = engine.complete_and_claim(fetch.id, "w1", {"fetched": 1}, ["pipeline.fetch"])
-    assert ok and following == []
+    accepted, following = engine.complete_and_claim(
+        fetch.id, "w1", {"fetched": 1}, ["pipeline.fetch"]
+    )
+    assert accepted and following == []
     [store] = engine.claim_tasks(["pipeline.store"], "w2", 30)
     assert store.attempt == 1
 
@@ -67,8 +69,8 @@ def test_of_two_new_tasks_one_is_handed_on_and_the_other_stays_ready(
     deploy("parallel_saga")
     engine.start("parallel_saga", {})
     [reserve] = engine.claim_tasks(["stock.reserve"], "w1", 30)
-    ok, [handed] = engine.complete_and_claim(reserve.id, "w1", {}, SAGA)
-    assert ok
+    accepted, [handed] = engine.complete_and_claim(reserve.id, "w1", {}, SAGA)
+    assert accepted
     [other] = engine.claim_tasks(SAGA, "w2", 30, limit=10)
     assert {handed.name, other.name} == {"payments.charge", "shipping.ship"}
 
@@ -77,7 +79,9 @@ def test_a_failed_answer_hands_nothing_on(engine: Engine, deploy: Callable[[str]
     deploy("pipeline")
     inst = engine.start("pipeline", {"n": 1})
     [fetch] = engine.claim_tasks(["pipeline.fetch"], "w1", 30)
-    ok, following = engine.complete_and_claim(fetch.id, "w1", {"not json": object()}, PIPELINE)
-    assert not ok and following == []
+    accepted, following = engine.complete_and_claim(
+        fetch.id, "w1", {"not json": object()}, PIPELINE
+    )
+    assert not accepted and following == []
     assert engine.get(inst.id).state == "fetch"
     assert engine.claim_tasks(["pipeline.store"], "w2", 30) == []

@@ -110,28 +110,28 @@ def test_instances_filters_by_definition_state_status_and_key(
 ) -> None:
     deploy("signup")
     deploy("counter")
-    a = engine.start("signup", {"email": "a@x"}, key="a")
+    pending = engine.start("signup", {"email": "a@x"}, key="a")
     clock.advance(1)
-    b = engine.start("signup", {"email": "b@x"}, key="b")
+    confirmed = engine.start("signup", {"email": "b@x"}, key="b")
     clock.advance(1)
-    c = engine.start("signup", {"email": "c@x"}, key="c")
+    rejected = engine.start("signup", {"email": "c@x"}, key="c")
     clock.advance(1)
     counter = engine.start("counter", {"count": 0}, key="a")
-    engine.send(b.id, "confirm", {"by": "x"})
-    engine.send(c.id, "reject")
+    engine.send(confirmed.id, "confirm", {"by": "x"})
+    engine.send(rejected.id, "reject")
 
     def ids(**filters: Any) -> list[str]:
         return [i.id for i in engine.instances(**filters)]
 
-    assert ids() == [a.id, b.id, c.id, counter.id]
-    assert ids(definition="signup") == [a.id, b.id, c.id]
+    assert ids() == [pending.id, confirmed.id, rejected.id, counter.id]
+    assert ids(definition="signup") == [pending.id, confirmed.id, rejected.id]
     assert ids(definition="counter") == [counter.id]
-    assert ids(state="pending") == [a.id]
-    assert ids(definition="signup", state="active") == [b.id]
-    assert ids(status="succeeded") == [c.id]
-    assert ids(status="running") == [a.id, b.id, counter.id]
-    assert ids(key="a") == [a.id, counter.id]
-    assert ids(definition="signup", key="a") == [a.id]
+    assert ids(state="pending") == [pending.id]
+    assert ids(definition="signup", state="active") == [confirmed.id]
+    assert ids(status="succeeded") == [rejected.id]
+    assert ids(status="running") == [pending.id, confirmed.id, counter.id]
+    assert ids(key="a") == [pending.id, counter.id]
+    assert ids(definition="signup", key="a") == [pending.id]
     assert ids(definition="nothing") == []
 
 
@@ -140,8 +140,8 @@ def test_instances_are_listed_oldest_first_with_limit_and_offset(
 ) -> None:
     deploy("counter")
     started = []
-    for n in range(7):
-        started.append(engine.start("counter", {"count": n}).id)
+    for number in range(7):
+        started.append(engine.start("counter", {"count": number}).id)
         clock.advance(1)
     assert [i.id for i in engine.instances(limit=3)] == started[:3]
     assert [i.id for i in engine.instances(limit=3, offset=3)] == started[3:6]
@@ -165,8 +165,8 @@ def test_instances_default_limit_is_one_hundred(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("counter")
-    for n in range(105):
-        engine.start("counter", {"count": n})
+    for number in range(105):
+        engine.start("counter", {"count": number})
     assert len(engine.instances()) == 100
     assert len(engine.instances(offset=100)) == 5
 

@@ -128,9 +128,9 @@ def test_same_business_key_may_be_used_by_another_definition(
 ) -> None:
     deploy("signup")
     deploy("counter")
-    a = engine.start("signup", {"email": "ann@example.com"}, key="shared-1")
-    b = engine.start("counter", {"count": 0}, key="shared-1")
-    assert a.id != b.id
+    signup = engine.start("signup", {"email": "ann@example.com"}, key="shared-1")
+    counter = engine.start("counter", {"count": 0}, key="shared-1")
+    assert signup.id != counter.id
 
 
 def test_send_by_key_reaches_the_instance_with_that_key(

@@ -6,6 +6,7 @@ error on both databases, never a driver error or a key stored silently."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -77,8 +78,8 @@ def test_an_id_no_instance_can_have_is_not_found(
 ) -> None:
     deploy("counter")
     engine.start("counter", {"count": 0})
-    for call in (engine.get, engine.history, engine.allowed, engine.cancel,
-                 lambda i: engine.send(i, "increment")):  # fmt: skip
+    send = partial(engine.send, event="increment")
+    for call in (engine.get, engine.history, engine.allowed, engine.cancel, send):
         with pytest.raises(InstanceNotFound):
             call(instance_id)
 

@@ -53,8 +53,8 @@ def test_an_instance_whose_history_is_full_rejects_further_events(
     monkeypatch.setattr(runtime, "MAX_HISTORY", 4)
     deploy("notes")
     inst = engine.start("notes", {})
-    for n in range(3):
-        engine.send(inst.id, "note", {"text": str(n)})
+    for number in range(3):
+        engine.send(inst.id, "note", {"text": str(number)})
     with pytest.raises(EventRejected, match="history holds 4 entries") as rejected:
         engine.send(inst.id, "note", {"text": "one too many"})
     assert rejected.value.state == "open"

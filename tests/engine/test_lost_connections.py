@@ -36,18 +36,18 @@ def cut(engine: Engine, backend_pid: int) -> None:
     url = make_url(engine.store.url).set(drivername="postgresql", query={})
     with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
-        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
-                            (backend_pid,)).fetchone():  # fmt: skip
+        alive = "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+        while admin.execute(alive, (backend_pid,)).fetchone():
             time.sleep(0.01)
 
 
 def test_a_result_sent_early_does_not_stand_in_for_the_rows_read(pg_engine: Engine) -> None:
     started = pg_engine.start("counter", {"count": 4})
-    with pg_engine.store.transaction() as tx:
-        connection = tx.cursor.connection.pgconn
+    with pg_engine.store.transaction() as transaction:
+        connection = transaction.cursor.connection.pgconn
         connection.send_flush_request()  # the server answers BEGIN before the read is sent
         connection.flush()
-        row = tx.lock_instance(started.id)
+        row = transaction.lock_instance(started.id)
     assert row is not None
     assert (row.id, row.context) == (started.id, {"count": 4})
 
@@ -57,11 +57,11 @@ def test_a_connection_cut_mid_transaction_is_unavailable_and_writes_nothing(
 ) -> None:
     started = pg_engine.start("counter", {"count": 0})
     with pytest.raises(DatabaseUnavailable, match="is unavailable"):
-        with pg_engine.store.transaction() as tx:
-            row = tx.lock_instance(started.id)
+        with pg_engine.store.transaction() as transaction:
+            row = transaction.lock_instance(started.id)
             assert row is not None
-            tx.remember_idempotency(started.id, "cut", pg_engine.clock())
-            cut(pg_engine, tx.cursor.connection.info.backend_pid)
+            transaction.remember_idempotency(started.id, "cut", pg_engine.clock())
+            cut(pg_engine, transaction.cursor.connection.info.backend_pid)
     # nothing of the cut transaction stayed, and the next call gets a working connection
     after = pg_engine.send(started.id, "increment", idempotency_key="cut")
     assert (after.context, after.revision) == ({"count": 1}, 2)
@@ -70,9 +70,10 @@ def test_a_connection_cut_mid_transaction_is_unavailable_and_writes_nothing(
 def test_a_driver_error_on_a_cut_connection_is_unavailable(pg_engine: Engine) -> None:
     started = pg_engine.start("counter", {"count": 0})
     with pytest.raises(DatabaseUnavailable, match="the connection was lost"):
-        with pg_engine.store.transaction() as tx:
-            cut(pg_engine, tx.cursor.connection.info.backend_pid)
-            tx.cursor.connection.cursor().fetchone()  # no result: the driver's own complaint
+        with pg_engine.store.transaction() as transaction:
+            cut(pg_engine, transaction.cursor.connection.info.backend_pid)
+            # No result to fetch: the driver's own complaint.
+            transaction.cursor.connection.cursor().fetchone()
     assert pg_engine.send(started.id, "increment").revision == 2
 
 

@@ -173,7 +173,7 @@ def test_foreach_task_input_sees_item_and_index(
 
     inst = engine.start("mailing", {"recipients": ["a", "b", "c"]})
     engine.run_until_idle()
-    assert sorted(seen, key=lambda d: d["position"]) == [
+    assert sorted(seen, key=lambda item: item["position"]) == [
         {"to": "a", "position": 0},
         {"to": "b", "position": 1},
         {"to": "c", "position": 2},
@@ -311,7 +311,7 @@ def test_foreach_over_more_than_ten_thousand_items_fails_without_writing_a_task(
     assert (inst.state, inst.status) == ("not_sent", "failed")
     assert inst.context["reason"] == "foreach items has 10001 items, more than 10000"
     failed = engine.history(inst.id)[-1]
-    assert (failed.kind, failed.event, failed.from_state, failed.to_state) == (
-        "task", "failed", "send", "not_sent")  # fmt: skip
+    step = (failed.kind, failed.event, failed.from_state, failed.to_state)
+    assert step == ("task", "failed", "send", "not_sent")
     assert failed.data["error"]["type"] == "ItemsError"
     assert engine.claim_tasks(None, "w1", 60, limit=100) == []

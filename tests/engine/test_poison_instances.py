@@ -42,7 +42,7 @@ def test_poison_instances_fail_alone_and_the_worker_goes_on(
 
     def settled() -> bool:
         return engine.get(healthy.id).status != "running" and all(
-            engine.get(i.id).status != "running" for i in (lost_version, bad_machine)
+            engine.get(poisoned.id).status != "running" for poisoned in (lost_version, bad_machine)
         )
 
     if runner == "run_until_idle":

@@ -48,7 +48,7 @@ ORDER_RESULTS: dict[str, Any] = {
     "inventory.release": None,
     "warehouse.pack": {"box": 2},
     "shipping.buy_label": "LBL-9",
-    "mail.send": lambda to: f"sent:{to}",
+    "mail.send": lambda recipient: f"sent:{recipient}",
     "payments.refund": None,
 }
 TRIP_RESULTS: dict[str, Any] = {
@@ -249,7 +249,7 @@ def test_every_bundled_example_has_a_scenario() -> None:
     assert {s.example for s in SCENARIOS} == set(EXAMPLES)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: f"{s.example}-{s.label}")
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda case: f"{case.example}-{case.label}")
 def test_engine_ends_where_the_reference_model_ends(
     engine: Engine, clock: Any, scenario: Scenario
 ) -> None:

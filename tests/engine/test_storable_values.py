@@ -216,8 +216,9 @@ def test_a_handler_result_with_a_datetime_and_a_tuple_is_stored_converted(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
     deploy("one_task")
-    at = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
-    engine.task("jobs.work")(lambda data: {"at": at, "span": (1, 2), "wait": timedelta(hours=1)})
+    stamped = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
+    result = {"at": stamped, "span": (1, 2), "wait": timedelta(hours=1)}
+    engine.task("jobs.work")(lambda data: result)
     inst = engine.start("one_task", {})
     engine.run_until_idle()
     finished = engine.get(inst.id)

@@ -30,8 +30,8 @@ def test_claim_returns_only_the_named_tasks_and_at_most_limit(
 ) -> None:
     deploy("one_task")
     deploy("fragile")
-    for n in range(3):
-        engine.start("one_task", {"n": n})
+    for number in range(3):
+        engine.start("one_task", {"n": number})
     engine.start("fragile", {})
     assert engine.claim_tasks(["unknown.task"], "w1", 30) == []
     first = engine.claim_tasks(["jobs.work"], "w1", 30, limit=2)
