@@ -24,9 +24,9 @@ class FakeClock:
     def __call__(self) -> datetime:
         return self.now
 
-    def advance(self, by: timedelta | float) -> datetime:
+    def advance(self, step: timedelta | float) -> datetime:
         """Move the clock forward by a timedelta or a number of seconds; return the new time."""
-        self.now += by if isinstance(by, timedelta) else timedelta(seconds=by)
+        self.now += step if isinstance(step, timedelta) else timedelta(seconds=step)
         return self.now
 
 

@@ -69,8 +69,7 @@ def simulated_results() -> dict[str, Any]:
         except SoakError as exc:
             return statemachines.Failure(str(exc), "SoakError")
 
-    return {"soak.check": check, "soak.process": simulated_process,
-            "soak.poison": simulated_poison}  # fmt: skip
+    return {"soak.check": check, "soak.process": simulated_process, "soak.poison": simulated_poison}
 
 
 def deep_payload() -> Any:
@@ -89,8 +88,10 @@ def _engine(url: str) -> Any:
 
 def backlog(engine: Any) -> int:
     """How many orders wait in a task state (at most MAX_BACKLOG are counted)."""
-    return sum(len(engine.instances(definition="soak_order", state=state, limit=MAX_BACKLOG))
-               for state in ("check", "process"))  # fmt: skip
+    return sum(
+        len(engine.instances(definition="soak_order", state=state, limit=MAX_BACKLOG))
+        for state in ("check", "process")
+    )
 
 
 def starter(url: str, first: int, count: int, stop: Any) -> None:
@@ -102,17 +103,17 @@ def starter(url: str, first: int, count: int, stop: Any) -> None:
 
     engine = _engine(url)
     try:
-        for n in range(first, first + count):
+        for number in range(first, first + count):
             if stop.is_set():
                 break
-            while n % 20 == 0 and not stop.is_set() and backlog(engine) >= MAX_BACKLOG:
+            while number % 20 == 0 and not stop.is_set() and backlog(engine) >= MAX_BACKLOG:
                 stop.wait(0.1)
-            engine.start("soak_order", {"n": n}, key=f"order-{n}")
-            if n % POISON_EVERY == 0:
-                engine.start("soak_poison", {"n": n}, key=f"poison-{n}")
-            if n % 10 == 0:
+            engine.start("soak_order", {"n": number}, key=f"order-{number}")
+            if number % POISON_EVERY == 0:
+                engine.start("soak_poison", {"n": number}, key=f"poison-{number}")
+            if number % 10 == 0:
                 try:
-                    engine.start("soak_order", {"n": n}, key=f"order-{n}")
+                    engine.start("soak_order", {"n": number}, key=f"order-{number}")
                 except DuplicateKey:
                     pass
     finally:
@@ -132,8 +133,9 @@ def sender(url: str, seed: int, stop: Any) -> None:
             if rng.random() < 0.05:
                 poke_poison(engine, rng, seed)
                 continue
-            found = engine.instances(definition="soak_order", state="waiting", limit=50,
-                                     offset=rng.randrange(0, 5) * 10)  # fmt: skip
+            found = engine.instances(
+                definition="soak_order", state="waiting", limit=50, offset=rng.randrange(0, 5) * 10
+            )
             if not found:
                 time.sleep(0.01)
                 continue
@@ -142,8 +144,9 @@ def sender(url: str, seed: int, stop: Any) -> None:
             try:
                 if roll < 0.6:
                     key = f"bump-{target.id}-{rng.randrange(3)}"  # repeats are applied once
-                    engine.send(target.id, "bump", {"value": rng.randrange(100)},
-                                idempotency_key=key)  # fmt: skip
+                    engine.send(
+                        target.id, "bump", {"value": rng.randrange(100)}, idempotency_key=key
+                    )
                 elif roll < 0.8:
                     engine.send(target.id, "approve", {"by": f"sender{seed}"})
                 elif roll < 0.85:

@@ -59,13 +59,18 @@ def run_soak(url: str, seconds: float, kill_workers: bool, workdir: Path) -> Soa
     engine.deploy(processes.POISON)
     stop_senders = SPAWN.Event()  # senders and starters are never killed
     stop_workers = workdir / "stop-workers"
-    starters = [SPAWN.Process(target=processes.starter, args=(url, 1 + 100_000 * s, 10_000,
-                                                                stop_senders))
-                for s in range(2)]  # fmt: skip
-    senders = [SPAWN.Process(target=processes.sender, args=(url, seed, stop_senders))
-               for seed in range(2)]  # fmt: skip
-    workers = [SPAWN.Process(target=processes.worker, args=(url, str(stop_workers)))
-               for _ in range(2)]  # fmt: skip
+    starters = [
+        SPAWN.Process(
+            target=processes.starter, args=(url, 1 + 100_000 * number, 10_000, stop_senders)
+        )
+        for number in range(2)
+    ]
+    senders = [
+        SPAWN.Process(target=processes.sender, args=(url, seed, stop_senders)) for seed in range(2)
+    ]
+    workers = [
+        SPAWN.Process(target=processes.worker, args=(url, str(stop_workers))) for _ in range(2)
+    ]
     report = SoakReport()
     for process in [*starters, *senders, *workers]:
         process.start()
@@ -94,8 +99,11 @@ def run_soak(url: str, seconds: float, kill_workers: bool, workdir: Path) -> Soa
     drain = time.monotonic() + 120
     while time.monotonic() < drain:
         replace_exited_workers(workers, url, stop_workers, report)
-        busy = sum(len(engine.instances(definition=name, state=s, limit=1))
-                   for name, states in BUSY_STATES.items() for s in states)  # fmt: skip
+        busy = sum(
+            len(engine.instances(definition=name, state=state, limit=1))
+            for name, states in BUSY_STATES.items()
+            for state in states
+        )
         if not busy:
             break
         time.sleep(0.2)
@@ -116,8 +124,9 @@ def run_soak(url: str, seconds: float, kill_workers: bool, workdir: Path) -> Soa
 BUSY_STATES = {"soak_order": ("check", "process"), "soak_poison": ("wait", "work")}
 
 
-def replace_exited_workers(workers: list[Any], url: str, stop_file: Path,
-                           report: SoakReport) -> None:  # fmt: skip
+def replace_exited_workers(
+    workers: list[Any], url: str, stop_file: Path, report: SoakReport
+) -> None:
     """A worker that the soak did not kill has exited: note it, and start another."""
     for index, process in enumerate(workers):
         if not process.is_alive():
@@ -143,30 +152,38 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
             report.poison += definition.name == "soak_poison"
             history = engine.history(instance.id)
             start = history[0]
-            events = [(e.event, e.data) if e.kind == "event" else f"after:{e.data['after']}"
-                      for e in history if e.kind in ("event", "timer")]  # fmt: skip
-            report.events += sum(1 for e in history if e.kind == "event")
-            report.tasks += sum(1 for e in history if e.kind == "task")
+            events = [replayed(entry) for entry in history if entry.kind in ("event", "timer")]
+            report.events += sum(1 for entry in history if entry.kind == "event")
+            report.tasks += sum(1 for entry in history if entry.kind == "task")
             problems = []
-            if [e.seq for e in history] != list(range(1, len(history) + 1)):
+            if [entry.seq for entry in history] != list(range(1, len(history) + 1)):
                 problems.append("history seq has gaps")
             if instance.state in busy:
                 problems.append(f"left in state {instance.state}")
             if instance.status not in ("running", "succeeded", "failed", "cancelled"):
                 problems.append(f"left with status {instance.status}")
             try:
-                run = statemachines.simulate(definition, events, data=start.data,
-                                             results=processes.simulated_results(),
-                                             now=replay_clock(history))  # fmt: skip
+                run = statemachines.simulate(
+                    definition,
+                    events,
+                    data=start.data,
+                    results=processes.simulated_results(),
+                    now=replay_clock(history),
+                )
             except statemachines.EventRejected as exc:
                 problems.append(f"replay rejected an event the engine accepted: {exc}")
             else:
-                path = [(e.event, e.from_state, e.to_state) for e in history
-                        if e.kind in ("start", "event", "task", "timer", "always")
-                        and e.to_state]  # fmt: skip
+                path = [
+                    (entry.event, entry.from_state, entry.to_state)
+                    for entry in history
+                    if entry.kind in ("start", "event", "task", "timer", "always")
+                    and entry.to_state
+                ]
                 if (run.state, run.status) != (instance.state, instance.status):
-                    problems.append(f"engine {instance.state}/{instance.status}, replay "
-                                    f"{run.state}/{run.status}")  # fmt: skip
+                    problems.append(
+                        f"engine {instance.state}/{instance.status}, replay "
+                        f"{run.state}/{run.status}"
+                    )
                 if run.context != instance.context:
                     problems.append(f"context {instance.context} != replay {run.context}")
                 if [tuple(p) for p in run.path] != path:
@@ -174,6 +191,11 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
             if not 1 + len(events) <= instance.revision <= len(history):
                 problems.append(f"revision {instance.revision} out of bounds")
             report.discrepancies.extend(f"{instance.key}: {p}" for p in problems)
+
+
+def replayed(entry: Any) -> Any:
+    """An event or timer entry of the engine's history as `simulate` takes it."""
+    return (entry.event, entry.data) if entry.kind == "event" else f"after:{entry.data['after']}"
 
 
 def replay_clock(history: list[Any]) -> datetime | None:

@@ -64,15 +64,15 @@ def as_json(result: Any) -> Any:
 @pytest.fixture(scope="module")
 def door_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An SQLite database with `door.yaml` and `review.yaml` deployed, shared by the module."""
-    db = f"sqlite:///{tmp_path_factory.mktemp('cli')}/turnout.db"
-    result = run_turnout("deploy", DOOR, REVIEW, db=db)
+    database = f"sqlite:///{tmp_path_factory.mktemp('cli')}/turnout.db"
+    result = run_turnout("deploy", DOOR, REVIEW, database=database)
     assert result.returncode == 0, result.stderr
-    return db
+    return database
 
 
-def start_door(db: str, *extra: str) -> dict[str, Any]:
+def start_door(database: str, *extra: str) -> dict[str, Any]:
     instance: dict[str, Any] = as_json(
-        run_turnout("start", "surface_door", "--json", *extra, db=db)
+        run_turnout("start", "surface_door", "--json", *extra, database=database)
     )
     return instance
 
@@ -96,7 +96,7 @@ def test_validate_and_deploy_report_every_problem_as_file_line_column_and_exit_2
         ["validate", INVALID],
         ["validate", "--json", INVALID, DOOR],
         ["deploy", INVALID],
-        db=sqlite_db,
+        database=sqlite_db,
     )
     assert good.returncode == 0, good.stderr
     assert "surface_door" in good.stdout and "surface_review" in good.stdout
@@ -174,7 +174,7 @@ def test_diagram_draws_a_deployed_definition_by_name_and_an_instance_over_it(
     by_name, by_instance = run_together(
         ["diagram", "surface_door"],
         ["diagram", "--instance", instance["id"], "-f", "dot"],
-        db=door_db,
+        database=door_db,
     )
     assert by_name.returncode == 0, by_name.stderr
     assert "state-retired" in svg_classes(by_name.stdout)
@@ -188,7 +188,7 @@ def test_diagram_heat_colours_the_states_where_instances_are(door_db: str) -> No
     heat, misused = run_together(
         ["diagram", "surface_door", "--heat"],
         ["diagram", DOOR, "--heat"],
-        db=door_db,
+        database=door_db,
     )
     assert heat.returncode == 0, heat.stderr
     classes = svg_classes(heat.stdout)
@@ -202,11 +202,11 @@ def test_diagram_heat_colours_the_states_where_instances_are(door_db: str) -> No
 def test_deploy_prints_name_and_version_and_the_same_file_again_is_unchanged(
     sqlite_db: str,
 ) -> None:
-    first = run_turnout("deploy", DOOR, REVIEW, db=sqlite_db)
+    first = run_turnout("deploy", DOOR, REVIEW, database=sqlite_db)
     assert first.returncode == 0, first.stderr
     assert "surface_door version 1 (deployed)" in first.stdout
     assert "surface_review version 1 (deployed)" in first.stdout
-    again = as_json(run_turnout("deploy", DOOR, "--json", db=sqlite_db))
+    again = as_json(run_turnout("deploy", DOOR, "--json", database=sqlite_db))
     assert again == [
         {"name": "surface_door", "version": 1, "digest": again[0]["digest"], "created": False}
     ]
@@ -217,7 +217,7 @@ def test_start_send_show_history_and_list_speak_json_with_stable_keys(door_db: s
     assert set(started) == INSTANCE_KEYS
     assert started["state"] == "closed" and started["context"] == {"room": "hall"}
     assert started["key"] == "hall-door" and started["revision"] == 1
-    moved = as_json(run_turnout("send", started["id"], "open", "--json", db=door_db))
+    moved = as_json(run_turnout("send", started["id"], "open", "--json", database=door_db))
     assert set(moved) == INSTANCE_KEYS | {"allowed"}
     assert moved["state"] == "opened" and moved["allowed"] == ["close"]
     by_key = as_json(
@@ -231,7 +231,7 @@ def test_start_send_show_history_and_list_speak_json_with_stable_keys(door_db: s
             "--data",
             '{"by": "ana"}',
             "--json",
-            db=door_db,
+            database=door_db,
         )
     )
     assert by_key["id"] == started["id"] and by_key["state"] == "closed"
@@ -239,7 +239,7 @@ def test_start_send_show_history_and_list_speak_json_with_stable_keys(door_db: s
         ["show", started["id"], "--json"],
         ["history", started["id"], "--json"],
         ["list", "--json", "--definition", "surface_door", "--state", "closed"],
-        db=door_db,
+        database=door_db,
     )
     assert as_json(shown)["revision"] == by_key["revision"] > moved["revision"]
     assert set(as_json(shown)) == INSTANCE_KEYS | {"allowed"}
@@ -266,12 +266,12 @@ def test_start_many_starts_one_instance_per_json_line_and_refuses_a_bad_line(
     started, refused = run_together(
         ["start", "surface_door", "--many", str(lines), "--json"],
         ["start", "surface_door", "--many", str(broken)],
-        db=door_db,
+        database=door_db,
     )
     report = as_json(started)
     assert report["definition"] == "surface_door" and report["started"] == 2
     assert len(report["ids"]) == 2
-    shown = run_together(*(["show", ident, "--json"] for ident in report["ids"]), db=door_db)
+    shown = run_together(*(["show", ident, "--json"] for ident in report["ids"]), database=door_db)
     rooms = [as_json(result)["context"]["room"] for result in shown]
     assert rooms == ["attic", "cellar"]
     assert refused.returncode == 2
@@ -280,7 +280,9 @@ def test_start_many_starts_one_instance_per_json_line_and_refuses_a_bad_line(
 
 def test_show_and_history_print_tables_for_people(door_db: str) -> None:
     instance = start_door(door_db, "--data", '{"room": "porch"}')
-    shown, history = run_together(["show", instance["id"]], ["history", instance["id"]], db=door_db)
+    shown, history = run_together(
+        ["show", instance["id"]], ["history", instance["id"]], database=door_db
+    )
     assert shown.returncode == 0, shown.stderr
     assert instance["id"] in shown.stdout and "state: closed" in shown.stdout
     assert "accepts: open, lock" in shown.stdout and '"porch"' in shown.stdout
@@ -291,10 +293,10 @@ def test_show_and_history_print_tables_for_people(door_db: str) -> None:
 def test_cancel_ends_the_instance_cancelled_and_later_events_are_rejected(door_db: str) -> None:
     instance = start_door(door_db)
     cancelled = as_json(
-        run_turnout("cancel", instance["id"], "--reason", "moved out", "--json", db=door_db)
+        run_turnout("cancel", instance["id"], "--reason", "moved out", "--json", database=door_db)
     )
     assert set(cancelled) == INSTANCE_KEYS and cancelled["status"] == "cancelled"
-    late = run_turnout("send", instance["id"], "open", db=door_db)
+    late = run_turnout("send", instance["id"], "open", database=door_db)
     assert late.returncode == 1
     assert "cancelled" in one_line_error(late) or "finished" in one_line_error(late)
 
@@ -344,7 +346,7 @@ def test_mistakes_print_one_line_and_exit_2_for_bad_input_or_1_for_refused_opera
             "no_such_module_here",
         ),
     }
-    results = run_together(*(args for args, _, _ in cases.values()), db=door_db)
+    results = run_together(*(args for args, _, _ in cases.values()), database=door_db)
     for (what, (args, status, mentioned)), result in zip(cases.items(), results, strict=True):
         assert result.returncode == status, f"{what}: {args} -> {result.returncode}"
         line = one_line_error(result)
@@ -359,7 +361,7 @@ def test_unreachable_or_unusable_database_is_one_line_without_the_password() -> 
         ["list", "--db", secret_url],
         ["show", "some-id"],
         ["list", "--db", "no database at all"],
-        db=secret_url,
+        database=secret_url,
     )
     for result in (unreachable, from_environment):
         assert result.returncode == 1
@@ -404,15 +406,15 @@ def test_demo_prints_its_summary_and_writes_the_diagrams_it_lists(tmp_path: Path
 def review_db(tmp_path: Path, module: str) -> str:
     """A database with `review.yaml` deployed, and the handler module copied beside it."""
     shutil.copy(TASK_MODULES / f"{module}.py", tmp_path / f"{module}.py")
-    db = f"sqlite:///{tmp_path}/turnout.db"
-    assert run_turnout("deploy", REVIEW, db=db).returncode == 0
-    return db
+    database = f"sqlite:///{tmp_path}/turnout.db"
+    assert run_turnout("deploy", REVIEW, database=database).returncode == 0
+    return database
 
 
-def start_worker(tmp_path: Path, db: str, module: str) -> subprocess.Popen[str]:
+def start_worker(tmp_path: Path, database: str, module: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [turnout_command(), "worker", "--tasks", module, "--concurrency", "2"],
-        env=turnout_env(db),
+        env=turnout_env(database),
         cwd=tmp_path,
         text=True,
         stdout=subprocess.PIPE,
@@ -426,8 +428,8 @@ def interrupt(worker: subprocess.Popen[str]) -> tuple[int, str]:
     return worker.returncode, stderr
 
 
-def show(db: str, instance_id: str) -> dict[str, Any]:
-    shown: dict[str, Any] = as_json(run_turnout("show", instance_id, "--json", db=db))
+def show(database: str, instance_id: str) -> dict[str, Any]:
+    shown: dict[str, Any] = as_json(run_turnout("show", instance_id, "--json", database=database))
     return shown
 
 
@@ -435,14 +437,16 @@ def show(db: str, instance_id: str) -> dict[str, Any]:
 def test_worker_runs_the_handlers_of_a_users_module_and_stops_on_interrupt(
     tmp_path: Path, module: str
 ) -> None:
-    db = review_db(tmp_path, module)
+    database = review_db(tmp_path, module)
     small = as_json(
-        run_turnout("start", "surface_review", "--data", '{"amount": 5}', "--json", db=db)
+        run_turnout(
+            "start", "surface_review", "--data", '{"amount": 5}', "--json", database=database
+        )
     )
-    worker = start_worker(tmp_path, db, module)
+    worker = start_worker(tmp_path, database, module)
     try:
         done = wait_until(
-            lambda: (s := show(db, small["id"]))["status"] != "running" and s,
+            lambda: (shown := show(database, small["id"]))["status"] != "running" and shown,
             60,
             "the worker to run review.check",
         )
@@ -458,36 +462,40 @@ def test_worker_runs_the_handlers_of_a_users_module_and_stops_on_interrupt(
 def test_worker_logs_a_failing_handler_and_show_prints_the_last_error(tmp_path: Path) -> None:
     """The worker logs a handler's exception with its traceback on stderr; `show` prints the
     instance's last error (type, message, traceback), and `--json` has it as `last_error`."""
-    db = review_db(tmp_path, "review_handlers")
+    database = review_db(tmp_path, "review_handlers")
     data = json.dumps({"amount": 5, "refuse": "no reviewer on duty"})
-    instance = as_json(run_turnout("start", "surface_review", "--data", data, "--json", db=db))
-    worker = start_worker(tmp_path, db, "review_handlers")
+    instance = as_json(
+        run_turnout("start", "surface_review", "--data", data, "--json", database=database)
+    )
+    worker = start_worker(tmp_path, database, "review_handlers")
     try:
-        wait_until(lambda: show(db, instance["id"])["status"] != "running", 60, "the failure")
+        wait_until(lambda: show(database, instance["id"])["status"] != "running", 60, "the failure")
     finally:
         status, stderr = interrupt(worker)
     assert status == 0, stderr
     assert "Traceback" in stderr and "PermissionError: no reviewer on duty" in stderr
-    last = show(db, instance["id"])["last_error"]
+    last = show(database, instance["id"])["last_error"]
     assert (last["type"], last["message"]) == ("PermissionError", "no reviewer on duty")
     assert "in check" in last["traceback"]
-    shown = run_turnout("show", instance["id"], db=db)
+    shown = run_turnout("show", instance["id"], database=database)
     assert shown.returncode == 0, shown.stderr
     assert "PermissionError: no reviewer on duty" in shown.stdout
     assert 'raise PermissionError(request["refuse"])' in shown.stdout
 
 
 def test_interrupted_worker_finishes_the_task_in_hand_before_exiting_0(tmp_path: Path) -> None:
-    db = review_db(tmp_path, "review_handlers")
+    database = review_db(tmp_path, "review_handlers")
     started = tmp_path / "started"
     data = json.dumps({"amount": 500, "started": str(started), "seconds": 2})
-    instance = as_json(run_turnout("start", "surface_review", "--data", data, "--json", db=db))
-    worker = start_worker(tmp_path, db, "review_handlers")
+    instance = as_json(
+        run_turnout("start", "surface_review", "--data", data, "--json", database=database)
+    )
+    worker = start_worker(tmp_path, database, "review_handlers")
     try:
         wait_until(started.exists, 60, "the handler to start")
     finally:
         status, stderr = interrupt(worker)
     assert status == 0, stderr
     assert "worker stopped" in stderr and "Traceback" not in stderr
-    finished = show(db, instance["id"])
+    finished = show(database, instance["id"])
     assert finished["state"] == "declined" and finished["context"]["checked_by"] == "handlers"

@@ -15,8 +15,9 @@ from engine import Engine
 from engine.cli import app
 
 DOOR = Path(__file__).parent / "definitions" / "door.yaml"
-FUZZ = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 JSONISH = st.text(alphabet='{}[]":,0123456789.-+eEtrufalsn \\x', max_size=40)
 
 

@@ -58,9 +58,8 @@ def test_deploying_yaml_is_201_then_200_unchanged_for_the_same_content(api: http
     assert again.status_code == 200, again.text
     assert again.json() == first.json() | {"created": False}
     listed = api.get("/api/definitions").json()
-    assert {"name": "surface_deploy_once", "version": 1} in [
-        {"name": d["name"], "version": d["version"]} for d in listed
-    ]
+    versions = [{"name": item["name"], "version": item["version"]} for item in listed]
+    assert {"name": "surface_deploy_once", "version": 1} in versions
 
 
 def test_changed_content_under_a_deployed_name_is_the_next_version(api: httpx.Client) -> None:
@@ -240,9 +239,8 @@ def test_an_event_moves_the_instance_and_is_recorded_in_its_history(
     history = api.get(f"/api/instances/{instance['id']}/history")
     assert history.status_code == 200
     entries = history.json()
-    assert all(
-        set(e) == {"seq", "at", "kind", "event", "from_state", "to_state", "data"} for e in entries
-    )
+    fields = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
+    assert all(set(entry) == fields for entry in entries)
     assert [(e["seq"], e["kind"], e["event"], e["from_state"], e["to_state"]) for e in entries] == [
         (1, "start", None, None, "closed"),
         (2, "event", "open", "closed", "opened"),
@@ -527,11 +525,14 @@ def test_an_answer_from_a_worker_that_does_not_hold_the_task_is_409_and_writes_n
     (held,) = claim(api, task, "worker-a")
     history = f"/api/instances/{instance['id']}/history"
     before = api.get(history).json()
-    for ending, body in (("complete", {"result": {"blob": "x" * 1_000_000}}),
-                         ("fail", {"error": "forged"})):  # fmt: skip
+    for ending, body in (
+        ("complete", {"result": {"blob": "x" * 1_000_000}}),
+        ("fail", {"error": "forged"}),
+    ):
         for _ in range(3):
-            refused = api.post(f"/api/tasks/{held['id']}/{ending}", json={"worker": "intruder",
-                                                                          **body})  # fmt: skip
+            refused = api.post(
+                f"/api/tasks/{held['id']}/{ending}", json={"worker": "intruder", **body}
+            )
             assert refused.status_code == 409, refused.text
             assert refused.json() | {"message": ""} == {
                 "error": "TaskNotHeld",
@@ -540,8 +541,9 @@ def test_an_answer_from_a_worker_that_does_not_hold_the_task_is_409_and_writes_n
                 "worker": "intruder",
             }
     assert api.get(history).json() == before
-    answered = api.post(f"/api/tasks/{held['id']}/complete",
-                        json={"worker": "worker-a", "result": {"ok": True}})  # fmt: skip
+    answered = api.post(
+        f"/api/tasks/{held['id']}/complete", json={"worker": "worker-a", "result": {"ok": True}}
+    )
     assert answered.json() == {"applied": True}
 
 
@@ -554,8 +556,9 @@ def test_a_lapsed_holders_late_answer_is_stale_once_and_cut_short_then_409(
 
     def released() -> bool:
         claim(api, unique("nothing"), "sweeper")  # a claim first releases lapsed leases
-        beat = api.post(f"/api/tasks/{held['id']}/heartbeat",
-                        json={"worker": "worker-a", "lease": 0.05})  # fmt: skip
+        beat = api.post(
+            f"/api/tasks/{held['id']}/heartbeat", json={"worker": "worker-a", "lease": 0.05}
+        )
         return bool(beat.json() == {"applied": False})
 
     wait_until(released, 20, "the lease to lapse", interval=0.05)

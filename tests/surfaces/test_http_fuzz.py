@@ -24,16 +24,20 @@ SCALARS = (
 )
 JSON = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
-FIELDS = ("definition", "data", "key", "event", "idempotency_key", "reason", "tasks", "worker",
-          "lease", "limit", "result", "error", "type")  # fmt: skip
+)
+FIELDS = tuple(
+    "definition data key event idempotency_key reason tasks worker lease limit result error "
+    "type".split()
+)
 BODIES = JSON | st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=5)
 DOCUMENTED = {200, 201, 401, 403, 404, 409, 413, 422}
-FUZZ = settings(max_examples=40, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def assert_documented(answer: httpx.Response) -> None:
@@ -51,8 +55,9 @@ def _chunks(total: int, size: int = 65536) -> Iterator[bytes]:
 
 
 def test_a_streamed_body_over_the_limit_is_refused_with_413(api: httpx.Client) -> None:
-    answer = api.post("/api/definitions", content=_chunks(3_000_000),
-                      headers={"content-type": "application/yaml"})  # fmt: skip
+    answer = api.post(
+        "/api/definitions", content=_chunks(3_000_000), headers={"content-type": "application/yaml"}
+    )
     assert answer.status_code == 413
     assert answer.json()["error"] == "PayloadTooLarge"
     assert api.get("/healthz").status_code == 200
@@ -60,8 +65,11 @@ def test_a_streamed_body_over_the_limit_is_refused_with_413(api: httpx.Client) -
 
 def test_a_streamed_body_under_the_limit_is_read_whole(api: httpx.Client) -> None:
     text = definition_text("door.yaml", unique("streamed")).encode()
-    answer = api.post("/api/definitions", content=iter([text[:10], text[10:]]),
-                      headers={"content-type": "application/yaml"})  # fmt: skip
+    answer = api.post(
+        "/api/definitions",
+        content=iter([text[:10], text[10:]]),
+        headers={"content-type": "application/yaml"},
+    )
     assert answer.status_code == 201, answer.text
 
 
@@ -71,10 +79,15 @@ def test_any_json_body_on_any_route_gets_a_documented_answer(
     api: httpx.Client, door: str, body: Any
 ) -> None:
     instance = api.post("/api/instances", json={"definition": door}).json()["id"]
-    for route in ("/api/instances", f"/api/instances/{instance}/events",
-                  f"/api/instances/{instance}/cancel", "/api/tasks/claim",
-                  "/api/tasks/nope/complete", "/api/tasks/nope/fail",
-                  "/api/tasks/nope/heartbeat"):  # fmt: skip
+    for route in (
+        "/api/instances",
+        f"/api/instances/{instance}/events",
+        f"/api/instances/{instance}/cancel",
+        "/api/tasks/claim",
+        "/api/tasks/nope/complete",
+        "/api/tasks/nope/fail",
+        "/api/tasks/nope/heartbeat",
+    ):
         assert_documented(api.post(route, json=body))
 
 
@@ -84,8 +97,9 @@ def test_bytes_that_are_not_json_or_yaml_get_a_documented_answer(
     api: httpx.Client, door: str, raw: bytes
 ) -> None:
     for route in ("/api/instances", "/api/definitions", "/api/tasks/claim"):
-        assert_documented(api.post(route, content=raw,
-                                   headers={"content-type": "application/json"}))  # fmt: skip
+        assert_documented(
+            api.post(route, content=raw, headers={"content-type": "application/json"})
+        )
 
 
 def test_a_server_without_token_answers_only_to_loopback_names(api: httpx.Client) -> None:
@@ -99,8 +113,9 @@ def test_a_server_without_token_answers_only_to_loopback_names(api: httpx.Client
 
 def test_no_cross_origin_access_is_granted(api: httpx.Client) -> None:
     origin = {"origin": "https://elsewhere.example"}
-    preflight = api.options("/api/instances", headers={
-        **origin, "access-control-request-method": "POST"})  # fmt: skip
+    preflight = api.options(
+        "/api/instances", headers={**origin, "access-control-request-method": "POST"}
+    )
     assert "access-control-allow-origin" not in preflight.headers
     assert "access-control-allow-origin" not in api.get("/api/definitions", headers=origin).headers
 

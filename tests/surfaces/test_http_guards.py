@@ -47,9 +47,17 @@ def test_every_answer_forbids_framing_sniffing_and_foreign_scripts(open_server: 
     with open_server.client() as api:
         name = deploy_door(api)
         instance = api.post("/api/instances", json={"definition": name}).json()["id"]
-        for path in ("/", "/instances", f"/instances/{instance}", f"/definitions/{name}",
-                     "/api/definitions", f"/api/instances/{instance}/diagram.svg",
-                     "/healthz", "/api/instances/nope", "/static/app.js"):  # fmt: skip
+        for path in (
+            "/",
+            "/instances",
+            f"/instances/{instance}",
+            f"/definitions/{name}",
+            "/api/definitions",
+            f"/api/instances/{instance}/diagram.svg",
+            "/healthz",
+            "/api/instances/nope",
+            "/static/app.js",
+        ):
             headers = api.get(path).headers
             assert headers["x-frame-options"] == "DENY", path
             policy = headers["content-security-policy"]
@@ -66,16 +74,23 @@ def test_a_change_sent_from_another_origin_is_refused_whatever_else_it_says(
     with open_server.client() as api:
         name = deploy_door(api)
         before = len(api.get("/api/instances", params={"definition": name}).json()["items"])
-        for origin in ("http://evil.example", "null", "http://127.0.0.1:1", "http://localhost",
-                       "http://[::1"):  # fmt: skip
-            refused = api.post("/api/instances", json={"definition": name},
-                               headers={"origin": origin})  # fmt: skip
+        for origin in (
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:1",
+            "http://localhost",
+            "http://[::1",
+        ):
+            refused = api.post(
+                "/api/instances", json={"definition": name}, headers={"origin": origin}
+            )
             assert refused.status_code == 403, origin
             assert refused.json()["error"] == "Forbidden"
         after = api.get("/api/instances", params={"definition": name}).json()["items"]
         assert len(after) == before
-        own = api.post("/api/instances", json={"definition": name},
-                       headers={"origin": open_server.base_url})  # fmt: skip
+        own = api.post(
+            "/api/instances", json={"definition": name}, headers={"origin": open_server.base_url}
+        )
         assert own.status_code == 201
 
 
@@ -95,14 +110,18 @@ def test_a_body_of_a_type_a_page_can_send_unasked_is_refused_with_415(
 ) -> None:
     with open_server.client() as api:
         name = unique("untyped")
-        answer = api.post("/api/definitions", content=definition_text("door.yaml", name),
-                          headers={"content-type": kind})  # fmt: skip
+        answer = api.post(
+            "/api/definitions",
+            content=definition_text("door.yaml", name),
+            headers={"content-type": kind},
+        )
         assert answer.status_code == 415
         assert answer.json()["error"] == "UnsupportedMediaType"
         assert api.get(f"/api/definitions/{name}").status_code == 404
         door = deploy_door(api)
-        start = api.post("/api/instances", content=f'{{"definition": "{door}"}}',
-                         headers={"content-type": kind})  # fmt: skip
+        start = api.post(
+            "/api/instances", content=f'{{"definition": "{door}"}}', headers={"content-type": kind}
+        )
         assert start.status_code == 415
         assert api.get("/api/instances", params={"definition": door}).json()["items"] == []
 
@@ -117,8 +136,9 @@ def test_a_dashboard_form_without_its_pages_token_is_refused(open_server: Server
             cancel = api.post(f"/instances/{instance}/cancel", data=given)
             assert cancel.status_code == 403
         assert api.get(f"/api/instances/{instance}").json()["state"] == "closed"
-        sent = api.post(f"/instances/{instance}/events",
-                        data={"event": "open", "form_token": token})  # fmt: skip
+        sent = api.post(
+            f"/instances/{instance}/events", data={"event": "open", "form_token": token}
+        )
         assert sent.status_code == 303
         assert api.get(f"/api/instances/{instance}").json()["state"] == "opened"
 
@@ -136,8 +156,9 @@ def test_signing_in_gives_a_strict_http_only_session_cookie_that_is_not_the_toke
         assert browser.get("/api/definitions").status_code == 200
         # The cookie lets a browser read; a change through the API needs the token itself.
         assert browser.post("/api/instances", json={"definition": "x"}).status_code == 401
-        proxied = browser.post("/login", data={"token": TOKEN, "next": "/"},
-                               headers={"x-forwarded-proto": "https"})  # fmt: skip
+        proxied = browser.post(
+            "/login", data={"token": TOKEN, "next": "/"}, headers={"x-forwarded-proto": "https"}
+        )
         assert "Secure" in proxied.headers["set-cookie"]
     with httpx.Client(base_url=guarded.base_url, timeout=30) as stranger:
         stranger.cookies.set("turnout_token", TOKEN)

@@ -40,8 +40,11 @@ def _start(client: TestClient) -> str:
 
 def _send(client: TestClient, instance_id: str, data_json: str) -> Any:
     body = '{"event": "open", "data": ' + data_json + "}"
-    return client.post(f"/api/instances/{instance_id}/events", content=body,
-                       headers={"content-type": "application/json"})  # fmt: skip
+    return client.post(
+        f"/api/instances/{instance_id}/events",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
 
 
 def test_event_data_900_levels_deep_is_422_applies_nothing_and_the_instance_still_reads(

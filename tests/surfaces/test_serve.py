@@ -21,7 +21,13 @@ from turnout_processes import (
 
 def test_serve_refuses_a_non_loopback_address_without_a_token(tmp_path: Path) -> None:
     result = run_turnout(
-        "serve", "--host", "0.0.0.0", "--port", "1", cwd=tmp_path, db=f"sqlite:///{tmp_path}/t.db"
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "1",
+        cwd=tmp_path,
+        database=f"sqlite:///{tmp_path}/t.db",
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -35,7 +41,7 @@ def test_serve_on_an_unreachable_database_exits_1_with_one_line(tmp_path: Path) 
         "--port",
         "1",
         cwd=tmp_path,
-        db="postgresql+psycopg://postgres:secret@127.0.0.1:1/x",
+        database="postgresql+psycopg://postgres:secret@127.0.0.1:1/x",
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -47,7 +53,7 @@ def test_serve_on_a_port_already_in_use_exits_1_without_a_traceback(tmp_path: Pa
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_turnout("serve", "--port", str(port), db=f"sqlite:///{tmp_path}/t.db")
+        result = run_turnout("serve", "--port", str(port), database=f"sqlite:///{tmp_path}/t.db")
     assert result.returncode == 1
     assert "address already in use" in result.stderr and "Traceback" not in result.stderr
 
@@ -56,9 +62,12 @@ def test_serve_with_tasks_runs_a_users_handlers_and_finishes_them_when_stopped(
     tmp_path: Path,
 ) -> None:
     shutil.copy(TASK_MODULES / "review_handlers.py", tmp_path / "review_handlers.py")
-    db = f"sqlite:///{tmp_path}/turnout.db"
+    database = f"sqlite:///{tmp_path}/turnout.db"
     started = tmp_path / "started"
-    with running_server(db, tmp_path, tasks=["review_handlers"]) as server, server.client() as api:
+    with (
+        running_server(database, tmp_path, tasks=["review_handlers"]) as server,
+        server.client() as api,
+    ):
         deployed = api.post("/api/definitions", content=(DEFINITIONS / "review.yaml").read_text())
         assert deployed.status_code == 201
 
@@ -77,7 +86,7 @@ def test_serve_with_tasks_runs_a_users_handlers_and_finishes_them_when_stopped(
         slow = begin({"amount": 500, "started": str(started), "seconds": 2})
         wait_until(started.exists, 30, "the served worker to start the slow task")
         assert server.stop(signal.SIGTERM) == 0  # as a service manager stops it
-    shown = run_turnout("show", slow, "--json", db=db)
+    shown = run_turnout("show", slow, "--json", database=database)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["state"] == "declined"  # the task in hand was answered
     log = server.log.read_text()
@@ -89,8 +98,8 @@ def test_serve_closes_connections_whose_request_does_not_arrive_whole_in_time(
 ) -> None:
     """Connections that send nothing, half a request head, or a head and part of its body
     are closed once `--request-timeout` passes; the server answers others meanwhile."""
-    db = f"sqlite:///{tmp_path}/turnout.db"
-    with running_server(db, tmp_path, options=["--request-timeout", "1"]) as server:
+    database = f"sqlite:///{tmp_path}/turnout.db"
+    with running_server(database, tmp_path, options=["--request-timeout", "1"]) as server:
         port = int(server.base_url.rsplit(":", 1)[1])
         head = b"POST /api/instances HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         body = b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"defin'

@@ -28,8 +28,10 @@ DEFINITIONS = HERE / "definitions"
 TASK_MODULES = HERE / "task_modules"
 CHROMIUM = Path("/usr/bin/chromium")
 # The keys of an instance in `--json` output (the HTTP API adds `allowed`).
-INSTANCE_KEYS = {"id", "key", "definition", "version", "state", "active", "status", "context",
-                 "created_at", "updated_at", "revision", "last_error"}  # fmt: skip
+INSTANCE_KEYS = set(
+    "id key definition version state active status context created_at updated_at revision "
+    "last_error".split()
+)
 SERVER_START_SECONDS = 60.0
 
 
@@ -44,23 +46,23 @@ def turnout_command() -> str:
     return found
 
 
-def turnout_env(db: str | None = None, **extra: str) -> dict[str, str]:
+def turnout_env(database: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a `turnout` process: no TURNOUT_ settings leaking in, wide output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
     env |= {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-    if db is not None:
-        env["TURNOUT_DB"] = db
+    if database is not None:
+        env["TURNOUT_DB"] = database
     env.update(extra)
     return env
 
 
 def run_turnout(
-    *args: str, db: str | None = None, cwd: Path | None = None, timeout: float = 120.0
+    *args: str, database: str | None = None, cwd: Path | None = None, timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """Run `turnout ARGS...` to the end and return its exit status and output."""
     return subprocess.run(
         [turnout_command(), *args],
-        env=turnout_env(db),
+        env=turnout_env(database),
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -70,13 +72,13 @@ def run_turnout(
 
 
 def run_together(
-    *commands: Sequence[str], db: str | None = None
+    *commands: Sequence[str], database: str | None = None
 ) -> list[subprocess.CompletedProcess[str]]:
     """Run several independent `turnout` commands at once; their results in the same order."""
     processes = [
         subprocess.Popen(
             [turnout_command(), *args],
-            env=turnout_env(db),
+            env=turnout_env(database),
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -132,7 +134,7 @@ class Server:
 
     process: subprocess.Popen[bytes]
     base_url: str
-    db: str
+    database: str
     log: Path
     token: str | None = None
 
@@ -155,7 +157,7 @@ class Server:
 
 
 def start_server(
-    db: str,
+    database: str,
     workdir: Path,
     token: str | None = None,
     tasks: Sequence[str] = (),
@@ -173,12 +175,12 @@ def start_server(
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [turnout_command(), "serve", "--port", str(port), *task_options, *options],
-            env=turnout_env(db, **extra),
+            env=turnout_env(database, **extra),
             cwd=workdir,
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", db, log, token)
+    server = Server(process, f"http://127.0.0.1:{port}", database, log, token)
 
     def answers() -> bool:
         if process.poll() is not None:
@@ -198,14 +200,14 @@ def start_server(
 
 @contextmanager
 def running_server(
-    db: str,
+    database: str,
     workdir: Path,
     token: str | None = None,
     tasks: Sequence[str] = (),
     options: Sequence[str] = (),
 ) -> Iterator[Server]:
     """A started server (see `start_server`), interrupted when the block ends."""
-    server = start_server(db, workdir, token, tasks, options)
+    server = start_server(database, workdir, token, tasks, options)
     try:
         yield server
     finally:
