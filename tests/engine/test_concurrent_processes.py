@@ -333,8 +333,8 @@ def test_concurrent_claims_never_hand_one_task_to_two_workers(
     barrier = SPAWN.Barrier(claimers)
     outputs = [tmp_path / f"claims-{n}.txt" for n in range(claimers)]
     processes = [
-        SPAWN.Process(target=claim_until_empty, args=(store_url, f"w{n}", str(out), barrier))
-        for n, out in enumerate(outputs)
+        SPAWN.Process(target=claim_until_empty, args=(store_url, f"w{index}", str(out), barrier))
+        for index, out in enumerate(outputs)
     ]
     for process in processes:
         process.start()

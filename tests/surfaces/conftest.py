@@ -60,6 +60,15 @@ def door(api: httpx.Client) -> str:
     return name
 
 
+@pytest.fixture
+def review(api: httpx.Client) -> tuple[str, str]:
+    """A fresh copy of `review.yaml` with a task name no other test uses: (definition, task)."""
+    name, task = unique("review"), unique("check")
+    text = definition_text("review.yaml", name).replace("review.check", task)
+    assert api.post("/api/definitions", content=text).status_code == 201
+    return name, task
+
+
 # -- the browser --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
