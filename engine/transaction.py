@@ -318,51 +318,57 @@ class Transaction:
         instead (attempt 1), and returned: a claim with no statement of its own."""
         rows: list[tuple[Any, ...]] = []
         claimed: list[TaskRow] = []
+        at = self._time(now)
         for order in orders:
-            task = TaskRow(
-                id=new_id(),
-                instance_id=instance_id,
-                state_path=order.state_path,
-                activation=order.activation,
-                item=order.item,
-                name=order.name,
-                kind=order.kind,
-                input=order.input,
-                attempt=0,
-                max_attempts=max(1, order.retry.attempts),
-                retry=order.retry.to_json(),
-                timeout_ms=_milliseconds(order.timeout),
-                status=TaskState.READY,
-                worker=None,
-                ready_at=now,
-                claimed_at=None,
-                lease_until=None,
-            )
             taken = claim is not None and not claimed and order.name in claim.names
             if taken and claim is not None:
-                task = dataclasses.replace(
-                    task,
-                    attempt=1,
-                    status=TaskState.CLAIMED,
-                    worker=claim.worker,
-                    claimed_at=now,
-                    lease_until=claim.lease_until,
+                attempt, status, worker, lease = (
+                    1,
+                    TaskState.CLAIMED,
+                    claim.worker,
+                    claim.lease_until,
                 )
-            params = self._encoded(task, now)
+            else:
+                attempt, status, worker, lease = 0, TaskState.READY, None, None
+            # TaskRow's fields in order; a TaskRow is built only for the claimed task, the
+            # one that is returned (building one per task costs more than its insert).
+            values: list[Any] = [
+                new_id(),
+                instance_id,
+                order.state_path,
+                order.activation,
+                order.item,
+                order.name,
+                order.kind,
+                order.input,
+                attempt,
+                max(1, order.retry.attempts),
+                order.retry.to_json(),
+                _milliseconds(order.timeout),
+                status,
+                worker,
+                now,
+                now if taken else None,
+                lease,
+            ]
+            params = self._encoded(values, now, at)
             if taken:  # its input as a claim would read it back: decoded from what is stored
-                claimed.append(dataclasses.replace(task, input=json.loads(params[_TASK_INPUT])))
+                values[_TASK_INPUT] = json.loads(params[_TASK_INPUT])
+                claimed.append(TaskRow(*values))
             rows.append(params)
         self._run_each("insert_task", rows)
         return claimed
 
-    def _encoded(self, task: TaskRow, now: datetime) -> tuple[Any, ...]:
-        """The values of `insert_task` for `task`, created `now`."""
-        values = [getattr(task, column) for column in _TASK_COLUMNS]
+    def _encoded(self, values: list[Any], now: datetime, at: Any) -> tuple[Any, ...]:
+        """The values of `insert_task` for a task's `values` (TaskRow's fields in order),
+        created `now`, which `at` is encoded (encoded once for every task it stamps)."""
+        encoded = list(values)
         for index in _TASK_JSON:
-            values[index] = _dumps(values[index])
+            encoded[index] = _dumps(encoded[index])
         for index in _TASK_TIMES:
-            values[index] = self._time(values[index])
-        return (*values, self._time(now))
+            value = encoded[index]
+            encoded[index] = at if value is now else self._time(value)
+        return (*encoded, at)
 
     def insert_timers(self, instance_id: str, orders: Iterable[TimerOrder]) -> None:
         rows = [
