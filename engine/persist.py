@@ -69,7 +69,7 @@ def persist(
         row.definition,
         row.version,
         step.state or row.state,
-        step.active,
+        step.atomic,
         step.status,
         step.context,
         step.machine,
@@ -103,11 +103,19 @@ def persist(
         if definition is None:
             tx.drop_work(row.id, step.cancelled, step.cancelled)
         else:
-            states = [(pair, definition.state(pair[0])) for pair in step.cancelled]
+            # A parallel state's region is no state: it has timers only.
+            states = [
+                (pair, definition.state(pair[0]) if definition.has_state(pair[0]) else None)
+                for pair in step.cancelled
+            ]
             tx.drop_work(
                 row.id,
-                [p for p, state in states if state.foreach or (state.task and p != finished)],
-                [p for p, state in states if state.after],
+                [
+                    pair
+                    for pair, state in states
+                    if state is not None and (state.foreach or (state.task and pair != finished))
+                ],
+                [pair for pair, state in states if state is None or state.after],
             )
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:

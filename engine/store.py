@@ -8,6 +8,7 @@ are locked with `FOR UPDATE` and claims take `FOR UPDATE SKIP LOCKED`.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 from collections.abc import Iterator
@@ -387,7 +388,7 @@ class Store:
         if definition is not None:
             query = query.where(instances_t.c.definition == definition)
         if state is not None:
-            query = query.where(instances_t.c.state == state)
+            query = query.where(*_in_state(state))
         if status is not None:
             query = query.where(instances_t.c.status == status)
         if key is not None:
@@ -489,6 +490,25 @@ class Store:
         while self._parked:
             self._parked.pop().close()
         self.engine.dispose()
+
+
+def _in_state(path: str) -> list[Any]:
+    """Conditions for an instance in the state at `path` (a full name): its top-level state
+    is the path's first name and, for a nested path, one of its active states is the path
+    or lies inside it (`active` keeps the full names of the active atomic states)."""
+    top = path.partition(".")[0]
+    conditions: list[Any] = [instances_t.c.state == top]
+    if "." in path:
+        text = sa.cast(instances_t.c.active, sa.Text)
+        quoted = json.dumps(path)  # names are letters, digits, '_', '-' and '.'
+        pattern = quoted.replace("_", "\\_")
+        conditions.append(
+            sa.or_(
+                text.like(f"%{pattern}%", escape="\\"),
+                text.like(f"%{pattern[:-1]}.%", escape="\\"),
+            )
+        )
+    return conditions
 
 
 def _is_data_error(exc: BaseException) -> bool:

@@ -6,64 +6,52 @@ are found here; rules about the graph as a whole live in `validate.py`.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
-from datetime import timedelta
 from typing import Any
 
 import jsonschema
 
-from .durations import parse_duration
-from .errors import Problem
-from .expressions import NAMES, Expression, ExpressionSyntaxError
+from .expressions import NAMES
 from .loader import Document, PathKey
 from .model import (
     DEFAULT_RESULT,
     MAX_FOREACH_CONCURRENCY,
     MAX_NAME_LENGTH,
     MAX_PATH_LENGTH,
-    MAX_TIMER_KEY_LENGTH,
     MAX_VERSION,
     Definition,
     Foreach,
-    Position,
+    HistoryKind,
     Region,
     RetryPolicy,
     State,
     StateKind,
     TaskSpec,
-    Timer,
     Transition,
     join,
 )
+from .reading import KEY_RE, SCOPE_NAMES, Reader, kind_of
 
 TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
-KIND_KEYS = ("task", "parallel", "foreach", "final")  # a state has at most one of them
+# A state has at most one of them; `states` (with `initial`) makes it a compound state.
+KIND_KEYS = ("task", "parallel", "foreach", "final", "states")
 TRANSITION_KINDS = ("on", "after", "always")  # none of them on a final state
-STATE_KEYS = ("description", *KIND_KEYS, *TASK_KEYS, *TRANSITION_KINDS)
-REGION_KEYS = ("initial", "states", "description")
+STATE_KEYS = ("description", "initial", *KIND_KEYS, *TASK_KEYS, *TRANSITION_KINDS)
+HISTORY_KEYS = ("history", "default", "description")
+HISTORY_KINDS = ("shallow", "deep")
+REGION_KEYS = ("initial", "states", "description", *TRANSITION_KINDS)
 SHORTHAND_KEYS = ("task", "input", "result", "retry", "timeout", "compensate", "description")
 FOREACH_KEYS = ("items", "task", "input", "concurrency", "result", "retry", "timeout")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
-TRANSITION_KEYS = ("to", "if", "assign")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 STATE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")  # a.b.c
 TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_STATES = 5000
-# `item` and `index` exist only for the input of a foreach task.
-SCOPE_NAMES = tuple(name for name in NAMES if name not in ("item", "index"))
 MAX_ATTEMPTS = 100
-
-
-def suggest(word: str, choices: Any) -> str:
-    """` — did you mean 'x'?` when a close match exists, else ''."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" — did you mean {match[0]!r}?" if match else ""
 
 
 def digest_of(data: Any) -> str:
@@ -75,85 +63,12 @@ def digest_of(data: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class DefinitionBuilder:
+class DefinitionBuilder(Reader):
     """Builds a Definition from a Document, collecting problems instead of stopping."""
 
     def __init__(self, doc: Document) -> None:
-        self.doc = doc
-        self.problems: list[Problem] = []
+        super().__init__(doc)
         self.state_count = 0
-        self.lines: list[str] = []
-
-    # -- reporting -------------------------------------------------------------------------
-    def fail(self, path: PathKey, message: str, key: bool = False) -> None:
-        self.problems.append(self.doc.problem(path, message, key))
-
-    def too_long(self, text: str, most: int, what: str, path: PathKey, key: bool = False) -> None:
-        """Note `what` when `text` is longer than `most` characters, the column it is kept in."""
-        if len(text) > most:
-            self.fail(path, f"{what} is {len(text)} characters, over the limit of {most}", key)
-
-    def pos(self, path: PathKey, key: bool = False) -> Position:
-        line, column = self.doc.where(path, key)
-        return Position(line, column, self.doc.file)
-
-    def keys(
-        self, data: dict[str, Any], path: PathKey, allowed: tuple[str, ...], what: str
-    ) -> None:
-        for key in data:
-            if key not in allowed:
-                self.fail(
-                    (*path, key), f"unknown key {key!r} in {what}{suggest(key, allowed)}", key=True
-                )
-
-    def mapping(self, value: Any, path: PathKey, what: str) -> dict[str, Any] | None:
-        if isinstance(value, dict):
-            return value
-        self.fail(path, f"{what} must be a mapping, not {_kind(value)}")
-        return None
-
-    # -- scalars ---------------------------------------------------------------------------
-    def expression(
-        self, value: Any, path: PathKey, names: tuple[str, ...] = SCOPE_NAMES
-    ) -> Expression | None:
-        if isinstance(value, bool) or value is None:
-            text = {True: "True", False: "False", None: "None"}[value]
-        elif isinstance(value, int | float | str):
-            text = value if isinstance(value, str) else repr(value)
-        else:
-            self.fail(path, f"an expression must be text, not {_kind(value)}")
-            return None
-        try:
-            return Expression(text, names)
-        except ExpressionSyntaxError as exc:
-            line, column = self.doc.where(path)
-            column = self.column_within(line, column, text, exc.offset)
-            self.problems.append(
-                Problem(f"expression {text!r}: {exc}", line, column, self.doc.file)
-            )
-            return None
-
-    def column_within(self, line: int, column: int, text: str, offset: int) -> int:
-        """The column of `offset` inside `text` when the text stands verbatim on its line
-        (plain or quoted), else the column where the value starts."""
-        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        stripped = text.strip()
-        lead = len(text) - len(text.lstrip())
-        for start in (column - 1, column):  # plain, then after an opening quote
-            if stripped and source.startswith(stripped, start + lead):
-                return start + lead + offset + 1
-        return column
-
-    def duration(self, value: Any, path: PathKey, key: bool = False) -> Any:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(path, str(exc), key)
-            return None
-
-    def optional_duration(self, data: dict[str, Any], key: str, where: PathKey) -> Any:
-        """The duration under `key` in `data` (at `where`), None when the key is absent."""
-        return self.duration(data[key], (*where, key)) if key in data else None
 
     # -- definition ------------------------------------------------------------------------
     def definition(self, source: str) -> Definition | None:
@@ -162,7 +77,8 @@ class DefinitionBuilder:
         if not isinstance(data, dict):
             self.fail(
                 (),
-                f"a definition must be a mapping with name, initial and states, not {_kind(data)}",
+                "a definition must be a mapping with name, initial and states, "
+                f"not {kind_of(data)}",
             )
             return None
         self.keys(data, (), TOP_KEYS, "the definition")
@@ -216,7 +132,13 @@ class DefinitionBuilder:
 
     # -- regions and states ----------------------------------------------------------------
     def region(
-        self, name: str, path: str, data: dict[str, Any], where: PathKey, top: bool = False
+        self,
+        name: str,
+        path: str,
+        data: dict[str, Any],
+        where: PathKey,
+        top: bool = False,
+        compound: bool = False,
     ) -> Region | None:
         base: PathKey = () if top else where
         states_raw = data.get("states")
@@ -238,15 +160,23 @@ class DefinitionBuilder:
             initial = None
         if not top:
             missing = [key for key in ("initial", "states") if data.get(key) is None]
-            if missing:
+            if missing and compound:
+                needed = " and ".join(map(repr, missing))
+                self.fail(base, f"compound state {name!r} needs {needed}", key=True)
+            elif missing:
                 needed = " and ".join(map(repr, missing))
                 self.fail(base, f"branch {name!r} needs {needed} (or a 'task')")
+        reactions: dict[str, Any] = {}
+        if not top and not compound:  # a compound state's reactions are the state's own
+            reactions = self.reactions(data, base)
         return Region(
             name=name,
             path=path,
             initial=initial or "",
             states=tuple(states),
             position=self.pos((*base, "initial") if "initial" in data else base),
+            compound=compound,
+            **reactions,
         )
 
     def state(self, name: str, path: str, raw: Any, where: PathKey) -> State | None:
@@ -272,8 +202,12 @@ class DefinitionBuilder:
                 final="succeeded",
                 position=self.pos(where, key=True),
             )
+        if "history" in data:
+            return self.history(name, path, data, where)
         self.keys(data, where, STATE_KEYS, f"state {name!r}")
         kinds = [key for key in KIND_KEYS if data.get(key) not in (None, False)]
+        if "initial" in data and "states" not in kinds and "states" not in data:
+            kinds.append("states")  # `initial` alone: reported as a compound without states
         if len(kinds) > 1:
             self.fail(
                 (*where, kinds[1]),
@@ -282,7 +216,7 @@ class DefinitionBuilder:
                 key=True,
             )
         kind: StateKind
-        task = foreach = final = None
+        task = foreach = final = children = None
         regions: tuple[Region, ...] = ()
         for key in TASK_KEYS:
             if key in data and "task" not in data:
@@ -297,6 +231,8 @@ class DefinitionBuilder:
             foreach = self.foreach(data["foreach"], (*where, "foreach"))
         if data.get("parallel") is not None:
             regions = self.parallel(data["parallel"], path, (*where, "parallel"))
+        if "states" in kinds:
+            children = self.region(name, path, data, where, compound=True)
         if data.get("final") not in (None, False):
             final = self.final(data["final"], (*where, "final"))
             for key in TRANSITION_KINDS:
@@ -306,11 +242,10 @@ class DefinitionBuilder:
                         f"final state {name!r} cannot have outgoing transitions ({key!r})",
                         key=True,
                     )
-        events = self.on(data.get("on"), (*where, "on")) if "on" in data else ()
-        after = self.after(data.get("after"), (*where, "after")) if "after" in data else ()
-        always = self.transitions(data["always"], (*where, "always")) if "always" in data else ()
+        reactions = self.reactions(data, where)
+        events, after, always = reactions["on"], reactions["after"], reactions["always"]
         if kinds:
-            kind = kinds[0]  # type: ignore[assignment]
+            kind = "compound" if kinds[0] == "states" else kinds[0]  # type: ignore[assignment]
         elif always and not events and not after:
             kind = "choice"
         else:
@@ -330,6 +265,32 @@ class DefinitionBuilder:
             on=events if not final else (),
             after=after if not final else (),
             always=always if not final else (),
+            region=children,
+            position=self.pos(where, key=True),
+        )
+
+    def history(self, name: str, path: str, data: dict[str, Any], where: PathKey) -> State:
+        """A history pseudo-state: `{history: shallow | deep, default: TARGET}`."""
+        self.keys(data, where, HISTORY_KEYS, f"history state {name!r}")
+        written = data.get("history")
+        if written not in HISTORY_KINDS:
+            self.fail((*where, "history"), f"history must be 'shallow' or 'deep', not {written!r}")
+        kind: HistoryKind = "deep" if written == "deep" else "shallow"
+        default = None
+        if "default" in data:
+            target = data["default"]
+            if isinstance(target, str) and target:
+                default = Transition(target, position=self.pos((*where, "default")))
+            else:
+                self.fail((*where, "default"), "default must be a state name")
+        description = data.get("description")
+        return State(
+            name=name,
+            path=path,
+            kind="history",
+            description=description if isinstance(description, str) else None,
+            history=kind,
+            default=default,
             position=self.pos(where, key=True),
         )
 
@@ -483,89 +444,6 @@ class DefinitionBuilder:
             position=position,
         )
         return Region(branch, path, branch, (work, finished), shorthand=True, position=position)
-
-    # -- transitions -----------------------------------------------------------------------
-    def on(self, raw: Any, where: PathKey) -> tuple[tuple[str, tuple[Transition, ...]], ...]:
-        data = self.mapping(raw, where, "on")
-        if data is None:
-            return ()
-        result = []
-        for event, body in data.items():
-            if not EVENT_RE.match(event):
-                self.fail(
-                    (*where, event),
-                    f"event name {event!r} must be letters, digits, '_', '-' or '.'",
-                    key=True,
-                )
-            self.too_long(event, MAX_PATH_LENGTH, "event name", (*where, event), key=True)
-            result.append((event, self.transitions(body, (*where, event))))
-        return tuple(result)
-
-    def after(self, raw: Any, where: PathKey) -> tuple[Timer, ...]:
-        data = self.mapping(raw, where, "after")
-        if data is None:
-            return ()
-        timers = []
-        for key, body in data.items():
-            delay = self.duration(key, (*where, key), key=True)
-            self.too_long(str(key), MAX_TIMER_KEY_LENGTH, "duration", (*where, key), key=True)
-            transitions = self.transitions(body, (*where, key))
-            # An unreadable duration is reported; its transitions still count for the graph.
-            timers.append(Timer(str(key), delay or timedelta(seconds=1), transitions))
-        return tuple(timers)
-
-    def transitions(self, raw: Any, where: PathKey) -> tuple[Transition, ...]:
-        if isinstance(raw, list):
-            if not raw:
-                self.fail(where, "an empty list of transitions")
-            read = (self.transition(item, (*where, index)) for index, item in enumerate(raw))
-            return tuple(transition for transition in read if transition is not None)
-        single = self.transition(raw, where)
-        return (single,) if single is not None else ()
-
-    def transition(self, raw: Any, where: PathKey) -> Transition | None:
-        if isinstance(raw, str):
-            return Transition(raw, position=self.pos(where))
-        if not isinstance(raw, dict):
-            expected = "a transition is a state name or a mapping with 'to', 'if', 'assign'"
-            self.fail(where, f"{expected}, not {_kind(raw)}")
-            return None
-        self.keys(raw, where, TRANSITION_KEYS, "a transition")
-        target = raw.get("to")
-        if target is not None and not isinstance(target, str):
-            self.fail((*where, "to"), f"'to' must be a state name, not {_kind(target)}")
-            return Transition(None, position=self.pos((*where, "to")))
-        guard = self.expression(raw["if"], (*where, "if")) if "if" in raw else None
-        assign: list[tuple[str, Expression]] = []
-        if "assign" in raw:
-            data = self.mapping(raw["assign"], (*where, "assign"), "assign")
-            for key, value in (data or {}).items():
-                if not KEY_RE.match(str(key)):
-                    self.fail(
-                        (*where, "assign", key),
-                        f"assign key {key!r} must be a plain identifier",
-                        key=True,
-                    )
-                expression = self.expression(value, (*where, "assign", key))
-                if expression is not None:
-                    assign.append((str(key), expression))
-        if target is None and not assign:
-            self.fail(where, "a transition needs 'to' (or, for an internal one, 'assign')")
-        position = self.pos((*where, "to")) if "to" in raw else self.pos(where)
-        return Transition(target, guard, tuple(assign), position)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {
-        dict: "a mapping",
-        list: "a list",
-        str: "text",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
 
 
 def _whole(value: Any, most: int) -> bool:

@@ -16,7 +16,8 @@ from .durations import format_duration
 from .expressions import Expression
 
 SEPARATOR = "."
-StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait"]
+StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait", "compound", "history"]
+HistoryKind = Literal["shallow", "deep"]
 Outcome = Literal["succeeded", "failed"]
 DEFAULT_RESULT = "default"
 # A version is stored in a 32-bit integer column (PostgreSQL's INTEGER); names, state paths,
@@ -143,22 +144,13 @@ class Foreach:
     concurrency: int | None = None
 
 
-@dataclass(frozen=True)
-class State:
-    """One state. `path` is its full dotted name: `ship.label.buy_label` inside regions."""
+class Reactions:
+    """What a state, or a parallel state's region, reacts to: its `on` events, `after`
+    timers and `always` transitions."""
 
-    name: str
-    path: str
-    kind: StateKind
-    description: str | None = None
-    task: TaskSpec | None = None
-    parallel: tuple[Region, ...] = ()
-    foreach: Foreach | None = None
-    final: Outcome | None = None
-    on: tuple[tuple[str, tuple[Transition, ...]], ...] = ()
-    after: tuple[Timer, ...] = ()
-    always: tuple[Transition, ...] = ()
-    position: Position = field(default=Position(), compare=False)
+    on: tuple[tuple[str, tuple[Transition, ...]], ...]
+    after: tuple[Timer, ...]
+    always: tuple[Transition, ...]
 
     @property
     def events(self) -> dict[str, tuple[Transition, ...]]:
@@ -185,6 +177,31 @@ class State:
         for transition in self.always:
             yield "always", transition
 
+
+@dataclass(frozen=True)
+class State(Reactions):
+    """One state. `path` is its full dotted name: `shipping.packing` inside a compound
+    state, `ship.label.buy_label` inside a parallel state's region.
+
+    A compound state holds its children in `region` (whose path is the state's own); a
+    history pseudo-state (kind 'history') has `history` and, optionally, a `default`."""
+
+    name: str
+    path: str
+    kind: StateKind
+    description: str | None = None
+    task: TaskSpec | None = None
+    parallel: tuple[Region, ...] = ()
+    foreach: Foreach | None = None
+    final: Outcome | None = None
+    on: tuple[tuple[str, tuple[Transition, ...]], ...] = ()
+    after: tuple[Timer, ...] = ()
+    always: tuple[Transition, ...] = ()
+    region: Region | None = None
+    history: HistoryKind | None = None
+    default: Transition | None = None
+    position: Position = field(default=Position(), compare=False)
+
     @property
     def is_final(self) -> bool:
         return self.final is not None
@@ -195,11 +212,13 @@ class State:
 
 
 @dataclass(frozen=True)
-class Region:
-    """A graph of states with an initial one: the top level, or a branch of a parallel state.
+class Region(Reactions):
+    """A graph of states with an initial one: the top level, a branch of a parallel state,
+    or the children of a compound state (then its path is the compound state's).
 
     `shorthand` marks a one-task branch written as `{task: ...}`, normalised into a task state
-    named like the branch followed by a final state named `finished`.
+    named like the branch followed by a final state named `finished`. A branch written in
+    full may react to events, timers and `always` like a state (`on`, `after`, `always`).
     """
 
     name: str
@@ -208,6 +227,10 @@ class Region:
     states: tuple[State, ...]
     shorthand: bool = False
     position: Position = field(default=Position(), compare=False)
+    compound: bool = False  # the children of a compound state, not a parallel branch
+    on: tuple[tuple[str, tuple[Transition, ...]], ...] = ()
+    after: tuple[Timer, ...] = ()
+    always: tuple[Transition, ...] = ()
 
     def state(self, name: str) -> State:
         for state in self.states:
@@ -248,9 +271,12 @@ class Definition:
         yield from _walk(self.root)
 
     def regions(self) -> Iterator[Region]:
-        """Every region, the top level first."""
+        """Every region, the top level first: parallel branches and compound states'
+        children, each after the state holding it."""
         yield self.root
         for state in self.walk():
+            if state.region is not None:
+                yield state.region
             yield from state.parallel
 
     def state(self, path: str) -> State:
@@ -290,6 +316,8 @@ class Definition:
 def _walk(region: Region) -> Iterator[State]:
     for state in region.states:
         yield state
+        if state.region is not None:
+            yield from _walk(state.region)
         for child in state.parallel:
             yield from _walk(child)
 

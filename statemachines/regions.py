@@ -1,8 +1,11 @@
-"""One region (the top level or a parallel branch) compiled to a `transitions.Machine`.
+"""A chart's transitions compiled to one flat `transitions.Machine` over every node's full
+name: it picks the transition a trigger fires from one node (file order, the first whose
+guard holds) and the full name it goes to.
 
-The machine only picks the transition an event fires from a state: file order, the first
-whose guard holds. This is the only module that touches `transitions`; entering, exiting and
-everything else the transition causes is `compile.py`'s.
+This is the only module that touches `transitions`. The hierarchy (which nodes are offered
+an event, in which order; what is exited and entered) is `compile.py`'s: a flat machine
+over full names keeps the choice of a transition as cheap on a nested chart as on a flat
+one, where `transitions`' hierarchical machine resolves nesting on every trigger.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from typing import Any
 
 from transitions import Machine
 
+from .chart import Chart
 from .errors import ExpressionError
-from .model import Region, Transition
+from .model import Transition
 
 
 class _Cursor:
-    """A throwaway model for one trigger: the state, the names guards see, what fired."""
+    """A throwaway model for one trigger: the node, the names guards see, what fired."""
 
     __slots__ = ("state", "names", "fired", "errors")
 
@@ -49,41 +53,45 @@ def _trigger(event: str) -> str:
     return f"on {event}"
 
 
-class RegionMachine:
-    """One region compiled to a `transitions.Machine` (no auto transitions, no models)."""
+class ChartMachine:
+    """Every node's transitions in one `transitions.Machine` (no auto transitions, no
+    models); a transition whose target names no node (validation says so) is left out."""
 
-    def __init__(self, region: Region) -> None:
-        self.region = region
+    def __init__(self, chart: Chart) -> None:
+        paths = list(chart.order)
         self.machine = Machine(
             model=None,
-            states=region.names() or ["_empty"],
-            initial=region.initial if region.initial in region.names() else None,
+            states=paths or ["_empty"],
+            initial=None,
             auto_transitions=False,
             send_event=True,
             ignore_invalid_triggers=True,
         )
-        self.specs: dict[Any, Transition] = {}
-        names = set(region.names())
-        for state in region.states:
-            for trigger, spec in state.all_transitions():
-                if spec.target is not None and spec.target not in names:
+        self.specs: dict[Any, tuple[Transition, str | None]] = {}
+        for path in paths:
+            for trigger, spec in chart.node(path).all_transitions():
+                target = chart.target(path, spec)
+                if spec.target is not None and target is None:
                     continue
                 conditions = [_guard(spec.guard)] if spec.guard is not None else []
                 key = _trigger(trigger)
                 self.machine.add_transition(
-                    key, state.name, spec.target, conditions=conditions, before=[_record]
+                    key, path, target, conditions=conditions, before=[_record]
                 )
-                # The one just added: the last of this event's transitions from this state.
-                self.specs[self.machine.events[key].transitions[state.name][-1]] = spec
+                # The one just added: the last of this trigger's transitions from this node.
+                self.specs[self.machine.events[key].transitions[path][-1]] = (spec, target)
 
     def choose(
-        self, state: str, trigger: str, names: dict[str, Any]
-    ) -> tuple[Transition | None, list[ExpressionError]]:
-        """The transition `trigger` fires from `state` (None if none), and guard failures."""
+        self, path: str, trigger: str, names: dict[str, Any]
+    ) -> tuple[Transition | None, str | None, list[ExpressionError]]:
+        """The transition `trigger` fires from the node at `path` (None if none), the full
+        name it goes to (None: internal), and guard failures."""
         event = self.machine.events.get(_trigger(trigger))
         if event is None:
-            return None, []
-        cursor = _Cursor(state, names)
+            return None, None, []
+        cursor = _Cursor(path, names)
         event.trigger(cursor)
-        spec = self.specs.get(cursor.fired) if cursor.fired is not None else None
-        return spec, cursor.errors
+        if cursor.fired is None:
+            return None, None, cursor.errors
+        spec, target = self.specs[cursor.fired]
+        return spec, target, cursor.errors

@@ -10,11 +10,10 @@ import itertools
 from typing import Any
 
 from .build import (
-    EVENT_RE,
-    KEY_RE,
     KIND_KEYS,
     MAX_ATTEMPTS,
     NAME_RE,
+    PATH_RE,
     SHORTHAND_KEYS,
     STATE_RE,
     TASK_KEYS,
@@ -27,6 +26,7 @@ from .model import (
     MAX_NAME_LENGTH,
     MAX_VERSION,
 )
+from .reading import EVENT_RE, KEY_RE
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -112,6 +112,16 @@ _STATE = {
         _ref("parallel"),
     ),
     "foreach": _described("Dynamic fan-out: one task per item of a list.", _ref("foreach")),
+    "initial": _described(
+        "A compound state's first child, entered when the state is entered.",
+        _ref("stateName"),
+    ),
+    "states": _described(
+        "A compound state's children, with 'initial': the state's own 'on', 'after' and "
+        "'always' apply while any of them is active; a final child fires the state's "
+        "'done' ('failed' for a failed one).",
+        _ref("states"),
+    ),
     "final": _described(
         "A final state: true or 'succeeded', or 'failed'. The instance (or region) ends "
         "with that outcome.",
@@ -138,8 +148,9 @@ def _defs() -> dict[str, Any]:
         "'to' it is internal: 'assign' runs and the state is not exited.",
         "properties": {
             "to": _described(
-                "The target state (a sibling in the same region).",
-                {"anyOf": [_ref("stateName"), {"type": "null"}]},
+                "The target state: a full dotted name, or a bare name (the nearest state "
+                "of that name looking outward, else the only one anywhere).",
+                {"anyOf": [_ref("target"), {"type": "null"}]},
             ),
             "if": _described(
                 "Guard expression; the first transition whose guard holds wins.", _ref("expression")
@@ -159,9 +170,14 @@ def _defs() -> dict[str, Any]:
             {"required": ["assign"]},
         ],
     }
-    single = {"anyOf": [_ref("stateName"), _ref("transition")]}
+    single = {"anyOf": [_ref("target"), _ref("transition")]}
     return {
         "stateName": {"type": "string", "pattern": STATE_RE.pattern},
+        "target": {
+            "description": "A state's name, or its full dotted name (`shipping.packing`).",
+            "type": "string",
+            "pattern": PATH_RE.pattern,
+        },
         "taskName": {"type": "string", "pattern": TASK_RE.pattern},
         "expression": {
             "description": "An expression with Python syntax over context, event, result, now "
@@ -244,7 +260,11 @@ def _defs() -> dict[str, Any]:
             "type": ["object", "null"],
             "properties": _STATE,
             "additionalProperties": False,
-            "dependentRequired": {key: ["task"] for key in TASK_KEYS},
+            "dependentRequired": {
+                **{key: ["task"] for key in TASK_KEYS},
+                "initial": ["states"],
+                "states": ["initial"],
+            },
             "allOf": [
                 _one_kind_only(),
                 {
@@ -261,7 +281,24 @@ def _defs() -> dict[str, Any]:
             "type": "object",
             "minProperties": 1,
             "propertyNames": {"pattern": STATE_RE.pattern},
-            "additionalProperties": _ref("state"),
+            "additionalProperties": {"oneOf": [_ref("state"), _ref("history")]},
+        },
+        "history": {
+            "description": "A history pseudo-state of a compound state (or region): a "
+            "transition to it re-enters the child that was active when the parent was last "
+            "left (shallow), or every state below it that was (deep); else 'default', else "
+            "the parent's initial child.",
+            "type": "object",
+            "required": ["history"],
+            "properties": {
+                "history": _described("shallow or deep.", {"enum": ["shallow", "deep"]}),
+                "default": _described(
+                    "Where to go the first time: a state inside the same parent.",
+                    _ref("target"),
+                ),
+                "description": _STATE["description"],
+            },
+            "additionalProperties": False,
         },
         "region": {
             "description": "A region of its own: its final states finish it.",
@@ -271,6 +308,9 @@ def _defs() -> dict[str, Any]:
                 "initial": _TOP["initial"],
                 "states": _TOP["states"],
                 "description": _STATE["description"],
+                "on": _STATE["on"],
+                "after": _STATE["after"],
+                "always": _STATE["always"],
             },
             "additionalProperties": False,
         },

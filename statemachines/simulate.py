@@ -15,7 +15,7 @@ from typing import Any
 from .compile import compile_definition
 from .errors import EventRejected, ValueNotStorable
 from .model import Definition
-from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
+from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder, atomic
 from .values import storable
 
 MAX_TASKS = 100_000
@@ -168,7 +168,7 @@ def simulate(
         state=final.state,
         status=final.status,
         context=final.context,
-        active=list(final.machine.get("active", {})),
+        active=atomic(final.machine.get("active", {})),
         path=path,
         history=sim.history,
         rejected=sim.rejected,

@@ -5,6 +5,7 @@ drop). Plain values: the engine persists them, `simulate` keeps them in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -108,3 +109,16 @@ class Step:
     def active(self) -> list[str]:
         """Every active state path, outermost first."""
         return list(self.machine.get("active", {}))
+
+    @property
+    def atomic(self) -> list[str]:
+        """The full name of every active atomic state (one with no active state inside)."""
+        return atomic(self.machine.get("active", {}))
+
+
+def atomic(active: Iterable[str]) -> list[str]:
+    """The paths among `active` with no other path of `active` inside them."""
+    paths = list(active)
+    if len(paths) < 2:
+        return paths
+    return [path for path in paths if not any(other.startswith(path + ".") for other in paths)]

@@ -1,0 +1,204 @@
+"""How the values of a definition are read from YAML: names, expressions, durations and
+transitions, each checked where it is written, each problem noted with its line and column
+instead of stopping. `build.py` reads the definition's structure with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import timedelta
+from typing import Any
+
+from .durations import parse_duration
+from .errors import Problem
+from .expressions import NAMES, Expression, ExpressionSyntaxError
+from .loader import Document, PathKey
+from .model import MAX_PATH_LENGTH, MAX_TIMER_KEY_LENGTH, Position, Timer, Transition
+
+TRANSITION_KEYS = ("to", "if", "assign")
+EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# `item` and `index` exist only for the input of a foreach task.
+SCOPE_NAMES = tuple(name for name in NAMES if name not in ("item", "index"))
+
+
+def suggest(word: str, choices: Any) -> str:
+    """` — did you mean 'x'?` when a close match exists, else ''."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean {match[0]!r}?" if match else ""
+
+
+class Reader:
+    """Reads the values of a definition (names, expressions, durations, transitions) from a
+    Document, noting each problem at its line instead of stopping."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.lines: list[str] = []
+
+    # -- reporting -------------------------------------------------------------------------
+    def fail(self, path: PathKey, message: str, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, key))
+
+    def too_long(self, text: str, most: int, what: str, path: PathKey, key: bool = False) -> None:
+        """Note `what` when `text` is longer than `most` characters, the column it is kept in."""
+        if len(text) > most:
+            self.fail(path, f"{what} is {len(text)} characters, over the limit of {most}", key)
+
+    def pos(self, path: PathKey, key: bool = False) -> Position:
+        line, column = self.doc.where(path, key)
+        return Position(line, column, self.doc.file)
+
+    def keys(
+        self, data: dict[str, Any], path: PathKey, allowed: tuple[str, ...], what: str
+    ) -> None:
+        for key in data:
+            if key not in allowed:
+                self.fail(
+                    (*path, key), f"unknown key {key!r} in {what}{suggest(key, allowed)}", key=True
+                )
+
+    def mapping(self, value: Any, path: PathKey, what: str) -> dict[str, Any] | None:
+        if isinstance(value, dict):
+            return value
+        self.fail(path, f"{what} must be a mapping, not {kind_of(value)}")
+        return None
+
+    # -- scalars ---------------------------------------------------------------------------
+    def expression(
+        self, value: Any, path: PathKey, names: tuple[str, ...] = SCOPE_NAMES
+    ) -> Expression | None:
+        if isinstance(value, bool) or value is None:
+            text = {True: "True", False: "False", None: "None"}[value]
+        elif isinstance(value, int | float | str):
+            text = value if isinstance(value, str) else repr(value)
+        else:
+            self.fail(path, f"an expression must be text, not {kind_of(value)}")
+            return None
+        try:
+            return Expression(text, names)
+        except ExpressionSyntaxError as exc:
+            line, column = self.doc.where(path)
+            column = self.column_within(line, column, text, exc.offset)
+            self.problems.append(
+                Problem(f"expression {text!r}: {exc}", line, column, self.doc.file)
+            )
+            return None
+
+    def column_within(self, line: int, column: int, text: str, offset: int) -> int:
+        """The column of `offset` inside `text` when the text stands verbatim on its line
+        (plain or quoted), else the column where the value starts."""
+        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        stripped = text.strip()
+        lead = len(text) - len(text.lstrip())
+        for start in (column - 1, column):  # plain, then after an opening quote
+            if stripped and source.startswith(stripped, start + lead):
+                return start + lead + offset + 1
+        return column
+
+    def duration(self, value: Any, path: PathKey, key: bool = False) -> Any:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(path, str(exc), key)
+            return None
+
+    def optional_duration(self, data: dict[str, Any], key: str, where: PathKey) -> Any:
+        """The duration under `key` in `data` (at `where`), None when the key is absent."""
+        return self.duration(data[key], (*where, key)) if key in data else None
+
+    def reactions(self, data: dict[str, Any], where: PathKey) -> dict[str, Any]:
+        """The `on`, `after` and `always` of a state or a region, as the model keeps them."""
+        return {
+            "on": self.on(data.get("on"), (*where, "on")) if "on" in data else (),
+            "after": self.after(data.get("after"), (*where, "after")) if "after" in data else (),
+            "always": self.transitions(data["always"], (*where, "always"))
+            if "always" in data
+            else (),
+        }
+
+    # -- transitions -----------------------------------------------------------------------
+    def on(self, raw: Any, where: PathKey) -> tuple[tuple[str, tuple[Transition, ...]], ...]:
+        data = self.mapping(raw, where, "on")
+        if data is None:
+            return ()
+        result = []
+        for event, body in data.items():
+            if not EVENT_RE.match(event):
+                self.fail(
+                    (*where, event),
+                    f"event name {event!r} must be letters, digits, '_', '-' or '.'",
+                    key=True,
+                )
+            self.too_long(event, MAX_PATH_LENGTH, "event name", (*where, event), key=True)
+            result.append((event, self.transitions(body, (*where, event))))
+        return tuple(result)
+
+    def after(self, raw: Any, where: PathKey) -> tuple[Timer, ...]:
+        data = self.mapping(raw, where, "after")
+        if data is None:
+            return ()
+        timers = []
+        for key, body in data.items():
+            delay = self.duration(key, (*where, key), key=True)
+            self.too_long(str(key), MAX_TIMER_KEY_LENGTH, "duration", (*where, key), key=True)
+            transitions = self.transitions(body, (*where, key))
+            # An unreadable duration is reported; its transitions still count for the graph.
+            timers.append(Timer(str(key), delay or timedelta(seconds=1), transitions))
+        return tuple(timers)
+
+    def transitions(self, raw: Any, where: PathKey) -> tuple[Transition, ...]:
+        if isinstance(raw, list):
+            if not raw:
+                self.fail(where, "an empty list of transitions")
+            read = (self.transition(item, (*where, index)) for index, item in enumerate(raw))
+            return tuple(transition for transition in read if transition is not None)
+        single = self.transition(raw, where)
+        return (single,) if single is not None else ()
+
+    def transition(self, raw: Any, where: PathKey) -> Transition | None:
+        if isinstance(raw, str):
+            return Transition(raw, position=self.pos(where))
+        if not isinstance(raw, dict):
+            expected = "a transition is a state name or a mapping with 'to', 'if', 'assign'"
+            self.fail(where, f"{expected}, not {kind_of(raw)}")
+            return None
+        self.keys(raw, where, TRANSITION_KEYS, "a transition")
+        target = raw.get("to")
+        if target is not None and not isinstance(target, str):
+            self.fail((*where, "to"), f"'to' must be a state name, not {kind_of(target)}")
+            return Transition(None, position=self.pos((*where, "to")))
+        guard = self.expression(raw["if"], (*where, "if")) if "if" in raw else None
+        assign: list[tuple[str, Expression]] = []
+        if "assign" in raw:
+            data = self.mapping(raw["assign"], (*where, "assign"), "assign")
+            for key, value in (data or {}).items():
+                if not KEY_RE.match(str(key)):
+                    self.fail(
+                        (*where, "assign", key),
+                        f"assign key {key!r} must be a plain identifier",
+                        key=True,
+                    )
+                expression = self.expression(value, (*where, "assign", key))
+                if expression is not None:
+                    assign.append((str(key), expression))
+        if target is None and not assign:
+            self.fail(where, "a transition needs 'to' (or, for an internal one, 'assign')")
+        position = self.pos((*where, "to")) if "to" in raw else self.pos(where)
+        return Transition(target, guard, tuple(assign), position)
+
+
+def kind_of(value: Any) -> str:
+    """How a value is named in a problem: 'a mapping', 'text', 'nothing'."""
+    if value is None:
+        return "nothing"
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "text",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,585 @@
+"""One operation on an instance: its working copy, and the statechart semantics of what
+the operation causes, with SCXML's rules wherever the two languages overlap.
+
+An event is offered innermost first (every region of a parallel state, in document order);
+a transition exits the active nodes inside its domain (innermost first), runs its `assign`,
+then enters its target and the nodes between (outermost first, each starting its timers and
+scheduling its task); then come fan-out and fan-in, `done` of compound and parallel states,
+history, `always` chains, foreach bookkeeping, failures and compensation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from .chart import TOP, Chart
+from .errors import ExpressionError, ValueNotStorable
+from .model import (
+    DEFAULT_FOREACH_CONCURRENCY,
+    DEFAULT_RESULT,
+    MAX_FOREACH_ITEMS,
+    SEPARATOR,
+    RetryPolicy,
+    State,
+    TaskSpec,
+)
+from .regions import ChartMachine
+from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
+from .values import storable
+
+MAX_ALWAYS_STEPS = 100
+_CHAIN_CUT = f"more than {MAX_ALWAYS_STEPS} eventless steps in a row; the chain was cut"
+RUNNING, SUCCEEDED, FAILED = Status.RUNNING, Status.SUCCEEDED, Status.FAILED
+CANCELLED, COMPENSATING = Status.CANCELLED, Status.COMPENSATING
+TaskRef = tuple[str, int, int | None]  # state path, activation, foreach item
+
+
+class Run:
+    """One operation's working copy of an instance, and the queue of what it causes."""
+
+    def __init__(
+        self, chart: Chart, machine: ChartMachine, snapshot: Snapshot, now: datetime
+    ) -> None:
+        self.definition = chart.definition
+        self.chart = chart
+        self.picker = machine
+        self.machine = copy_json(snapshot.machine)
+        self.active: dict[str, int] = self.machine.setdefault("active", {})
+        self.context = copy_json(snapshot.context)
+        self.status = snapshot.status
+        self.now = now
+        self.history: list[Entry] = []
+        self.tasks: list[TaskOrder] = []
+        self.timers: list[TimerOrder] = []
+        self.cancelled: list[tuple[str, int]] = []
+        self.queue: deque[tuple[str, str, int, Any]] = deque()
+        self.always_steps = 0
+        self.changed = True
+        self.guard_errors: list[ExpressionError] = []
+        # While an event is offered to the regions of parallel states: the domains of the
+        # transitions taken so far, which a later one may not exit again (SCXML's conflict).
+        self.taken: list[str] | None = None
+
+    def finish(self) -> Step:
+        self.drain()
+        if len(self.active) > 1:  # kept in document order: outermost first, regions in turn
+            order = self.chart.order
+            self.machine["active"] = dict(
+                sorted(self.active.items(), key=lambda item: order.get(item[0], 0))
+            )
+        current = next((path for path in self.active if SEPARATOR not in path), None)
+        self.machine["state"] = current or self.machine.get("state", "")
+        return Step(
+            self.machine,
+            self.context,
+            self.status,
+            history=self.history,
+            tasks=self.tasks,
+            timers=self.timers,
+            cancelled=self.cancelled,
+            changed=self.changed,
+        )
+
+    def reject_reason(self) -> str:
+        return "; ".join(str(error) for error in self.guard_errors)
+
+    def names(self, event: Any = None, trigger: str = "") -> dict[str, Any]:
+        result = event if trigger == "done" else None
+        return {"context": self.context, "event": event, "result": result, "now": self.now}
+
+    def evaluate(
+        self, expression: Any, names: dict[str, Any], what: str, path: str = "value"
+    ) -> tuple[bool, Any]:
+        """(True, the value as it will be stored) or (False, None), the failure recorded; a
+        value `storable` refuses (named as `path`) is a failure of its expression."""
+        try:
+            return True, storable(expression.evaluate(names), path)
+        except ExpressionError as exc:
+            self.error(what, exc)
+        except ValueNotStorable as exc:
+            self.error(what, ExpressionError(expression.text, str(exc)))
+        return False, None
+
+    def error(self, what: str, exc: ExpressionError) -> None:
+        details = {"where": what, "expression": exc.expression, "message": str(exc)}
+        self.history.append(Entry("error", data=details))
+
+    def fail_later(self, path: str, activation: int, error_type: str, message: str) -> None:
+        """Queue `failed` for the node at `path`, as if its task had failed with no attempt."""
+        error = {"type": error_type, "message": message}
+        self.queue.append(("failed", path, activation, {"error": error, "attempts": 0}))
+
+    # -- the configuration -----------------------------------------------------------------
+    def activation(self, path: str) -> int | None:
+        """The entry of the active node at `path` (a region's is its parallel state's)."""
+        if path in self.chart.branches:
+            return self.active.get(Chart.parent(path))
+        return self.active.get(path)
+
+    def active_child(self, container: str) -> str | None:
+        """The active child of a compound node (the top level, a compound state, a region)."""
+        return next((path for path in self.active if Chart.parent(path) == container), None)
+
+    def domain(self, source: str, target: str) -> str:
+        """The innermost compound node that holds both `source` (strictly) and `target`:
+        what a transition between them exits inside and enters below."""
+        container = Chart.parent(source)
+        while container and not (
+            self.chart.is_compound(container) and Chart.inside(target, container)
+        ):
+            container = Chart.parent(container)
+        return container
+
+    # -- entering --------------------------------------------------------------------------
+    def enter_targets(self, domain: str, targets: list[str]) -> None:
+        """Enter `targets` and every node between `domain` and them, outermost first and in
+        document order; a compound node with no target below enters its initial child."""
+        wanted: dict[str, str] = {}  # a compound container -> the child to enter
+        top = ""
+        for target in targets:
+            node = target
+            while node != domain:
+                top, node = node, Chart.parent(node)
+                wanted.setdefault(node, top)
+        if top:
+            self.enter(top, wanted)
+
+    def enter(self, path: str, wanted: dict[str, str]) -> None:
+        chart = self.chart
+        branch = chart.branches.get(path)
+        if branch is not None:  # a parallel state's region: entered with its state
+            activation = self.active[Chart.parent(path)]
+            self.start_timers(path, branch.after, activation)
+            self.enter(wanted.get(path) or chart.initial[path], wanted)
+            if branch.always:
+                self.queue.append(("always", path, activation, None))
+            return
+        state = chart.states[path]
+        self.machine["counter"] = activation = int(self.machine.get("counter", 0)) + 1
+        self.active[path] = activation
+        self.start_timers(path, state.after, activation)
+        if state.task is not None:
+            self.schedule(state, state.task, activation, None, None)
+        elif state.parallel:
+            for region in state.parallel:
+                self.enter(region.path, wanted)
+        elif state.region is not None:
+            self.enter(wanted.get(path) or chart.initial[path], wanted)
+        elif state.foreach is not None:
+            self.fan_out(state, activation)
+        elif state.final is not None:
+            self.reached_final(state)
+            return
+        if state.always:
+            self.queue.append(("always", path, activation, None))
+
+    def start_timers(self, path: str, timers: Any, activation: int) -> None:
+        for timer in timers:
+            self.timers.append(TimerOrder(path, activation, timer.key, self.now + timer.delay))
+
+    def restored(self, target: str) -> list[str]:
+        """What entering `target` enters: itself, or for a history pseudo-state what it
+        remembers (its parent's last active child, or every active atomic state below
+        it, for deep history), else its default, else its parent's initial child."""
+        state = self.chart.states.get(target)
+        if state is None or state.history is None:
+            return [target]
+        remembered = self.machine.get("history", {}).get(target)
+        if remembered:
+            return list(remembered)
+        if state.default is not None:
+            default = self.chart.target(target, state.default)
+            if default is not None:
+                return [default]
+        return [self.chart.initial[Chart.parent(target)]]
+
+    def schedule(
+        self, state: State, spec: TaskSpec, activation: int, item: int | None, item_value: Any
+    ) -> None:
+        names = {**self.names(), "item": item_value, "index": item}
+        if spec.input is not None:
+            valid, value = self.evaluate(spec.input, names, f"input of {state.path}", "input")
+            if not valid:
+                message = "the task's input expression failed"
+                self.fail_later(state.path, activation, "InputError", message)
+                return
+        else:
+            value = item_value if item is not None else self.context
+        order = TaskOrder(
+            state_path=state.path,
+            activation=activation,
+            item=item,
+            name=spec.name,
+            input=copy.deepcopy(value),
+            retry=spec.retry,
+            timeout=spec.timeout,
+        )
+        self.tasks.append(order)
+
+    def fan_out(self, state: State, activation: int) -> None:
+        assert state.foreach is not None
+        what = f"items of {state.path}"
+        valid, items = self.evaluate(state.foreach.items, self.names(), what, "items")
+        message = None
+        if not valid or not isinstance(items, list):
+            message = "foreach items is not a list"
+        elif len(items) > MAX_FOREACH_ITEMS:
+            message = f"foreach items has {len(items)} items, more than {MAX_FOREACH_ITEMS}"
+        if message is not None:
+            self.fail_later(state.path, activation, "ItemsError", message)
+            return
+        limit = state.foreach.concurrency or DEFAULT_FOREACH_CONCURRENCY
+        book: dict[str, Any] = {
+            "items": items,
+            "results": [None] * len(items),
+            "finished": [False] * len(items),
+            "left": len(items),
+            "next": min(limit, len(items)),
+        }
+        self.machine.setdefault("foreach", {})[state.path] = book
+        for index in range(book["next"]):
+            self.schedule(state, state.foreach.task, activation, index, items[index])
+        if not items:
+            self.store_result(state.foreach.task.result, state.name, {"results": []}, "results")
+            self.queue.append(("done", state.path, activation, {"results": []}))
+
+    # -- exiting ---------------------------------------------------------------------------
+    def exit_inside(self, domain: str, remember: bool = True) -> None:
+        """Leave every active node inside `domain`, innermost first (reverse document
+        order), once what their history pseudo-states remember is kept."""
+        order = self.chart.order
+        leaving = [path for path in self.active if Chart.inside(path, domain)]
+        leaving.sort(key=lambda path: order.get(path, 0), reverse=True)
+        if remember and self.chart.histories:
+            self.remember(leaving)
+        for path in leaving:
+            self.leave(path)
+
+    def leave(self, path: str) -> None:
+        activation = self.active.pop(path)
+        self.cancelled.append((path, activation))
+        state = self.chart.states.get(path)
+        for region in state.parallel if state is not None else ():
+            if region.after:  # a region's timers live with its state's entry
+                self.cancelled.append((region.path, activation))
+        self.machine.get("foreach", {}).pop(path, None)
+        results = self.machine.get("results", {})
+        for key in [key for key in results if key == path or Chart.inside(key, path)]:
+            del results[key]
+
+    def remember(self, leaving: list[str]) -> None:
+        """Keep, for each history pseudo-state of a node being left, what it restores."""
+        chart = self.chart
+        containers = [*leaving]
+        for path in leaving:
+            state = chart.states.get(path)
+            if state is not None:
+                containers.extend(region.path for region in state.parallel)
+        book = self.machine.setdefault("history", {})
+        for container in containers:
+            for history in chart.histories.get(container, ()):
+                inside = [path for path in self.active if Chart.inside(path, container)]
+                if chart.states[history].history == "deep":
+                    book[history] = [
+                        path for path in inside if not any(Chart.inside(o, path) for o in inside)
+                    ]
+                else:
+                    book[history] = [p for p in inside if Chart.parent(p) == container][:1]
+
+    def reached_final(self, state: State) -> None:
+        container = Chart.parent(state.path)
+        if container == TOP:
+            self.status = SUCCEEDED if state.final == "succeeded" else FAILED
+            return
+        chart = self.chart
+        if container not in chart.branches:  # a compound state's child
+            activation = self.active[container]
+            if state.final == "failed":
+                message = f"{container!r} ended in {state.name!r}"
+                self.fail_later(container, activation, "StateFailed", message)
+            else:
+                payload = {"final": state.name, "context": copy_json(self.context)}
+                self.queue.append(("done", container, activation, payload))
+            return
+        region = chart.branches[container]
+        parallel = chart.states[Chart.parent(container)]
+        activation = self.active[parallel.path]
+        if state.final == "failed":
+            message = f"branch {region.name!r} ended in {state.name!r}"
+            self.fail_later(parallel.path, activation, "BranchFailed", message)
+            return
+        if all(self.finished(child.path) for child in parallel.parallel):
+            results = self.machine.get("results", {})
+            payload = {child.name: results.get(child.path) for child in parallel.parallel}
+            self.remember_result(parallel.path, payload)
+            self.queue.append(("done", parallel.path, activation, payload))
+
+    def finished(self, region: str) -> bool:
+        """Whether a final state of the region at `region` is active."""
+        return any(
+            Chart.parent(path) == region and self.chart.states[path].is_final
+            for path in self.active
+        )
+
+    # -- firing ----------------------------------------------------------------------------
+    def fire(self, path: str, trigger: str, payload: Any, kind: str) -> bool:
+        names = self.names(payload, trigger)
+        spec, target, errors = self.picker.choose(path, trigger, names)
+        for exc in errors:
+            self.error(f"guard of {trigger!r} in {path}", exc)
+        self.guard_errors.extend(errors)
+        if spec is None:
+            return False
+        domain = ""
+        if target is not None:
+            domain = self.domain(path, target)
+            if self.taken is not None:
+                if any(_nested(domain, earlier) for earlier in self.taken):
+                    return False  # it would exit what an earlier region's transition entered
+                self.taken.append(domain)
+            self.exit_inside(domain)
+        updates = {}
+        for key, expression in spec.assign:
+            what = f"assign {key} in {path}"
+            valid, value = self.evaluate(expression, names, what, f"context.{key}")
+            if valid:
+                updates[key] = value
+        self.context.update(updates)
+        event = None if trigger == "always" else trigger
+        label = f"after {trigger[6:]}" if trigger.startswith("after:") else event
+        self.history.append(Entry(kind, label, path, target or path, payload))
+        if target is None:
+            self.requeue_always(path)
+            return True
+        self.enter_targets(domain, self.restored(target))
+        return True
+
+    def requeue_always(self, path: str) -> None:
+        """After an internal transition: evaluate again the `always` of the node and of
+        the nodes around it, innermost first."""
+        for node in (path, *self.chart.ancestors(path)):
+            if self.chart.node(node).always:
+                activation = self.activation(node)
+                if activation is not None:
+                    self.queue.append(("always", node, activation, None))
+
+    def broadcast(self, event: str, payload: Any, kind: str) -> bool:
+        """Offer an external event to the active configuration, innermost first."""
+        top = self.active_child(TOP)
+        return top is not None and self.offer(top, event, payload, kind)
+
+    def offer(self, path: str, event: str, payload: Any, kind: str) -> bool:
+        """Offer an event to the active node at `path`: to what is active inside it first
+        (every region of a parallel state, in document order), then to itself."""
+        accepted = False
+        state = self.chart.states.get(path)
+        if state is not None and state.parallel:
+            activation = self.active[path]
+            outer, self.taken = self.taken, [] if self.taken is None else self.taken
+            for region in state.parallel:
+                if self.active.get(path) != activation:
+                    break  # an earlier region left the parallel state
+                accepted = self.offer(region.path, event, payload, kind) or accepted
+            self.taken = outer
+        elif self.chart.is_compound(path):
+            child = self.active_child(path)
+            accepted = child is not None and self.offer(child, event, payload, kind)
+        if accepted or self.activation(path) is None:
+            return accepted
+        return self.fire(path, event, payload, kind)
+
+    def targeted(self, path: str, trigger: str, payload: Any, kind: str) -> bool:
+        """Offer an event to one node, then to each node around it."""
+        for node in (path, *self.chart.ancestors(path)):
+            if self.activation(node) is not None and self.fire(node, trigger, payload, kind):
+                return True
+        return False
+
+    def drain(self) -> None:
+        while self.queue and self.status == RUNNING:
+            what, path, activation, payload = self.queue.popleft()
+            if self.activation(path) != activation:
+                continue
+            if what == "always":
+                self.always_steps += 1
+                if self.always_steps > MAX_ALWAYS_STEPS:
+                    self.history.append(
+                        Entry("error", from_state=path, data={"message": _CHAIN_CUT})
+                    )
+                    self.stop(FAILED)
+                    return
+                self.fire(path, "always", None, "always")
+            elif what == "done":
+                self.deliver_done(path, payload, "task")
+            else:
+                self.deliver_failed(path, payload, "task")
+
+    # -- tasks -----------------------------------------------------------------------------
+    def task_done(self, ref: TaskRef, result: Any) -> None:
+        path, activation, item = ref
+        if self.compensating(path, activation):
+            self.history.append(Entry("compensate", "done", path, None, result))
+            self.next_compensation()
+            return
+        book = self.machine.get("foreach", {}).get(path)
+        live = self.status == RUNNING and self.active.get(path) == activation
+        if not live or (item is not None and not _item_pending(book, item)):
+            self.history.append(Entry("stale", "done", path, None, {"result": result}))
+            self.changed = True
+            return
+        state = self.definition.state(path)
+        if item is not None and state.foreach is not None:
+            self.item_done(state, book, activation, item, result)
+            return
+        assert state.task is not None
+        if state.task.compensate:
+            compensation = {"state": path, "task": state.task.compensate}
+            self.machine.setdefault("compensations", []).append(compensation)
+        self.store_result(state.task.result, state.name, result)
+        self.remember_result(path, result)
+        self.deliver_done(path, result, "task")
+
+    def item_done(
+        self, state: State, book: dict[str, Any], activation: int, item: int, result: Any
+    ) -> None:
+        assert state.foreach is not None
+        book["results"][item] = result
+        book["finished"][item] = True
+        book["left"] -= 1
+        details = {"index": item, "result": result}
+        self.history.append(Entry("task", "done", state.path, None, details))
+        if book["next"] < len(book["items"]):
+            index = book["next"]
+            book["next"] += 1
+            self.schedule(state, state.foreach.task, activation, index, book["items"][index])
+        if book["left"] == 0:
+            results = book["results"]
+            self.store_result(
+                state.foreach.task.result, state.name, {"results": results}, "results"
+            )
+            self.remember_result(state.path, {"results": results})
+            self.deliver_done(state.path, {"results": results}, "task")
+
+    def remember_result(self, path: str, result: Any) -> None:
+        """Keep `result` as the last task result of the parallel state's region around the
+        node at `path`, for the `done` of that parallel state."""
+        for node in self.chart.ancestors(path):
+            if node in self.chart.branches:
+                self.machine.setdefault("results", {})[node] = result
+                return
+
+    def store_result(
+        self, how: str | bool, state_name: str, result: Any, unwrap: str | None = None
+    ) -> None:
+        if how is False:
+            return
+        if how == DEFAULT_RESULT:
+            if isinstance(result, dict):
+                self.context.update(result)
+            else:
+                self.context[state_name] = result
+        else:
+            self.context[str(how)] = result[unwrap] if unwrap else result
+
+    def deliver_done(self, path: str, payload: Any, kind: str) -> None:
+        # `done` belongs to the node that finished: it never bubbles to a state around it,
+        # whose own `done` means that it has finished.
+        if self.fire(path, "done", payload, kind):
+            return
+        message = f"no 'done' transition of {path!r} accepted the result"
+        self.history.append(Entry("error", "done", path, None, {"message": message}))
+        owner = Chart.parent(path)
+        if owner == TOP:
+            self.stop(FAILED)
+            return
+        if owner in self.chart.branches:  # a region fails its parallel state
+            owner = Chart.parent(owner)
+        self.fail_later(owner, self.active[owner], "DoneNotAccepted", message)
+
+    def task_failed(self, ref: TaskRef, error: dict[str, Any], attempts: int) -> None:
+        path, activation, item = ref
+        if self.compensating(path, activation):
+            task = self.machine["compensating"].get("task")
+            details = {"message": f"compensation {task!r} failed", "error": error}
+            self.history.append(Entry("error", "failed", path, None, details))
+            self.next_compensation()
+            return
+        if self.status != RUNNING or self.active.get(path) != activation:
+            self.history.append(Entry("stale", "failed", path, None, {"error": error}))
+            return
+        payload: dict[str, Any] = {"error": error, "attempts": attempts}
+        if item is not None:
+            payload["index"] = item
+        self.deliver_failed(path, payload, "task")
+
+    def deliver_failed(self, path: str, payload: Any, kind: str) -> None:
+        if not self.targeted(path, "failed", payload, kind):
+            self.history.append(Entry(kind, "failed", path, None, payload))
+            self.stop(FAILED)
+
+    # -- the end ---------------------------------------------------------------------------
+    def stop(self, outcome: str) -> None:
+        """End the instance with `outcome`, compensating completed steps first."""
+        self.exit_inside(TOP, remember=False)
+        self.queue.clear()
+        if self.machine.get("compensations"):
+            self.status = COMPENSATING
+            self.machine["outcome"] = outcome
+            self.next_compensation()
+        else:
+            self.status = outcome
+
+    def compensating(self, path: str, activation: int) -> bool:
+        """Whether the task of `path` and `activation` is the compensation under way."""
+        current = self.machine.get("compensating") or {}
+        return (current.get("state"), current.get("activation")) == (path, activation)
+
+    def next_compensation(self) -> None:
+        pending = self.machine.get("compensations", [])
+        if not pending:
+            self.machine.pop("compensating", None)
+            self.status = self.machine.pop("outcome", FAILED)
+            self.history.append(Entry("compensate", None, None, None, {"finished": self.status}))
+            return
+        step = pending.pop()
+        self.machine["counter"] = activation = int(self.machine.get("counter", 0)) + 1
+        path, task = step["state"], step["task"]
+        self.machine["compensating"] = {"state": path, "task": task, "activation": activation}
+        self.history.append(Entry("compensate", None, path, None, {"task": task}))
+        order = TaskOrder(
+            state_path=path,
+            activation=activation,
+            item=None,
+            name=task,
+            input=copy.deepcopy(self.context),
+            retry=RetryPolicy(attempts=3),
+            timeout=None,
+            kind="compensate",
+        )
+        self.tasks.append(order)
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts and lists of scalars); several times faster
+    than `copy.deepcopy`, which matters because every operation copies the instance."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
+def _item_pending(book: dict[str, Any] | None, item: int) -> bool:
+    """Whether foreach `item` is one of the book's items and has no result yet."""
+    return book is not None and 0 <= item < len(book["items"]) and not book["finished"][item]
+
+
+def _nested(one: str, other: str) -> bool:
+    """Whether one of two domains holds the other (or they are the same)."""
+    return one == other or Chart.inside(one, other) or Chart.inside(other, one)
