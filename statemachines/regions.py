@@ -87,7 +87,9 @@ class ChartMachine:
         """The transition `trigger` fires from the node at `path` (None if none), the full
         name it goes to (None: internal), and guard failures."""
         event = self.machine.events.get(_trigger(trigger))
-        if event is None:
+        if event is None or path not in event.transitions:
+            # Not offered to `transitions` at all: it would log a warning for every node
+            # without the trigger, and an event is offered to many such nodes.
             return None, None, []
         cursor = _Cursor(path, names)
         event.trigger(cursor)
