@@ -66,7 +66,9 @@ def engine_and_baseline(
     driver, `count` events over `instances` each."""
     engine = Engine(engine_url)
     engine.deploy(HERE / "definitions" / "toggle.yaml")
+    engine.deploy(HERE / "definitions" / "nested_toggle.yaml")
     ids = [engine.start("bench_toggle").id for _ in range(instances)]
+    nested = [engine.start("bench_nested_toggle").id for _ in range(instances)]
     baseline = Baseline(baseline_url, instances)
     raw = RawBaseline(raw_url, instances)
 
@@ -85,6 +87,7 @@ def engine_and_baseline(
 
     try:
         engine_rate = median_rate(events(lambda index: engine.send(ids[index], "flip")))
+        nested_rate = median_rate(events(lambda index: engine.send(nested[index], "flip")))
         start_rate = median_rate(starts)
         baseline_rate = median_rate(events(baseline.send))
         raw_rate = median_rate(events(raw.send))
@@ -109,6 +112,15 @@ def engine_and_baseline(
             baseline_name="the same SQL on the bare driver (ceiling)",
             baseline=raw_rate,
             target=">= 0.25x",
+        ),
+        Figure(
+            name=f"Engine.send, a chart nested four deep ({label})",
+            unit="events/s",
+            value=nested_rate,
+            baseline_name="Engine.send on a flat definition",
+            baseline=engine_rate,
+            target="reported",
+            baseline_unit="events/s",
         ),
         Figure(
             name=f"Engine.start, one instance per call ({label})",
