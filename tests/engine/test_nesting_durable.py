@@ -93,3 +93,37 @@ def test_a_region_that_leaves_its_parallel_state_cancels_the_other_regions_tasks
     assert (lost.status, lost.active) == ("failed", ["lost"])
     engine.task("warehouse.pack")(lambda value: None)
     assert engine.run_until_idle() == 0  # the packing task went with the parallel state
+
+
+def test_deep_history_survives_a_new_engine_and_restores_every_region(
+    store_url: str, clock: Any
+) -> None:
+    first = Engine(store_url, clock=clock)
+    first.deploy(DEFINITIONS / "deep_history.yaml")
+    instance = first.start("deep_history")
+    first.send(instance.id, "step")
+    first.send(instance.id, "turn")
+    assert first.send(instance.id, "pause").active == ["paused"]
+    first.close()
+    second = Engine(store_url, clock=clock)
+    try:
+        resumed = second.send(instance.id, "resume")
+        assert resumed.active == ["work.stage.left.l2", "work.stage.right.r2"]
+        assert second.send(instance.id, "step").active == ["over"]
+    finally:
+        second.close()
+
+
+def test_a_regions_own_timer_fires_and_is_dropped_with_its_parallel_state(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    deploy("deep_history")
+    fired = engine.start("deep_history")
+    clock.advance(timedelta(minutes=61))
+    assert engine.fire_due_timers() == 1
+    assert (engine.get(fired.id).status, engine.get(fired.id).active) == ("succeeded", ["over"])
+    left = engine.start("deep_history")
+    engine.send(left.id, "pause")
+    clock.advance(timedelta(hours=2))
+    assert engine.fire_due_timers() == 0  # the region's timer went with `work.stage`
+    assert engine.get(left.id).active == ["paused"]
