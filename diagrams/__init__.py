@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from statemachines.errors import DiagramTooLarge, RenderError
 
-from .graph import Drawing, build_drawing
+from .graph import build_drawing
 from .layout import LAYOUT_MEMORY, LAYOUT_SECONDS, dot_program
 from .mermaid import to_mermaid
 from .overlay import HeatOverlay, InstanceOverlay, Overlay
 from .render import FORMATS, MAX_LAID_OUT, CacheInfo, cache_info, render, to_dot
+from .shapes import Drawing
 
 __all__ = [
     "FORMATS",

@@ -10,7 +10,7 @@ from html import escape
 
 import graphviz
 
-from .graph import FONT, INK, Cluster, Drawing, Line, Node
+from .shapes import FONT, INK, Cluster, Drawing, Line, Node
 
 
 @dataclass

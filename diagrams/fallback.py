@@ -8,8 +8,8 @@ from html import escape
 
 from statemachines.errors import DiagramTooLarge
 
-from .graph import INK, MUTED, css_name
 from .overlay import HeatOverlay, Overlay
+from .shapes import INK, MUTED, css_name
 
 LISTED = 20  # overlay states listed at most, the busiest first
 LINE_HEIGHT = 18

@@ -10,8 +10,9 @@ import re
 from statemachines import Definition
 from statemachines.model import Region, State, Transition, join
 
-from .graph import GUARD_WIDTH, cached_drawing, duration, shorten
+from .graph import cached_drawing
 from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
+from .shapes import GUARD_WIDTH, duration, shorten
 
 INDENT = "    "
 KEYWORDS = frozenset(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import graphviz
 
 from .dotsource import Styles
-from .graph import Drawing, Edge, small
+from .shapes import Drawing, Edge, small
 
 Step = tuple[str | None, str | None, str | None]
 STATUSES = ("running", "succeeded", "failed", "cancelled", "compensating")

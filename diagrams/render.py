@@ -23,10 +23,11 @@ from statemachines.errors import DiagramTooLarge, RenderError
 
 from .dotsource import Styles, label_lines, to_digraph
 from .fallback import too_large_svg
-from .graph import INK, Direction, Drawing, Line, cached_drawing
+from .graph import cached_drawing
 from .layout import INSTALL_HINT, LayoutOverrun, dot_program, run_dot, run_wasm
 from .mermaid import to_mermaid
 from .overlay import Overlay, overlay_styles
+from .shapes import INK, Direction, Drawing, Line
 
 Format = Literal["svg", "png", "pdf", "dot", "mermaid"]
 FORMATS: tuple[str, ...] = get_args(Format)
