@@ -156,7 +156,7 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
         f"state: [cyan]{instance.state}[/cyan]   status: {instance.status}   "
         f"revision: {instance.revision}"
     )
-    if len(instance.active) > 1:
+    if instance.active not in ([], [instance.state]):  # nested or parallel: name them all
         say("active: " + ", ".join(instance.active))
     if engine is not None:
         allowed = engine.allowed(instance)
