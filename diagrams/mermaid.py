@@ -1,6 +1,8 @@
 """Mermaid `stateDiagram-v2` text of a definition, which GitHub and many wikis render inline.
 
-Parallel states become composite states with one `--` separated part per region.
+Parallel states become composite states with one `--` separated part per region, compound
+states composite states holding their children, history states states named H or H*. A
+transition is written in the innermost composite state holding both its ends.
 """
 
 from __future__ import annotations
@@ -8,9 +10,11 @@ from __future__ import annotations
 import re
 
 from statemachines import Definition
+from statemachines.chart import TOP, Chart
 from statemachines.model import Region, State, Transition, join
 
 from .graph import cached_drawing
+from .nesting import Nesting
 from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
 from .shapes import GUARD_WIDTH, duration, shorten
 
@@ -31,21 +35,33 @@ CLASSES = {
 
 
 def to_mermaid(
-    definition: Definition, *, overlay: Overlay | None = None, direction: str = "LR"
+    definition: Definition,
+    *,
+    overlay: Overlay | None = None,
+    direction: str = "LR",
+    depth: int | None = None,
 ) -> str:
-    """The `stateDiagram-v2` text of `definition`, with `overlay` marked by classes and labels."""
-    return _Writer(definition, overlay, direction).text()
+    """The `stateDiagram-v2` text of `definition`, with `overlay` marked by classes and labels;
+    with `depth`, compound and parallel states nested that deep are one state each."""
+    return _Writer(definition, overlay, direction, depth).text()
 
 
 class _Writer:
-    def __init__(self, definition: Definition, overlay: Overlay | None, direction: str) -> None:
+    def __init__(
+        self, definition: Definition, overlay: Overlay | None, direction: str, depth: int | None
+    ) -> None:
         self.definition = definition
         self.overlay = overlay
+        self.chart = Chart(definition)
+        self.nesting = Nesting(self.chart, depth)
         self.ids: dict[str, str] = {}
         self.classes: dict[str, list[str]] = {}
         self.steps: dict[tuple[str, str, str], list[int]] = {}
+        self.pending: dict[str, list[str]] = {}  # transitions for an outer block, by its path
+        self.merged: set[tuple[str, str, str]] = set()  # transitions out of collapsed states
         for state in definition.walk():
-            self.ids[state.path] = self.unique_id(state.path)
+            if state.path not in self.nesting.shown:
+                self.ids[state.path] = self.unique_id(state.path)
         self.lines = [
             "stateDiagram-v2",
             f"{INDENT}direction {direction}",
@@ -64,12 +80,12 @@ class _Writer:
         return candidate
 
     def number_steps(self, overlay: InstanceOverlay) -> None:
-        drawing = cached_drawing(self.definition)
+        drawing = cached_drawing(self.definition, depth=self.nesting.depth)
         for number, (event, source, target) in enumerate(overlay.path, 1):
             index = find_edge(drawing, source, event, target)
             if index is not None and source is not None:
                 edge = drawing.edges[index]
-                key = (source, edge.trigger or "", edge.target)
+                key = (edge.source or source, edge.trigger or "", edge.target)
                 self.steps.setdefault(key, []).append(number)
 
     def text(self) -> str:
@@ -88,23 +104,37 @@ class _Writer:
             self.declare(state, depth)
         self.lines.append(f"{pad}[*] --> {self.ids[join(region.path, region.initial)]}")
         for state in region.states:
-            self.transitions(state, region, pad)
+            self.transitions(state, region.path, pad)
             if state.is_final:
                 self.lines.append(f"{pad}{self.ids[state.path]} --> [*]")
+        for line in self.pending.pop(region.path, []):
+            self.lines.append(f"{pad}{line}")
 
     def declare(self, state: State, depth: int) -> None:
         pad, sid = INDENT * depth, self.ids[state.path]
-        if sid != state.name:
+        collapsed = state.path in self.nesting.collapsed
+        if state.kind == "history":
+            self.lines.append(f'{pad}state "{"H*" if state.history == "deep" else "H"}" as {sid}')
+        elif sid != state.name:
             self.lines.append(f'{pad}state "{state.name}" as {sid}')
         if state.kind == "choice":
             self.lines.append(f"{pad}state {sid} <<choice>>")
-        elif state.parallel:
+        elif state.parallel and not collapsed:
             self.lines.append(f"{pad}state {sid} {{")
             for number, child in enumerate(state.parallel):
                 if number:
                     self.lines.append(f"{pad}{INDENT}--")
                 self.region(child, depth + 1)
+                self.transitions(child, child.path, pad + INDENT)
             self.lines.append(f"{pad}}}")
+        elif state.region is not None and not collapsed:
+            self.lines.append(f"{pad}state {sid} {{")
+            self.region(state.region, depth + 1)
+            self.lines.append(f"{pad}}}")
+        elif collapsed:
+            for path in self.chart.below(state.path):
+                owner = self.chart.states.get(path) or self.chart.branches[path]
+                self.transitions(owner, self.chart.parent(state.path), pad)
         for line in self.description(state):
             self.lines.append(f"{pad}{sid} : {line}")
         if state.final is not None:
@@ -133,32 +163,74 @@ class _Writer:
             lines.append(f"final, {state.final}")
         if state.parallel:
             lines.append("parallel, every branch")
+        if state.path in self.nesting.collapsed:
+            inside = [self.chart.states.get(path) for path in self.chart.below(state.path)]
+            count = sum(1 for inner in inside if inner is not None and inner.kind != "history")
+            lines.append(f"{count} states inside")
+        if state.kind == "history":
+            lines.append(f"{state.history} history")
         return lines
 
-    def transitions(self, state: State, region: Region, pad: str) -> None:
-        sid = self.ids[state.path]
+    def transitions(self, owner: State | Region, container: str, pad: str) -> None:
+        """Write the transitions of `owner` (a state, or a parallel state's branch): here if
+        both ends are inside `container`, else in the block of the innermost state holding
+        both. Those of the states inside a collapsed state leave that state."""
+        source = self.nesting.box_of(owner.path)
+        if source in self.chart.branches:  # a branch speaks through its parallel state
+            source = self.chart.parent(source)
         groups: list[tuple[str, str, tuple[Transition, ...]]] = [
-            (event, event, transitions) for event, transitions in state.on
+            (event, event, transitions) for event, transitions in owner.on
         ]
-        groups += [(timer.event, f"after {timer.key}", timer.transitions) for timer in state.after]
-        groups.append(("always", "", state.always))
+        groups += [(timer.event, f"after {timer.key}", timer.transitions) for timer in owner.after]
+        groups.append(("always", "", owner.always))
+        if isinstance(owner, State) and owner.default is not None:
+            groups.append(("default", "default", (owner.default,)))
         for trigger, name, transitions in groups:
             guarded = any(t.guard is not None for t in transitions)
             for transition in transitions:
-                target = (
-                    state.path
-                    if transition.target is None
-                    else join(region.path, transition.target)
-                )
+                target = self.target(owner.path, transition)
+                if source != owner.path and target == source and transition.target is not None:
+                    continue  # inside a collapsed state
+                if source != owner.path and transition.target is None:
+                    continue
                 guard = transition.guard.text if transition.guard is not None else None
                 guard = guard or ("else" if guarded else None)
                 label = f"{name} [{shorten(guard, GUARD_WIDTH)}]".strip() if guard else name
                 if transition.target is None:
                     keys = ", ".join(key for key, _ in transition.assign)
                     label = f"{label} / set {keys}".strip()
-                label = self.numbered(state.path, trigger, target, label)
+                if source != owner.path:
+                    if (source, target, label) in self.merged:
+                        continue
+                    self.merged.add((source, target, label))
+                label = self.numbered(source, trigger, target, label)
                 suffix = f" : {_clean(label)}" if label else ""
-                self.lines.append(f"{pad}{sid} --> {self.ids[target]}{suffix}")
+                line = f"{self.ids[source]} --> {self.ids[target]}{suffix}"
+                block = self.block(source, target)
+                if block == container:
+                    self.lines.append(f"{pad}{line}")
+                else:
+                    self.pending.setdefault(block, []).append(line)
+
+    def target(self, source: str, transition: Transition) -> str:
+        """The state drawn for where `transition` of node `source` goes (itself if nowhere)."""
+        if transition.target is None:
+            found: str | None = source
+        else:
+            found = self.chart.target(source, transition)
+            if found is None:  # a definition that loaded has none of these
+                found = join(self.chart.parent(source), transition.target)
+        path = self.nesting.box_of(found or source)
+        while path not in self.ids and path:
+            path = self.chart.parent(path)  # a branch: its parallel state
+        return path
+
+    def block(self, source: str, target: str) -> str:
+        """The innermost node holding both `source` and `target` (TOP: the whole chart)."""
+        for container in self.chart.ancestors(source):
+            if Chart.inside(target, container):
+                return container
+        return TOP
 
     def numbered(self, source: str, trigger: str, target: str, label: str) -> str:
         if isinstance(self.overlay, InstanceOverlay):
@@ -178,11 +250,16 @@ class _Writer:
     # -- overlay --------------------------------------------------------------------------
     def mark_overlay(self) -> None:
         overlay = self.overlay
-        composite = {state.path for state in self.definition.walk() if state.parallel}
+        composite = {
+            state.path for state in self.definition.walk() if self.nesting.is_cluster(state.path)
+        }
+        box_of = self.nesting.box_of
         if isinstance(overlay, InstanceOverlay):
-            visited = {s for step in overlay.path for s in step[1:] if s}
+            visited = {box_of(s) for step in overlay.path for s in step[1:] if s}
             last = overlay.path[-1][2] if overlay.path else None
-            active = set(overlay.active) or ({last} if last else set())
+            active = {box_of(path) for path in overlay.active} or (
+                {box_of(last)} if last else set()
+            )
             for name, members in (("visited", visited - active), ("active", active)):
                 for path in sorted(members):
                     if path in self.ids and path not in composite:
@@ -192,8 +269,11 @@ class _Writer:
                 for path in sorted(p for p in active if p in self.ids):
                     self.lines.append(f"{INDENT}{self.ids[str(path)]} : instance {overlay.status}")
         elif isinstance(overlay, HeatOverlay):
-            most = max(overlay.counts.values(), default=0)
+            counts: dict[str, int] = {}
             for path, count in overlay.counts.items():
+                counts[box_of(path)] = counts.get(box_of(path), 0) + count
+            most = max(counts.values(), default=0)
+            for path, count in counts.items():
                 if path in self.ids and count > 0:
                     level = 1 + (count * 4) // max(most, 1)
                     self.lines.append(f"{INDENT}{self.ids[path]} : {count} here")

@@ -80,6 +80,9 @@ def find_edge(
     """The index of the edge a step (event, from, to) took, or None if none matches."""
     if target is None:
         return None
+    if drawing.shown:  # collapsed boxes stand for the nodes inside them
+        source = None if source is None else drawing.drawn(source)
+        target = drawing.drawn(target)
     for number in drawing.by_ends.get((source, target), []):
         if _same_trigger(drawing.edges[number], event):
             return number
@@ -120,18 +123,18 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
     for number, (event, source, target) in enumerate(steps, 1):
         for state in (source, target):
             if state:
-                visited.update(_with_parents(state))
+                visited.update(drawing.ancestors(state))
         edge = find_edge(drawing, source, event, target)
         if edge is not None:
             taken.setdefault(edge, []).append(number)
         elif source is not None and source == target:
-            found = find_internal(drawing, source, event)
+            found = find_internal(drawing, drawing.drawn(source), event)
             if found is not None:
                 stayed.setdefault(found, []).append(number)
     active = [state for state in overlay.active if state]
     if not active and steps and steps[-1][2]:
         active = [str(steps[-1][2])]
-    current = {parent for state in active for parent in _with_parents(state)}
+    current = {parent for state in active for parent in drawing.ancestors(state)}
     # Entering a parallel state enters each branch at its initial state: draw those arrows too.
     for number, arrow in enumerate(drawing.edges):
         if arrow.kind == "initial" and arrow.source is None and arrow.target in visited | current:
@@ -162,8 +165,9 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
             styles.replace.setdefault(name, {})[inner.line] = marked
     mark = END_MARKS.get(overlay.status)
     if mark is not None and overlay.status != "succeeded":
-        # Once, on the state the instance is in (a parallel state, not each of its branches).
-        outermost = [state for state in active if "." not in state] or active
+        # Once, on the state the instance is in (a parallel or compound state, not each of the
+        # states inside it).
+        outermost = {drawing.ancestors(state)[-1]: None for state in active}
         for state in outermost:
             name = _drawn_name(drawing, state)
             if name is not None:
@@ -176,8 +180,11 @@ def _instance(drawing: Drawing, overlay: InstanceOverlay) -> Styles:
 
 def _heat(drawing: Drawing, overlay: HeatOverlay) -> Styles:
     styles = Styles()
-    most = max(overlay.counts.values(), default=0)
-    for state, count in overlay.counts.items():
+    counts: dict[str, int] = {}
+    for state, count in overlay.counts.items():  # what a collapsed box stands for, summed
+        counts[drawing.drawn(state)] = counts.get(drawing.drawn(state), 0) + count
+    most = max(counts.values(), default=0)
+    for state, count in counts.items():
         name = _drawn_name(drawing, state)
         if name is None or count <= 0:
             continue
@@ -236,12 +243,6 @@ def _drawn_name(drawing: Drawing, state: str) -> str | None:
 def _class(drawing: Drawing, state: str) -> str:
     item = drawing.nodes.get(state) or drawing.clusters.get(state)
     return item.attrs.get("class", "state") if item is not None else "state"
-
-
-def _with_parents(path: str) -> list[str]:
-    """`a.b.c` and the parallel states around it: `a` (regions are not states)."""
-    parts = path.split(".")
-    return [".".join(parts[:i]) for i in range(len(parts), 0, -2)]
 
 
 def _status_colour(status: str) -> str:

@@ -26,6 +26,7 @@ from .fallback import too_large_svg
 from .graph import cached_drawing
 from .layout import INSTALL_HINT, LayoutOverrun, dot_program, run_dot, run_wasm
 from .mermaid import to_mermaid
+from .nesting import checked_depth
 from .overlay import Overlay, overlay_styles
 from .shapes import INK, Direction, Drawing, Line
 
@@ -74,12 +75,16 @@ def render(
     overlay: Overlay | None = None,
     direction: str = "LR",
     fallback: bool = False,
+    depth: int | None = None,
 ) -> bytes:
     """Draw `definition` (a Definition, a YAML path or YAML text) as `format`.
 
     `format` is svg, png, pdf, dot (the Graphviz source) or mermaid (a `stateDiagram-v2`);
     dot and mermaid come back as UTF-8 text. `overlay` draws an instance or a heat map over the
-    definition; `direction` is LR (left to right, the default) or TB (top to bottom).
+    definition; `direction` is LR (left to right, the default) or TB (top to bottom). `depth`
+    draws that many levels of nesting: a compound or parallel state inside `depth` others is
+    one box, and transitions into and out of the states inside it go to and from the box (0:
+    only the top-level states; None, the default: every level).
 
     A drawing of more than MAX_LAID_OUT states and transitions, or one whose layout overruns
     its time or memory bound, raises DiagramTooLarge; with `fallback`, an SVG comes back
@@ -89,10 +94,11 @@ def render(
         raise RenderError(f"unknown diagram format {format!r}; choose one of {', '.join(FORMATS)}")
     if direction not in DIRECTIONS:
         raise RenderError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
+    depth = checked_depth(depth)
     definition = load(definition)
     if format == "mermaid":
-        return to_mermaid(definition, overlay=overlay, direction=direction).encode()
-    drawing = cached_drawing(definition, _direction(direction))
+        return to_mermaid(definition, overlay=overlay, direction=direction, depth=depth).encode()
+    drawing = cached_drawing(definition, _direction(direction), depth)
     styles = overlay_styles(drawing, overlay)
     if format == "dot":
         return str(to_digraph(drawing, styles).source).encode()
@@ -201,9 +207,15 @@ def _trim() -> None:
         total -= len(dropped) if isinstance(dropped, bytes) else 0
 
 
-def to_dot(definition: Definition, *, overlay: Overlay | None = None, direction: str = "LR") -> str:
+def to_dot(
+    definition: Definition,
+    *,
+    overlay: Overlay | None = None,
+    direction: str = "LR",
+    depth: int | None = None,
+) -> str:
     """The Graphviz DOT source of the diagram (reusing the cached drawing of `definition`)."""
-    drawing = cached_drawing(definition, _direction(direction))
+    drawing = cached_drawing(definition, _direction(direction), depth)
     return str(to_digraph(drawing, overlay_styles(drawing, overlay)).source)
 
 
