@@ -151,6 +151,29 @@ class Demo:
         def report(newsletter: dict[str, Any]) -> dict[str, Any]:
             return {"sent": newsletter.get("sent")}
 
+        @self._handler("credit.check")
+        def check_credit(loan: dict[str, Any]) -> dict[str, Any]:
+            return {"score": 420 if loan["amount"] > 50_000 else 710}
+
+        @self._handler("loans.send_offer")
+        def send_offer(loan: dict[str, Any]) -> dict[str, Any]:
+            return {"rate": 4.5, "amount": loan["amount"]}
+
+        @self._handler("ops.diagnose")
+        def diagnose(incident: dict[str, Any]) -> str:
+            return f"disk full on {incident['host']}"
+
+        @self._handler("ops.patch")
+        def patch(incident: dict[str, Any]) -> dict[str, Any]:
+            attempts[f"patch-{incident['host']}"] += 1
+            if incident.get("unreachable") and attempts[f"patch-{incident['host']}"] == 1:
+                raise DemoTaskError(f"{incident['host']} does not answer")
+            return {"patched": incident["host"]}
+
+        @self._handler("ops.page_on_call")
+        def page_on_call(incident: dict[str, Any]) -> dict[str, Any]:
+            return {"paged": "on-call", "host": incident["host"]}
+
     # -- the story -------------------------------------------------------------------------
     def settle(self, horizon: timedelta) -> None:
         """Run work, moving the clock to each due retry or timer up to now + `horizon`."""
@@ -229,6 +252,16 @@ class Demo:
             for n in range(1, 3)
         ]
         doors = [self.start("door_lock", {"code": "2468"}, f"door-{n}") for n in range(1, 3)]
+        loans = [
+            self.start("loan_application", {"applicant": name, "amount": amount}, f"loan-{n}")
+            for n, (name, amount) in enumerate(
+                [("ana", 9_000), ("bo", 20_000), ("chen", 80_000), ("dita", 5_000)], 1
+            )
+        ]
+        incidents = [
+            self.start("incident_response", {"host": host, "unreachable": n == 2}, f"inc-{n}")
+            for n, host in enumerate(["db-1", "web-2", "cache-3"], 1)
+        ]
         yield f"started {len(self.started)} instances"
 
         self.settle(timedelta(minutes=1))
@@ -264,9 +297,26 @@ class Demo:
         self.settle(timedelta(minutes=1))
         yield "sent reviews and door events"
 
+        # Loans: one approved after a hold (it resumes at underwriting), one withdrawn in
+        # the middle of the phase, one refused by the credit check, one left to expire.
+        for loan in loans[:3]:
+            self.send(loan, "documents_received")
+        self.settle(timedelta(minutes=1))
+        self.send(loans[0], "hold")
+        self.send(loans[0], "resume")
+        self.send(loans[0], "approve")
+        self.send(loans[1], "withdraw")
+        # Incidents: one quiet, one paged while its patch waits for a retry (the page
+        # leaves the parallel state and the patch is dropped), one left to escalate.
+        self.send(incidents[0], "all_clear")
+        self.send(incidents[1], "page")
+        self.settle(timedelta(minutes=40))
+        self.send(incidents[1], "resolve")
+        yield "moved loans through their phase, and incidents through fix and watch"
+
         self.settle(timedelta(days=3))
         yield "moved the clock three days: reminders, expiries, relocks"
-        _ = (trips, letters)
+        _ = (trips, letters, loans, incidents)
 
     # -- the summary -----------------------------------------------------------------------
     def summary(self) -> list[dict[str, Any]]:

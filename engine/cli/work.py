@@ -45,7 +45,7 @@ TasksOption = Annotated[
     typer.Option("--tasks", help="Module offering task handlers (repeatable)."),
 ]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEMO_STEPS = 6
+DEMO_STEPS = 7
 DEMO_COLUMNS = ("runs", "ok", "failed", "cancelled", "open", "retries", "undone", "timers")
 HANDLERS_FINISH_SECONDS = 120
 

@@ -6,7 +6,7 @@ import re
 
 import diagrams
 from statemachines import Definition
-from statemachines.model import join
+from statemachines.chart import Chart
 
 
 def aliases(text: str) -> dict[str, str]:
@@ -21,22 +21,22 @@ def mermaid_id(text: str, path: str) -> str:
     return flat if flat in declared or "." in path else path
 
 
-def test_every_state_and_transition_of_each_example_is_in_the_mermaid_text(
+def test_every_state_and_transition_of_each_example_is_in_the_mermaid_text_targets_by_chart(
     examples: dict[str, Definition],
 ) -> None:
     for name, definition in examples.items():
+        chart = Chart(definition)
         text = diagrams.to_mermaid(definition)
         assert text.startswith("stateDiagram-v2\n")
         lines = {line.strip() for line in text.splitlines()}
         for state in definition.walk():
             sid = mermaid_id(text, state.path)
             assert re.search(rf"\b{re.escape(sid)}\b", text), f"{name}: {state.path} missing"
-            if sid != state.name:
-                assert f'state "{state.name}" as {sid}' in lines
-            region = state.path.rpartition(".")[0]
+            label = {"shallow": "H", "deep": "H*"}.get(state.history or "", state.name)
+            if sid != label:
+                assert f'state "{label}" as {sid}' in lines
             for trigger, transition in state.all_transitions():
-                target = transition.target and join(region, transition.target)
-                target = target or state.path
+                target = chart.target(state.path, transition) or state.path
                 arrow = f"{sid} --> {mermaid_id(text, target)}"
                 matching = [line for line in lines if line.startswith(arrow)]
                 assert matching, f"{name}: no transition {arrow}"

@@ -67,6 +67,13 @@ NEWSLETTER_RESULTS: dict[str, Any] = {
 }
 DOCUMENT_RESULTS: dict[str, Any] = {"documents.publish": {"url": "https://docs.example/D-1"}}
 DOCUMENT = {"document_id": "D-1", "author": "ann", "amount": 100}
+LOAN = {"applicant": "ann", "amount": 5000}
+LOAN_RESULTS: dict[str, Any] = {"credit.check": {"score": 710}, "loans.send_offer": {"rate": 4}}
+INCIDENT_RESULTS: dict[str, Any] = {
+    "ops.diagnose": {"cause": "disk"},
+    "ops.patch": {"patched": True},
+    "ops.page_on_call": {"paged": "on-call"},
+}
 
 SCENARIOS = [
     Scenario(
@@ -205,6 +212,60 @@ SCENARIOS = [
         "publish_failed",
         "failed",
         "publish-fails",
+    ),
+    Scenario(
+        "loan_application",
+        LOAN,
+        ["documents_received", "hold", "resume", "approve"],
+        LOAN_RESULTS,
+        "signed",
+        "succeeded",
+        "hold-resumes-where-it-stopped",
+    ),
+    Scenario(
+        "loan_application",
+        LOAN,
+        ["documents_received", Wait("2d", "2d")],
+        LOAN_RESULTS,
+        "expired",
+        "failed",
+        "phase-deadline",
+    ),
+    Scenario(
+        "loan_application",
+        LOAN,
+        ["documents_received"],
+        {**LOAN_RESULTS, "credit.check": {"score": 420}},
+        "declined",
+        "failed",
+        "refused-inside-the-phase",
+    ),
+    Scenario(
+        "incident_response",
+        {},
+        ["all_clear"],
+        INCIDENT_RESULTS,
+        "resolved",
+        "succeeded",
+        "fixed-and-quiet",
+    ),
+    Scenario(
+        "incident_response",
+        {},
+        [Wait("30m", "30m")],
+        INCIDENT_RESULTS,
+        "major_incident",
+        "running",
+        "watch-escalates",
+    ),
+    Scenario(
+        "incident_response",
+        {},
+        ["page", "resolve"],
+        INCIDENT_RESULTS,
+        "resolved",
+        "succeeded",
+        "page-to-the-watch-region",
     ),
 ]
 

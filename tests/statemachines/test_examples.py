@@ -15,11 +15,13 @@ def example(name: str) -> statemachines.Definition:
     return statemachines.load(EXAMPLES / f"{name}.yaml")
 
 
-def test_the_five_examples_are_bundled() -> None:
+def test_the_seven_examples_are_bundled_two_of_them_nested() -> None:
     names = [path.stem for path in statemachines.examples()]
     assert names == [
         "document_approval",
         "door_lock",
+        "incident_response",
+        "loan_application",
         "newsletter",
         "order_fulfillment",
         "trip_booking",
