@@ -404,7 +404,7 @@ class DrawingBuilder:
         """An edge from what is drawn for `source` to what is drawn for `target`, at the edge
         of a box it leaves or enters; one edge for a transition drawn twice from a box."""
         shown, drawn = self.nesting.box_of(source), self.nesting.box_of(target)
-        if shown != source or drawn != target:
+        if self.nesting.shown:  # a collapsed drawing: one edge per box, trigger and label
             key = (shown, drawn, trigger, text)
             if key in self.merged:
                 return

@@ -199,7 +199,7 @@ class _Writer:
                 if transition.target is None:
                     keys = ", ".join(key for key, _ in transition.assign)
                     label = f"{label} / set {keys}".strip()
-                if source != owner.path:
+                if self.nesting.shown:  # collapsed: one line per state, target and label
                     if (source, target, label) in self.merged:
                         continue
                     self.merged.add((source, target, label))
