@@ -25,6 +25,16 @@ from .guards import DEFINITION_TYPES
 
 router = APIRouter()
 MAX_PAGE = 500
+MAX_DEPTH = 1_000  # diagrams.nesting.MAX_DEPTH: levels of nesting a drawing is asked for
+DepthQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_DEPTH,
+        description="Levels of nesting drawn: a compound or parallel state inside this many "
+        "others is one box (0: only the top-level states; absent: every level).",
+    ),
+]
 
 
 def engine_of(request: Request) -> Engine:
@@ -206,14 +216,47 @@ def read_definition(
 
 
 @router.get("/api/definitions/{name}/diagram.svg", tags=["definitions"], response_class=Response)
-def definition_diagram(request: Request, name: str, heat: bool = False) -> Response:
-    """The definition's diagram; `?heat=1` colours states by how many instances are there.
+def definition_diagram(
+    request: Request, name: str, heat: bool = False, depth: DepthQuery = None
+) -> Response:
+    """The definition's diagram; `?heat=1` colours states by how many instances are there,
+    `?depth=N` draws N levels of nesting.
 
     A definition too large to lay out answers a small SVG that says so and why."""
     engine = engine_of(request)
+    if depth is not None:
+        return _svg(_drawn_to_depth(engine, depth, definition=name, heat=heat))
     if heat:
         return _svg(engine.heat_diagram(name, fallback=True))
     return _svg(engine.definition_diagram(name, fallback=True))
+
+
+def _drawn_to_depth(
+    engine: Engine, depth: int, *, definition: str = "", instance: str = "", heat: bool = False
+) -> bytes:
+    """The SVG of a definition (with its heat map) or of an instance, `depth` levels deep."""
+    import diagrams
+
+    overlay: diagrams.Overlay | None = None
+    if instance:
+        found = engine.get(instance)
+        drawn = engine.definition(found.definition, found.version)
+        steps = [
+            (entry.event, entry.from_state, entry.to_state)
+            for entry in engine.history(instance)
+            if entry.kind in ("start", "event", "task", "timer", "always") and entry.to_state
+        ]
+        overlay = diagrams.InstanceOverlay.from_history(
+            active=found.active, status=found.status, path=steps
+        )
+    else:
+        drawn = engine.definition(definition)
+        if heat:
+            overlay = diagrams.HeatOverlay(
+                counts=engine.state_counts(definition),
+                edges=engine.store.transition_counts(definition),
+            )
+    return diagrams.render(drawn, overlay=overlay, fallback=True, depth=depth)
 
 
 # -- instances ---------------------------------------------------------------------------------
@@ -288,8 +331,11 @@ def read_history(request: Request, instance_id: str) -> list[HistoryOut]:
 
 
 @router.get("/api/instances/{instance_id}/diagram.svg", tags=["instances"], response_class=Response)
-def instance_diagram(request: Request, instance_id: str) -> Response:
-    """The instance's definition with its current state and path drawn."""
+def instance_diagram(request: Request, instance_id: str, depth: DepthQuery = None) -> Response:
+    """The instance's definition with its current state and path drawn; `?depth=N` draws N
+    levels of nesting."""
+    if depth is not None:
+        return _svg(_drawn_to_depth(engine_of(request), depth, instance=instance_id))
     return _svg(engine_of(request).diagram(instance_id, fallback=True))
 
 

@@ -163,6 +163,24 @@ def _run_json(run: statemachines.Run) -> dict[str, Any]:
     }
 
 
+def _instance_to_depth(engine: Any, instance_id: str, format: str, depth: int) -> bytes:
+    """An instance over its definition, as `Engine.diagram` draws it, `depth` levels deep."""
+    import diagrams
+
+    found = engine.get(instance_id)
+    steps = [
+        (entry.event, entry.from_state, entry.to_state)
+        for entry in engine.history(instance_id)
+        if entry.kind in ("start", "event", "task", "timer", "always") and entry.to_state
+    ]
+    overlay = diagrams.InstanceOverlay.from_history(
+        active=found.active, status=found.status, path=steps
+    )
+    definition = engine.definition(found.definition, found.version)
+    data: bytes = diagrams.render(definition, format, overlay=overlay, depth=depth)
+    return data
+
+
 @app.command()
 @reports_errors
 def diagram(
@@ -202,10 +220,19 @@ def diagram(
             "often each transition was taken.",
         ),
     ] = False,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            help="Levels of nesting to draw: a compound or parallel state inside N others is "
+            "one box (0: only the top-level states; default: every level).",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Draw a definition (a file or a deployed one), or an instance over its definition."""
     import diagrams
+    from diagrams.nesting import MAX_DEPTH
 
     chosen = format or _format_from_suffix(output) or "svg"
     if chosen not in diagrams.FORMATS:
@@ -214,22 +241,38 @@ def diagram(
         raise UsageError(f"--direction {direction!r}: choose LR or TB")
     if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
         raise UsageError(f"{chosen} is binary: give -o FILE or redirect stdout")
+    if depth is not None and not 0 <= depth <= MAX_DEPTH:
+        raise UsageError(f"--depth {depth}: give a number of levels from 0 to {MAX_DEPTH:,}")
     if source is None and instance is None:
         raise UsageError("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
     if instance is not None:
         with open_engine(db) as engine:
-            data = engine.diagram(instance, chosen)
+            if depth is None:
+                data = engine.diagram(instance, chosen)
+            else:
+                data = _instance_to_depth(engine, instance, chosen, depth)
     elif heat:
         if source is None or Path(source).suffix.lower() in YAML_SUFFIXES:
             raise UsageError("--heat needs the NAME of a deployed definition")
         with open_engine(db) as engine:
-            data = engine.heat_diagram(source, chosen)
+            if depth is None:
+                data = engine.heat_diagram(source, chosen)
+            else:
+                overlay = diagrams.HeatOverlay(
+                    counts=engine.state_counts(source),
+                    edges=engine.store.transition_counts(source),
+                )
+                data = diagrams.render(
+                    engine.definition(source), chosen, overlay=overlay, depth=depth
+                )
     elif Path(source or "").suffix.lower() in YAML_SUFFIXES or Path(source or "").exists():
-        data = diagrams.render(statemachines.load(Path(source or "")), chosen, direction=direction)
+        data = diagrams.render(
+            statemachines.load(Path(source or "")), chosen, direction=direction, depth=depth
+        )
     else:
         with open_engine(db) as engine:
             definition = engine.definition(source or "")
-        data = diagrams.render(definition, chosen, direction=direction)
+        data = diagrams.render(definition, chosen, direction=direction, depth=depth)
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
