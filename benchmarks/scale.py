@@ -4,6 +4,7 @@ their diagrams, and workers in separate processes."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import statistics
 import string
@@ -98,6 +99,66 @@ def render_large_definition(stages: int = 20) -> tuple[float, float]:
     path += [("done", "st1_start", "st1_check"), (None, "st1_check", "st1_slow")]
     overlay = diagrams.InstanceOverlay(active=["st1_slow"], status="running", path=path)
     return first, timed(lambda: diagrams.render(definition, "dot", overlay=overlay), 5)
+
+
+def nested_definition(phases: int = 3, sections: int = 3, groups: int = 3, steps: int = 9) -> str:
+    """A 300-state chart nested four deep: phases of sections of groups of steps, each level
+    a compound state; steps cancel to a top-level state (a bare name found looking outward)
+    and jump to the next phase by full name, a pause leaves a phase and comes back through
+    its history state."""
+    lines = ["name: bench_nested", "initial: p1", "states:"]
+    for phase in range(1, phases + 1):
+        after = f"p{phase + 1}" if phase < phases else "finished"
+        lines += [
+            f"  p{phase}:",
+            "    initial: s1",
+            f"    on: {{done: {after}, pause: paused}}",
+            "    states:",
+            "      back: {history: deep}",
+            "      ended: {final: true}",
+        ]
+        for section in range(1, sections + 1):
+            section_after = f"s{section + 1}" if section < sections else "ended"
+            lines += [
+                f"      s{section}:",
+                "        initial: g1",
+                f"        on: {{done: {section_after}}}",
+                "        states:",
+                "          closed: {final: true}",
+            ]
+            for group in range(1, groups + 1):
+                group_after = f"g{group + 1}" if group < groups else "closed"
+                lines += [
+                    f"          g{group}:",
+                    "            initial: a1",
+                    f"            on: {{done: {group_after}}}",
+                    "            states:",
+                ]
+                for step in range(1, steps):
+                    moves = [f"next: a{step + 1}", "cancel: cancelled"]
+                    if step == 1 and phase < phases:
+                        moves.append(f"jump: p{phase + 1}.s{section}.g{group}.a1")
+                    lines.append(f"              a{step}: {{on: {{{', '.join(moves)}}}}}")
+                lines.append(f"              a{steps}: {{final: true}}")
+    lines += [
+        "  paused: {on: {resume: p1.back}}",
+        "  cancelled: {final: failed}",
+        "  finished: {final: true}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_nested_definition() -> float:
+    """Seconds to draw a 300-state chart nested four deep as SVG with Graphviz compiled to
+    WebAssembly (no `dot` on PATH), once the WebAssembly module is loaded."""
+    definition = statemachines.load(nested_definition())
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(HERE / "no-such-directory")
+    try:
+        diagrams.render("name: warm\ninitial: a\nstates:\n  a: {final: true}\n")
+        return timed(lambda: diagrams.render(definition, "svg"), 1)
+    finally:
+        os.environ["PATH"] = path
 
 
 def bulk_start(workdir: Path, count: int = 100_000) -> float:
