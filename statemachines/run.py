@@ -352,16 +352,24 @@ class Run:
         label = f"after {trigger[6:]}" if trigger.startswith("after:") else event
         self.history.append(Entry(kind, label, path, target or path, payload))
         if target is None:
-            self.requeue_always(path)
+            self.requeue_always([path, *self.chart.ancestors(path)])
             return True
         self.enter_targets(domain, self.restored(target))
+        if domain:
+            self.requeue_always([domain, *self.chart.ancestors(domain)], around=True)
         return True
 
-    def requeue_always(self, path: str) -> None:
-        """After an internal transition: evaluate again the `always` of the node and of
-        the nodes around it, innermost first."""
-        for node in (path, *self.chart.ancestors(path)):
-            if self.chart.node(node).always:
+    def requeue_always(self, nodes: list[str], around: bool = False) -> None:
+        """Evaluate again the `always` of `nodes` (innermost first) that are active: after an
+        internal transition, of the node and the compound states and regions around it;
+        after any transition, of the compound states and regions around what it entered
+        (`around`), whose `always` holds while anything inside them is active. A parallel
+        state's own `always` is tried on entry only, as it always was."""
+        chart = self.chart
+        for index, node in enumerate(nodes):
+            if (around or index) and not (chart.is_compound(node) and node):
+                continue
+            if chart.node(node).always:
                 activation = self.activation(node)
                 if activation is not None:
                     self.queue.append(("always", node, activation, None))

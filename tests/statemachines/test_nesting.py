@@ -384,3 +384,23 @@ states:
     assert simulate(definition, ["stop"]).active == ["b"]  # `a`'s sibling
     assert simulate(definition, ["stop", "back"]).active == ["a.b"]
     assert simulate(definition, ["up"]).status == "succeeded"
+
+
+def test_a_compound_states_always_holds_while_anything_inside_it_is_active() -> None:
+    definition = load("""\
+name: phase_always
+initial: phase
+states:
+  phase:
+    initial: one
+    always:
+      - {to: enough, if: (context.count or 0) >= 2}
+    states:
+      one: {on: {tick: {to: two, assign: {count: "(context.count or 0) + 1"}}}}
+      two: {on: {tick: {to: one, assign: {count: "(context.count or 0) + 1"}}}}
+    on: {stop: enough}
+  enough: {final: true}
+""")
+    assert simulate(definition, ["tick"]).active == ["phase.two"]
+    # The second tick moves inside the phase; the phase's own `always` now holds.
+    assert simulate(definition, ["tick", "tick"]).active == ["enough"]
