@@ -548,11 +548,18 @@ class Engine:
         Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
 
     # -- diagrams --------------------------------------------------------------------------
-    def diagram(self, instance_id: str, format: str = "svg", *, fallback: bool = False) -> bytes:
+    def diagram(
+        self,
+        instance_id: str,
+        format: str = "svg",
+        *,
+        fallback: bool = False,
+        depth: int | None = None,
+    ) -> bytes:
         """The instance's definition drawn with its current state and the path it took.
 
         A definition too large to lay out raises DiagramTooLarge; with `fallback`, an SVG says
-        so instead (see `diagrams.render`).
+        so instead (see `diagrams.render`). `depth` draws that many levels of nesting.
         """
         import diagrams
 
@@ -566,9 +573,18 @@ class Engine:
         overlay = diagrams.InstanceOverlay(
             active=list(row.active or []), status=row.status, path=path
         )
-        return diagrams.render(definition, format=format, overlay=overlay, fallback=fallback)
+        return diagrams.render(
+            definition, format=format, overlay=overlay, fallback=fallback, depth=depth
+        )
 
-    def heat_diagram(self, name: str, format: str = "svg", *, fallback: bool = False) -> bytes:
+    def heat_diagram(
+        self,
+        name: str,
+        format: str = "svg",
+        *,
+        fallback: bool = False,
+        depth: int | None = None,
+    ) -> bytes:
         """The definition `name` coloured by where its instances are and the paths taken.
 
         The picture is reused while the definition and the counts stay the same.
@@ -579,15 +595,25 @@ class Engine:
         overlay = diagrams.HeatOverlay(
             counts=self.store.count_by_state(name), edges=self.store.transition_counts(name)
         )
-        return diagrams.render(definition, format=format, overlay=overlay, fallback=fallback)
+        return diagrams.render(
+            definition, format=format, overlay=overlay, fallback=fallback, depth=depth
+        )
 
     def definition_diagram(
-        self, name: str, format: str = "svg", version: int | None = None, *, fallback: bool = False
+        self,
+        name: str,
+        format: str = "svg",
+        version: int | None = None,
+        *,
+        fallback: bool = False,
+        depth: int | None = None,
     ) -> bytes:
-        """The deployed definition `name` drawn on its own."""
+        """The deployed definition `name` drawn on its own, `depth` levels of nesting deep
+        (None: every level)."""
         import diagrams
 
-        return diagrams.render(self.definition(name, version), format=format, fallback=fallback)
+        definition = self.definition(name, version)
+        return diagrams.render(definition, format=format, fallback=fallback, depth=depth)
 
     def close(self) -> None:
         """Release the database connections."""

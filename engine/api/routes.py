@@ -224,39 +224,9 @@ def definition_diagram(
 
     A definition too large to lay out answers a small SVG that says so and why."""
     engine = engine_of(request)
-    if depth is not None:
-        return _svg(_drawn_to_depth(engine, depth, definition=name, heat=heat))
     if heat:
-        return _svg(engine.heat_diagram(name, fallback=True))
-    return _svg(engine.definition_diagram(name, fallback=True))
-
-
-def _drawn_to_depth(
-    engine: Engine, depth: int, *, definition: str = "", instance: str = "", heat: bool = False
-) -> bytes:
-    """The SVG of a definition (with its heat map) or of an instance, `depth` levels deep."""
-    import diagrams
-
-    overlay: diagrams.Overlay | None = None
-    if instance:
-        found = engine.get(instance)
-        drawn = engine.definition(found.definition, found.version)
-        steps = [
-            (entry.event, entry.from_state, entry.to_state)
-            for entry in engine.history(instance)
-            if entry.kind in ("start", "event", "task", "timer", "always") and entry.to_state
-        ]
-        overlay = diagrams.InstanceOverlay.from_history(
-            active=found.active, status=found.status, path=steps
-        )
-    else:
-        drawn = engine.definition(definition)
-        if heat:
-            overlay = diagrams.HeatOverlay(
-                counts=engine.state_counts(definition),
-                edges=engine.store.transition_counts(definition),
-            )
-    return diagrams.render(drawn, overlay=overlay, fallback=True, depth=depth)
+        return _svg(engine.heat_diagram(name, fallback=True, depth=depth))
+    return _svg(engine.definition_diagram(name, fallback=True, depth=depth))
 
 
 # -- instances ---------------------------------------------------------------------------------
@@ -334,9 +304,7 @@ def read_history(request: Request, instance_id: str) -> list[HistoryOut]:
 def instance_diagram(request: Request, instance_id: str, depth: DepthQuery = None) -> Response:
     """The instance's definition with its current state and path drawn; `?depth=N` draws N
     levels of nesting."""
-    if depth is not None:
-        return _svg(_drawn_to_depth(engine_of(request), depth, instance=instance_id))
-    return _svg(engine_of(request).diagram(instance_id, fallback=True))
+    return _svg(engine_of(request).diagram(instance_id, fallback=True, depth=depth))
 
 
 @router.post("/api/instances/{instance_id}/events", response_model=InstanceOut, tags=["instances"])

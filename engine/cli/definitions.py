@@ -163,24 +163,6 @@ def _run_json(run: statemachines.Run) -> dict[str, Any]:
     }
 
 
-def _instance_to_depth(engine: Any, instance_id: str, format: str, depth: int) -> bytes:
-    """An instance over its definition, as `Engine.diagram` draws it, `depth` levels deep."""
-    import diagrams
-
-    found = engine.get(instance_id)
-    steps = [
-        (entry.event, entry.from_state, entry.to_state)
-        for entry in engine.history(instance_id)
-        if entry.kind in ("start", "event", "task", "timer", "always") and entry.to_state
-    ]
-    overlay = diagrams.InstanceOverlay.from_history(
-        active=found.active, status=found.status, path=steps
-    )
-    definition = engine.definition(found.definition, found.version)
-    data: bytes = diagrams.render(definition, format, overlay=overlay, depth=depth)
-    return data
-
-
 @app.command()
 @reports_errors
 def diagram(
@@ -247,24 +229,12 @@ def diagram(
         raise UsageError("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
     if instance is not None:
         with open_engine(db) as engine:
-            if depth is None:
-                data = engine.diagram(instance, chosen)
-            else:
-                data = _instance_to_depth(engine, instance, chosen, depth)
+            data = engine.diagram(instance, chosen, depth=depth)
     elif heat:
         if source is None or Path(source).suffix.lower() in YAML_SUFFIXES:
             raise UsageError("--heat needs the NAME of a deployed definition")
         with open_engine(db) as engine:
-            if depth is None:
-                data = engine.heat_diagram(source, chosen)
-            else:
-                overlay = diagrams.HeatOverlay(
-                    counts=engine.state_counts(source),
-                    edges=engine.store.transition_counts(source),
-                )
-                data = diagrams.render(
-                    engine.definition(source), chosen, overlay=overlay, depth=depth
-                )
+            data = engine.heat_diagram(source, chosen, depth=depth)
     elif Path(source or "").suffix.lower() in YAML_SUFFIXES or Path(source or "").exists():
         data = diagrams.render(
             statemachines.load(Path(source or "")), chosen, direction=direction, depth=depth
