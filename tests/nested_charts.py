@@ -148,9 +148,19 @@ class _Builder:
         return node
 
     # -- the transitions --------------------------------------------------------------------
-    def edge(self, targets: list[Node], internal: bool = True) -> Edge:
+    def edge(self, targets: list[Node], internal: bool = True, source: Node | None = None) -> Edge:
         draw = self.draw
         choices: list[Node | None] = [*targets, None] if internal else [*targets]
+        # More often than their share: a history pseudo-state, or a final state of a node
+        # around the source (which finishes it: `done`).
+        histories = [node for node in targets if node.kind == "history"]
+        around = source.ancestors() if source is not None else []
+        finals = [node for node in targets if node.kind == "final" and node.parent in around]
+        bias = draw(st.integers(0, 5))
+        if histories and bias == 0:
+            choices = [*histories]
+        elif finals and bias == 1:
+            choices = [*finals]
         target = draw(st.sampled_from(choices))
         guard = draw(st.sampled_from([None, None, None, True, False])) if internal else None
         return Edge(self.label(), target, guard)
@@ -165,7 +175,7 @@ class _Builder:
             most = 2 if node.kind == "atomic" else 1
             for event in draw(st.lists(st.sampled_from(EVENTS), max_size=most, unique=True)):
                 count = draw(st.integers(1, 2))
-                node.on[event] = [self.edge(targets) for _ in range(count)]
+                node.on[event] = [self.edge(targets, source=node) for _ in range(count)]
             finals = [child for child in node.children if child.kind == "final"]
             if node.kind == "parallel" or (node.kind == "compound" and finals):
                 node.on["done"] = [self.edge(completion_targets(node, nodes), internal=False)]
@@ -314,7 +324,7 @@ def charts(draw: Any) -> Chart:
     return chart
 
 
-events = st.lists(st.sampled_from(EVENTS), min_size=1, max_size=16)
+events = st.lists(st.sampled_from(EVENTS), min_size=3, max_size=20)
 
 
 Pending = list[tuple[Callable[[Node], None], str]]  # where a target read goes, and its name
