@@ -31,7 +31,7 @@ from statemachines.errors import (
     Problem,
 )
 
-from . import runtime
+from . import drawing, runtime
 from .catalog import Catalog, Version
 from .checks import check_id, check_key, check_start, check_version, checked
 from .persist import Applied, snapshot, snapshot_of
@@ -556,25 +556,15 @@ class Engine:
         fallback: bool = False,
         depth: int | None = None,
     ) -> bytes:
-        """The instance's definition drawn with its current state and the path it took.
-
-        A definition too large to lay out raises DiagramTooLarge; with `fallback`, an SVG says
-        so instead (see `diagrams.render`). `depth` draws that many levels of nesting.
-        """
-        import diagrams
-
+        """The instance's definition drawn with its current state and the path it took. Too
+        large to lay out: DiagramTooLarge, or with `fallback` an SVG that says so (see
+        `diagrams.render`, also for `depth`, the levels of nesting drawn)."""
         row = self._row(instance_id)
         definition = self._version(row.definition, row.version).definition
-        path = [
-            (h.event, h.from_state, h.to_state)
-            for h in self.store.history(row.id)
-            if h.kind in ("start", "event", "task", "timer", "always") and h.to_state
-        ]
-        overlay = diagrams.InstanceOverlay(
-            active=list(row.active or []), status=row.status, path=path
-        )
-        return diagrams.render(
-            definition, format=format, overlay=overlay, fallback=fallback, depth=depth
+        history = self.store.history(row.id)
+        active = list(row.active or [])
+        return drawing.instance_picture(
+            definition, active, row.status, history, format, fallback=fallback, depth=depth
         )
 
     def heat_diagram(
@@ -585,18 +575,11 @@ class Engine:
         fallback: bool = False,
         depth: int | None = None,
     ) -> bytes:
-        """The definition `name` coloured by where its instances are and the paths taken.
-
-        The picture is reused while the definition and the counts stay the same.
-        """
-        import diagrams
-
-        definition = self.definition(name)
-        overlay = diagrams.HeatOverlay(
-            counts=self.store.count_by_state(name), edges=self.store.transition_counts(name)
-        )
-        return diagrams.render(
-            definition, format=format, overlay=overlay, fallback=fallback, depth=depth
+        """The definition `name` coloured by where its instances are and the paths taken;
+        the picture is reused while the definition and the counts stay the same."""
+        counts, edges = self.store.count_by_state(name), self.store.transition_counts(name)
+        return drawing.heat_picture(
+            self.definition(name), counts, edges, format, fallback=fallback, depth=depth
         )
 
     def definition_diagram(
@@ -608,12 +591,9 @@ class Engine:
         fallback: bool = False,
         depth: int | None = None,
     ) -> bytes:
-        """The deployed definition `name` drawn on its own, `depth` levels of nesting deep
-        (None: every level)."""
-        import diagrams
-
+        """The deployed definition `name` drawn on its own."""
         definition = self.definition(name, version)
-        return diagrams.render(definition, format=format, fallback=fallback, depth=depth)
+        return drawing.picture(definition, format, fallback=fallback, depth=depth)
 
     def close(self) -> None:
         """Release the database connections."""

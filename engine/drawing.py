@@ -1,0 +1,58 @@
+"""The pictures the engine draws: a definition, one instance over it, or where all its
+instances are (the diagrams package does the drawing; this says what goes over it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from statemachines import Definition
+
+from .records import HistoryEntry
+
+MOVES = ("start", "event", "task", "timer", "always")  # history kinds that move an instance
+
+
+def picture(definition: Definition, format: str, **options: Any) -> bytes:
+    """`definition` on its own."""
+    import diagrams
+
+    data: bytes = diagrams.render(definition, format=format, **options)
+    return data
+
+
+def instance_picture(
+    definition: Definition,
+    active: list[str],
+    status: str,
+    history: Iterable[HistoryEntry],
+    format: str,
+    **options: Any,
+) -> bytes:
+    """`definition` with the active states, the status and the path of the history drawn."""
+    import diagrams
+
+    path = [
+        (entry.event, entry.from_state, entry.to_state)
+        for entry in history
+        if entry.kind in MOVES and entry.to_state
+    ]
+    overlay = diagrams.InstanceOverlay(active=active, status=status, path=path)
+    data: bytes = diagrams.render(definition, format=format, overlay=overlay, **options)
+    return data
+
+
+def heat_picture(
+    definition: Definition,
+    counts: dict[str, int],
+    edges: dict[tuple[str, str | None, str], int],
+    format: str,
+    **options: Any,
+) -> bytes:
+    """`definition` coloured by how many instances are in each state and how often each
+    transition was taken."""
+    import diagrams
+
+    overlay = diagrams.HeatOverlay(counts=counts, edges=edges)
+    data: bytes = diagrams.render(definition, format=format, overlay=overlay, **options)
+    return data
