@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from nested_charts import Chart, charts, events, parse
+from nested_charts import Chart, Node, charts, events, parse
 from nested_reference import Reference
 
 import statemachines
@@ -37,6 +37,22 @@ def test_every_generated_chart_loads_without_errors(chart: Chart) -> None:
     assert {state.path for state in definition.walk()} == {
         node.path for node in chart.nodes() if node.kind != "region"
     }
+    # The YAML reads back into the same tree (how a reported example is replayed).
+    assert shape(parse(chart.text)) == shape(chart)
+
+
+def shape(chart: Chart) -> list[tuple[object, ...]]:
+    def edges(node: Node) -> dict[str, list[tuple[object, ...]]]:
+        return {
+            event: [(edge.label, edge.target and edge.target.path, edge.guard) for edge in listed]
+            for event, listed in node.on.items()
+        }
+
+    return [
+        (node.path, node.kind, node.initial and node.initial.path, node.outcome, node.history)
+        + (node.default and node.default.path, edges(node))
+        for node in chart.nodes()
+    ]
 
 
 @settings(
