@@ -338,7 +338,9 @@ class Run:
             domain = self.domain(path, target)
             if self.taken is not None:
                 if any(_nested(domain, earlier) for earlier in self.taken):
-                    return False  # it would exit what an earlier region's transition entered
+                    # It would exit what an earlier region's transition entered: it does not
+                    # fire, but its state chose it, so no state around it takes the event.
+                    return True
                 self.taken.append(domain)
             self.exit_inside(domain)
         updates = {}
@@ -411,14 +413,14 @@ class Run:
             what, path, activation, payload = self.queue.popleft()
             if self.activation(path) != activation:
                 continue
+            # `always`, and the `done` of a compound state entered again by its own `done`,
+            # can loop: a chain is cut.
+            self.always_steps += 1
+            if self.always_steps > MAX_ALWAYS_STEPS:
+                self.history.append(Entry("error", from_state=path, data={"message": _CHAIN_CUT}))
+                self.stop(FAILED)
+                return
             if what == "always":
-                self.always_steps += 1
-                if self.always_steps > MAX_ALWAYS_STEPS:
-                    self.history.append(
-                        Entry("error", from_state=path, data={"message": _CHAIN_CUT})
-                    )
-                    self.stop(FAILED)
-                    return
                 self.fire(path, "always", None, "always")
             elif what == "done":
                 self.deliver_done(path, payload, "task")

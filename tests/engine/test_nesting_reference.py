@@ -13,7 +13,7 @@ from engine import Engine, EventRejected
 
 # As in tests/statemachines/test_nesting_properties.py: the reference follows run.py where
 # it lets the nodes around a preempted transition take the event.
-PREEMPTED_TAKES_THE_EVENT = False
+PREEMPTED_TAKES_THE_EVENT = True
 
 
 @settings(

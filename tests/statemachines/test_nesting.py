@@ -404,3 +404,22 @@ states:
     assert simulate(definition, ["tick"]).active == ["phase.two"]
     # The second tick moves inside the phase; the phase's own `always` now holds.
     assert simulate(definition, ["tick", "tick"]).active == ["enough"]
+
+
+def test_a_compound_state_whose_done_enters_it_again_is_cut_after_a_hundred_steps() -> None:
+    definition = load("""\
+name: done_loop
+initial: a
+states:
+  a: {on: {go: c}}
+  c:
+    initial: f
+    states:
+      f: {final: true}
+    on: {done: c}
+""")
+    run = simulate(definition, ["go"])
+    assert run.status == "failed"
+    assert run.history[-1].data == {
+        "message": "more than 100 eventless steps in a row; the chain was cut"
+    }

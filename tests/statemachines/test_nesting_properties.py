@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from nested_charts import Chart, Node, charts, events, parse
 from nested_reference import Reference
@@ -19,7 +18,7 @@ from statemachines.steps import atomic
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 # run.py offers the event to the nodes around a transition an earlier region's preempted
 # (SCXML does not): the properties hold the reference to that, and the test below to SCXML.
-PREEMPTED_TAKES_THE_EVENT = False
+PREEMPTED_TAKES_THE_EVENT = True
 
 
 def observed(snapshot: statemachines.Snapshot) -> tuple[list[str], str, list[str]]:
@@ -110,11 +109,6 @@ states:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py offers an event to the nodes around a transition preempted by an "
-    "earlier region's (statemachines/run.py, Run.offer and Run.fire)",
-)
 def test_a_transition_preempted_by_an_earlier_regions_keeps_the_nodes_around_it_out() -> None:
     # `left` moves inside itself; `x`'s transition would leave the parallel state, so it is
     # preempted (SCXML's conflict rule). `x` chose it all the same: as the innermost state
