@@ -20,6 +20,8 @@ from statemachines.model import MAX_VERSION
 from .tables import ID_LENGTH, KEY_LENGTH
 
 MAX_PAYLOAD_BYTES = 1_000_000
+MAX_LIST_LIMIT = 10_000
+MAX_LIST_OFFSET = 10_000_000  # beyond it a listing is a scan, not a page; and SQL ints end
 
 
 def check_key(value: Any, what: str) -> None:
@@ -31,6 +33,15 @@ def check_key(value: Any, what: str) -> None:
         raise InvalidInput(f"{what} is {len(value)} characters, over the limit of {KEY_LENGTH}")
     if not _storable_text(value):
         raise InvalidInput(f"{what} holds a NUL character or a lone surrogate")
+
+
+def check_page(limit: int, offset: int) -> None:
+    """InvalidInput unless `limit` and `offset` make a page of a listing."""
+    if not 0 < limit <= MAX_LIST_LIMIT or not 0 <= offset <= MAX_LIST_OFFSET:
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_LIST_LIMIT} and offset "
+            f"between 0 and {MAX_LIST_OFFSET}"
+        )
 
 
 def check_id(instance_id: Any) -> None:

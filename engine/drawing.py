@@ -13,6 +13,12 @@ from .records import HistoryEntry
 MOVES = ("start", "event", "task", "timer", "always")  # history kinds that move an instance
 
 
+def nested(definition: Definition) -> bool:
+    """Whether `definition` has compound states: its heat map counts nested states too (a
+    flat one keeps counting top-level states, as it always has)."""
+    return any(state.region is not None for state in definition.walk())
+
+
 def picture(definition: Definition, format: str, **options: Any) -> bytes:
     """`definition` on its own."""
     import diagrams

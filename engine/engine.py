@@ -27,13 +27,13 @@ from statemachines.errors import (
     DatabaseUnavailable,
     DefinitionError,
     InstanceNotFound,
-    InvalidInput,
     Problem,
 )
 
 from . import drawing, runtime
 from .catalog import Catalog, Version
-from .checks import check_id, check_key, check_start, check_version, checked
+from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
+from .checks import check_id, check_key, check_page, check_start, check_version, checked
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .rows import InstanceRow
@@ -42,8 +42,6 @@ from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
-MAX_LIST_LIMIT = 10_000
-MAX_LIST_OFFSET = 10_000_000  # beyond it a listing is a scan, not a page; and SQL ints end
 Clock = Callable[[], datetime]
 Handler = Callable[[Any], Any]
 Subscriber = Callable[[HistoryEntry], None]
@@ -319,11 +317,7 @@ class Engine:
         offset: int = 0,
     ) -> list[Instance]:
         """Instances matching every filter given, oldest first, `limit` at most."""
-        if not 0 < limit <= MAX_LIST_LIMIT or not 0 <= offset <= MAX_LIST_OFFSET:
-            raise InvalidInput(
-                f"limit must be between 1 and {MAX_LIST_LIMIT} and offset "
-                f"between 0 and {MAX_LIST_OFFSET}"
-            )
+        check_page(limit, offset)
         rows = self.store.list_instances(
             definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
         )
@@ -577,9 +571,11 @@ class Engine:
     ) -> bytes:
         """The definition `name` coloured by where its instances are and the paths taken;
         the picture is reused while the definition and the counts stay the same."""
-        counts, edges = self.store.count_by_state(name), self.store.transition_counts(name)
+        definition, store = self.definition(name), self.store
+        counts = store.count_by_active if drawing.nested(definition) else store.count_by_state
+        edges = store.transition_counts(name)
         return drawing.heat_picture(
-            self.definition(name), counts, edges, format, fallback=fallback, depth=depth
+            definition, counts(name), edges, format, fallback=fallback, depth=depth
         )
 
     def definition_diagram(

@@ -411,6 +411,29 @@ class Store:
         with self._core() as conn:
             return {str(s): int(n) for s, n in conn.execute(query)}
 
+    def count_by_active(self, definition: str) -> dict[str, int]:
+        """How many unfinished instances of `definition` are in each active state, nested
+        ones and the states around them included (grouped by their active states)."""
+        active = sa.cast(instances_t.c.active, sa.Text)
+        query = (
+            sa.select(active, sa.func.count())
+            .where(
+                instances_t.c.definition == definition,
+                instances_t.c.status.in_(("running", "compensating")),
+            )
+            .group_by(active)
+        )
+        counts: dict[str, int] = {}
+        with self._core() as conn:
+            for text, number in conn.execute(query):
+                paths: set[str] = set()
+                for path in json.loads(text or "[]"):
+                    parts = str(path).split(".")
+                    paths.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+                for path in paths:
+                    counts[path] = counts.get(path, 0) + int(number)
+        return counts
+
     def count_by_status(self, definition: str) -> dict[str, int]:
         """How many instances of `definition` have each status."""
         query = (

@@ -4,6 +4,7 @@ parallel state ended from one of its regions."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -127,3 +128,20 @@ def test_a_regions_own_timer_fires_and_is_dropped_with_its_parallel_state(
     clock.advance(timedelta(hours=2))
     assert engine.fire_due_timers() == 0  # the region's timer went with `work.stage`
     assert engine.get(left.id).active == ["paused"]
+
+
+def test_the_heat_map_of_a_nested_chart_counts_nested_states_and_those_around_them(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("nested_order")
+    carted = engine.start("nested_order")
+    engine.send(carted.id, "add")
+    engine.start("nested_order")
+    svg = engine.heat_diagram("nested_order").decode()
+
+    def heated(path: str) -> bool:
+        opening = re.search(rf'<g id="state&#45;{re.escape(path)}" class="([^"]*)"', svg)
+        return opening is not None and "heat" in opening.group(1).split()
+
+    assert heated("shopping") and heated("shopping.cart") and heated("shopping.browsing")
+    assert not heated("shopping.paying") and not heated("paused")
