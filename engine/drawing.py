@@ -14,8 +14,8 @@ MOVES = ("start", "event", "task", "timer", "always")  # history kinds that move
 
 
 def nested(definition: Definition) -> bool:
-    """Whether `definition` has compound states: its heat map counts nested states too (a
-    flat one keeps counting top-level states, as it always has)."""
+    """Whether `definition` has compound states: its heat map counts the active atomic
+    states (a flat one keeps counting top-level states, as it always has)."""
     return any(state.region is not None for state in definition.walk())
 
 

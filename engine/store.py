@@ -412,8 +412,9 @@ class Store:
             return {str(s): int(n) for s, n in conn.execute(query)}
 
     def count_by_active(self, definition: str) -> dict[str, int]:
-        """How many unfinished instances of `definition` are in each active state, nested
-        ones and the states around them included (grouped by their active states)."""
+        """How many unfinished instances of `definition` are in each active atomic state, a
+        nested one by its full name (grouped by their active states; a drawing adds them up
+        for the states around them)."""
         active = sa.cast(instances_t.c.active, sa.Text)
         query = (
             sa.select(active, sa.func.count())
@@ -426,12 +427,8 @@ class Store:
         counts: dict[str, int] = {}
         with self._core() as conn:
             for text, number in conn.execute(query):
-                paths: set[str] = set()
-                for path in json.loads(text or "[]"):
-                    parts = str(path).split(".")
-                    paths.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
-                for path in paths:
-                    counts[path] = counts.get(path, 0) + int(number)
+                for path in set(json.loads(text or "[]")):
+                    counts[str(path)] = counts.get(str(path), 0) + int(number)
         return counts
 
     def count_by_status(self, definition: str) -> dict[str, int]:
