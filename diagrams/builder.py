@@ -47,6 +47,7 @@ from .shapes import (
     Internal,
     Node,
     anchor_attrs,
+    caught,
     cluster_name,
     css_name,
     entry_name,
@@ -359,7 +360,7 @@ class DrawingBuilder:
         guarded = any(transition.guard is not None for transition in transitions)
         for index, transition in enumerate(transitions):
             target = source if transition.target is None else self.target(source, transition)
-            guard = transition.guard.text if transition.guard is not None else None
+            guard = caught(transition) or (transition.guard.text if transition.guard else None)
             if guard is None and guarded:
                 guard = "else"
             full = f"{name} [{guard}]".strip() if guard else name

@@ -16,7 +16,7 @@ from statemachines.model import Region, State, Transition, join
 from .graph import cached_drawing
 from .nesting import Nesting
 from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
-from .shapes import GUARD_WIDTH, duration, shorten
+from .shapes import GUARD_WIDTH, caught, duration, shorten
 
 INDENT = "    "
 KEYWORDS = frozenset(
@@ -193,7 +193,7 @@ class _Writer:
                     continue  # inside a collapsed state
                 if source != owner.path and transition.target is None:
                     continue
-                guard = transition.guard.text if transition.guard is not None else None
+                guard = caught(transition) or (transition.guard.text if transition.guard else None)
                 guard = guard or ("else" if guarded else None)
                 label = f"{name} [{shorten(guard, GUARD_WIDTH)}]".strip() if guard else name
                 if transition.target is None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Literal
 
 from statemachines.durations import format_duration
-from statemachines.model import TaskSpec
+from statemachines.model import TaskSpec, Transition
 
 Direction = Literal["LR", "TB", "RL", "BT"]
 EdgeKind = Literal["initial", "event", "done", "failed", "timer", "always"]
@@ -199,3 +199,11 @@ def cluster_name(path: str) -> str:
 def css_name(text: str) -> str:
     """`text` made safe for an SVG id or class: letters, digits, `_`, `.` and `-` only."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def caught(transition: Transition) -> str | None:
+    """How an edge of the by-type `failed` form is labelled: its error type (`Timeout`),
+    or `other errors` for the catch-all; None for any other transition."""
+    if transition.catch is None:
+        return None
+    return "other errors" if transition.catch == "*" else transition.catch

@@ -49,6 +49,7 @@ class Transition:
     guard: Expression | None = None
     assign: tuple[tuple[str, Expression], ...] = ()
     position: Position = field(default=Position(), compare=False)
+    catch: str | None = None  # `failed: {TYPE: ...}`: the error type its guard matches
 
     @property
     def internal(self) -> bool:

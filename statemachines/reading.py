@@ -17,6 +17,9 @@ from .loader import Document, PathKey
 from .model import MAX_PATH_LENGTH, MAX_TIMER_KEY_LENGTH, Position, Timer, Transition
 
 TRANSITION_KEYS = ("to", "if", "assign")
+CATCH_ALL = "*"
+# An error type: an exception's class name (`Timeout`, `ValueError`, `payments.Declined`).
+ERROR_TYPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # `item` and `index` exist only for the input of a foreach task.
@@ -133,8 +136,40 @@ class Reader:
                     key=True,
                 )
             self.too_long(event, MAX_PATH_LENGTH, "event name", (*where, event), key=True)
-            result.append((event, self.transitions(body, (*where, event))))
+            if event == "failed" and _is_catch(body):
+                result.append((event, self.catches(body, (*where, event))))
+            else:
+                result.append((event, self.transitions(body, (*where, event))))
         return tuple(result)
+
+    def catches(self, data: dict[str, Any], where: PathKey) -> tuple[Transition, ...]:
+        """`failed: {TYPE: TRANSITIONS, ...}`: each TYPE's transitions guarded by the
+        failure's `error.type`, in file order; `"*"` (last) catches every other type."""
+        caught: list[Transition] = []
+        for error_type, body in data.items():
+            at = (*where, error_type)
+            if error_type != CATCH_ALL and not ERROR_TYPE_RE.match(error_type):
+                self.fail(at, f"error type {error_type!r} must be a name like 'Timeout'", key=True)
+                continue
+            if error_type == CATCH_ALL and error_type != list(data)[-1]:
+                self.fail(at, f"{CATCH_ALL!r} catches every other type: put it last", key=True)
+            matches = None
+            if error_type != CATCH_ALL:
+                matches = Expression(f"event.error.type == {error_type!r}", SCOPE_NAMES)
+            for transition in self.transitions(body, at):
+                guard = transition.guard
+                if matches is not None and guard is not None:
+                    guard = Expression(f"({matches.text}) and ({guard.text})", SCOPE_NAMES)
+                caught.append(
+                    Transition(
+                        transition.target,
+                        guard or matches,
+                        transition.assign,
+                        transition.position,
+                        catch=error_type,
+                    )
+                )
+        return tuple(caught)
 
     def after(self, raw: Any, where: PathKey) -> tuple[Timer, ...]:
         data = self.mapping(raw, where, "after")
@@ -202,3 +237,9 @@ def kind_of(value: Any) -> str:
         int: "a number",
         float: "a number",
     }.get(type(value), type(value).__name__)
+
+
+def _is_catch(body: Any) -> bool:
+    """Whether a `failed` entry is the by-type form: a mapping none of whose keys is one of
+    a transition's (`to`, `if`, `assign`)."""
+    return isinstance(body, dict) and bool(body) and not set(body) & set(TRANSITION_KEYS)

@@ -26,7 +26,7 @@ from .model import (
     MAX_NAME_LENGTH,
     MAX_VERSION,
 )
-from .reading import EVENT_RE, KEY_RE
+from .reading import CATCH_ALL, ERROR_TYPE_RE, EVENT_RE, KEY_RE, TRANSITION_KEYS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -200,6 +200,18 @@ def _defs() -> dict[str, Any]:
         "on": {
             "type": "object",
             "propertyNames": {"pattern": EVENT_RE.pattern},
+            "properties": {"failed": {"anyOf": [_ref("transitions"), _ref("catch")]}},
+            "additionalProperties": _ref("transitions"),
+        },
+        "catch": {
+            "description": "failed by error type: TYPE -> TRANSITIONS in order, the first "
+            "whose type is the failure's error.type; '*' (last) catches every other type.",
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {
+                "anyOf": [{"pattern": ERROR_TYPE_RE.pattern}, {"const": CATCH_ALL}],
+                "not": {"enum": list(TRANSITION_KEYS)},
+            },
             "additionalProperties": _ref("transitions"),
         },
         "after": {
