@@ -68,7 +68,11 @@ class Store:
         # `busy_timeout` seconds, a read no longer than READ_BUSY_TIMEOUT_SECONDS.
         self.write_wait = busy_timeout
         self.read_wait = min(busy_timeout, READ_BUSY_TIMEOUT_SECONDS)
-        self.url = make_url(url)
+        try:
+            self.url = make_url(url)
+        except (sa_exc.ArgumentError, TypeError, ValueError):
+            example = "sqlite:///turnout.db or postgresql+psycopg://user@host/db"
+            raise InvalidInput(f"{str(url)[:200]!r} is not a database URL ({example})") from None
         self.safe_url = self.url.render_as_string(hide_password=True)
         self.postgres = self.url.get_backend_name() == "postgresql"
         self.sqlite = self.url.get_backend_name() == "sqlite"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import DatabaseUnavailable, Engine
+from engine import DatabaseUnavailable, Engine, InvalidInput
 
 DEFINITIONS = Path(__file__).parent / "definitions"
 as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes any file")
@@ -146,3 +146,11 @@ def test_a_read_that_must_wait_for_a_lock_gives_up_after_the_read_wait(database:
         assert time.monotonic() - began < 5
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("url", ["not a url", "://nothing", "sqlite"])
+def test_a_string_that_is_no_database_url_is_invalid_input_naming_it(url: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Engine(url)
+    assert f"{url!r} is not a database URL" in str(caught.value)
+    assert "sqlite:///" in str(caught.value)
