@@ -20,7 +20,7 @@ def nested(definition: Definition) -> bool:
 
 
 def picture(definition: Definition, format: str, **options: Any) -> bytes:
-    """`definition` on its own."""
+    """`definition` drawn (with `overlay=` over it, among the `diagrams.render` options)."""
     import diagrams
 
     data: bytes = diagrams.render(definition, format=format, **options)
@@ -44,8 +44,7 @@ def instance_picture(
         if entry.kind in MOVES and entry.to_state
     ]
     overlay = diagrams.InstanceOverlay(active=active, status=status, path=path)
-    data: bytes = diagrams.render(definition, format=format, overlay=overlay, **options)
-    return data
+    return picture(definition, format, overlay=overlay, **options)
 
 
 def heat_picture(
@@ -60,5 +59,4 @@ def heat_picture(
     import diagrams
 
     overlay = diagrams.HeatOverlay(counts=counts, edges=edges)
-    data: bytes = diagrams.render(definition, format=format, overlay=overlay, **options)
-    return data
+    return picture(definition, format, overlay=overlay, **options)

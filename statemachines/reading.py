@@ -146,12 +146,13 @@ class Reader:
         """`failed: {TYPE: TRANSITIONS, ...}`: each TYPE's transitions guarded by the
         failure's `error.type`, in file order; `"*"` (last) catches every other type."""
         caught: list[Transition] = []
+        last = list(data)[-1]
         for error_type, body in data.items():
             at = (*where, error_type)
             if error_type != CATCH_ALL and not ERROR_TYPE_RE.match(error_type):
                 self.fail(at, f"error type {error_type!r} must be a name like 'Timeout'", key=True)
                 continue
-            if error_type == CATCH_ALL and error_type != list(data)[-1]:
+            if error_type == CATCH_ALL and error_type != last:
                 self.fail(at, f"{CATCH_ALL!r} catches every other type: put it last", key=True)
             matches = None
             if error_type != CATCH_ALL:

@@ -6,6 +6,7 @@ Every rule returns problems rather than raising, so one load reports every defec
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterator
 
 from .chart import TOP, Chart
@@ -227,13 +228,11 @@ def _targets_from(chart: Chart, path: str) -> Iterator[str]:
                 yield target
 
 
+@functools.lru_cache(maxsize=4)  # every region's rule asks, for the same chart
 def _reached(chart: Chart) -> set[str]:
     """Every node an instance can enter: from the initial state, by every transition of
     every node entered (a misspelt target followed to the state it most likely means, so
     that state is not reported a second time as unreachable)."""
-    cached: set[str] | None = getattr(chart, "_reached", None)
-    if cached is not None:
-        return cached
     reached: set[str] = set()
     todo: list[str] = []
 
@@ -264,7 +263,6 @@ def _reached(chart: Chart) -> set[str]:
             default = chart.target(path, state.default)
             if default is not None:
                 enter(default)
-    chart._reached = reached  # type: ignore[attr-defined]
     return reached
 
 
