@@ -52,6 +52,7 @@ from .shapes import (
     css_name,
     entry_name,
     exit_name,
+    foreach_label,
     initial_name,
     shorten,
     small,
@@ -157,12 +158,7 @@ class DrawingBuilder:
             node.lines = task_lines(state.task)
         elif state.kind == "foreach" and state.foreach is not None:
             attrs.update(shape="box3d", style="filled", fillcolor=FOREACH_FILL, color=FOREACH_LINE)
-            each = state.foreach
-            limit = f", {each.concurrency} at a time" if each.concurrency else ""
-            node.lines = [
-                small(f"for each in {shorten(each.items.text, 34)}{limit}"),
-                *task_lines(each.task),
-            ]
+            node.lines = [small(foreach_label(state.foreach)), *task_lines(state.foreach.task)]
         elif state.kind == "final":
             failed = state.final == "failed"
             attrs.update(

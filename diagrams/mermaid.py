@@ -16,7 +16,7 @@ from statemachines.model import Region, State, Transition, join
 from .graph import cached_drawing
 from .nesting import Nesting
 from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
-from .shapes import GUARD_WIDTH, caught, duration, shorten
+from .shapes import GUARD_WIDTH, caught, duration, foreach_label, shorten
 
 INDENT = "    "
 KEYWORDS = frozenset(
@@ -146,10 +146,8 @@ class _Writer:
         lines: list[str] = []
         task = state.task
         if state.foreach is not None:
-            each = state.foreach
-            limit = f", {each.concurrency} at a time" if each.concurrency else ""
-            lines.append(_clean(f"for each in {shorten(each.items.text, 34)}{limit}"))
-            task = each.task
+            lines.append(_clean(foreach_label(state.foreach)))
+            task = state.foreach.task
         if task is not None:
             marks = [task.name]
             if task.retry.attempts > 1:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Literal
 
 from statemachines.durations import format_duration
-from statemachines.model import TaskSpec, Transition
+from statemachines.model import Foreach, TaskSpec, Transition
 
 Direction = Literal["LR", "TB", "RL", "BT"]
 EdgeKind = Literal["initial", "event", "done", "failed", "timer", "always"]
@@ -160,6 +160,16 @@ def task_lines(task: TaskSpec) -> list[Line]:
     if task.compensate:
         lines.append(small(f"↶ undo: {task.compensate}", "#8a4b08", 9))
     return lines
+
+
+def foreach_label(each: Foreach) -> str:
+    """`for each in ITEMS`, with the concurrency and the tolerated failures when written."""
+    label = f"for each in {shorten(each.items.text, 34)}"
+    if each.concurrency:
+        label += f", {each.concurrency} at a time"
+    if each.tolerate is not None:
+        label += f", tolerate {each.tolerate.label}"
+    return label
 
 
 def duration(delta: timedelta) -> str:

@@ -18,6 +18,7 @@ from .loader import Document, PathKey
 from .model import (
     DEFAULT_RESULT,
     MAX_FOREACH_CONCURRENCY,
+    MAX_FOREACH_ITEMS,
     MAX_NAME_LENGTH,
     MAX_PATH_LENGTH,
     MAX_VERSION,
@@ -29,6 +30,7 @@ from .model import (
     State,
     StateKind,
     TaskSpec,
+    Tolerance,
     Transition,
     join,
 )
@@ -44,12 +46,13 @@ HISTORY_KEYS = ("history", "default", "description")
 HISTORY_KINDS = ("shallow", "deep")
 REGION_KEYS = ("initial", "states", "description", *TRANSITION_KINDS)
 SHORTHAND_KEYS = ("task", "input", "result", "retry", "timeout", "compensate", "description")
-FOREACH_KEYS = ("items", "task", "input", "concurrency", "result", "retry", "timeout")
+FOREACH_KEYS = ("items", "task", "input", "concurrency", "tolerate", "result", "retry", "timeout")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 STATE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")  # a.b.c
 TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+PERCENT_RE = re.compile(r"^(100(?:\.0{1,6})?|[0-9]{1,2}(?:\.[0-9]{1,6})?)%$")  # 10%, 2.5%
 MAX_STATES = 5000
 MAX_ATTEMPTS = 100
 
@@ -389,12 +392,31 @@ class DefinitionBuilder(Reader):
             limit = MAX_FOREACH_CONCURRENCY
             self.fail((*where, "concurrency"), f"concurrency must be an integer from 1 to {limit}")
             concurrency = None
+        tolerate = None
+        if "tolerate" in data:
+            tolerate = self.tolerance(data["tolerate"], (*where, "tolerate"))
         if "task" not in data:
             return None
         task = self.task_spec(data, where, with_compensate=False, per_item=True)
         if items is None:
             return None
-        return Foreach(items=items, task=task, concurrency=concurrency)
+        return Foreach(items=items, task=task, concurrency=concurrency, tolerate=tolerate)
+
+    def tolerance(self, value: Any, where: PathKey) -> Tolerance | None:
+        """`tolerate: N` (a number of items) or `tolerate: "P%"` (of the items)."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 0 <= value <= MAX_FOREACH_ITEMS:
+                return Tolerance(count=value)
+        elif isinstance(value, str):
+            match = PERCENT_RE.match(value)
+            if match:
+                return Tolerance(percent=match.group(1))
+        self.fail(
+            where,
+            f"tolerate must be a number of items from 0 to {MAX_FOREACH_ITEMS} "
+            f"or a percentage from 0% to 100% such as '10%', not {value!r}",
+        )
+        return None
 
     def parallel(self, raw: Any, path: str, where: PathKey) -> tuple[Region, ...]:
         data = self.mapping(raw, where, "parallel")

@@ -6,10 +6,12 @@ Built from YAML by `build.py`; read by the compiler, the validator, the diagrams
 from __future__ import annotations
 
 import functools
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from fractions import Fraction
 from typing import Any, Literal
 
 from .durations import format_duration
@@ -136,13 +138,34 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How many failed items a foreach tolerates: `count` items, or `percent` (as written,
+    without its '%') of the items it fanned out over, rounded down."""
+
+    count: int = 0
+    percent: str | None = None
+
+    def allowed(self, items: int) -> int:
+        """The number of failed items tolerated out of `items` (exact: 29% of 100 is 29)."""
+        if self.percent is None:
+            return self.count
+        return math.floor(Fraction(self.percent) * items / 100)
+
+    @property
+    def label(self) -> str:
+        return str(self.count) if self.percent is None else f"{self.percent}%"
+
+
+@dataclass(frozen=True)
 class Foreach:
     """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time
-    (None: not written, DEFAULT_FOREACH_CONCURRENCY)."""
+    (None: not written, DEFAULT_FOREACH_CONCURRENCY). With `tolerate` written, failed items
+    up to its number are recorded and the others go on (None: the first failure fails it)."""
 
     items: Expression
     task: TaskSpec
     concurrency: int | None = None
+    tolerate: Tolerance | None = None
 
 
 class Reactions:

@@ -17,10 +17,8 @@ from typing import Any
 
 from .chart import TOP, Chart
 from .errors import ExpressionError, ValueNotStorable
+from .fanout import FanOut, item_pending
 from .model import (
-    DEFAULT_FOREACH_CONCURRENCY,
-    DEFAULT_RESULT,
-    MAX_FOREACH_ITEMS,
     SEPARATOR,
     RetryPolicy,
     State,
@@ -37,7 +35,7 @@ CANCELLED, COMPENSATING = Status.CANCELLED, Status.COMPENSATING
 TaskRef = tuple[str, int, int | None]  # state path, activation, foreach item
 
 
-class Run:
+class Run(FanOut):
     """One operation's working copy of an instance, and the queue of what it causes."""
 
     def __init__(
@@ -218,33 +216,6 @@ class Run:
             timeout=spec.timeout,
         )
         self.tasks.append(order)
-
-    def fan_out(self, state: State, activation: int) -> None:
-        assert state.foreach is not None
-        what = f"items of {state.path}"
-        valid, items = self.evaluate(state.foreach.items, self.names(), what, "items")
-        message = None
-        if not valid or not isinstance(items, list):
-            message = "foreach items is not a list"
-        elif len(items) > MAX_FOREACH_ITEMS:
-            message = f"foreach items has {len(items)} items, more than {MAX_FOREACH_ITEMS}"
-        if message is not None:
-            self.fail_later(state.path, activation, "ItemsError", message)
-            return
-        limit = state.foreach.concurrency or DEFAULT_FOREACH_CONCURRENCY
-        book: dict[str, Any] = {
-            "items": items,
-            "results": [None] * len(items),
-            "finished": [False] * len(items),
-            "left": len(items),
-            "next": min(limit, len(items)),
-        }
-        self.machine.setdefault("foreach", {})[state.path] = book
-        for index in range(book["next"]):
-            self.schedule(state, state.foreach.task, activation, index, items[index])
-        if not items:
-            self.store_result(state.foreach.task.result, state.name, {"results": []}, "results")
-            self.queue.append(("done", state.path, activation, {"results": []}))
 
     # -- exiting ---------------------------------------------------------------------------
     def exit_inside(self, domain: str, remember: bool = True) -> None:
@@ -436,13 +407,13 @@ class Run:
             return
         book = self.machine.get("foreach", {}).get(path)
         live = self.status == RUNNING and self.active.get(path) == activation
-        if not live or (item is not None and not _item_pending(book, item)):
+        if not live or (item is not None and not item_pending(book, item)):
             self.history.append(Entry("stale", "done", path, None, {"result": result}))
             self.changed = True
             return
         state = self.definition.state(path)
         if item is not None and state.foreach is not None:
-            self.item_done(state, book, activation, item, result)
+            self.item_succeeded(state, book, activation, item, result)
             return
         assert state.task is not None
         if state.task.compensate:
@@ -451,48 +422,6 @@ class Run:
         self.store_result(state.task.result, state.name, result)
         self.remember_result(path, result)
         self.deliver_done(path, result, "task")
-
-    def item_done(
-        self, state: State, book: dict[str, Any], activation: int, item: int, result: Any
-    ) -> None:
-        assert state.foreach is not None
-        book["results"][item] = result
-        book["finished"][item] = True
-        book["left"] -= 1
-        details = {"index": item, "result": result}
-        self.history.append(Entry("task", "done", state.path, None, details))
-        if book["next"] < len(book["items"]):
-            index = book["next"]
-            book["next"] += 1
-            self.schedule(state, state.foreach.task, activation, index, book["items"][index])
-        if book["left"] == 0:
-            results = book["results"]
-            self.store_result(
-                state.foreach.task.result, state.name, {"results": results}, "results"
-            )
-            self.remember_result(state.path, {"results": results})
-            self.deliver_done(state.path, {"results": results}, "task")
-
-    def remember_result(self, path: str, result: Any) -> None:
-        """Keep `result` as the last task result of the parallel state's region around the
-        node at `path`, for the `done` of that parallel state."""
-        for node in self.chart.ancestors(path):
-            if node in self.chart.branches:
-                self.machine.setdefault("results", {})[node] = result
-                return
-
-    def store_result(
-        self, how: str | bool, state_name: str, result: Any, unwrap: str | None = None
-    ) -> None:
-        if how is False:
-            return
-        if how == DEFAULT_RESULT:
-            if isinstance(result, dict):
-                self.context.update(result)
-            else:
-                self.context[state_name] = result
-        else:
-            self.context[str(how)] = result[unwrap] if unwrap else result
 
     def deliver_done(self, path: str, payload: Any, kind: str) -> None:
         # `done` belongs to the node that finished: it never bubbles to a state around it,
@@ -517,13 +446,16 @@ class Run:
             self.history.append(Entry("error", "failed", path, None, details))
             self.next_compensation()
             return
-        if self.status != RUNNING or self.active.get(path) != activation:
+        book = self.machine.get("foreach", {}).get(path)
+        live = self.status == RUNNING and self.active.get(path) == activation
+        if not live or (item is not None and not item_pending(book, item)):
             self.history.append(Entry("stale", "failed", path, None, {"error": error}))
             return
-        payload: dict[str, Any] = {"error": error, "attempts": attempts}
-        if item is not None:
-            payload["index"] = item
-        self.deliver_failed(path, payload, "task")
+        state = self.definition.state(path)
+        if item is not None and state.foreach is not None:
+            self.item_failed(state, book, activation, item, error, attempts)
+            return
+        self.deliver_failed(path, {"error": error, "attempts": attempts}, "task")
 
     def deliver_failed(self, path: str, payload: Any, kind: str) -> None:
         if not self.targeted(path, "failed", payload, kind):
@@ -583,11 +515,6 @@ def copy_json(value: Any) -> Any:
     if kind in (str, int, float, bool) or value is None:
         return value
     return copy.deepcopy(value)
-
-
-def _item_pending(book: dict[str, Any] | None, item: int) -> bool:
-    """Whether foreach `item` is one of the book's items and has no result yet."""
-    return book is not None and 0 <= item < len(book["items"]) and not book["finished"][item]
 
 
 def _nested(one: str, other: str) -> bool:

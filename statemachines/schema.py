@@ -14,6 +14,7 @@ from .build import (
     MAX_ATTEMPTS,
     NAME_RE,
     PATH_RE,
+    PERCENT_RE,
     SHORTHAND_KEYS,
     STATE_RE,
     TASK_KEYS,
@@ -258,6 +259,17 @@ def _defs() -> dict[str, Any]:
                 "concurrency": _described(
                     f"At most this many tasks at a time (default {DEFAULT_FOREACH_CONCURRENCY}).",
                     {"type": "integer", "minimum": 1, "maximum": MAX_FOREACH_CONCURRENCY},
+                ),
+                "tolerate": _described(
+                    "Failed items tolerated: a number of items, or a percentage of the items "
+                    "('10%', rounded down); the others' results still fire done, with "
+                    "'failures' (default: the first failed item fails the state).",
+                    {
+                        "oneOf": [
+                            {"type": "integer", "minimum": 0, "maximum": MAX_FOREACH_ITEMS},
+                            {"type": "string", "pattern": PERCENT_RE.pattern},
+                        ]
+                    },
                 ),
                 "result": _described(
                     "Store the list of results (in item order) under KEY.", _ref("result")
