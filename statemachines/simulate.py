@@ -115,7 +115,7 @@ class _Simulation:
         kind, _, key = name.partition(":")
         for timer in sorted(self.timers, key=lambda order: order.due):
             found = self.compiled.chart.node(timer.state_path).timer(f"after:{timer.key}")
-            written = found is not None and (found.kind, found.written) == (kind, key.strip())
+            written = found is not None and (found.kind, found.written) == (kind, _spaced(key))
             if (kind == "after" and timer.key == key) or written:
                 self.fire(timer)
                 return True
@@ -155,11 +155,10 @@ def simulate(
     return None. An event `after:KEY` fires the timer `KEY` of an active state (`after:2d`;
     a timer read from data by its expression, `after:context.grace` or `at:context.ends -
     2d`), moving the clock to when it is due; a timer due as it starts (a past instant) fires
-    at once. A rejected
-    event raises EventRejected when `strict`, else it is kept in `Run.rejected` and the run
-    goes on. As in the engine, `data`, payloads and results are stored by the rule of
-    `storable`: data or a payload it refuses raises ValueNotStorable, a result it refuses
-    fails the task (`ResultError`).
+    at once. A rejected event raises EventRejected when `strict`, else it is kept in
+    `Run.rejected` and the run goes on. As in the engine, `data`, payloads and results are
+    stored by the rule of `storable`: data or a payload it refuses raises ValueNotStorable, a
+    result it refuses fails the task (`ResultError`).
     """
     sim = _Simulation(definition, results or {}, now or START)
     sim.apply(sim.compiled.start(storable(dict(data or {}), "data"), sim.now))
@@ -197,3 +196,8 @@ def simulate(
         rejected=sim.rejected,
         machine=final.machine,
     )
+
+
+def _spaced(text: str) -> str:
+    """`text` with one space between its words, as a timer's key is kept."""
+    return " ".join(text.split())

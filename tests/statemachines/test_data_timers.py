@@ -15,6 +15,7 @@ import pytest
 import diagrams
 import statemachines
 from statemachines import simulate
+from statemachines.deadlines import split_offset
 from statemachines.errors import DefinitionError
 from statemachines.loader import parse_yaml
 from statemachines.simulate import START
@@ -143,6 +144,23 @@ def test_an_instant_is_iso_8601_and_one_without_an_offset_is_utc(value: str, due
     timer = DEFINITION.state("trial").after[1]
     names = {"context": {"trial_ends": value}, "event": None, "now": START}
     assert timer.due(names, START).isoformat() == due
+
+
+@pytest.mark.parametrize(
+    ("key", "expression", "offset"),
+    [
+        ("context.booking.starts - 2d", "context.booking.starts", timedelta(days=-2)),
+        ("context.ends+1h30m", "context.ends", timedelta(hours=1, minutes=30)),
+        ("context.ends - PT12H", "context.ends", timedelta(hours=-12)),
+        ("2026-03-01T09:00:00-05:00", "2026-03-01T09:00:00-05:00", timedelta(0)),
+        ("2026-03-01", "2026-03-01", timedelta(0)),
+        ("context.day - 2", "context.day - 2", timedelta(0)),
+    ],
+)
+def test_an_at_key_ends_with_an_optional_offset(
+    key: str, expression: str, offset: timedelta
+) -> None:
+    assert split_offset(key) == (expression, offset)
 
 
 # -- the definition ----------------------------------------------------------------------------
