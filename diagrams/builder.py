@@ -337,7 +337,7 @@ class DrawingBuilder:
             kind: EdgeKind = event if event in ("done", "failed") else "event"  # type: ignore[assignment]
             self.add(owner, kind, event, event, transitions)
         for timer in owner.after:
-            name = f"after {timer.key}"
+            name = timer.name
             self.add(owner, "timer", timer.event, name, timer.transitions, (name, timer.label))
         self.add(owner, "always", "always", "", owner.always)
 

@@ -179,7 +179,7 @@ class _Writer:
         groups: list[tuple[str, str, tuple[Transition, ...]]] = [
             (event, event, transitions) for event, transitions in owner.on
         ]
-        groups += [(timer.event, f"after {timer.key}", timer.transitions) for timer in owner.after]
+        groups += [(timer.event, timer.name, timer.transitions) for timer in owner.after]
         groups.append(("always", "", owner.always))
         if isinstance(owner, State) and owner.default is not None:
             groups.append(("default", "default", (owner.default,)))
@@ -201,7 +201,7 @@ class _Writer:
                     if (source, target, label) in self.merged:
                         continue
                     self.merged.add((source, target, label))
-                label = self.numbered(source, trigger, target, label)
+                label = self.numbered(source, trigger, target, label, name)
                 suffix = f" : {_clean(label)}" if label else ""
                 line = f"{self.ids[source]} --> {self.ids[target]}{suffix}"
                 block = self.block(source, target)
@@ -230,7 +230,7 @@ class _Writer:
                 return container
         return TOP
 
-    def numbered(self, source: str, trigger: str, target: str, label: str) -> str:
+    def numbered(self, source: str, trigger: str, target: str, label: str, name: str) -> str:
         if isinstance(self.overlay, InstanceOverlay):
             numbers = self.steps.pop((source, trigger, target), [])
             if numbers:
@@ -239,7 +239,7 @@ class _Writer:
             event = None if trigger == "always" else trigger
             keys = [(source, event, target)]
             if trigger.startswith("after:"):
-                keys.append((source, f"after {trigger[6:]}", target))
+                keys.append((source, name, target))  # a timer's history name: `after 2d`
             count = sum(self.overlay.edges.get(key, 0) for key in keys)
             if count:
                 return f"{label} ×{count}".strip()

@@ -40,7 +40,7 @@ TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
 # A state has at most one of them; `states` (with `initial`) makes it a compound state.
 KIND_KEYS = ("task", "parallel", "foreach", "final", "states")
-TRANSITION_KINDS = ("on", "after", "always")  # none of them on a final state
+TRANSITION_KINDS = ("on", "after", "at", "always")  # none of them on a final state
 STATE_KEYS = ("description", "initial", *KIND_KEYS, *TASK_KEYS, *TRANSITION_KINDS)
 HISTORY_KEYS = ("history", "default", "description")
 HISTORY_KINDS = ("shallow", "deep")

@@ -94,9 +94,11 @@ class CompiledMachine:
             run.changed = False
             return run.finish()
         label = f"after:{key}"
+        timer = self.chart.node(path).timer(label) if self.chart.is_node(path) else None
+        payload = {timer.kind: timer.written or key} if timer is not None else {"after": key}
         # A timer belongs to its own node; an outer node's timer of the same length is
         # another timer.
-        if not run.fire(path, label, {"after": key}, "timer"):
+        if not run.fire(path, label, payload, "timer"):
             run.changed = bool(run.history)
         return run.finish()
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import functools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
+from .deadlines import due_at
 from .durations import format_duration
 from .expressions import Expression
 
@@ -21,13 +22,14 @@ SEPARATOR = "."
 StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait", "compound", "history"]
 HistoryKind = Literal["shallow", "deep"]
 Outcome = Literal["succeeded", "failed"]
+TimerKind = Literal["after", "at"]
 DEFAULT_RESULT = "default"
 # A version is stored in a 32-bit integer column (PostgreSQL's INTEGER); names, state paths,
 # event names and timer durations in text columns of these many characters (engine/tables.py).
 MAX_VERSION = 2_147_483_647
 MAX_NAME_LENGTH = 200  # a definition's name, a task's
 MAX_PATH_LENGTH = 400  # a state's full dotted path, an event's name
-MAX_TIMER_KEY_LENGTH = 100  # an `after` duration as written
+MAX_TIMER_KEY_LENGTH = 100  # an `after` or `at` key as written (stored: `2d`, or `#N`)
 # A foreach writes one task per item it runs: its items and its tasks at a time are bounded.
 MAX_FOREACH_ITEMS = 10_000
 DEFAULT_FOREACH_CONCURRENCY = 10
@@ -60,11 +62,20 @@ class Transition:
 
 @dataclass(frozen=True)
 class Timer:
-    """An `after` entry: transitions tried when `delay` has passed since entering the state."""
+    """An `after` or `at` entry: transitions tried when the timer is due.
+
+    A fixed timer (`after: {2d: ...}`) is due `delay` after entering its state. A data
+    timer's `value` is evaluated on entry: a delay (`after: {context.grace: ...}`) or an
+    instant (`at: {context.trial_ends: ...}`) moved by `offset`; its `key` is `#N` (N-th
+    data timer of its state), short and stable whatever the expression's length."""
 
     key: str
     delay: timedelta
     transitions: tuple[Transition, ...]
+    value: Expression | None = None
+    kind: TimerKind = "after"
+    offset: timedelta = timedelta(0)
+    written: str = ""  # a data timer's key as written: `context.trial_ends - 2d`
 
     @property
     def event(self) -> str:
@@ -72,8 +83,22 @@ class Timer:
         return f"after:{self.key}"
 
     @property
+    def name(self) -> str:
+        """How the timer reads in history and on a diagram's edge: `after 2d`, `after
+        context.grace`, `at context.trial_ends - 2d`."""
+        return f"{self.kind} {self.written or self.key}"
+
+    @property
     def label(self) -> str:
-        return f"after {format_duration(self.delay)}"
+        return self.name if self.value is not None else f"after {format_duration(self.delay)}"
+
+    def due(self, names: Mapping[str, Any], now: datetime) -> datetime:
+        """When the timer fires for an entry at `now` (`names`: what its expression reads).
+        A data timer's value past or not positive is due at once (`now`); one that is no
+        delay or instant is a ValueError naming the timer, the expression and the value."""
+        if self.value is None:
+            return now + self.delay
+        return due_at(self.name, self.kind, self.value, self.offset, names, now)
 
 
 @dataclass(frozen=True)
@@ -169,8 +194,9 @@ class Foreach:
 
 
 class Reactions:
-    """What a state, or a parallel state's region, reacts to: its `on` events, `after`
-    timers and `always` transitions."""
+    """What a state, or a parallel state's region, reacts to: its `on` events, `after` and
+    `at` timers (both in `after`: the `after` entries, then the `at` ones) and `always`
+    transitions."""
 
     on: tuple[tuple[str, tuple[Transition, ...]], ...]
     after: tuple[Timer, ...]
@@ -184,11 +210,26 @@ class Reactions:
         for name, transitions in self.on:
             if name == event:
                 return transitions
+        timer = self.timer(event)
+        return timer.transitions if timer is not None else ()
+
+    def timer(self, event: str) -> Timer | None:
+        """The timer whose firing is known as `event` (`after:2d`, `after:#1`), if any."""
         if event.startswith("after:"):
             for timer in self.after:
                 if timer.event == event:
-                    return timer.transitions
-        return ()
+                    return timer
+        return None
+
+    def trigger_name(self, trigger: str) -> str | None:
+        """How a trigger reads in history: a timer's name (`after 2d`, `at context.ends`),
+        an event's name, None for `always`."""
+        timer = self.timer(trigger)
+        if timer is not None:
+            return timer.name
+        if trigger.startswith("after:"):
+            return f"after {trigger[6:]}"
+        return None if trigger == "always" else trigger
 
     def all_transitions(self) -> Iterator[tuple[str, Transition]]:
         """(trigger, transition) pairs in file order: `on` events, timers, then `always`."""

@@ -10,11 +10,19 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from .deadlines import DATA_NAMES, EXAMPLE_INSTANT, instant_of, names_read, split_offset
 from .durations import parse_duration
-from .errors import Problem
+from .errors import ExpressionError, Problem
 from .expressions import NAMES, Expression, ExpressionSyntaxError
 from .loader import Document, PathKey
-from .model import MAX_PATH_LENGTH, MAX_TIMER_KEY_LENGTH, Position, Timer, Transition
+from .model import (
+    MAX_PATH_LENGTH,
+    MAX_TIMER_KEY_LENGTH,
+    Position,
+    Timer,
+    TimerKind,
+    Transition,
+)
 
 TRANSITION_KEYS = ("to", "if", "assign")
 CATCH_ALL = "*"
@@ -22,6 +30,9 @@ CATCH_ALL = "*"
 ERROR_TYPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An `after` key meant as a duration (`30s`, `PT30S`, ` 2d`), not an expression.
+DURATION_START = re.compile(r"^\s*(?:[0-9.]|[Pp][0-9Tt])")
+TIMESTAMP_START = re.compile(r"^\s*[0-9]{4}-")  # an `at` key meant as a timestamp
 # `item` and `index` exist only for the input of a foreach task.
 SCOPE_NAMES = tuple(name for name in NAMES if name not in ("item", "index"))
 
@@ -113,10 +124,11 @@ class Reader:
         return self.duration(data[key], (*where, key)) if key in data else None
 
     def reactions(self, data: dict[str, Any], where: PathKey) -> dict[str, Any]:
-        """The `on`, `after` and `always` of a state or a region, as the model keeps them."""
+        """The `on`, timers (`after` and `at`) and `always` of a state or a region, as the
+        model keeps them."""
         return {
             "on": self.on(data.get("on"), (*where, "on")) if "on" in data else (),
-            "after": self.after(data.get("after"), (*where, "after")) if "after" in data else (),
+            "after": self.timers(data, where),
             "always": self.transitions(data["always"], (*where, "always"))
             if "always" in data
             else (),
@@ -172,18 +184,80 @@ class Reader:
                 )
         return tuple(caught)
 
-    def after(self, raw: Any, where: PathKey) -> tuple[Timer, ...]:
-        data = self.mapping(raw, where, "after")
-        if data is None:
-            return ()
-        timers = []
-        for key, body in data.items():
-            delay = self.duration(key, (*where, key), key=True)
-            self.too_long(str(key), MAX_TIMER_KEY_LENGTH, "duration", (*where, key), key=True)
-            transitions = self.transitions(body, (*where, key))
-            # An unreadable duration is reported; its transitions still count for the graph.
-            timers.append(Timer(str(key), delay or timedelta(seconds=1), transitions))
+    def timers(self, data: dict[str, Any], where: PathKey) -> tuple[Timer, ...]:
+        """The `after` timers of a state or region, then its `at` ones, in file order; the
+        N-th one read from data is keyed `#N`."""
+        timers: list[Timer] = []
+        for kind in ("after", "at"):
+            if kind not in data:
+                continue
+            entries = self.mapping(data[kind], (*where, kind), kind) or {}
+            for key, body in entries.items():
+                at = (*where, kind, key)
+                transitions = self.transitions(body, at)
+                data_timers = sum(timer.value is not None for timer in timers)
+                timer = self.timer(kind, key, at, transitions, f"#{data_timers + 1}")
+                timers.append(timer)
         return tuple(timers)
+
+    def timer(
+        self, kind: str, key: Any, at: PathKey, transitions: tuple[Transition, ...], data_key: str
+    ) -> Timer:
+        """One timer: a fixed `after` duration, or an expression read on entry. An
+        unreadable key is reported; its transitions still count for the graph."""
+        fixed = Timer(str(key), timedelta(seconds=1), transitions)
+        if not isinstance(key, str):
+            if kind == "after":
+                self.duration(key, at, key=True)
+            else:
+                self.fail(at, f"an 'at' key is an expression giving a timestamp, not {key!r}", True)
+            return fixed
+        duration_problem = ""
+        if kind == "after":
+            try:
+                delay = parse_duration(key)
+            except ValueError as exc:
+                duration_problem = str(exc)
+            else:
+                self.too_long(key, MAX_TIMER_KEY_LENGTH, "duration", at, key=True)
+                return Timer(key, delay, transitions)
+        text, offset = split_offset(key) if kind == "at" else (key, timedelta(0))
+        written = " ".join(key.split())  # named so in history, whose event column is bounded
+        if len(written) > MAX_TIMER_KEY_LENGTH:
+            self.too_long(written, MAX_TIMER_KEY_LENGTH, f"an {kind!r} key", at, key=True)
+            return fixed
+        if kind == "at" and _is_instant(text):  # `at: {2026-03-01T09:00:00Z: ...}`
+            value = Expression(repr(text.strip()), ())
+            return Timer(data_key, timedelta(0), transitions, value, "at", offset, written)
+        meant_as_duration = kind == "after" and DURATION_START.match(key) is not None
+        if kind == "at" and TIMESTAMP_START.match(text):
+            self.fail(at, f"{key!r} is no ISO-8601 timestamp such as {EXAMPLE_INSTANT!r}", True)
+            return fixed
+        try:
+            value = Expression(text, SCOPE_NAMES)
+        except ExpressionSyntaxError as exc:
+            what = "a duration such as 30s or 2d, nor" if kind == "after" else "a timestamp, nor"
+            problem = f"{key!r} is not {what} an expression: {exc}"
+            self.fail(at, duration_problem if meant_as_duration else problem, key=True)
+            return fixed
+        read = names_read(value)
+        if kind == "after" and not read & DATA_NAMES:
+            problem = f"{key!r} is not a duration such as 30s or 2d, nor an expression over "
+            problem += "context or event"
+            self.fail(at, duration_problem if meant_as_duration else problem, key=True)
+            return fixed
+        if kind == "at" and not read:
+            try:  # the same instant for every instance: checked now
+                constant = value.evaluate({})
+                instant_of(constant)
+            except ExpressionError as exc:
+                self.fail(at, f"at {key!r}: {exc}", key=True)
+                return fixed
+            except ValueError as exc:
+                self.fail(at, f"at {key!r}: {constant!r} {exc}", key=True)
+                return fixed
+        timer_kind: TimerKind = "at" if kind == "at" else "after"
+        return Timer(data_key, timedelta(0), transitions, value, timer_kind, offset, written)
 
     def transitions(self, raw: Any, where: PathKey) -> tuple[Transition, ...]:
         if isinstance(raw, list):
@@ -244,3 +318,12 @@ def _is_catch(body: Any) -> bool:
     """Whether a `failed` entry is the by-type form: a mapping none of whose keys is one of
     a transition's (`to`, `if`, `assign`)."""
     return isinstance(body, dict) and bool(body) and not set(body) & set(TRANSITION_KEYS)
+
+
+def _is_instant(text: str) -> bool:
+    """Whether `text` is an ISO-8601 timestamp itself (an `at` key for every instance)."""
+    try:
+        instant_of(text)
+    except ValueError:
+        return False
+    return True

@@ -57,6 +57,7 @@ class Run(FanOut):
         self.always_steps = 0
         self.changed = True
         self.guard_errors: list[ExpressionError] = []
+        self.entering: dict[str, Any] | None = None  # names of the transition being taken
         # While an event is offered to the regions of parallel states: the domains of the
         # transitions taken so far, which a later one may not exit again (SCXML's conflict).
         self.taken: list[str] | None = None
@@ -175,8 +176,13 @@ class Run(FanOut):
             self.queue.append(("always", path, activation, None))
 
     def start_timers(self, path: str, timers: Any, activation: int) -> None:
-        for timer in timers:
-            self.timers.append(TimerOrder(path, activation, timer.key, self.now + timer.delay))
+        for timer in timers:  # a data timer reads the names of the transition entering
+            try:
+                due = timer.due(self.entering or self.names(), self.now)
+            except ValueError as exc:
+                self.fail_later(path, activation, "TimerError", str(exc))
+            else:
+                self.timers.append(TimerOrder(path, activation, timer.key, due))
 
     def restored(self, target: str) -> list[str]:
         """What entering `target` enters: itself, or for a history pseudo-state what it
@@ -297,7 +303,7 @@ class Run(FanOut):
 
     # -- firing ----------------------------------------------------------------------------
     def fire(self, path: str, trigger: str, payload: Any, kind: str) -> bool:
-        names = self.names(payload, trigger)
+        names = self.entering = self.names(payload, trigger)
         spec, target, errors = self.picker.choose(path, trigger, names)
         for exc in errors:
             self.error(f"guard of {trigger!r} in {path}", exc)
@@ -321,8 +327,7 @@ class Run(FanOut):
             if valid:
                 updates[key] = value
         self.context.update(updates)
-        event = None if trigger == "always" else trigger
-        label = f"after {trigger[6:]}" if trigger.startswith("after:") else event
+        label = self.chart.node(path).trigger_name(trigger)
         self.history.append(Entry(kind, label, path, target or path, payload))
         if target is None:
             self.requeue_always([path, *self.chart.ancestors(path)])

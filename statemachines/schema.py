@@ -38,6 +38,8 @@ _ISO = (
     r"(?:[Tt](?:[0-9]+(?:[.,][0-9]+)?[HhMmSs])+)?"
 )
 DURATION = rf"^\s*(?:{_COMPACT}|{_ISO})\s*$"
+# An expression that reads the instance's data (a timer's delay read on entry).
+DATA_EXPRESSION = r"\b(?:context|event|result)\b"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -102,7 +104,17 @@ _STATE = {
         _ref("on"),
     ),
     "after": _described(
-        "Timers started on entry and dropped on exit: DURATION -> TRANSITIONS.", _ref("after")
+        "Timers started on entry and dropped on exit: DURATION -> TRANSITIONS, or "
+        "EXPR -> TRANSITIONS where EXPR (over context and event) gives, on entry, a number "
+        "of seconds or a duration such as '90m'.",
+        _ref("after"),
+    ),
+    "at": _described(
+        "Timers due at an instant, started on entry and dropped on exit: INSTANT -> "
+        "TRANSITIONS, where INSTANT is an ISO-8601 timestamp or an expression giving one "
+        "(without an offset: UTC), optionally followed by '- DURATION' or '+ DURATION' "
+        "(context.starts - 2d). A past instant fires at once.",
+        _ref("at"),
     ),
     "always": _described(
         "Eventless transitions, evaluated on entry and after each assign.", _ref("transitions")
@@ -217,7 +229,12 @@ def _defs() -> dict[str, Any]:
         },
         "after": {
             "type": "object",
-            "propertyNames": {"pattern": DURATION},
+            "propertyNames": {"anyOf": [{"pattern": DURATION}, {"pattern": DATA_EXPRESSION}]},
+            "additionalProperties": _ref("transitions"),
+        },
+        "at": {
+            "type": "object",
+            "propertyNames": {"minLength": 1},
             "additionalProperties": _ref("transitions"),
         },
         "retry": {
@@ -297,7 +314,9 @@ def _defs() -> dict[str, Any]:
                         "required": ["final"],
                         "properties": {"final": _NOT_FALSE},
                     },
-                    "then": {"properties": {"on": False, "after": False, "always": False}},
+                    "then": {
+                        "properties": {"on": False, "after": False, "at": False, "always": False}
+                    },
                 },
             ],
         },
@@ -334,6 +353,7 @@ def _defs() -> dict[str, Any]:
                 "description": _STATE["description"],
                 "on": _STATE["on"],
                 "after": _STATE["after"],
+                "at": _STATE["at"],
                 "always": _STATE["always"],
             },
             "additionalProperties": False,

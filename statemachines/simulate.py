@@ -57,6 +57,7 @@ class _Simulation:
         self.now = now
         self.tasks: deque[TaskOrder] = deque()
         self.timers: list[TimerOrder] = []
+        self.at_once: list[TimerOrder] = []  # timers due when they started: a past instant
         self.snapshot = Snapshot({}, {}, Status.RUNNING)
         self.history: list[Entry] = []
         self.rejected: list[EventRejected] = []
@@ -69,6 +70,7 @@ class _Simulation:
         self.timers = [t for t in self.timers if (t.state_path, t.activation) not in gone]
         self.tasks.extend(step.tasks)
         self.timers.extend(step.timers)
+        self.at_once.extend(timer for timer in step.timers if timer.due <= self.now)
 
     def outcome(self, task: TaskOrder) -> Any:
         name = task.state_path.rpartition(".")[2]
@@ -107,15 +109,33 @@ class _Simulation:
                 step = self.compiled.task_done(self.snapshot, ref, outcome, self.now)
             self.apply(step)
 
-    def fire_timer(self, key: str) -> bool:
+    def fire_timer(self, name: str) -> bool:
+        """Fire the earliest timer called `name`: `after:KEY` (`after:2d`, `after:#1`,
+        `after:context.grace`) or `at:KEY` (`at:context.trial_ends - 2d`)."""
+        kind, _, key = name.partition(":")
         for timer in sorted(self.timers, key=lambda order: order.due):
-            if timer.key == key:
-                self.timers.remove(timer)
-                self.now = max(self.now, timer.due)
-                ref = (timer.state_path, timer.activation)
-                self.apply(self.compiled.timer_fired(self.snapshot, ref, key, self.now))
+            found = self.compiled.chart.node(timer.state_path).timer(f"after:{timer.key}")
+            written = found is not None and (found.kind, found.written) == (kind, _spaced(key))
+            if (kind == "after" and timer.key == key) or written:
+                self.fire(timer)
                 return True
         return False
+
+    def fire(self, timer: TimerOrder) -> None:
+        self.timers.remove(timer)
+        self.now = max(self.now, timer.due)
+        ref = (timer.state_path, timer.activation)
+        self.apply(self.compiled.timer_fired(self.snapshot, ref, timer.key, self.now))
+
+    def settle(self) -> None:
+        """Run the ready tasks, and the timers due as they started (a past instant, a delay
+        of zero), as the engine's next rounds would."""
+        self.run_tasks()
+        while self.at_once and self.snapshot.status == Status.RUNNING:
+            timer = self.at_once.pop(0)
+            if timer in self.timers:
+                self.fire(timer)
+                self.run_tasks()
 
 
 def simulate(
@@ -132,22 +152,24 @@ def simulate(
     `results` answers tasks, keyed by state path, state name or task name (compensation
     tasks by their task name only): a JSON value, a `Failure`, a list consumed one value per
     call (the last one repeats), or a callable given the task's input. Unanswered tasks
-    return None. An event `after:KEY` fires the timer `KEY` of an active state. A rejected
-    event raises EventRejected when `strict`, else it is kept in `Run.rejected` and the run
-    goes on. As in the engine, `data`, payloads and results are stored by the rule of
-    `storable`: data or a payload it refuses raises ValueNotStorable, a result it refuses
-    fails the task (`ResultError`).
+    return None. An event `after:KEY` fires the timer `KEY` of an active state (`after:2d`;
+    a timer read from data by its expression, `after:context.grace` or `at:context.ends -
+    2d`), moving the clock to when it is due; a timer due as it starts (a past instant) fires
+    at once. A rejected event raises EventRejected when `strict`, else it is kept in
+    `Run.rejected` and the run goes on. As in the engine, `data`, payloads and results are
+    stored by the rule of `storable`: data or a payload it refuses raises ValueNotStorable, a
+    result it refuses fails the task (`ResultError`).
     """
     sim = _Simulation(definition, results or {}, now or START)
     sim.apply(sim.compiled.start(storable(dict(data or {}), "data"), sim.now))
-    sim.run_tasks()
+    sim.settle()
     for item in events:
         name, payload = (item, None) if isinstance(item, str) else (item[0], item[1])
         try:
-            if name.startswith("after:") and sim.snapshot.status == Status.RUNNING:
-                if not sim.fire_timer(name[6:]):
+            if name.startswith(("after:", "at:")) and sim.snapshot.status == Status.RUNNING:
+                if not sim.fire_timer(name):
                     allowed = sim.compiled.allowed(sim.snapshot)
-                    reason = f"no active state has the timer {name[6:]!r}"
+                    reason = f"no active state has the timer {name.replace(':', ' ', 1)!r}"
                     raise EventRejected(name, sim.snapshot.state, allowed, reason)
             else:
                 payload = None if payload is None else storable(payload, "event data")
@@ -156,7 +178,7 @@ def simulate(
             if strict:
                 raise
             sim.rejected.append(exc)
-        sim.run_tasks()
+        sim.settle()
     moves = ("start", "event", "task", "timer", "always")
     path: list[tuple[str | None, str | None, str | None]] = [
         (entry.event, entry.from_state, entry.to_state)
@@ -174,3 +196,8 @@ def simulate(
         rejected=sim.rejected,
         machine=final.machine,
     )
+
+
+def _spaced(text: str) -> str:
+    """`text` with one space between its words, as a timer's key is kept."""
+    return " ".join(text.split())

@@ -56,7 +56,7 @@ def targets_name_states(region: Region, chart: Chart) -> Iterator[Problem]:
             if len(resolved.candidates) > 1:
                 yield _problem(
                     transition.position,
-                    f"{_trigger(trigger)} of {what} goes to {target!r}, which names "
+                    f"{_trigger(trigger, node)} of {what} goes to {target!r}, which names "
                     f"{len(resolved.candidates)} states: "
                     f"{', '.join(map(repr, resolved.candidates))}; write the full name",
                 )
@@ -64,7 +64,7 @@ def targets_name_states(region: Region, chart: Chart) -> Iterator[Problem]:
             hint = suggest(target, names) or suggest(target, chart.by_name)
             yield _problem(
                 transition.position,
-                f"{_trigger(trigger)} of {what} goes to {target!r}, "
+                f"{_trigger(trigger, node)} of {what} goes to {target!r}, "
                 f"which is not a state{_scope(region)}{hint}",
             )
 
@@ -126,8 +126,9 @@ def done_and_failed_only_on_task_states(region: Region, chart: Chart) -> Iterato
     for state in region.states:
         if state.kind in TASK_LIKE or state.kind == "compound":
             continue
+        timer_fails = any(timer.value is not None for timer in state.after)  # TimerError
         for event, transitions in state.on:
-            if event in ("done", "failed"):
+            if event == "done" or (event == "failed" and not timer_fails):
                 yield _problem(
                     transitions[0].position if transitions else state.position,
                     f"state {state.name!r} has no task, parallel or foreach, so "
@@ -371,9 +372,9 @@ def _fires_done(state: State) -> bool:
     return region is not None and any(child.final == "succeeded" for child in region.states)
 
 
-def _trigger(trigger: str) -> str:
+def _trigger(trigger: str, node: Region | State) -> str:
     if trigger == "always":
         return "an 'always' transition"
     if trigger.startswith("after:"):
-        return f"the timer 'after {trigger[6:]}'"
+        return f"the timer {node.trigger_name(trigger)!r}"
     return f"event {trigger!r}"

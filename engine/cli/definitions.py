@@ -34,7 +34,8 @@ EventOption = Annotated[
     typer.Option(
         "--event",
         "-e",
-        help="An event to send, in order: NAME or NAME=JSON; after:2d fires a timer.",
+        help="An event to send, in order: NAME or NAME=JSON; after:2d fires a timer "
+        "(after:EXPR or at:EXPR one read from data).",
     ),
 ]
 ResultOption = Annotated[
