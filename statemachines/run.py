@@ -22,6 +22,7 @@ from .model import (
     DEFAULT_RESULT,
     MAX_FOREACH_ITEMS,
     SEPARATOR,
+    Retry,
     RetryPolicy,
     State,
     TaskSpec,
@@ -565,7 +566,7 @@ class Run:
             item=None,
             name=task,
             input=copy.deepcopy(self.context),
-            retry=RetryPolicy(attempts=3),
+            retry=Retry((RetryPolicy(attempts=3),)),
             timeout=None,
             kind="compensate",
         )
