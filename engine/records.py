@@ -190,15 +190,18 @@ class ClaimedTask:
 
 def last_error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
     """The error a history entry reports, as `Instance.last_error` shows it: `type`,
-    `message`, `traceback` (when one was kept), and the entry's `seq` and `at`."""
+    `message`, `traceback` (when one was kept), a TaskFailure's `details` (when it had
+    some), and the entry's `seq` and `at`."""
     if entry is None:
         return None
     data = entry.data if isinstance(entry.data, dict) else {"message": entry.data}
     error = data["error"] if isinstance(data.get("error"), dict) else data
+    details = {"details": error["details"]} if "details" in error else {}
     return {
         "type": str(error.get("type") or ("ExpressionError" if "expression" in error else "Error")),
         "message": str(error.get("message", "")),
         "traceback": error.get("traceback"),
+        **details,
         "seq": entry.seq,
         "at": entry.at.isoformat().replace("+00:00", "Z"),
     }
