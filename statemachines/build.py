@@ -353,15 +353,17 @@ class DefinitionBuilder(Reader):
     def retry(self, raw: Any, where: PathKey) -> Retry:
         """`retry`: one policy for every error type (a mapping), or policies by error type
         (a list, each with its `errors`, the one without them last)."""
-        if not isinstance(raw, list):
-            data = self.mapping(raw, where, "retry (a policy, or a list of them)")
-            if data is not None and "errors" in data:
+        if not isinstance(raw, list | dict):
+            self.fail(where, f"retry must be a policy or a list of policies, not {kind_of(raw)}")
+            return Retry()
+        if isinstance(raw, dict):
+            if "errors" in raw:
                 self.fail(
                     (*where, "errors"),
                     "errors belongs to a policy in a list: write retry: [{errors: [...], ...}]",
                     key=True,
                 )
-            return Retry((self.retry_policy(data, where, RETRY_KEYS),))
+            return Retry((self.retry_policy(raw, where, (*RETRY_KEYS, "errors")),))
         if not 1 <= len(raw) <= MAX_RETRY_POLICIES:
             self.fail(where, f"a list of retry policies has 1 to {MAX_RETRY_POLICIES} entries")
             return Retry()

@@ -87,6 +87,7 @@ def test_the_mapping_form_is_one_policy_for_every_type_and_stored_as_before() ->
         ("[{errors: [Timeout], tries: 2}]", 6, "unknown key 'tries' in retry"),
         ("[{errors: [Timeout], attempts: 0}]", 6, "attempts must be an integer from 1 to 100"),
         ("[3]", 6, "a retry policy must be a mapping, not"),
+        ("three", 6, "retry must be a policy or a list of policies, not"),
     ],
 )
 def test_a_malformed_policy_list_is_a_problem_at_its_line(
@@ -94,6 +95,13 @@ def test_a_malformed_policy_list_is_a_problem_at_its_line(
 ) -> None:
     problems = [(problem.line, problem.message) for problem in problems_of(_retry_of(retry))]
     assert any(at == line and message in text for at, text in problems), problems
+
+
+def test_errors_in_the_mapping_form_is_one_problem() -> None:
+    problems = problems_of(_retry_of("{errors: [Timeout], attempts: 2}"))
+    assert [problem.message for problem in problems] == [
+        "errors belongs to a policy in a list: write retry: [{errors: [...], ...}]"
+    ]
 
 
 def test_a_misplaced_catch_all_is_reported_at_its_own_line() -> None:
