@@ -16,7 +16,7 @@ from statemachines.model import Region, State, Transition, join
 from .graph import cached_drawing
 from .nesting import Nesting
 from .overlay import HEAT, HeatOverlay, InstanceOverlay, Overlay, find_edge
-from .shapes import GUARD_WIDTH, caught, duration, foreach_label, shorten
+from .shapes import GUARD_WIDTH, caught, duration, foreach_label, retry_mark, shorten
 
 INDENT = "    "
 KEYWORDS = frozenset(
@@ -150,8 +150,9 @@ class _Writer:
             task = state.foreach.task
         if task is not None:
             marks = [task.name]
-            if task.retry.attempts > 1:
-                marks.append(f"{task.retry.attempts} attempts")
+            retries = retry_mark(task.retry)
+            if retries:
+                marks.append(retries)
             if task.timeout is not None:
                 marks.append(f"timeout {duration(task.timeout)}")
             lines.append(_clean(", ".join(marks)))

@@ -13,12 +13,13 @@ from datetime import timedelta
 from typing import Literal
 
 from statemachines.durations import format_duration
-from statemachines.model import Foreach, TaskSpec, Transition
+from statemachines.model import Foreach, Retry, TaskSpec, Transition
 
 Direction = Literal["LR", "TB", "RL", "BT"]
 EdgeKind = Literal["initial", "event", "done", "failed", "timer", "always"]
 FONT = "Helvetica"
 GUARD_WIDTH = 30
+RETRY_MARK_WIDTH = 44  # a task's retry policies by type, in its box
 LARGE = 80  # states; above this, layout effort is bounded
 
 # One palette for the whole package; overlays pick from the same family.
@@ -151,8 +152,9 @@ def task_lines(task: TaskSpec) -> list[Line]:
     """The task name, then small marks for retries, timeout and compensation."""
     lines = [small(task.name, "#1f3b63")]
     marks = []
-    if task.retry.attempts > 1:
-        marks.append(f"↻ {task.retry.attempts} attempts")
+    retries = retry_mark(task.retry)
+    if retries:
+        marks.append(f"↻ {retries}")
     if task.timeout is not None:
         marks.append(f"timeout {duration(task.timeout)}")
     if marks:
@@ -170,6 +172,19 @@ def foreach_label(each: Foreach) -> str:
     if each.tolerate is not None:
         label += f", tolerate {each.tolerate.label}"
     return label
+
+
+def retry_mark(retry: Retry) -> str | None:
+    """How a task is retried, in short: `3 attempts` for one policy for every error type;
+    by type, each policy's attempts (`Timeout ×4, Refused ×1, others ×2`). None: no retry."""
+    if not retry.typed:
+        attempts = retry.policies[0].attempts
+        return f"{attempts} attempts" if attempts > 1 else None
+    parts = [
+        f"{'/'.join(policy.errors) if policy.errors else 'others'} ×{policy.attempts}"
+        for policy in retry.policies
+    ]
+    return shorten(", ".join(parts), RETRY_MARK_WIDTH)
 
 
 def duration(delta: timedelta) -> str:

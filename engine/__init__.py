@@ -29,7 +29,7 @@ from statemachines.errors import (
 
 from .async_engine import AsyncEngine
 from .engine import Engine
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance
+from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
 
 __all__ = [
     "AsyncEngine",
@@ -53,6 +53,7 @@ __all__ = [
     "NotFound",
     "RenderError",
     "TaskNotFound",
+    "TaskFailure",
     "TaskNotHeld",
     "TurnoutError",
     "UsageError",

@@ -5,24 +5,68 @@ Plain frozen dataclasses with a `to_json()` that the CLI and the HTTP API print 
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from statemachines.errors import ValueNotStorable
+from statemachines.model import MAX_NAME_LENGTH
+from statemachines.reading import ERROR_TYPE_RE
+from statemachines.values import storable
+
 TRACEBACK_LINES = 15
 MAX_ERROR_CHARS = 2000
+MAX_DETAILS_BYTES = 10_000  # a TaskFailure's details, as JSON
+
+
+class TaskFailure(Exception):
+    """Raise it from a task handler to fail the attempt with an error `type` of your choosing
+    (what `retry` policies and `failed: {TYPE: ...}` match), a `message`, and `details`: a
+    JSON value kept with the error (`event.error.details`). Any other exception's type is
+    its class name.
+
+        raise TaskFailure("Refused", "card declined", details={"code": 51})
+    """
+
+    def __init__(self, type: str, message: str = "", details: Any = None) -> None:
+        if not (
+            isinstance(type, str) and ERROR_TYPE_RE.match(type) and len(type) <= MAX_NAME_LENGTH
+        ):
+            raise ValueError(f"a TaskFailure's type must be a name like 'Refused', not {type!r}")
+        super().__init__(message)
+        self.type = type
+        self.message = str(message)
+        self.details = details
 
 
 def error_details(exc: BaseException) -> dict[str, Any]:
     """An exception as history keeps it: `type`, `message`, and the head of its traceback
-    (its last lines, where it was raised; at most MAX_ERROR_CHARS characters each)."""
+    (its last lines, where it was raised; at most MAX_ERROR_CHARS characters each). A
+    TaskFailure gives its own type and message, and its `details` when it has some."""
     lines = "".join(traceback.format_exception(exc)).splitlines()
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc)[:MAX_ERROR_CHARS],
+    failure = exc if isinstance(exc, TaskFailure) else None
+    error = {
+        "type": failure.type if failure else type(exc).__name__,
+        "message": (failure.message if failure else str(exc))[:MAX_ERROR_CHARS],
         "traceback": "\n".join(lines[-TRACEBACK_LINES:])[-MAX_ERROR_CHARS:],
     }
+    if failure is not None and failure.details is not None:
+        error["details"] = _details(failure.details)
+    return error
+
+
+def _details(details: Any) -> Any:
+    """A TaskFailure's details as stored; a note saying why instead when they cannot be."""
+    try:
+        value = storable(details, "details")
+    except ValueNotStorable as exc:
+        return f"<details not stored: {exc}>"[:MAX_ERROR_CHARS]
+    size = len(json.dumps(value))
+    if size > MAX_DETAILS_BYTES:
+        return f"<details not stored: {size} bytes of JSON, over the limit of {MAX_DETAILS_BYTES}>"
+    return value
 
 
 def _iso(value: datetime) -> str:
@@ -146,15 +190,18 @@ class ClaimedTask:
 
 def last_error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
     """The error a history entry reports, as `Instance.last_error` shows it: `type`,
-    `message`, `traceback` (when one was kept), and the entry's `seq` and `at`."""
+    `message`, `traceback` (when one was kept), a TaskFailure's `details` (when it had
+    some), and the entry's `seq` and `at`."""
     if entry is None:
         return None
     data = entry.data if isinstance(entry.data, dict) else {"message": entry.data}
     error = data["error"] if isinstance(data.get("error"), dict) else data
+    details = {"details": error["details"]} if "details" in error else {}
     return {
         "type": str(error.get("type") or ("ExpressionError" if "expression" in error else "Error")),
         "message": str(error.get("message", "")),
         "traceback": error.get("traceback"),
+        **details,
         "seq": entry.seq,
         "at": entry.at.isoformat().replace("+00:00", "Z"),
     }

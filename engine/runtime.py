@@ -29,7 +29,7 @@ from statemachines.errors import (
     TurnoutError,
     ValueNotStorable,
 )
-from statemachines.model import RetryPolicy
+from statemachines.model import Retried, Retry
 from statemachines.steps import FINISHED, Entry
 
 from .catalog import Catalog, Version
@@ -308,36 +308,58 @@ def failed_attempt(
     error: dict[str, Any],
     now: datetime,
 ) -> Applied:
-    """Retry after the policy's wait if attempts are left, else fire `failed`."""
-    if task.attempt < task.max_attempts:
-        ready_at = now + RetryPolicy.from_json(task.retry).next_wait(task.attempt)
+    """Retry after the wait of the policy the error's type goes to, while that policy's
+    failures are fewer than its attempts; else fire `failed`."""
+    retry = Retry.from_json(task.retry)
+    retried = retry.after_failure(str(error.get("type", "")), _failures(task, retry))
+    if retried.again:
+        ready_at = now + retry.wait(retried)
+        data: dict[str, Any] = {
+            "task": task.name,
+            "attempt": task.attempt,
+            "error": error,
+            "next_attempt_at": ready_at.isoformat(),
+        }
+        counts: dict[str, Any] = {}
+        if retry.typed:  # its own failures by policy, kept on the row
+            counts["retry"] = {**task.retry, "failures": list(retried.failures)}
+            data["policy"] = _policy_entry(retry, retried)
         # The worker stays named (as after a lapse) until the next claim: see `_stale`.
         tx.update_task(
-            task.id, status=TaskState.READY, claimed_at=None, lease_until=None, ready_at=ready_at
+            task.id,
+            status=TaskState.READY,
+            claimed_at=None,
+            lease_until=None,
+            ready_at=ready_at,
+            **counts,
         )
-        return record(
-            tx,
-            row,
-            [
-                Entry(
-                    "retry",
-                    "failed",
-                    task.state_path,
-                    None,
-                    {
-                        "task": task.name,
-                        "attempt": task.attempt,
-                        "error": error,
-                        "next_attempt_at": ready_at.isoformat(),
-                    },
-                )
-            ],
-            now,
-        )
+        return record(tx, row, [Entry("retry", "failed", task.state_path, None, data)], now)
     tx.update_task(task.id, status=TaskState.DONE)
     machine = _machine_of(tx, catalog, row)
     step = machine.task_failed(snapshot_of(row), task.ref, error, task.attempt, now)
     return persist(tx, row, step, now)
+
+
+def _failures(task: TaskRow, retry: Retry) -> tuple[int, ...]:
+    """Each policy's failed attempts so far. The one policy for every type has them all:
+    every attempt before the current one (a lapse gives its attempt back)."""
+    if not retry.typed:
+        return (task.attempt - 1,)
+    kept = task.retry.get("failures") or []
+    return tuple(int(kept[at]) if at < len(kept) else 0 for at in range(len(retry.policies)))
+
+
+def _policy_entry(retry: Retry, retried: Retried) -> dict[str, Any]:
+    """Which policy a retry went by, for its history entry: its place in the list, the
+    error types it names (empty: every other type), its failures and attempts."""
+    assert retried.policy is not None
+    policy = retry.policies[retried.policy]
+    return {
+        "index": retried.policy,
+        "errors": list(policy.errors),
+        "failures": retried.failures[retried.policy],
+        "attempts": policy.attempts,
+    }
 
 
 def expire_task(tx: Transaction, catalog: Catalog, task_id: str, now: datetime) -> Applied | None:

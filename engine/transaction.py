@@ -111,7 +111,8 @@ SQL = {
     "next_timer": "SELECT MIN(due_at) FROM turnout_timers",
     "next_task": "SELECT MIN(ready_at) FROM turnout_tasks WHERE status = 'ready'",
 }
-_TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt"}
+# `retry` keeps each policy's failures of a task retried by error type.
+_TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt", "retry"}
 
 
 def _driver_sql(sql: str, postgres: bool) -> str:
@@ -469,9 +470,15 @@ class Transaction:
         mark = "%s" if self.postgres else "?"
         names = sorted(values)
         params = [
-            self._time(values[n]) if n.endswith(("_at", "_until")) else values[n] for n in names
+            self._time(values[n])
+            if n.endswith(("_at", "_until"))
+            else _dumps(values[n])
+            if n == "retry"
+            else values[n]
+            for n in names
         ]
-        sets = ", ".join(f"{n} = {mark}" for n in names)
+        cast = {"retry": "::jsonb"} if self.postgres else {}
+        sets = ", ".join(f"{n} = {mark}{cast.get(n, '')}" for n in names)
         self.cursor.execute(
             f"UPDATE turnout_tasks SET {sets} WHERE id = {mark}", [*params, task_id]
         )

@@ -251,6 +251,7 @@ class Worker(Runner):
 
 def handler_failed(task: ClaimedTask, exc: Exception) -> dict[str, Any]:
     """Log a handler's exception with its traceback; the error its failed attempt records."""
+    error = error_details(exc)
     log.warning(
         "task %s (%s), attempt %d of %d, of instance %s raised %s",
         task.id,
@@ -258,10 +259,10 @@ def handler_failed(task: ClaimedTask, exc: Exception) -> dict[str, Any]:
         task.attempt,
         task.max_attempts,
         task.instance_id,
-        type(exc).__name__,
+        error["type"],
         exc_info=exc,
     )
-    return error_details(exc)
+    return error
 
 
 class Slot:

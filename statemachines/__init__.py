@@ -22,7 +22,7 @@ from .errors import (
     ValueNotStorable,
 )
 from .loader import compose, read_source
-from .model import Definition, Region, RetryPolicy, State, Transition
+from .model import Definition, Region, Retry, RetryPolicy, State, Transition
 from .schema import json_schema
 from .simulate import Failure, Run, simulate
 from .steps import Snapshot, Status, Step
@@ -68,6 +68,7 @@ __all__ = [
     "InvalidInput",
     "Problem",
     "Region",
+    "Retry",
     "RetryPolicy",
     "Run",
     "Snapshot",

@@ -6,6 +6,7 @@ are found here; rules about the graph as a whole live in `validate.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -26,6 +27,7 @@ from .model import (
     Foreach,
     HistoryKind,
     Region,
+    Retry,
     RetryPolicy,
     State,
     StateKind,
@@ -34,7 +36,7 @@ from .model import (
     Transition,
     join,
 )
-from .reading import KEY_RE, SCOPE_NAMES, Reader, kind_of
+from .reading import ERROR_TYPE_RE, KEY_RE, SCOPE_NAMES, Reader, kind_of
 
 TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
@@ -55,6 +57,8 @@ TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 PERCENT_RE = re.compile(r"^(100(?:\.0{1,6})?|[0-9]{1,2}(?:\.[0-9]{1,6})?)%$")  # 10%, 2.5%
 MAX_STATES = 5000
 MAX_ATTEMPTS = 100
+MAX_RETRY_POLICIES = 20  # a task's policies by error type
+MAX_RETRY_ERRORS = 50  # error types one policy names
 
 
 def digest_of(data: Any) -> str:
@@ -327,7 +331,7 @@ class DefinitionBuilder(Reader):
         if "input" in data:
             scope = NAMES if per_item else SCOPE_NAMES
             task_input = self.expression(data["input"], (*where, "input"), scope)
-        retry = self.retry(data["retry"], (*where, "retry")) if "retry" in data else RetryPolicy()
+        retry = self.retry(data["retry"], (*where, "retry")) if "retry" in data else Retry()
         timeout = self.optional_duration(data, "timeout", where)
         return TaskSpec(
             name=name,
@@ -349,12 +353,62 @@ class DefinitionBuilder(Reader):
         self.fail((*where, "result"), f"result must be a context key or false, not {value!r}")
         return DEFAULT_RESULT
 
-    def retry(self, raw: Any, where: PathKey) -> RetryPolicy:
-        data = self.mapping(raw, where, "retry")
-        if data is None:
-            return RetryPolicy()
-        self.keys(data, where, RETRY_KEYS, "retry")
+    def retry(self, raw: Any, where: PathKey) -> Retry:
+        """`retry`: one policy for every error type (a mapping), or policies by error type
+        (a list, each with its `errors`, the one without them last)."""
+        if not isinstance(raw, list | dict):
+            self.fail(where, f"retry must be a policy or a list of policies, not {kind_of(raw)}")
+            return Retry()
+        if isinstance(raw, dict):
+            if "errors" in raw:
+                self.fail(
+                    (*where, "errors"),
+                    "errors belongs to a policy in a list: write retry: [{errors: [...], ...}]",
+                    key=True,
+                )
+            return Retry((self.retry_policy(raw, where, (*RETRY_KEYS, "errors")),))
+        if not 1 <= len(raw) <= MAX_RETRY_POLICIES:
+            self.fail(where, f"a list of retry policies has 1 to {MAX_RETRY_POLICIES} entries")
+            return Retry()
+        policies: list[RetryPolicy] = []
+        seen: set[str] = set()
+        for index, item in enumerate(raw):
+            at = (*where, index)
+            data = self.mapping(item, at, "a retry policy")
+            policy = self.retry_policy(data, at, (*RETRY_KEYS, "errors"))
+            if data is not None and "errors" in data:
+                policy = dataclasses.replace(policy, errors=self.error_types(data, at, seen))
+            elif index < len(raw) - 1:
+                self.fail(at, "a policy without errors takes every other type: put it last")
+            policies.append(policy)
+        return Retry(tuple(policies))
+
+    def error_types(self, data: dict[str, Any], where: PathKey, seen: set[str]) -> tuple[str, ...]:
+        """A policy's `errors`: error type names, each in one policy only."""
+        raw, at = data["errors"], (*where, "errors")
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_RETRY_ERRORS:
+            self.fail(at, f"errors must be a list of 1 to {MAX_RETRY_ERRORS} error types")
+            return ()
+        types: list[str] = []
+        for index, name in enumerate(raw):
+            if not (isinstance(name, str) and ERROR_TYPE_RE.match(name)):
+                self.fail((*at, index), f"error type {name!r} must be a name like 'Timeout'")
+            elif name in seen:
+                message = "a failure goes to the first policy naming it"
+                self.fail((*at, index), f"error type {name!r} is listed twice: {message}")
+            else:
+                self.too_long(name, MAX_NAME_LENGTH, "error type", (*at, index))
+                seen.add(name)
+                types.append(name)
+        return tuple(types)
+
+    def retry_policy(
+        self, data: dict[str, Any] | None, where: PathKey, allowed: tuple[str, ...]
+    ) -> RetryPolicy:
         policy = RetryPolicy()
+        if data is None:
+            return policy
+        self.keys(data, where, allowed, "retry")
         attempts = data.get("attempts", 1)
         if not _whole(attempts, MAX_ATTEMPTS):
             self.fail((*where, "attempts"), f"attempts must be an integer from 1 to {MAX_ATTEMPTS}")

@@ -103,13 +103,21 @@ class Timer:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a task is retried: `attempts` in total, waits growing by `backoff` up to `max_delay`."""
+    """How a task is retried: `attempts` in total, waits growing by `backoff` up to `max_delay`.
+
+    In a list of policies (`Retry`), one handles the failures whose error type is in
+    `errors` (every type when `errors` is empty) and counts them on its own."""
 
     attempts: int = 1
     delay: timedelta = timedelta(seconds=1)
     backoff: float = 2.0
     max_delay: timedelta | None = None
     jitter: bool = False
+    errors: tuple[str, ...] = ()
+
+    def handles(self, error_type: str) -> bool:
+        """Whether a failure of `error_type` is this policy's: it names it, or names none."""
+        return not self.errors or error_type in self.errors
 
     def wait_after(self, failed_attempts: int) -> timedelta:
         """The wait before the next attempt once `failed_attempts` attempts have failed: the
@@ -136,10 +144,11 @@ class RetryPolicy:
             backoff=data.get("backoff", 2.0),
             max_delay=None if max_delay is None else timedelta(milliseconds=max_delay),
             jitter=bool(data.get("jitter")),
+            errors=tuple(data.get("errors", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "attempts": self.attempts,
             "delay_ms": round(self.delay.total_seconds() * 1000),
             "backoff": self.backoff,
@@ -148,6 +157,75 @@ class RetryPolicy:
             else round(self.max_delay.total_seconds() * 1000),
             "jitter": self.jitter,
         }
+        if self.errors:
+            data["errors"] = list(self.errors)
+        return data
+
+
+@dataclass(frozen=True)
+class Retried:
+    """What a failed attempt comes to under a task's `Retry`: the index of the policy that
+    took it (None: no policy handles its type), each policy's failures counting this one,
+    and whether the task is tried again."""
+
+    policy: int | None
+    failures: tuple[int, ...]
+    again: bool
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A task's retry policies, in order. A failed attempt goes to the first policy that
+    handles its error type (one without `errors` handles every type, and comes last); it is
+    retried while that policy's own failures are fewer than its `attempts`, after that
+    policy's wait. A failure no policy handles is not retried. The mapping form of `retry`
+    is one policy for every type."""
+
+    policies: tuple[RetryPolicy, ...] = (RetryPolicy(),)
+
+    @property
+    def attempts(self) -> int:
+        """The most attempts the task can make: the first, plus each policy's retries."""
+        return 1 + sum(policy.attempts - 1 for policy in self.policies)
+
+    @property
+    def typed(self) -> bool:
+        """Whether it is more than the one policy for every type the mapping form writes."""
+        return len(self.policies) != 1 or bool(self.policies[0].errors)
+
+    def policy_for(self, error_type: str) -> int | None:
+        """The index of the first policy handling `error_type`; None when none does."""
+        for index, policy in enumerate(self.policies):
+            if policy.handles(error_type):
+                return index
+        return None
+
+    def after_failure(self, error_type: str, failures: tuple[int, ...]) -> Retried:
+        """A failed attempt of `error_type`, with each policy's earlier `failures`."""
+        index = self.policy_for(error_type)
+        if index is None:
+            return Retried(None, failures, again=False)
+        counted = tuple(n + 1 if at == index else n for at, n in enumerate(failures))
+        return Retried(index, counted, again=counted[index] < self.policies[index].attempts)
+
+    def wait(self, retried: Retried) -> timedelta:
+        """The wait before the attempt `retried` leads to, by the policy that took it."""
+        assert retried.policy is not None
+        return self.policies[retried.policy].next_wait(retried.failures[retried.policy])
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Retry:
+        """The policies `to_json` gave `data` for; a single policy's mapping (as rows
+        written before typed retry keep it) is the one policy for every type."""
+        if "policies" in data:
+            return cls(tuple(RetryPolicy.from_json(item) for item in data["policies"]))
+        return cls((RetryPolicy.from_json(data),))
+
+    def to_json(self) -> dict[str, Any]:
+        """As a task row keeps it: the one policy's mapping, else `{policies: [...]}`."""
+        if not self.typed:
+            return self.policies[0].to_json()
+        return {"policies": [policy.to_json() for policy in self.policies]}
 
 
 @dataclass(frozen=True)
@@ -157,7 +235,7 @@ class TaskSpec:
     name: str
     input: Expression | None = None
     result: str | bool = DEFAULT_RESULT  # DEFAULT_RESULT, a context key, or False (drop)
-    retry: RetryPolicy = RetryPolicy()
+    retry: Retry = Retry()
     timeout: timedelta | None = None
     compensate: str | None = None
 

@@ -20,6 +20,7 @@ from .errors import ExpressionError, ValueNotStorable
 from .fanout import FanOut, item_pending
 from .model import (
     SEPARATOR,
+    Retry,
     RetryPolicy,
     State,
     TaskSpec,
@@ -502,7 +503,7 @@ class Run(FanOut):
             item=None,
             name=task,
             input=copy.deepcopy(self.context),
-            retry=RetryPolicy(attempts=3),
+            retry=Retry((RetryPolicy(attempts=3),)),
             timeout=None,
             kind="compensate",
         )

@@ -12,6 +12,8 @@ from typing import Any
 from .build import (
     KIND_KEYS,
     MAX_ATTEMPTS,
+    MAX_RETRY_ERRORS,
+    MAX_RETRY_POLICIES,
     NAME_RE,
     PATH_RE,
     PERCENT_RE,
@@ -93,6 +95,20 @@ _TASK = {
         "instance later fails without a route for it or is cancelled.",
         _ref("taskName"),
     ),
+}
+
+_RETRY_POLICY = {
+    "attempts": _described(
+        "Attempts in total (default 1); in a list, failures this policy takes at most.",
+        {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+    ),
+    "delay": _described("Wait before the second attempt (default 1s).", _ref("duration")),
+    "backoff": _described(
+        "Multiplier of the wait after each failure (default 2).",
+        {"type": "number", "minimum": 1, "maximum": 100},
+    ),
+    "max_delay": _described("Longest wait between attempts.", _ref("duration")),
+    "jitter": _described("Scale each wait by a random factor in [0.5, 1].", {"type": "boolean"}),
 }
 
 _STATE = {
@@ -238,22 +254,36 @@ def _defs() -> dict[str, Any]:
             "additionalProperties": _ref("transitions"),
         },
         "retry": {
+            "description": "One policy for every error type, or a list of policies by error "
+            "type: a failure goes to the first policy whose errors name its type (the one "
+            "without errors takes every other type and comes last); each policy counts its "
+            "own failures; a failure no policy takes is not retried.",
+            # A mapping is one policy; `properties` and `items` each apply to one form.
+            "type": ["object", "array"],
+            "properties": _RETRY_POLICY,
+            "additionalProperties": False,
+            "minItems": 1,
+            "maxItems": MAX_RETRY_POLICIES,
+            "items": _ref("typedRetryPolicy"),
+        },
+        "typedRetryPolicy": {
             "type": "object",
             "properties": {
-                "attempts": _described(
-                    "Attempts in total (default 1).",
-                    {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
-                ),
-                "delay": _described(
-                    "Wait before the second attempt (default 1s).", _ref("duration")
-                ),
-                "backoff": _described(
-                    "Multiplier of the wait after each failure (default 2).",
-                    {"type": "number", "minimum": 1, "maximum": 100},
-                ),
-                "max_delay": _described("Longest wait between attempts.", _ref("duration")),
-                "jitter": _described(
-                    "Scale each wait by a random factor in [0.5, 1].", {"type": "boolean"}
+                **_RETRY_POLICY,
+                "errors": _described(
+                    "The error types (error.type) this policy retries; without it, every "
+                    "other type.",
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_RETRY_ERRORS,
+                        "uniqueItems": True,
+                        "items": {
+                            "type": "string",
+                            "pattern": ERROR_TYPE_RE.pattern,
+                            "maxLength": MAX_NAME_LENGTH,
+                        },
+                    },
                 ),
             },
             "additionalProperties": False,

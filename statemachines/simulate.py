@@ -23,14 +23,15 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Failure:
-    """A task outcome for `simulate`: the task fails (every attempt) with this message."""
+    """A task outcome for `simulate`: the attempt fails with this message and error type
+    (given alone, every attempt does)."""
 
     def __init__(self, message: str = "failed", type: str = "TaskError") -> None:
         self.message = message
         self.type = type
 
     def __repr__(self) -> str:
-        return f"Failure({self.message!r})"
+        return f"Failure({self.message!r}, {self.type!r})"
 
 
 @dataclass
@@ -91,23 +92,35 @@ class _Simulation:
             if count > MAX_TASKS:
                 raise RuntimeError(f"more than {MAX_TASKS} tasks ran; the workflow loops")
             task = self.tasks.popleft()
-            outcome = self.outcome(task)
+            outcome, attempts = self.attempts(task)
             ref = (task.state_path, task.activation, task.item)
-            if not isinstance(outcome, Failure):
-                # As the engine does with a handler's result: stored by the one rule, or a
-                # failed attempt (of every attempt, since the outcome would be the same).
-                try:
-                    outcome = storable(outcome, "result")
-                except ValueNotStorable as exc:
-                    outcome = Failure(str(exc), "ResultError")
             if isinstance(outcome, Failure):
                 error = {"type": outcome.type, "message": outcome.message}
-                step = self.compiled.task_failed(
-                    self.snapshot, ref, error, task.retry.attempts, self.now
-                )
+                step = self.compiled.task_failed(self.snapshot, ref, error, attempts, self.now)
             else:
                 step = self.compiled.task_done(self.snapshot, ref, outcome, self.now)
             self.apply(step)
+
+    def attempts(self, task: TaskOrder) -> tuple[Any, int]:
+        """The outcome of `task`'s last attempt and how many it made. A failed attempt is
+        retried as the engine retries it, by the policy its error type goes to, while that
+        policy's own failures are fewer than its attempts; without the waits."""
+        failures = (0,) * len(task.retry.policies)
+        made = 0
+        while True:
+            made += 1
+            outcome = self.outcome(task)
+            if not isinstance(outcome, Failure):
+                # As the engine does with a handler's result: stored by the one rule, or a
+                # failed attempt.
+                try:
+                    return storable(outcome, "result"), made
+                except ValueNotStorable as exc:
+                    outcome = Failure(str(exc), "ResultError")
+            retried = task.retry.after_failure(outcome.type, failures)
+            if not retried.again:
+                return outcome, made
+            failures = retried.failures
 
     def fire_timer(self, name: str) -> bool:
         """Fire the earliest timer called `name`: `after:KEY` (`after:2d`, `after:#1`,
@@ -151,14 +164,17 @@ def simulate(
 
     `results` answers tasks, keyed by state path, state name or task name (compensation
     tasks by their task name only): a JSON value, a `Failure`, a list consumed one value per
-    call (the last one repeats), or a callable given the task's input. Unanswered tasks
-    return None. An event `after:KEY` fires the timer `KEY` of an active state (`after:2d`;
-    a timer read from data by its expression, `after:context.grace` or `at:context.ends -
-    2d`), moving the clock to when it is due; a timer due as it starts (a past instant) fires
-    at once. A rejected event raises EventRejected when `strict`, else it is kept in
-    `Run.rejected` and the run goes on. As in the engine, `data`, payloads and results are
-    stored by the rule of `storable`: data or a payload it refuses raises ValueNotStorable, a
-    result it refuses fails the task (`ResultError`).
+    call (the last one repeats), or a callable given the task's input. A task is called
+    once per attempt: a failed attempt is retried by its `retry` policies (without their
+    waits), so `[Failure("busy", "Timeout"), {"ok": True}]` succeeds on a second attempt
+    when timeouts are retried. Unanswered tasks return None. An event `after:KEY` fires the
+    timer `KEY` of an active state (`after:2d`; a timer read from data by its expression,
+    `after:context.grace` or `at:context.ends - 2d`), moving the clock to when it is due; a
+    timer due as it starts (a past instant) fires at once. A rejected event raises
+    EventRejected when `strict`, else it is kept in `Run.rejected` and the run goes on. As
+    in the engine, `data`, payloads and results are stored by the rule of `storable`: data
+    or a payload it refuses raises ValueNotStorable, a result it refuses fails the attempt
+    (`ResultError`).
     """
     sim = _Simulation(definition, results or {}, now or START)
     sim.apply(sim.compiled.start(storable(dict(data or {}), "data"), sim.now))

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .model import RetryPolicy
+from .model import Retry
 
 
 class Status(StrEnum):
@@ -56,7 +56,7 @@ class TaskOrder:
     item: int | None
     name: str
     input: Any
-    retry: RetryPolicy
+    retry: Retry
     timeout: timedelta | None
     kind: str = "task"
 

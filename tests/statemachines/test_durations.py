@@ -108,7 +108,7 @@ states:
     work = definition.state("work")
     assert work.task is not None
     assert work.task.timeout == timedelta(seconds=45)
-    retry = work.task.retry
+    (retry,) = work.task.retry.policies
     expected = (4, timedelta(milliseconds=500), 3.0, timedelta(minutes=1), True)
     assert (retry.attempts, retry.delay, retry.backoff, retry.max_delay, retry.jitter) == expected
     waits = [retry.wait_after(attempt) for attempt in (1, 2, 3, 6)]
