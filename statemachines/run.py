@@ -301,7 +301,7 @@ class Run:
         container = Chart.parent(state.path)
         branch = self.chart.branches.get(container)
         owner = container if branch is None else Chart.parent(container)  # what `state` ends
-        error = None
+        error, seq = None, self.seq + len(self.history)  # the entry that entered `state`
         if state.final == "failed":
             spec, message, names = state.error, None, self.entering or self.names()
             if spec is not None and spec.message is not None:  # the transition's names
@@ -310,7 +310,6 @@ class Run:
             error = ended_in(state, message, owner, branch.name if branch else "")
         if owner == TOP:
             if error is not None:
-                seq = self.seq + len(self.history)  # the entry that entered `state`
                 self.machine["error"] = instance_error(error, state.path, seq)
             self.status = SUCCEEDED if error is None else FAILED
             return

@@ -136,7 +136,9 @@ def test_a_message_that_fails_to_evaluate_keeps_the_type_and_a_plain_message() -
         "OrderRefused",
         "the instance ended in 'refused'",
     )
-    assert any(entry.kind == "error" for entry in run.history)
+    assert [entry.kind for entry in run.history][-1] == "error"  # the message's, after
+    entry = run.history[run.error["seq"] - 1]  # the transition into `refused`
+    assert (entry.event, entry.to_state) == ("refuse", "refused")
 
 
 def test_a_parallel_state_catches_the_branch_s_own_type() -> None:
