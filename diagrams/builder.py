@@ -169,7 +169,10 @@ class DrawingBuilder:
             )
             attrs["class"] += " final-failed" if failed else " final-succeeded"
             colour = FAILED_LINE if failed else SUCCEEDED_LINE
-            node.lines = [small("✗ failed" if failed else "✓ succeeded", colour)]
+            mark = "✓ succeeded"
+            if failed:  # a named failure shows its type
+                mark = f"✗ {shorten(state.error.type, 34)}" if state.error else "✗ failed"
+            node.lines = [small(mark, colour)]
         elif state.kind == "choice":
             attrs.update(
                 shape="diamond",

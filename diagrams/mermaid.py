@@ -159,7 +159,8 @@ class _Writer:
             if task.compensate:
                 lines.append(_clean(f"undo {task.compensate}"))
         if state.final is not None:
-            lines.append(f"final, {state.final}")
+            named = f" ({_clean(shorten(state.error.type, 34))})" if state.error else ""
+            lines.append(f"final, {state.final}{named}")
         if state.parallel:
             lines.append("parallel, every branch")
         if state.path in self.nesting.collapsed:

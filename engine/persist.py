@@ -12,6 +12,7 @@ from typing import Any
 
 from statemachines import Definition, Snapshot, Status, Step
 from statemachines.errors import InstanceNotFound
+from statemachines.failures import instance_error
 from statemachines.steps import FINISHED, Entry
 
 from .records import HistoryEntry, Instance
@@ -42,7 +43,16 @@ def snapshot(row: InstanceRow) -> Instance:
         created_at=row.created_at,
         updated_at=row.updated_at,
         revision=row.revision,
+        error=error_of(row),
     )
+
+
+def error_of(row: InstanceRow) -> dict[str, Any] | None:
+    """The error a failed instance ended with, as its machine data keeps it."""
+    if row.status != Status.FAILED or not isinstance(row.machine, dict):
+        return None
+    error = row.machine.get("error")
+    return error if isinstance(error, dict) else None
 
 
 def persist(
@@ -130,7 +140,7 @@ def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetim
 
 def snapshot_of(row: InstanceRow) -> Snapshot:
     """What the compiled machine reads of an instance row."""
-    return Snapshot(row.machine, row.context, row.status)
+    return Snapshot(row.machine, row.context, row.status, row.history_seq)
 
 
 def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
@@ -149,13 +159,21 @@ def fail_instance(
     loads): record `error` as an `error` entry, drop all its tasks and timers, end `failed`.
 
     No compensation runs: the machine that would plan it may be what is broken. A finished
-    instance keeps its status; only the entry is added.
+    instance keeps its status; only the entry is added. An instance that ends failed here
+    keeps `error` as its error (the entry's seq, its state), unless it was already failing
+    with one (compensating after a failure).
     """
-    # Written as read but for status and counters: the machine itself may be what is broken.
+    # Written as read but for status, counters and the error: the machine itself may be
+    # what is broken.
     status = row.status if row.status in FINISHED else Status.FAILED
+    machine = row.machine
+    if status != row.status and isinstance(machine, dict) and "error" not in machine:
+        kept = instance_error(error, row.state, row.history_seq + 1)
+        machine = {**machine, "error": kept}
     new = dataclasses.replace(
         row,
         status=status,
+        machine=machine,
         revision=row.revision + 1,
         history_seq=row.history_seq + 1,
         updated_at=now,

@@ -110,6 +110,9 @@ class Instance:
     # `Engine.get`; None in the snapshots other calls return, so it is left out of equality:
     # two snapshots of one revision are equal whichever call made them.
     last_error: dict[str, Any] | None = field(default=None, compare=False)
+    # Once failed: the error it ended with (`type`, `message`, the `state` where it arose,
+    # the `seq` of the history entry that records it, `details` when there are any).
+    error: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -129,6 +132,7 @@ class Instance:
             "updated_at": _iso(self.updated_at),
             "revision": self.revision,
             "last_error": self.last_error,
+            "error": self.error,
         }
 
 

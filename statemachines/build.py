@@ -26,6 +26,7 @@ from .model import (
     Definition,
     Foreach,
     HistoryKind,
+    NamedError,
     Region,
     Retry,
     RetryPolicy,
@@ -43,7 +44,8 @@ TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
 # A state has at most one of them; `states` (with `initial`) makes it a compound state.
 KIND_KEYS = ("task", "parallel", "foreach", "final", "states")
 TRANSITION_KINDS = ("on", "after", "at", "always")  # none of them on a final state
-STATE_KEYS = ("description", "initial", *KIND_KEYS, *TASK_KEYS, *TRANSITION_KINDS)
+STATE_KEYS = ("description", "initial", *KIND_KEYS, "error", *TASK_KEYS, *TRANSITION_KINDS)
+ERROR_KEYS = ("type", "message")  # a `final: failed` state's `error`
 HISTORY_KEYS = ("history", "default", "description")
 HISTORY_KINDS = ("shallow", "deep")
 REGION_KEYS = ("initial", "states", "description", *TRANSITION_KINDS)
@@ -249,6 +251,9 @@ class DefinitionBuilder(Reader):
                         f"final state {name!r} cannot have outgoing transitions ({key!r})",
                         key=True,
                     )
+        error = None
+        if "error" in data:
+            error = self.named_error(data["error"], (*where, "error"), name, final)
         reactions = self.reactions(data, where)
         events, after, always = reactions["on"], reactions["after"], reactions["always"]
         if kinds:
@@ -274,6 +279,7 @@ class DefinitionBuilder(Reader):
             always=always if not final else (),
             region=children,
             position=self.pos(where, key=True),
+            error=error,
         )
 
     def history(self, name: str, path: str, data: dict[str, Any], where: PathKey) -> State:
@@ -308,6 +314,41 @@ class DefinitionBuilder(Reader):
             return "failed"
         self.fail(where, f"final must be true, 'succeeded' or 'failed', not {value!r}")
         return "succeeded"
+
+    def named_error(
+        self, raw: Any, where: PathKey, name: str, final: str | None
+    ) -> NamedError | None:
+        """`error: {type: NAME, message: EXPRESSION}` of a `final: failed` state."""
+        if final != "failed":
+            self.fail(
+                where,
+                f"'error' belongs with 'final: failed'; state {name!r} is no failed final state",
+                key=True,
+            )
+            return None
+        data = self.mapping(raw, where, "error")
+        if data is None:
+            return None
+        self.keys(data, where, ERROR_KEYS, "error")
+        error_type = data.get("type")
+        if "type" not in data:
+            self.fail(where, "error needs 'type', the failure's name (like 'PaymentDeclined')")
+            return None
+        if not (isinstance(error_type, str) and ERROR_TYPE_RE.match(error_type)):
+            self.fail(
+                (*where, "type"), f"error type {error_type!r} must be a name like 'PaymentDeclined'"
+            )
+            return None
+        self.too_long(error_type, MAX_NAME_LENGTH, "error type", (*where, "type"))
+        if "message" not in data:
+            return NamedError(error_type)
+        written = len(self.problems)
+        message = self.expression(data["message"], (*where, "message"))
+        if message is None and isinstance(data["message"], str) and len(self.problems) > written:
+            problem = self.problems[-1]  # an expression: fixed text is a quoted string in it
+            hint = f'; for fixed text, quote it inside: "{_quoted(data["message"])}"'
+            self.problems[-1] = dataclasses.replace(problem, message=problem.message + hint)
+        return NamedError(error_type, message)
 
     def task_spec(
         self, data: dict[str, Any], where: PathKey, with_compensate: bool, per_item: bool = False
@@ -520,6 +561,11 @@ class DefinitionBuilder(Reader):
             position=position,
         )
         return Region(branch, path, branch, (work, finished), shorthand=True, position=position)
+
+
+def _quoted(text: str) -> str:
+    """`text` as a string literal of the expression language (quoted with ')."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _whole(value: Any, most: int) -> bool:

@@ -260,6 +260,15 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class NamedError:
+    """The `error` of a `final: failed` state: the failure's `type`, and an expression
+    giving its `message` (None: a message saying which state the run ended in)."""
+
+    type: str
+    message: Expression | None = None
+
+
+@dataclass(frozen=True)
 class Foreach:
     """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time
     (None: not written, DEFAULT_FOREACH_CONCURRENCY). With `tolerate` written, failed items
@@ -344,6 +353,7 @@ class State(Reactions):
     history: HistoryKind | None = None
     default: Transition | None = None
     position: Position = field(default=Position(), compare=False)
+    error: NamedError | None = None  # a `final: failed` state's named failure
 
     @property
     def is_final(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .chart import TOP, Chart
 from .errors import ExpressionError, ValueNotStorable
+from .failures import ended_in, instance_error
 from .fanout import FanOut, item_pending
 from .model import (
     SEPARATOR,
@@ -27,7 +28,7 @@ from .model import (
 )
 from .regions import ChartMachine
 from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
-from .values import storable
+from .values import copy_json, storable
 
 MAX_ALWAYS_STEPS = 100
 _CHAIN_CUT = f"more than {MAX_ALWAYS_STEPS} eventless steps in a row; the chain was cut"
@@ -49,6 +50,7 @@ class Run(FanOut):
         self.active: dict[str, int] = self.machine.setdefault("active", {})
         self.context = copy_json(snapshot.context)
         self.status = snapshot.status
+        self.seq = snapshot.seq
         self.now = now
         self.history: list[Entry] = []
         self.tasks: list[TaskOrder] = []
@@ -81,6 +83,7 @@ class Run(FanOut):
             timers=self.timers,
             cancelled=self.cancelled,
             changed=self.changed,
+            seq=self.seq + len(self.history),
         )
 
     def reject_reason(self) -> str:
@@ -107,9 +110,13 @@ class Run(FanOut):
         details = {"where": what, "expression": exc.expression, "message": str(exc)}
         self.history.append(Entry("error", data=details))
 
-    def fail_later(self, path: str, activation: int, error_type: str, message: str) -> None:
-        """Queue `failed` for the node at `path`, as if its task had failed with no attempt."""
-        error = {"type": error_type, "message": message}
+    def fail_later(
+        self, path: str, activation: int, error_type: str | dict[str, Any], message: str = ""
+    ) -> None:
+        """Queue `failed` for the node at `path`, as if its task had failed with no attempt,
+        with an error of `error_type` and `message` (or the error `error_type` is)."""
+        error = error_type if isinstance(error_type, dict) else {"type": error_type}
+        error.setdefault("message", message)
         self.queue.append(("failed", path, activation, {"error": error, "attempts": 0}))
 
     # -- the configuration -----------------------------------------------------------------
@@ -269,31 +276,32 @@ class Run(FanOut):
 
     def reached_final(self, state: State) -> None:
         container = Chart.parent(state.path)
-        if container == TOP:
-            self.status = SUCCEEDED if state.final == "succeeded" else FAILED
-            return
-        chart = self.chart
-        if container not in chart.branches:  # a compound state's child
-            activation = self.active[container]
-            if state.final == "failed":
-                message = f"{container!r} ended in {state.name!r}"
-                self.fail_later(container, activation, "StateFailed", message)
-            else:
-                payload = {"final": state.name, "context": copy_json(self.context)}
-                self.queue.append(("done", container, activation, payload))
-            return
-        region = chart.branches[container]
-        parallel = chart.states[Chart.parent(container)]
-        activation = self.active[parallel.path]
+        branch = self.chart.branches.get(container)
+        owner = container if branch is None else Chart.parent(container)  # what `state` ends
+        error, seq = None, self.seq + len(self.history)  # the entry that entered `state`
         if state.final == "failed":
-            message = f"branch {region.name!r} ended in {state.name!r}"
-            self.fail_later(parallel.path, activation, "BranchFailed", message)
+            spec, message, names = state.error, None, self.entering or self.names()
+            if spec is not None and spec.message is not None:  # the transition's names
+                what = f"error of {state.path}"
+                message = self.evaluate(spec.message, names, what, "message")[1]
+            error = ended_in(state, message, owner, branch.name if branch else "")
+        if owner == TOP:
+            if error is not None:
+                self.machine["error"] = instance_error(error, state.path, seq)
+            self.status = SUCCEEDED if error is None else FAILED
             return
-        if all(self.finished(child.path) for child in parallel.parallel):
+        activation = self.active[owner]
+        if error is not None:
+            self.fail_later(owner, activation, error)
+        elif branch is None:  # a compound state's child
+            payload = {"final": state.name, "context": copy_json(self.context)}
+            self.queue.append(("done", owner, activation, payload))
+        elif all(self.finished(child.path) for child in self.chart.states[owner].parallel):
+            children = self.chart.states[owner].parallel
             results = self.machine.get("results", {})
-            payload = {child.name: results.get(child.path) for child in parallel.parallel}
-            self.remember_result(parallel.path, payload)
-            self.queue.append(("done", parallel.path, activation, payload))
+            payload = {child.name: results.get(child.path) for child in children}
+            self.remember_result(owner, payload)
+            self.queue.append(("done", owner, activation, payload))
 
     def finished(self, region: str) -> bool:
         """Whether a final state of the region at `region` is active."""
@@ -304,7 +312,7 @@ class Run(FanOut):
 
     # -- firing ----------------------------------------------------------------------------
     def fire(self, path: str, trigger: str, payload: Any, kind: str) -> bool:
-        names = self.entering = self.names(payload, trigger)
+        names = self.names(payload, trigger)
         spec, target, errors = self.picker.choose(path, trigger, names)
         for exc in errors:
             self.error(f"guard of {trigger!r} in {path}", exc)
@@ -333,6 +341,7 @@ class Run(FanOut):
         if target is None:
             self.requeue_always([path, *self.chart.ancestors(path)])
             return True
+        self.entering = names
         self.enter_targets(domain, self.restored(target))
         if domain:
             self.requeue_always([domain, *self.chart.ancestors(domain)], around=True)
@@ -395,7 +404,7 @@ class Run(FanOut):
             self.always_steps += 1
             if self.always_steps > MAX_ALWAYS_STEPS:
                 self.history.append(Entry("error", from_state=path, data={"message": _CHAIN_CUT}))
-                self.stop(FAILED)
+                self.stop(FAILED, {"type": "ChainCut", "message": _CHAIN_CUT}, path)
                 return
             if what == "always":
                 self.fire(path, "always", None, "always")
@@ -438,7 +447,7 @@ class Run(FanOut):
         self.history.append(Entry("error", "done", path, None, {"message": message}))
         owner = Chart.parent(path)
         if owner == TOP:
-            self.stop(FAILED)
+            self.stop(FAILED, {"type": "DoneNotAccepted", "message": message}, path)
             return
         if owner in self.chart.branches:  # a region fails its parallel state
             owner = Chart.parent(owner)
@@ -466,11 +475,14 @@ class Run(FanOut):
     def deliver_failed(self, path: str, payload: Any, kind: str) -> None:
         if not self.targeted(path, "failed", payload, kind):
             self.history.append(Entry(kind, "failed", path, None, payload))
-            self.stop(FAILED)
+            self.stop(FAILED, payload.get("error"), path)
 
     # -- the end ---------------------------------------------------------------------------
-    def stop(self, outcome: str) -> None:
-        """End the instance with `outcome`, compensating completed steps first."""
+    def stop(self, outcome: str, error: Any = None, state: str = "") -> None:
+        """End the instance with `outcome`, compensating completed steps first; a failure
+        keeps `error`, which arose at `state` and which the last history entry records."""
+        if error is not None:
+            self.machine["error"] = instance_error(error, state, self.seq + len(self.history))
         self.exit_inside(TOP, remember=False)
         self.queue.clear()
         if self.machine.get("compensations"):
@@ -508,19 +520,6 @@ class Run(FanOut):
             kind="compensate",
         )
         self.tasks.append(order)
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (dicts and lists of scalars); several times faster
-    than `copy.deepcopy`, which matters because every operation copies the instance."""
-    kind = type(value)
-    if kind is dict:
-        return {key: copy_json(item) for key, item in value.items()}
-    if kind is list:
-        return [copy_json(item) for item in value]
-    if kind in (str, int, float, bool) or value is None:
-        return value
-    return copy.deepcopy(value)
 
 
 def _nested(one: str, other: str) -> bool:

@@ -156,6 +156,12 @@ _STATE = {
         "with that outcome.",
         {"enum": [True, False, "succeeded", "failed"]},
     ),
+    "error": _described(
+        "Only with final: 'failed': the failure's name and message, which the instance "
+        "keeps as its error and a parallel or compound state around it receives with "
+        "its 'failed'.",
+        _ref("namedError"),
+    ),
 }
 
 _NOT_FALSE = {"not": {"enum": [None, False]}}
@@ -242,6 +248,23 @@ def _defs() -> dict[str, Any]:
                 "not": {"enum": list(TRANSITION_KEYS)},
             },
             "additionalProperties": _ref("transitions"),
+        },
+        "namedError": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": _described(
+                    "The error type, a name like PaymentDeclined: what 'failed: {TYPE: ...}' "
+                    "catches.",
+                    {"type": "string", "pattern": ERROR_TYPE_RE.pattern},
+                ),
+                "message": _described(
+                    "Expression giving the message (fixed text is a quoted string in it: "
+                    "\"'card declined'\").",
+                    _ref("expression"),
+                ),
+            },
+            "additionalProperties": False,
         },
         "after": {
             "type": "object",
@@ -347,6 +370,10 @@ def _defs() -> dict[str, Any]:
                     "then": {
                         "properties": {"on": False, "after": False, "at": False, "always": False}
                     },
+                },
+                {
+                    "if": {"type": "object", "required": ["error"]},
+                    "then": {"required": ["final"], "properties": {"final": {"const": "failed"}}},
                 },
             ],
         },

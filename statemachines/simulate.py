@@ -46,6 +46,9 @@ class Run:
     history: list[Entry] = field(default_factory=list)
     rejected: list[EventRejected] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    # Once `failed`: {type, message, state, seq}, as the engine's `Instance.error` (`seq`
+    # counts `history` from 1); None otherwise.
+    error: dict[str, Any] | None = None
 
 
 Outcome = Any  # a JSON value, a Failure, a list of those (one per call), or a callable
@@ -211,6 +214,7 @@ def simulate(
         history=sim.history,
         rejected=sim.rejected,
         machine=final.machine,
+        error=final.machine.get("error") if final.status == Status.FAILED else None,
     )
 
 

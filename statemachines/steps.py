@@ -31,11 +31,13 @@ FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """An instance as the machine sees it: its machine data (active states, activation
-    counters, results, foreach and compensation books), its context, and its status."""
+    counters, results, foreach and compensation books, its error once failed), its
+    context, its status, and how many history entries it has (the last one's seq)."""
 
     machine: dict[str, Any]
     context: dict[str, Any]
     status: str
+    seq: int = 0
 
     @property
     def state(self) -> str:
@@ -94,11 +96,12 @@ class Step:
     timers: list[TimerOrder] = field(default_factory=list)
     cancelled: list[tuple[str, int]] = field(default_factory=list)
     changed: bool = True
+    seq: int = 0  # the history entries of the instance after this step
 
     @property
     def snapshot(self) -> Snapshot:
         """The instance after this step, to hand to the next operation."""
-        return Snapshot(self.machine, self.context, self.status)
+        return Snapshot(self.machine, self.context, self.status, self.seq)
 
     @property
     def state(self) -> str:

@@ -59,6 +59,11 @@ class InstanceOut(BaseModel):
     last_error: dict[str, Any] | None = Field(
         None, description="The newest error in its history: type, message, traceback, seq, at."
     )
+    error: dict[str, Any] | None = Field(
+        None,
+        description="Once failed, the error it ended with: type, message, the state where it "
+        "arose, the seq of the history entry that records it (and details, if any).",
+    )
 
 
 class InstancePage(BaseModel):

@@ -120,6 +120,9 @@ def simulate(
         for rejected in run.rejected:
             note(f"rejected: {rejected}")
         out.print(f"status: {run.status}   state: {run.state}")
+        if run.error is not None:
+            error = run.error
+            say(f"failed with {error['type']}: {error['message']} (in {error['state']})")
         out.print_json(json.dumps(run.context, default=str))
     if run.rejected:
         raise typer.Exit(1)
@@ -161,6 +164,7 @@ def _run_json(run: statemachines.Run) -> dict[str, Any]:
             {"event": rejected.event, "state": rejected.state, "allowed": rejected.allowed}
             for rejected in run.rejected
         ],
+        "error": run.error,
     }
 
 

@@ -161,6 +161,10 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
     if engine is not None:
         allowed = engine.allowed(instance)
         say("accepts: " + (", ".join(allowed) if allowed else "(no events)"))
+    if instance.error is not None:
+        ended = instance.error
+        where = f"in {ended.get('state')}, history #{ended.get('seq')}"
+        say(f"failed with {ended.get('type')}: {ended.get('message')} ({where})")
     if instance.last_error is not None:
         error = instance.last_error
         seq, kind, message = error.get("seq"), error.get("type"), error.get("message")

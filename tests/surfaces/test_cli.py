@@ -138,7 +138,7 @@ def test_simulate_prints_the_path_and_a_rejected_event_exits_1() -> None:
     assert "status: succeeded" in taken.stdout and "state: retired" in taken.stdout
     assert rejected.returncode == 1
     run = json.loads(rejected.stdout)
-    assert set(run) == {"state", "status", "context", "active", "path", "rejected"}
+    assert set(run) == {"state", "status", "context", "active", "path", "rejected", "error"}
     assert run["state"] == "opened" and run["status"] == "running"
     assert run["path"][-1] == {"event": "open", "from": "closed", "to": "opened"}
     assert run["rejected"] == [{"event": "lock", "state": "opened", "allowed": ["close"]}]

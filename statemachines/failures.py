@@ -1,0 +1,70 @@
+"""Failures with a name: the error a `final: failed` state reports, the `failed` a compound or
+parallel state receives from a child or branch that ended failed, and the error an instance
+keeps in its machine data once it ends `failed`.
+
+`machine["error"]` is `{type, message, state, seq}` (and `details`, the failure's other
+fields, when it has any): its type and message, the state where it arose, and the history
+entry that records it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import State
+
+MAX_MESSAGE_CHARS = 2000
+# The engine's own error types for a child or branch that ended in a `final: failed` state
+# (kept as the type when that state names none, else as the failure's `wrapper`).
+STATE_FAILED, BRANCH_FAILED = "StateFailed", "BranchFailed"
+_KEPT = ("type", "message", "state")
+_LEFT_OUT = ("traceback",)  # `last_error` shows it; the machine data does not repeat it
+
+
+def ended_in(state: State, message: Any, owner: str, branch: str = "") -> dict[str, Any]:
+    """The error of reaching the `final: failed` `state`: its own `error` type and `message`
+    (the value of its message expression; None: the engine's message) or, when it names
+    none, the engine's; `owner` is the compound or parallel state it ends ('' at the top),
+    `branch` the region of a parallel state it is in. The error names `state`, its branch,
+    and the engine's type as `wrapper` when the failure is named inside another state."""
+    if branch:
+        wrapper, default = BRANCH_FAILED, f"branch {branch!r} ended in {state.name!r}"
+    elif owner:
+        wrapper, default = STATE_FAILED, f"{owner!r} ended in {state.name!r}"
+    else:
+        wrapper, default = STATE_FAILED, f"the instance ended in {state.name!r}"
+    error: dict[str, Any] = {"type": wrapper, "message": default, "state": state.path}
+    if branch:
+        error["branch"] = branch
+    if state.error is not None:
+        error["type"] = state.error.type
+        if message is not None:
+            error["message"] = text_of(message)
+        if owner:
+            error["wrapper"] = wrapper
+    return error
+
+
+def instance_error(error: Any, state: str, seq: int) -> dict[str, Any]:
+    """What an instance keeps of the failure `error` it ended with (a `failed` payload's
+    error, or one of `ended_in`) that arose at `state` (unless the error names its own) and
+    that the history entry `seq` records."""
+    found = error if isinstance(error, dict) else {"message": error}
+    kept = {
+        "type": text_of(found.get("type") or "Error"),
+        "message": text_of(found.get("message", "")),
+        "state": text_of(found.get("state") or state),
+        "seq": seq,
+    }
+    details = {
+        key: value for key, value in found.items() if key not in _KEPT and key not in _LEFT_OUT
+    }
+    if details:
+        kept["details"] = details
+    return kept
+
+
+def text_of(value: Any) -> str:
+    """A value as the text of an error (None is empty), at most MAX_MESSAGE_CHARS long."""
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return text[:MAX_MESSAGE_CHARS]
