@@ -23,6 +23,7 @@ from .model import (
     MAX_NAME_LENGTH,
     MAX_PATH_LENGTH,
     MAX_VERSION,
+    SEPARATOR,
     Definition,
     Foreach,
     HistoryKind,
@@ -198,6 +199,10 @@ class DefinitionBuilder(Reader):
                 f"state name {name!r} must be letters, digits, '_' or '-', starting with a letter",
                 key=True,
             )
+            if not name or SEPARATOR in name:
+                # An empty name is the chart's top, and a dotted one a path into other states:
+                # kept, either would stand for a state it is not.
+                return None
         self.too_long(path, MAX_PATH_LENGTH, f"the path of state {name[:40]!r}", where, key=True)
         if raw is None:
             raw = {}

@@ -295,3 +295,15 @@ def test_an_event_beside_a_handled_failed_or_far_from_it_is_no_warning(event: st
         f"    on: {{done: end, failed: end, {event}: end}}\n  end: {{final: true}}\n"
     )
     assert definition.warnings == ()
+
+
+def test_an_empty_or_dotted_state_name_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    for bad in ('""', "a.b"):
+        file = tmp_path / "bad.yaml"
+        file.write_text(
+            f"name: x\ninitial: a\nstates:\n  a: {{on: {{go: b}}}}\n  b: {{final: true}}\n"
+            f"  {bad}: {{final: true}}\n"
+        )
+        with pytest.raises(DefinitionError) as caught:
+            statemachines.load(file)
+        assert any("must be letters, digits" in str(p) for p in caught.value.problems)
