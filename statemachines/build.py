@@ -21,6 +21,7 @@ from .model import (
     MAX_NAME_LENGTH,
     MAX_PATH_LENGTH,
     MAX_VERSION,
+    CallSpec,
     Definition,
     Foreach,
     HistoryKind,
@@ -36,10 +37,11 @@ from .reading import KEY_RE, SCOPE_NAMES, Reader, kind_of
 
 TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
+CALL_KEYS = ("input", "result", "timeout", "version")  # with `call`
 # A state has at most one of them; `states` (with `initial`) makes it a compound state.
-KIND_KEYS = ("task", "parallel", "foreach", "final", "states")
+KIND_KEYS = ("task", "call", "parallel", "foreach", "final", "states")
 TRANSITION_KINDS = ("on", "after", "always")  # none of them on a final state
-STATE_KEYS = ("description", "initial", *KIND_KEYS, *TASK_KEYS, *TRANSITION_KINDS)
+STATE_KEYS = ("description", "initial", *KIND_KEYS, *TASK_KEYS, "version", *TRANSITION_KINDS)
 HISTORY_KEYS = ("history", "default", "description")
 HISTORY_KINDS = ("shallow", "deep")
 REGION_KEYS = ("initial", "states", "description", *TRANSITION_KINDS)
@@ -216,17 +218,13 @@ class DefinitionBuilder(Reader):
                 key=True,
             )
         kind: StateKind
-        task = foreach = final = children = None
+        task = call = foreach = final = children = None
         regions: tuple[Region, ...] = ()
-        for key in TASK_KEYS:
-            if key in data and "task" not in data:
-                self.fail(
-                    (*where, key),
-                    f"{key!r} belongs with 'task'; state {name!r} has no task",
-                    key=True,
-                )
+        self.keys_belong(name, data, where)
         if "task" in data:
             task = self.task_spec(data, where, with_compensate=True)
+        elif "call" in data:
+            call = self.call_spec(data, where)
         if "foreach" in data:
             foreach = self.foreach(data["foreach"], (*where, "foreach"))
         if data.get("parallel") is not None:
@@ -259,6 +257,7 @@ class DefinitionBuilder(Reader):
             kind=kind,
             description=description if isinstance(description, str) else None,
             task=task,
+            call=call,
             parallel=regions,
             foreach=foreach,
             final=final,
@@ -292,6 +291,45 @@ class DefinitionBuilder(Reader):
             history=kind,
             default=default,
             position=self.pos(where, key=True),
+        )
+
+    def keys_belong(self, name: str, data: dict[str, Any], where: PathKey) -> None:
+        """Note a task's key on a state with no task (a call's on one with neither)."""
+        for key in (*TASK_KEYS, "version"):
+            if key not in data or "task" in data or ("call" in data and key in CALL_KEYS):
+                continue
+            if key in CALL_KEYS and key not in TASK_KEYS:
+                message = f"{key!r} belongs with 'call'; state {name!r} has no call"
+            elif key in CALL_KEYS:
+                message = f"{key!r} belongs with 'task' or 'call'; state {name!r} has neither"
+            elif "call" in data:
+                message = f"{key!r} belongs with 'task'; a call state has none"
+            else:
+                message = f"{key!r} belongs with 'task'; state {name!r} has no task"
+            self.fail((*where, key), message, key=True)
+
+    def call_spec(self, data: dict[str, Any], where: PathKey) -> CallSpec:
+        """A call state's child: `call: NAME`, with `version`, `input`, `result`, `timeout`."""
+        name = data.get("call")
+        if not (isinstance(name, str) and NAME_RE.match(name)):
+            message = f"call must name a definition ([a-z][a-z0-9_.-]*), not {name!r}"
+            self.fail((*where, "call"), message)
+            name = "invalid"
+        self.too_long(name, MAX_NAME_LENGTH, "definition name", (*where, "call"))
+        version = data.get("version")
+        if version is not None and not _whole(version, MAX_VERSION):
+            message = f"version must be an integer from 1 to {MAX_VERSION}"
+            self.fail((*where, "version"), message)
+            version = None
+        call_input = None
+        if "input" in data:
+            call_input = self.expression(data["input"], (*where, "input"))
+        return CallSpec(
+            definition=name,
+            version=version,
+            input=call_input,
+            result=self.result(data, where),
+            timeout=self.optional_duration(data, "timeout", where),
         )
 
     def final(self, value: Any, where: PathKey) -> Any:

@@ -16,7 +16,9 @@ from .durations import format_duration
 from .expressions import Expression
 
 SEPARATOR = "."
-StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait", "compound", "history"]
+StateKind = Literal[
+    "task", "call", "parallel", "foreach", "final", "choice", "wait", "compound", "history"
+]
 HistoryKind = Literal["shallow", "deep"]
 Outcome = Literal["succeeded", "failed"]
 DEFAULT_RESULT = "default"
@@ -30,6 +32,9 @@ MAX_TIMER_KEY_LENGTH = 100  # an `after` duration as written
 MAX_FOREACH_ITEMS = 10_000
 DEFAULT_FOREACH_CONCURRENCY = 10
 MAX_FOREACH_CONCURRENCY = 1_000
+# How deep calls may nest: an instance started by a call at this depth may call no further
+# (its call fails with CallError), which stops a definition that calls itself without end.
+MAX_CALL_DEPTH = 10
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,20 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class CallSpec:
+    """A call state's child: an instance of the deployed `definition` (version `version`,
+    None: the latest when the state is entered), started on entry with `input` (None: the
+    whole context); its final context is stored by `result` as a task's result is. Past
+    `timeout` the child is cancelled and the state gets `failed` (Timeout)."""
+
+    definition: str
+    version: int | None = None
+    input: Expression | None = None
+    result: str | bool = DEFAULT_RESULT
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class Foreach:
     """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time
     (None: not written, DEFAULT_FOREACH_CONCURRENCY)."""
@@ -192,6 +211,7 @@ class State(Reactions):
     kind: StateKind
     description: str | None = None
     task: TaskSpec | None = None
+    call: CallSpec | None = None
     parallel: tuple[Region, ...] = ()
     foreach: Foreach | None = None
     final: Outcome | None = None
@@ -311,6 +331,12 @@ class Definition:
                 seen.setdefault(spec.name, None)
                 if spec.compensate:
                     seen.setdefault(spec.compensate, None)
+        return list(seen)
+
+    @property
+    def calls(self) -> list[str]:
+        """Every definition a call state names, in first-use order."""
+        seen = {state.call.definition: None for state in self.walk() if state.call is not None}
         return list(seen)
 
 

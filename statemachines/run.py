@@ -22,13 +22,14 @@ from .model import (
     DEFAULT_RESULT,
     MAX_FOREACH_ITEMS,
     SEPARATOR,
+    CallSpec,
     RetryPolicy,
     State,
     TaskSpec,
 )
 from .regions import ChartMachine
-from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
-from .values import storable
+from .steps import CALL_TIMEOUT, CallOrder, Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
+from .values import copy_json, storable
 
 MAX_ALWAYS_STEPS = 100
 _CHAIN_CUT = f"more than {MAX_ALWAYS_STEPS} eventless steps in a row; the chain was cut"
@@ -54,6 +55,7 @@ class Run:
         self.history: list[Entry] = []
         self.tasks: list[TaskOrder] = []
         self.timers: list[TimerOrder] = []
+        self.calls: list[CallOrder] = []
         self.cancelled: list[tuple[str, int]] = []
         self.queue: deque[tuple[str, str, int, Any]] = deque()
         self.always_steps = 0
@@ -81,6 +83,7 @@ class Run:
             timers=self.timers,
             cancelled=self.cancelled,
             changed=self.changed,
+            calls=self.calls,
         )
 
     def reject_reason(self) -> str:
@@ -163,6 +166,8 @@ class Run:
         self.start_timers(path, state.after, activation)
         if state.task is not None:
             self.schedule(state, state.task, activation, None, None)
+        elif state.call is not None:
+            self.call(state, state.call, activation)
         elif state.parallel:
             for region in state.parallel:
                 self.enter(region.path, wanted)
@@ -218,6 +223,18 @@ class Run:
             timeout=spec.timeout,
         )
         self.tasks.append(order)
+
+    def call(self, state: State, spec: CallSpec, activation: int) -> None:
+        """Order the child instance of a call state, and its timeout timer."""
+        valid, value, path = True, self.context, state.path
+        if spec.input is not None:
+            valid, value = self.evaluate(spec.input, self.names(), f"input of {path}", "input")
+        if not valid:
+            return self.fail_later(path, activation, "InputError", "the call's input failed")
+        args = (spec.definition, spec.version, copy_json(value))
+        self.calls.append(CallOrder(path, activation, None, *args))
+        if spec.timeout is not None:
+            self.timers.append(TimerOrder(path, activation, CALL_TIMEOUT, self.now + spec.timeout))
 
     def fan_out(self, state: State, activation: int) -> None:
         assert state.foreach is not None
@@ -570,19 +587,6 @@ class Run:
             kind="compensate",
         )
         self.tasks.append(order)
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (dicts and lists of scalars); several times faster
-    than `copy.deepcopy`, which matters because every operation copies the instance."""
-    kind = type(value)
-    if kind is dict:
-        return {key: copy_json(item) for key, item in value.items()}
-    if kind is list:
-        return [copy_json(item) for item in value]
-    if kind in (str, int, float, bool) or value is None:
-        return value
-    return copy.deepcopy(value)
 
 
 def _item_pending(book: dict[str, Any] | None, item: int) -> bool:

@@ -7,6 +7,7 @@ stored, what `simulate` shows and what the caller is handed back are the same va
 
 from __future__ import annotations
 
+import copy
 import datetime
 import math
 from typing import Any
@@ -158,3 +159,16 @@ def _located(path: str, parts: list[str | int]) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts and lists of scalars); several times faster
+    than `copy.deepcopy`, which matters because every operation copies the instance."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
