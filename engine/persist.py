@@ -42,6 +42,7 @@ def snapshot(row: InstanceRow) -> Instance:
         created_at=row.created_at,
         updated_at=row.updated_at,
         revision=row.revision,
+        parent=row.parent_id,
     )
 
 
@@ -77,6 +78,7 @@ def persist(
         row.history_seq + len(step.history),
         row.created_at,
         now,
+        row.parent_id,
     )
     entries = [
         HistoryEntry(
@@ -115,7 +117,7 @@ def persist(
                     for pair, state in states
                     if state is not None and (state.foreach or (state.task and pair != finished))
                 ],
-                [pair for pair, state in states if state is None or state.after],
+                [pair for pair, state in states if state is None or state.after or state.call],
             )
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:

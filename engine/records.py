@@ -66,6 +66,10 @@ class Instance:
     # `Engine.get`; None in the snapshots other calls return, so it is left out of equality:
     # two snapshots of one revision are equal whichever call made them.
     last_error: dict[str, Any] | None = field(default=None, compare=False)
+    # The instance whose call state started this one, and (read by `Engine.get`, like
+    # `last_error`) the ids of those this one's call states started, oldest first.
+    parent: str | None = None
+    children: list[str] = field(default_factory=list, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -85,6 +89,8 @@ class Instance:
             "updated_at": _iso(self.updated_at),
             "revision": self.revision,
             "last_error": self.last_error,
+            "parent": self.parent,
+            "children": list(self.children),
         }
 
 

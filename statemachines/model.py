@@ -333,7 +333,7 @@ class Definition:
                     seen.setdefault(spec.compensate, None)
         return list(seen)
 
-    @property
+    @functools.cached_property
     def calls(self) -> list[str]:
         """Every definition a call state names, in first-use order."""
         seen = {state.call.definition: None for state in self.walk() if state.call is not None}
