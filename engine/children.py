@@ -62,7 +62,7 @@ def ended(
     tx: Transaction, instance_id: str, machine: dict[str, Any], status: str, now: datetime
 ) -> None:
     """When an instance a call started has just ended, a timer due now for its parent."""
-    link = machine.get("parent")
+    link = machine.get("parent") if isinstance(machine, dict) else None  # (a corrupt row)
     if status in FINISHED and isinstance(link, dict):
         order = TimerOrder(link["state"], link["activation"], CHILD_TIMER + instance_id, now)
         tx.insert_timers(link["id"], [order])
