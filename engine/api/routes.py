@@ -59,6 +59,11 @@ class InstanceOut(BaseModel):
     last_error: dict[str, Any] | None = Field(
         None, description="The newest error in its history: type, message, traceback, seq, at."
     )
+    parent: str | None = Field(None, description="The instance whose call state started it.")
+    children: list[str] = Field(
+        default_factory=list,
+        description="The instances its call states started, oldest first (on one instance).",
+    )
 
 
 class InstancePage(BaseModel):
@@ -217,16 +222,22 @@ def read_definition(
 
 @router.get("/api/definitions/{name}/diagram.svg", tags=["definitions"], response_class=Response)
 def definition_diagram(
-    request: Request, name: str, heat: bool = False, depth: DepthQuery = None
+    request: Request,
+    name: str,
+    heat: bool = False,
+    depth: DepthQuery = None,
+    version: Annotated[
+        int | None, Query(ge=1, description="A version; default the latest.")
+    ] = None,
 ) -> Response:
     """The definition's diagram; `?heat=1` colours states by how many instances are there,
-    `?depth=N` draws N levels of nesting.
+    `?depth=N` draws N levels of nesting, `?version=N` draws that version.
 
     A definition too large to lay out answers a small SVG that says so and why."""
     engine = engine_of(request)
     if heat:
         return _svg(engine.heat_diagram(name, fallback=True, depth=depth))
-    return _svg(engine.definition_diagram(name, fallback=True, depth=depth))
+    return _svg(engine.definition_diagram(name, version=version, fallback=True, depth=depth))
 
 
 # -- instances ---------------------------------------------------------------------------------
@@ -262,13 +273,13 @@ def list_instances(
     key: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: str | None = None,
+    parent: Annotated[str | None, Query(description="Only those this instance started.")] = None,
 ) -> InstancePage:
     """Instances oldest first, filtered; follow `next_cursor` for the next page."""
     engine = engine_of(request)
     offset = _offset(cursor)
-    found = engine.instances(
-        definition=definition, state=state, status=status, key=key, limit=limit + 1, offset=offset
-    )
+    filters = {"definition": definition, "state": state, "status": status, "key": key}
+    found = engine.instances(**filters, limit=limit + 1, offset=offset, parent=parent)
     more = len(found) > limit
     items = [_instance(engine, instance, with_allowed=False) for instance in found[:limit]]
     return InstancePage(items=items, next_cursor=_cursor(offset + limit) if more else None)
