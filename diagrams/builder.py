@@ -16,6 +16,7 @@ from statemachines.model import Region, State, Transition, join
 
 from .nesting import Nesting
 from .shapes import (
+    CALL_LINK,
     CHOICE_FILL,
     CHOICE_LINE,
     COMPOUND_FILL,
@@ -47,6 +48,7 @@ from .shapes import (
     Internal,
     Node,
     anchor_attrs,
+    call_lines,
     caught,
     cluster_name,
     css_name,
@@ -156,6 +158,11 @@ class DrawingBuilder:
         if state.kind == "task" and state.task is not None:
             attrs.update(fillcolor=TASK_FILL, color=TASK_LINE)
             node.lines = task_lines(state.task)
+        elif state.kind == "call" and state.call is not None:
+            attrs.update(fillcolor=TASK_FILL, color=TASK_LINE, peripheries="2")
+            node.lines = call_lines(state.call)
+            version = f"?version={state.call.version}" if state.call.version else ""
+            attrs["href"] = CALL_LINK.format(name=state.call.definition) + version
         elif state.kind == "foreach" and state.foreach is not None:
             attrs.update(shape="box3d", style="filled", fillcolor=FOREACH_FILL, color=FOREACH_LINE)
             node.lines = [small(foreach_label(state.foreach)), *task_lines(state.foreach.task)]

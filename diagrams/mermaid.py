@@ -141,10 +141,15 @@ class _Writer:
             self.classes.setdefault(state.final, []).append(sid)
         elif state.kind in ("task", "foreach"):
             self.classes.setdefault(state.kind, []).append(sid)
+        elif state.kind == "call":
+            self.classes.setdefault("task", []).append(sid)
 
     def description(self, state: State) -> list[str]:
         lines: list[str] = []
         task = state.task
+        if state.call is not None:
+            pinned = f" v{state.call.version}" if state.call.version is not None else ""
+            lines.append(_clean(f"call {state.call.definition}{pinned}"))
         if state.foreach is not None:
             lines.append(_clean(foreach_label(state.foreach)))
             task = state.foreach.task

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Literal
 
 from statemachines.durations import format_duration
-from statemachines.model import Foreach, Retry, TaskSpec, Transition
+from statemachines.model import CallSpec, Foreach, Retry, TaskSpec, Transition
 
 Direction = Literal["LR", "TB", "RL", "BT"]
 EdgeKind = Literal["initial", "event", "done", "failed", "timer", "always"]
@@ -148,6 +148,20 @@ class Drawing:
 
 
 # -- labels and names -----------------------------------------------------------------------
+# Where a call state's box links to: the called definition's diagram, by the HTTP API's route
+# (a path on the server that serves the diagram).
+CALL_LINK = "/api/definitions/{name}/diagram.svg"
+
+
+def call_lines(call: CallSpec) -> list[Line]:
+    """The called definition (and its version when pinned), then the call's timeout."""
+    pinned = f" v{call.version}" if call.version is not None else ""
+    lines = [small(f"⤷ call {call.definition}{pinned}", "#1f3b63")]
+    if call.timeout is not None:
+        lines.append(small(f"timeout {duration(call.timeout)}", MUTED, 9))
+    return lines
+
+
 def task_lines(task: TaskSpec) -> list[Line]:
     """The task name, then small marks for retries, timeout and compensation."""
     lines = [small(task.name, "#1f3b63")]

@@ -10,7 +10,7 @@ from statemachines import Definition
 
 from .records import HistoryEntry
 
-MOVES = ("start", "event", "task", "timer", "always")  # history kinds that move an instance
+MOVES = ("start", "event", "task", "timer", "always", "call")  # history kinds that move an instance
 
 
 def nested(definition: Definition) -> bool:

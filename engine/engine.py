@@ -286,10 +286,13 @@ class Engine:
         return found
 
     def get(self, instance_id: str) -> Instance:
-        """The instance as it is now, with the newest error of its history (`last_error`)."""
+        """The instance as it is now, with the newest error of its history (`last_error`)
+        and the instances its call states started (`children`)."""
         row = self._row(instance_id)
         entry = self.store.last_error(row.id, row.history_seq)
-        return dataclasses.replace(snapshot(row), last_error=last_error_of(entry))
+        with self.store.reading() as tx:
+            found = tx.children(row.id)
+        return dataclasses.replace(snapshot(row), last_error=last_error_of(entry), children=found)
 
     def get_by_key(self, definition: str, key: str) -> Instance:
         """The instance of `definition` whose business key is `key`."""
@@ -315,12 +318,13 @@ class Engine:
         key: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[Instance]:
-        """Instances matching every filter given, oldest first, `limit` at most."""
+        """Instances matching every filter given (`parent`: those the instance's call states
+        started), oldest first, `limit` at most."""
         check_page(limit, offset)
-        rows = self.store.list_instances(
-            definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
-        )
+        filters = {"definition": definition, "state": state, "status": status, "key": key}
+        rows = self.store.list_instances(**filters, limit=limit, offset=offset, parent=parent)
         return [snapshot(row) for row in rows]
 
     def state_counts(self, definition: str) -> dict[str, int]:

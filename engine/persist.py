@@ -44,6 +44,7 @@ def snapshot(row: InstanceRow) -> Instance:
         updated_at=row.updated_at,
         revision=row.revision,
         error=error_of(row),
+        parent=row.parent_id,
     )
 
 
@@ -87,6 +88,7 @@ def persist(
         row.history_seq + len(step.history),
         row.created_at,
         now,
+        row.parent_id,
     )
     entries = [
         HistoryEntry(
@@ -125,7 +127,7 @@ def persist(
                     for pair, state in states
                     if state is not None and (state.foreach or (state.task and pair != finished))
                 ],
-                [pair for pair, state in states if state is None or state.after],
+                [pair for pair, state in states if state is None or state.after or state.call],
             )
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:

@@ -113,6 +113,10 @@ class Instance:
     # Once failed: the error it ended with (`type`, `message`, the `state` where it arose,
     # the `seq` of the history entry that records it, `details` when there are any).
     error: dict[str, Any] | None = None
+    # The instance whose call state started this one, and (read by `Engine.get`, like
+    # `last_error`) the ids of those this one's call states started, oldest first.
+    parent: str | None = None
+    children: list[str] = field(default_factory=list, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -133,6 +137,8 @@ class Instance:
             "revision": self.revision,
             "last_error": self.last_error,
             "error": self.error,
+            "parent": self.parent,
+            "children": list(self.children),
         }
 
 

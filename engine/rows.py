@@ -26,6 +26,7 @@ class InstanceRow:
     history_seq: int
     created_at: datetime
     updated_at: datetime
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,10 @@ from statemachines.errors import (
 from statemachines.model import Retried, Retry
 from statemachines.steps import FINISHED, Entry
 
+from . import children
 from .catalog import Catalog, Version
-from .persist import (
-    Applied,
-    fail_instance,
-    load_locked,
-    persist,
-    record,
-    snapshot,
-    snapshot_of,
-)
+from .children import persist_step
+from .persist import Applied, fail_instance, load_locked, record, snapshot, snapshot_of
 from .records import ClaimedTask
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
 from .tables import TaskState
@@ -115,7 +109,7 @@ def start_batch(
     written, and the batch commits or fails as a whole."""
     found = catalog.version(tx, definition, version)
     prepared = [_first_step(found, data, key, now) for data, key in items]
-    return [persist(tx, row, step, now, insert=True) for row, step in prepared]
+    return [persist_step(tx, catalog, row, step, now, insert=True) for row, step in prepared]
 
 
 def _first_step(
@@ -160,7 +154,7 @@ def send(
         raise EventRejected(event, row.state, [], reason)
     machine = catalog.version(tx, row.definition, row.version).machine
     step = machine.send(snapshot_of(row), event, data, now)
-    applied = persist(tx, row, step, now, machine.definition)
+    applied = persist_step(tx, catalog, row, step, now, machine.definition)
     if idempotency_key is not None:
         tx.remember_idempotency(row.id, idempotency_key, now)
     return applied
@@ -172,7 +166,7 @@ def cancel(
     """Stop a running instance: drop its work, run its compensations, end `cancelled`."""
     row = load_locked(tx, instance_id)
     machine = catalog.version(tx, row.definition, row.version).machine
-    return persist(tx, row, machine.cancel(snapshot_of(row), reason, now), now)
+    return persist_step(tx, catalog, row, machine.cancel(snapshot_of(row), reason, now), now)
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -273,7 +267,9 @@ def complete_task(
     try:  # the instance row is written first
         one_task = task.item is None and task.kind == "task"  # not a foreach item
         entry = (task.state_path, task.activation) if one_task else None
-        applied = persist(tx, row, step, now, machine.definition, finished=entry, claim=claim)
+        applied = persist_step(
+            tx, catalog, row, step, now, machine.definition, finished=entry, claim=claim
+        )
     except ContextTooLarge as exc:
         error = {"type": "ResultError", "message": str(exc)}
         return False, failed_attempt(tx, catalog, row, task, error, now)
@@ -337,7 +333,7 @@ def failed_attempt(
     tx.update_task(task.id, status=TaskState.DONE)
     machine = _machine_of(tx, catalog, row)
     step = machine.task_failed(snapshot_of(row), task.ref, error, task.attempt, now)
-    return persist(tx, row, step, now)
+    return persist_step(tx, catalog, row, step, now)
 
 
 def _failures(task: TaskRow, retry: Retry) -> tuple[int, ...]:
@@ -389,11 +385,13 @@ def fire_timer(tx: Transaction, catalog: Catalog, timer: TimerRow, now: datetime
     row = load_locked(tx, timer.instance_id)
     if not tx.take_timer(timer.id):
         return None
+    if timer.key.startswith(children.CHILD_TIMER):  # a child of a call state has ended
+        return children.deliver(tx, catalog, row, timer, now)
     ref = (timer.state_path, timer.activation)
     step = _machine_of(tx, catalog, row).timer_fired(snapshot_of(row), ref, timer.key, now)
     if not step.changed and not step.history:
         return None
-    return persist(tx, row, step, now)
+    return persist_step(tx, catalog, row, step, now)
 
 
 # -- engine faults -----------------------------------------------------------------------------
@@ -418,7 +416,10 @@ def fail_poisoned(
         row = found
     if timer_id is not None:
         tx.take_timer(timer_id)
-    return fail_instance(tx, row, error, now)
+    failed = fail_instance(tx, row, error, now)
+    if row.status not in FINISHED:
+        children.ended(tx, row.id, row.machine, failed.instance.status, now)
+    return failed
 
 
 def drop_item(tx: Transaction, task_id: str | None, timer_id: str | None) -> None:

@@ -23,18 +23,13 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
-from sqlmodel import SQLModel
 
 from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
+from . import upgrade
 from .records import HistoryEntry
 from .rows import InstanceRow
-from .tables import (
-    TABLES,
-    definitions_t,
-    history_t,
-    instances_t,
-)
+from .tables import definitions_t, history_t, instances_t
 from .transaction import Transaction, _dumps
 
 BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process's lock
@@ -82,16 +77,14 @@ class Store:
         # list's pop and append are atomic, so threads share it safely. (PostgreSQL
         # connections always go back to the pool, whose checkout notices a dropped one.)
         self._parked: list[Any] = []
-        # Tables are created under the write lock only when one is missing: opening a database
-        # to read it must not wait for another process's write lock.
+        # Tables (and columns a later release added) are created under the write lock only
+        # when one is missing: opening a database to read it must not wait for another
+        # process's write lock.
         with self._core() as conn:
-            inspector = sa.inspect(conn)
-            missing = [t for t in TABLES if not inspector.has_table(t.name)]
-        if missing:
+            outdated = upgrade.behind(conn)
+        if outdated:
             with self._core(write=True) as conn:
-                if self.postgres:  # several processes may create the tables at once
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
-                SQLModel.metadata.create_all(conn, tables=TABLES)
+                upgrade.bring_up_to_date(conn, self.postgres)
 
     def _create_engine(self) -> Engine:
         # Every transaction ends in an explicit commit or rollback: no reset needed on return.
@@ -387,8 +380,11 @@ class Store:
         key: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[InstanceRow]:
         query = sa.select(*instances_t.c)
+        if parent is not None:
+            query = query.where(instances_t.c.parent_id == parent)
         if definition is not None:
             query = query.where(instances_t.c.definition == definition)
         if state is not None:
@@ -454,7 +450,7 @@ class Store:
             .join(instances_t, instances_t.c.id == h.c.instance_id)
             .where(
                 instances_t.c.definition == definition,
-                h.c.kind.in_(("event", "task", "timer", "always")),
+                h.c.kind.in_(("event", "task", "timer", "always", "call")),
                 h.c.from_state.is_not(None),
                 h.c.to_state.is_not(None),
             )
@@ -495,7 +491,7 @@ class Store:
                 h.c.seq > history_seq - LAST_ERROR_WINDOW,
                 sa.or_(
                     h.c.kind.in_(("error", "retry")),
-                    sa.and_(h.c.kind == "task", h.c.event == "failed"),
+                    sa.and_(h.c.kind.in_(("task", "call")), h.c.event == "failed"),
                 ),
             )
             .order_by(h.c.seq.desc())

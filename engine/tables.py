@@ -65,6 +65,8 @@ class InstanceTable(SQLModel, table=True):
         sa.Index("ix_turnout_instances_status", "status", "created_at", "id"),
         sa.Index("ix_turnout_instances_by_definition", "definition", "created_at", "id"),
         sa.Index("ix_turnout_instances_created", "created_at", "id"),
+        # A caller's children, in the order they were started (added to older databases).
+        sa.Index("ix_turnout_instances_parent", "parent_id", "created_at", "id"),
     )
     id: str = Field(primary_key=True, max_length=ID_LENGTH)
     key: str | None = Field(default=None, max_length=KEY_LENGTH)
@@ -79,6 +81,8 @@ class InstanceTable(SQLModel, table=True):
     history_seq: int
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # The instance whose call state started this one (None: started by a caller).
+    parent_id: str | None = Field(default=None, max_length=ID_LENGTH)
 
 
 class HistoryTable(SQLModel, table=True):

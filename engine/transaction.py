@@ -110,6 +110,12 @@ SQL = {
     "take_timer": "DELETE FROM turnout_timers WHERE id = ?",
     "next_timer": "SELECT MIN(due_at) FROM turnout_timers",
     "next_task": "SELECT MIN(ready_at) FROM turnout_tasks WHERE status = 'ready'",
+    "children": "SELECT id FROM turnout_instances WHERE parent_id = ? ORDER BY created_at, id",
+    "running_children": "SELECT id FROM turnout_instances WHERE parent_id = ? "
+    "AND status = 'running' ORDER BY created_at, id",
+    "last_failure": "SELECT kind, event, data FROM turnout_history WHERE instance_id = ? "
+    "AND (kind = 'error' OR (kind IN ('task', 'call') AND event = 'failed')) "
+    "ORDER BY seq DESC LIMIT 1",
 }
 # `retry` keeps each policy's failures of a task retried by error type.
 _TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt", "retry"}
@@ -229,6 +235,7 @@ class Transaction:
                     row.history_seq,
                     t(row.created_at),
                     t(row.updated_at),
+                    row.parent_id,
                 ),
             )
             if row.key is not None:
@@ -497,6 +504,18 @@ class Transaction:
         done = self._run("take_timer", (timer_id,))
         self._sync()
         return bool(done.rowcount == 1)
+
+    def children(self, instance_id: str, running: bool = False) -> list[str]:
+        """The ids of the instances the instance's call states started (only those still
+        running with `running`), oldest first."""
+        rows = self._read("running_children" if running else "children", (instance_id,))
+        return [str(row[0]) for row in rows.fetchall()]
+
+    def last_failure(self, instance_id: str) -> list[tuple[str, str | None, Any]]:
+        """The instance's newest history entry that reports an error, as (kind, event,
+        data); none when it has none."""
+        rows = self._read("last_failure", (instance_id,)).fetchall()
+        return [(str(kind), event, self._read_json(data)) for kind, event, data in rows]
 
     def next_due(self) -> datetime | None:
         """The earliest time a timer or a waiting task becomes due."""

@@ -19,49 +19,55 @@ from .loader import Document, PathKey
 from .model import (
     DEFAULT_RESULT,
     MAX_FOREACH_CONCURRENCY,
-    MAX_FOREACH_ITEMS,
     MAX_NAME_LENGTH,
     MAX_PATH_LENGTH,
     MAX_VERSION,
     SEPARATOR,
+    CallSpec,
     Definition,
     Foreach,
     HistoryKind,
     NamedError,
     Region,
     Retry,
-    RetryPolicy,
     State,
     StateKind,
     TaskSpec,
-    Tolerance,
     Transition,
     join,
 )
-from .reading import ERROR_TYPE_RE, KEY_RE, SCOPE_NAMES, Reader, kind_of
+from .policies import (
+    PolicyReader,
+    whole,
+)
+from .reading import ERROR_TYPE_RE, KEY_RE, SCOPE_NAMES, kind_of
 
 TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
+CALL_KEYS = ("input", "result", "timeout", "version")  # with `call`
 # A state has at most one of them; `states` (with `initial`) makes it a compound state.
-KIND_KEYS = ("task", "parallel", "foreach", "final", "states")
+KIND_KEYS = ("task", "call", "parallel", "foreach", "final", "states")
 TRANSITION_KINDS = ("on", "after", "at", "always")  # none of them on a final state
-STATE_KEYS = ("description", "initial", *KIND_KEYS, "error", *TASK_KEYS, *TRANSITION_KINDS)
+STATE_KEYS = (
+    "description",
+    "initial",
+    *KIND_KEYS,
+    "error",
+    *TASK_KEYS,
+    "version",
+    *TRANSITION_KINDS,
+)
 ERROR_KEYS = ("type", "message")  # a `final: failed` state's `error`
 HISTORY_KEYS = ("history", "default", "description")
 HISTORY_KINDS = ("shallow", "deep")
 REGION_KEYS = ("initial", "states", "description", *TRANSITION_KINDS)
 SHORTHAND_KEYS = ("task", "input", "result", "retry", "timeout", "compensate", "description")
 FOREACH_KEYS = ("items", "task", "input", "concurrency", "tolerate", "result", "retry", "timeout")
-RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 STATE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")  # a.b.c
 TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
-PERCENT_RE = re.compile(r"^(100(?:\.0{1,6})?|[0-9]{1,2}(?:\.[0-9]{1,6})?)%$")  # 10%, 2.5%
 MAX_STATES = 5000
-MAX_ATTEMPTS = 100
-MAX_RETRY_POLICIES = 20  # a task's policies by error type
-MAX_RETRY_ERRORS = 50  # error types one policy names
 
 
 def digest_of(data: Any) -> str:
@@ -73,7 +79,7 @@ def digest_of(data: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class DefinitionBuilder(Reader):
+class DefinitionBuilder(PolicyReader):
     """Builds a Definition from a Document, collecting problems instead of stopping."""
 
     def __init__(self, doc: Document) -> None:
@@ -103,7 +109,7 @@ class DefinitionBuilder(Reader):
         elif isinstance(name, str):
             self.too_long(name, MAX_NAME_LENGTH, "name", ("name",))
         version = data.get("version")
-        if version is not None and not _whole(version, MAX_VERSION):
+        if version is not None and not whole(version, MAX_VERSION):
             self.fail(("version",), f"version must be an integer from 1 to {MAX_VERSION}")
             version = None
         description = data.get("description")
@@ -230,17 +236,13 @@ class DefinitionBuilder(Reader):
                 key=True,
             )
         kind: StateKind
-        task = foreach = final = children = None
+        task = call = foreach = final = children = None
         regions: tuple[Region, ...] = ()
-        for key in TASK_KEYS:
-            if key in data and "task" not in data:
-                self.fail(
-                    (*where, key),
-                    f"{key!r} belongs with 'task'; state {name!r} has no task",
-                    key=True,
-                )
+        self.keys_belong(name, data, where)
         if "task" in data:
             task = self.task_spec(data, where, with_compensate=True)
+        elif "call" in data:
+            call = self.call_spec(data, where)
         if "foreach" in data:
             foreach = self.foreach(data["foreach"], (*where, "foreach"))
         if data.get("parallel") is not None:
@@ -276,6 +278,7 @@ class DefinitionBuilder(Reader):
             kind=kind,
             description=description if isinstance(description, str) else None,
             task=task,
+            call=call,
             parallel=regions,
             foreach=foreach,
             final=final,
@@ -310,6 +313,45 @@ class DefinitionBuilder(Reader):
             history=kind,
             default=default,
             position=self.pos(where, key=True),
+        )
+
+    def keys_belong(self, name: str, data: dict[str, Any], where: PathKey) -> None:
+        """Note a task's key on a state with no task (a call's on one with neither)."""
+        for key in (*TASK_KEYS, "version"):
+            if key not in data or "task" in data or ("call" in data and key in CALL_KEYS):
+                continue
+            if key in CALL_KEYS and key not in TASK_KEYS:
+                message = f"{key!r} belongs with 'call'; state {name!r} has no call"
+            elif key in CALL_KEYS:
+                message = f"{key!r} belongs with 'task' or 'call'; state {name!r} has neither"
+            elif "call" in data:
+                message = f"{key!r} belongs with 'task'; a call state has none"
+            else:
+                message = f"{key!r} belongs with 'task'; state {name!r} has no task"
+            self.fail((*where, key), message, key=True)
+
+    def call_spec(self, data: dict[str, Any], where: PathKey) -> CallSpec:
+        """A call state's child: `call: NAME`, with `version`, `input`, `result`, `timeout`."""
+        name = data.get("call")
+        if not (isinstance(name, str) and NAME_RE.match(name)):
+            message = f"call must name a definition ([a-z][a-z0-9_.-]*), not {name!r}"
+            self.fail((*where, "call"), message)
+            name = "invalid"
+        self.too_long(name, MAX_NAME_LENGTH, "definition name", (*where, "call"))
+        version = data.get("version")
+        if version is not None and not whole(version, MAX_VERSION):
+            message = f"version must be an integer from 1 to {MAX_VERSION}"
+            self.fail((*where, "version"), message)
+            version = None
+        call_input = None
+        if "input" in data:
+            call_input = self.expression(data["input"], (*where, "input"))
+        return CallSpec(
+            definition=name,
+            version=version,
+            input=call_input,
+            result=self.result(data, where),
+            timeout=self.optional_duration(data, "timeout", where),
         )
 
     def final(self, value: Any, where: PathKey) -> Any:
@@ -399,85 +441,6 @@ class DefinitionBuilder(Reader):
         self.fail((*where, "result"), f"result must be a context key or false, not {value!r}")
         return DEFAULT_RESULT
 
-    def retry(self, raw: Any, where: PathKey) -> Retry:
-        """`retry`: one policy for every error type (a mapping), or policies by error type
-        (a list, each with its `errors`, the one without them last)."""
-        if not isinstance(raw, list | dict):
-            self.fail(where, f"retry must be a policy or a list of policies, not {kind_of(raw)}")
-            return Retry()
-        if isinstance(raw, dict):
-            if "errors" in raw:
-                self.fail(
-                    (*where, "errors"),
-                    "errors belongs to a policy in a list: write retry: [{errors: [...], ...}]",
-                    key=True,
-                )
-            return Retry((self.retry_policy(raw, where, (*RETRY_KEYS, "errors")),))
-        if not 1 <= len(raw) <= MAX_RETRY_POLICIES:
-            self.fail(where, f"a list of retry policies has 1 to {MAX_RETRY_POLICIES} entries")
-            return Retry()
-        policies: list[RetryPolicy] = []
-        seen: set[str] = set()
-        for index, item in enumerate(raw):
-            at = (*where, index)
-            data = self.mapping(item, at, "a retry policy")
-            policy = self.retry_policy(data, at, (*RETRY_KEYS, "errors"))
-            if data is not None and "errors" in data:
-                policy = dataclasses.replace(policy, errors=self.error_types(data, at, seen))
-            elif index < len(raw) - 1:
-                self.fail(at, "a policy without errors takes every other type: put it last")
-            policies.append(policy)
-        return Retry(tuple(policies))
-
-    def error_types(self, data: dict[str, Any], where: PathKey, seen: set[str]) -> tuple[str, ...]:
-        """A policy's `errors`: error type names, each in one policy only."""
-        raw, at = data["errors"], (*where, "errors")
-        if not isinstance(raw, list) or not raw or len(raw) > MAX_RETRY_ERRORS:
-            self.fail(at, f"errors must be a list of 1 to {MAX_RETRY_ERRORS} error types")
-            return ()
-        types: list[str] = []
-        for index, name in enumerate(raw):
-            if not (isinstance(name, str) and ERROR_TYPE_RE.match(name)):
-                self.fail((*at, index), f"error type {name!r} must be a name like 'Timeout'")
-            elif name in seen:
-                message = "a failure goes to the first policy naming it"
-                self.fail((*at, index), f"error type {name!r} is listed twice: {message}")
-            else:
-                self.too_long(name, MAX_NAME_LENGTH, "error type", (*at, index))
-                seen.add(name)
-                types.append(name)
-        return tuple(types)
-
-    def retry_policy(
-        self, data: dict[str, Any] | None, where: PathKey, allowed: tuple[str, ...]
-    ) -> RetryPolicy:
-        policy = RetryPolicy()
-        if data is None:
-            return policy
-        self.keys(data, where, allowed, "retry")
-        attempts = data.get("attempts", 1)
-        if not _whole(attempts, MAX_ATTEMPTS):
-            self.fail((*where, "attempts"), f"attempts must be an integer from 1 to {MAX_ATTEMPTS}")
-            attempts = 1
-        backoff = data.get("backoff", 2.0)
-        number = isinstance(backoff, int | float) and not isinstance(backoff, bool)
-        if not (number and 1 <= backoff <= 100):
-            self.fail((*where, "backoff"), "backoff must be a number from 1 to 100")
-            backoff = 2.0
-        jitter = data.get("jitter", False)
-        if not isinstance(jitter, bool):
-            self.fail((*where, "jitter"), "jitter must be true or false")
-            jitter = False
-        delay = self.optional_duration(data, "delay", where)
-        max_delay = self.optional_duration(data, "max_delay", where)
-        return RetryPolicy(
-            attempts=attempts,
-            delay=delay or policy.delay,
-            backoff=float(backoff),
-            max_delay=max_delay,
-            jitter=jitter,
-        )
-
     def foreach(self, raw: Any, where: PathKey) -> Foreach | None:
         data = self.mapping(raw, where, "foreach")
         if data is None:
@@ -488,7 +451,7 @@ class DefinitionBuilder(Reader):
                 self.fail(where, f"foreach needs {required!r}")
         items = self.expression(data["items"], (*where, "items")) if "items" in data else None
         concurrency = data.get("concurrency")
-        if concurrency is not None and not _whole(concurrency, MAX_FOREACH_CONCURRENCY):
+        if concurrency is not None and not whole(concurrency, MAX_FOREACH_CONCURRENCY):
             limit = MAX_FOREACH_CONCURRENCY
             self.fail((*where, "concurrency"), f"concurrency must be an integer from 1 to {limit}")
             concurrency = None
@@ -501,22 +464,6 @@ class DefinitionBuilder(Reader):
         if items is None:
             return None
         return Foreach(items=items, task=task, concurrency=concurrency, tolerate=tolerate)
-
-    def tolerance(self, value: Any, where: PathKey) -> Tolerance | None:
-        """`tolerate: N` (a number of items) or `tolerate: "P%"` (of the items)."""
-        if isinstance(value, int) and not isinstance(value, bool):
-            if 0 <= value <= MAX_FOREACH_ITEMS:
-                return Tolerance(count=value)
-        elif isinstance(value, str):
-            match = PERCENT_RE.match(value)
-            if match:
-                return Tolerance(percent=match.group(1))
-        self.fail(
-            where,
-            f"tolerate must be a number of items from 0 to {MAX_FOREACH_ITEMS} "
-            f"or a percentage from 0% to 100% such as '10%', not {value!r}",
-        )
-        return None
 
     def parallel(self, raw: Any, path: str, where: PathKey) -> tuple[Region, ...]:
         data = self.mapping(raw, where, "parallel")
@@ -571,8 +518,3 @@ class DefinitionBuilder(Reader):
 def _quoted(text: str) -> str:
     """`text` as a string literal of the expression language (quoted with ')."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _whole(value: Any, most: int) -> bool:
-    """Whether `value` is an integer (not a boolean) from 1 to `most`."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most

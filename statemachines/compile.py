@@ -15,7 +15,9 @@ from .errors import EventRejected
 from .model import Definition
 from .regions import ChartMachine
 from .run import CANCELLED, RUNNING, Run, TaskRef
-from .steps import Entry, Snapshot, Step, atomic
+from .steps import CALL_TIMEOUT, Entry, Snapshot, Status, Step, atomic
+
+CHILD_OUTCOMES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 RESERVED_EVENTS = ("done", "failed", "always")
 
@@ -93,6 +95,13 @@ class CompiledMachine:
         if snapshot.status != RUNNING or run.activation(path) != activation:
             run.changed = False
             return run.finish()
+        if key == CALL_TIMEOUT:
+            spec = self.definition.state(path).call
+            seconds = spec.timeout.total_seconds() if spec and spec.timeout else 0
+            what = repr(spec.definition) if spec else "the child"
+            message = f"the call of {what} ran past its timeout of {seconds:g}s"
+            run.deliver_failed(path, {"error": {"type": "Timeout", "message": message}}, "timer")
+            return run.finish()
         label = f"after:{key}"
         timer = self.chart.node(path).timer(label) if self.chart.is_node(path) else None
         payload = {timer.kind: timer.written or key} if timer is not None else {"after": key}
@@ -100,6 +109,30 @@ class CompiledMachine:
         # another timer.
         if not run.fire(path, label, payload, "timer"):
             run.changed = bool(run.history)
+        return run.finish()
+
+    def child_finished(
+        self, snapshot: Snapshot, ref: TaskRef, outcome: str, value: Any, now: datetime
+    ) -> Step:
+        """A call state's child has ended with `outcome` (a finished status): `succeeded`
+        fires `done` with `value`, its final context, stored by the state's `result` rule;
+        `failed` and `cancelled` fire `failed` with `value`, `{error: {type, message}, ...}`.
+        A child of a state left since changes nothing (`changed` False)."""
+        if outcome not in CHILD_OUTCOMES:
+            raise ValueError(f"a child ends succeeded, failed or cancelled, not {outcome!r}")
+        run = Run(self.chart, self.machine, snapshot, now)
+        path, activation, _ = ref
+        if snapshot.status != RUNNING or run.activation(path) != activation:
+            run.changed = False
+            return run.finish()
+        state = self.definition.state(path)
+        if outcome != Status.SUCCEEDED:
+            run.deliver_failed(path, value, "call")
+            return run.finish()
+        how = state.call.result if state.call is not None else False
+        run.store_result(how, state.name, value)
+        run.remember_result(path, value)
+        run.deliver_done(path, value, "call")
         return run.finish()
 
     def cancel(self, snapshot: Snapshot, reason: str | None, now: datetime) -> Step:

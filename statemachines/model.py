@@ -19,7 +19,9 @@ from .durations import format_duration
 from .expressions import Expression
 
 SEPARATOR = "."
-StateKind = Literal["task", "parallel", "foreach", "final", "choice", "wait", "compound", "history"]
+StateKind = Literal[
+    "task", "call", "parallel", "foreach", "final", "choice", "wait", "compound", "history"
+]
 HistoryKind = Literal["shallow", "deep"]
 Outcome = Literal["succeeded", "failed"]
 TimerKind = Literal["after", "at"]
@@ -34,6 +36,9 @@ MAX_TIMER_KEY_LENGTH = 100  # an `after` or `at` key as written (stored: `2d`, o
 MAX_FOREACH_ITEMS = 10_000
 DEFAULT_FOREACH_CONCURRENCY = 10
 MAX_FOREACH_CONCURRENCY = 1_000
+# How deep calls may nest: an instance started by a call at this depth may call no further
+# (its call fails with CallError), which stops a definition that calls itself without end.
+MAX_CALL_DEPTH = 10
 
 
 @dataclass(frozen=True)
@@ -269,6 +274,20 @@ class NamedError:
 
 
 @dataclass(frozen=True)
+class CallSpec:
+    """A call state's child: an instance of the deployed `definition` (version `version`,
+    None: the latest when the state is entered), started on entry with `input` (None: the
+    whole context); its final context is stored by `result` as a task's result is. Past
+    `timeout` the child is cancelled and the state gets `failed` (Timeout)."""
+
+    definition: str
+    version: int | None = None
+    input: Expression | None = None
+    result: str | bool = DEFAULT_RESULT
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class Foreach:
     """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time
     (None: not written, DEFAULT_FOREACH_CONCURRENCY). With `tolerate` written, failed items
@@ -343,6 +362,7 @@ class State(Reactions):
     kind: StateKind
     description: str | None = None
     task: TaskSpec | None = None
+    call: CallSpec | None = None
     parallel: tuple[Region, ...] = ()
     foreach: Foreach | None = None
     final: Outcome | None = None
@@ -463,6 +483,12 @@ class Definition:
                 seen.setdefault(spec.name, None)
                 if spec.compensate:
                     seen.setdefault(spec.compensate, None)
+        return list(seen)
+
+    @functools.cached_property
+    def calls(self) -> list[str]:
+        """Every definition a call state names, in first-use order."""
+        seen = {state.call.definition: None for state in self.walk() if state.call is not None}
         return list(seen)
 
 

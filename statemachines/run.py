@@ -21,13 +21,14 @@ from .failures import ended_in, instance_error
 from .fanout import FanOut, item_pending
 from .model import (
     SEPARATOR,
+    CallSpec,
     Retry,
     RetryPolicy,
     State,
     TaskSpec,
 )
 from .regions import ChartMachine
-from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
+from .steps import CALL_TIMEOUT, CallOrder, Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
 from .values import copy_json, storable
 
 MAX_ALWAYS_STEPS = 100
@@ -55,6 +56,7 @@ class Run(FanOut):
         self.history: list[Entry] = []
         self.tasks: list[TaskOrder] = []
         self.timers: list[TimerOrder] = []
+        self.calls: list[CallOrder] = []
         self.cancelled: list[tuple[str, int]] = []
         self.queue: deque[tuple[str, str, int, Any]] = deque()
         self.always_steps = 0
@@ -84,6 +86,7 @@ class Run(FanOut):
             cancelled=self.cancelled,
             changed=self.changed,
             seq=self.seq + len(self.history),
+            calls=self.calls,
         )
 
     def reject_reason(self) -> str:
@@ -170,6 +173,8 @@ class Run(FanOut):
         self.start_timers(path, state.after, activation)
         if state.task is not None:
             self.schedule(state, state.task, activation, None, None)
+        elif state.call is not None:
+            self.call(state, state.call, activation)
         elif state.parallel:
             for region in state.parallel:
                 self.enter(region.path, wanted)
@@ -230,6 +235,18 @@ class Run(FanOut):
             timeout=spec.timeout,
         )
         self.tasks.append(order)
+
+    def call(self, state: State, spec: CallSpec, activation: int) -> None:
+        """Order the child instance of a call state, and its timeout timer."""
+        valid, value, path = True, self.context, state.path
+        if spec.input is not None:
+            valid, value = self.evaluate(spec.input, self.names(), f"input of {path}", "input")
+        if not valid:
+            return self.fail_later(path, activation, "InputError", "the call's input failed")
+        args = (spec.definition, spec.version, copy_json(value))
+        self.calls.append(CallOrder(path, activation, None, *args))
+        if spec.timeout is not None:
+            self.timers.append(TimerOrder(path, activation, CALL_TIMEOUT, self.now + spec.timeout))
 
     # -- exiting ---------------------------------------------------------------------------
     def exit_inside(self, domain: str, remember: bool = True) -> None:

@@ -10,13 +10,10 @@ import itertools
 from typing import Any
 
 from .build import (
+    CALL_KEYS,
     KIND_KEYS,
-    MAX_ATTEMPTS,
-    MAX_RETRY_ERRORS,
-    MAX_RETRY_POLICIES,
     NAME_RE,
     PATH_RE,
-    PERCENT_RE,
     SHORTHAND_KEYS,
     STATE_RE,
     TASK_KEYS,
@@ -29,6 +26,7 @@ from .model import (
     MAX_NAME_LENGTH,
     MAX_VERSION,
 )
+from .policies import MAX_ATTEMPTS, MAX_RETRY_ERRORS, MAX_RETRY_POLICIES, PERCENT_RE
 from .reading import CATCH_ALL, ERROR_TYPE_RE, EVENT_RE, KEY_RE, TRANSITION_KEYS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -111,9 +109,24 @@ _RETRY_POLICY = {
     "jitter": _described("Scale each wait by a random factor in [0.5, 1].", {"type": "boolean"}),
 }
 
+_CALL = {
+    "call": _described(
+        "On entry, start an instance of the deployed definition of this name (a child). "
+        "Its success fires 'done' with its final context (stored as a task's result is); "
+        "its failure or cancellation fires 'failed'. Leaving the state cancels the child.",
+        {"type": "string", "pattern": NAME_RE.pattern, "maxLength": MAX_NAME_LENGTH},
+    ),
+    "version": _described(
+        "The version of the called definition (default: the latest deployed when the "
+        "state is entered).",
+        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+    ),
+}
+
 _STATE = {
     "description": _described("What the state is for, for people.", {"type": "string"}),
     **_TASK,
+    **_CALL,
     "on": _described(
         "Transitions fired by events: EVENT -> TRANSITIONS. 'done' and 'failed' "
         "are fired by the state's task, parallel or foreach.",
@@ -355,9 +368,15 @@ def _defs() -> dict[str, Any]:
             "properties": _STATE,
             "additionalProperties": False,
             "dependentRequired": {
-                **{key: ["task"] for key in TASK_KEYS},
+                **{key: ["task"] for key in TASK_KEYS if key not in CALL_KEYS},
+                "version": ["call"],
                 "initial": ["states"],
                 "states": ["initial"],
+            },
+            "dependentSchemas": {
+                key: {"anyOf": [{"required": ["task"]}, {"required": ["call"]}]}
+                for key in TASK_KEYS
+                if key in CALL_KEYS
             },
             "allOf": [
                 _one_kind_only(),

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .calls import call_error, child_value, failure_of, newest_first
 from .compile import compile_definition
 from .errors import EventRejected, ValueNotStorable
-from .model import Definition
-from .steps import Entry, Snapshot, Status, Step, TaskOrder, TimerOrder, atomic
+from .model import MAX_CALL_DEPTH, Definition
+from .steps import FINISHED, CallOrder, Entry, Snapshot, Status, Step, TaskOrder, TimerOrder, atomic
 from .values import storable
 
 MAX_TASKS = 100_000
@@ -54,8 +55,18 @@ class Run:
 Outcome = Any  # a JSON value, a Failure, a list of those (one per call), or a callable
 
 
+Definitions = Mapping[str, Definition] | Iterable[Definition]
+
+
 class _Simulation:
-    def __init__(self, definition: Definition, results: Mapping[str, Outcome], now: datetime):
+    def __init__(
+        self,
+        definition: Definition,
+        results: Mapping[str, Outcome],
+        now: datetime,
+        definitions: dict[str, list[Definition]] | None = None,
+        depth: int = 0,
+    ):
         self.compiled = compile_definition(definition)
         self.results = {k: deque(v) if isinstance(v, list) else v for k, v in results.items()}
         self.now = now
@@ -65,6 +76,11 @@ class _Simulation:
         self.snapshot = Snapshot({}, {}, Status.RUNNING)
         self.history: list[Entry] = []
         self.rejected: list[EventRejected] = []
+        self.definitions = definitions or {}
+        self.depth = depth
+        # Call states' children still running, and children's outcomes to deliver.
+        self.children: dict[tuple[str, int], _Simulation] = {}
+        self.finished: deque[tuple[tuple[str, int, int | None], str, Any]] = deque()
 
     def apply(self, step: Step) -> None:
         self.snapshot = step.snapshot
@@ -75,6 +91,65 @@ class _Simulation:
         self.tasks.extend(step.tasks)
         self.timers.extend(step.timers)
         self.at_once.extend(timer for timer in step.timers if timer.due <= self.now)
+        for ref in gone & set(self.children):
+            child = self.children.pop(ref)  # cancelled with its compensation, as the engine does
+            if child.snapshot.status == Status.RUNNING:
+                child.apply(child.compiled.cancel(child.snapshot, "the parent left", self.now))
+                child.settle()
+        for order in step.calls:
+            if (order.state_path, order.activation) not in gone:
+                self.call(order)
+
+    def call(self, order: CallOrder) -> None:
+        """Answer a call from `results` (keyed by the calling state's path or name), else
+        run the child from the definitions given, to its end or its first wait."""
+        ref = (order.state_path, order.activation, order.item)
+        for key in (order.state_path, order.state_path.rpartition(".")[2]):
+            if key in self.results:
+                outcome = self.answer(key, order.input)
+                if isinstance(outcome, Failure):
+                    error = {"type": outcome.type, "message": outcome.message}
+                    self.finished.append((ref, Status.FAILED, {"error": error}))
+                else:
+                    self.finished.append((ref, Status.SUCCEEDED, storable(outcome, "result")))
+                return
+        found = [
+            definition
+            for definition in self.definitions.get(order.definition, [])
+            if order.version is None or definition.version in (None, order.version)
+        ]
+        message = None
+        if not found:
+            message = f"definition {order.definition!r} was not given"
+        elif self.depth >= MAX_CALL_DEPTH:
+            message = f"calls nest deeper than {MAX_CALL_DEPTH}"
+        elif not isinstance(order.input, dict):
+            message = "the input of a call must be a JSON object"
+        if message is not None:
+            self.finished.append((ref, Status.FAILED, call_error(message)))
+            return
+        child = _Simulation(found[-1], {}, self.now, self.definitions, self.depth + 1)
+        child.results = self.results
+        child.apply(child.compiled.start(storable(order.input, "input"), self.now))
+        child.settle()
+        self.children[ref[:2]] = child
+        self.report(ref, child)
+
+    def report(self, ref: tuple[str, int, int | None], child: _Simulation) -> None:
+        """Queue the outcome of a child that has ended."""
+        final = child.snapshot
+        if final.status in FINISHED:
+            self.children.pop(ref[:2], None)
+            failure = failure_of(newest_first(child.history))
+            name = f"{child.compiled.definition.name} (simulated)"
+            value = child_value(final.status, final.context, final.machine, failure, name)
+            self.finished.append((ref, final.status, value))
+
+    def answer(self, key: str, value_input: Any) -> Any:
+        value = self.results[key]
+        if isinstance(value, deque):
+            return value.popleft() if len(value) > 1 else value[0]
+        return value(value_input) if callable(value) else value
 
     def outcome(self, task: TaskOrder) -> Any:
         name = task.state_path.rpartition(".")[2]
@@ -82,18 +157,21 @@ class _Simulation:
         keys = (task.name,) if task.kind == "compensate" else (task.state_path, name, task.name)
         for key in keys:
             if key in self.results:
-                value = self.results[key]
-                if isinstance(value, deque):
-                    return value.popleft() if len(value) > 1 else value[0]
-                return value(task.input) if callable(value) else value
+                return self.answer(key, task.input)
         return None
 
     def run_tasks(self) -> None:
         count = 0
-        while self.tasks:
+        while self.tasks or self.finished:
             count += 1
             if count > MAX_TASKS:
                 raise RuntimeError(f"more than {MAX_TASKS} tasks ran; the workflow loops")
+            if self.finished:
+                ref, status, value = self.finished.popleft()
+                self.apply(
+                    self.compiled.child_finished(self.snapshot, ref, status, value, self.now)
+                )
+                continue
             task = self.tasks.popleft()
             outcome, attempts = self.attempts(task)
             ref = (task.state_path, task.activation, task.item)
@@ -162,6 +240,7 @@ def simulate(
     results: Mapping[str, Outcome] | None = None,
     now: datetime | None = None,
     strict: bool = True,
+    definitions: Definitions = (),
 ) -> Run:
     """Run `definition` without a database.
 
@@ -178,8 +257,18 @@ def simulate(
     in the engine, `data`, payloads and results are stored by the rule of `storable`: data
     or a payload it refuses raises ValueNotStorable, a result it refuses fails the attempt
     (`ResultError`).
+
+    A call state is answered from `results` under its path or name, as a task state is (a
+    value is the child's final context; a `Failure` fails the call); else its child runs
+    from `definitions` (Definitions, or a mapping by name) with the same `results`, to its
+    end or until it waits for an event (then the call waits: `after:timeout` fires a call's
+    timeout); a definition not given fails the call with CallError.
     """
-    sim = _Simulation(definition, results or {}, now or START)
+    given = definitions.values() if isinstance(definitions, Mapping) else definitions
+    known: dict[str, list[Definition]] = {}
+    for called in given:
+        known.setdefault(called.name, []).append(called)
+    sim = _Simulation(definition, results or {}, now or START, known)
     sim.apply(sim.compiled.start(storable(dict(data or {}), "data"), sim.now))
     sim.settle()
     for item in events:
@@ -198,7 +287,7 @@ def simulate(
                 raise
             sim.rejected.append(exc)
         sim.settle()
-    moves = ("start", "event", "task", "timer", "always")
+    moves = ("start", "event", "task", "timer", "always", "call")
     path: list[tuple[str | None, str | None, str | None]] = [
         (entry.event, entry.from_state, entry.to_state)
         for entry in sim.history

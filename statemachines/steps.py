@@ -26,6 +26,8 @@ class Status(StrEnum):
 
 
 FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+# The key of a call state's timeout timer: no `after` key (a duration) is spelt so.
+CALL_TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,20 @@ class TimerOrder:
 
 
 @dataclass(frozen=True)
+class CallOrder:
+    """A child instance to start: of `definition` (version `version`, None: the latest)
+    with `input` as its data, for the call state at `state_path` entered as `activation`
+    (`item`: a foreach index, None for a call state's one child)."""
+
+    state_path: str
+    activation: int
+    item: int | None
+    definition: str
+    version: int | None
+    input: Any
+
+
+@dataclass(frozen=True)
 class Entry:
     """A history entry to append (seq and time are the store's and the clock's)."""
 
@@ -97,6 +113,7 @@ class Step:
     cancelled: list[tuple[str, int]] = field(default_factory=list)
     changed: bool = True
     seq: int = 0  # the history entries of the instance after this step
+    calls: list[CallOrder] = field(default_factory=list)
 
     @property
     def snapshot(self) -> Snapshot:

@@ -14,7 +14,7 @@ from .errors import Problem
 from .model import Definition, Position, Region, State
 from .reading import suggest
 
-TASK_LIKE = ("task", "parallel", "foreach")
+TASK_LIKE = ("task", "call", "parallel", "foreach")
 ENGINE_EVENTS = ("done", "failed")  # the events the engine fires on a task-like state
 
 

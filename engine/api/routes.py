@@ -64,6 +64,11 @@ class InstanceOut(BaseModel):
         description="Once failed, the error it ended with: type, message, the state where it "
         "arose, the seq of the history entry that records it (and details, if any).",
     )
+    parent: str | None = Field(None, description="The instance whose call state started it.")
+    children: list[str] = Field(
+        default_factory=list,
+        description="The instances its call states started, oldest first (on one instance).",
+    )
 
 
 class InstancePage(BaseModel):
@@ -222,16 +227,22 @@ def read_definition(
 
 @router.get("/api/definitions/{name}/diagram.svg", tags=["definitions"], response_class=Response)
 def definition_diagram(
-    request: Request, name: str, heat: bool = False, depth: DepthQuery = None
+    request: Request,
+    name: str,
+    heat: bool = False,
+    depth: DepthQuery = None,
+    version: Annotated[
+        int | None, Query(ge=1, description="A version; default the latest.")
+    ] = None,
 ) -> Response:
     """The definition's diagram; `?heat=1` colours states by how many instances are there,
-    `?depth=N` draws N levels of nesting.
+    `?depth=N` draws N levels of nesting, `?version=N` draws that version.
 
     A definition too large to lay out answers a small SVG that says so and why."""
     engine = engine_of(request)
     if heat:
         return _svg(engine.heat_diagram(name, fallback=True, depth=depth))
-    return _svg(engine.definition_diagram(name, fallback=True, depth=depth))
+    return _svg(engine.definition_diagram(name, version=version, fallback=True, depth=depth))
 
 
 # -- instances ---------------------------------------------------------------------------------
@@ -267,13 +278,13 @@ def list_instances(
     key: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: str | None = None,
+    parent: Annotated[str | None, Query(description="Only those this instance started.")] = None,
 ) -> InstancePage:
     """Instances oldest first, filtered; follow `next_cursor` for the next page."""
     engine = engine_of(request)
     offset = _offset(cursor)
-    found = engine.instances(
-        definition=definition, state=state, status=status, key=key, limit=limit + 1, offset=offset
-    )
+    filters = {"definition": definition, "state": state, "status": status, "key": key}
+    found = engine.instances(**filters, limit=limit + 1, offset=offset, parent=parent)
     more = len(found) > limit
     items = [_instance(engine, instance, with_allowed=False) for instance in found[:limit]]
     return InstancePage(items=items, next_cursor=_cursor(offset + limit) if more else None)

@@ -158,6 +158,10 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
     )
     if instance.active not in ([], [instance.state]):  # nested or parallel: name them all
         say("active: " + ", ".join(instance.active))
+    if instance.parent is not None:
+        say(f"parent: {instance.parent}")
+    if instance.children:
+        say("children: " + ", ".join(instance.children))
     if engine is not None:
         allowed = engine.allowed(instance)
         say("accepts: " + (", ".join(allowed) if allowed else "(no events)"))
@@ -216,14 +220,14 @@ def list_instances(
     key: Annotated[str | None, typer.Option("--key")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    parent: Annotated[str | None, typer.Option("--parent", help="Only its children.")] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List instances, oldest first, filtered by definition, state, status or key."""
+    """List instances, oldest first, filtered by definition, state, status, key or parent."""
     with open_engine(db) as engine:
-        found = engine.instances(
-            definition=definition, state=state, status=status, key=key, limit=limit, offset=offset
-        )
+        filters = {"definition": definition, "state": state, "status": status, "key": key}
+        found = engine.instances(**filters, limit=limit, offset=offset, parent=parent)
     if json_output:
         print_json([instance.to_json() for instance in found])
     else:

@@ -1,0 +1,242 @@
+"""Call states' children, in the transaction of the step that concerns them: a step's calls
+start child instances (in the parent's transaction), a call state left cancels its running
+child (and that child's own children), and a child that ends tells its parent by a timer due
+at once, which a worker's sweep fires as the parent's next operation. So a transaction locks
+a parent before its children, never a child before its parent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from statemachines import CompiledMachine, Definition, Status, Step
+from statemachines.calls import call_error, child_value, failure_of
+from statemachines.errors import DefinitionNotFound, InvalidInput
+from statemachines.model import MAX_CALL_DEPTH
+from statemachines.steps import FINISHED, CallOrder, Entry, TimerOrder
+
+from .catalog import Catalog, Version
+from .persist import Applied, persist, snapshot_of
+from .rows import Claim, InstanceRow, TimerRow, new_id
+from .transaction import Transaction
+
+CHILD_TIMER = "child:"  # the key of the timer that tells a parent its child CHILD_TIMER+id ended
+
+
+class CallFailed(Exception):
+    """A call whose child cannot be started: the calling state fails with CallError."""
+
+
+def persist_step(
+    tx: Transaction,
+    catalog: Catalog,
+    row: InstanceRow,
+    step: Step,
+    now: datetime,
+    definition: Definition | None = None,
+    *,
+    insert: bool = False,
+    finished: tuple[str, int] | None = None,
+    claim: Claim | None = None,
+) -> Applied:
+    """`persist` (see there for the arguments), with what the step means for call states:
+    its calls start their children, the call states it leaves cancel theirs, and the end of
+    a child is reported to its parent. The children's history entries follow the step's."""
+    if not (step.calls or step.cancelled or (step.status in FINISHED and _link(step))):
+        return persist(
+            tx, row, step, now, definition, insert=insert, finished=finished, claim=claim
+        )
+    version = catalog.version(tx, row.definition, row.version)
+    step, starts = _prepared(tx, catalog, version.machine, step, now)
+    applied = persist(tx, row, step, now, definition, insert=insert, finished=finished, claim=claim)
+    for order, called, child_id in starts:
+        applied.entries.extend(_start(tx, catalog, row.id, order, called, child_id, step, now))
+    applied.entries.extend(_cancel_children(tx, catalog, row.id, step, version.definition, now))
+    if row.status not in FINISHED or insert:
+        ended(tx, row.id, step.machine, step.status, now)
+    return applied
+
+
+def ended(
+    tx: Transaction, instance_id: str, machine: dict[str, Any], status: str, now: datetime
+) -> None:
+    """When an instance a call started has just ended, a timer due now for its parent."""
+    link = machine.get("parent") if isinstance(machine, dict) else None  # (a corrupt row)
+    if status in FINISHED and isinstance(link, dict):
+        order = TimerOrder(link["state"], link["activation"], CHILD_TIMER + instance_id, now)
+        tx.insert_timers(link["id"], [order])
+
+
+def deliver(
+    tx: Transaction, catalog: Catalog, row: InstanceRow, timer: TimerRow, now: datetime
+) -> Applied | None:
+    """Fire the timer by which a child told its parent (`row`, locked) that it ended: `done`
+    or `failed` on the calling state; nothing when that state has been left since."""
+    child = tx.lock_instance(timer.key.removeprefix(CHILD_TIMER))
+    if child is None or child.status not in FINISHED:
+        return None
+    link = child.machine.get("parent") or {}
+    ref = (timer.state_path, timer.activation, link.get("item"))
+    failure = failure_of(tx.last_failure(child.id)) if child.status == Status.FAILED else None
+    value = child_value(child.status, child.context, child.machine, failure, child.id)
+    machine = catalog.version(tx, row.definition, row.version).machine
+    step = machine.child_finished(snapshot_of(row), ref, child.status, value, now)
+    if not step.changed and not step.history:
+        return None
+    return persist_step(tx, catalog, row, step, now)
+
+
+def _link(step: Step) -> bool:
+    return "parent" in step.machine
+
+
+def _depth(machine: dict[str, Any]) -> int:
+    link = machine.get("parent")
+    return int(link.get("depth", 0)) if isinstance(link, dict) else 0
+
+
+def _prepared(
+    tx: Transaction, catalog: Catalog, machine: CompiledMachine, step: Step, now: datetime
+) -> tuple[Step, list[tuple[CallOrder, Version, str]]]:
+    """The step once every call that cannot start has failed its state (which may make new
+    calls), with the children to start: (order, the version called, the child's id)."""
+    depth = _depth(step.machine) + 1
+    starts: list[tuple[CallOrder, Version, str]] = []
+    while step.calls:
+        gone = set(step.cancelled)
+        failures: list[tuple[CallOrder, str]] = []
+        for order in step.calls:
+            if (order.state_path, order.activation) in gone:
+                continue
+            try:
+                starts.append((order, _callable(tx, catalog, order, depth), new_id()))
+            except CallFailed as exc:
+                failures.append((order, str(exc)))
+        step.calls = []
+        for order, message in failures:
+            ref = (order.state_path, order.activation, order.item)
+            failed = machine.child_finished(
+                step.snapshot, ref, Status.FAILED, call_error(message), now
+            )
+            step = _merged(step, failed)
+    gone = set(step.cancelled)
+    starts = [start for start in starts if (start[0].state_path, start[0].activation) not in gone]
+    for order, called, child_id in starts:
+        details = {
+            "child": child_id,
+            "definition": called.definition.name,
+            "version": called.number,
+        }
+        step.history.append(Entry("call", None, order.state_path, None, details))
+    return step, starts
+
+
+def _callable(tx: Transaction, catalog: Catalog, order: CallOrder, depth: int) -> Version:
+    """The version a call starts; CallFailed when it cannot start it."""
+    if depth > MAX_CALL_DEPTH:
+        raise CallFailed(f"calls nest deeper than {MAX_CALL_DEPTH}")
+    try:
+        called = catalog.version(tx, order.definition, order.version)
+    except DefinitionNotFound:
+        which = "" if order.version is None else f" version {order.version}"
+        raise CallFailed(f"definition {order.definition!r}{which} is not deployed") from None
+    if not isinstance(order.input, dict):
+        raise CallFailed("the input of a call must be a JSON object")
+    try:
+        called.check_input(order.input)
+    except InvalidInput as exc:
+        raise CallFailed(str(exc)) from None
+    return called
+
+
+def _merged(first: Step, second: Step) -> Step:
+    """`first` then `second` (made from `first`'s snapshot) as one step: work `first`
+    ordered for state entries `second` left is never written."""
+    gone = set(second.cancelled)
+    return Step(
+        second.machine,
+        second.context,
+        second.status,
+        history=first.history + second.history,
+        tasks=[t for t in first.tasks if (t.state_path, t.activation) not in gone] + second.tasks,
+        timers=[t for t in first.timers if (t.state_path, t.activation) not in gone]
+        + second.timers,
+        cancelled=first.cancelled + second.cancelled,
+        calls=second.calls,
+    )
+
+
+def _start(
+    tx: Transaction,
+    catalog: Catalog,
+    parent_id: str,
+    order: CallOrder,
+    called: Version,
+    child_id: str,
+    parent_step: Step,
+    now: datetime,
+) -> list[Any]:
+    """Start the child of a call in the parent's transaction; its history entries."""
+    step = called.machine.start(order.input, now)
+    step.machine["parent"] = {
+        "id": parent_id,
+        "state": order.state_path,
+        "activation": order.activation,
+        "item": order.item,
+        "depth": _depth(parent_step.machine) + 1,
+    }
+    row = InstanceRow(
+        id=child_id,
+        key=None,
+        definition=called.definition.name,
+        version=called.number,
+        state="",
+        active=[],
+        status=Status.RUNNING,
+        context={},
+        machine={},
+        revision=0,
+        history_seq=0,
+        created_at=now,
+        updated_at=now,
+        parent_id=parent_id,
+    )
+    return persist_step(tx, catalog, row, step, now, insert=True).entries
+
+
+def _cancel_children(
+    tx: Transaction,
+    catalog: Catalog,
+    parent_id: str,
+    step: Step,
+    definition: Definition,
+    now: datetime,
+) -> list[Any]:
+    """Cancel, with their compensation, the running children of the call states the step
+    left; their history entries."""
+    if not definition.calls:
+        return []
+    refs = {
+        ref
+        for ref in step.cancelled
+        if definition.has_state(ref[0]) and definition.state(ref[0]).call is not None
+    }
+    entries: list[Any] = []
+    if not refs:
+        return entries
+    for child_id in tx.children(parent_id, running=True):
+        child = tx.lock_instance(child_id)  # after its parent: the order every writer keeps
+        link = (child.machine.get("parent") or {}) if child is not None else {}
+        if child is None or child.status != Status.RUNNING:
+            continue
+        if (link.get("state"), link.get("activation")) not in refs:
+            continue
+        if step.status == Status.RUNNING:
+            reason = f"its calling state {link['state']!r} of instance {parent_id} was left"
+        else:
+            reason = f"its calling instance {parent_id} ended ({step.status})"
+        machine = catalog.version(tx, child.definition, child.version).machine
+        cancelled = machine.cancel(snapshot_of(child), reason, now)
+        entries.extend(persist_step(tx, catalog, child, cancelled, now).entries)
+    return entries
