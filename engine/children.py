@@ -219,6 +219,9 @@ def _cancel_children(
     left, or all of them when the step ends the instance; their history entries."""
     if not definition.calls:
         return []
+    if step.status == Status.COMPENSATING:  # it compensates before it ends `outcome`
+        outcome = step.machine.get("outcome", Status.FAILED)
+        return end_children(tx, catalog, parent_id, f"{outcome}, compensating first", now)
     if step.status != Status.RUNNING:
         return end_children(tx, catalog, parent_id, step.status, now)
     refs = {
@@ -232,9 +235,9 @@ def _cancel_children(
 def end_children(
     tx: Transaction, catalog: Catalog, parent_id: str, status: str, now: datetime
 ) -> list[Any]:
-    """Cancel, with their compensation, every running child of an instance that is ending
-    with `status` (compensating, or finished: by its machine or by an engine fault), and
-    theirs in turn; their history entries."""
+    """Cancel, with their compensation, every running child of an instance that ends with
+    `status` (by its machine, after compensating or not, or by an engine fault), and theirs
+    in turn; their history entries."""
     reason = f"its calling instance {parent_id} ended ({status})"
     return _cancel(tx, catalog, parent_id, None, now, reason)
 

@@ -239,3 +239,25 @@ def test_the_async_engine_links_parent_and_children_and_cancels_them_together(
             assert (await aeng.get(child)).status == "cancelled"
 
     asyncio.run(scenario())
+
+
+def test_a_parent_that_compensates_before_it_fails_cancels_its_child_first(
+    engine: Engine, deploy: Callable[[str], Any], undone: list[dict[str, Any]]
+) -> None:
+    deploy("call_compensating")
+    engine.task("parent.prepare")(lambda data: {"prepared": True})
+    engine.task("parent.unprepare")(lambda data: None)
+    parent = engine.start("call_compensating", {"n": 1, "hold": True})
+    engine.run_until_idle()
+    child = _child(engine, parent.id)
+    engine.send(parent.id, "go")
+    [task] = engine.claim_tasks(["parent.check"])
+    engine.fail_task(task.id, None, {"type": "RuntimeError", "message": "a problem"})
+    assert engine.get(parent.id).status == "compensating"
+    assert engine.get(child).status == "compensating"  # cancelled in the same transaction
+    reason = f"its calling instance {parent.id} ended (failed, compensating first)"
+    assert _cancel_reason(engine, child) == reason
+    engine.run_until_idle()
+    assert [engine.get(i).status for i in (parent.id, child)] == ["failed", "cancelled"]
+    assert undone == [{"n": 1, "hold": True, "doubled": 2}]
+    assert engine.next_due() is None
