@@ -1,8 +1,9 @@
 """Call states' children, in the transaction of the step that concerns them: a step's calls
-start child instances (in the parent's transaction), a call state left cancels its running
-child (and that child's own children), and a child that ends tells its parent by a timer due
-at once, which a worker's sweep fires as the parent's next operation. So a transaction locks
-a parent before its children, never a child before its parent.
+start child instances (in the parent's transaction), a call state left or an instance that
+ends (an engine fault too: `end_children`) cancels its running children (and theirs), and a
+child that ends tells its parent by a timer due at once, which a worker's sweep fires as the
+parent's next operation. So a transaction locks a parent before its children, never a child
+before its parent.
 """
 
 from __future__ import annotations
@@ -274,6 +275,7 @@ def _cancel(
             entries.extend(failed.entries)
             entries.extend(end_children(tx, catalog, child.id, failed.instance.status, now))
             continue
-        cancelled.machine["parent"] = {**link, "left": True}
+        if link:
+            cancelled.machine["parent"] = {**link, "left": True}
         entries.extend(persist_step(tx, catalog, child, cancelled, now).entries)
     return entries
