@@ -43,7 +43,9 @@ def persist_step(
     """`persist` (see there for the arguments), with what the step means for call states:
     its calls start their children, the call states it leaves cancel theirs, and the end of
     a child is reported to its parent. The children's history entries follow the step's."""
-    if not (step.calls or step.cancelled or (step.status in FINISHED and _link(step))):
+    if not (
+        step.calls or step.cancelled or step.stopped or (step.status in FINISHED and _link(step))
+    ):
         return persist(
             tx, row, step, now, definition, insert=insert, finished=finished, claim=claim
         )
@@ -164,6 +166,7 @@ def _merged(first: Step, second: Step) -> Step:
         + second.timers,
         cancelled=first.cancelled + second.cancelled,
         calls=second.calls,
+        stopped=first.stopped + second.stopped,
     )
 
 
@@ -213,26 +216,27 @@ def _cancel_children(
     definition: Definition,
     now: datetime,
 ) -> list[Any]:
-    """Cancel, with their compensation, the running children of the call states the step
-    left; their history entries."""
+    """Cancel, with their compensation, the running children of the call states (and
+    foreach states that call) the step left, and of the foreach items it stopped; their
+    history entries."""
     if not definition.calls:
         return []
-    refs = {
-        ref
-        for ref in step.cancelled
-        if definition.has_state(ref[0]) and definition.state(ref[0]).call is not None
-    }
+    refs = {ref for ref in step.cancelled if definition.calls_at(ref[0]) is not None}
+    stopped = set(step.stopped)
     entries: list[Any] = []
-    if not refs:
+    if not refs and not stopped:
         return entries
     for child_id in tx.children(parent_id, running=True):
         child = tx.lock_instance(child_id)  # after its parent: the order every writer keeps
         link = (child.machine.get("parent") or {}) if child is not None else {}
         if child is None or child.status != Status.RUNNING:
             continue
-        if (link.get("state"), link.get("activation")) not in refs:
+        at = (link.get("state"), link.get("activation"))
+        if at not in refs and (*at, link.get("item")) not in stopped:
             continue
-        if step.status == Status.RUNNING:
+        if at not in refs:
+            reason = f"it ran past the timeout of its item in {link['state']!r} of {parent_id}"
+        elif step.status == Status.RUNNING:
             reason = f"its calling state {link['state']!r} of instance {parent_id} was left"
         else:
             reason = f"its calling instance {parent_id} ended ({step.status})"

@@ -15,15 +15,17 @@ def example(name: str) -> statemachines.Definition:
     return statemachines.load(EXAMPLES / f"{name}.yaml")
 
 
-def test_the_seven_examples_are_bundled_two_of_them_nested() -> None:
+def test_the_nine_examples_are_bundled_two_of_them_nested_one_calling_another() -> None:
     names = [path.stem for path in statemachines.examples()]
     assert names == [
+        "bulk_shipment",
         "document_approval",
         "door_lock",
         "incident_response",
         "loan_application",
         "newsletter",
         "order_fulfillment",
+        "ship_parcel",
         "trip_booking",
     ]
 
