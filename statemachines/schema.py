@@ -371,7 +371,11 @@ def _defs() -> dict[str, Any]:
                     "Store the list of results (in item order) under KEY.", _ref("result")
                 ),
                 "retry": _TASK["retry"],
-                "timeout": _TASK["timeout"],
+                "timeout": _described(
+                    "With 'task': each attempt's limit. With 'call': how long each child may "
+                    "run; past it the child is cancelled and its item fails with Timeout.",
+                    _ref("duration"),
+                ),
             },
             "additionalProperties": False,
         },

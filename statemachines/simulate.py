@@ -265,7 +265,10 @@ def simulate(
     value is the child's final context; a `Failure` fails the call); else its child runs
     from `definitions` (Definitions, or a mapping by name) with the same `results`, to its
     end or until it waits for an event (then the call waits: `after:timeout` fires a call's
-    timeout); a definition not given fails the call with CallError.
+    timeout); a definition not given fails the call with CallError. A foreach that calls
+    is answered the same way per item: a list under its path or name gives one answer per
+    item in the order the items start, a callable is given each item's child input; a
+    waiting child of item N fails its item at `after:timeout:N`.
     """
     given = definitions.values() if isinstance(definitions, Mapping) else definitions
     known: dict[str, list[Definition]] = {}
