@@ -213,3 +213,16 @@ def test_an_item_that_is_no_json_object_fails_with_call_error(
     assert (failure["index"], failure["error"]["type"]) == (1, "CallError")
     assert finished.context["answers"][0]["doubled"] == 8
     assert len(engine.instances(parent=parent.id)) == 1
+
+
+def test_cancelling_the_parent_cancels_and_compensates_its_foreachs_children(
+    engine: Engine, undone: list[int]
+) -> None:
+    _parent(engine)
+    parent = engine.start("each_parent", {"items": [1, 2, 3], "holding": [1, 2, 3]})
+    engine.run_until_idle()
+    engine.cancel(parent.id, reason="not needed")
+    engine.run_until_idle()
+    statuses = [child.status for child in engine.instances(parent=parent.id)]
+    assert statuses == ["cancelled"] * 3
+    assert sorted(undone) == [1, 2, 3]
