@@ -1,8 +1,9 @@
 """Call states' children, in the transaction of the step that concerns them: a step's calls
-start child instances (in the parent's transaction), a call state left cancels its running
-child (and that child's own children), and a child that ends tells its parent by a timer due
-at once, which a worker's sweep fires as the parent's next operation. So a transaction locks
-a parent before its children, never a child before its parent.
+start child instances (in the parent's transaction), a call state left or an instance that
+ends (an engine fault too: `end_children`) cancels its running children (and theirs), and a
+child that ends tells its parent by a timer due at once, which a worker's sweep fires as the
+parent's next operation. So a transaction locks a parent before its children, never a child
+before its parent.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from statemachines.model import MAX_CALL_DEPTH
 from statemachines.steps import FINISHED, CallOrder, Entry, TimerOrder
 
 from .catalog import Catalog, Version
-from .persist import Applied, persist, snapshot_of
+from .persist import Applied, fail_instance, instance_fault, persist, snapshot_of
+from .records import error_details
 from .rows import Claim, InstanceRow, TimerRow, new_id
 from .transaction import Transaction
 
@@ -65,7 +67,8 @@ def ended(
 ) -> None:
     """When an instance a call started has just ended, a timer due now for its parent."""
     link = machine.get("parent") if isinstance(machine, dict) else None  # (a corrupt row)
-    if status in FINISHED and isinstance(link, dict):
+    # A child its parent cancelled on leaving the calling state (`left`) has nothing to tell.
+    if status in FINISHED and isinstance(link, dict) and not link.get("left"):
         order = TimerOrder(link["state"], link["activation"], CHILD_TIMER + instance_id, now)
         tx.insert_timers(link["id"], [order])
 
@@ -217,30 +220,70 @@ def _cancel_children(
     now: datetime,
 ) -> list[Any]:
     """Cancel, with their compensation, the running children of the call states (and
-    foreach states that call) the step left, and of the foreach items it stopped; their
-    history entries."""
+    foreach states that call) the step left and of the foreach items it stopped, or all of
+    them when the step ends the instance; their history entries."""
     if not definition.calls:
         return []
+    if step.status == Status.COMPENSATING:  # it compensates before it ends `outcome`
+        outcome = step.machine.get("outcome", Status.FAILED)
+        return end_children(tx, catalog, parent_id, f"{outcome}, compensating first", now)
+    if step.status != Status.RUNNING:
+        return end_children(tx, catalog, parent_id, step.status, now)
     refs = {ref for ref in step.cancelled if definition.calls_at(ref[0]) is not None}
-    stopped = set(step.stopped)
+    if not refs and not step.stopped:
+        return []
+    return _cancel(tx, catalog, parent_id, refs, now, items=set(step.stopped))
+
+
+def end_children(
+    tx: Transaction, catalog: Catalog, parent_id: str, status: str, now: datetime
+) -> list[Any]:
+    """Cancel, with their compensation, every running child of an instance that ends with
+    `status` (by its machine, after compensating or not, or by an engine fault), and theirs
+    in turn; their history entries."""
+    reason = f"its calling instance {parent_id} ended ({status})"
+    return _cancel(tx, catalog, parent_id, None, now, reason)
+
+
+def _cancel(
+    tx: Transaction,
+    catalog: Catalog,
+    parent_id: str,
+    refs: set[tuple[str, int]] | None,
+    now: datetime,
+    reason: str = "",
+    items: set[tuple[str, int, int]] | None = None,
+) -> list[Any]:
+    """Cancel the running children of `parent_id` (those of the call state entries `refs`
+    and of the foreach `items` stopped, else all). Each is marked `left` in its link: its
+    end would change nothing in its parent, so it queues no timer there. A child that
+    cannot even be cancelled (its own definition no longer loads, say) is failed as an
+    engine fault would fail it."""
     entries: list[Any] = []
-    if not refs and not stopped:
-        return entries
     for child_id in tx.children(parent_id, running=True):
         child = tx.lock_instance(child_id)  # after its parent: the order every writer keeps
-        link = (child.machine.get("parent") or {}) if child is not None else {}
         if child is None or child.status != Status.RUNNING:
             continue
+        found = child.machine.get("parent") if isinstance(child.machine, dict) else None
+        link = found if isinstance(found, dict) else {}
         at = (link.get("state"), link.get("activation"))
-        if at not in refs and (*at, link.get("item")) not in stopped:
+        stopped = (*at, link.get("item")) in (items or ())
+        if refs is not None and at not in refs and not stopped:
             continue
-        if at not in refs:
-            reason = f"it ran past the timeout of its item in {link['state']!r} of {parent_id}"
-        elif step.status == Status.RUNNING:
-            reason = f"its calling state {link['state']!r} of instance {parent_id} was left"
-        else:
-            reason = f"its calling instance {parent_id} ended ({step.status})"
-        machine = catalog.version(tx, child.definition, child.version).machine
-        cancelled = machine.cancel(snapshot_of(child), reason, now)
+        why = reason or f"its calling state {link['state']!r} of instance {parent_id} was left"
+        if refs is not None and at not in refs:
+            why = f"it ran past the timeout of its item in {link['state']!r} of {parent_id}"
+        try:
+            machine = catalog.version(tx, child.definition, child.version).machine
+            cancelled = machine.cancel(snapshot_of(child), why, now)
+        except Exception as exc:
+            if not instance_fault(exc):
+                raise
+            failed = fail_instance(tx, child, error_details(exc), now)
+            entries.extend(failed.entries)
+            entries.extend(end_children(tx, catalog, child.id, failed.instance.status, now))
+            continue
+        if link:
+            cancelled.machine["parent"] = {**link, "left": True}
         entries.extend(persist_step(tx, catalog, child, cancelled, now).entries)
     return entries

@@ -505,16 +505,13 @@ class Engine:
                 raise
             log.exception("%s could not be applied; its instance is failed", what)
             error = error_details(exc)
-        task_id, timer_id, instance_id = poisoned
         try:
-            failed = self._apply(
-                runtime.fail_poisoned, error, task_id, timer_id, instance_id, self.clock()
-            )
+            failed = self._apply(runtime.fail_poisoned, self.catalog, error, poisoned, self.clock())
         except DatabaseUnavailable:
             raise
         except Exception:
             log.exception("%s: its instance could not be failed either; set aside", what)
-            self._apply(runtime.drop_item, task_id, timer_id)
+            self._apply(runtime.drop_item, poisoned.task_id, poisoned.timer_id)
         else:
             self._publish(failed)
         return None

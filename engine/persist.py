@@ -11,13 +11,36 @@ from datetime import datetime
 from typing import Any
 
 from statemachines import Definition, Snapshot, Status, Step
-from statemachines.errors import InstanceNotFound
+from statemachines.errors import (
+    DefinitionError,
+    DefinitionNotFound,
+    ExpressionError,
+    InstanceNotFound,
+    InvalidInput,
+    TurnoutError,
+)
 from statemachines.failures import instance_error
 from statemachines.steps import FINISHED, Entry
 
 from .records import HistoryEntry, Instance
 from .rows import Claim, InstanceRow, TaskRow
 from .transaction import Transaction
+
+# Raised while applying a timer, a task's answer or an expiry, these are the instance's own
+# fault (see `Engine._apply_guarded`), as is any exception that is not a TurnoutError; other
+# TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
+_INSTANCE_FAULTS = (
+    DefinitionError,
+    DefinitionNotFound,
+    InstanceNotFound,
+    InvalidInput,
+    ExpressionError,
+)
+
+
+def instance_fault(exc: Exception) -> bool:
+    """Whether `exc`, raised applying work to an instance, is the instance's own fault."""
+    return not isinstance(exc, TurnoutError) or isinstance(exc, _INSTANCE_FAULTS)
 
 
 @dataclass

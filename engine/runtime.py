@@ -18,15 +18,10 @@ from typing import Any, NamedTuple
 from statemachines import CompiledMachine, Status, Step, storable
 from statemachines.errors import (
     ContextTooLarge,
-    DefinitionError,
-    DefinitionNotFound,
     EventRejected,
-    ExpressionError,
     InstanceNotFound,
-    InvalidInput,
     TaskNotFound,
     TaskNotHeld,
-    TurnoutError,
     ValueNotStorable,
 )
 from statemachines.model import Retried, Retry
@@ -36,6 +31,7 @@ from . import children
 from .catalog import Catalog, Version
 from .children import persist_step
 from .persist import Applied, fail_instance, load_locked, record, snapshot, snapshot_of
+from .persist import instance_fault as instance_fault  # Engine._apply_guarded asks it here
 from .records import ClaimedTask
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
 from .tables import TaskState
@@ -55,23 +51,6 @@ class Completed:
     ok: bool
     applied: Applied | None
     following: Callable[[], list[TaskRow]] = list
-
-
-# Raised while applying a timer, a task's answer or an expiry, these are the instance's own
-# fault (see `Engine._apply_guarded`), as is any exception that is not a TurnoutError; other
-# TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
-_INSTANCE_FAULTS = (
-    DefinitionError,
-    DefinitionNotFound,
-    InstanceNotFound,
-    InvalidInput,
-    ExpressionError,
-)
-
-
-def instance_fault(exc: Exception) -> bool:
-    """Whether `exc`, raised applying work to an instance, is the instance's own fault."""
-    return not isinstance(exc, TurnoutError) or isinstance(exc, _INSTANCE_FAULTS)
 
 
 class Poisoned(NamedTuple):
@@ -398,15 +377,12 @@ def fire_timer(tx: Transaction, catalog: Catalog, timer: TimerRow, now: datetime
 
 
 def fail_poisoned(
-    tx: Transaction,
-    error: dict[str, Any],
-    task_id: str | None,
-    timer_id: str | None,
-    instance_id: str | None,
-    now: datetime,
+    tx: Transaction, catalog: Catalog, error: dict[str, Any], poisoned: Poisoned, now: datetime
 ) -> Applied:
     """Fail the instance that a task (`task_id`), a timer (`timer_id`) or an operation on
-    `instance_id` could not be applied to; the timer is taken so no sweep fires it again."""
+    `instance_id` could not be applied to; the timer is taken so no sweep fires it again.
+    As for any other end, its running children are cancelled and its parent is told."""
+    task_id, timer_id, instance_id = poisoned
     if instance_id is not None:
         row = load_locked(tx, instance_id)
     else:
@@ -418,7 +394,9 @@ def fail_poisoned(
         tx.take_timer(timer_id)
     failed = fail_instance(tx, row, error, now)
     if row.status not in FINISHED:
-        children.ended(tx, row.id, row.machine, failed.instance.status, now)
+        status = failed.instance.status
+        failed.entries.extend(children.end_children(tx, catalog, row.id, status, now))
+        children.ended(tx, row.id, row.machine, status, now)
     return failed
 
 

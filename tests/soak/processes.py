@@ -18,6 +18,9 @@ import statemachines
 
 DEFINITION = Path(__file__).parent / "soak_order.yaml"
 POISON = Path(__file__).parent / "soak_poison.yaml"
+CHILD = Path(__file__).parent / "soak_child.yaml"
+PARENT = Path(__file__).parent / "soak_parent.yaml"
+PARENT_EVERY = 10  # every tenth order (ending in 5) also starts a parent calling soak_child
 POISON_EVERY = 50  # every 50th order also starts a poison instance
 MAX_BACKLOG = 400  # orders waiting for a worker before the starters pause
 POISON_HANG_SECONDS = 1.5  # past the poison task's 500ms timeout
@@ -26,6 +29,28 @@ DEEP_PAYLOAD_LEVELS = 900
 
 class SoakError(Exception):
     """The failure `soak.process` raises for orders whose number is a multiple of seven."""
+
+
+class SoakTransient(Exception):
+    """A fault `soak.ship` raises for a quarter of the shipments: retried, every attempt fails."""
+
+
+class SoakRefused(Exception):
+    """A refusal `soak.ship` raises for a quarter of the shipments: not retried."""
+
+
+def ship(order: dict[str, Any]) -> dict[str, Any]:
+    """By the order's number: shipped, a transient fault (retried, then the child fails), a
+    refusal (not retried; the child ends in its named failure), or another error (tried
+    twice)."""
+    kind = order["n"] // PARENT_EVERY % 4
+    if kind == 1:
+        raise SoakTransient(f"order {order['n']}: carrier busy")
+    if kind == 2:
+        raise SoakRefused(f"order {order['n']}: address refused")
+    if kind == 3:
+        raise LookupError(f"order {order['n']}: no such parcel")
+    return {"parcel": order["n"]}
 
 
 def check(order: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +94,18 @@ def simulated_results() -> dict[str, Any]:
         except SoakError as exc:
             return statemachines.Failure(str(exc), "SoakError")
 
-    return {"soak.check": check, "soak.process": simulated_process, "soak.poison": simulated_poison}
+    def simulated_ship(order: dict[str, Any]) -> Any:
+        try:
+            return ship(order)
+        except Exception as exc:
+            return statemachines.Failure(str(exc), type(exc).__name__)
+
+    return {
+        "soak.check": check,
+        "soak.process": simulated_process,
+        "soak.poison": simulated_poison,
+        "soak.ship": simulated_ship,
+    }
 
 
 def deep_payload() -> Any:
@@ -111,6 +147,8 @@ def starter(url: str, first: int, count: int, stop: Any) -> None:
             engine.start("soak_order", {"n": number}, key=f"order-{number}")
             if number % POISON_EVERY == 0:
                 engine.start("soak_poison", {"n": number}, key=f"poison-{number}")
+            if number % PARENT_EVERY == 5:
+                engine.start("soak_parent", {"n": number}, key=f"parent-{number}")
             if number % 10 == 0:
                 try:
                     engine.start("soak_order", {"n": number}, key=f"order-{number}")
@@ -191,6 +229,7 @@ def worker(url: str, stop_file: str) -> None:
     engine.task("soak.check")(check)
     engine.task("soak.process")(process)
     engine.task("soak.poison")(poison)
+    engine.task("soak.ship")(ship)
     try:
         engine.work(concurrency=4, stop=stop_when_file_exists(stop_file), poll_interval=0.02)
     finally:

@@ -4,6 +4,9 @@ instance is replayed through `statemachines.simulate` and must agree with the en
 Among the healthy orders run poison instances (`soak_poison.yaml`): a timer that assigns `now`,
 a handler that returns values to convert or refuse, raises or hangs, payloads too deep to store.
 They must fail or succeed alone, as their replay says, and no worker may exit on their account.
+Every tenth order also starts a parent (`soak_parent.yaml`) that calls a child
+(`soak_child.yaml`) whose task is retried by error type: each child is replayed on its own, and
+each parent with its child simulated from the same answers.
 
 The short run is part of `make test`; `make soak` runs the long one (TURNOUT_SOAK_SECONDS,
 default 180) with workers killed by SIGKILL along the way.
@@ -36,6 +39,8 @@ SPAWN = multiprocessing.get_context("spawn")
 class SoakReport:
     instances: int = 0
     poison: int = 0
+    parents: int = 0
+    children: int = 0
     events: int = 0
     tasks: int = 0
     workers_killed: int = 0
@@ -44,7 +49,8 @@ class SoakReport:
 
     def __str__(self) -> str:
         return (
-            f"{self.instances} instances ({self.poison} poison), {self.events} events accepted, "
+            f"{self.instances} instances ({self.poison} poison, {self.parents} parents, "
+            f"{self.children} children), {self.events} events accepted, "
             f"{self.tasks} task results, {self.workers_killed} workers killed, "
             f"{len(self.worker_exits)} exited by themselves, "
             f"{len(self.discrepancies)} discrepancies"
@@ -57,6 +63,8 @@ def run_soak(url: str, seconds: float, kill_workers: bool, workdir: Path) -> Soa
     engine = Engine(url)
     engine.deploy(processes.DEFINITION)
     engine.deploy(processes.POISON)
+    engine.deploy(processes.CHILD)
+    engine.deploy(processes.PARENT)
     stop_senders = SPAWN.Event()  # senders and starters are never killed
     stop_workers = workdir / "stop-workers"
     starters = [
@@ -116,12 +124,19 @@ def run_soak(url: str, seconds: float, kill_workers: bool, workdir: Path) -> Soa
     assert all(p.exitcode == 0 for p in [*starters, *senders]), "a starter or sender crashed"
     compare_with_simulation(engine, report, processes.DEFINITION)
     compare_with_simulation(engine, report, processes.POISON)
+    compare_with_simulation(engine, report, processes.CHILD)
+    compare_with_simulation(engine, report, processes.PARENT)
     engine.close()
     return report
 
 
 # The states an instance may not be left in once the workers have drained, by definition.
-BUSY_STATES = {"soak_order": ("check", "process"), "soak_poison": ("wait", "work")}
+BUSY_STATES = {
+    "soak_order": ("check", "process"),
+    "soak_poison": ("wait", "work"),
+    "soak_child": ("ship",),
+    "soak_parent": ("ship",),
+}
 
 
 def replace_exited_workers(
@@ -141,6 +156,7 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
     in history order, from its start data, with the same task answers."""
     definition = statemachines.load(file)
     busy = BUSY_STATES[definition.name]
+    called = [statemachines.load(processes.CHILD)] if definition.name == "soak_parent" else []
     offset = 0
     while True:
         page = engine.instances(definition=definition.name, limit=500, offset=offset)
@@ -150,6 +166,8 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
         for instance in page:
             report.instances += 1
             report.poison += definition.name == "soak_poison"
+            report.parents += definition.name == "soak_parent"
+            report.children += definition.name == "soak_child"
             history = engine.history(instance.id)
             start = history[0]
             events = [replayed(entry) for entry in history if entry.kind in ("event", "timer")]
@@ -169,6 +187,7 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
                     data=start.data,
                     results=processes.simulated_results(),
                     now=replay_clock(history),
+                    definitions=called,
                 )
             except statemachines.EventRejected as exc:
                 problems.append(f"replay rejected an event the engine accepted: {exc}")
@@ -176,7 +195,7 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
                 path = [
                     (entry.event, entry.from_state, entry.to_state)
                     for entry in history
-                    if entry.kind in ("start", "event", "task", "timer", "always")
+                    if entry.kind in ("start", "event", "task", "timer", "always", "call")
                     and entry.to_state
                 ]
                 if (run.state, run.status) != (instance.state, instance.status):
@@ -184,10 +203,22 @@ def compare_with_simulation(engine: Any, report: SoakReport, file: Path) -> None
                         f"engine {instance.state}/{instance.status}, replay "
                         f"{run.state}/{run.status}"
                     )
+                if definition.name in ("soak_parent", "soak_child"):
+                    named, replayed_error = instance.error or {}, run.error or {}
+                    if [named.get(k) for k in ("type", "message")] != [
+                        replayed_error.get(k) for k in ("type", "message")
+                    ]:
+                        problems.append(f"error {named} != replay {replayed_error}")
                 if run.context != instance.context:
                     problems.append(f"context {instance.context} != replay {run.context}")
                 if [tuple(p) for p in run.path] != path:
                     problems.append(f"path {path} != replay {run.path}")
+            if definition.name == "soak_child" and instance.parent is None:
+                problems.append("a child without its parent")
+            if definition.name == "soak_parent" and instance.status != "running":
+                children = engine.instances(parent=instance.id, limit=5)
+                if [child.status for child in children] not in (["succeeded"], ["failed"]):
+                    problems.append(f"children {children} for one call")
             if not 1 + len(events) <= instance.revision <= len(history):
                 problems.append(f"revision {instance.revision} out of bounds")
             report.discrepancies.extend(f"{instance.key}: {p}" for p in problems)
@@ -215,6 +246,7 @@ def test_short_soak_every_instance_agrees_with_its_replay(store_url: str, tmp_pa
     report = run_soak(store_url, seconds=6, kill_workers=False, workdir=tmp_path)
     print(report)
     assert report.instances > 20 and report.events > 20 and report.poison > 0
+    assert report.parents > 0 and report.children == report.parents
     assert report.discrepancies == []
     assert report.worker_exits == []
 
@@ -225,5 +257,6 @@ def test_long_soak_with_killed_workers_agrees_with_replay(store_url: str, tmp_pa
     report = run_soak(store_url, seconds=seconds, kill_workers=True, workdir=tmp_path)
     print(report)
     assert report.workers_killed > 0 and report.poison > 0
+    assert report.parents > 0 and report.children == report.parents
     assert report.discrepancies == []
     assert report.worker_exits == []
