@@ -165,7 +165,13 @@ class DrawingBuilder:
             attrs["href"] = CALL_LINK.format(name=state.call.definition) + version
         elif state.kind == "foreach" and state.foreach is not None:
             attrs.update(shape="box3d", style="filled", fillcolor=FOREACH_FILL, color=FOREACH_LINE)
-            node.lines = [small(foreach_label(state.foreach)), *task_lines(state.foreach.task)]
+            each, label = state.foreach, small(foreach_label(state.foreach))
+            if each.call is not None:  # a child per item: linked as a call state is
+                node.lines = [label, *call_lines(each.call)]
+                version = f"?version={each.call.version}" if each.call.version else ""
+                attrs["href"] = CALL_LINK.format(name=each.call.definition) + version
+            elif each.task is not None:
+                node.lines = [label, *task_lines(each.task)]
         elif state.kind == "final":
             failed = state.final == "failed"
             attrs.update(

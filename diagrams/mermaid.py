@@ -146,13 +146,13 @@ class _Writer:
 
     def description(self, state: State) -> list[str]:
         lines: list[str] = []
-        task = state.task
-        if state.call is not None:
-            pinned = f" v{state.call.version}" if state.call.version is not None else ""
-            lines.append(_clean(f"call {state.call.definition}{pinned}"))
+        task, call = state.task, state.call
         if state.foreach is not None:
             lines.append(_clean(foreach_label(state.foreach)))
-            task = state.foreach.task
+            task, call = state.foreach.task, state.foreach.call
+        if call is not None:
+            pinned = f" v{call.version}" if call.version is not None else ""
+            lines.append(_clean(f"call {call.definition}{pinned}"))
         if task is not None:
             marks = [task.name]
             retries = retry_mark(task.retry)

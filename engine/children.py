@@ -45,7 +45,9 @@ def persist_step(
     """`persist` (see there for the arguments), with what the step means for call states:
     its calls start their children, the call states it leaves cancel theirs, and the end of
     a child is reported to its parent. The children's history entries follow the step's."""
-    if not (step.calls or step.cancelled or (step.status in FINISHED and _link(step))):
+    if not (
+        step.calls or step.cancelled or step.stopped or (step.status in FINISHED and _link(step))
+    ):
         return persist(
             tx, row, step, now, definition, insert=insert, finished=finished, claim=claim
         )
@@ -167,6 +169,7 @@ def _merged(first: Step, second: Step) -> Step:
         + second.timers,
         cancelled=first.cancelled + second.cancelled,
         calls=second.calls,
+        stopped=first.stopped + second.stopped,
     )
 
 
@@ -216,8 +219,9 @@ def _cancel_children(
     definition: Definition,
     now: datetime,
 ) -> list[Any]:
-    """Cancel, with their compensation, the running children of the call states the step
-    left, or all of them when the step ends the instance; their history entries."""
+    """Cancel, with their compensation, the running children of the call states (and
+    foreach states that call) the step left and of the foreach items it stopped, or all of
+    them when the step ends the instance; their history entries."""
     if not definition.calls:
         return []
     if step.status == Status.COMPENSATING:  # it compensates before it ends `outcome`
@@ -225,12 +229,10 @@ def _cancel_children(
         return end_children(tx, catalog, parent_id, f"{outcome}, compensating first", now)
     if step.status != Status.RUNNING:
         return end_children(tx, catalog, parent_id, step.status, now)
-    refs = {
-        ref
-        for ref in step.cancelled
-        if definition.has_state(ref[0]) and definition.state(ref[0]).call is not None
-    }
-    return _cancel(tx, catalog, parent_id, refs, now) if refs else []
+    refs = {ref for ref in step.cancelled if definition.calls_at(ref[0]) is not None}
+    if not refs and not step.stopped:
+        return []
+    return _cancel(tx, catalog, parent_id, refs, now, items=set(step.stopped))
 
 
 def end_children(
@@ -250,11 +252,13 @@ def _cancel(
     refs: set[tuple[str, int]] | None,
     now: datetime,
     reason: str = "",
+    items: set[tuple[str, int, int]] | None = None,
 ) -> list[Any]:
-    """Cancel the running children of `parent_id` (those of the call state entries `refs`,
-    else all). Each is marked `left` in its link: its end would change nothing in its
-    parent, so it queues no timer there. A child that cannot even be cancelled (its own
-    definition no longer loads, say) is failed as an engine fault would fail it."""
+    """Cancel the running children of `parent_id` (those of the call state entries `refs`
+    and of the foreach `items` stopped, else all). Each is marked `left` in its link: its
+    end would change nothing in its parent, so it queues no timer there. A child that
+    cannot even be cancelled (its own definition no longer loads, say) is failed as an
+    engine fault would fail it."""
     entries: list[Any] = []
     for child_id in tx.children(parent_id, running=True):
         child = tx.lock_instance(child_id)  # after its parent: the order every writer keeps
@@ -262,9 +266,13 @@ def _cancel(
             continue
         found = child.machine.get("parent") if isinstance(child.machine, dict) else None
         link = found if isinstance(found, dict) else {}
-        if refs is not None and (link.get("state"), link.get("activation")) not in refs:
+        at = (link.get("state"), link.get("activation"))
+        stopped = (*at, link.get("item")) in (items or ())
+        if refs is not None and at not in refs and not stopped:
             continue
         why = reason or f"its calling state {link['state']!r} of instance {parent_id} was left"
+        if refs is not None and at not in refs:
+            why = f"it ran past the timeout of its item in {link['state']!r} of {parent_id}"
         try:
             machine = catalog.version(tx, child.definition, child.version).machine
             cancelled = machine.cancel(snapshot_of(child), why, now)

@@ -16,7 +16,7 @@ from typing import Any
 import statemachines
 
 from .engine import Engine
-from .records import Instance
+from .records import Instance, TaskFailure
 
 
 class DemoClock:
@@ -170,6 +170,23 @@ class Demo:
                 raise DemoTaskError(f"{incident['host']} does not answer")
             return {"patched": incident["host"]}
 
+        @self._handler("carriers.book")
+        def book_carrier(parcel: dict[str, Any]) -> dict[str, Any]:
+            attempts[f"parcel-{parcel['parcel_id']}"] += 1
+            if "unknown" in parcel["address"]:
+                raise TaskFailure("AddressRejected", f"no such address: {parcel['address']}")
+            if parcel["parcel_id"].endswith("-3") and attempts[f"parcel-{parcel['parcel_id']}"] < 3:
+                raise TaskFailure("Timeout", "the carrier did not answer in time")
+            return {"carrier": "north", "pickup": f"PU-{parcel['parcel_id']}"}
+
+        @self._handler("labels.print")
+        def print_label(parcel: dict[str, Any]) -> str:
+            return f"LBL-{parcel['parcel_id']}"
+
+        @self._handler("consignments.notify")
+        def notify(consignment: dict[str, Any]) -> dict[str, Any]:
+            return {"notified": consignment["consignment"]}
+
         @self._handler("ops.page_on_call")
         def page_on_call(incident: dict[str, Any]) -> dict[str, Any]:
             return {"paged": "on-call", "host": incident["host"]}
@@ -262,10 +279,29 @@ class Demo:
             self.start("incident_response", {"host": host, "unreachable": n == 2}, f"inc-{n}")
             for n, host in enumerate(["db-1", "web-2", "cache-3"], 1)
         ]
+        # Consignments: each parcel shipped by its own ship_parcel instance, five at a time;
+        # one parcel in twelve may fail (its address is rejected), two hold the consignment.
+        consignments = [
+            self.start(
+                "bulk_shipment",
+                {
+                    "consignment": f"C{n}",
+                    "parcels": [
+                        {
+                            "id": f"C{n}-{p}",
+                            "address": "unknown" if p in unknown else f"{p} Quay Street",
+                        }
+                        for p in range(1, 13)
+                    ],
+                },
+                f"consignment-{n}",
+            )
+            for n, unknown in enumerate([(), (7,), (2, 9)], 1)
+        ]
         yield f"started {len(self.started)} instances"
 
         self.settle(timedelta(minutes=1))
-        yield "ran tasks: payments, stock, parallel packing and labels, mail, bookings"
+        yield "ran tasks: payments, stock, packing and labels, mail, bookings, parcels"
 
         for order in orders:
             if order.context["amount"] >= 10_000 and order.key == "order-7":
@@ -316,13 +352,19 @@ class Demo:
 
         self.settle(timedelta(days=3))
         yield "moved the clock three days: reminders, expiries, relocks"
-        _ = (trips, letters, loans, incidents)
+        _ = (trips, letters, loans, incidents, consignments)
 
     # -- the summary -----------------------------------------------------------------------
     def summary(self) -> list[dict[str, Any]]:
         """One row per definition: instances by status, tasks run, retries, compensations."""
         rows: dict[str, dict[str, Any]] = {}
-        for instance in self.started:
+        children = [
+            child
+            for instance in self.started
+            if instance.definition == "bulk_shipment"
+            for child in self.engine.instances(parent=instance.id, limit=100)
+        ]
+        for instance in [*self.started, *children]:
             current = self.engine.get(instance.id)
             row = rows.setdefault(
                 current.definition,

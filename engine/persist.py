@@ -150,7 +150,11 @@ def persist(
                     for pair, state in states
                     if state is not None and (state.foreach or (state.task and pair != finished))
                 ],
-                [pair for pair, state in states if state is None or state.after or state.call],
+                [
+                    pair
+                    for pair, state in states
+                    if state is None or state.after or definition.calls_at(pair[0])
+                ],
             )
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:

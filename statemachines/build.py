@@ -62,7 +62,18 @@ HISTORY_KEYS = ("history", "default", "description")
 HISTORY_KINDS = ("shallow", "deep")
 REGION_KEYS = ("initial", "states", "description", *TRANSITION_KINDS)
 SHORTHAND_KEYS = ("task", "input", "result", "retry", "timeout", "compensate", "description")
-FOREACH_KEYS = ("items", "task", "input", "concurrency", "tolerate", "result", "retry", "timeout")
+FOREACH_KEYS = (
+    "items",
+    "task",
+    "call",
+    "version",
+    "input",
+    "concurrency",
+    "tolerate",
+    "result",
+    "retry",
+    "timeout",
+)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 STATE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")  # a.b.c
@@ -330,8 +341,9 @@ class DefinitionBuilder(PolicyReader):
                 message = f"{key!r} belongs with 'task'; state {name!r} has no task"
             self.fail((*where, key), message, key=True)
 
-    def call_spec(self, data: dict[str, Any], where: PathKey) -> CallSpec:
-        """A call state's child: `call: NAME`, with `version`, `input`, `result`, `timeout`."""
+    def call_spec(self, data: dict[str, Any], where: PathKey, per_item: bool = False) -> CallSpec:
+        """A call state's child (a foreach item's, `per_item`): `call: NAME`, with `version`,
+        `input`, `result`, `timeout`."""
         name = data.get("call")
         if not (isinstance(name, str) and NAME_RE.match(name)):
             message = f"call must name a definition ([a-z][a-z0-9_.-]*), not {name!r}"
@@ -345,7 +357,8 @@ class DefinitionBuilder(PolicyReader):
             version = None
         call_input = None
         if "input" in data:
-            call_input = self.expression(data["input"], (*where, "input"))
+            scope = NAMES if per_item else SCOPE_NAMES
+            call_input = self.expression(data["input"], (*where, "input"), scope)
         return CallSpec(
             definition=name,
             version=version,
@@ -446,9 +459,9 @@ class DefinitionBuilder(PolicyReader):
         if data is None:
             return None
         self.keys(data, where, FOREACH_KEYS, "foreach")
-        for required in ("items", "task"):
-            if required not in data:
-                self.fail(where, f"foreach needs {required!r}")
+        if "items" not in data:
+            self.fail(where, "foreach needs 'items'")
+        work = self.foreach_work(data, where)
         items = self.expression(data["items"], (*where, "items")) if "items" in data else None
         concurrency = data.get("concurrency")
         if concurrency is not None and not whole(concurrency, MAX_FOREACH_CONCURRENCY):
@@ -458,12 +471,33 @@ class DefinitionBuilder(PolicyReader):
         tolerate = None
         if "tolerate" in data:
             tolerate = self.tolerance(data["tolerate"], (*where, "tolerate"))
-        if "task" not in data:
+        if work is None:
             return None
-        task = self.task_spec(data, where, with_compensate=False, per_item=True)
+        task = call = None
+        if work == "task":
+            task = self.task_spec(data, where, with_compensate=False, per_item=True)
+        else:
+            call = self.call_spec(data, where, per_item=True)
         if items is None:
             return None
-        return Foreach(items=items, task=task, concurrency=concurrency, tolerate=tolerate)
+        return Foreach(items, task, concurrency=concurrency, tolerate=tolerate, call=call)
+
+    def foreach_work(self, data: dict[str, Any], where: PathKey) -> str | None:
+        """What a foreach runs per item, `task` or `call` (exactly one of them), noting the
+        keys that belong with the other; None when neither is written."""
+        if "task" in data and "call" in data:
+            message = "foreach has both 'task' and 'call'; each item runs one of them"
+            self.fail((*where, "call"), message, key=True)
+        if "task" not in data and "call" not in data:
+            self.fail(where, "foreach needs 'task' (a task per item) or 'call' (a child per item)")
+            return None
+        work = "task" if "task" in data else "call"
+        for key, owner in (("version", "call"), ("retry", "task")):
+            if key in data and work != owner:
+                hint = "; retry belongs in the called definition" if key == "retry" else ""
+                message = f"{key!r} belongs with {owner!r}; this foreach has {work!r}{hint}"
+                self.fail((*where, key), message, key=True)
+        return work
 
     def parallel(self, raw: Any, path: str, where: PathKey) -> tuple[Region, ...]:
         data = self.mapping(raw, where, "parallel")

@@ -12,10 +12,11 @@ from typing import Any
 
 from .chart import TOP, Chart
 from .errors import EventRejected
-from .model import Definition
+from .fanout import item_pending
+from .model import Definition, State
 from .regions import ChartMachine
 from .run import CANCELLED, RUNNING, Run, TaskRef
-from .steps import CALL_TIMEOUT, Entry, Snapshot, Status, Step, atomic
+from .steps import CALL_TIMEOUT, Entry, Snapshot, Status, Step, atomic, timed_out_item
 
 CHILD_OUTCOMES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
@@ -102,6 +103,9 @@ class CompiledMachine:
             message = f"the call of {what} ran past its timeout of {seconds:g}s"
             run.deliver_failed(path, {"error": {"type": "Timeout", "message": message}}, "timer")
             return run.finish()
+        item = timed_out_item(key)
+        if item is not None:
+            return self.item_timed_out(run, path, activation, item)
         label = f"after:{key}"
         timer = self.chart.node(path).timer(label) if self.chart.is_node(path) else None
         payload = {timer.kind: timer.written or key} if timer is not None else {"after": key}
@@ -109,6 +113,22 @@ class CompiledMachine:
         # another timer.
         if not run.fire(path, label, payload, "timer"):
             run.changed = bool(run.history)
+        return run.finish()
+
+    def item_timed_out(self, run: Run, path: str, activation: int, item: int) -> Step:
+        """The child of foreach `item` ran past the call's timeout: it is cancelled and the
+        item fails with Timeout; an item with an outcome already changes nothing."""
+        state = self.definition.state(path)
+        book = run.machine.get("foreach", {}).get(path)
+        spec = state.foreach.call if state.foreach is not None else None
+        if spec is None or book is None or not item_pending(book, item):
+            run.changed = False
+            return run.finish()
+        seconds = spec.timeout.total_seconds() if spec.timeout else 0
+        message = f"the call of {spec.definition!r} ran past its timeout of {seconds:g}s"
+        run.stopped.append((path, activation, item))
+        error = {"type": "Timeout", "message": message}
+        run.item_failed(state, book, activation, item, error, 0, kind="call")
         return run.finish()
 
     def child_finished(
@@ -121,11 +141,13 @@ class CompiledMachine:
         if outcome not in CHILD_OUTCOMES:
             raise ValueError(f"a child ends succeeded, failed or cancelled, not {outcome!r}")
         run = Run(self.chart, self.machine, snapshot, now)
-        path, activation, _ = ref
+        path, activation, item = ref
         if snapshot.status != RUNNING or run.activation(path) != activation:
             run.changed = False
             return run.finish()
         state = self.definition.state(path)
+        if item is not None and state.foreach is not None:
+            return self.item_finished(run, state, ref, outcome, value)
         if outcome != Status.SUCCEEDED:
             run.deliver_failed(path, value, "call")
             return run.finish()
@@ -133,6 +155,26 @@ class CompiledMachine:
         run.store_result(how, state.name, value)
         run.remember_result(path, value)
         run.deliver_done(path, value, "call")
+        return run.finish()
+
+    def item_finished(self, run: Run, state: State, ref: TaskRef, outcome: str, value: Any) -> Step:
+        """The child of a foreach item has ended: the item's result is its final context,
+        or it failed with the child's error. An item with an outcome already (its child
+        timed out) changes nothing."""
+        path, activation, item = ref
+        book = run.machine.get("foreach", {}).get(path)
+        if item is None or not item_pending(book, item):
+            run.changed = False
+            return run.finish()
+        assert book is not None
+        if outcome == Status.SUCCEEDED:
+            run.item_succeeded(state, book, activation, item, value, kind="call")
+        else:
+            error = value.get("error") if isinstance(value, dict) else None
+            error = error if isinstance(error, dict) else {"type": "ChildFailed", "message": ""}
+            child = value.get("child") if isinstance(value, dict) else None
+            child = child if isinstance(child, str) else None
+            run.item_failed(state, book, activation, item, error, 0, child=child, kind="call")
         return run.finish()
 
     def cancel(self, snapshot: Snapshot, reason: str | None, now: datetime) -> Step:

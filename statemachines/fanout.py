@@ -9,7 +9,9 @@ without an outcome yet) and `next` (the first item not started); with `tolerate`
 without `tolerate` (one written before the option existed, say) fails at its first failure.
 
 What happens to one item is told by `item_succeeded` and `item_failed`, whatever ran it;
-`start_item` is the one place that says what running an item means (today: its task).
+`start_item` is the one place that says what running an item means: its task, or with
+`call` a child instance (whose end comes back as the item's outcome; a failed item's entry
+in `failures` names that child).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .model import DEFAULT_FOREACH_CONCURRENCY, DEFAULT_RESULT, MAX_FOREACH_ITEM
 from .steps import Entry
 
 if TYPE_CHECKING:
-    from .model import TaskSpec
+    from .model import CallSpec, TaskSpec
 
 ITEMS_FAILED = "ItemsFailed"  # the error type of a foreach whose failed items exceed `tolerate`
 MAX_FAILURE_MESSAGE = 200  # characters of an item's error message kept in `failures`
@@ -46,6 +48,14 @@ class FanOut:
         def fail_later(self, path: str, activation: int, error_type: str, message: str) -> None: ...
         def schedule(
             self, state: State, spec: TaskSpec, activation: int, item: int | None, item_value: Any
+        ) -> None: ...
+        def call(
+            self,
+            state: State,
+            spec: CallSpec,
+            activation: int,
+            item: int | None = None,
+            item_value: Any = None,
         ) -> None: ...
         def deliver_done(self, path: str, payload: Any, kind: str) -> None: ...
         def deliver_failed(self, path: str, payload: Any, kind: str) -> None: ...
@@ -82,15 +92,26 @@ class FanOut:
 
     def start_item(self, state: State, activation: int, book: dict[str, Any], index: int) -> None:
         assert state.foreach is not None
-        self.schedule(state, state.foreach.task, activation, index, book["items"][index])
+        if state.foreach.call is not None:
+            self.call(state, state.foreach.call, activation, index, book["items"][index])
+        else:
+            assert state.foreach.task is not None
+            self.schedule(state, state.foreach.task, activation, index, book["items"][index])
 
     def item_succeeded(
-        self, state: State, book: dict[str, Any], activation: int, item: int, result: Any
+        self,
+        state: State,
+        book: dict[str, Any],
+        activation: int,
+        item: int,
+        result: Any,
+        kind: str = "task",
     ) -> None:
-        """Item `item` (pending, see `item_pending`) finished with `result`."""
+        """Item `item` (pending, see `item_pending`) finished with `result` (its task's,
+        or of `kind` 'call' its child's final context)."""
         book["results"][item] = result
         details = {"index": item, "result": result}
-        self.history.append(Entry("task", "done", state.path, None, details))
+        self.history.append(Entry(kind, "done", state.path, None, details))
         self.item_finished(state, book, activation, item)
 
     def item_failed(
@@ -101,16 +122,26 @@ class FanOut:
         item: int,
         error: dict[str, Any],
         attempts: int,
+        child: str | None = None,
+        kind: str = "task",
     ) -> None:
         """Item `item` (pending) failed for good with `error`: recorded and passed over while
         `tolerate` allows; else `failed` fires on the state at once, which leaving it drops
-        the other items' work. Without `tolerate` the payload is the item's own failure."""
+        the other items' work. Without `tolerate` the payload is the item's own failure.
+        An item that called (`kind` 'call') has no attempts, and names its `child` when
+        known (not for one past its timeout, whose child is being cancelled)."""
         payload: dict[str, Any] = {"error": error, "attempts": attempts, "index": item}
+        if kind == "call":
+            payload = {"error": error, "index": item}
+            if child is not None:
+                payload["child"] = child
         if "tolerate" not in book:
-            self.deliver_failed(state.path, payload, "task")
+            self.deliver_failed(state.path, payload, kind)
             return
         message = str(error.get("message", ""))[:MAX_FAILURE_MESSAGE]
         failure = {"index": item, "error": {"type": error.get("type"), "message": message}}
+        if child is not None:
+            failure["child"] = child
         failures: list[dict[str, Any]] = book["failures"]
         failures.append(failure)
         failures.sort(key=lambda entry: entry["index"])
@@ -119,11 +150,9 @@ class FanOut:
             summary = f"{count} of {total} items failed, more than the {allowed} tolerated"
             payload["error"] = {"type": ITEMS_FAILED, "message": summary}
             payload["failures"] = failures
-            self.deliver_failed(state.path, payload, "task")
+            self.deliver_failed(state.path, payload, kind)
             return
-        self.history.append(
-            Entry("task", "failed", state.path, None, {**payload, "tolerated": True})
-        )
+        self.history.append(Entry(kind, "failed", state.path, None, {**payload, "tolerated": True}))
         self.item_finished(state, book, activation, item)
 
     def item_finished(self, state: State, book: dict[str, Any], activation: int, item: int) -> None:
@@ -147,12 +176,12 @@ class FanOut:
         payload: dict[str, Any] = {"results": book["results"]}
         if "tolerate" in book:
             payload["failures"] = book["failures"]
-        self.store_result(state.foreach.task.result, state.name, payload, "results")
+        self.store_result(state.foreach.result, state.name, payload, "results")
         if queued:
             self.queue.append(("done", state.path, activation, payload))
             return
         self.remember_result(state.path, payload)
-        self.deliver_done(state.path, payload, "task")
+        self.deliver_done(state.path, payload, "task" if state.foreach.call is None else "call")
 
     def remember_result(self, path: str, result: Any) -> None:
         """Keep `result` as the last task result of the parallel state's region around the

@@ -289,14 +289,23 @@ class CallSpec:
 
 @dataclass(frozen=True)
 class Foreach:
-    """Dynamic fan-out: one `task` per element of `items`, at most `concurrency` at a time
-    (None: not written, DEFAULT_FOREACH_CONCURRENCY). With `tolerate` written, failed items
-    up to its number are recorded and the others go on (None: the first failure fails it)."""
+    """Dynamic fan-out: one `task` per element of `items` (or, with `call` instead, one child
+    instance), at most `concurrency` at a time (None: not written,
+    DEFAULT_FOREACH_CONCURRENCY). With `tolerate` written, failed items up to its number
+    are recorded and the others go on (None: the first failure fails it). Exactly one of
+    `task` and `call` is set."""
 
     items: Expression
-    task: TaskSpec
+    task: TaskSpec | None
     concurrency: int | None = None
     tolerate: Tolerance | None = None
+    call: CallSpec | None = None
+
+    @property
+    def result(self) -> str | bool:
+        """How the list of results is stored: the `result` written with the task or call."""
+        spec = self.task or self.call
+        return spec.result if spec is not None else DEFAULT_RESULT
 
 
 class Reactions:
@@ -487,9 +496,20 @@ class Definition:
 
     @functools.cached_property
     def calls(self) -> list[str]:
-        """Every definition a call state names, in first-use order."""
-        seen = {state.call.definition: None for state in self.walk() if state.call is not None}
+        """Every definition a call state or a foreach names, in first-use order."""
+        seen: dict[str, None] = {}
+        for state in self.walk():
+            spec = state.call or (state.foreach.call if state.foreach else None)
+            if spec is not None:
+                seen.setdefault(spec.definition, None)
         return list(seen)
+
+    def calls_at(self, path: str) -> CallSpec | None:
+        """The call the state at `path` makes (a call state's, or a foreach's per item)."""
+        if not self.has_state(path):
+            return None
+        state = self.state(path)
+        return state.call or (state.foreach.call if state.foreach else None)
 
 
 def _walk(region: Region) -> Iterator[State]:

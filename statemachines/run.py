@@ -28,7 +28,17 @@ from .model import (
     TaskSpec,
 )
 from .regions import ChartMachine
-from .steps import CALL_TIMEOUT, CallOrder, Entry, Snapshot, Status, Step, TaskOrder, TimerOrder
+from .steps import (
+    CALL_TIMEOUT,
+    CallOrder,
+    Entry,
+    Snapshot,
+    Status,
+    Step,
+    TaskOrder,
+    TimerOrder,
+    item_timeout_key,
+)
 from .values import copy_json, storable
 
 MAX_ALWAYS_STEPS = 100
@@ -57,6 +67,7 @@ class Run(FanOut):
         self.tasks: list[TaskOrder] = []
         self.timers: list[TimerOrder] = []
         self.calls: list[CallOrder] = []
+        self.stopped: list[tuple[str, int, int]] = []
         self.cancelled: list[tuple[str, int]] = []
         self.queue: deque[tuple[str, str, int, Any]] = deque()
         self.always_steps = 0
@@ -87,6 +98,7 @@ class Run(FanOut):
             changed=self.changed,
             seq=self.seq + len(self.history),
             calls=self.calls,
+            stopped=self.stopped,
         )
 
     def reject_reason(self) -> str:
@@ -236,17 +248,31 @@ class Run(FanOut):
         )
         self.tasks.append(order)
 
-    def call(self, state: State, spec: CallSpec, activation: int) -> None:
-        """Order the child instance of a call state, and its timeout timer."""
-        valid, value, path = True, self.context, state.path
+    def call(
+        self,
+        state: State,
+        spec: CallSpec,
+        activation: int,
+        item: int | None = None,
+        item_value: Any = None,
+    ) -> None:
+        """Order the child instance of a call state (or of foreach `item`, whose input is
+        the item itself unless written), and its timeout timer."""
+        path = state.path
+        valid, value = True, self.context if item is None else item_value
         if spec.input is not None:
-            valid, value = self.evaluate(spec.input, self.names(), f"input of {path}", "input")
-        if not valid:
+            names = self.names() if item is None else {**self.names(), "item": item_value}
+            if item is not None:
+                names["index"] = item
+            valid, value = self.evaluate(spec.input, names, f"input of {path}", "input")
+        if not valid:  # as a task's input that fails: the state fails, item or not
             return self.fail_later(path, activation, "InputError", "the call's input failed")
         args = (spec.definition, spec.version, copy_json(value))
-        self.calls.append(CallOrder(path, activation, None, *args))
+        self.calls.append(CallOrder(path, activation, item, *args))
         if spec.timeout is not None:
-            self.timers.append(TimerOrder(path, activation, CALL_TIMEOUT, self.now + spec.timeout))
+            key = CALL_TIMEOUT if item is None else item_timeout_key(item)
+            self.timers.append(TimerOrder(path, activation, key, self.now + spec.timeout))
+        return None
 
     # -- exiting ---------------------------------------------------------------------------
     def exit_inside(self, domain: str, remember: bool = True) -> None:

@@ -326,7 +326,12 @@ def _defs() -> dict[str, Any]:
         },
         "foreach": {
             "type": "object",
-            "required": ["items", "task"],
+            "required": ["items"],
+            "oneOf": [{"required": ["task"]}, {"required": ["call"]}],
+            "dependentSchemas": {
+                "retry": {"required": ["task"]},
+                "version": {"required": ["call"]},
+            },
             "properties": {
                 "items": _described(
                     f"Expression giving the list to fan out over (at most {MAX_FOREACH_ITEMS} "
@@ -334,8 +339,16 @@ def _defs() -> dict[str, Any]:
                     _ref("expression"),
                 ),
                 "task": _TASK["task"],
+                "call": _described(
+                    "Instead of a task: start a child instance of the deployed definition of "
+                    "this name per item (its input must be a JSON object); its final context "
+                    "is the item's result, its failure the item's failure. At most "
+                    "'concurrency' children run at once; leaving the state cancels them.",
+                    {k: v for k, v in _CALL["call"].items() if k != "description"},
+                ),
+                "version": _CALL["version"],
                 "input": _described(
-                    "Expression: what each task receives (default: the item; "
+                    "Expression: what each task or child receives (default: the item; "
                     "'item' and 'index' are available).",
                     _ref("expression"),
                 ),
@@ -358,7 +371,11 @@ def _defs() -> dict[str, Any]:
                     "Store the list of results (in item order) under KEY.", _ref("result")
                 ),
                 "retry": _TASK["retry"],
-                "timeout": _TASK["timeout"],
+                "timeout": _described(
+                    "With 'task': each attempt's limit. With 'call': how long each child may "
+                    "run; past it the child is cancelled and its item fails with Timeout.",
+                    _ref("duration"),
+                ),
             },
             "additionalProperties": False,
         },

@@ -78,8 +78,9 @@ class _Simulation:
         self.rejected: list[EventRejected] = []
         self.definitions = definitions or {}
         self.depth = depth
-        # Call states' children still running, and children's outcomes to deliver.
-        self.children: dict[tuple[str, int], _Simulation] = {}
+        # Children still running (by state path, activation, foreach item), and children's
+        # outcomes to deliver.
+        self.children: dict[tuple[str, int, int | None], _Simulation] = {}
         self.finished: deque[tuple[tuple[str, int, int | None], str, Any]] = deque()
 
     def apply(self, step: Step) -> None:
@@ -91,10 +92,12 @@ class _Simulation:
         self.tasks.extend(step.tasks)
         self.timers.extend(step.timers)
         self.at_once.extend(timer for timer in step.timers if timer.due <= self.now)
-        for ref in gone & set(self.children):
+        stopped = set(step.stopped)
+        for ref in [ref for ref in self.children if ref[:2] in gone or ref in stopped]:
             child = self.children.pop(ref)  # cancelled with its compensation, as the engine does
             if child.snapshot.status == Status.RUNNING:
-                child.apply(child.compiled.cancel(child.snapshot, "the parent left", self.now))
+                reason = "the parent left" if ref[:2] in gone else "it ran past its timeout"
+                child.apply(child.compiled.cancel(child.snapshot, reason, self.now))
                 child.settle()
         for order in step.calls:
             if (order.state_path, order.activation) not in gone:
@@ -132,14 +135,14 @@ class _Simulation:
         child.results = self.results
         child.apply(child.compiled.start(storable(order.input, "input"), self.now))
         child.settle()
-        self.children[ref[:2]] = child
+        self.children[ref] = child
         self.report(ref, child)
 
     def report(self, ref: tuple[str, int, int | None], child: _Simulation) -> None:
         """Queue the outcome of a child that has ended."""
         final = child.snapshot
         if final.status in FINISHED:
-            self.children.pop(ref[:2], None)
+            self.children.pop(ref, None)
             failure = failure_of(newest_first(child.history))
             name = f"{child.compiled.definition.name} (simulated)"
             value = child_value(final.status, final.context, final.machine, failure, name)
@@ -262,7 +265,10 @@ def simulate(
     value is the child's final context; a `Failure` fails the call); else its child runs
     from `definitions` (Definitions, or a mapping by name) with the same `results`, to its
     end or until it waits for an event (then the call waits: `after:timeout` fires a call's
-    timeout); a definition not given fails the call with CallError.
+    timeout); a definition not given fails the call with CallError. A foreach that calls
+    is answered the same way per item: a list under its path or name gives one answer per
+    item in the order the items start, a callable is given each item's child input; a
+    waiting child of item N fails its item at `after:timeout:N`.
     """
     given = definitions.values() if isinstance(definitions, Mapping) else definitions
     known: dict[str, list[Definition]] = {}

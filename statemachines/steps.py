@@ -26,8 +26,20 @@ class Status(StrEnum):
 
 
 FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
-# The key of a call state's timeout timer: no `after` key (a duration) is spelt so.
+# The key of a call state's timeout timer: no `after` key (a duration) is spelt so. A
+# foreach's call of item N has its own, `timeout:N`.
 CALL_TIMEOUT = "timeout"
+
+
+def item_timeout_key(item: int) -> str:
+    """The key of the timeout timer of foreach item `item`'s child."""
+    return f"{CALL_TIMEOUT}:{item}"
+
+
+def timed_out_item(key: str) -> int | None:
+    """The foreach item whose child's timeout timer has `key`; None for any other key."""
+    prefix, _, number = key.partition(":")
+    return int(number) if prefix == CALL_TIMEOUT and number.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +126,9 @@ class Step:
     changed: bool = True
     seq: int = 0  # the history entries of the instance after this step
     calls: list[CallOrder] = field(default_factory=list)
+    # Foreach items whose child is cancelled while their state stays active (a child past
+    # its timeout): (state path, activation, item).
+    stopped: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def snapshot(self) -> Snapshot:

@@ -15,15 +15,17 @@ def example(name: str) -> statemachines.Definition:
     return statemachines.load(EXAMPLES / f"{name}.yaml")
 
 
-def test_the_seven_examples_are_bundled_two_of_them_nested() -> None:
+def test_the_nine_examples_are_bundled_two_of_them_nested_one_calling_another() -> None:
     names = [path.stem for path in statemachines.examples()]
     assert names == [
+        "bulk_shipment",
         "document_approval",
         "door_lock",
         "incident_response",
         "loan_application",
         "newsletter",
         "order_fulfillment",
+        "ship_parcel",
         "trip_booking",
     ]
 
@@ -300,3 +302,87 @@ def test_door_lock_locks_out_after_three_wrong_codes_until_the_timer() -> None:
         ("after 15m", "lockout", "locked"),
     ]
     assert (run.state, run.status, run.context["failures"]) == ("locked", "running", 0)
+
+
+# -- bulk_shipment and ship_parcel ---------------------------------------------------------
+
+PARCELS = [{"id": f"P{n}", "address": f"{n} Quay Street"} for n in range(1, 13)]
+SHIPPING = [example("ship_parcel")]
+
+
+def booking(*rejected: str, slow: tuple[str, ...] = ()) -> Any:
+    """`carriers.book`: parcels in `rejected` have their address refused; those in `slow`
+    time out on their first three attempts."""
+    tries: dict[str, int] = {}
+
+    def book(parcel: dict[str, Any]) -> Any:
+        tries[parcel["parcel_id"]] = tries.get(parcel["parcel_id"], 0) + 1
+        if parcel["parcel_id"] in rejected:
+            return Failure(f"no such street: {parcel['address']}", "AddressRejected")
+        if parcel["parcel_id"] in slow and tries[parcel["parcel_id"]] <= 3:
+            return Failure("the carrier did not answer", "Timeout")
+        return {"carrier": "north", "pickup": parcel["parcel_id"]}
+
+    return book
+
+
+def test_a_parcel_is_booked_after_three_carrier_timeouts_but_a_rejected_address_once() -> None:
+    slow = booking(slow=("P1",))
+    run = simulate(
+        example("ship_parcel"),
+        data={"parcel_id": "P1", "address": "1 Quay Street"},
+        results={"carriers.book": slow, "labels.print": "L1"},
+    )
+    assert (run.state, run.status, run.context["label"]) == ("shipped", "succeeded", "L1")
+    rejected = simulate(
+        example("ship_parcel"),
+        data={"parcel_id": "P9", "address": "nowhere"},
+        results={"carriers.book": booking("P9")},
+    )
+    assert (rejected.state, rejected.status) == ("undeliverable", "failed")
+    assert rejected.error is not None
+    assert rejected.error["type"] == "AddressRejected"
+    assert rejected.error["message"] == "parcel P9: no such street: nowhere"
+    attempts = [e for e in rejected.history if e.kind == "task" and e.event == "failed"]
+    assert [entry.data["attempts"] for entry in attempts] == [1]  # not retried
+
+
+def test_a_consignment_ships_every_parcel_through_its_own_child_in_parcel_order() -> None:
+    run = simulate(
+        example("bulk_shipment"),
+        data={"consignment": "C1", "parcels": PARCELS},
+        definitions=SHIPPING,
+        results={"carriers.book": booking(slow=("P3",)), "labels.print": "L"},
+    )
+    assert (run.state, run.status) == ("dispatched", "succeeded")
+    shipments = run.context["shipments"]
+    assert [shipment["parcel_id"] for shipment in shipments] == [p["id"] for p in PARCELS]
+    assert shipments[0]["booking"] == {"carrier": "north", "pickup": "P1"}
+    assert run.context["undelivered"] == []
+
+
+def test_one_rejected_parcel_in_twelve_is_tolerated_and_recorded() -> None:
+    run = simulate(
+        example("bulk_shipment"),
+        data={"consignment": "C1", "parcels": PARCELS},
+        definitions=SHIPPING,
+        results={"carriers.book": booking("P5")},
+    )
+    assert (run.state, run.status) == ("dispatched", "succeeded")
+    [failure] = run.context["undelivered"]
+    assert failure["index"] == 4
+    assert failure["error"]["type"] == "AddressRejected"
+    assert run.context["shipments"][4] is None
+
+
+def test_two_rejected_parcels_hold_the_consignment_with_a_named_failure() -> None:
+    run = simulate(
+        example("bulk_shipment"),
+        data={"consignment": "C1", "parcels": PARCELS},
+        definitions=SHIPPING,
+        results={"carriers.book": booking("P2", "P5")},
+    )
+    assert (run.state, run.status) == ("held", "failed")
+    assert run.error is not None and run.error["type"] == "ConsignmentHeld"
+    assert run.context["why"] == "2 of 12 items failed, more than the 1 tolerated"
+    assert [failure["index"] for failure in run.context["undelivered"]] == [1, 4]
