@@ -192,22 +192,8 @@ def _start(
         "item": order.item,
         "depth": _depth(parent_step.machine) + 1,
     }
-    row = InstanceRow(
-        id=child_id,
-        key=None,
-        definition=called.definition.name,
-        version=called.number,
-        state="",
-        active=[],
-        status=Status.RUNNING,
-        context={},
-        machine={},
-        revision=0,
-        history_seq=0,
-        created_at=now,
-        updated_at=now,
-        parent_id=parent_id,
-    )
+    name, number = called.definition.name, called.number
+    row = InstanceRow.new(child_id, None, name, number, now, parent_id)
     return persist_step(tx, catalog, row, step, now, insert=True).entries
 
 

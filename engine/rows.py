@@ -10,6 +10,8 @@ from typing import Any
 
 import uuid6
 
+from statemachines.steps import Status
+
 
 @dataclass(frozen=True)
 class InstanceRow:
@@ -27,6 +29,34 @@ class InstanceRow:
     created_at: datetime
     updated_at: datetime
     parent_id: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        instance_id: str,
+        key: str | None,
+        definition: str,
+        version: int,
+        now: datetime,
+        parent_id: str | None = None,
+    ) -> InstanceRow:
+        """The row of an instance about to start: empty until its start step is persisted."""
+        return cls(
+            id=instance_id,
+            key=key,
+            definition=definition,
+            version=version,
+            state="",
+            active=[],
+            status=Status.RUNNING,
+            context={},
+            machine={},
+            revision=0,
+            history_seq=0,
+            created_at=now,
+            updated_at=now,
+            parent_id=parent_id,
+        )
 
 
 @dataclass(frozen=True)

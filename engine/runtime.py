@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from statemachines import CompiledMachine, Status, Step, storable
+from statemachines import CompiledMachine, Step, storable
 from statemachines.errors import (
     ContextTooLarge,
     EventRejected,
@@ -96,21 +96,7 @@ def _first_step(
 ) -> tuple[InstanceRow, Step]:
     found.check_input(data)
     step = found.machine.start(data, now)
-    row = InstanceRow(
-        id=new_id(),
-        key=key,
-        definition=found.definition.name,
-        version=found.number,
-        state="",
-        active=[],
-        status=Status.RUNNING,
-        context={},
-        machine={},
-        revision=0,
-        history_seq=0,
-        created_at=now,
-        updated_at=now,
-    )
+    row = InstanceRow.new(new_id(), key, found.definition.name, found.number, now)
     return row, step
 
 
