@@ -45,12 +45,15 @@ def persist_step(
     """`persist` (see there for the arguments), with what the step means for call states:
     its calls start their children, the call states it leaves cancel theirs, and the end of
     a child is reported to its parent. The children's history entries follow the step's."""
-    if not (
-        step.calls or step.cancelled or step.stopped or (step.status in FINISHED and _link(step))
-    ):
-        return persist(
-            tx, row, step, now, definition, insert=insert, finished=finished, claim=claim
-        )
+    if not step.calls and not (step.status in FINISHED and _link(step)):
+        # Nothing starts, and nothing to tell a parent: only a definition with call states
+        # can have children to cancel (the common case, on every event, is none).
+        known = catalog.known(row.definition, row.version)
+        nothing_left = not (step.cancelled or step.stopped or step.status in FINISHED)
+        if nothing_left or (known is not None and not known.definition.calls):
+            return persist(
+                tx, row, step, now, definition, insert=insert, finished=finished, claim=claim
+            )
     version = catalog.version(tx, row.definition, row.version)
     step, starts = _prepared(tx, catalog, version.machine, step, now)
     applied = persist(tx, row, step, now, definition, insert=insert, finished=finished, claim=claim)
