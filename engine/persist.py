@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from statemachines import Definition, Snapshot, Status, Step
+from statemachines import Definition, Snapshot, State, Status, Step
 from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
@@ -150,16 +150,17 @@ def persist(
                     for pair, state in states
                     if state is not None and (state.foreach or (state.task and pair != finished))
                 ],
-                [
-                    pair
-                    for pair, state in states
-                    if state is None or state.after or definition.calls_at(pair[0])
-                ],
+                [pair for pair, state in states if state is None or state.after or _calls(state)],
             )
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:
         tx.insert_timers(row.id, step.timers)
     return Applied(snapshot(new), entries, claimed)
+
+
+def _calls(state: State) -> bool:
+    """Whether the state starts children (whose call timeouts are its timers)."""
+    return state.call is not None or (state.foreach is not None and state.foreach.call is not None)
 
 
 def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:

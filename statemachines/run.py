@@ -379,7 +379,9 @@ class Run(FanOut):
             if valid:
                 updates[key] = value
         self.context.update(updates)
-        label = self.chart.node(path).trigger_name(trigger)
+        label: str | None = trigger  # an event's name; a timer's or `always` reads otherwise
+        if trigger.startswith(("after:", "always")):
+            label = self.chart.node(path).trigger_name(trigger)
         self.history.append(Entry(kind, label, path, target or path, payload))
         if target is None:
             self.requeue_always([path, *self.chart.ancestors(path)])
