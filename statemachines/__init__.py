@@ -12,6 +12,7 @@ from pathlib import Path
 from . import validate
 from .build import DefinitionBuilder
 from .compile import CompiledMachine, compile_definition
+from .diff import DefinitionDiff, diff_definitions
 from .errors import (
     DefinitionError,
     EventRejected,
@@ -61,6 +62,7 @@ __all__ = [
     "EXAMPLES",
     "CompiledMachine",
     "Definition",
+    "DefinitionDiff",
     "DefinitionError",
     "EventRejected",
     "ExpressionError",
@@ -79,6 +81,7 @@ __all__ = [
     "TurnoutError",
     "ValueNotStorable",
     "compile_definition",
+    "diff_definitions",
     "examples",
     "json_schema",
     "load",
