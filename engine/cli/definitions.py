@@ -1,5 +1,6 @@
 """The commands about definitions: `validate`, `simulate`, `diagram` and `schema` read files
-(no database, unless a deployed definition or an instance is drawn); `deploy` registers them.
+(no database, unless a deployed definition or an instance is drawn); `deploy` registers them;
+`diff` compares two versions, each a file or a deployed one.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import typer
 from rich.table import Table
 
 import statemachines
-from statemachines.errors import DefinitionError, UsageError
+from statemachines.errors import DefinitionError, TurnoutError, UsageError
 
 from .common import (
     DbOption,
     JsonOption,
+    answer,
     app,
     note,
     open_engine,
@@ -286,3 +288,67 @@ def deploy(
     for deployment in deployed:
         done = "deployed" if deployment.created else "unchanged"
         say(f"{deployment.name} version {deployment.version} ({done})")
+
+
+@app.command()
+@reports_errors
+def diff(
+    old: Annotated[
+        str,
+        typer.Argument(
+            metavar="OLD",
+            help="A definition file, or NAME@VERSION (NAME alone: the latest) deployed.",
+        ),
+    ],
+    new: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="NEW",
+            help="The same kinds as OLD; left out, OLD must be a file, compared from the "
+            "latest deployed version of its name.",
+        ),
+    ] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what changed from OLD to NEW: states and transitions added, removed, changed.
+
+    Exit status: 0 no changes, 1 changes, 2 bad usage, a bad file or a version not deployed.
+    """
+    try:
+        if new is None:
+            if not _is_file(old):
+                raise UsageError("turnout diff NAME needs a second definition to compare with")
+            after = statemachines.load(Path(old))
+            with open_engine(db) as engine:
+                before = engine.definition(after.name)
+        else:
+            before, after = _diffed(old, db), _diffed(new, db)
+    except (TurnoutError, OSError) as exc:
+        for line in answer(exc).lines(exc):
+            note(line)
+        raise typer.Exit(2) from None
+    changes = statemachines.diff_definitions(before, after)
+    if json_output:
+        print_json(changes.to_json())
+    else:
+        # Written as it is: one line per element, however long, for a pipe or a file.
+        sys.stdout.write(changes.summary() + "\n")
+    if not changes.empty:
+        raise typer.Exit(1)
+
+
+def _is_file(source: str) -> bool:
+    path = Path(source)
+    return path.suffix.lower() in YAML_SUFFIXES or path.exists()
+
+
+def _diffed(source: str, db: str | None) -> statemachines.Definition:
+    """The definition `source` names: a file, or a deployed NAME@VERSION or NAME (latest)."""
+    if _is_file(source):
+        return statemachines.load(Path(source))
+    name, sep, number = source.partition("@")
+    if not name or (sep and not number.isdigit()):
+        raise UsageError(f"{source!r} is not a definition file nor NAME@VERSION")
+    with open_engine(db) as engine:
+        return engine.definition(name, int(number) if sep else None)

@@ -35,6 +35,7 @@ COMMANDS = (
     "diagram",
     "simulate",
     "deploy",
+    "diff",
     "start",
     "send",
     "show",
