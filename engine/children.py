@@ -86,7 +86,10 @@ def deliver(
         return None
     link = child.machine.get("parent") or {}
     ref = (timer.state_path, timer.activation, link.get("item"))
-    failure = failure_of(tx.last_failure(child.id)) if child.status == Status.FAILED else None
+    failure = None
+    if child.status == Status.FAILED and not isinstance(child.machine.get("error"), dict):
+        # An instance that ended failed keeps its error; an older row may not: its history has it.
+        failure = failure_of(tx.last_failure(child.id))
     value = child_value(child.status, child.context, child.machine, failure, child.id)
     machine = catalog.version(tx, row.definition, row.version).machine
     step = machine.child_finished(snapshot_of(row), ref, child.status, value, now)
