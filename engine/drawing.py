@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from statemachines import Definition
+from statemachines import CompiledMachine, Definition
 
+from . import travel
+from .catalog import Version
 from .records import HistoryEntry
+from .rows import InstanceRow
+from .store import Store
 
 MOVES = ("start", "event", "task", "timer", "always", "call")  # history kinds that move an instance
 
@@ -60,3 +64,74 @@ def heat_picture(
 
     overlay = diagrams.HeatOverlay(counts=counts, edges=edges)
     return picture(definition, format, overlay=overlay, **options)
+
+
+class Pictures:
+    """The engine's drawings (a part of `Engine`, kept here with what they draw)."""
+
+    store: Store
+
+    def _row(self, instance_id: str) -> InstanceRow:
+        raise NotImplementedError
+
+    def definition(self, name: str, version: int | None = None) -> Definition:
+        raise NotImplementedError
+
+    def definition_version(self, name: str, version: int | None) -> Version:
+        raise NotImplementedError
+
+    def machine_of(self, name: str, version: int) -> CompiledMachine:
+        """The compiled machine of deployed version `version` of `name`."""
+        return self.definition_version(name, version).machine
+
+    def diagram(
+        self,
+        instance_id: str,
+        format: str = "svg",
+        *,
+        fallback: bool = False,
+        depth: int | None = None,
+        at: int | None = None,
+    ) -> bytes:
+        """The instance's definition drawn with its current state and the path it took (with
+        `at`, as `get(at=...)` sees it then). Too large to lay out: DiagramTooLarge, or with
+        `fallback` an SVG that says so (see `diagrams.render`, also for `depth`)."""
+        row = self._row(instance_id)
+        version, active, status = row.version, list(row.active or []), row.status
+        if at is None:
+            history = self.store.history(row.id)
+        else:
+            point, history = travel.looked_back(self.store, row, at, self.machine_of)
+            version, active, status = point.version or version, point.active, point.status
+        definition = self.definition_version(row.definition, version).definition
+        return instance_picture(
+            definition, active, status, history, format, fallback=fallback, depth=depth
+        )
+
+    def heat_diagram(
+        self,
+        name: str,
+        format: str = "svg",
+        *,
+        fallback: bool = False,
+        depth: int | None = None,
+    ) -> bytes:
+        """The definition `name` coloured by where its instances are and the paths taken;
+        the picture is reused while the definition and the counts stay the same."""
+        definition, store = self.definition(name), self.store
+        counts = store.count_by_active if nested(definition) else store.count_by_state
+        edges = store.transition_counts(name)
+        return heat_picture(definition, counts(name), edges, format, fallback=fallback, depth=depth)
+
+    def definition_diagram(
+        self,
+        name: str,
+        format: str = "svg",
+        version: int | None = None,
+        *,
+        fallback: bool = False,
+        depth: int | None = None,
+    ) -> bytes:
+        """The deployed definition `name` drawn on its own."""
+        definition = self.definition(name, version)
+        return picture(definition, format, fallback=fallback, depth=depth)

@@ -30,10 +30,11 @@ from statemachines.errors import (
     Problem,
 )
 
-from . import drawing, runtime
+from . import runtime, travel
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
+from .drawing import Pictures
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .rows import InstanceRow
@@ -58,7 +59,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine:
+class Engine(Pictures):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -113,9 +114,9 @@ class Engine:
 
     def definition(self, name: str, version: int | None = None) -> Definition:
         """The deployed Definition `name` (the latest version unless `version` is given)."""
-        return self._version(name, version).definition
+        return self.definition_version(name, version).definition
 
-    def _version(self, name: str, version: int | None) -> Version:
+    def definition_version(self, name: str, version: int | None) -> Version:
         check_version(name, version)
         if version is not None:
             known = self.catalog.known(name, version)
@@ -285,10 +286,15 @@ class Engine:
             raise InstanceNotFound(f"{definition}/{key}")
         return found
 
-    def get(self, instance_id: str) -> Instance:
+    def get(self, instance_id: str, at: int | None = None) -> Instance:
         """The instance as it is now, with the newest error of its history (`last_error`)
-        and the instances its call states started (`children`)."""
+        and the instances its call states started (`children`); with `at`, as it stood
+        once the transaction that wrote history entry `at` had committed (see travel.py)."""
         row = self._row(instance_id)
+        if at is not None:
+            return travel.instance_at(
+                row, travel.looked_back(self.store, row, at, self.machine_of)[0]
+            )
         entry = self.store.last_error(row.id, row.history_seq)
         with self.store.reading() as tx:
             found = tx.children(row.id)
@@ -352,9 +358,9 @@ class Engine:
         """
         if isinstance(instance, str):
             row = self._row(instance)
-            machine = self._version(row.definition, row.version).machine
+            machine = self.definition_version(row.definition, row.version).machine
             return machine.allowed(snapshot_of(row))
-        machine = self._version(instance.definition, instance.version).machine
+        machine = self.definition_version(instance.definition, instance.version).machine
         return machine.allowed_in(instance.active, instance.status)
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
@@ -541,56 +547,6 @@ class Engine:
         handler runs on a new event loop in its thread (`AsyncEngine.work` runs it on yours).
         """
         Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
-
-    # -- diagrams --------------------------------------------------------------------------
-    def diagram(
-        self,
-        instance_id: str,
-        format: str = "svg",
-        *,
-        fallback: bool = False,
-        depth: int | None = None,
-    ) -> bytes:
-        """The instance's definition drawn with its current state and the path it took. Too
-        large to lay out: DiagramTooLarge, or with `fallback` an SVG that says so (see
-        `diagrams.render`, also for `depth`, the levels of nesting drawn)."""
-        row = self._row(instance_id)
-        definition = self._version(row.definition, row.version).definition
-        history = self.store.history(row.id)
-        active = list(row.active or [])
-        return drawing.instance_picture(
-            definition, active, row.status, history, format, fallback=fallback, depth=depth
-        )
-
-    def heat_diagram(
-        self,
-        name: str,
-        format: str = "svg",
-        *,
-        fallback: bool = False,
-        depth: int | None = None,
-    ) -> bytes:
-        """The definition `name` coloured by where its instances are and the paths taken;
-        the picture is reused while the definition and the counts stay the same."""
-        definition, store = self.definition(name), self.store
-        counts = store.count_by_active if drawing.nested(definition) else store.count_by_state
-        edges = store.transition_counts(name)
-        return drawing.heat_picture(
-            definition, counts(name), edges, format, fallback=fallback, depth=depth
-        )
-
-    def definition_diagram(
-        self,
-        name: str,
-        format: str = "svg",
-        version: int | None = None,
-        *,
-        fallback: bool = False,
-        depth: int | None = None,
-    ) -> bytes:
-        """The deployed definition `name` drawn on its own."""
-        definition = self.definition(name, version)
-        return drawing.picture(definition, format, fallback=fallback, depth=depth)
 
     def close(self) -> None:
         """Release the database connections."""
