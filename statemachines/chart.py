@@ -110,6 +110,20 @@ class Chart:
         """Whether `path` lies (strictly) inside `container`."""
         return container == TOP or path.startswith(container + SEPARATOR)
 
+    def apart(self, paths: list[str]) -> tuple[str, str] | None:
+        """Two of the states at `paths` that cannot be active together (one holds the other,
+        or the innermost node holding both enters one child at a time); None when all can."""
+        for index, one in enumerate(paths):
+            for other in paths[index + 1 :]:
+                if one == other or self.inside(one, other) or self.inside(other, one):
+                    return one, other
+                common = self.parent(one)
+                while common and not self.inside(other, common):
+                    common = self.parent(common)
+                if not self.is_parallel(common):
+                    return one, other
+        return None
+
     # -- what a target names ----------------------------------------------------------------
     def resolve(self, source: str, target: str) -> Resolved:
         """The node `target` names for a transition of the node at `source`: a full dotted

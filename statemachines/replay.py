@@ -195,7 +195,10 @@ def replay(
     `version` is the number of the version `definition` is, and `machines` gives another
     version's machine by number (a `migrated` entry names the version the instance moved to);
     `operator` replays the entries an operator's action wrote (`redrive`, `reset`,
-    `migrated`), which are the engine's; without one they end replay as a divergence.
+    `migrated`), which are the engine's; without one they end replay as a divergence. An
+    operator returns the step the entry made and the machine replay goes on with: another
+    machine (a migration's new version) re-plans the work, and the step's tasks, timers and
+    calls are then all the instance has outstanding.
     `until` stops after the transaction that wrote entry `until`.
     """
     machine = definition if isinstance(definition, CompiledMachine) else None
@@ -359,10 +362,13 @@ class Replayer:
             self.diverge(entry, None, f"a {entry.kind!r} entry is replayed by the engine only")
             return 0
         try:
-            step, self.machine = self.operator_step(self.machine, self.snapshot, entry)
+            step, machine = self.operator_step(self.machine, self.snapshot, entry)
         except TurnoutError as exc:
             self.diverge(entry, None, str(exc))
             return 0
+        if machine is not self.machine:  # another version: its work is the step's alone
+            self.result.forget()
+            self.machine = machine
         if entry.kind == "migrated" and isinstance(entry.data, dict):
             self.version = entry.data.get("to_version", self.version)
         miss = self.compare(step.history, history, position)
