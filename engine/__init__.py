@@ -26,9 +26,11 @@ from statemachines.errors import (
     UsageError,
     ValueNotStorable,
 )
+from statemachines.migration_plan import MigrationPlan
 
 from .async_engine import AsyncEngine
 from .engine import Engine
+from .migration_result import MigrationResult
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
     "Instance",
     "InstanceNotFound",
     "InvalidInput",
+    "MigrationPlan",
+    "MigrationResult",
     "NotFound",
     "RenderError",
     "TaskNotFound",

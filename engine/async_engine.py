@@ -93,6 +93,8 @@ class AsyncEngine:
     check_health = awaited(Engine.check_health)
     allowed = awaited(Engine.allowed)
     cancel = awaited(Engine.cancel)
+    plan_migration = awaited(Engine.plan_migration)
+    migrate = awaited(Engine.migrate)
 
     @property
     def safe_url(self) -> str:

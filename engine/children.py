@@ -237,6 +237,14 @@ def end_children(
     return _cancel(tx, catalog, parent_id, None, now, reason)
 
 
+def cancel_left(
+    tx: Transaction, catalog: Catalog, parent_id: str, refs: set[tuple[str, int]], now: datetime
+) -> list[Any]:
+    """Cancel, with their compensation, the running children of the state entries `refs`
+    (state path, activation) that an operator's move of their parent left; their entries."""
+    return _cancel(tx, catalog, parent_id, refs, now) if refs else []
+
+
 def _cancel(
     tx: Transaction,
     catalog: Catalog,

@@ -35,6 +35,7 @@ from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
 from .drawing import Pictures
+from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .rows import InstanceRow
@@ -59,7 +60,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine(Pictures):
+class Engine(Pictures, Migrations):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an

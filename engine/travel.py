@@ -11,10 +11,12 @@ task results and `always` steps that followed it in that transaction are one poi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from statemachines import CompiledMachine
+from statemachines import CompiledMachine, Snapshot, Step
 from statemachines.errors import InvalidInput, TurnoutError
-from statemachines.replay import Operator, Point, Replay, replay
+from statemachines.migration import migrated_again
+from statemachines.replay import Operator, Point, Recorded, Replay, replay
 
 from .records import HistoryEntry, Instance
 from .rows import InstanceRow
@@ -42,6 +44,52 @@ def first_version(row: InstanceRow, history: Sequence[HistoryEntry]) -> int:
     return row.version
 
 
+@dataclass(frozen=True)
+class Rebuild:
+    """What an operator's entry is replayed with: the instance's whole history, oldest
+    first, and the compiled machine of each version of its definition."""
+
+    history: Sequence[Recorded]
+    machine_of: Callable[[int], CompiledMachine]
+
+
+RebuildStep = Callable[[Rebuild, CompiledMachine, Snapshot, Recorded], tuple[Step, CompiledMachine]]
+
+
+def _migrated(
+    rebuild: Rebuild, machine: CompiledMachine, snapshot: Snapshot, entry: Recorded
+) -> tuple[Step, CompiledMachine]:
+    """A migration, made again on the version it moved to (`migrated_again`)."""
+    data = entry.data if isinstance(entry.data, dict) else {}
+    to_version = data.get("to_version")
+    if not isinstance(to_version, int):
+        raise TurnoutError("the migrated entry does not name the version it moved to")
+    new = rebuild.machine_of(to_version)
+    return migrated_again(entry, snapshot, new, rebuild.history), new
+
+
+# The entries written by operators' actions (not by the machine), replayed by kind: the
+# function makes the step again and names the machine replay goes on with.
+OPERATORS: dict[str, RebuildStep] = {"migrated": _migrated}
+
+
+def operator_for(
+    history: Sequence[Recorded], machine_of: Callable[[int], CompiledMachine]
+) -> Operator:
+    """The replay operator of one instance: each operator's entry by its OPERATORS function."""
+    rebuild = Rebuild(history, machine_of)
+
+    def operate(
+        machine: CompiledMachine, snapshot: Snapshot, entry: Recorded
+    ) -> tuple[Step, CompiledMachine]:
+        found = OPERATORS.get(entry.kind)
+        if found is None:
+            raise TurnoutError(f"a {entry.kind!r} entry cannot be replayed here")
+        return found(rebuild, machine, snapshot, entry)
+
+    return operate
+
+
 def replayed(
     row: InstanceRow,
     history: Sequence[HistoryEntry],
@@ -49,14 +97,19 @@ def replayed(
     operator: Operator | None = None,
     until: int | None = None,
 ) -> Replay:
-    """The instance's history replayed through the versions it ran on."""
+    """The instance's history replayed through the versions it ran on (an operator's entry
+    by `operator`, default its OPERATORS function)."""
     version = first_version(row, history)
+
+    def machine_of(number: int) -> CompiledMachine:
+        return machines(row.definition, number)
+
     return replay(
-        machines(row.definition, version),
+        machine_of(version),
         history,
         version=version,
-        machines=lambda number: machines(row.definition, number),
-        operator=operator,
+        machines=machine_of,
+        operator=operator or operator_for(history, machine_of),
         until=until,
     )
 

@@ -57,6 +57,8 @@ EXPORTS = {
         "Instance",
         "InstanceNotFound",
         "InvalidInput",
+        "MigrationPlan",
+        "MigrationResult",
         "NotFound",
         "RenderError",
         "TaskNotFound",
