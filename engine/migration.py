@@ -83,7 +83,9 @@ class Migrations:
         selection = Selection.of(where)
         with self.store.reading() as tx:
             old, new = _versions(tx, self.catalog, name, from_version, to_version)
-            mapping = check_state_map(old.definition, new.definition, state_map)
+            mapping = check_state_map(
+                old.definition, new.definition, state_map, (old.number, new.number)
+            )
             chosen = {
                 row.id: row
                 for row in rows.running(tx, name, old.number)
@@ -124,7 +126,8 @@ class Migrations:
             old, new = _versions(
                 tx, self.catalog, plan.definition, plan.from_version, plan.to_version
             )
-        mapping = check_state_map(old.definition, new.definition, dict(plan.state_map))
+        versions = (old.number, new.number)
+        mapping = check_state_map(old.definition, new.definition, dict(plan.state_map), versions)
         done: list[MigratedInstance] = []
         for planned in plan.instances:
             if planned.kind not in MOVING:

@@ -71,24 +71,28 @@ class Assessment:
 
 
 def check_state_map(
-    old: Definition, new: Definition, state_map: Mapping[str, str] | None
+    old: Definition,
+    new: Definition,
+    state_map: Mapping[str, str] | None,
+    versions: tuple[int, int] | None = None,
 ) -> dict[str, str]:
     """The state map as a dict, once every source is a state of `old` and every target a
     state of `new` (full paths, no history pseudo-state); InvalidInput listing every one
-    that is not."""
+    that is not. `versions` are the two versions' numbers, for the messages."""
     if state_map is None:
         return {}
     if not isinstance(state_map, Mapping):
         raise InvalidInput("the state map must map old state paths to new ones")
+    before, after = (f" {number}" for number in versions) if versions else ("", "")
     problems = []
     for source, target in state_map.items():
         if not isinstance(source, str) or not isinstance(target, str):
             problems.append(f"{source!r}: {target!r} is not a pair of state paths")
             continue
         if not _enterable(old, source):
-            problems.append(f"{source!r} is not a state of version {_number(old)}")
+            problems.append(f"{source!r} is not a state of the old version{before}")
         if not _enterable(new, target):
-            problems.append(f"{target!r} is not a state of version {_number(new)}")
+            problems.append(f"{target!r} is not a state of the new version{after}")
     if problems:
         raise InvalidInput("the state map names unknown states: " + "; ".join(problems), problems)
     return dict(state_map)
@@ -96,10 +100,6 @@ def check_state_map(
 
 def _enterable(definition: Definition, path: str) -> bool:
     return definition.has_state(path) and definition.state(path).kind != "history"
-
-
-def _number(definition: Definition) -> str:
-    return str(definition.version) if definition.version is not None else definition.name
 
 
 def assess(

@@ -12,6 +12,8 @@ from ..engine import Engine
 from .dashboard import router as dashboard_router
 from .errors import EXCEPTION_HANDLERS
 from .guards import GuardMiddleware, StreamedBodyLimit
+from .migration_pages import router as migration_pages_router
+from .migrations import router as migrations_router
 from .routes import router as api_router
 from .sessions import Sessions
 
@@ -46,5 +48,7 @@ def create_app(
     app.add_middleware(GuardMiddleware, token=token, hosts=hosts, origins=origins)
     app.add_middleware(StreamedBodyLimit)
     app.include_router(api_router)
+    app.include_router(migrations_router)
     app.include_router(dashboard_router)
+    app.include_router(migration_pages_router)
     return app

@@ -1,0 +1,114 @@
+"""The dashboard's migration page: the plan of moving a definition's running instances from
+one version to another (counts per class and per state, the instances that would stay and
+why, a picture of where they are) with a button that applies it.
+
+Applying re-plans with the same versions and map and applies that plan: `Engine.migrate`
+checks every instance again as it moves it, so nothing rests on the page being fresh.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+import diagrams
+from statemachines.errors import InvalidInput, NotFound, TurnoutError
+from statemachines.migration_plan import MigrationClass, MigrationPlan
+
+from ..engine import Engine
+from .dashboard import _forged, _locked_out, _page
+
+router = APIRouter(include_in_schema=False)
+STAYING = (MigrationClass.DIVERGENT, MigrationClass.IMPOSSIBLE)
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _state_map(text: str) -> dict[str, str]:
+    """`OLD=NEW` pairs, one per line (or separated by commas), as a state map."""
+    found: dict[str, str] = {}
+    for pair in text.replace(",", "\n").splitlines():
+        if not pair.strip():
+            continue
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InvalidInput(f"{pair.strip()!r} is not OLD=NEW (two state paths)")
+        found[old.strip()] = new.strip()
+    return found
+
+
+def _staying_picture(engine: Engine, plan: MigrationPlan) -> str:
+    """The old version drawn with how many instances that would stay are in each state."""
+    counts: dict[str, int] = {}
+    for one in plan.instances:
+        if one.kind in STAYING:
+            for path in one.states or (one.state,):
+                counts[path] = counts.get(path, 0) + 1
+    if not counts:
+        return ""
+    definition = engine.definition(plan.definition, plan.from_version)
+    overlay = diagrams.HeatOverlay(counts=counts)
+    svg: bytes = diagrams.render(definition, "svg", overlay=overlay, fallback=True)
+    return svg.decode()
+
+
+@router.get("/definitions/{name}/migrate", response_class=HTMLResponse, response_model=None)
+def migrate_page(
+    request: Request,
+    name: str,
+    from_version: Annotated[int | None, Query(alias="from", ge=1)] = None,
+    to_version: Annotated[int | None, Query(alias="to", ge=1)] = None,
+    mapping: Annotated[str, Query(alias="map")] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    values: dict[str, Any] = {"name": name, "from_version": from_version}
+    values |= {"to_version": to_version, "map_text": mapping, "plan": None, "svg": ""}
+    try:
+        latest = engine.definition_version(name, None).number
+    except TurnoutError as exc:
+        return _page(request, "error.html", message=str(exc), status_code=404)
+    values["latest"] = latest
+    if from_version is None:
+        return _page(request, "migrate.html", **values)
+    try:
+        plan = engine.plan_migration(name, from_version, to_version, _state_map(mapping))
+    except TurnoutError as exc:
+        status = 404 if isinstance(exc, NotFound) else 422
+        return _page(request, "migrate.html", status_code=status, error=str(exc), **values)
+    values |= {"plan": plan, "svg": _staying_picture(engine, plan), "to_version": plan.to_version}
+    return _page(request, "migrate.html", **values)
+
+
+@router.post("/definitions/{name}/migrate", response_class=HTMLResponse, response_model=None)
+def apply_from_form(
+    request: Request,
+    name: str,
+    from_version: Annotated[int, Form(alias="from")],
+    to_version: Annotated[int, Form(alias="to")],
+    mapping: Annotated[str, Form(alias="map")] = "",
+    form_token: Annotated[str, Form()] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
+    engine = _engine(request)
+    values: dict[str, Any] = {"name": name, "from_version": from_version}
+    values |= {"to_version": to_version, "map_text": mapping, "plan": None, "svg": ""}
+    try:
+        values["latest"] = engine.definition_version(name, None).number
+        plan = engine.plan_migration(name, from_version, to_version, _state_map(mapping))
+        result = engine.migrate(plan)
+    except TurnoutError as exc:
+        status = 404 if isinstance(exc, NotFound) else 422
+        return _page(request, "migrate.html", status_code=status, error=str(exc), **values)
+    again = urlencode({"from": from_version, "to": to_version, "map": mapping})
+    return _page(request, "migrate.html", result=result, again=again, **values)
