@@ -69,6 +69,7 @@ class AsyncEngine:
     deploy = awaited(Engine.deploy)
     definition = awaited(Engine.definition)
     definitions = awaited(Engine.definitions)
+    definition_version = awaited(Engine.definition_version)
 
     # -- handlers and subscribers: registrations, nothing to wait for
     def task(self, name: str) -> Callable[[Handler], Handler]:
@@ -130,6 +131,7 @@ class AsyncEngine:
     diagram = awaited(Engine.diagram)
     heat_diagram = awaited(Engine.heat_diagram)
     definition_diagram = awaited(Engine.definition_diagram)
+    machine_of = awaited(Engine.machine_of)
 
     close = awaited(Engine.close)
     aclose = close  # the name asyncio libraries close with
