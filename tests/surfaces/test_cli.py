@@ -36,6 +36,7 @@ COMMANDS = (
     "simulate",
     "deploy",
     "diff",
+    "migrate",
     "start",
     "send",
     "show",

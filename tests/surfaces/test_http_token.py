@@ -34,6 +34,8 @@ DUMMY_ROUTES = [
     ("POST", "/api/tasks/some-task/complete", {"worker": "w", "result": 1}),
     ("POST", "/api/tasks/some-task/fail", {"worker": "w"}),
     ("POST", "/api/tasks/some-task/heartbeat", {"worker": "w"}),
+    ("POST", "/api/definitions/surface_door/migrations:plan", {"from": 1}),
+    ("POST", "/api/definitions/surface_door/migrations:apply", {"from": 1}),
 ]
 
 
