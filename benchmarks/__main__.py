@@ -380,6 +380,35 @@ def worker_figures(
     ]
 
 
+def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
+    """plan_migration over `count` running instances against its target, against simulate of
+    the same runs, and against a replay of the same histories in memory (the floor)."""
+    from . import migration
+
+    planned, simulated, replayed, counts = migration.plan_and_baselines(workdir, count)
+    classes = ", ".join(f"{number:,} {kind}" for kind, number in counts.items() if number)
+    name = f"plan_migration of {count:,} running instances (SQLite; {classes})"
+    return [
+        Figure(name, "s", planned, "the target", 10.0, "< 1x (under 10 s)"),
+        Figure(
+            name,
+            "s",
+            planned,
+            f"simulate of the same {count:,} runs (no database)",
+            simulated,
+            "reported",
+        ),
+        Figure(
+            name,
+            "s",
+            planned,
+            "replay of the same histories in memory (the floor)",
+            replayed,
+            "reported",
+        ),
+    ]
+
+
 def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)
     postgres = os.environ.get("TURNOUT_BENCH_POSTGRES_URL") or os.environ.get(
@@ -392,6 +421,8 @@ def main() -> int:
         figures.extend(events_on_sqlite(workdir))
         console.print("running tasks_on_sqlite ...", style="dim")
         figures.append(tasks_on_sqlite(workdir))
+        console.print("running migration_figures ...", style="dim")
+        figures.extend(migration_figures(workdir))
         console.print("running scale_figures ...", style="dim")
         figures.extend(scale_figures(workdir, postgres, figures[0].value))
         if postgres:
