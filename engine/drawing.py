@@ -1,5 +1,6 @@
-"""The pictures the engine draws: a definition, one instance over it, or where all its
-instances are (the diagrams package does the drawing; this says what goes over it)."""
+"""The pictures the engine draws: a definition, one instance over it, where all its instances
+are, or two of its versions in one (the diagrams package does the drawing; this says what goes
+over it)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,14 @@ def heat_picture(
 
     overlay = diagrams.HeatOverlay(counts=counts, edges=edges)
     return picture(definition, format, overlay=overlay, **options)
+
+
+def diff_picture(
+    old: Definition, new: Definition, counts: dict[str, int], format: str, **options: Any
+) -> bytes:
+    """Version `old` against version `new` in one picture, with how many instances of `old`
+    are in each state (`options`: those of `diagrams.diff_diagram`)."""
+    import diagrams
+
+    data: bytes = diagrams.diff_diagram(old, new, counts, format, **options)
+    return data

@@ -38,6 +38,7 @@ from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
+from .versions import VersionCalls
 from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
@@ -58,7 +59,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine:
+class Engine(VersionCalls):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an

@@ -65,6 +65,7 @@ EXPORTS = {
         "TurnoutError",
         "UsageError",
         "ValueNotStorable",
+        "VersionDiff",
     ],
     "diagrams": [
         "DIFF_STYLES",
