@@ -70,6 +70,7 @@ class AsyncEngine:
     definition = awaited(Engine.definition)
     definitions = awaited(Engine.definitions)
     versions = awaited(Engine.versions)
+    version_counts = awaited(Engine.version_counts)
     version_diff = awaited(Engine.version_diff)
 
     # -- handlers and subscribers: registrations, nothing to wait for

@@ -74,6 +74,13 @@ class VersionCalls:
             raise DefinitionNotFound(name)
         return found
 
+    def version_counts(self, name: str, version: int) -> dict[str, int]:
+        """How many unfinished instances of version `version` of `name` are in each of its
+        states: each instance in its active states and the compound and parallel states
+        around them. DefinitionNotFound when that version is not deployed."""
+        found = self._version(name, version)
+        return instances_by_state(self.store, found.definition, found.number)
+
     def version_diff(
         self, name: str, from_version: int, to_version: int | None = None
     ) -> VersionDiff:
