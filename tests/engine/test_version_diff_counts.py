@@ -62,6 +62,8 @@ def test_counts_are_of_the_old_versions_unfinished_instances_by_state(
         "deliver.notify.notify": 1,
         "deliver.track.waiting": 1,
     }
+    assert engine.version_counts("shop", 1) == compared.counts
+    assert engine.version_counts("shop", 2) == {"pay": 1}
 
 
 def test_the_changes_are_the_diff_of_the_two_versions(engine: Engine, shop: dict[str, str]) -> None:
