@@ -314,7 +314,7 @@ def diff(
     ] = None,
     last: Annotated[
         str | None,
-        typer.Argument(metavar="[B]", help="In NAME A B, version B (left out: the latest)."),
+        typer.Argument(metavar="B", help="In NAME A B, version B (left out: the latest)."),
     ] = None,
     svg: Annotated[
         Path | None,
