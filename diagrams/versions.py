@@ -279,6 +279,8 @@ class Marks:
         self.styles = Styles()
 
     def states(self, changes: DefinitionDiff) -> None:
+        """Every state and branch drawn, by its kind of change (a branch unchanged as such
+        is left as it is: its parallel state says that its branches changed)."""
         union = self.union
         kinds = {path: ADDED for path in changes.states_added}
         kinds.update((path, REMOVED) for path in changes.states_removed)
@@ -299,6 +301,8 @@ class Marks:
     def state(
         self, path: str, item: Node | Cluster, style: DiffStyle, aspects: tuple[str, ...]
     ) -> None:
+        """One state: its style, a line naming the change, and its instances (a removed
+        state with instances in it is stranded)."""
         count = self.counts.get(path, 0)
         lines = self.styles.lines.setdefault(item.name, [])
         tooltip = f"{path}: {style.kind}"
@@ -324,6 +328,7 @@ class Marks:
             change["class"] = change["class"].replace(STRANDED.css, f"{REMOVED.css} {STRANDED.css}")
 
     def paint(self, item: Node | Cluster, style: DiffStyle, tooltip: str, extra: str = "") -> None:
+        """The attributes that draw `item` in `style`; its class names the kind (and `extra`)."""
         change = {"class": f"{item.attrs.get('class', 'state')} {style.css}{extra}"}
         if style is not UNCHANGED:
             # Dashed means removed: a branch's box, dashed as a rule, is drawn solid otherwise.
@@ -339,6 +344,8 @@ class Marks:
         self.styles.nodes[item.name] = change
 
     def edges(self, changes: DefinitionDiff, removed: dict[int, TransitionRef | None]) -> None:
+        """Every visible edge by its kind of change: the put-back ones (`removed`) removed,
+        those of added transitions and new start arrows added, those of changed ones changed."""
         drawing, union = self.drawing, self.union
         added = edges_of(drawing, changes.transitions_added, union.drawn)
         changed = {
@@ -369,6 +376,7 @@ class Marks:
                 self.edge(number, UNCHANGED, "")
 
     def edge(self, number: int, style: DiffStyle, tooltip: str, note: str = "") -> None:
+        """The attributes that draw edge `number` in `style`, its label marked (and `note`)."""
         edge = self.drawing.edges[number]
         change = {"class": f"{edge.attrs.get('class', 'transition')} {style.css}"}
         if style is not UNCHANGED:
@@ -474,7 +482,8 @@ def legend(direction: Direction = "LR") -> Cluster:
         "labeljust": "l",
         "margin": "8",
     }
-    return Cluster("cluster_diff_legend", attrs, items=items, title="Legend")
+    # A `/` no state path has: the legend's box cannot take the name of a state's.
+    return Cluster("cluster_/legend", attrs, items=items, title="Legend")
 
 
 def _walk(items: Iterable[Node | Cluster]) -> Iterator[Node | Cluster]:
