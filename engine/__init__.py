@@ -30,6 +30,7 @@ from statemachines.errors import (
 from .async_engine import AsyncEngine
 from .engine import Engine
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
+from .versions import VersionDiff
 
 __all__ = [
     "AsyncEngine",
@@ -58,4 +59,5 @@ __all__ = [
     "TurnoutError",
     "UsageError",
     "ValueNotStorable",
+    "VersionDiff",
 ]

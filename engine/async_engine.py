@@ -69,6 +69,9 @@ class AsyncEngine:
     deploy = awaited(Engine.deploy)
     definition = awaited(Engine.definition)
     definitions = awaited(Engine.definitions)
+    versions = awaited(Engine.versions)
+    version_counts = awaited(Engine.version_counts)
+    version_diff = awaited(Engine.version_diff)
 
     # -- handlers and subscribers: registrations, nothing to wait for
     def task(self, name: str) -> Callable[[Handler], Handler]:
@@ -128,6 +131,7 @@ class AsyncEngine:
     diagram = awaited(Engine.diagram)
     heat_diagram = awaited(Engine.heat_diagram)
     definition_diagram = awaited(Engine.definition_diagram)
+    diff_diagram = awaited(Engine.diff_diagram)
 
     close = awaited(Engine.close)
     aclose = close  # the name asyncio libraries close with

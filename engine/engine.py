@@ -39,6 +39,7 @@ from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
+from .versions import VersionCalls
 from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
@@ -59,7 +60,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine(Pictures):
+class Engine(Pictures, VersionCalls):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -114,9 +115,9 @@ class Engine(Pictures):
 
     def definition(self, name: str, version: int | None = None) -> Definition:
         """The deployed Definition `name` (the latest version unless `version` is given)."""
-        return self.definition_version(name, version).definition
+        return self._version(name, version).definition
 
-    def definition_version(self, name: str, version: int | None) -> Version:
+    def _version(self, name: str, version: int | None) -> Version:
         check_version(name, version)
         if version is not None:
             known = self.catalog.known(name, version)
@@ -293,7 +294,7 @@ class Engine(Pictures):
         row = self._row(instance_id)
         if at is not None:
             return travel.instance_at(
-                row, travel.looked_back(self.store, row, at, self.machine_of)[0]
+                row, travel.looked_back(self.store, row, at, self._machine_of)[0]
             )
         entry = self.store.last_error(row.id, row.history_seq)
         with self.store.reading() as tx:
@@ -358,9 +359,9 @@ class Engine(Pictures):
         """
         if isinstance(instance, str):
             row = self._row(instance)
-            machine = self.definition_version(row.definition, row.version).machine
+            machine = self._version(row.definition, row.version).machine
             return machine.allowed(snapshot_of(row))
-        machine = self.definition_version(instance.definition, instance.version).machine
+        machine = self._version(instance.definition, instance.version).machine
         return machine.allowed_in(instance.active, instance.status)
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:

@@ -151,8 +151,54 @@ def definition_page(request: Request, name: str) -> Response:
         return _page(request, "error.html", message=str(exc), status_code=404)
     counts = engine.state_counts(name)
     recent = engine.instances(definition=name, limit=50)
+    versions = engine.versions(name)
     return _page(
-        request, "definition.html", definition=definition, svg=svg, counts=counts, instances=recent
+        request,
+        "definition.html",
+        definition=definition,
+        svg=svg,
+        counts=counts,
+        instances=recent,
+        versions=versions,
+    )
+
+
+@router.get("/definitions/{name}/diff", response_class=HTMLResponse, response_model=None)
+def diff_page(
+    request: Request,
+    name: str,
+    older: Annotated[str, Query(alias="from")] = "",
+    newer: Annotated[str, Query(alias="to")] = "",
+) -> Response:
+    """Two versions of a definition compared: a picker, the summary and both drawn as one
+    picture. Without `from`, the latest version against the one before it."""
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    for value in (older, newer):
+        if value and not value.isdigit():
+            message = f"{value!r} is not a version number"
+            return _page(
+                request, "error.html", title="Invalid input", message=message, status_code=422
+            )
+    try:
+        versions = engine.versions(name)
+        start = int(older) if older else versions[max(len(versions) - 2, 0)]
+        compared = engine.version_diff(name, start, int(newer) if newer else None)
+        svg = engine.diff_diagram(name, start, compared.to_version, fallback=True).decode()
+    except TurnoutError as exc:
+        return _page(request, "error.html", message=str(exc), status_code=404)
+    removed = compared.changes.states_removed
+    stranded = {path: compared.counts[path] for path in removed if compared.counts.get(path)}
+    return _page(
+        request,
+        "diff.html",
+        name=name,
+        compared=compared,
+        versions=versions,
+        summary=compared.changes.summary(),
+        stranded=stranded,
+        svg=svg,
     )
 
 
