@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import statemachines
 from statemachines import Definition, storable
@@ -35,6 +35,7 @@ from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
 from .drawing import Pictures
+from .exports import Exported, Selection, write_histories
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
 from .rows import InstanceRow
@@ -316,6 +317,22 @@ class Engine(Pictures, VersionCalls):
         """Every history entry of the instance, oldest first."""
         row = self._row(instance_id)
         return self.store.history(instance_id, row.definition)
+
+    def export_histories(
+        self,
+        name: str,
+        output: TextIO,
+        *,
+        version: int | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+    ) -> Exported:
+        """Write the history of every instance of `name` (of `version`, with `status`,
+        started at or after `since`) to `output` as the JSON lines `check_histories` reads."""
+        self.definition_version(name, version)  # DefinitionNotFound, before anything is written
+        selection = Selection(name, version, status, since)
+        selection.check()
+        return write_histories(self.store, selection, output)
 
     def instances(
         self,
