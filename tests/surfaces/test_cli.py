@@ -40,6 +40,8 @@ COMMANDS = (
     "send",
     "show",
     "history",
+    "export",
+    "replay",
     "list",
     "cancel",
     "worker",
