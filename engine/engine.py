@@ -329,7 +329,7 @@ class Engine(Pictures, VersionCalls):
     ) -> Exported:
         """Write the history of every instance of `name` (of `version`, with `status`,
         started at or after `since`) to `output` as the JSON lines `check_histories` reads."""
-        self.definition_version(name, version)  # DefinitionNotFound, before anything is written
+        self._version(name, version)  # DefinitionNotFound before anything is written
         selection = Selection(name, version, status, since)
         selection.check()
         return write_histories(self.store, selection, output)
