@@ -35,8 +35,10 @@ from .replay import OPERATOR_KINDS, Divergence, Recorded, RecordedEntry, replay
 
 # The files of a directory that are read: JSON lines, or a JSON array of one history.
 HISTORY_SUFFIXES = (".jsonl", ".ndjson", ".json")
-# How many instances a summary or an assertion lists before "and N more".
+# How many instances a summary or an assertion lists before "and N more", and how many
+# characters of an entry's JSON it shows (the report's `to_json()` keeps them whole).
 LISTED = 20
+SHOWN_CHARACTERS = 400
 Histories = str | Path | TextIOBase | Iterable[Any] | Mapping[str, Iterable[Any]]
 
 
@@ -285,7 +287,8 @@ def read_histories(histories: Histories) -> Iterator[History]:
         for instance, entries in histories.items():
             yield _history(str(instance), list(entries), "")
     elif isinstance(histories, TextIOBase):
-        yield from _text_histories(histories.read(), "<stdin>", "history")
+        name = str(getattr(histories, "name", "<stream>"))
+        yield from _text_histories(histories.read(), name, "history")
     else:
         yield from _given_histories(histories)
 
@@ -453,4 +456,6 @@ def _verb(count: int, verb: str) -> str:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+    """`value` as one line of JSON, cut to SHOWN_CHARACTERS with an ellipsis."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"

@@ -166,8 +166,8 @@ def test_histories_given_in_python_replay_as_the_files_do() -> None:
     assert [r.instance for r in check_histories(TALLY, lines).results] == ["x", "y"]
     report = check_histories(TALLY, stream)
     assert [(r.instance, r.source) for r in report.results] == [
-        ("x", "<stdin>:1"),
-        ("y", "<stdin>:3"),
+        ("x", "<stream>:1"),
+        ("y", "<stream>:3"),
     ]
     assert report.ok
 
@@ -251,3 +251,15 @@ def test_no_history_at_all_is_refused_rather_than_passed(tmp_path: Path, given: 
     histories: Any = [] if given == "list" else tmp_path / given
     with pytest.raises(InvalidInput, match="no history to replay"):
         check_histories(TALLY, histories)
+
+
+def test_a_large_entry_is_cut_short_in_the_summary_and_kept_whole_in_the_json() -> None:
+    note = "x" * 5000
+    history = _tally(("add", {"amount": 1, "note": note}))
+    report = check_histories(_changed("add: {assign", "plus: {assign"), [history])
+    (result,) = report.divergent
+    recorded = result.describe().splitlines()[1]
+    assert recorded.startswith('    recorded: {"kind": "event", "event": "add"')
+    assert len(recorded) == len("    recorded: ") + 400 and recorded.endswith("…")
+    divergence = report.to_json()["results"][0]["divergence"]
+    assert divergence["recorded"]["data"]["note"] == note
