@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 from databases import postgres_schema
-from turnout_processes import DEFINITIONS, run_together, run_turnout
+from turnout_processes import (
+    DEFINITIONS,
+    run_together,
+    run_turnout,
+    turnout_command,
+    turnout_env,
+)
 
 from engine import Engine
 
@@ -143,9 +149,20 @@ def test_a_changed_definition_is_checked_against_the_exported_histories(
         if result["outcome"] == "diverges"
     }
     assert divergences == {ids[150]: 2, ids[400]: 3}
-    assert {result["instance"]: result["status"] for result in report["results"]}[
-        ids[300]
-    ] == "running"
+    statuses = {result["instance"]: result["status"] for result in report["results"]}
+    assert statuses[ids[300]] == "running"
+
+    piped = subprocess.run(
+        [turnout_command(), "replay", str(incompatible), "-"],
+        input=histories.read_text(),
+        env=turnout_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.returncode == 1, piped.stderr
+    assert piped.stdout.replace("<stdin>", str(histories)) == refused.stdout
 
 
 def test_one_instances_history_as_turnout_history_prints_it_is_checked_too(
