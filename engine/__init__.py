@@ -19,10 +19,13 @@ from statemachines.errors import (
     InstanceNotFound,
     InvalidInput,
     NotFound,
+    RedriveRefused,
     RenderError,
+    ResetRefused,
     TaskNotFound,
     TaskNotHeld,
     TurnoutError,
+    UnknownState,
     UsageError,
     ValueNotStorable,
 )
@@ -30,6 +33,7 @@ from statemachines.errors import (
 from .async_engine import AsyncEngine
 from .engine import Engine
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
+from .repair import RedriveOutcome
 
 __all__ = [
     "AsyncEngine",
@@ -51,11 +55,15 @@ __all__ = [
     "InstanceNotFound",
     "InvalidInput",
     "NotFound",
+    "RedriveOutcome",
+    "RedriveRefused",
     "RenderError",
+    "ResetRefused",
     "TaskNotFound",
     "TaskFailure",
     "TaskNotHeld",
     "TurnoutError",
+    "UnknownState",
     "UsageError",
     "ValueNotStorable",
 ]
