@@ -189,10 +189,8 @@ def _selected(
     error_type: str | None,
     limit: int,
 ) -> list[InstanceRow]:
-    """The failed instances of `definition` (of `version`, when given) whose error has the
-    type `error_type` and arose in `state` or a state inside it (or that ended in `state`),
-    at most `limit`, oldest first. Read in full before any changes, so that redriving them
-    does not move the pages."""
+    """The failed instances of `definition` that `_matches` selects, at most `limit`, oldest
+    first; read in full before any changes, so that redriving them does not move the pages."""
     found: list[InstanceRow] = []
     offset = 0
     while len(found) < limit:
@@ -209,13 +207,19 @@ def _selected(
 def _matches(
     row: InstanceRow, version: int | None, state: str | None, error_type: str | None
 ) -> bool:
+    """Whether the failed instance `row` is selected: of `version`, with an error of type
+    `error_type`, and `state` the state it ended in, or one its error arose in or a redrive
+    would restart from, or a state around either."""
     error = error_of(row) or {}
-    where = str(error.get("state", ""))
     if version is not None and row.version != version:
         return False
     if error_type is not None and error.get("type") != error_type:
         return False
-    return state is None or row.state == state or where == state or where.startswith(state + ".")
+    if state is None or row.state == state:
+        return True
+    point = row.machine.get("redrive") if isinstance(row.machine, dict) else None
+    places = [error.get("state"), point.get("state") if isinstance(point, dict) else None]
+    return any(isinstance(at, str) and (at + ".").startswith(state + ".") for at in places)
 
 
 def _redrive_one(
