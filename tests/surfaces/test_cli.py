@@ -42,6 +42,8 @@ COMMANDS = (
     "history",
     "list",
     "cancel",
+    "redrive",
+    "reset",
     "worker",
     "serve",
     "schema",
