@@ -56,6 +56,8 @@ def redrive_from(chart: Chart, snapshot: Snapshot) -> dict[str, Any]:
             "if the compensated steps still held: reset it to the state to run again instead"
         )
     paths = list(point["active"]) or [point["state"]]
+    if not all(paths):
+        raise RedriveRefused("its error does not say in which state it arose")
     unknown = [path for path in paths if path not in chart.states]
     if unknown:
         raise RedriveRefused(f"its version has no state {unknown[0]!r}")

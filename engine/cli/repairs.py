@@ -81,7 +81,10 @@ def _report(outcomes: list[RedriveOutcome], dry_run: bool, json_output: bool) ->
     if json_output:
         print_json([outcome.to_json() for outcome in outcomes])
     else:
-        table = Table("id", "outcome", "failed in", "error", "why not", title=_title(outcomes))
+        table = Table(title=_title(outcomes))
+        table.add_column("id", no_wrap=True, min_width=32)  # whole, to be copied
+        for name in ("outcome", "failed in", "error", "why not"):
+            table.add_column(name)
         for outcome in outcomes:
             row = (outcome.outcome, outcome.state, outcome.error_type, outcome.message)
             table.add_row(outcome.instance_id, *row)
