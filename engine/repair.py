@@ -107,6 +107,29 @@ def _stamped(step: Step, row: InstanceRow) -> Step:
     return step
 
 
+def _compensated_long_ago(store: Store, row: InstanceRow | None) -> None:
+    """RedriveRefused when `row` failed before failed instances kept their failure point
+    (which says whether compensation ran) and its history shows compensation run for its
+    failure: the machine alone would enter the failed state again afresh."""
+    machine = row.machine if row is not None else None
+    if row is None or row.status != Status.FAILED or not isinstance(machine, dict):
+        return
+    error = machine.get("error")
+    if "redrive" in machine or machine.get("active") or not isinstance(error, dict):
+        return
+    ran = [
+        str(entry.data["task"])
+        for entry in store.history(row.id, row.definition)
+        if entry.kind == "compensate"
+        and entry.seq > int(error.get("seq") or 0)
+        and isinstance(entry.data, dict)
+        and entry.data.get("task")
+    ]
+    if ran:
+        reason = f"compensation ran for its failure ({', '.join(ran)}); reset it instead"
+        raise RedriveRefused(reason, row.id)
+
+
 # -- the Engine's calls ----------------------------------------------------------------------
 class Facade(Protocol):
     """What of the `Engine` the calls below use."""
@@ -123,6 +146,7 @@ def redrive_instance(engine: Facade, instance_id: str, reason: str | None) -> In
     """`Engine.redrive`: check, apply in one transaction, publish."""
     check_id(instance_id)
     reason = _reason(reason, required=False)
+    _compensated_long_ago(engine.store, engine.store.get_instance(instance_id))
     applied = engine._apply(redrive, engine.catalog, instance_id, reason, engine.clock())
     engine._publish(applied)
     return applied.instance
@@ -228,6 +252,7 @@ def _redrive_one(
     error = error_of(row) or {}
     state, error_type = str(error.get("state", "")), str(error.get("type", ""))
     try:
+        _compensated_long_ago(engine.store, row)
         if dry_run:
             with engine.store.reading() as tx:
                 machine = engine.catalog.version(tx, row.definition, row.version).machine

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine import (
     Engine,
@@ -18,6 +19,7 @@ from engine import (
     RedriveRefused,
     UnknownState,
 )
+from engine.tables import instances_t
 
 PEOPLE = ["ann", "bob", "cy", "dee", "eve", "fay"]
 
@@ -190,6 +192,29 @@ def test_redrive_is_refused_once_compensation_ran_for_the_failure(
     with pytest.raises(RedriveRefused, match="compensation ran for its failure"):
         engine.redrive(instance.id)
     assert engine.get(instance.id) == failed
+
+
+def test_an_instance_compensated_before_failure_points_were_kept_is_refused_by_its_history(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("saga")
+    engine.task("flights.book")(lambda data: {"ok": True})
+    engine.task("flights.cancel")(lambda data: {"ok": True})
+    engine.task("hotels.book")(_raises(RuntimeError("fully booked")))
+    instance = engine.start("saga", {})
+    engine.run_until_idle()
+    row = engine.store.get_instance(instance.id)
+    assert row is not None
+    # An instance that failed under an earlier version kept no failure point.
+    machine = {key: value for key, value in row.machine.items() if key != "redrive"}
+    with engine.store.engine.begin() as conn:
+        update = sa.update(instances_t).where(instances_t.c.id == instance.id)
+        conn.execute(update.values(machine=machine))
+
+    with pytest.raises(RedriveRefused, match=r"compensation ran for its failure \(flights.cancel"):
+        engine.redrive(instance.id)
+    [outcome] = engine.redrive_many("saga")
+    assert outcome.outcome == "refused"
 
 
 def test_redrive_of_an_unknown_instance_is_not_found(engine: Engine) -> None:
