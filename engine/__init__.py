@@ -32,8 +32,14 @@ from statemachines.errors import (
 
 from .async_engine import AsyncEngine
 from .engine import Engine
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
-from .repair import RedriveOutcome
+from .records import (
+    ClaimedTask,
+    Deployment,
+    HistoryEntry,
+    Instance,
+    RedriveOutcome,
+    TaskFailure,
+)
 
 __all__ = [
     "AsyncEngine",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -27,6 +26,7 @@ from .checks import MAX_LIST_LIMIT, check_id, check_version, checked
 from .children import persist_step
 from .persist import Applied, error_of, load_locked, snapshot_of
 from .records import Instance
+from .records import RedriveOutcome as RedriveOutcome  # Engine.redrive_many's answer
 from .rows import InstanceRow
 from .store import Store
 from .transaction import Transaction
@@ -34,30 +34,6 @@ from .transaction import Transaction
 MAX_REASON_CHARS = 2000
 PAGE = 500  # failed instances read at a time while selecting those to redrive
 Result = TypeVar("Result")
-
-REDRIVEN, WOULD_REDRIVE, REFUSED = "redriven", "would redrive", "refused"
-
-
-@dataclass(frozen=True)
-class RedriveOutcome:
-    """What a bulk redrive did, or for a dry run would do, to one failed instance: `outcome`
-    is 'redriven', 'would redrive' or 'refused' (`message` says why); `state` and
-    `error_type` are the instance's error's."""
-
-    instance_id: str
-    outcome: str
-    state: str
-    error_type: str
-    message: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.instance_id,
-            "outcome": self.outcome,
-            "state": self.state,
-            "error_type": self.error_type,
-            "message": self.message,
-        }
 
 
 # -- the transactions ------------------------------------------------------------------------
@@ -257,12 +233,12 @@ def _redrive_one(
             with engine.store.reading() as tx:
                 machine = engine.catalog.version(tx, row.definition, row.version).machine
             machine.redrive(snapshot_of(row), reason, engine.clock())
-            return RedriveOutcome(row.id, WOULD_REDRIVE, state, error_type)
+            return RedriveOutcome(row.id, RedriveOutcome.WOULD_REDRIVE, state, error_type)
         applied = engine._apply(redrive, engine.catalog, row.id, reason, engine.clock())
     except DatabaseUnavailable:
         raise
     except TurnoutError as exc:
         message = exc.reason if isinstance(exc, RedriveRefused) else str(exc)
-        return RedriveOutcome(row.id, REFUSED, state, error_type, message)
+        return RedriveOutcome(row.id, RedriveOutcome.REFUSED, state, error_type, message)
     engine._publish(applied)
-    return RedriveOutcome(row.id, REDRIVEN, state, error_type)
+    return RedriveOutcome(row.id, RedriveOutcome.REDRIVEN, state, error_type)
