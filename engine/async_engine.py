@@ -97,6 +97,9 @@ class AsyncEngine:
     check_health = awaited(Engine.check_health)
     allowed = awaited(Engine.allowed)
     cancel = awaited(Engine.cancel)
+    redrive = awaited(Engine.redrive)
+    reset = awaited(Engine.reset)
+    redrive_many = awaited(Engine.redrive_many)
 
     @property
     def safe_url(self) -> str:

@@ -252,6 +252,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
         instance = engine.get(instance_id)
     except TurnoutError as exc:
         return _page(request, "error.html", message=str(exc), status_code=404)
+    definition = engine.definition(instance.definition, instance.version)
     return _page(
         request,
         "instance.html",
@@ -261,6 +262,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
         allowed=engine.allowed(instance),
         context=json.dumps(instance.context, indent=2, default=str),
         error=error,
+        states=[state.path for state in definition.walk() if state.kind != "history"],
     )
 
 
@@ -302,6 +304,51 @@ def cancel_from_form(
     message = ""
     try:
         _engine(request).cancel(instance_id, reason or None)
+    except TurnoutError as exc:
+        message = str(exc)
+    suffix = f"?error={quote(message)}" if message else ""
+    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+
+
+@router.post("/instances/{instance_id}/redrive", response_model=None)
+def redrive_from_form(
+    request: Request,
+    instance_id: str,
+    reason: Annotated[str, Form()] = "",
+    form_token: Annotated[str, Form()] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
+    message = ""
+    try:
+        _engine(request).redrive(instance_id, reason or None)
+    except TurnoutError as exc:
+        message = str(exc)
+    suffix = f"?error={quote(message)}" if message else ""
+    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+
+
+@router.post("/instances/{instance_id}/reset", response_model=None)
+def reset_from_form(
+    request: Request,
+    instance_id: str,
+    to_state: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+    patch: Annotated[str, Form()] = "",
+    form_token: Annotated[str, Form()] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
+    message = ""
+    try:
+        changes = json.loads(patch) if patch.strip() else None
+        _engine(request).reset(instance_id, to_state, changes, reason=reason)
+    except json.JSONDecodeError as exc:
+        message = f"the context patch is not valid JSON: {exc.msg}"
     except TurnoutError as exc:
         message = str(exc)
     suffix = f"?error={quote(message)}" if message else ""

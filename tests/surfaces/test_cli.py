@@ -44,6 +44,8 @@ COMMANDS = (
     "replay",
     "list",
     "cancel",
+    "redrive",
+    "reset",
     "worker",
     "serve",
     "schema",
