@@ -19,10 +19,13 @@ from statemachines.errors import (
     InstanceNotFound,
     InvalidInput,
     NotFound,
+    RedriveRefused,
     RenderError,
+    ResetRefused,
     TaskNotFound,
     TaskNotHeld,
     TurnoutError,
+    UnknownState,
     UsageError,
     ValueNotStorable,
 )
@@ -31,7 +34,15 @@ from statemachines.migration_plan import MigrationPlan
 from .async_engine import AsyncEngine
 from .engine import Engine
 from .migration_result import MigrationResult
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
+from .records import (
+    ClaimedTask,
+    Deployment,
+    HistoryEntry,
+    Instance,
+    RedriveOutcome,
+    TaskFailure,
+)
+from .versions import VersionDiff
 
 __all__ = [
     "AsyncEngine",
@@ -55,11 +66,16 @@ __all__ = [
     "MigrationPlan",
     "MigrationResult",
     "NotFound",
+    "RedriveOutcome",
+    "RedriveRefused",
     "RenderError",
+    "ResetRefused",
     "TaskNotFound",
     "TaskFailure",
     "TaskNotHeld",
     "TurnoutError",
+    "UnknownState",
     "UsageError",
     "ValueNotStorable",
+    "VersionDiff",
 ]

@@ -14,6 +14,7 @@ from .errors import EXCEPTION_HANDLERS
 from .guards import GuardMiddleware, StreamedBodyLimit
 from .migration_pages import router as migration_pages_router
 from .migrations import router as migrations_router
+from .repairs import router as repairs_router
 from .routes import router as api_router
 from .sessions import Sessions
 
@@ -49,6 +50,7 @@ def create_app(
     app.add_middleware(StreamedBodyLimit)
     app.include_router(api_router)
     app.include_router(migrations_router)
+    app.include_router(repairs_router)
     app.include_router(dashboard_router)
     app.include_router(migration_pages_router)
     return app

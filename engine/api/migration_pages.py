@@ -72,7 +72,7 @@ def migrate_page(
     values: dict[str, Any] = {"name": name, "from_version": from_version}
     values |= {"to_version": to_version, "map_text": mapping, "plan": None, "svg": ""}
     try:
-        latest = engine.definition_version(name, None).number
+        latest = engine.versions(name)[-1]
     except TurnoutError as exc:
         return _page(request, "error.html", message=str(exc), status_code=404)
     values["latest"] = latest
@@ -104,7 +104,7 @@ def apply_from_form(
     values: dict[str, Any] = {"name": name, "from_version": from_version}
     values |= {"to_version": to_version, "map_text": mapping, "plan": None, "svg": ""}
     try:
-        values["latest"] = engine.definition_version(name, None).number
+        values["latest"] = engine.versions(name)[-1]
         plan = engine.plan_migration(name, from_version, to_version, _state_map(mapping))
         result = engine.migrate(plan)
     except TurnoutError as exc:
