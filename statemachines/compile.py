@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from .chart import TOP, Chart
-from .errors import EventRejected, InvalidInput
+from .entering import enter_states
+from .errors import EventRejected
 from .fanout import item_pending
 from .model import Definition, State
 from .redrive import redrive, reset
@@ -197,43 +198,11 @@ class CompiledMachine:
         entry: Entry | None = None,
         context: dict[str, Any] | None = None,
     ) -> Step:
-        """Leave every active state and enter the states at `targets` (full paths of this
-        version's states), with the states around them, as a transition from outside
-        would: timers start, tasks are scheduled, children are called, `always` runs; a
-        parallel state's other regions start at their initial states. `entry` is written
-        first (the operator's record of the move) and `context` replaces the context.
-
-        The snapshot may be another version's (a migration), whose states this version need
-        not have: they are left all the same. The activation counter, the compensations
-        owed and what history states remember of this version's states are kept.
-        InvalidInput when a target is not a state here or two cannot be active together."""
-        wanted = list(dict.fromkeys(targets))
-        chart = self.chart
-        for path in wanted:
-            state = chart.states.get(path)
-            if state is None or state.kind == "history":
-                raise InvalidInput(f"{self.definition.name!r} has no state {path!r} to enter")
-        clash = chart.apart(wanted)
-        if clash is not None:
-            raise InvalidInput(f"states {clash[0]!r} and {clash[1]!r} cannot be active together")
-        machine = {
-            key: value
-            for key, value in snapshot.machine.items()
-            if key not in ("error", "compensating", "outcome")
-        }
-        if isinstance(machine.get("history"), dict):
-            machine["history"] = {
-                path: paths
-                for path, paths in machine["history"].items()
-                if path in chart.states and all(one in chart.states for one in paths)
-            }
-        kept = snapshot.context if context is None else context
-        run = Run(chart, self.machine, Snapshot(machine, kept, RUNNING, snapshot.seq), now)
-        run.exit_inside(TOP, remember=False)
-        if entry is not None:
-            run.history.append(entry)
-        run.enter_targets(TOP, wanted)
-        return run.finish()
+        """Leave every active state and enter the states at `targets` afresh, as an
+        operator's move does (entering.py): the snapshot may be another version's."""
+        return enter_states(
+            self.chart, self.machine, snapshot, targets, now, entry=entry, context=context
+        )
 
     def redrive(self, snapshot: Snapshot, reason: str | None, now: datetime) -> Step:
         """Restart a failed instance where it failed, running again only the work that had

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from .chart import TOP, Chart
+from .entering import FAILURE_KEYS, enter_states
 from .errors import InvalidInput, RedriveRefused, ResetRefused, UnknownState
 from .fanout import next_item
 from .model import DEFAULT_FOREACH_CONCURRENCY, State
@@ -25,10 +26,6 @@ from .regions import ChartMachine
 from .run import Run
 from .steps import Entry, Snapshot, Status, Step, atomic
 from .values import copy_json, storable
-
-# What a failure, a redrive's or a reset's past, leaves in the machine data: gone once the
-# instance runs again.
-_FAILURE_KEYS = ("error", "redrive", "compensating", "outcome")
 
 
 def redrive_from(chart: Chart, snapshot: Snapshot) -> dict[str, Any]:
@@ -78,7 +75,7 @@ def redrive(
     and, for a foreach, the items started before that run again."""
     point = redrive_from(chart, snapshot)
     error = snapshot.machine["error"]
-    machine = {k: v for k, v in copy_json(snapshot.machine).items() if k not in _FAILURE_KEYS}
+    machine = {k: v for k, v in copy_json(snapshot.machine).items() if k not in FAILURE_KEYS}
     machine.update(active={}, foreach={}, results=copy_json(point.get("results") or {}))
     run = Run(chart, picker, Snapshot(machine, snapshot.context, Status.RUNNING, snapshot.seq), now)
     data: dict[str, Any] = {"reason": reason, "error": error}
@@ -180,11 +177,7 @@ def reset(
     changes = storable({} if patch is None else patch, "context_patch")
     if not isinstance(changes, dict):
         raise InvalidInput("a context patch must be a JSON object (its keys are set)")
-    machine = {k: v for k, v in copy_json(snapshot.machine).items() if k not in _FAILURE_KEYS}
-    run = Run(chart, picker, Snapshot(machine, snapshot.context, Status.RUNNING, snapshot.seq), now)
-    left = atomic(machine.get("active", {}))
-    run.exit_inside(TOP, remember=False)
-    run.context.update(changes)
+    left = atomic(snapshot.machine.get("active", {}))
     data = {
         "reason": reason,
         "from": left,
@@ -192,6 +185,6 @@ def reset(
         "status": str(snapshot.status),
         "patch": changes,
     }
-    run.history.append(Entry("reset", None, snapshot.state or None, to_state, data))
-    run.enter_targets(TOP, [to_state])
-    return run.finish()
+    entry = Entry("reset", None, snapshot.state or None, to_state, data)
+    context = {**snapshot.context, **changes}
+    return enter_states(chart, picker, snapshot, [to_state], now, entry=entry, context=context)
