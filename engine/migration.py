@@ -30,8 +30,8 @@ from statemachines.migration_plan import (
     MOVING,
     MigrationClass,
     MigrationPlan,
+    PlanFilter,
     PlannedInstance,
-    Selection,
 )
 from statemachines.steps import CALL_TIMEOUT, TimerOrder
 
@@ -67,20 +67,20 @@ class Migrations:
         from_version: int,
         to_version: int | None = None,
         state_map: Mapping[str, str] | None = None,
-        where: Selection | Mapping[str, Any] | None = None,
+        where: PlanFilter | Mapping[str, Any] | None = None,
     ) -> MigrationPlan:
         """Classify the running instances of `name` on `from_version` for a move to
         `to_version` (default the latest): safe, mapped, divergent or impossible (see
         `statemachines.migration`), without writing anything.
 
         `state_map` maps states of the old version to states of the new one (full paths);
-        `where` selects among the running instances (`Selection`: state, key_prefix, ids).
+        `where` selects among the running instances (`PlanFilter`: state, key_prefix, ids).
         An instance that is compensating is finishing and is not taken. InvalidInput for
         a map naming unknown states or for the same version twice; DefinitionNotFound for a
         version not deployed."""
         check_version(name, from_version)
         check_version(name, to_version)
-        selection = Selection.of(where)
+        chosen_by = PlanFilter.of(where)
         with self.store.reading() as tx:
             old, new = _versions(tx, self.catalog, name, from_version, to_version)
             mapping = check_state_map(
@@ -89,7 +89,7 @@ class Migrations:
             chosen = {
                 row.id: row
                 for row in rows.running(tx, name, old.number)
-                if selection.matches(row.id, row.key, row.active)
+                if chosen_by.matches(row.id, row.key, row.active)
             }
             found: dict[str, PlannedInstance] = {}
             for instance_id, history in rows.histories(tx, name, old.number):
@@ -110,7 +110,7 @@ class Migrations:
             self.clock(),
             planned,
             tuple(mapping.items()),
-            selection,
+            chosen_by,
         )
 
     def migrate(self, plan: MigrationPlan | Mapping[str, Any]) -> MigrationResult:

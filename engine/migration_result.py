@@ -61,7 +61,8 @@ class MigrationResult:
     to_version: int
     instances: tuple[MigratedInstance, ...] = ()
 
-    def of(self, outcome: Outcome) -> list[MigratedInstance]:
+    def of(self, outcome: Outcome | str) -> list[MigratedInstance]:
+        """The instances with `outcome` ("migrated", ...), in plan order."""
         return [one for one in self.instances if one.outcome == outcome]
 
     @property

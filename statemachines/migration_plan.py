@@ -7,6 +7,7 @@ The classes are decided in `migration.py`; the engine makes the plan and applies
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +40,7 @@ CLASS_NOTES = {
 
 
 @dataclass(frozen=True)
-class Selection:
+class PlanFilter:
     """Which running instances a plan takes (every one when nothing is given): those with an
     active state at or inside `state` (a full path), whose business key starts with
     `key_prefix`, whose id is among `ids`; all the filters given must hold."""
@@ -49,12 +50,12 @@ class Selection:
     ids: tuple[str, ...] | None = None
 
     @classmethod
-    def of(cls, where: Selection | Mapping[str, Any] | None) -> Selection:
-        """A Selection from itself, None (everything) or a mapping of the filters (its JSON
+    def of(cls, where: PlanFilter | Mapping[str, Any] | None) -> PlanFilter:
+        """A PlanFilter from itself, None (everything) or a mapping of the filters (its JSON
         form); InvalidInput for an unknown filter or a value of the wrong kind."""
         if where is None:
             return cls()
-        if isinstance(where, Selection):
+        if isinstance(where, PlanFilter):
             return where
         if not isinstance(where, Mapping):
             raise InvalidInput("where must be an object of filters: state, key_prefix, ids")
@@ -73,8 +74,14 @@ class Selection:
             ids = tuple(ids)
         return cls(state, prefix, ids)
 
+    @functools.cached_property
+    def _chosen(self) -> frozenset[str] | None:
+        return None if self.ids is None else frozenset(self.ids)
+
     def matches(self, instance_id: str, key: str | None, active: Sequence[str]) -> bool:
-        if self.ids is not None and instance_id not in self.ids:
+        """Whether an instance with this id, business key and active states is selected."""
+        chosen = self._chosen
+        if chosen is not None and instance_id not in chosen:
             return False
         if self.key_prefix is not None and not (key or "").startswith(self.key_prefix):
             return False
@@ -153,10 +160,10 @@ class MigrationPlan:
     planned_at: datetime
     instances: tuple[PlannedInstance, ...] = ()
     state_map: tuple[tuple[str, str], ...] = ()
-    where: Selection = field(default_factory=Selection)
+    where: PlanFilter = field(default_factory=PlanFilter)
 
-    def of(self, kind: MigrationClass) -> list[PlannedInstance]:
-        """The planned instances of class `kind`, in plan order (oldest first)."""
+    def of(self, kind: MigrationClass | str) -> list[PlannedInstance]:
+        """The planned instances of class `kind` ("safe", ...), in plan order (oldest first)."""
         return [one for one in self.instances if one.kind == kind]
 
     @property
@@ -254,7 +261,7 @@ class MigrationPlan:
                 planned_at=datetime.fromisoformat(str(value["planned_at"])),
                 instances=tuple(PlannedInstance.from_json(one) for one in instances),
                 state_map=tuple((str(old), str(new)) for old, new in state_map.items()),
-                where=Selection.of(value.get("where")),
+                where=PlanFilter.of(value.get("where")),
             )
         except InvalidInput:
             raise

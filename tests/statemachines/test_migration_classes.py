@@ -23,7 +23,7 @@ from statemachines.migration import (
     migration_step,
     plan_operator,
 )
-from statemachines.migration_plan import MigrationClass, MigrationPlan, Selection
+from statemachines.migration_plan import MigrationClass, MigrationPlan, PlanFilter
 from statemachines.replay import RecordedEntry, entry_json, replay
 from statemachines.simulate import START
 from statemachines.steps import Entry, Snapshot, Step
@@ -284,18 +284,18 @@ def test_json_that_is_not_a_plan_is_refused_saying_why(text: Any) -> None:
         MigrationPlan.from_json(text)
 
 
-def test_a_selection_takes_instances_by_state_key_prefix_and_id() -> None:
-    by_state = Selection.of({"state": "working"})
+def test_a_filter_takes_instances_by_state_key_prefix_and_id() -> None:
+    by_state = PlanFilter.of({"state": "working"})
     assert by_state.matches("a", None, ["working.fix.coding"])
     assert not by_state.matches("a", None, ["workingday"])
-    assert Selection.of({"key_prefix": "eu-"}).matches("a", "eu-7", [])
-    assert not Selection.of({"key_prefix": "eu-"}).matches("a", None, [])
-    assert Selection.of({"ids": ["a"]}).matches("a", None, []) is True
-    assert Selection.of(None) == Selection()
+    assert PlanFilter.of({"key_prefix": "eu-"}).matches("a", "eu-7", [])
+    assert not PlanFilter.of({"key_prefix": "eu-"}).matches("a", None, [])
+    assert PlanFilter.of({"ids": ["a"]}).matches("a", None, []) is True
+    assert PlanFilter.of(None) == PlanFilter()
     with pytest.raises(InvalidInput, match="unknown filter 'status'"):
-        Selection.of({"status": "running"})
+        PlanFilter.of({"status": "running"})
     with pytest.raises(InvalidInput, match="ids"):
-        Selection.of({"ids": "a"})
+        PlanFilter.of({"ids": "a"})
 
 
 # -- replay across a `migrated` entry ----------------------------------------------------------
