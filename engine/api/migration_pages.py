@@ -43,18 +43,21 @@ def _state_map(text: str) -> dict[str, str]:
     return found
 
 
-def _staying_picture(engine: Engine, plan: MigrationPlan) -> str:
-    """The old version drawn with how many instances that would stay are in each state."""
-    counts: dict[str, int] = {}
+def _picture(engine: Engine, plan: MigrationPlan) -> str:
+    """The two versions as one picture (`diagrams.diff_diagram`): what changed, and on the
+    old version's states how many of the plan's instances would stay there (divergent or
+    impossible), or, when none would, how many the plan moves."""
+    staying: dict[str, int] = {}
+    moving: dict[str, int] = {}
     for one in plan.instances:
-        if one.kind in STAYING:
-            for path in one.states or (one.state,):
-                counts[path] = counts.get(path, 0) + 1
-    if not counts:
-        return ""
-    definition = engine.definition(plan.definition, plan.from_version)
-    overlay = diagrams.HeatOverlay(counts=counts)
-    svg: bytes = diagrams.render(definition, "svg", overlay=overlay, fallback=True)
+        counts = staying if one.kind in STAYING else moving
+        for path in one.states or (one.state,):
+            counts[path] = counts.get(path, 0) + 1
+    old = engine.definition(plan.definition, plan.from_version)
+    new = engine.definition(plan.definition, plan.to_version)
+    which = "instances that would stay" if staying else "instances the plan moves"
+    title = f"{plan.definition}: version {plan.from_version} → {plan.to_version} · {which}"
+    svg = diagrams.diff_diagram(old, new, staying or moving, "svg", title=title, fallback=True)
     return svg.decode()
 
 
@@ -83,7 +86,7 @@ def migrate_page(
     except TurnoutError as exc:
         status = 404 if isinstance(exc, NotFound) else 422
         return _page(request, "migrate.html", status_code=status, error=str(exc), **values)
-    values |= {"plan": plan, "svg": _staying_picture(engine, plan), "to_version": plan.to_version}
+    values |= {"plan": plan, "svg": _picture(engine, plan), "to_version": plan.to_version}
     return _page(request, "migrate.html", **values)
 
 

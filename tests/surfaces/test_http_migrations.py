@@ -137,6 +137,9 @@ def test_the_dashboard_page_shows_the_plan_and_its_button_applies_it(api: httpx.
     assert counts == {"safe": "1", "mapped": "1", "divergent": "1", "impossible": "0"}
     assert 'data-state="legacy_hold"' in page.text and ids["big"][:12] in page.text
     assert "Apply: move 2 instance(s) to v2" in page.text
+    picture = page.text[page.text.index('id="diagram"') :]
+    assert "state&#45;legacy_hold diff&#45;removed" in picture
+    assert "instances that would stay" in picture and "has&#45;instances" in picture
     refused = api.post(
         f"/definitions/{name}/migrate", data={"from": "1", "to": "2", "form_token": "0" * 64}
     )
