@@ -33,7 +33,7 @@ from statemachines.migration_plan import (
     PlanFilter,
     PlannedInstance,
 )
-from statemachines.steps import CALL_TIMEOUT, TimerOrder
+from statemachines.steps import CALL_TIMEOUT, TaskOrder, TimerOrder
 
 from . import migration_rows as rows
 from .catalog import Catalog, Version
@@ -161,8 +161,8 @@ def _versions(
     before, after = catalog.version(tx, name, old), catalog.version(tx, name, new)
     if before.number == after.number:
         raise InvalidInput(
-            f"{name!r} version {before.number} is the version to migrate to: "
-            "name an older one to migrate from"
+            f"version {before.number} of {name!r} is both the version to migrate from and "
+            "the one to migrate to"
         )
     return before, after
 
@@ -259,11 +259,12 @@ def replan(tx: Transaction, instance_id: str, step: Step, old: Version, *, fresh
     is still valid: `step` is left with the tasks and timers to create, nothing to cancel.
 
     A task of the same state entry, item, kind and name as one still waiting or held is
-    kept, with its attempts and lease, under the new version's policy; one whose row has
-    finished ran already and is not made again. A timer of the same state entry, key and
-    due time is kept; a replayed one without a row fired already when the old version had
-    it too (`fresh`: the step entered its states anew, and every timer is new). The
-    others are dropped, but for the reports of children that have ended (CHILD_TIMER)."""
+    kept, with its attempts and lease, under the new version's retry and timeout from then
+    on; one whose row has finished ran already and is not made again. A timer of the same
+    state entry, key and due time is kept; a replayed one without a row fired already when
+    the old version had it too (`fresh`: the step entered its states anew, and every timer
+    is new). The others are dropped, but for the reports of children that have ended
+    (CHILD_TIMER)."""
     found = rows.tasks(tx, instance_id)
     live = {task.key: task for task in found if task.live}
     finished = {task.key for task in found if not task.live}
@@ -274,7 +275,7 @@ def replan(tx: Transaction, instance_id: str, step: Step, old: Version, *, fresh
         task = live.get(key)
         if task is not None and task.name == order.name:
             kept.add(task.id)
-            policy = (max(1, order.retry.attempts), order.retry.to_json(), _ms(order))
+            policy = (max(1, order.retry.attempts), _retry(order, task), _ms(order))
             if policy != (task.max_attempts, task.retry, task.timeout_ms):
                 rows.renew_policy(tx, task.id, *policy)
         elif task is not None or key not in finished:
@@ -297,8 +298,18 @@ def replan(tx: Transaction, instance_id: str, step: Step, old: Version, *, fresh
     step.tasks, step.timers, step.cancelled = creating, starting, []
 
 
-def _ms(order: Any) -> int | None:
+def _ms(order: TaskOrder) -> int | None:
     return None if order.timeout is None else round(order.timeout.total_seconds() * 1000)
+
+
+def _retry(order: TaskOrder, task: rows.TaskKey) -> dict[str, Any]:
+    """The new version's retry policy for a kept task, with the failures it counted by
+    policy (typed retry) carried over when the new version has as many policies."""
+    retry = order.retry.to_json()
+    failures = task.retry.get("failures") if isinstance(task.retry, dict) else None
+    if isinstance(failures, list) and len(failures) == len(order.retry.policies):
+        retry["failures"] = failures
+    return retry
 
 
 def _had_timer(old: Version, timer: TimerOrder) -> bool:

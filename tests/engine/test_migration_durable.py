@@ -147,7 +147,7 @@ def test_unknown_states_in_the_map_and_versions_not_deployed_are_refused(
 
     with pytest.raises(InvalidInput, match="'on_ice' is not a state of the new version 2"):
         engine.plan_migration("claims", 1, state_map={"legacy_hold": "on_ice"})
-    with pytest.raises(InvalidInput, match="is the version to migrate to"):
+    with pytest.raises(InvalidInput, match="is both the version to migrate from and"):
         engine.plan_migration("claims", 2)
     with pytest.raises(DefinitionNotFound):
         engine.plan_migration("claims", 1, 7)

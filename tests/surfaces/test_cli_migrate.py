@@ -137,7 +137,7 @@ MISTAKES = [
     (["plan", "claims", "--from", "1", "--map", "legacy_hold=ice"], "'ice' is not a state"),
     (["plan", "claims", "--from", "1", "--map", "legacy_hold"], "must be OLD=NEW"),
     (["plan", "claims", "--from", "9"], "version 9 is deployed"),
-    (["plan", "claims", "--from", "2"], "is the version to migrate to"),
+    (["plan", "claims", "--from", "2"], "is both the version to migrate from and"),
     (["plan", "nothing", "--from", "1"], "no definition 'nothing'"),
     (["apply", "missing.json"], "cannot read the plan"),
     (["apply", "{plan}", "--from", "1"], "apply a plan file alone"),
