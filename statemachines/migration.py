@@ -19,8 +19,8 @@ its replay leaves outstanding. A mapped one leaves its states and enters the tar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -122,32 +122,29 @@ def assess(
         candidate.state,
         states,
     )
-    missing = f"no state {gone[0]!r} in version {version}" if gone else ""
-    impossible = _replace(planned, kind=MigrationClass.IMPOSSIBLE)
+    missing = (
+        f"no state {gone[0]!r} in version {version}, and the map does not name it" if gone else ""
+    )
+    impossible = replace(planned, kind=MigrationClass.IMPOSSIBLE)
     if any(path in state_map for path in states):
         if gone:
-            return Assessment(_replace(impossible, reason=f"{missing}, and the map moves it"))
+            return Assessment(replace(impossible, reason=missing))
         targets = tuple(dict.fromkeys(state_map.get(path, path) for path in states))
         clash = chart.apart(list(targets))
         if clash is not None:
             reason = f"the map moves it to {clash[0]!r} and {clash[1]!r}, not active together"
-            return Assessment(_replace(impossible, reason=reason))
+            return Assessment(replace(impossible, reason=reason))
         moved = ", ".join(f"{path} -> {state_map[path]}" for path in states if path in state_map)
-        mapped = _replace(planned, kind=MigrationClass.MAPPED, targets=targets, reason=moved)
+        mapped = replace(planned, kind=MigrationClass.MAPPED, targets=targets, reason=moved)
         return Assessment(mapped)
     if gone:
-        return Assessment(_replace(impossible, reason=f"{missing}, and the map does not name it"))
+        return Assessment(replace(impossible, reason=missing))
     replayed = replay(new, candidate.history, version=version, operator=operator or plan_operator)
     divergence = replayed.divergence or ends_otherwise(candidate, replayed)
     if divergence is None:
         reason = f"its history replays through version {version}"
-        return Assessment(_replace(planned, kind=MigrationClass.SAFE, reason=reason), replayed)
-    return Assessment(_replace(planned, divergence=divergence, reason=str(divergence)))
-
-
-def _replace(planned: PlannedInstance, **changes: Any) -> PlannedInstance:
-    values = {name: getattr(planned, name) for name in planned.__dataclass_fields__}
-    return PlannedInstance(**(values | changes))
+        return Assessment(replace(planned, kind=MigrationClass.SAFE, reason=reason), replayed)
+    return Assessment(replace(planned, divergence=divergence, reason=str(divergence)))
 
 
 def ends_otherwise(candidate: Candidate, replayed: Replay) -> Divergence | None:
@@ -280,7 +277,7 @@ def plan_operator(
 ) -> tuple[Step, CompiledMachine]:
     """Replay an operator's entry through one version with the PLAN_OPERATORS function of
     its kind; a kind with none is a divergence."""
-    found: Callable[..., tuple[Step, CompiledMachine]] | None = PLAN_OPERATORS.get(entry.kind)
+    found = PLAN_OPERATORS.get(entry.kind)
     if found is None:
         raise TurnoutError(f"a {entry.kind!r} entry cannot be replayed to plan a migration")
     return found(machine, snapshot, entry)
