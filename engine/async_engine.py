@@ -87,6 +87,7 @@ class AsyncEngine:
     get = awaited(Engine.get)
     get_by_key = awaited(Engine.get_by_key)
     history = awaited(Engine.history)
+    timeline = awaited(Engine.timeline)
     instances = awaited(Engine.instances)
     state_counts = awaited(Engine.state_counts)
     status_counts = awaited(Engine.status_counts)
