@@ -40,6 +40,7 @@ COMMANDS = (
     "send",
     "show",
     "history",
+    "timeline",
     "list",
     "cancel",
     "worker",
