@@ -6,10 +6,12 @@ to the live page, which follows changes again."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 from turnout_processes import Server, definition_text, running_server, unique
 
@@ -168,3 +170,59 @@ def test_an_instance_just_started_has_nothing_to_step_back_to(
     page.goto(f"/instances/{started.json()['id']}")
     expect(page.get_by_role("button", name="Previous step of the history")).to_be_disabled()
     expect(page.get_by_role("slider", name="Step of the history")).to_be_disabled()
+
+
+def test_a_history_changed_by_hand_is_stepped_through_up_to_the_change_and_says_so(
+    page: Page, site: Server, trip: str
+) -> None:
+    database = sa.create_engine(site.database)
+    try:
+        with database.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE turnout_history SET event = 'teleport' "
+                    "WHERE instance_id = :id AND seq = 3"
+                ),
+                {"id": trip},
+            )
+    finally:
+        database.dispose()
+    page.goto(f"/instances/{trip}")
+    page.get_by_role("button", name="Previous step of the history").click()
+    expect(page.locator("#travel-problem")).to_contain_text(
+        "the history replays only up to entry 2"
+    )
+    expect(page.locator("#travel-where")).to_have_text("step 2 of 2")
+    expect(page.locator("#travel-state")).to_have_text("booked")
+    expect_active(page, "booked")
+    expect(page.get_by_role("button", name="Next step of the history")).to_be_disabled()
+    page.get_by_role("button", name="Back to now").click()
+    expect_active(page, "travelling")
+    expect(page.locator("#travel-problem")).to_be_hidden()
+
+
+def test_behind_a_token_a_signed_in_page_steps_through_the_history(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """The step-through reads the timeline and the diagrams with the browser's session."""
+    token = "travel-token"
+    with running_server(f"sqlite:///{tmp_path}/turnout.db", tmp_path, token=token) as server:
+        with server.client() as api:
+            assert api.post("/api/definitions", content=definition_text("trip.yaml")).is_success
+            started = api.post("/api/instances", json={"definition": "surface_trip"}).json()
+            booked = {"event": "book", "data": {"seats": 1}}
+            assert api.post(f"/api/instances/{started['id']}/events", json=booked).is_success
+        context = chromium.new_context(base_url=server.base_url)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"/login?next=/instances/{started['id']}")
+            page.fill("input[name=token]", token)
+            page.click("form button")
+            expect(page.locator("#state")).to_have_text("booked")
+            page.get_by_role("button", name="Previous step of the history").click()
+            expect(page.locator("#travel-state")).to_have_text("planning")
+            expect_active(page, "planning")
+            expect(page.locator("#travel-problem")).to_be_hidden()
+        finally:
+            context.close()

@@ -3,12 +3,12 @@
 // stood then and shows that step's state, status, time and context changes. "now" returns
 // to the live page, which stops following changes while the past is shown.
 (function () {
-  let travel = null; // {live, timeline, index, saved, asked}: reset when the live part is swapped
+  let travel = null; // {live, timeline, index, saved, asked, note}: reset when the live part is swapped
 
   function current() {
     const live = document.getElementById("live");
     if (!live) return null;
-    if (!travel || travel.live !== live) travel = {live: live, timeline: null, index: null, saved: null, asked: 0};
+    if (!travel || travel.live !== live) travel = {live: live, timeline: null, index: null, saved: null, asked: 0, note: ""};
     return travel;
   }
 
@@ -29,7 +29,7 @@
     const slider = byId("travel-slider");
     slider.max = String(Math.max(body.points.length, 1));
     if (!body.complete && body.divergence) {
-      problem("the history replays only up to entry " + (body.divergence.seq - 1) + ": " + body.divergence.reason);
+      travel.note = "the history replays only up to entry " + (body.divergence.seq - 1) + ": " + body.divergence.reason;
     }
     return body;
   }
@@ -102,7 +102,10 @@
   async function show(index) {
     const timeline = await loaded();
     const points = timeline.points;
-    if (!points.length) return;
+    if (!points.length) {
+      problem(travel.note || "no step of this history replays");
+      return;
+    }
     index = Math.max(0, Math.min(index, points.length - 1));
     const point = points[index];
     if (travel.saved === null) {
@@ -122,6 +125,7 @@
     byId("travel-status").textContent = point.status;
     byId("travel-step").hidden = false;
     changes(point);
+    problem(travel.note);
     byId("context").textContent = JSON.stringify(contextAt(points, index), null, 2);
     byId("context-when").textContent = "at revision " + point.revision;
     for (const row of document.querySelectorAll("#history tbody tr[data-seq]")) {
@@ -149,6 +153,7 @@
     byId("travel-where").textContent = "now · revision " + travel.live.dataset.revision;
     byId("travel-step").hidden = true;
     byId("context-when").textContent = "";
+    problem("");
     for (const row of document.querySelectorAll("#history tbody tr")) row.classList.remove("travel-step", "travel-later");
     document.dispatchEvent(new Event("turnout:refresh")); // catch up with what happened meanwhile
   }
