@@ -118,6 +118,7 @@
     byId("travel-next").disabled = index === points.length - 1;
     byId("travel-now").disabled = false;
     byId("travel-where").textContent = "step " + (index + 1) + " of " + points.length;
+    byId("travel-slider").setAttribute("aria-valuetext", "step " + (index + 1) + " of " + points.length + ": " + point.state);
     byId("travel-revision").textContent = String(point.revision);
     byId("travel-entries").textContent = "#" + point.first + (point.last > point.first ? "\u2013#" + point.last : "");
     byId("travel-time").textContent = point.at.slice(0, 19).replace("T", " ");
@@ -147,6 +148,7 @@
     delete travel.live.dataset.travel;
     const slider = byId("travel-slider");
     slider.value = slider.max;
+    slider.removeAttribute("aria-valuetext");
     byId("travel-previous").disabled = Number(slider.max) < 2;
     byId("travel-next").disabled = true;
     byId("travel-now").disabled = true;
