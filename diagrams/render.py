@@ -100,6 +100,20 @@ def render(
         return to_mermaid(definition, overlay=overlay, direction=direction, depth=depth).encode()
     drawing = cached_drawing(definition, _direction(direction), depth)
     styles = overlay_styles(drawing, overlay)
+    return render_drawing(drawing, styles, format, fallback=fallback, overlay=overlay)
+
+
+def render_drawing(
+    drawing: Drawing,
+    styles: Styles,
+    format: str = "svg",
+    *,
+    fallback: bool = False,
+    overlay: Overlay | None = None,
+) -> bytes:
+    """A drawing already built, with `styles` over it, as svg, png, pdf or dot: what `render`
+    does once it has the drawing (the drawing of two versions builds its own). With
+    `fallback`, a drawing too large to lay out is the SVG that says so, listing `overlay`."""
     if format == "dot":
         return str(to_digraph(drawing, styles).source).encode()
     try:

@@ -19,17 +19,28 @@ from statemachines.errors import (
     InstanceNotFound,
     InvalidInput,
     NotFound,
+    RedriveRefused,
     RenderError,
+    ResetRefused,
     TaskNotFound,
     TaskNotHeld,
     TurnoutError,
+    UnknownState,
     UsageError,
     ValueNotStorable,
 )
 
 from .async_engine import AsyncEngine
 from .engine import Engine
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance, TaskFailure
+from .records import (
+    ClaimedTask,
+    Deployment,
+    HistoryEntry,
+    Instance,
+    RedriveOutcome,
+    TaskFailure,
+)
+from .versions import VersionDiff
 
 __all__ = [
     "AsyncEngine",
@@ -51,11 +62,16 @@ __all__ = [
     "InstanceNotFound",
     "InvalidInput",
     "NotFound",
+    "RedriveOutcome",
+    "RedriveRefused",
     "RenderError",
+    "ResetRefused",
     "TaskNotFound",
     "TaskFailure",
     "TaskNotHeld",
     "TurnoutError",
+    "UnknownState",
     "UsageError",
     "ValueNotStorable",
+    "VersionDiff",
 ]

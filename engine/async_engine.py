@@ -69,6 +69,9 @@ class AsyncEngine:
     deploy = awaited(Engine.deploy)
     definition = awaited(Engine.definition)
     definitions = awaited(Engine.definitions)
+    versions = awaited(Engine.versions)
+    version_counts = awaited(Engine.version_counts)
+    version_diff = awaited(Engine.version_diff)
 
     # -- handlers and subscribers: registrations, nothing to wait for
     def task(self, name: str) -> Callable[[Handler], Handler]:
@@ -88,12 +91,16 @@ class AsyncEngine:
     get_by_key = awaited(Engine.get_by_key)
     history = awaited(Engine.history)
     timeline = awaited(Engine.timeline)
+    export_histories = awaited(Engine.export_histories)
     instances = awaited(Engine.instances)
     state_counts = awaited(Engine.state_counts)
     status_counts = awaited(Engine.status_counts)
     check_health = awaited(Engine.check_health)
     allowed = awaited(Engine.allowed)
     cancel = awaited(Engine.cancel)
+    redrive = awaited(Engine.redrive)
+    reset = awaited(Engine.reset)
+    redrive_many = awaited(Engine.redrive_many)
 
     @property
     def safe_url(self) -> str:
@@ -129,6 +136,7 @@ class AsyncEngine:
     diagram = awaited(Engine.diagram)
     heat_diagram = awaited(Engine.heat_diagram)
     definition_diagram = awaited(Engine.definition_diagram)
+    diff_diagram = awaited(Engine.diff_diagram)
 
     close = awaited(Engine.close)
     aclose = close  # the name asyncio libraries close with

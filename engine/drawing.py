@@ -1,5 +1,6 @@
-"""The pictures the engine draws: a definition, one instance over it, or where all its
-instances are (the diagrams package does the drawing; this says what goes over it)."""
+"""The pictures the engine draws: a definition, one instance over it, where all its instances
+are, or two of its versions in one (the diagrams package does the drawing; this says what goes
+over it)."""
 
 from __future__ import annotations
 
@@ -77,12 +78,12 @@ class Pictures:
     def definition(self, name: str, version: int | None = None) -> Definition:
         raise NotImplementedError
 
-    def definition_version(self, name: str, version: int | None) -> Version:
+    def _version(self, name: str, version: int | None) -> Version:
         raise NotImplementedError
 
-    def machine_of(self, name: str, version: int) -> CompiledMachine:
+    def _machine_of(self, name: str, version: int) -> CompiledMachine:
         """The compiled machine of deployed version `version` of `name`."""
-        return self.definition_version(name, version).machine
+        return self._version(name, version).machine
 
     def diagram(
         self,
@@ -101,9 +102,9 @@ class Pictures:
         if at is None:
             history = self.store.history(row.id)
         else:
-            point, history = travel.looked_back(self.store, row, at, self.machine_of)
+            point, history = travel.looked_back(self.store, row, at, self._machine_of)
             version, active, status = point.version or version, point.active, point.status
-        definition = self.definition_version(row.definition, version).definition
+        definition = self._version(row.definition, version).definition
         return instance_picture(
             definition, active, status, history, format, fallback=fallback, depth=depth
         )
@@ -135,3 +136,14 @@ class Pictures:
         """The deployed definition `name` drawn on its own."""
         definition = self.definition(name, version)
         return picture(definition, format, fallback=fallback, depth=depth)
+
+
+def diff_picture(
+    old: Definition, new: Definition, counts: dict[str, int], format: str, **options: Any
+) -> bytes:
+    """Version `old` against version `new` in one picture, with how many instances of `old`
+    are in each state (`options`: those of `diagrams.diff_diagram`)."""
+    import diagrams
+
+    data: bytes = diagrams.diff_diagram(old, new, counts, format, **options)
+    return data

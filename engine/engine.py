@@ -18,28 +18,29 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import statemachines
 from statemachines import Definition, storable
 from statemachines.errors import (
     ConcurrentUpdate,
-    DatabaseUnavailable,
     DefinitionError,
     InstanceNotFound,
     Problem,
 )
 
-from . import runtime, travel
+from . import guarded, repair, runtime, travel
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
 from .drawing import Pictures
+from .exports import Exported, Selection, write_histories
 from .persist import Applied, snapshot, snapshot_of
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance, error_details, last_error_of
+from .records import ClaimedTask, Deployment, HistoryEntry, Instance, last_error_of
 from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
 from .timeline import Timeline, timeline_of
+from .versions import VersionCalls
 from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
@@ -60,7 +61,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine(Pictures):
+class Engine(Pictures, VersionCalls):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -115,9 +116,9 @@ class Engine(Pictures):
 
     def definition(self, name: str, version: int | None = None) -> Definition:
         """The deployed Definition `name` (the latest version unless `version` is given)."""
-        return self.definition_version(name, version).definition
+        return self._version(name, version).definition
 
-    def definition_version(self, name: str, version: int | None) -> Version:
+    def _version(self, name: str, version: int | None) -> Version:
         check_version(name, version)
         if version is not None:
             known = self.catalog.known(name, version)
@@ -294,7 +295,7 @@ class Engine(Pictures):
         row = self._row(instance_id)
         if at is not None:
             return travel.instance_at(
-                row, travel.looked_back(self.store, row, at, self.machine_of)[0]
+                row, travel.looked_back(self.store, row, at, self._machine_of)[0]
             )
         entry = self.store.last_error(row.id, row.history_seq)
         with self.store.reading() as tx:
@@ -303,7 +304,7 @@ class Engine(Pictures):
 
     def timeline(self, instance_id: str) -> Timeline:
         """Every commit of the instance's history with its context changes (see timeline.py)."""
-        return timeline_of(self.store, self._row(instance_id), self.machine_of)
+        return timeline_of(self.store, self._row(instance_id), self._machine_of)
 
     def get_by_key(self, definition: str, key: str) -> Instance:
         """The instance of `definition` whose business key is `key`."""
@@ -320,6 +321,22 @@ class Engine(Pictures):
         """Every history entry of the instance, oldest first."""
         row = self._row(instance_id)
         return self.store.history(instance_id, row.definition)
+
+    def export_histories(
+        self,
+        name: str,
+        output: TextIO,
+        *,
+        version: int | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+    ) -> Exported:
+        """Write the history of every instance of `name` (of `version`, with `status`,
+        started at or after `since`) to `output` as the JSON lines `check_histories` reads."""
+        self._version(name, version)  # DefinitionNotFound before anything is written
+        selection = Selection(name, version, status, since)
+        selection.check()
+        return write_histories(self.store, selection, output)
 
     def instances(
         self,
@@ -363,9 +380,9 @@ class Engine(Pictures):
         """
         if isinstance(instance, str):
             row = self._row(instance)
-            machine = self.definition_version(row.definition, row.version).machine
+            machine = self._version(row.definition, row.version).machine
             return machine.allowed(snapshot_of(row))
-        machine = self.definition_version(instance.definition, instance.version).machine
+        machine = self._version(instance.definition, instance.version).machine
         return machine.allowed_in(instance.active, instance.status)
 
     def cancel(self, instance_id: str, reason: str | None = None) -> Instance:
@@ -374,6 +391,33 @@ class Engine(Pictures):
         applied = self._apply(runtime.cancel, self.catalog, instance_id, reason, self.clock())
         self._publish(applied)
         return applied.instance
+
+    def redrive(self, instance_id: str, reason: str | None = None) -> Instance:
+        """Restart a failed instance where it failed, running again what had not succeeded."""
+        return repair.redrive_instance(self, instance_id, reason)
+
+    def reset(
+        self, instance_id: str, to_state: str, context_patch: Any = None, *, reason: str
+    ) -> Instance:
+        """Move an instance by hand to `to_state`, its context patched; see repair.py."""
+        return repair.reset_instance(self, instance_id, to_state, context_patch, reason)
+
+    def redrive_many(
+        self,
+        definition: str,
+        *,
+        version: int | None = None,
+        state: str | None = None,
+        error_type: str | None = None,
+        dry_run: bool = True,
+        reason: str | None = None,
+        limit: int = 1000,
+    ) -> list[repair.RedriveOutcome]:
+        """Redrive the failed instances of `definition` the filters select (or, `dry_run`,
+        say what each redrive would do, writing nothing): each outcome, oldest first."""
+        return repair.redrive_many(
+            self, definition, version, state, error_type, dry_run, reason, limit
+        )
 
     # -- tasks, for workers in this process or elsewhere ------------------------------------
     def claim_tasks(
@@ -424,7 +468,8 @@ class Engine(Pictures):
         task if its name is in `names`: a worker carries on without another round trip."""
         holder = worker or self.worker_id
         now = self.clock()
-        done = self._apply_guarded(
+        done = guarded.apply_guarded(
+            self,
             f"the result of task {task_id}",
             runtime.Poisoned(task_id=task_id),
             runtime.complete_and_claim,
@@ -450,7 +495,8 @@ class Engine(Pictures):
         stored: dict[str, Any] = storable(dict(error), "error")  # refused before any write
         holder = worker or self.worker_id
         now = self.clock()
-        failed = self._apply_guarded(
+        failed = guarded.apply_guarded(
+            self,
             f"the failure of task {task_id}",
             runtime.Poisoned(task_id=task_id),
             runtime.fail_task,
@@ -479,7 +525,9 @@ class Engine(Pictures):
         for task_id in sorted(ids):
             what, poisoned = f"the expiry of task {task_id}", runtime.Poisoned(task_id=task_id)
             expire = runtime.expire_task
-            self._publish(self._apply_guarded(what, poisoned, expire, self.catalog, task_id, now))
+            self._publish(
+                guarded.apply_guarded(self, what, poisoned, expire, self.catalog, task_id, now)
+            )
         return len(ids)
 
     def fire_due_timers(self, limit: int = 100) -> int:
@@ -491,41 +539,13 @@ class Engine(Pictures):
         for timer in due:
             poisoned = runtime.Poisoned(timer_id=timer.id, instance_id=timer.instance_id)
             fire = runtime.fire_timer
-            applied = self._apply_guarded(
-                f"timer {timer.key!r}", poisoned, fire, self.catalog, timer, now
+            applied = guarded.apply_guarded(
+                self, f"timer {timer.key!r}", poisoned, fire, self.catalog, timer, now
             )
             if applied is not None:
                 fired += 1
                 self._publish(applied)
         return fired
-
-    def _apply_guarded(
-        self, what: str, poisoned: runtime.Poisoned, operation: Callable[..., Result], *args: Any
-    ) -> Result | None:
-        """`_apply`, for work a worker takes up (a task's answer, an expiry, a timer): when
-        `what` cannot be applied for a reason of the instance's own (a value that cannot be
-        stored, a corrupt row, a definition that no longer loads), that instance alone is
-        failed, in a new transaction, so that no worker trips on it again; None then.
-
-        If even that fails, the task or timer is set aside, so no sweep takes it up again.
-        """
-        try:
-            return self._apply(operation, *args)
-        except Exception as exc:
-            if not runtime.instance_fault(exc):
-                raise
-            log.exception("%s could not be applied; its instance is failed", what)
-            error = error_details(exc)
-        try:
-            failed = self._apply(runtime.fail_poisoned, self.catalog, error, poisoned, self.clock())
-        except DatabaseUnavailable:
-            raise
-        except Exception:
-            log.exception("%s: its instance could not be failed either; set aside", what)
-            self._apply(runtime.drop_item, poisoned.task_id, poisoned.timer_id)
-        else:
-            self._publish(failed)
-        return None
 
     def next_due(self) -> datetime | None:
         """When the earliest waiting timer or retry becomes due (None: nothing waits)."""

@@ -27,7 +27,7 @@ from .rows import Claim, InstanceRow, TaskRow
 from .transaction import Transaction
 
 # Raised while applying a timer, a task's answer or an expiry, these are the instance's own
-# fault (see `Engine._apply_guarded`), as is any exception that is not a TurnoutError; other
+# fault (see `guarded.apply_guarded`), as is any exception that is not a TurnoutError; other
 # TurnoutErrors (DatabaseUnavailable, TaskNotFound, a refused answer...) are the caller's.
 _INSTANCE_FAULTS = (
     DefinitionError,

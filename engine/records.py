@@ -9,7 +9,7 @@ import json
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from statemachines.errors import ValueNotStorable
 from statemachines.model import MAX_NAME_LENGTH
@@ -215,3 +215,29 @@ def last_error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
         "seq": entry.seq,
         "at": entry.at.isoformat().replace("+00:00", "Z"),
     }
+
+
+@dataclass(frozen=True)
+class RedriveOutcome:
+    """What a bulk redrive did, or for a dry run would do, to one failed instance: `outcome`
+    is 'redriven', 'would redrive' or 'refused' (`message` says why); `state` and
+    `error_type` are the instance's error's."""
+
+    REDRIVEN: ClassVar[str] = "redriven"
+    WOULD_REDRIVE: ClassVar[str] = "would redrive"
+    REFUSED: ClassVar[str] = "refused"
+
+    instance_id: str
+    outcome: str
+    state: str
+    error_type: str
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.instance_id,
+            "outcome": self.outcome,
+            "state": self.state,
+            "error_type": self.error_type,
+            "message": self.message,
+        }

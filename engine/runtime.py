@@ -31,7 +31,7 @@ from . import children
 from .catalog import Catalog, Version
 from .children import persist_step
 from .persist import Applied, fail_instance, load_locked, record, snapshot, snapshot_of
-from .persist import instance_fault as instance_fault  # Engine._apply_guarded asks it here
+from .persist import instance_fault as instance_fault  # guarded.py asks it here
 from .records import ClaimedTask
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
 from .tables import TaskState

@@ -299,6 +299,8 @@ class Store:
                 yield conn
                 outcome.unknown = write  # what is left is the COMMIT
 
+    core = _core  # for the Core statements of other modules (versions.py), errors translated
+
     # definitions
     def save_definition(
         self, name: str, version: int | None, digest: str, source: str, now: datetime

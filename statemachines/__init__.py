@@ -6,11 +6,8 @@ gives the machine the engine runs instances on.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from . import validate
-from .build import DefinitionBuilder
 from .compile import CompiledMachine, compile_definition
 from .diff import DefinitionDiff, diff_definitions
 from .errors import (
@@ -22,7 +19,8 @@ from .errors import (
     TurnoutError,
     ValueNotStorable,
 )
-from .loader import compose, read_source
+from .histories import HistoryReport, HistoryResult, assert_replays, check_histories
+from .loading import load
 from .model import Definition, Region, Retry, RetryPolicy, State, Transition
 from .schema import json_schema
 from .simulate import Failure, Run, simulate
@@ -30,27 +28,6 @@ from .steps import Snapshot, Status, Step
 from .values import storable
 
 EXAMPLES = Path(__file__).parent / "examples"
-
-
-def load(source: str | Path | Definition) -> Definition:
-    """Load a definition from a file path or YAML text; raise DefinitionError with every problem.
-
-    Warnings (states from which no final state can be reached) are in `Definition.warnings`.
-    """
-    if isinstance(source, Definition):
-        return source
-    text, file = read_source(source)
-    document = compose(text, file)
-    builder = DefinitionBuilder(document)
-    definition = builder.definition(text)
-    problems = document.problems + builder.problems
-    if definition is not None:
-        problems.extend(validate.check(definition))
-    errors = [problem for problem in problems if problem.severity == "error"]
-    if errors or definition is None:
-        raise DefinitionError(errors)
-    warnings = tuple(str(problem) for problem in problems if problem.severity == "warning")
-    return dataclasses.replace(definition, warnings=warnings)
 
 
 def examples() -> list[Path]:
@@ -67,6 +44,8 @@ __all__ = [
     "EventRejected",
     "ExpressionError",
     "Failure",
+    "HistoryReport",
+    "HistoryResult",
     "InvalidInput",
     "Problem",
     "Region",
@@ -80,6 +59,8 @@ __all__ = [
     "Transition",
     "TurnoutError",
     "ValueNotStorable",
+    "assert_replays",
+    "check_histories",
     "compile_definition",
     "diff_definitions",
     "examples",

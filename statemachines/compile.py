@@ -14,6 +14,7 @@ from .chart import TOP, Chart
 from .errors import EventRejected
 from .fanout import item_pending
 from .model import Definition, State
+from .redrive import redrive, reset
 from .regions import ChartMachine
 from .run import CANCELLED, RUNNING, Run, TaskRef
 from .steps import CALL_TIMEOUT, Entry, Snapshot, Status, Step, atomic, timed_out_item
@@ -186,6 +187,22 @@ class CompiledMachine:
         run.history.append(Entry("cancel", "cancel", state, None, {"reason": reason}))
         run.stop(CANCELLED)
         return run.finish()
+
+    def redrive(self, snapshot: Snapshot, reason: str | None, now: datetime) -> Step:
+        """Restart a failed instance where it failed, running again only the work that had
+        not succeeded (redrive.py); RedriveRefused, changing nothing, when it cannot be."""
+        return redrive(self.chart, self.machine, snapshot, reason, now)
+
+    def reset(
+        self,
+        snapshot: Snapshot,
+        to_state: str,
+        patch: dict[str, Any] | None,
+        reason: str,
+        now: datetime,
+    ) -> Step:
+        """Move the instance to `to_state` by hand, its context patched (redrive.py)."""
+        return reset(self.chart, self.machine, snapshot, to_state, patch, reason, now)
 
 
 def compile_definition(definition: Definition) -> CompiledMachine:

@@ -5,7 +5,8 @@
     ├── InvalidInput           data that cannot be accepted (start data, a payload, an argument)
     │   ├── ValueNotStorable   ... a value that cannot be stored as JSON
     │   ├── ContextTooLarge    ... a context that would grow past its limit
-    │   └── UsageError         ... a command-line argument that cannot be used
+    │   ├── UsageError         ... a command-line argument that cannot be used
+    │   └── UnknownState       ... a state path the instance's definition does not have
     ├── NotFound               the thing named does not exist
     │   ├── DefinitionNotFound
     │   ├── InstanceNotFound
@@ -14,6 +15,8 @@
     │   ├── EventRejected      no transition of the active states accepts the event
     │   ├── DuplicateKey       the business key is taken
     │   ├── TaskNotHeld        the worker may not answer this task
+    │   ├── RedriveRefused     the instance cannot be redriven (not failed, compensated...)
+    │   ├── ResetRefused       the instance cannot be reset now (it is compensating)
     │   └── ConcurrentUpdate   the instance moved under the operation (the engine retries)
     ├── ExpressionError        an expression failed while being evaluated
     ├── DatabaseUnavailable    the database cannot be reached or refused the operation
@@ -98,6 +101,18 @@ class UsageError(InvalidInput):
     """A command-line argument that cannot be used (bad JSON in --data, say)."""
 
 
+class UnknownState(InvalidInput):
+    """A state path that names no state of the definition (`.state`); `.known` lists the
+    paths of every state it has, in document order (the message names the first 50)."""
+
+    def __init__(self, state: str, definition: str, known: list[str]) -> None:
+        self.state = state
+        self.definition = definition
+        self.known = known
+        names = ", ".join(known[:50]) + (f" and {len(known) - 50} more" if len(known) > 50 else "")
+        super().__init__(f"{definition!r} has no state {state!r}; its states are: {names}")
+
+
 class DefinitionNotFound(NotFound):
     """No deployed definition has this name (and version)."""
 
@@ -156,6 +171,29 @@ class TaskNotHeld(Conflict):
         self.worker = worker
         detail = reason or "it neither holds the task nor was its last holder"
         super().__init__(f"worker {worker!r} may not answer task {task_id!r}: {detail}")
+
+
+class RedriveRefused(Conflict):
+    """A redrive the instance does not allow: it is not failed, compensation ran for its
+    failure, or it ended in a `final: failed` state its definition chose; `.reason` says
+    which. Nothing changed."""
+
+    def __init__(self, reason: str, instance: str = "") -> None:
+        self.reason = reason
+        self.instance = instance
+        which = f"instance {instance!r}" if instance else "the instance"
+        super().__init__(f"{which} cannot be redriven: {reason}")
+
+
+class ResetRefused(Conflict):
+    """A reset the instance does not allow now (it is running its compensations); `.reason`
+    says why. Nothing changed."""
+
+    def __init__(self, reason: str, instance: str = "") -> None:
+        self.reason = reason
+        self.instance = instance
+        which = f"instance {instance!r}" if instance else "the instance"
+        super().__init__(f"{which} cannot be reset: {reason}")
 
 
 class ConcurrentUpdate(Conflict):

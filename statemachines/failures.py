@@ -4,7 +4,8 @@ keeps in its machine data once it ends `failed`.
 
 `machine["error"]` is `{type, message, state, seq}` (and `details`, the failure's other
 fields, when it has any): its type and message, the state where it arose, and the history
-entry that records it.
+entry that records it. Beside it, `machine["redrive"]` keeps the failure point a redrive
+restores (`failure_point`, `redrive_point`; see redrive.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model import State
+from .values import copy_json
 
 MAX_MESSAGE_CHARS = 2000
 # The engine's own error types for a child or branch that ended in a `final: failed` state
@@ -68,3 +70,26 @@ def text_of(value: Any) -> str:
     """A value as the text of an error (None is empty), at most MAX_MESSAGE_CHARS long."""
     text = "" if value is None else value if isinstance(value, str) else str(value)
     return text[:MAX_MESSAGE_CHARS]
+
+
+def failure_point(state: str, machine: dict[str, Any]) -> dict[str, Any]:
+    """Where a failure arose (the node at `state`) and the configuration it arose in: the
+    active states with their entries, the foreach books and the regions' results, copied
+    before the failure changes anything, for a redrive to restore."""
+    return {
+        "state": state,
+        "active": dict(machine.get("active", {})),
+        "foreach": copy_json(machine.get("foreach", {})),
+        "results": copy_json(machine.get("results", {})),
+    }
+
+
+def redrive_point(
+    failing: dict[str, Any] | None, state: str, machine: dict[str, Any], compensating: bool
+) -> dict[str, Any]:
+    """What an instance ending failed keeps for a redrive: the first failure point of the
+    operation that ends it (`failing`), else the configuration now, failing at `state`;
+    when `compensating`, with the compensations about to run, which a redrive refuses."""
+    point = failing if failing is not None else failure_point(state, machine)
+    ran = copy_json(machine.get("compensations", [])) if compensating else []
+    return {**point, "compensations": ran}

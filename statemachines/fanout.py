@@ -4,7 +4,8 @@ outcome (a result, or a failure that `tolerate` allows or that fails the state),
 
 The book of a foreach state lives in the machine data, under `foreach` and the state's path:
 `items`, `results` (in item order; a failed item's slot stays None), `finished`, `left` (items
-without an outcome yet) and `next` (the first item not started); with `tolerate` written, also
+without an outcome yet) and `next` (the first item not started); after a redrive, `redo` (items
+started before that run again first, in order); with `tolerate` written, also
 `tolerate` (how many failed items are allowed, counted once at fan-out) and `failures`. A book
 without `tolerate` (one written before the option existed, say) fails at its first failure.
 
@@ -160,10 +161,8 @@ class FanOut:
         once none is left the state's `done` fires."""
         book["finished"][item] = True
         book["left"] -= 1
-        if book["next"] < len(book["items"]):
-            index = book["next"]
-            book["next"] += 1
-            self.start_item(state, activation, book, index)
+        if book.get("redo") or book["next"] < len(book["items"]):
+            self.start_item(state, activation, book, next_item(book))
         if book["left"] == 0:
             self.all_items_finished(state, book, activation)
 
@@ -208,3 +207,17 @@ class FanOut:
 def item_pending(book: dict[str, Any] | None, item: int) -> bool:
     """Whether foreach `item` is one of the book's items and has no outcome yet."""
     return book is not None and 0 <= item < len(book["items"]) and not book["finished"][item]
+
+
+def next_item(book: dict[str, Any]) -> int:
+    """The next item of the book to start (and count as started): an item a redrive runs
+    again, first, else the first item not started."""
+    redo: list[int] | None = book.get("redo")
+    if redo:
+        index = int(redo.pop(0))
+        if not redo:
+            del book["redo"]
+        return index
+    index = int(book["next"])
+    book["next"] += 1
+    return index

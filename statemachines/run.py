@@ -17,7 +17,7 @@ from typing import Any
 
 from .chart import TOP, Chart
 from .errors import ExpressionError, ValueNotStorable
-from .failures import ended_in, instance_error
+from .failures import ended_in, failure_point, instance_error, redrive_point
 from .fanout import FanOut, item_pending
 from .model import (
     SEPARATOR,
@@ -77,6 +77,7 @@ class Run(FanOut):
         # While an event is offered to the regions of parallel states: the domains of the
         # transitions taken so far, which a later one may not exit again (SCXML's conflict).
         self.taken: list[str] | None = None
+        self.failing: dict[str, Any] | None = None  # the first failure point (redrive.py)
 
     def finish(self) -> Step:
         self.drain()
@@ -331,6 +332,8 @@ class Run(FanOut):
         if owner == TOP:
             if error is not None:
                 self.machine["error"] = instance_error(error, state.path, seq)
+            if error is not None and self.failing is not None:  # a failure led here
+                self.machine["redrive"] = redrive_point(self.failing, "", self.machine, False)
             self.status = SUCCEEDED if error is None else FAILED
             return
         activation = self.active[owner]
@@ -518,6 +521,8 @@ class Run(FanOut):
         self.deliver_failed(path, {"error": error, "attempts": attempts}, "task")
 
     def deliver_failed(self, path: str, payload: Any, kind: str) -> None:
+        if self.failing is None:
+            self.failing = failure_point(path, self.machine)
         if not self.targeted(path, "failed", payload, kind):
             self.history.append(Entry(kind, "failed", path, None, payload))
             self.stop(FAILED, payload.get("error"), path)
@@ -528,6 +533,8 @@ class Run(FanOut):
         keeps `error`, which arose at `state` and which the last history entry records."""
         if error is not None:
             self.machine["error"] = instance_error(error, state, self.seq + len(self.history))
+        if outcome == FAILED:
+            self.machine["redrive"] = redrive_point(self.failing, state, self.machine, True)
         self.exit_inside(TOP, remember=False)
         self.queue.clear()
         if self.machine.get("compensations"):

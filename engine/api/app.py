@@ -12,6 +12,7 @@ from ..engine import Engine
 from .dashboard import router as dashboard_router
 from .errors import EXCEPTION_HANDLERS
 from .guards import GuardMiddleware, StreamedBodyLimit
+from .repairs import router as repairs_router
 from .routes import router as api_router
 from .sessions import Sessions
 
@@ -46,5 +47,6 @@ def create_app(
     app.add_middleware(GuardMiddleware, token=token, hosts=hosts, origins=origins)
     app.add_middleware(StreamedBodyLimit)
     app.include_router(api_router)
+    app.include_router(repairs_router)
     app.include_router(dashboard_router)
     return app

@@ -151,8 +151,54 @@ def definition_page(request: Request, name: str) -> Response:
         return _page(request, "error.html", message=str(exc), status_code=404)
     counts = engine.state_counts(name)
     recent = engine.instances(definition=name, limit=50)
+    versions = engine.versions(name)
     return _page(
-        request, "definition.html", definition=definition, svg=svg, counts=counts, instances=recent
+        request,
+        "definition.html",
+        definition=definition,
+        svg=svg,
+        counts=counts,
+        instances=recent,
+        versions=versions,
+    )
+
+
+@router.get("/definitions/{name}/diff", response_class=HTMLResponse, response_model=None)
+def diff_page(
+    request: Request,
+    name: str,
+    older: Annotated[str, Query(alias="from")] = "",
+    newer: Annotated[str, Query(alias="to")] = "",
+) -> Response:
+    """Two versions of a definition compared: a picker, the summary and both drawn as one
+    picture. Without `from`, the latest version against the one before it."""
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    engine = _engine(request)
+    for value in (older, newer):
+        if value and not value.isdigit():
+            message = f"{value!r} is not a version number"
+            return _page(
+                request, "error.html", title="Invalid input", message=message, status_code=422
+            )
+    try:
+        versions = engine.versions(name)
+        start = int(older) if older else versions[max(len(versions) - 2, 0)]
+        compared = engine.version_diff(name, start, int(newer) if newer else None)
+        svg = engine.diff_diagram(name, start, compared.to_version, fallback=True).decode()
+    except TurnoutError as exc:
+        return _page(request, "error.html", message=str(exc), status_code=404)
+    removed = compared.changes.states_removed
+    stranded = {path: compared.counts[path] for path in removed if compared.counts.get(path)}
+    return _page(
+        request,
+        "diff.html",
+        name=name,
+        compared=compared,
+        versions=versions,
+        summary=compared.changes.summary(),
+        stranded=stranded,
+        svg=svg,
     )
 
 
@@ -206,6 +252,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
         instance = engine.get(instance_id)
     except TurnoutError as exc:
         return _page(request, "error.html", message=str(exc), status_code=404)
+    definition = engine.definition(instance.definition, instance.version)
     return _page(
         request,
         "instance.html",
@@ -215,6 +262,7 @@ def instance_page(request: Request, instance_id: str, error: str = "") -> Respon
         allowed=engine.allowed(instance),
         context=json.dumps(instance.context, indent=2, default=str),
         error=error,
+        states=[state.path for state in definition.walk() if state.kind != "history"],
     )
 
 
@@ -256,6 +304,51 @@ def cancel_from_form(
     message = ""
     try:
         _engine(request).cancel(instance_id, reason or None)
+    except TurnoutError as exc:
+        message = str(exc)
+    suffix = f"?error={quote(message)}" if message else ""
+    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+
+
+@router.post("/instances/{instance_id}/redrive", response_model=None)
+def redrive_from_form(
+    request: Request,
+    instance_id: str,
+    reason: Annotated[str, Form()] = "",
+    form_token: Annotated[str, Form()] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
+    message = ""
+    try:
+        _engine(request).redrive(instance_id, reason or None)
+    except TurnoutError as exc:
+        message = str(exc)
+    suffix = f"?error={quote(message)}" if message else ""
+    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+
+
+@router.post("/instances/{instance_id}/reset", response_model=None)
+def reset_from_form(
+    request: Request,
+    instance_id: str,
+    to_state: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+    patch: Annotated[str, Form()] = "",
+    form_token: Annotated[str, Form()] = "",
+) -> Response:
+    if (redirect := _locked_out(request)) is not None:
+        return redirect
+    if (refused := _forged(request, form_token)) is not None:
+        return refused
+    message = ""
+    try:
+        changes = json.loads(patch) if patch.strip() else None
+        _engine(request).reset(instance_id, to_state, changes, reason=reason)
+    except json.JSONDecodeError as exc:
+        message = f"the context patch is not valid JSON: {exc.msg}"
     except TurnoutError as exc:
         message = str(exc)
     suffix = f"?error={quote(message)}" if message else ""

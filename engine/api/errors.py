@@ -24,9 +24,12 @@ from statemachines.errors import (
     EventRejected,
     InvalidInput,
     NotFound,
+    RedriveRefused,
     RenderError,
+    ResetRefused,
     TaskNotHeld,
     TurnoutError,
+    UnknownState,
 )
 
 from ..travel import HistoryNotReplayable
@@ -51,6 +54,14 @@ def _rejected(exc: EventRejected) -> dict[str, Any]:
 
 def _not_held(exc: TaskNotHeld) -> dict[str, Any]:
     return {"task_id": exc.task_id, "worker": exc.worker}
+
+
+def _refused(exc: RedriveRefused | ResetRefused) -> dict[str, Any]:
+    return {"reason": exc.reason}
+
+
+def _unknown_state(exc: UnknownState) -> dict[str, Any]:
+    return {"problems": exc.problems, "state": exc.state, "known": exc.known}
 
 
 def _definition_problems(exc: DefinitionError) -> dict[str, Any]:
@@ -80,6 +91,9 @@ def _not_replayable(exc: HistoryNotReplayable) -> dict[str, Any]:
 BODY_FIELDS: dict[type[TurnoutError], Callable[[Any], dict[str, Any]]] = {
     EventRejected: _rejected,
     TaskNotHeld: _not_held,
+    RedriveRefused: _refused,
+    ResetRefused: _refused,
+    UnknownState: _unknown_state,
     DefinitionError: _definition_problems,
     InvalidInput: _input_problems,
     DatabaseUnavailable: _unavailable,

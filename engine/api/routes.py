@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from statemachines.errors import DatabaseUnavailable, InvalidInput
@@ -146,6 +146,23 @@ class DefinitionOut(BaseModel):
     events: list[str]
     tasks: list[str]
     counts: dict[str, int] = Field(description="Unfinished instances per state.")
+
+
+class DiffOut(BaseModel):
+    """What changed from version `from` of a definition to version `to` (as
+    `statemachines.DefinitionDiff.to_json` gives it) and where instances of `from` are."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    name: str
+    from_version: int = Field(alias="from")
+    to_version: int = Field(alias="to")
+    initial: list[str] | None = Field(description="The top level's initial state: [old, new].")
+    states: dict[str, list[Any]] = Field(description="added, removed, changed (path, aspects).")
+    transitions: dict[str, list[Any]] = Field(description="added, removed, changed.")
+    counts: dict[str, int] = Field(
+        description="Unfinished instances of version `from` in each of its states (each "
+        "counted in its active states and the compound and parallel states around them)."
+    )
 
 
 class StartIn(BaseModel):
@@ -287,6 +304,33 @@ def definition_diagram(
     if heat:
         return _svg(engine.heat_diagram(name, fallback=True, depth=depth))
     return _svg(engine.definition_diagram(name, version=version, fallback=True, depth=depth))
+
+
+FromQuery = Annotated[int, Query(alias="from", ge=1, description="The older version.")]
+ToQuery = Annotated[
+    int | None, Query(alias="to", ge=1, description="The newer version; default the latest.")
+]
+
+
+@router.get("/api/definitions/{name}/diff", response_model=DiffOut, tags=["definitions"])
+def definition_diff(
+    request: Request, name: str, from_version: FromQuery, to_version: ToQuery = None
+) -> DiffOut:
+    """What changed from version `from` to version `to` (default the latest): states and
+    transitions added, removed and changed, and where the unfinished instances of `from` are."""
+    compared = engine_of(request).version_diff(name, from_version, to_version)
+    return DiffOut.model_validate(compared.to_json())
+
+
+@router.get("/api/definitions/{name}/diff.svg", tags=["definitions"], response_class=Response)
+def definition_diff_diagram(
+    request: Request, name: str, from_version: FromQuery, to_version: ToQuery = None
+) -> Response:
+    """Version `from` against version `to` (default the latest) as one picture: added states
+    and transitions green, removed red and dashed, changed amber, with a legend and the
+    instances of `from` on their states. Too large to lay out: a small SVG that says so."""
+    engine = engine_of(request)
+    return _svg(engine.diff_diagram(name, from_version, to_version, fallback=True))
 
 
 # -- instances ---------------------------------------------------------------------------------

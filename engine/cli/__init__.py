@@ -1,18 +1,18 @@
 """The `turnout` command line: `app` with every command registered, and `main`, the console
-script. The commands live by what they act on: `definitions`, `instances` and `work` (long
-runs); what they share (the app, options, error answers) is in `common`, which imports none
-of them.
+script. The commands live by what they act on: `definitions`, `instances`, `repairs` (an
+operator's redrive and reset), `histories` (as files) and `work` (long runs); what they share
+(the app, options, error answers) is in `common`, which imports none of them.
 """
 
 from __future__ import annotations
 
 # Importing a command module registers its commands on `app`; `turnout --help` lists them in
 # this order.
-from . import definitions, instances, work
+from . import definitions, histories, instances, repairs, work
 from .common import app
 
 __all__ = ["app", "main"]
-COMMAND_MODULES = (definitions, instances, work)
+COMMAND_MODULES = (definitions, instances, repairs, histories, work)
 
 
 def main() -> None:

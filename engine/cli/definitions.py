@@ -1,12 +1,14 @@
 """The commands about definitions: `validate`, `simulate`, `diagram` and `schema` read files
 (no database, unless a deployed definition or an instance is drawn); `deploy` registers them;
-`diff` compares two versions, each a file or a deployed one.
+`diff` compares two versions, each a file or a deployed one, and can draw them as one picture.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +16,7 @@ import typer
 from rich.table import Table
 
 import statemachines
+from engine import Engine
 from statemachines.errors import DefinitionError, TurnoutError, UsageError
 
 from .common import (
@@ -309,7 +312,8 @@ def diff(
         str,
         typer.Argument(
             metavar="OLD",
-            help="A definition file, or NAME@VERSION (NAME alone: the latest) deployed.",
+            help="A definition file, or NAME@VERSION (NAME alone: the latest) deployed; in "
+            "the form NAME A [B], the NAME of a deployed definition.",
         ),
     ],
     new: Annotated[
@@ -317,7 +321,20 @@ def diff(
         typer.Argument(
             metavar="NEW",
             help="The same kinds as OLD; left out, OLD must be a file, compared from the "
-            "latest deployed version of its name.",
+            "latest deployed version of its name. In NAME A [B], version A.",
+        ),
+    ] = None,
+    last: Annotated[
+        str | None,
+        typer.Argument(metavar="B", help="In NAME A B, version B (left out: the latest)."),
+    ] = None,
+    svg: Annotated[
+        Path | None,
+        typer.Option(
+            "--svg",
+            help="Also draw OLD against NEW as one SVG picture in this file: added states and "
+            "transitions green, removed red and dashed, changed amber, with a legend; and, "
+            "when OLD is deployed, how many of its instances are in each state.",
         ),
     ] = None,
     db: DbOption = None,
@@ -325,29 +342,73 @@ def diff(
 ) -> None:
     """Show what changed from OLD to NEW: states and transitions added, removed, changed.
 
+    `turnout diff NAME A [B]` compares deployed versions A and B (the latest when left out).
     Exit status: 0 no changes, 1 changes, 2 bad usage, a bad file or a version not deployed.
     """
-    try:
-        if new is None:
-            if not _is_file(old):
-                raise UsageError("turnout diff NAME needs a second definition to compare with")
-            after = statemachines.load(Path(old))
-            with open_engine(db) as engine:
-                before = engine.definition(after.name)
-        else:
-            before, after = _diffed(old, db), _diffed(new, db)
-    except (TurnoutError, OSError) as exc:
-        for line in answer(exc).lines(exc):
-            note(line)
-        raise typer.Exit(2) from None
-    changes = statemachines.diff_definitions(before, after)
+    with ExitStack() as stack:
+        deployed = _Deployed(db, stack)
+        try:
+            before, after = _sides(old, new, last, deployed)
+            changes = statemachines.diff_definitions(before.definition, after.definition)
+            if svg is not None:
+                svg.write_bytes(_picture(before, after, changes, deployed))
+        except (TurnoutError, OSError) as exc:
+            for line in answer(exc).lines(exc):
+                note(line)
+            raise typer.Exit(2) from None
     if json_output:
         print_json(changes.to_json())
     else:
         # Written as it is: one line per element, however long, for a pipe or a file.
         sys.stdout.write(changes.summary() + "\n")
+    if svg is not None:
+        note(f"wrote {svg}")
     if not changes.empty:
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side of a diff: a definition, what to call it, and its deployed version (None:
+    read from a file)."""
+
+    definition: statemachines.Definition
+    label: str
+    version: int | None = None
+
+
+class _Deployed:
+    """The engine on `db`, opened once, when a side names a deployed version."""
+
+    def __init__(self, db: str | None, stack: ExitStack) -> None:
+        self.db, self.stack = db, stack
+        self.opened: Engine | None = None
+
+    def engine(self) -> Engine:
+        if self.opened is None:
+            self.opened = self.stack.enter_context(open_engine(self.db))
+        return self.opened
+
+    def side(self, name: str, version: int | None) -> _Side:
+        """Version `version` of `name` (None: the latest)."""
+        engine = self.engine()
+        number = engine.versions(name)[-1] if version is None else version
+        return _Side(engine.definition(name, number), f"{name}@{number}", number)
+
+
+def _sides(old: str, new: str | None, last: str | None, deployed: _Deployed) -> tuple[_Side, _Side]:
+    """The two sides the arguments name: NAME A [B], OLD NEW, or a file against the latest."""
+    numbered = new is not None and new.isdigit() and not _is_file(new)
+    if last is not None or (numbered and not _is_file(old)):
+        if _is_file(old) or not numbered or not (last is None or last.isdigit()):
+            raise UsageError("turnout diff NAME A [B] takes a deployed NAME and version numbers")
+        return deployed.side(old, int(new or 0)), deployed.side(old, int(last) if last else None)
+    if new is None:
+        if not _is_file(old):
+            raise UsageError("turnout diff NAME needs a second definition to compare with")
+        after = _diffed(old, deployed)
+        return deployed.side(after.definition.name, None), after
+    return _diffed(old, deployed), _diffed(new, deployed)
 
 
 def _is_file(source: str) -> bool:
@@ -355,12 +416,30 @@ def _is_file(source: str) -> bool:
     return path.suffix.lower() in YAML_SUFFIXES or path.exists()
 
 
-def _diffed(source: str, db: str | None) -> statemachines.Definition:
+def _diffed(source: str, deployed: _Deployed) -> _Side:
     """The definition `source` names: a file, or a deployed NAME@VERSION or NAME (latest)."""
     if _is_file(source):
-        return statemachines.load(Path(source))
+        return _Side(statemachines.load(Path(source)), Path(source).name)
     name, sep, number = source.partition("@")
     if not name or (sep and not number.isdigit()):
         raise UsageError(f"{source!r} is not a definition file nor NAME@VERSION")
-    with open_engine(db) as engine:
-        return engine.definition(name, int(number) if sep else None)
+    return deployed.side(name, int(number) if sep else None)
+
+
+def _picture(
+    before: _Side, after: _Side, changes: statemachines.DefinitionDiff, deployed: _Deployed
+) -> bytes:
+    """The SVG of `before` against `after`, with the instances of `before` when deployed."""
+    import diagrams
+
+    name = before.definition.name
+    counts = None
+    if before.version is not None:
+        counts = deployed.engine().version_counts(name, before.version)
+    title = f"{before.label} → {after.label}"
+    if before.version is not None and after.version is not None and name == after.definition.name:
+        title = f"{name}: version {before.version} → version {after.version}"
+    picture: bytes = diagrams.diff_diagram(
+        before.definition, after.definition, counts, changes=changes, title=title, fallback=True
+    )
+    return picture
