@@ -90,6 +90,7 @@ class AsyncEngine:
     get = awaited(Engine.get)
     get_by_key = awaited(Engine.get_by_key)
     history = awaited(Engine.history)
+    timeline = awaited(Engine.timeline)
     export_histories = awaited(Engine.export_histories)
     instances = awaited(Engine.instances)
     state_counts = awaited(Engine.state_counts)

@@ -40,6 +40,7 @@ from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, last_error_of
 from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
+from .timeline import Timeline, timeline_of
 from .versions import VersionCalls
 from .worker import Worker
 
@@ -301,6 +302,10 @@ class Engine(Pictures, VersionCalls, Migrations):
         with self.store.reading() as tx:
             found = tx.children(row.id)
         return dataclasses.replace(snapshot(row), last_error=last_error_of(entry), children=found)
+
+    def timeline(self, instance_id: str) -> Timeline:
+        """Every commit of the instance's history with its context changes (see timeline.py)."""
+        return timeline_of(self.store, self._row(instance_id), self._machine_of)
 
     def get_by_key(self, definition: str, key: str) -> Instance:
         """The instance of `definition` whose business key is `key`."""

@@ -32,12 +32,15 @@ from statemachines.errors import (
     UnknownState,
 )
 
+from ..travel import HistoryNotReplayable
+
 HTTP_STATUS: dict[type[TurnoutError], int] = {
     NotFound: 404,
     Conflict: 409,
     DefinitionError: 422,
     InvalidInput: 422,
     DiagramTooLarge: 422,  # the drawing is refused for its size; its text forms still work
+    HistoryNotReplayable: 409,  # the stored history disagrees with its definition's versions
     DatabaseUnavailable: 503,
     RenderError: 503,  # Graphviz failed on a drawing it should manage: the server's fault
     TurnoutError: 400,
@@ -80,6 +83,10 @@ def _diagram_size(exc: DiagramTooLarge) -> dict[str, Any]:
     return {"states": exc.states, "transitions": exc.transitions, "limit": exc.limit}
 
 
+def _not_replayable(exc: HistoryNotReplayable) -> dict[str, Any]:
+    return {"seq": exc.seq}  # the first entry that did not replay
+
+
 # What an answer carries besides `error` and `message`, for the errors that carry data.
 BODY_FIELDS: dict[type[TurnoutError], Callable[[Any], dict[str, Any]]] = {
     EventRejected: _rejected,
@@ -91,6 +98,7 @@ BODY_FIELDS: dict[type[TurnoutError], Callable[[Any], dict[str, Any]]] = {
     InvalidInput: _input_problems,
     DatabaseUnavailable: _unavailable,
     DiagramTooLarge: _diagram_size,
+    HistoryNotReplayable: _not_replayable,
 }
 Entry = TypeVar("Entry")
 

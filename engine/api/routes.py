@@ -36,6 +36,15 @@ DepthQuery = Annotated[
     ),
 ]
 
+AtQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="A history entry's seq: the instance as it stood once the transaction that "
+        "wrote that entry had committed (absent: now).",
+    ),
+]
+
 
 def engine_of(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
@@ -84,6 +93,41 @@ class HistoryOut(BaseModel):
     from_state: str | None
     to_state: str | None
     data: Any
+
+
+class ChangedValue(BaseModel):
+    old: Any
+    new: Any
+
+
+class ContextChangesOut(BaseModel):
+    added: dict[str, Any] = Field(description="Keys the point added, with their values.")
+    removed: dict[str, Any] = Field(description="Keys it removed, with the values they had.")
+    changed: dict[str, ChangedValue] = Field(description="Keys whose value it changed.")
+
+
+class TimelinePointOut(BaseModel):
+    first: int = Field(description="The seq of the first history entry this commit wrote.")
+    last: int = Field(description="The seq of the last one: `?at=` any of them shows this point.")
+    at: datetime
+    revision: int
+    version: int | None
+    state: str
+    active: list[str]
+    status: str
+    context: ContextChangesOut = Field(
+        description="How the context differs from the point before (the first: from {})."
+    )
+
+
+class TimelineOut(BaseModel):
+    instance: str
+    entries: int = Field(description="How many history entries the instance has.")
+    complete: bool = Field(description="False when replay stopped before the last entry.")
+    divergence: dict[str, Any] | None = Field(
+        None, description="Where and why replay stopped: seq, recorded, replayed, reason."
+    )
+    points: list[TimelinePointOut]
 
 
 class DeploymentOut(BaseModel):
@@ -335,9 +379,13 @@ def list_instances(
 
 
 @router.get("/api/instances/{instance_id}", response_model=InstanceOut, tags=["instances"])
-def read_instance(request: Request, instance_id: str) -> InstanceOut:
-    """One instance, with the events it accepts now."""
+def read_instance(request: Request, instance_id: str, at: AtQuery = None) -> InstanceOut:
+    """One instance, with the events it accepts now; `?at=SEQ`, as it stood once the
+    transaction that wrote history entry SEQ had committed (rebuilt from its history, without
+    `allowed`); 409 when the history does not replay that far."""
     engine = engine_of(request)
+    if at is not None:
+        return _instance(engine, engine.get(instance_id, at=at), with_allowed=False)
     return _instance(engine, engine.get(instance_id))
 
 
@@ -360,11 +408,20 @@ def read_history(request: Request, instance_id: str) -> list[HistoryOut]:
     ]
 
 
+@router.get("/api/instances/{instance_id}/timeline", response_model=TimelineOut, tags=["instances"])
+def read_timeline(request: Request, instance_id: str) -> dict[str, Any]:
+    """Every commit of the instance's history, oldest first: the entries it wrote, its time,
+    revision, state, active states, status, and how it changed the context."""
+    return engine_of(request).timeline(instance_id).to_json()
+
+
 @router.get("/api/instances/{instance_id}/diagram.svg", tags=["instances"], response_class=Response)
-def instance_diagram(request: Request, instance_id: str, depth: DepthQuery = None) -> Response:
+def instance_diagram(
+    request: Request, instance_id: str, depth: DepthQuery = None, at: AtQuery = None
+) -> Response:
     """The instance's definition with its current state and path drawn; `?depth=N` draws N
-    levels of nesting."""
-    return _svg(engine_of(request).diagram(instance_id, fallback=True, depth=depth))
+    levels of nesting; `?at=SEQ` draws it as it stood after history entry SEQ's commit."""
+    return _svg(engine_of(request).diagram(instance_id, fallback=True, depth=depth, at=at))
 
 
 @router.post("/api/instances/{instance_id}/events", response_model=InstanceOut, tags=["instances"])

@@ -204,6 +204,16 @@ def diagram(
             "--instance", help="Draw this instance (current state and path) over its definition."
         ),
     ] = None,
+    at: Annotated[
+        int | None,
+        typer.Option(
+            "--at",
+            metavar="SEQ",
+            min=1,
+            help="With --instance: draw it as it stood once the transaction that wrote "
+            "history entry SEQ had committed.",
+        ),
+    ] = None,
     heat: Annotated[
         bool,
         typer.Option(
@@ -237,9 +247,11 @@ def diagram(
         raise UsageError(f"--depth {depth}: give a number of levels from 0 to {MAX_DEPTH:,}")
     if source is None and instance is None:
         raise UsageError("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
+    if at is not None and instance is None:
+        raise UsageError("--at SEQ draws an instance: give --instance ID")
     if instance is not None:
         with open_engine(db) as engine:
-            data = engine.diagram(instance, chosen, depth=depth)
+            data = engine.diagram(instance, chosen, depth=depth, at=at)
     elif heat:
         if source is None or Path(source).suffix.lower() in YAML_SUFFIXES:
             raise UsageError("--heat needs the NAME of a deployed definition")

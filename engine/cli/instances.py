@@ -1,5 +1,6 @@
-"""The commands about instances on the database: `start`, `send`, `show`, `history`, `list`
-and `cancel`, each printing a table for people or `--json` for tools.
+"""The commands about instances on the database: `start`, `send`, `show` (now, or `--at` an
+entry of its history), `history`, `timeline`, `list` and `cancel`, each printing a table for
+people or `--json` for tools.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from engine import Engine, HistoryEntry, Instance
+from engine.timeline import ContextChanges
 from statemachines.errors import UsageError
 
 from .common import (
@@ -21,6 +24,7 @@ from .common import (
     JsonOption,
     app,
     err,
+    note,
     open_engine,
     out,
     parse_json,
@@ -31,6 +35,16 @@ from .common import (
 )
 
 IdArgument = Annotated[str, typer.Argument(help="Instance id.")]
+AtOption = Annotated[
+    int | None,
+    typer.Option(
+        "--at",
+        metavar="SEQ",
+        min=1,
+        help="As the instance stood once the transaction that wrote history entry SEQ had "
+        "committed.",
+    ),
+]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SHORT_DATA_CHARACTERS = 60
 
@@ -136,10 +150,26 @@ def send(
 
 @app.command()
 @reports_errors
-def show(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
-    """Show an instance: state, status, context and the events it accepts."""
+def show(
+    instance_id: IdArgument,
+    at: AtOption = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show an instance: state, status, context and the events it accepts (with --at, as it
+    stood after history entry SEQ, rebuilt from its history)."""
     with open_engine(db) as engine:
-        _show(engine.get(instance_id), json_output, engine)
+        if at is None:
+            _show(engine.get(instance_id), json_output, engine)
+            return
+        instance = engine.get(instance_id, at=at)
+    if not json_output:
+        say(f"as it stood after history #{at} (its transaction committed {_time(instance)})")
+    _show(instance, json_output)
+
+
+def _time(instance: Instance) -> str:
+    return instance.updated_at.strftime(TIME_FORMAT)
 
 
 def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -> None:
@@ -188,6 +218,44 @@ def history(instance_id: IdArgument, db: DbOption = None, json_output: JsonOptio
         print_json([entry.to_json() for entry in entries])
         return
     out.print(_history_table(entries, instance_id))
+
+
+@app.command()
+@reports_errors
+def timeline(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Show each commit of an instance's history: the entries it wrote, its state and status,
+    and what it changed in the context (one replay of the history)."""
+    with open_engine(db) as engine:
+        found = engine.timeline(instance_id)
+    if json_output:
+        print_json(found.to_json())
+        return
+    table = Table("rev", "entries", "at", "state", "status", "context", title=instance_id)
+    for point in found.points:
+        entries = f"#{point.first}" + (f"-#{point.last}" if point.last > point.first else "")
+        state = ", ".join(point.active) if len(point.active) > 1 else point.state
+        table.add_row(
+            str(point.revision),
+            entries,
+            point.at.strftime(TIME_FORMAT),
+            Text(state),
+            point.status,
+            Text(_changes(point.changes)),  # the context's own text, never read as markup
+        )
+    out.print(table)
+    if found.divergence is not None:
+        note(f"replay stops at history #{found.divergence.seq}: {found.divergence.reason}")
+
+
+def _changes(changes: ContextChanges) -> str:
+    """A point's context changes on one line: +added, -removed, ~changed (old -> new)."""
+    parts = [f"+{key}={shortened(value, 30)}" for key, value in changes.added.items()]
+    parts += [f"-{key}" for key in changes.removed]
+    parts += [
+        f"~{key}: {shortened(old, 20)} -> {shortened(new, 20)}"
+        for key, (old, new) in changes.changed.items()
+    ]
+    return " ".join(parts)
 
 
 def _history_table(entries: list[HistoryEntry], title: str) -> Table:

@@ -402,4 +402,7 @@ def test_get_at_each_entry_across_a_migration_equals_the_snapshot_recorded_then(
             continue
         assert engine.get(instance_id, at=moves[0] - 1).version == 1
         assert engine.get(instance_id, at=moves[0]).version == 2
+        timeline = engine.timeline(instance_id)
+        assert timeline.complete and timeline.points[-1].last == len(history)
+        assert [point.version for point in timeline.points][-1] == 2
     assert engine.diagram(watched[1], at=2) != engine.diagram(watched[1], at=3)

@@ -41,6 +41,7 @@ COMMANDS = (
     "send",
     "show",
     "history",
+    "timeline",
     "export",
     "replay",
     "list",
