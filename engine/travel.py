@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from statemachines import CompiledMachine, Snapshot, Step
 from statemachines.errors import InvalidInput, TurnoutError
 from statemachines.migration import migrated_again
+from statemachines.operators import replay_redrive, replay_reset
 from statemachines.replay import Operator, Point, Recorded, Replay, replay
 
 from .records import HistoryEntry, Instance
@@ -70,7 +71,11 @@ def _migrated(
 
 # The entries written by operators' actions (not by the machine), replayed by kind: the
 # function makes the step again and names the machine replay goes on with.
-OPERATORS: dict[str, RebuildStep] = {"migrated": _migrated}
+OPERATORS: dict[str, RebuildStep] = {
+    "migrated": _migrated,
+    "redrive": lambda rebuild, machine, snapshot, entry: replay_redrive(machine, snapshot, entry),
+    "reset": lambda rebuild, machine, snapshot, entry: replay_reset(machine, snapshot, entry),
+}
 
 
 def operator_for(

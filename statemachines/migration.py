@@ -28,6 +28,7 @@ from .compile import CompiledMachine
 from .errors import InvalidInput, TurnoutError
 from .migration_plan import MigrationClass, PlannedInstance
 from .model import Definition
+from .operators import replay_redrive, replay_reset
 from .replay import Divergence, Operator, Recorded, Replay, replay
 from .steps import Entry, Snapshot, Step
 
@@ -269,7 +270,11 @@ def _targets(data: dict[str, Any]) -> list[str]:
 
 # The entries of operators' actions that planning replays, by kind; an action that moves an
 # instance by hand adds its own here.
-PLAN_OPERATORS: dict[str, Operator] = {KIND: replay_migrated}
+PLAN_OPERATORS: dict[str, Operator] = {
+    KIND: replay_migrated,
+    "redrive": replay_redrive,
+    "reset": replay_reset,
+}
 
 
 def plan_operator(

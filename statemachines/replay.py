@@ -366,9 +366,10 @@ class Replayer:
         except TurnoutError as exc:
             self.diverge(entry, None, str(exc))
             return 0
-        if machine is not self.machine:  # another version: its work is the step's alone
-            self.result.forget()
-            self.machine = machine
+        # An operator's action replaces the instance's work (the engine drops it all): what
+        # is outstanding after it is what its step made.
+        self.result.forget()
+        self.machine = machine
         if entry.kind == "migrated" and isinstance(entry.data, dict):
             self.version = entry.data.get("to_version", self.version)
         miss = self.compare(step.history, history, position)

@@ -406,3 +406,39 @@ def test_get_at_each_entry_across_a_migration_equals_the_snapshot_recorded_then(
         assert timeline.complete and timeline.points[-1].last == len(history)
         assert [point.version for point in timeline.points][-1] == 2
     assert engine.diagram(watched[1], at=2) != engine.diagram(watched[1], at=3)
+
+
+def test_an_instance_redriven_and_reset_is_planned_by_replaying_those_entries_too(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("pipeline")
+    failing = [True]
+
+    @engine.task("pipeline.fetch")
+    def fetch(data: Any) -> Any:
+        if failing[0]:
+            raise OSError("network down")
+        return {"rows": 3}
+
+    redriven = engine.start("pipeline", {})
+    engine.run_until_idle()
+    assert engine.get(redriven.id).status == "failed"
+    engine.redrive(redriven.id, reason="network back")
+    reset = engine.start("pipeline", {})
+    engine.reset(reset.id, "store", {"rows": 1}, reason="fetched by hand")
+    text = (DEFINITIONS / "pipeline.yaml").read_text()
+    engine.deploy(text.replace("pipeline.store,", "pipeline.store, retry: {attempts: 2},"))
+    plan = engine.plan_migration("pipeline", 1)
+    assert {item.id: str(item.kind) for item in plan.instances} == {
+        redriven.id: "safe",
+        reset.id: "safe",
+    }
+    engine.migrate(plan)
+    failing[0] = False
+    engine.task("pipeline.store")(lambda data: {"stored": data["rows"]})
+    engine.run_until_idle()
+    for instance_id, stored in ((redriven.id, 3), (reset.id, 1)):
+        done = engine.get(instance_id)
+        assert (done.version, done.status, done.context["stored"]) == (2, "succeeded", stored)
+        history = engine.history(instance_id)
+        assert engine.get(instance_id, at=history[-1].seq) == done

@@ -107,3 +107,34 @@ def test_the_diagram_at_an_entry_marks_the_state_active_then(
     assert then == engine.diagram(instance.id, at=1)
     drawn_now = engine.diagram(instance.id, at=engine.get(instance.id).revision)
     assert drawn_now == now
+
+
+def test_get_at_each_entry_holds_across_a_redrive_and_a_reset(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("mailing")
+    seen = _recorder(engine)
+    bounced = {"cy"}
+
+    @engine.task("mail.send")
+    def send(message: dict[str, Any]) -> str:
+        if message["to"] in bounced:
+            raise TaskFailure("Bounce", f"no mailbox {message['to']}")
+        return f"sent:{message['to']}"
+
+    instance = engine.start("mailing", {"recipients": ["al", "bo", "cy", "di"]})
+    engine.run_until_idle()
+    assert engine.get(instance.id).status == "failed"
+    bounced.clear()
+    engine.redrive(instance.id, reason="mailbox created")
+    engine.run_until_idle()
+    engine.reset(instance.id, "send", {"recipients": ["ed"]}, reason="send to ed as well")
+    engine.run_until_idle()
+    final = engine.get(instance.id)
+    assert (final.status, final.context["receipts"]) == ("succeeded", ["sent:ed"])
+    kinds = [entry.kind for entry in engine.history(instance.id)]
+    assert "redrive" in kinds and "reset" in kinds
+    for (instance_id, seq), recorded in seen.items():
+        assert engine.get(instance_id, at=seq) == recorded, (instance_id, seq)
+    timeline = engine.timeline(instance.id)
+    assert timeline.complete and timeline.points[-1].revision == final.revision
