@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -274,20 +275,10 @@ def send_from_form(
     data: Annotated[str, Form()] = "",
     form_token: Annotated[str, Form()] = "",
 ) -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    if (refused := _forged(request, form_token)) is not None:
-        return refused
-    message = ""
-    try:
-        payload = json.loads(data) if data.strip() else None
-        _engine(request).send(instance_id, event, payload)
-    except json.JSONDecodeError as exc:
-        message = f"the data is not valid JSON: {exc.msg}"
-    except TurnoutError as exc:
-        message = str(exc)
-    suffix = f"?error={quote(message)}" if message else ""
-    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+    def send(engine: Engine) -> None:
+        engine.send(instance_id, event, _json(data, "the data"))
+
+    return _acted(request, instance_id, form_token, send)
 
 
 @router.post("/instances/{instance_id}/cancel", response_model=None)
@@ -297,17 +288,10 @@ def cancel_from_form(
     reason: Annotated[str, Form()] = "",
     form_token: Annotated[str, Form()] = "",
 ) -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    if (refused := _forged(request, form_token)) is not None:
-        return refused
-    message = ""
-    try:
-        _engine(request).cancel(instance_id, reason or None)
-    except TurnoutError as exc:
-        message = str(exc)
-    suffix = f"?error={quote(message)}" if message else ""
-    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+    def cancel(engine: Engine) -> None:
+        engine.cancel(instance_id, reason or None)
+
+    return _acted(request, instance_id, form_token, cancel)
 
 
 @router.post("/instances/{instance_id}/redrive", response_model=None)
@@ -317,17 +301,10 @@ def redrive_from_form(
     reason: Annotated[str, Form()] = "",
     form_token: Annotated[str, Form()] = "",
 ) -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    if (refused := _forged(request, form_token)) is not None:
-        return refused
-    message = ""
-    try:
-        _engine(request).redrive(instance_id, reason or None)
-    except TurnoutError as exc:
-        message = str(exc)
-    suffix = f"?error={quote(message)}" if message else ""
-    return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)
+    def redrive(engine: Engine) -> None:
+        engine.redrive(instance_id, reason or None)
+
+    return _acted(request, instance_id, form_token, redrive)
 
 
 @router.post("/instances/{instance_id}/reset", response_model=None)
@@ -339,17 +316,39 @@ def reset_from_form(
     patch: Annotated[str, Form()] = "",
     form_token: Annotated[str, Form()] = "",
 ) -> Response:
+    def reset(engine: Engine) -> None:
+        engine.reset(instance_id, to_state, _json(patch, "the context patch"), reason=reason)
+
+    return _acted(request, instance_id, form_token, reset)
+
+
+class _NotJson(Exception):
+    """A form field meant to hold JSON that does not: what the page says."""
+
+
+def _json(text: str, what: str) -> Any:
+    """The JSON value a form field holds (None when blank); _NotJson naming `what`."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _NotJson(f"{what} is not valid JSON: {exc.msg}") from None
+
+
+def _acted(
+    request: Request, instance_id: str, form_token: str, action: Callable[[Engine], None]
+) -> Response:
+    """An instance page's form acted on: `action` on the engine for a signed-in browser's
+    form that carries its token, then back to the instance's page, saying what went wrong."""
     if (redirect := _locked_out(request)) is not None:
         return redirect
     if (refused := _forged(request, form_token)) is not None:
         return refused
     message = ""
     try:
-        changes = json.loads(patch) if patch.strip() else None
-        _engine(request).reset(instance_id, to_state, changes, reason=reason)
-    except json.JSONDecodeError as exc:
-        message = f"the context patch is not valid JSON: {exc.msg}"
-    except TurnoutError as exc:
+        action(_engine(request))
+    except (_NotJson, TurnoutError) as exc:
         message = str(exc)
     suffix = f"?error={quote(message)}" if message else ""
     return RedirectResponse(f"/instances/{quote(instance_id)}{suffix}", status_code=303)

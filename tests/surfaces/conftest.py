@@ -69,6 +69,9 @@ def review(api: httpx.Client) -> tuple[str, str]:
     return name, task
 
 
+BROWSER_WAIT_MS = 20_000
+
+
 # -- the browser --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
@@ -86,3 +89,19 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any, site: Server) -> Iterator[Any]:
+    """A fresh browser page on the module's `site` server (a module of browser tests defines
+    `site`); fails the test if the page's script throws."""
+    context = chromium.new_context(base_url=site.base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(BROWSER_WAIT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert errors == [], f"the page's script failed: {errors}"

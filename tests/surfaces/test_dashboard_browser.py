@@ -45,21 +45,6 @@ def door(api: httpx.Client) -> str:
     return name
 
 
-@pytest.fixture
-def page(chromium: Any, site: Server) -> Iterator[Page]:
-    """A fresh browser page on the server; fails the test if the page's script throws."""
-    context = chromium.new_context(base_url=site.base_url)
-    tab = context.new_page()
-    tab.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield tab
-    finally:
-        context.close()
-    assert errors == [], f"the page's script failed: {errors}"
-
-
 def start(api: httpx.Client, definition: str, **body: Any) -> dict[str, Any]:
     answer = api.post("/api/instances", json={"definition": definition, **body})
     assert answer.status_code == 201, answer.text

@@ -4,7 +4,6 @@ real `turnout serve` process."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -25,21 +24,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def api(site: Server) -> Iterator[httpx.Client]:
     with site.client() as client:
         yield client
-
-
-@pytest.fixture
-def page(chromium: Any, site: Server) -> Iterator[Page]:
-    """A fresh browser page on the server; fails the test if the page's script throws."""
-    context = chromium.new_context(base_url=site.base_url)
-    tab = context.new_page()
-    tab.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield tab
-    finally:
-        context.close()
-    assert errors == [], f"the page's script failed: {errors}"
 
 
 @pytest.fixture

@@ -33,21 +33,6 @@ def api(site: Server) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def page(chromium: Any, site: Server) -> Iterator[Page]:
-    """A fresh browser page on the server; fails the test if the page's script throws."""
-    context = chromium.new_context(base_url=site.base_url)
-    tab = context.new_page()
-    tab.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield tab
-    finally:
-        context.close()
-    assert errors == [], f"the page's script failed: {errors}"
-
-
-@pytest.fixture
 def trip(api: httpx.Client) -> str:
     """An instance of a fresh copy of `trip.yaml` with four commits: started for ana, booked
     for 2 seats, changed to 3, boarded at gate B4. Its id."""

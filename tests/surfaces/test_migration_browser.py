@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -20,17 +19,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("serve-migrations")
     with running_server(f"sqlite:///{workdir}/turnout.db", workdir) as server:
         yield server
-
-
-@pytest.fixture
-def page(chromium: Any, site: Server) -> Iterator[Page]:
-    context = chromium.new_context(base_url=site.base_url)
-    tab = context.new_page()
-    tab.set_default_timeout(WAIT_MS)
-    try:
-        yield tab
-    finally:
-        context.close()
 
 
 def test_a_person_plans_the_move_adds_a_state_map_and_applies_it(page: Page, site: Server) -> None:
