@@ -91,6 +91,16 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+@pytest.fixture(scope="module")
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A `turnout serve` of its own for a module of browser tests, on an SQLite file."""
+    workdir = tmp_path_factory.mktemp(f"serve-{request.module.__name__}")
+    with running_server(f"sqlite:///{workdir}/turnout.db", workdir) as server:
+        yield server
+
+
 @pytest.fixture
 def page(chromium: Any, site: Server) -> Iterator[Any]:
     """A fresh browser page on the module's `site` server (a module of browser tests defines

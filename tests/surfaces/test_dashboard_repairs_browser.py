@@ -8,16 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from turnout_processes import Server, definition_text, running_server, unique
+from turnout_processes import Server, definition_text, unique
 
 WAIT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("serve-repairs")
-    with running_server(f"sqlite:///{workdir}/turnout.db", workdir) as server:
-        yield server
 
 
 @pytest.fixture

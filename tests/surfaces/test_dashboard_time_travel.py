@@ -18,14 +18,6 @@ from turnout_processes import Server, definition_text, running_server, unique
 WAIT_MS = 20_000
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A `turnout serve` for the browser, on an SQLite file."""
-    workdir = tmp_path_factory.mktemp("serve-travel")
-    with running_server(f"sqlite:///{workdir}/turnout.db", workdir) as server:
-        yield server
-
-
 @pytest.fixture
 def api(site: Server) -> Iterator[httpx.Client]:
     with site.client() as client:

@@ -3,22 +3,13 @@ from a definition with two versions to the plan, a state map added, and the Appl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Page, expect
-from turnout_processes import Server, running_server, unique
+from turnout_processes import Server, unique
 
 CLAIMS = Path(__file__).parent.parent / "engine" / "definitions"
 WAIT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("serve-migrations")
-    with running_server(f"sqlite:///{workdir}/turnout.db", workdir) as server:
-        yield server
 
 
 def test_a_person_plans_the_move_adds_a_state_map_and_applies_it(page: Page, site: Server) -> None:
