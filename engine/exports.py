@@ -19,7 +19,7 @@ from statemachines.histories import history_line
 
 from .records import HistoryEntry
 from .store import Store
-from .tables import history_t, instances_t
+from .tables import HISTORY_ENTRY_COLUMNS, history_t, instances_t
 
 EXPORT_PAGE = 200  # instances read (with their histories) in one transaction
 STATUSES = tuple(status.value for status in Status)
@@ -113,16 +113,7 @@ def _histories(conn: sa.Connection, ids: list[str]) -> dict[str, list[HistoryEnt
         return {}
     found: dict[str, list[HistoryEntry]] = {}
     query = (
-        sa.select(
-            history_t.c.instance_id,
-            history_t.c.seq,
-            history_t.c.at,
-            history_t.c.kind,
-            history_t.c.event,
-            history_t.c.from_state,
-            history_t.c.to_state,
-            history_t.c.data,
-        )
+        sa.select(history_t.c.instance_id, *HISTORY_ENTRY_COLUMNS)
         .where(history_t.c.instance_id.in_(ids))
         .order_by(history_t.c.instance_id, history_t.c.seq)
     )

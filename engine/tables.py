@@ -160,6 +160,10 @@ class TimerTable(SQLModel, table=True):
 definitions_t: sa.Table = DefinitionTable.__table__  # type: ignore[attr-defined]
 instances_t: sa.Table = InstanceTable.__table__  # type: ignore[attr-defined]
 history_t: sa.Table = HistoryTable.__table__  # type: ignore[attr-defined]
+# A history entry's columns in the order `HistoryEntry` takes them.
+HISTORY_ENTRY_COLUMNS = tuple(
+    history_t.c[name] for name in ("seq", "at", "kind", "event", "from_state", "to_state", "data")
+)
 idempotency_t: sa.Table = IdempotencyTable.__table__  # type: ignore[attr-defined]
 tasks_t: sa.Table = TaskTable.__table__  # type: ignore[attr-defined]
 timers_t: sa.Table = TimerTable.__table__  # type: ignore[attr-defined]
