@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from .compile import CompiledMachine, compile_definition
-from .errors import InvalidInput
+from .errors import InvalidInput, TurnoutError
 from .loading import load
 from .model import Definition
+from .operators import replay_redrive, replay_reset
 from .replay import OPERATOR_KINDS, Divergence, Recorded, RecordedEntry, replay
+from .steps import Snapshot, Step
 
 # The files of a directory that are read: JSON lines, or a JSON array of one history.
 HISTORY_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -68,7 +70,8 @@ class HistoryResult:
     """What replaying one instance's history gave. `replayed` is the last entry that replayed
     as recorded (0: none); `state` and `status`, where replay left the instance; `divergence`,
     the first entry replay would have written otherwise (None: every entry replayed), or
-    the operator's entry (`redrive`, `reset`, `migrated`) replay stopped at."""
+    the operator's entry replay stopped at: a `migrated` one (a `redrive` or `reset` is made
+    again on the definition checked, and stops replay only when it cannot be)."""
 
     instance: str
     source: str
@@ -112,7 +115,8 @@ class HistoryResult:
             kind = divergence.recorded.get("kind")
             return (
                 f"{head} replays up to entry {self.replayed}; entry {divergence.seq} is an "
-                f"operator's {kind!r}, which the definition alone does not replay"
+                f"operator's {kind!r}, which the definition alone does not replay: "
+                f"{divergence.reason}"
             )
         lines = [
             f"{head} diverges at entry {divergence.seq}: {divergence.reason}",
@@ -253,8 +257,21 @@ def assert_replays(
     return report
 
 
+def _repairs(
+    machine: CompiledMachine, snapshot: Snapshot, entry: Recorded
+) -> tuple[Step, CompiledMachine]:
+    """A `redrive` or `reset` entry made again on the definition checked (they are made on
+    the version the instance is on); a `migrated` one moved the instance to another version,
+    which a check of one definition does not replay: replay stops there."""
+    if entry.kind == "redrive":
+        return replay_redrive(machine, snapshot, entry)
+    if entry.kind == "reset":
+        return replay_reset(machine, snapshot, entry)
+    raise TurnoutError(f"a {entry.kind!r} entry moved the instance to another version")
+
+
 def _checked(machine: CompiledMachine, history: History) -> HistoryResult:
-    replayed = replay(machine, history.entries)
+    replayed = replay(machine, history.entries, operator=_repairs)
     final = replayed.final
     return HistoryResult(
         instance=history.instance,

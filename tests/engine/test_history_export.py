@@ -122,3 +122,37 @@ def test_an_export_refuses_what_selects_nothing_by_mistake(engine: Engine) -> No
     with pytest.raises(InvalidInput, match="aware"):
         engine.export_histories("counter", output, since=engine.clock().replace(tzinfo=None))
     assert output.getvalue() == ""
+
+
+def test_a_redriven_and_reset_history_replays_through_its_definition(engine: Engine) -> None:
+    engine.deploy(DEFINITIONS / "pipeline.yaml")
+    failing = [True]
+
+    def fetch(data: Any) -> Any:
+        if failing[0]:
+            raise OSError("network down")
+        return {"rows": 3}
+
+    engine.task("pipeline.fetch")(fetch)
+    engine.task("pipeline.store")(lambda data: {"stored": data["rows"]})
+    instance = engine.start("pipeline", {})
+    engine.run_until_idle()
+    failing[0] = False
+    engine.redrive(instance.id, reason="network back")
+    engine.run_until_idle()
+    engine.reset(instance.id, "store", {"rows": 5}, reason="store again")
+    engine.run_until_idle()
+    assert engine.get(instance.id).context["stored"] == 5
+    lines = _export(engine, "pipeline")
+    report = check_histories(DEFINITIONS / "pipeline.yaml", lines)
+    [result] = report.results
+    assert (result.outcome, result.status, result.replayed) == ("replays", "succeeded", len(lines))
+    text = (DEFINITIONS / "pipeline.yaml").read_text()
+    guarded = "{done: {to: finished, if: result.stored > 4}}"
+    changed = text.replace("store, on: {done: finished}", f"store, on: {guarded}")
+    diverged = check_histories(changed, lines).results[0]
+    assert diverged.outcome == "diverges" and diverged.divergence is not None
+    stored = [
+        line["seq"] for line in lines if (line["kind"], line["from_state"]) == ("task", "store")
+    ]
+    assert diverged.divergence.seq == stored[0]  # 3 rows stored after the redrive: no `done` now

@@ -206,15 +206,16 @@ def test_an_assertion_lists_at_most_its_limit_and_counts_the_rest() -> None:
 
 def test_an_operators_entry_ends_replay_without_failing_the_check() -> None:
     entries = _tally(("add", {"amount": 1}))
-    reset = {"seq": 3, "at": START.isoformat(), "kind": "reset", "to_state": "stopped"}
-    report = check_histories(TALLY, {"moved": [*entries, reset], "plain": _tally("stop")})
+    moved_on = {"seq": 3, "at": START.isoformat(), "kind": "migrated", "data": {"to_version": 2}}
+    report = check_histories(TALLY, {"moved": [*entries, moved_on], "plain": _tally("stop")})
     moved = report.results[0]
     assert (moved.outcome, moved.ok, moved.replayed) == ("stops", True, 2)
     assert report.ok and report.divergent == [] and report.stopped == [moved]
     assert report.summary().splitlines() == [
         "tally: 2 histories: 1 replays, 0 diverge, 1 stops at an operator's entry",
-        "instance moved replays up to entry 2; entry 3 is an operator's 'reset', which the "
-        "definition alone does not replay",
+        "instance moved replays up to entry 2; entry 3 is an operator's 'migrated', which the "
+        "definition alone does not replay: a 'migrated' entry moved the instance to another "
+        "version",
     ]
 
 
