@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from waiting import until
 
 from engine import AsyncEngine, Engine, TaskContext, TaskFailure
 
@@ -207,3 +209,26 @@ def test_async_handler_gets_the_context_on_the_applications_loop(
     [(order, context)] = asyncio.run(scenario())
     assert order == Order(order_id="B2", amount=3)
     assert context.attempt == 1 and context.item is None
+
+
+def test_the_worker_loop_passes_the_context_and_builds_the_input(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("one_task")
+    seen: list[tuple[Order, TaskContext]] = []
+
+    @engine.task("jobs.work")
+    def charge(order: Order, context: TaskContext) -> None:
+        seen.append((order, context))
+
+    inst = engine.start("one_task", {"order_id": "C3", "amount": 1}, key="c3")
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.work, kwargs={"stop": stop, "poll_interval": 0.02})
+    loop.start()
+    try:
+        assert until(lambda: engine.get(inst.id).state == "finished")
+    finally:
+        stop.set()
+        loop.join()
+    [(order, context)] = seen
+    assert order.order_id == "C3" and context.key == "c3" and context.instance_id == inst.id
