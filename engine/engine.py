@@ -48,7 +48,7 @@ from .worker import Worker
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
 Clock = Callable[[], datetime]
-Handler = Callable[[Any], Any]
+Handler = Callable[..., Any]  # handler(input) or handler(input, context)
 Subscriber = Callable[[HistoryEntry], None]
 Result = TypeVar("Result")
 log = logging.getLogger("turnout.engine")
