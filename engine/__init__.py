@@ -33,11 +33,13 @@ from statemachines.migration_plan import MigrationPlan
 
 from .async_engine import AsyncEngine
 from .engine import Engine
+from .handlers import TaskContext
 from .migration_result import MigrationResult
 from .records import (
     ClaimedTask,
     Deployment,
     HistoryEntry,
+    InputMismatch,
     Instance,
     RedriveOutcome,
     TaskFailure,
@@ -60,6 +62,7 @@ __all__ = [
     "EventRejected",
     "ExpressionError",
     "HistoryEntry",
+    "InputMismatch",
     "Instance",
     "InstanceNotFound",
     "InvalidInput",
@@ -71,6 +74,7 @@ __all__ = [
     "RenderError",
     "ResetRefused",
     "TaskNotFound",
+    "TaskContext",
     "TaskFailure",
     "TaskNotHeld",
     "TurnoutError",

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
+from .handlers import plan_of
 from .records import ClaimedTask
 from .worker import SWEEP_SECONDS, Runner, TaskSource, handler_failed
 
@@ -40,13 +41,14 @@ class AsyncWorker(Runner):
     async def _engine(self, call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
 
-    async def call_handler(self, handler: Any, value: Any) -> Any:
+    async def call_handler(self, handler: Any, *args: Any, **kwargs: Any) -> Any:
         """Await an async def handler here, on the running loop; run a def in the pool."""
         if inspect.iscoroutinefunction(handler):
-            return await handler(value)
+            return await handler(*args, **kwargs)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="turnout-task")
-        result = await asyncio.get_running_loop().run_in_executor(self._pool, handler, value)
+        call = functools.partial(handler, *args, **kwargs)
+        result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
         if inspect.isawaitable(result):  # a def that hands back a coroutine
             result = await result
         return result
@@ -62,8 +64,13 @@ class AsyncWorker(Runner):
             if me in self.held:  # in the loop of `work`: the lease renewed is this task's
                 self.held[me] = current.id
             handler = self.engine.handlers[current.name]
+            plan = plan_of(handler)
+            row = None
+            if plan.wants_context:  # the instance's key, definition and version
+                row = await self._engine(self.engine.store.get_instance, current.instance_id)
             try:
-                result = await self.call_handler(handler, current.input)
+                args, kwargs = plan.arguments(current, row)
+                result = await self.call_handler(handler, *args, **kwargs)
             except Exception as exc:
                 self.failed += 1
                 error = handler_failed(current, exc)

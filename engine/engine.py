@@ -35,6 +35,7 @@ from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check u
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
 from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
+from .handlers import plan_of
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, last_error_of
@@ -47,7 +48,7 @@ from .worker import Worker
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
 Clock = Callable[[], datetime]
-Handler = Callable[[Any], Any]
+Handler = Callable[..., Any]  # handler(input) or handler(input, context)
 Subscriber = Callable[[HistoryEntry], None]
 Result = TypeVar("Result")
 log = logging.getLogger("turnout.engine")
@@ -134,9 +135,11 @@ class Engine(Pictures, VersionCalls, Migrations):
 
     # -- handlers and subscribers ----------------------------------------------------------
     def task(self, name: str) -> Callable[[Handler], Handler]:
-        """Decorator registering the handler of task `name` (a def or an async def)."""
+        """Decorator registering the handler of task `name` (a def or an async def), called
+        as `handler(input)` or `handler(input, context)`: see handlers.py."""
 
         def register(handler: Handler) -> Handler:
+            plan_of(handler)  # its signature read once: how it takes its input and a context
             self.handlers[name] = handler
             return handler
 

@@ -5,10 +5,11 @@ Plain frozen dataclasses with a `to_json()` that the CLI and the HTTP API print 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from statemachines.errors import ValueNotStorable
@@ -168,9 +169,24 @@ class HistoryEntry:
         }
 
 
+class InputMismatch(TaskFailure):
+    """A handler's input does not fit the type its first parameter declares (a pydantic
+    model or a dataclass): the attempt fails with error type `InputMismatch`, whose
+    `details` list the problems. A retry policy retries it only if it names it in `errors`:
+    the same input would not fit the next time either."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__("InputMismatch", message, details)
+
+
 @dataclass(frozen=True)
 class ClaimedTask:
-    """A task held by a worker until `lease_until`: run `name` on `input`, then answer."""
+    """A task held by a worker until `lease_until`: run `name` on `input`, then answer.
+
+    `activation` counts the entries of the instance's states (a re-entry is a new one),
+    `item` is a foreach item's index (None for a task state's task), `claimed_at` is when
+    this attempt was claimed (the `timeout` runs from it).
+    """
 
     id: str
     name: str
@@ -182,6 +198,24 @@ class ClaimedTask:
     kind: str
     lease_until: datetime
     timeout: float | None = None
+    activation: int = 0
+    item: int | None = None
+    claimed_at: datetime | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of this task, whichever worker runs it; another for a
+        new entry into its state or another foreach item: 32 hex digits of a SHA-256 over
+        the instance id, state path, activation, item and task name."""
+        parts = (self.instance_id, self.state, str(self.activation), str(self.item), self.name)
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When this attempt runs past its `timeout` (None: the task has none)."""
+        if self.timeout is None or self.claimed_at is None:
+            return None
+        return self.claimed_at + timedelta(seconds=self.timeout)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,6 +229,10 @@ class ClaimedTask:
             "kind": self.kind,
             "lease_until": _iso(self.lease_until),
             "timeout": self.timeout,
+            "activation": self.activation,
+            "item": self.item,
+            "deadline": None if self.deadline is None else _iso(self.deadline),
+            "idempotency_key": self.idempotency_key,
         }
 
 

@@ -490,4 +490,7 @@ def claimed_task(row: TaskRow, lease_until: datetime) -> ClaimedTask:
         row.kind,
         lease_until,
         timeout,
+        row.activation,
+        row.item,
+        row.claimed_at,
     )

@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
+from .handlers import plan_of
 from .records import ClaimedTask, error_details
+from .store import Store
 
 log = logging.getLogger("turnout.worker")
 SWEEP_SECONDS = 0.25
@@ -32,10 +34,13 @@ class TaskSource(Protocol):
     the workers never import the engine that runs them."""
 
     @property
-    def handlers(self) -> Mapping[str, Callable[[Any], Any]]: ...
+    def handlers(self) -> Mapping[str, Callable[..., Any]]: ...
 
     @property
     def worker_id(self) -> str: ...
+
+    @property
+    def store(self) -> Store: ...
 
     @property
     def lease(self) -> timedelta: ...
@@ -70,13 +75,13 @@ class TaskSource(Protocol):
     def fire_due_timers(self) -> int: ...
 
 
-def call_handler(handler: Any, value: Any) -> Any:
+def call_handler(handler: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a task handler, def or async def, and return its result.
 
     An async def runs to completion on an event loop of its own (`asyncio.run` in the calling
     thread): `AsyncEngine` is the way to run handlers on an application's loop.
     """
-    result = handler(value)
+    result = handler(*args, **kwargs)
     if inspect.isawaitable(result):
         return asyncio.run(_awaited(result))
     return result
@@ -122,8 +127,14 @@ class Worker(Runner):
             if slot is not None:
                 slot.hold(current)
             handler = self.engine.handlers[current.name]
+            plan = plan_of(handler)
+            # The instance's key, definition and version: read only for a context.
+            row = (
+                self.engine.store.get_instance(current.instance_id) if plan.wants_context else None
+            )
             try:
-                result = call_handler(handler, current.input)
+                args, kwargs = plan.arguments(current, row)
+                result = call_handler(handler, *args, **kwargs)
             except Exception as exc:
                 self.failed += 1
                 error = handler_failed(current, exc)

@@ -34,6 +34,9 @@ MAX_PATH_LENGTH = 400  # a state's full dotted path, an event's name
 MAX_TIMER_KEY_LENGTH = 100  # an `after` or `at` key as written (stored: `2d`, or `#N`)
 # A foreach writes one task per item it runs: its items and its tasks at a time are bounded.
 MAX_FOREACH_ITEMS = 10_000
+# Error types a retry policy without `errors` does not take: retrying cannot fix them (a
+# handler's input that does not fit its declared type). A policy naming one retries it.
+NAMED_RETRY_ONLY = frozenset({"InputMismatch"})
 DEFAULT_FOREACH_CONCURRENCY = 10
 MAX_FOREACH_CONCURRENCY = 1_000
 # How deep calls may nest: an instance started by a call at this depth may call no further
@@ -121,8 +124,11 @@ class RetryPolicy:
     errors: tuple[str, ...] = ()
 
     def handles(self, error_type: str) -> bool:
-        """Whether a failure of `error_type` is this policy's: it names it, or names none."""
-        return not self.errors or error_type in self.errors
+        """Whether a failure of `error_type` is this policy's: it names it, or names none
+        and the type is not one that only a policy naming it retries (NAMED_RETRY_ONLY)."""
+        if self.errors:
+            return error_type in self.errors
+        return error_type not in NAMED_RETRY_ONLY
 
     def wait_after(self, failed_attempts: int) -> timedelta:
         """The wait before the next attempt once `failed_attempts` attempts have failed: the

@@ -292,8 +292,8 @@ def _defs() -> dict[str, Any]:
         "retry": {
             "description": "One policy for every error type, or a list of policies by error "
             "type: a failure goes to the first policy whose errors name its type (the one "
-            "without errors takes every other type and comes last); each policy counts its "
-            "own failures; a failure no policy takes is not retried.",
+            "without errors takes every other type but InputMismatch, and comes last); each "
+            "policy counts its own failures; a failure no policy takes is not retried.",
             # A mapping is one policy; `properties` and `items` each apply to one form.
             "type": ["object", "array"],
             "properties": _RETRY_POLICY,

@@ -199,6 +199,10 @@ class ClaimedOut(BaseModel):
     kind: str
     lease_until: datetime
     timeout: float | None
+    activation: int
+    item: int | None
+    deadline: datetime | None
+    idempotency_key: str
 
 
 class CompleteIn(BaseModel):
@@ -446,7 +450,10 @@ def cancel_instance(
 def claim_tasks(request: Request, body: ClaimIn) -> list[ClaimedOut]:
     """Claim up to `limit` ready tasks named in `tasks` for `lease` seconds."""
     claimed = engine_of(request).claim_tasks(body.tasks, body.worker, body.lease, body.limit)
-    return [ClaimedOut(**task.__dict__) for task in claimed]
+    return [
+        ClaimedOut(**task.__dict__, deadline=task.deadline, idempotency_key=task.idempotency_key)
+        for task in claimed
+    ]
 
 
 @router.post("/api/tasks/{task_id}/complete", response_model=Outcome, tags=["tasks"])

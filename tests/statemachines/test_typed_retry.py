@@ -201,3 +201,11 @@ def test_diagrams_label_each_policy_with_its_attempts() -> None:
     assert "Timeout/Busy ×3" in diagrams.to_mermaid(definition)
     single = statemachines.load(_retry_of("{attempts: 3}"))
     assert "↻ 3 attempts" in diagrams.to_dot(single)
+
+
+def test_input_mismatch_is_retried_only_by_a_policy_that_names_it() -> None:
+    every_type = Retry((RetryPolicy(attempts=3),))
+    assert not every_type.after_failure("InputMismatch", (0,)).again
+    assert every_type.after_failure("Timeout", (0,)).again
+    named = Retry((RetryPolicy(attempts=2, errors=("InputMismatch",)), RetryPolicy(attempts=3)))
+    assert named.after_failure("InputMismatch", (0, 0)).again

@@ -466,6 +466,39 @@ def test_worker_runs_the_handlers_of_a_users_module_and_stops_on_interrupt(
     assert "Traceback" not in stderr
 
 
+def test_worker_passes_the_task_context_to_a_handler_with_two_parameters(
+    tmp_path: Path,
+) -> None:
+    database = review_db(tmp_path, "review_context")
+    started = as_json(
+        run_turnout(
+            "start",
+            "surface_review",
+            "--data",
+            '{"amount": 5}',
+            "--key",
+            "r-1",
+            "--json",
+            database=database,
+        )
+    )
+    worker = start_worker(tmp_path, database, "review_context")
+    try:
+        done = wait_until(
+            lambda: (shown := show(database, started["id"]))["status"] != "running" and shown,
+            60,
+            "the worker to run review.check",
+        )
+    finally:
+        status, stderr = interrupt(worker)
+    assert done["state"] == "approved", done
+    checked = done["context"]["checked"]
+    assert checked["task"] == "review.check" and checked["key"] == "r-1"
+    assert checked["definition"] == "surface_review" and checked["attempt"] == 1
+    assert len(checked["idempotency_key"]) == 32
+    assert status == 0, stderr
+
+
 def test_worker_logs_a_failing_handler_and_show_prints_the_last_error(tmp_path: Path) -> None:
     """The worker logs a handler's exception with its traceback on stderr; `show` prints the
     instance's last error (type, message, traceback), and `--json` has it as `last_error`."""

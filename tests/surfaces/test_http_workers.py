@@ -94,6 +94,9 @@ def test_a_failure_reported_over_http_is_retried_then_routed_when_attempts_run_o
         lambda: claim(api, task, "worker-b"), 20, "the retry to be due", interval=0.1
     )
     assert second["attempt"] == 2 and second["max_attempts"] == 2
+    # A retry is the same task: the same key to make its effects idempotent.
+    assert second["idempotency_key"] == first["idempotency_key"]
+    assert len(first["idempotency_key"]) == 32 and first["item"] is None
     again = api.post(f"/api/tasks/{second['id']}/fail", json={"worker": "worker-b"})
     assert again.json() == {"applied": True}
     after = api.get(f"/api/instances/{instance['id']}").json()
