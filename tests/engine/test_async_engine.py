@@ -237,3 +237,58 @@ def test_async_work_runs_at_most_concurrency_handlers_and_finishes_them_when_can
             await aeng.aclose()
 
     asyncio.run(scenario())
+
+
+def test_async_work_runs_handlers_that_await_the_applications_queue_and_lock(
+    store_url: str, clock: Any
+) -> None:
+    """Under `work()` on the application's loop, handlers await a queue the application
+    feeds and a lock it owns: the lock keeps one handler at a time in its critical section
+    while three run, and every instance finishes with the application's answer."""
+
+    async def scenario() -> None:
+        aeng = AsyncEngine(store_url, clock=clock, lease=3600)
+        try:
+            await aeng.deploy(DEFINITIONS / "one_task.yaml")
+            answers: asyncio.Queue[int] = asyncio.Queue()
+            lock = asyncio.Lock()
+            inside = {"now": 0, "most": 0, "waiting": 0}
+
+            @aeng.task("jobs.work")
+            async def work(data: Any) -> Any:
+                inside["waiting"] += 1
+                answer = await answers.get()
+                async with lock:
+                    inside["now"] += 1
+                    inside["most"] = max(inside["most"], inside["now"])
+                    await asyncio.sleep(0)  # another handler may run here, not in here
+                    inside["now"] -= 1
+                return {"n": data["n"], "answer": answer}
+
+            ids = [(await aeng.start("one_task", {"n": n})).id for n in range(3)]
+            worker = asyncio.create_task(aeng.work(concurrency=3, poll_interval=0.02))
+            for _ in range(500):
+                if inside["waiting"] == 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert inside["waiting"] == 3  # all three wait on the application's queue at once
+            async with lock:  # the application holds its lock: no handler gets in meanwhile
+                for number in (10, 20, 30):
+                    answers.put_nowait(number)
+                await asyncio.sleep(0.05)
+                assert inside["now"] == 0
+            for _ in range(500):
+                done = [await aeng.get(one) for one in ids]
+                if all(instance.finished for instance in done):
+                    break
+                await asyncio.sleep(0.02)
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(worker, 10)
+            assert [instance.status for instance in done] == ["succeeded"] * 3
+            assert sorted(instance.context["answer"] for instance in done) == [10, 20, 30]
+            assert inside["most"] == 1
+        finally:
+            await aeng.aclose()
+
+    asyncio.run(scenario())
