@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .records import HistoryEntry
 from .rows import InstanceRow
 from .tables import TaskState, instances_t
-from .transaction import Transaction
+from .transaction import Transaction, driver_sql
 
 FETCHED = 2000  # history rows read from the driver at a time
 _INSTANCE_FIELDS = ", ".join(column.name for column in instances_t.c)
-_INSTANCE_JSON = ("active", "context", "machine")
-_INSTANCE_TIMES = ("created_at", "updated_at")
 _HISTORY_FIELDS = "h.instance_id, h.seq, h.at, h.kind, h.event, h.from_state, h.to_state, h.data"
 LIVE = (TaskState.READY, TaskState.CLAIMED)
 
@@ -61,35 +59,10 @@ class TimerKey:
     due_at: datetime
 
 
-def _sql(tx: Transaction, text: str) -> str:
-    """`text` with `?` marks, for the transaction's driver (JSON parameters are cast)."""
-    if tx.postgres:
-        return text.replace("?j", "%s::jsonb").replace("?", "%s")
-    return text.replace("?j", "?")
-
-
 def _read(tx: Transaction, text: str, params: Iterable[Any]) -> Any:
     cursor = tx.cursor.connection.cursor()
-    cursor.execute(_sql(tx, text), tuple(params))
+    cursor.execute(driver_sql(text, tx.postgres), tuple(params))
     return cursor
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _time(value: Any) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC)
-
-
-def _instance(found: Any) -> InstanceRow:
-    values = dict(zip([column.name for column in instances_t.c], found, strict=True))
-    for name in _INSTANCE_JSON:
-        values[name] = _json(values[name])
-    for name in _INSTANCE_TIMES:
-        values[name] = _time(values[name])
-    return InstanceRow(**values)
 
 
 # -- a plan ------------------------------------------------------------------------------------
@@ -101,7 +74,7 @@ def running(tx: Transaction, definition: str, version: int) -> list[InstanceRow]
         "AND status = 'running' ORDER BY created_at, id",
         (definition, version),
     )
-    return [_instance(row) for row in found.fetchall()]
+    return [row for row in map(tx.instance_of, found.fetchall()) if row is not None]
 
 
 def histories(
@@ -125,7 +98,15 @@ def histories(
                     yield current, entries
                 current, entries = instance_id, []
             entry = HistoryEntry(
-                seq, _time(at), kind, event, source, target, _json(data), instance_id, definition
+                seq,
+                tx.read_time(at),
+                kind,
+                event,
+                source,
+                target,
+                tx.read_json(data),
+                instance_id,
+                definition,
             )
             entries.append(entry)
     if current is not None:
@@ -143,7 +124,15 @@ def history(tx: Transaction, row: InstanceRow) -> list[HistoryEntry]:
     )
     return [
         HistoryEntry(
-            seq, _time(at), kind, event, source, target, _json(data), row.id, row.definition
+            seq,
+            tx.read_time(at),
+            kind,
+            event,
+            source,
+            target,
+            tx.read_json(data),
+            row.id,
+            row.definition,
         )
         for seq, at, kind, event, source, target, data in found.fetchall()
     ]
@@ -158,7 +147,7 @@ def tasks(tx: Transaction, instance_id: str) -> list[TaskKey]:
         (instance_id,),
     )
     return [
-        TaskKey(task_id, path, activation, item, kind, name, status, most, _json(retry), ms)
+        TaskKey(task_id, path, activation, item, kind, name, status, most, tx.read_json(retry), ms)
         for task_id, path, activation, item, kind, name, status, most, retry, ms in found.fetchall()
     ]
 
@@ -171,14 +160,14 @@ def timers(tx: Transaction, instance_id: str) -> list[TimerKey]:
         (instance_id,),
     )
     return [
-        TimerKey(timer_id, path, activation, key, _time(due))
+        TimerKey(timer_id, path, activation, key, tx.read_time(due))
         for timer_id, path, activation, key, due in found.fetchall()
     ]
 
 
 def _each(tx: Transaction, text: str, rows: list[tuple[Any, ...]]) -> None:
     if rows:
-        tx.cursor.executemany(_sql(tx, text), rows)
+        tx.cursor.executemany(driver_sql(text, tx.postgres), rows)
 
 
 def drop_tasks(tx: Transaction, ids: list[str]) -> None:

@@ -121,15 +121,15 @@ SQL = {
 _TASK_UPDATABLE = {"status", "worker", "claimed_at", "lease_until", "ready_at", "attempt", "retry"}
 
 
-def _driver_sql(sql: str, postgres: bool) -> str:
+def driver_sql(sql: str, postgres: bool) -> str:
     """Our statements use `?` for a parameter and `?j` for a JSON one; adapt to the driver."""
     if postgres:
         return sql.replace("?j", "%s::jsonb").replace("?", "%s")
     return sql.replace("?j", "?")
 
 
-SQLITE_SQL = {name: _driver_sql(sql, False) for name, sql in SQL.items()}
-POSTGRES_SQL = {name: _driver_sql(sql, True) for name, sql in SQL.items()}
+SQLITE_SQL = {name: driver_sql(sql, False) for name, sql in SQL.items()}
+POSTGRES_SQL = {name: driver_sql(sql, True) for name, sql in SQL.items()}
 POSTGRES_SQL["lock_task"] += " FOR UPDATE"  # tasks are locked under either kind of locking
 OPTIMISTIC_SQL = dict(POSTGRES_SQL)  # no row lock: the revision check of the update decides
 POSTGRES_SQL["lock_instance"] += " FOR UPDATE"
@@ -176,22 +176,22 @@ class Transaction:
         naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
         return naive if self.postgres else naive.isoformat(" ", "microseconds")
 
-    def _read_time(self, value: Any) -> Any:
+    def read_time(self, value: Any) -> Any:
         if value is None:
             return None
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
 
-    def _read_json(self, value: Any) -> Any:
+    def read_json(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) and not self.postgres else value
 
     def _decoded(self, row: Any, json_at: Sequence[int], times_at: Sequence[int]) -> list[Any]:
         values = list(row)
         for index in json_at:
-            values[index] = self._read_json(values[index])
+            values[index] = self.read_json(values[index])
         for index in times_at:
-            values[index] = self._read_time(values[index])
+            values[index] = self.read_time(values[index])
         return values
 
     def _task(self, row: Any) -> TaskRow:
@@ -199,7 +199,7 @@ class Transaction:
 
     # instances
     def lock_instance(self, instance_id: str) -> InstanceRow | None:
-        return self._instance(self._read("lock_instance", (instance_id,)).fetchone())
+        return self.instance_of(self._read("lock_instance", (instance_id,)).fetchone())
 
     def lock_task(self, task_id: str) -> tuple[TaskRow | None, InstanceRow | None]:
         """A task and its instance, both locked: the instance first, the order every writer
@@ -207,11 +207,11 @@ class Transaction:
         instance_cursor = self._read("lock_instance_of_task", (task_id,))
         task_cursor = self.cursor.connection.cursor()  # its own on SQLite too
         task_cursor.execute(self.sql["lock_task"], (task_id,))
-        instance = self._instance(instance_cursor.fetchone())
+        instance = self.instance_of(instance_cursor.fetchone())
         task = task_cursor.fetchone()
         return (None if task is None else self._task(task)), instance
 
-    def _instance(self, row: Any) -> InstanceRow | None:
+    def instance_of(self, row: Any) -> InstanceRow | None:
         if row is None:
             return None
         return InstanceRow(*self._decoded(row, _INSTANCE_JSON, _INSTANCE_TIMES))
@@ -497,7 +497,7 @@ class Transaction:
 
     def due_timers(self, now: datetime, limit: int) -> list[TimerRow]:
         rows = self._read("due_timers", (self._time(now), limit)).fetchall()
-        return [TimerRow(r[0], r[1], r[2], r[3], r[4], self._read_time(r[5])) for r in rows]
+        return [TimerRow(r[0], r[1], r[2], r[3], r[4], self.read_time(r[5])) for r in rows]
 
     def take_timer(self, timer_id: str) -> bool:
         """Delete a timer about to fire; False when another worker already took it."""
@@ -515,12 +515,12 @@ class Transaction:
         """The instance's newest history entry that reports an error, as (kind, event,
         data); none when it has none."""
         rows = self._read("last_failure", (instance_id,)).fetchall()
-        return [(str(kind), event, self._read_json(data)) for kind, event, data in rows]
+        return [(str(kind), event, self.read_json(data)) for kind, event, data in rows]
 
     def next_due(self) -> datetime | None:
         """The earliest time a timer or a waiting task becomes due."""
         found = [
-            self._read_time(self._read(name, ()).fetchone()[0])
+            self.read_time(self._read(name, ()).fetchone()[0])
             for name in ("next_timer", "next_task")
         ]
         return min((f for f in found if f is not None), default=None)
