@@ -19,8 +19,8 @@ from statemachines.errors import (
     InvalidInput,
     TurnoutError,
 )
-from statemachines.failures import instance_error
-from statemachines.steps import FINISHED, Entry
+from statemachines.failures import faulted
+from statemachines.steps import Entry
 
 from .records import HistoryEntry, Instance
 from .rows import Claim, InstanceRow, TaskRow
@@ -195,11 +195,7 @@ def fail_instance(
     """
     # Written as read but for status, counters and the error: the machine itself may be
     # what is broken.
-    status = row.status if row.status in FINISHED else Status.FAILED
-    machine = row.machine
-    if status != row.status and isinstance(machine, dict) and "error" not in machine:
-        kept = instance_error(error, row.state, row.history_seq + 1)
-        machine = {**machine, "error": kept}
+    status, machine = faulted(row.machine, row.status, row.state, error, row.history_seq + 1)
     new = dataclasses.replace(
         row,
         status=status,

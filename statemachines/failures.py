@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model import State
+from .steps import FINISHED, Status
 from .values import copy_json
 
 MAX_MESSAGE_CHARS = 2000
@@ -64,6 +65,17 @@ def instance_error(error: Any, state: str, seq: int) -> dict[str, Any]:
     if details:
         kept["details"] = details
     return kept
+
+
+def faulted(machine: Any, status: str, state: str, error: Any, seq: int) -> tuple[str, Any]:
+    """The status and machine data of an instance an operation failed for its own fault
+    (the engine's `error` entry `seq`): it ends failed, keeping `error` arising at `state`
+    unless it keeps one already; a finished instance keeps its status. The machine data is
+    otherwise as read, since it may be what is broken."""
+    ended = status if status in FINISHED else Status.FAILED
+    if ended != status and isinstance(machine, dict) and "error" not in machine:
+        machine = {**machine, "error": instance_error(error, state, seq)}
+    return ended, machine
 
 
 def text_of(value: Any) -> str:

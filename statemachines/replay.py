@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from .compile import CompiledMachine, compile_definition
 from .errors import EventRejected, TurnoutError, ValueNotStorable
-from .failures import instance_error
+from .failures import faulted
 from .model import Definition
 from .steps import (
     CALL_TIMEOUT,
@@ -457,12 +457,11 @@ class Replayer:
         """What the engine writes when an operation fails for the instance's own fault: the
         instance ends failed (a finished one keeps its status) keeping the error."""
         snapshot = self.snapshot
-        machine = dict(snapshot.machine)
-        status = snapshot.status if snapshot.status in FINISHED else Status.FAILED
-        if status != snapshot.status and "error" not in machine:
-            state = str(machine.get("state", ""))
-            machine["error"] = instance_error(entry.data, state, snapshot.seq + 1)
-        return Step(machine, snapshot.context, status, cancelled=[])
+        state = str(snapshot.machine.get("state", ""))
+        status, machine = faulted(
+            snapshot.machine, snapshot.status, state, entry.data, snapshot.seq + 1
+        )
+        return Step(machine, snapshot.context, status)
 
     def same_call_failure(self, entry: Recorded) -> bool:
         """Whether `entry` is a call that could not start, failed in the transaction of the
