@@ -43,6 +43,7 @@ from .values import storable
 NOTES = frozenset({"retry", "stale"})
 # Entries an operator's or the engine's own action wrote, replayed by `Replayer.operator`.
 OPERATOR_KINDS = frozenset({"redrive", "reset", "migrated"})
+REPLANNED = frozenset({"redrive", "reset"})  # operator entries after which all work is new
 
 
 class Recorded(Protocol):
@@ -366,9 +367,11 @@ class Replayer:
         except TurnoutError as exc:
             self.diverge(entry, None, str(exc))
             return 0
-        # An operator's action replaces the instance's work (the engine drops it all): what
-        # is outstanding after it is what its step made.
-        self.result.forget()
+        # A redrive or a reset drops all the instance's work (the engine's does), and a move
+        # to another version's machine replans it: what is outstanding after either is what
+        # its step made. Replayed on the same version, a migration changes no work.
+        if machine is not self.machine or entry.kind in REPLANNED:
+            self.result.forget()
         self.machine = machine
         if entry.kind == "migrated" and isinstance(entry.data, dict):
             self.version = entry.data.get("to_version", self.version)

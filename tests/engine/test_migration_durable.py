@@ -442,3 +442,19 @@ def test_an_instance_redriven_and_reset_is_planned_by_replaying_those_entries_to
         assert (done.version, done.status, done.context["stored"]) == (2, "succeeded", stored)
         history = engine.history(instance_id)
         assert engine.get(instance_id, at=history[-1].seq) == done
+
+
+def test_an_instance_moved_safely_before_is_planned_again_with_the_work_it_kept(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("pipeline")
+    text = (DEFINITIONS / "pipeline.yaml").read_text()
+    instance = engine.start("pipeline", {})
+    engine.deploy(text.replace("pipeline.store,", "pipeline.store, retry: {attempts: 2},"))
+    engine.migrate(engine.plan_migration("pipeline", 1))
+    engine.task("pipeline.fetch")(lambda data: {"rows": 3})
+    engine.run_until_idle()  # fetch answered on version 2; store waits for a handler
+    assert (engine.get(instance.id).version, engine.get(instance.id).state) == (2, "store")
+    engine.deploy(text.replace("pipeline.fetch,", "pipeline.fetch, retry: {attempts: 2},"))
+    plan = engine.plan_migration("pipeline", 2)
+    assert [(item.id, str(item.kind)) for item in plan.instances] == [(instance.id, "safe")]
