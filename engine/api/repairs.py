@@ -11,16 +11,10 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
 from ..checks import MAX_LIST_LIMIT
-from ..engine import Engine
-from ..records import Instance
-from .routes import InstanceOut, engine_of
+from .routes import InstanceOut, engine_of, instance_out
 
 router = APIRouter(tags=["repairs"])
 MAX_REASON = 2000
-
-
-def _out(engine: Engine, instance: Instance) -> InstanceOut:
-    return InstanceOut(**instance.__dict__, allowed=engine.allowed(instance))
 
 
 class RedriveIn(BaseModel):
@@ -68,7 +62,7 @@ def redrive_instance(
     succeeded; 409 when it cannot be redriven (not failed, compensated, or ended in a
     `final: failed` state its definition chose)."""
     engine = engine_of(request)
-    return _out(engine, engine.redrive(instance_id, body.reason if body else None))
+    return instance_out(engine, engine.redrive(instance_id, body.reason if body else None))
 
 
 @router.post("/api/instances/{instance_id}/reset", response_model=InstanceOut)
@@ -77,7 +71,7 @@ def reset_instance(request: Request, instance_id: str, body: ResetIn) -> Instanc
     its context patched; 422 naming the states there are when it has no such state."""
     engine = engine_of(request)
     instance = engine.reset(instance_id, body.to_state, body.context_patch, reason=body.reason)
-    return _out(engine, instance)
+    return instance_out(engine, instance)
 
 
 @router.post("/api/instances:redrive", response_model=RedriveManyOut)

@@ -225,7 +225,7 @@ class Outcome(BaseModel):
     applied: bool = Field(description="False when the answer was stale (the lease was lost).")
 
 
-def _instance(engine: Engine, instance: Instance, with_allowed: bool = True) -> InstanceOut:
+def instance_out(engine: Engine, instance: Instance, with_allowed: bool = True) -> InstanceOut:
     allowed = engine.allowed(instance) if with_allowed else None
     return InstanceOut(**instance.__dict__, allowed=allowed)
 
@@ -342,7 +342,7 @@ def definition_diff_diagram(
 def start_instance(request: Request, body: StartIn) -> InstanceOut:
     """Start an instance of a definition with `data`; `key` is an optional business key."""
     engine = engine_of(request)
-    return _instance(engine, engine.start(body.definition, body.data, key=body.key))
+    return instance_out(engine, engine.start(body.definition, body.data, key=body.key))
 
 
 def _offset(cursor: str | None) -> int:
@@ -378,7 +378,7 @@ def list_instances(
     filters = {"definition": definition, "state": state, "status": status, "key": key}
     found = engine.instances(**filters, limit=limit + 1, offset=offset, parent=parent)
     more = len(found) > limit
-    items = [_instance(engine, instance, with_allowed=False) for instance in found[:limit]]
+    items = [instance_out(engine, instance, with_allowed=False) for instance in found[:limit]]
     return InstancePage(items=items, next_cursor=_cursor(offset + limit) if more else None)
 
 
@@ -389,8 +389,8 @@ def read_instance(request: Request, instance_id: str, at: AtQuery = None) -> Ins
     `allowed`); 409 when the history does not replay that far."""
     engine = engine_of(request)
     if at is not None:
-        return _instance(engine, engine.get(instance_id, at=at), with_allowed=False)
-    return _instance(engine, engine.get(instance_id))
+        return instance_out(engine, engine.get(instance_id, at=at), with_allowed=False)
+    return instance_out(engine, engine.get(instance_id))
 
 
 @router.get(
@@ -433,7 +433,7 @@ def send_event(request: Request, instance_id: str, body: EventIn) -> InstanceOut
     """Send an event; 409 with the allowed events when no transition takes it."""
     engine = engine_of(request)
     instance = engine.send(instance_id, body.event, body.data, idempotency_key=body.idempotency_key)
-    return _instance(engine, instance)
+    return instance_out(engine, instance)
 
 
 @router.post("/api/instances/{instance_id}/cancel", response_model=InstanceOut, tags=["instances"])
@@ -442,7 +442,7 @@ def cancel_instance(
 ) -> InstanceOut:
     """Cancel a running instance: its work is dropped and compensations run."""
     engine = engine_of(request)
-    return _instance(engine, engine.cancel(instance_id, body.reason if body else None))
+    return instance_out(engine, engine.cancel(instance_id, body.reason if body else None))
 
 
 # -- external task workers ---------------------------------------------------------------------
