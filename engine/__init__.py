@@ -32,6 +32,7 @@ from statemachines.errors import (
 from statemachines.migration_plan import MigrationPlan
 
 from .async_engine import AsyncEngine
+from .changes import Change
 from .engine import Engine
 from .handlers import TaskContext
 from .migration_result import MigrationResult
@@ -48,6 +49,7 @@ from .versions import VersionDiff
 
 __all__ = [
     "AsyncEngine",
+    "Change",
     "ClaimedTask",
     "ConcurrentUpdate",
     "Conflict",

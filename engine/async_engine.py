@@ -104,6 +104,15 @@ class AsyncEngine:
     plan_migration = awaited(Engine.plan_migration)
     migrate = awaited(Engine.migrate)
 
+    # -- the change feed
+    changes = awaited(Engine.changes)
+    latest_change = awaited(Engine.latest_change)
+    change_cursor = awaited(Engine.change_cursor)
+    save_change_cursor = awaited(Engine.save_change_cursor)
+    drop_change_cursor = awaited(Engine.drop_change_cursor)
+    prune_changes = awaited(Engine.prune_changes)
+    wait_for_changes = awaited(Engine.wait_for_changes)
+
     @property
     def safe_url(self) -> str:
         """The database URL with any password hidden, fit to print."""

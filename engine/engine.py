@@ -35,6 +35,7 @@ from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check u
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
 from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
+from .feed import ChangeFeed, Listener
 from .handlers import plan_of
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
@@ -63,7 +64,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine(Pictures, VersionCalls, Migrations):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -94,6 +95,7 @@ class Engine(Pictures, VersionCalls, Migrations):
         self.handlers: dict[str, Handler] = {}
         self._subscribers: list[Subscriber] = []
         self.catalog = Catalog()
+        self.listener = Listener(self.store)
 
     def __enter__(self) -> Engine:
         return self
@@ -157,6 +159,7 @@ class Engine(Pictures, VersionCalls, Migrations):
     def _publish(self, applied: Applied | None) -> None:
         if applied is None:
             return
+        self.listener.poke()
         for entry in applied.entries:
             for callback in list(self._subscribers):
                 try:
@@ -579,4 +582,5 @@ class Engine(Pictures, VersionCalls, Migrations):
 
     def close(self) -> None:
         """Release the database connections."""
+        self.listener.close()
         self.store.close()

@@ -134,6 +134,7 @@ def persist(
     else:
         tx.update_instance(new, row)
     tx.append_history(entries)
+    tx.insert_change(new, None if insert else row.state, entries)
     if step.cancelled:
         if definition is None:
             tx.drop_work(row.id, step.cancelled, step.cancelled)
@@ -209,5 +210,6 @@ def fail_instance(
     )
     tx.update_instance(new, row)
     tx.append_history([entry])
+    tx.insert_change(new, row.state, [entry])
     tx.drop_all_work(row.id)
     return Applied(snapshot(new), [entry])

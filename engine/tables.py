@@ -157,6 +157,55 @@ class TimerTable(SQLModel, table=True):
     due_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
+class ChangeTable(SQLModel, table=True):
+    """The outbox: one row per committed revision of an instance, written in the step's own
+    transaction. `seq` is taken when the row is written; `position`, the feed's order, is
+    given on PostgreSQL once the row has committed (see changes.py); on SQLite, where one
+    writer commits at a time, `seq` is the order and `position` stays empty."""
+
+    __tablename__ = "turnout_changes"
+    __table_args__ = (
+        sa.Index("ix_turnout_changes_position", "position", unique=True),
+        sa.Index(
+            "ix_turnout_changes_unplaced",
+            "seq",
+            postgresql_where=sa.text("position IS NULL"),
+            sqlite_where=sa.text("position IS NULL"),
+        ),
+    )
+    seq: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+    )
+    position: int | None = Field(default=None, sa_type=sa.BigInteger)
+    instance_id: str = Field(max_length=ID_LENGTH)
+    key: str | None = Field(default=None, max_length=KEY_LENGTH)
+    definition: str = Field(max_length=MAX_NAME_LENGTH)
+    version: int
+    revision: int
+    kind: str = Field(max_length=20)
+    event: str | None = Field(default=None, max_length=MAX_PATH_LENGTH)
+    from_state: str | None = Field(default=None, max_length=MAX_PATH_LENGTH)
+    to_state: str = Field(max_length=MAX_PATH_LENGTH)
+    status: str = Field(max_length=20)
+    first_entry: int
+    last_entry: int
+    at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ChangeCursorTable(SQLModel, table=True):
+    """How far each named reader of the change feed (a relay, the hooks) has gone."""
+
+    __tablename__ = "turnout_change_cursors"
+    name: str = Field(primary_key=True, max_length=KEY_LENGTH)
+    position: int = Field(sa_type=sa.BigInteger)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 definitions_t: sa.Table = DefinitionTable.__table__  # type: ignore[attr-defined]
 instances_t: sa.Table = InstanceTable.__table__  # type: ignore[attr-defined]
 history_t: sa.Table = HistoryTable.__table__  # type: ignore[attr-defined]
@@ -167,4 +216,15 @@ HISTORY_ENTRY_COLUMNS = tuple(
 idempotency_t: sa.Table = IdempotencyTable.__table__  # type: ignore[attr-defined]
 tasks_t: sa.Table = TaskTable.__table__  # type: ignore[attr-defined]
 timers_t: sa.Table = TimerTable.__table__  # type: ignore[attr-defined]
-TABLES = [definitions_t, instances_t, history_t, idempotency_t, tasks_t, timers_t]
+changes_t: sa.Table = ChangeTable.__table__  # type: ignore[attr-defined]
+change_cursors_t: sa.Table = ChangeCursorTable.__table__  # type: ignore[attr-defined]
+TABLES = [
+    definitions_t,
+    instances_t,
+    history_t,
+    idempotency_t,
+    tasks_t,
+    timers_t,
+    changes_t,
+    change_cursors_t,
+]

@@ -84,6 +84,10 @@ SQL = {
     "find_by_key": "SELECT id FROM turnout_instances WHERE definition = ? AND key = ?",
     "append_history": f"INSERT INTO turnout_history ({', '.join(_HISTORY_COLUMNS)}) "
     f"VALUES ({_placeholders(history_t, _HISTORY_COLUMNS)})",
+    "insert_change": "INSERT INTO turnout_changes (instance_id, key, definition, version, "
+    "revision, kind, event, from_state, to_state, status, first_entry, last_entry, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "notify_changes": "NOTIFY turnout_changes",
     "seen_idempotency": "SELECT 1 FROM turnout_idempotency WHERE instance_id = ? AND key = ?",
     "remember_idempotency": "INSERT INTO turnout_idempotency (instance_id, key, at) "
     "VALUES (?, ?, ?)",
@@ -158,6 +162,7 @@ class Transaction:
         # integrity error). Under row locks, an instance's revision cannot move once read.
         self._sync = sync or (lambda: None)
         self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
+        self._notified = False
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
@@ -307,6 +312,34 @@ class Transaction:
                 for e in entries
             ],
         )
+
+    def insert_change(
+        self, new: InstanceRow, from_state: str | None, entries: Sequence[HistoryEntry]
+    ) -> None:
+        """The outbox row of the step that made `new` (read by changes.py); on PostgreSQL,
+        the first of a transaction also wakes the feed's listeners when it commits."""
+        first = entries[0] if entries else None
+        self._run(
+            "insert_change",
+            (
+                new.id,
+                new.key,
+                new.definition,
+                new.version,
+                new.revision,
+                first.kind if first else "update",
+                first.event if first else None,
+                from_state,
+                new.state,
+                new.status,
+                new.history_seq - len(entries) + 1,
+                new.history_seq,
+                self._time(new.updated_at),
+            ),
+        )
+        if self.postgres and not self._notified:
+            self._notified = True
+            self._run("notify_changes", ())
 
     def seen_idempotency(self, instance_id: str, key: str) -> bool:
         return self._read("seen_idempotency", (instance_id, key)).fetchone() is not None

@@ -74,6 +74,8 @@ class TaskSource(Protocol):
 
     def fire_due_timers(self) -> int: ...
 
+    def wait_for_changes(self, timeout: float) -> bool: ...
+
 
 def call_handler(handler: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a task handler, def or async def, and return its result.
@@ -206,8 +208,10 @@ class Worker(Runner):
                 except Exception:  # a sweep that lost every retry (say): the next round goes on
                     log.exception("a worker round failed; retrying")
                     busy, pause = False, min(max(pause * 2, 0.5), 10.0)
-                if not busy:
-                    stop.wait(min(pause, SWEEP_SECONDS))
+                if not busy and not stop.is_set():
+                    # A committed change (on PostgreSQL, any process's) may have made a
+                    # task ready: wake for it rather than sleep the pause out.
+                    self.engine.wait_for_changes(min(pause, SWEEP_SECONDS))
         except KeyboardInterrupt:
             stop.set()
         finally:

@@ -44,6 +44,7 @@ EXPORTS = {
     ],
     "engine": [
         "AsyncEngine",
+        "Change",
         "ClaimedTask",
         "ConcurrentUpdate",
         "Conflict",
