@@ -37,7 +37,8 @@ class Listener:
         self._connection: Any = None
 
     def poke(self) -> None:
-        self._poked.set()
+        if not self._poked.is_set():  # set once until a waiter takes it: cheap on every step
+            self._poked.set()
 
     def wait(self, timeout: float) -> bool:
         """Until a change commits (True) or `timeout` seconds pass (False)."""

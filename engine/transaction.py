@@ -163,6 +163,8 @@ class Transaction:
         self._sync = sync or (lambda: None)
         self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
         self._notified = False
+        self._last_time: datetime | None = None
+        self._last_encoded: Any = None
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
@@ -178,8 +180,12 @@ class Transaction:
     def _time(self, value: datetime | None) -> Any:
         if value is None:
             return None
+        if value is self._last_time:  # a step writes its `now` to three tables
+            return self._last_encoded
         naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-        return naive if self.postgres else naive.isoformat(" ", "microseconds")
+        encoded = naive if self.postgres else naive.isoformat(" ", "microseconds")
+        self._last_time, self._last_encoded = value, encoded
+        return encoded
 
     def read_time(self, value: Any) -> Any:
         if value is None:
