@@ -88,6 +88,7 @@ class ChangeFeed:
     store: Store
     clock: Callable[[], datetime]
     listener: Listener
+    change_retention: timedelta | None
 
     def changes(
         self, after: int = 0, limit: int = 100, *, definitions: list[str] | None = None
@@ -133,18 +134,25 @@ class ChangeFeed:
         with self.store.core(write=True) as conn:
             return changes.drop_cursor(conn, name)
 
-    def prune_changes(self, older_than: timedelta | float, *, batch: int = 1000) -> int:
+    def prune_changes(
+        self, older_than: timedelta | float, *, batch: int = 1000, batches: int | None = None
+    ) -> int:
         """Delete the changes written more than `older_than` ago that every named reader
-        has passed, `batch` per transaction (short locks while workers run); the count."""
+        has passed, `batch` per transaction (short locks while workers run), at most
+        `batches` transactions (None: until none is left); the count. Workers do it by
+        themselves with the engine's `change_retention`."""
         age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
         before = self.clock() - age
         total = 0
-        while True:
+        done = 0
+        while batches is None or done < batches:
             with self.store.core(write=True) as conn:
                 gone = changes.prune(conn, before, batch)
             total += gone
+            done += 1
             if gone < batch:
-                return total
+                break
+        return total
 
     def wait_for_changes(self, timeout: float) -> bool:
         """Block until a change commits (True) or `timeout` seconds pass (False): on

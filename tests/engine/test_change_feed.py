@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine import Change, Engine, EventRejected, InvalidInput
+from engine.worker import Worker
 
 
 def test_each_committed_step_is_one_change_in_order(engine: Engine, deploy: Callable[..., Any]):
@@ -198,3 +199,21 @@ def test_on_postgres_a_change_committed_late_is_not_passed_over(
 
         assert [c.id for c in first_read] == [f"{late.id}.2"]
         assert [c.id for c in second_read] == [f"{early.id}.2"]
+
+
+@pytest.mark.parametrize("retention", [timedelta(days=1), None])
+def test_workers_apply_the_engine_retention(
+    store_url: str, clock: Any, deploy_on: Callable[..., Any], retention: timedelta | None
+):
+    with Engine(store_url, clock=clock, change_retention=retention) as engine:
+        deploy_on(engine, "counter")
+        instance = engine.start("counter", {"count": 0})
+        engine.send(instance.id, "increment")
+        clock.advance(timedelta(days=2))
+        engine.send(instance.id, "increment")
+        worker = Worker(engine)
+        worker.prune()  # not due yet: a worker prunes once a minute
+        assert len(engine.changes()) == 3
+        worker.pruned_at = float("-inf")
+        worker.prune()
+        assert [c.revision for c in engine.changes()] == ([3] if retention else [1, 2, 3])
