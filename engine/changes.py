@@ -26,6 +26,7 @@ from .tables import UTCDateTime
 PLACER_LOCK = 7302
 PLACED_AT_ONCE = 5000
 CHANNEL = "turnout_changes"
+NOTIFY_CHANGES = f"NOTIFY {CHANNEL}"
 
 _FIELDS = (
     "instance_id, key, definition, version, revision, kind, event, from_state, to_state, "
