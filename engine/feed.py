@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ class Listener:
         self._poked = threading.Event()
         self._using = threading.Lock()
         self._connection: Any = None
+        self._schema = ""
 
     def poke(self) -> None:
         if not self._poked.is_set():  # set once until a waiter takes it: cheap on every step
@@ -63,8 +65,13 @@ class Listener:
                 self._connection = psycopg.connect(
                     url.render_as_string(hide_password=False), autocommit=True
                 )
+                self._schema = self._connection.execute("SELECT current_schema()").fetchone()[0]
                 self._connection.execute(f"LISTEN {changes.CHANNEL}")
-            woke = any(True for _ in self._connection.notifies(timeout=timeout, stop_after=1))
+            deadline = time.monotonic() + timeout
+            woke = False
+            while not woke and (left := deadline - time.monotonic()) > 0:
+                for notice in self._connection.notifies(timeout=left, stop_after=1):
+                    woke = notice.payload == self._schema
             # Notices that came together are one wake-up.
             for _ in self._connection.notifies(timeout=0):
                 pass
