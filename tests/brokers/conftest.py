@@ -1,0 +1,82 @@
+"""Fixtures of the broker tests: the real servers on 127.0.0.1 (a skip when one is not
+there, a failure when CI=true), a fresh Redis stream per test, deleted afterwards.
+
+`require_service(host, port, name)` is what every broker's fixture calls first; running
+`turnout relay` and `turnout consume` as processes is in `broker_processes.py`.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from databases import in_ci
+
+from engine import Engine
+
+DEFINITIONS = Path(__file__).parent / "definitions"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+CONNECT_SECONDS = 3.0
+
+
+def require_service(host: str, port: int, name: str) -> None:
+    """Go on only if something answers on host:port: else skip the test, or fail it when
+    CI=true (`.ci/run` starts the servers, so a missing one there is a fault)."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
+            return
+    except OSError as exc:
+        message = f"{name} is not answering on {host}:{port} ({exc})"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def unique_name(prefix: str) -> str:
+    """A stream, queue or subject name no other test (nor a run beside this one) uses."""
+    return f"{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The URL of the local Redis (database 0), once it answers."""
+    require_service(REDIS_HOST, REDIS_PORT, "Redis")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A redis-py client of the local Redis, to look at streams as a test sees them."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_stream(redis_client: Any) -> Iterator[str]:
+    """A stream name of this test's own; the stream and its dead-letter stream are deleted
+    after the test."""
+    name = unique_name("turnout.test")
+    try:
+        yield name
+    finally:
+        redis_client.delete(name, f"{name}.dead")
+
+
+@pytest.fixture
+def broker_engine(store_url: str) -> Iterator[Engine]:
+    """An Engine on an empty database (SQLite, then PostgreSQL) with the counter definition."""
+    engine = Engine(store_url)
+    engine.deploy(DEFINITIONS / "counter.yaml")
+    try:
+        yield engine
+    finally:
+        engine.close()
