@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_processes import Running, start_turnout
 from databases import in_ci
 
 from engine import Engine
@@ -80,3 +81,20 @@ def broker_engine(store_url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+@pytest.fixture
+def turnout_process(tmp_path: Path) -> Iterator[Callable[[Sequence[str], str], Running]]:
+    """Start `turnout ARGS... --db DATABASE` in the background (output in the test's
+    temporary directory); whatever is still running after the test is killed."""
+    started: list[Running] = []
+
+    def start(args: Sequence[str], database: str) -> Running:
+        running = start_turnout(args, database, tmp_path / f"{args[0]}.log")
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.alive():
+            running.kill()

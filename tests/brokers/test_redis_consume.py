@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from broker_processes import Running, run_turnout, start_turnout
+from broker_processes import Running, run_turnout
 from waiting import until
 
 from engine import Engine, UsageError
@@ -94,7 +95,7 @@ def test_b_consumer_killed_between_commit_and_ack_applies_no_event_twice(
     redis_url: str,
     redis_client: Any,
     redis_stream: str,
-    tmp_path: Path,
+    turnout_process: Callable[[Sequence[str], str], Running],
 ) -> None:
     engine = broker_engine
     keys = [f"k{number}" for number in range(INSTANCES)]
@@ -108,13 +109,12 @@ def test_b_consumer_killed_between_commit_and_ack_applies_no_event_twice(
         ],
     )
     url = f"{redis_url}?stream={redis_stream}&claim_idle=0"
-    log = tmp_path / "consume.log"
-    first = start_turnout(["consume", f"{url}&consumer=first", "--batch", "500"], store_url, log)
+    first = turnout_process(["consume", f"{url}&consumer=first", "--batch", "500"], store_url)
     caught = kill_between_commit_and_ack(first, engine, ids, redis_client, redis_stream)
     # Killed: what it committed is still pending in the group, to be delivered again.
     assert caught <= pending_ids(redis_client, redis_stream)
 
-    second = start_turnout(["consume", f"{url}&consumer=second"], store_url, log)
+    second = turnout_process(["consume", f"{url}&consumer=second"], store_url)
     # Each tick applied is one change in the feed, after the starts'.
     done = lambda: engine.latest_change() >= INSTANCES + EVENTS  # noqa: E731
     assert until(done, 120, every=0.2), second.output()
@@ -242,7 +242,7 @@ def test_consume_command_applies_events_until_sigterm(
     redis_url: str,
     redis_client: Any,
     redis_stream: str,
-    tmp_path: Path,
+    turnout_process: Callable[[Sequence[str], str], Running],
 ) -> None:
     [instance] = broker_engine.start_many("broker_counter", [{}], keys=["k0"])
     fill(
@@ -250,9 +250,7 @@ def test_consume_command_applies_events_until_sigterm(
         redis_stream,
         [{"id": f"e{n}", "body": event_body("k0", n=n)} for n in range(5)],
     )
-    consumer = start_turnout(
-        ["consume", f"{redis_url}?stream={redis_stream}"], store_url, tmp_path / "consume.log"
-    )
+    consumer = turnout_process(["consume", f"{redis_url}?stream={redis_stream}"], store_url)
     assert until(lambda: broker_engine.get(instance).revision >= 6, 60), consumer.output()
     assert consumer.stop(signal.SIGTERM) == 0, consumer.output()
     assert "consumer stopped: applied 5 event(s), set aside 0" in consumer.output()
