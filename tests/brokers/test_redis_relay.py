@@ -73,7 +73,8 @@ def test_a_killed_relay_loses_no_change_and_repeats_only_same_ids(
 
     # First run, small batches: killed once some of the starts are out, not all.
     relay = turnout_process(["relay", url, "--batch", "50"], store_url)
-    assert until(lambda: published() >= 1_000 or not relay.alive(), 60), relay.output()
+    some_out = lambda: published() >= 1_000 or not relay.alive()  # noqa: E731
+    assert until(some_out, 60, every=0.005), relay.output()
     relay.kill()
     assert 0 < published() < STARTED, "the relay was not killed mid-stream"
 
