@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
 from broker_processes import Running, stream_messages
 from waiting import until
 
@@ -179,3 +180,24 @@ def test_relay_command_runs_until_sigint_and_exits_0(
     assert broker_engine.change_cursor("mine") == broker_engine.latest_change()
     assert "Traceback" not in relay.output()
     assert "relay stopped: published 10 change(s)" in relay.output()
+
+
+def test_a_publish_redis_refused_moves_no_cursor(
+    broker_engine: Engine, redis_url: str, redis_client: Any, redis_stream: str
+) -> None:
+    import redis
+
+    broker_engine.start_many("broker_counter", ({} for _ in range(5)))
+    away = open_publisher(f"redis://127.0.0.1:1/0?stream={redis_stream}")
+    try:
+        with pytest.raises(redis.ConnectionError):
+            Relay(broker_engine, away, "patient").run_once()
+    finally:
+        away.close()
+    assert broker_engine.change_cursor("patient") is None
+    publisher = open_publisher(f"{redis_url}?stream={redis_stream}")
+    try:
+        assert Relay(broker_engine, publisher, "patient").run_once() == 5
+    finally:
+        publisher.close()
+    assert redis_client.xlen(redis_stream) == 5
