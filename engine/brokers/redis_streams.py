@@ -185,7 +185,11 @@ class StreamSource:
         entries = next(iter(answer.values())) if isinstance(answer, dict) else answer[0][1]
         if entries and isinstance(entries[0], list):
             entries = entries[0]  # RESP3 wraps a stream's entries once more
-        # Pending entries deleted from the stream meanwhile come back with no fields.
+        # Pending entries trimmed from the stream meanwhile come back with no fields: there is
+        # nothing left to apply, so they are acknowledged.
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:
+            self.client.xack(self.stream, self.group, *gone)
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     def _claim(self, limit: int) -> list[tuple[Any, Any]]:

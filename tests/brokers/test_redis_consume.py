@@ -254,3 +254,17 @@ def test_consume_command_applies_events_until_sigterm(
     assert until(lambda: broker_engine.get(instance).revision >= 6, 60), consumer.output()
     assert consumer.stop(signal.SIGTERM) == 0, consumer.output()
     assert "consumer stopped: applied 5 event(s), set aside 0" in consumer.output()
+
+
+def test_a_pending_message_trimmed_from_the_stream_is_let_go(
+    redis_url: str, redis_client: Any, redis_stream: str
+) -> None:
+    fill(redis_client, redis_stream, [{"body": "1"}, {"body": "2"}])
+    source = open_source(f"{redis_url}?stream={redis_stream}", consumer="only")
+    try:
+        taken = source.receive(10, 0)
+        redis_client.xdel(redis_stream, taken[0].id.rpartition(":")[2])
+        assert [message.body for message in source.receive(10, 0)] == [b"2"]
+        assert pending_count(redis_client, redis_stream) == 1
+    finally:
+        source.close()
