@@ -141,6 +141,7 @@ def test_d_bad_messages_go_to_the_dead_letter_stream_with_the_reason(
             {"id": "not-json", "body": "{not json"},
             {"id": "a-list", "body": "[1, 2]"},
             {"id": "no-body"},
+            {"id": "event-list", "body": json.dumps({"definition": "d", "key": "k", "event": [1]})},
             {"id": "nobody", "body": event_body("nobody")},
             {"id": "close-k0", "body": event_body("k0", "close")},
             {"id": "after-close", "body": event_body("k0", n=1)},
@@ -154,16 +155,17 @@ def test_d_bad_messages_go_to_the_dead_letter_stream_with_the_reason(
             pass
     finally:
         source.close()
-    assert (consumer.outcome.applied, consumer.outcome.rejected) == (2, 5)
+    assert (consumer.outcome.applied, consumer.outcome.rejected) == (2, 6)
     assert engine.get(ids[0]).state == "closed"
     assert [entry.data for entry in engine.history(ids[1]) if entry.event] == [{"n": 2}]
     dead = {
         fields[b"id"].decode(): fields for _, fields in redis_client.xrange(f"{redis_stream}.dead")
     }
-    assert sorted(dead) == ["a-list", "after-close", "no-body", "nobody", "not-json"]
+    assert sorted(dead) == ["a-list", "after-close", "event-list", "no-body", "nobody", "not-json"]
     reasons = {name: fields[b"reason"].decode() for name, fields in dead.items()}
     assert reasons["not-json"].startswith("not an event message")
     assert reasons["a-list"] == "not an event message: the message is not a JSON object"
+    assert reasons["event-list"] == "not an event message: definition, key and event must be text"
     assert reasons["nobody"].startswith("InstanceNotFound")
     assert reasons["after-close"].startswith("EventRejected")
     assert dead["not-json"][b"body"] == b"{not json"
