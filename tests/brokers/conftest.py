@@ -1,45 +1,25 @@
 """Fixtures of the broker tests: the real servers on 127.0.0.1 (a skip when one is not
 there, a failure when CI=true), a fresh Redis stream per test, deleted afterwards.
 
-`require_service(host, port, name)` is what every broker's fixture calls first; running
-`turnout relay` and `turnout consume` as processes is in `broker_processes.py`.
+`require_service(host, port, name)` (from `broker_services.py`, importable by any test
+module) is what every broker's fixture calls first; running `turnout relay` and
+`turnout consume` as processes is in `broker_processes.py`.
 """
 
 from __future__ import annotations
 
-import socket
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from broker_processes import Running, start_turnout
-from databases import in_ci
+from broker_services import require_service, unique_name
 
 from engine import Engine
 
 DEFINITIONS = Path(__file__).parent / "definitions"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-CONNECT_SECONDS = 3.0
-
-
-def require_service(host: str, port: int, name: str) -> None:
-    """Go on only if something answers on host:port: else skip the test, or fail it when
-    CI=true (`.ci/run` starts the servers, so a missing one there is a fault)."""
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
-            return
-    except OSError as exc:
-        message = f"{name} is not answering on {host}:{port} ({exc})"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def unique_name(prefix: str) -> str:
-    """A stream, queue or subject name no other test (nor a run beside this one) uses."""
-    return f"{prefix}.{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
