@@ -51,6 +51,8 @@ COMMANDS = (
     "worker",
     "serve",
     "schema",
+    "relay",
+    "consume",
 )
 HISTORY_KEYS = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
 
