@@ -1,8 +1,8 @@
 """The example order service (docs/examples/order_service), run in process against the
-local Redis on an SQLite file: an order taken over HTTP is paid by an event on the payments
-stream, its `async def` handlers run on the application's own loop, and every state change
-reaches the changes stream in revision order. Without Redis these tests skip, and in CI
-(CI=true) they fail.
+local Redis, on an SQLite file and on PostgreSQL: an order taken over HTTP is paid by an
+event on the payments stream, its `async def` handlers run on the application's own loop,
+and every state change reaches the changes stream in revision order. Without Redis these
+tests skip, and in CI (CI=true) they fail.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,10 +68,11 @@ def streams(redis_client: redis.Redis) -> Iterator[Streams]:
 
 
 @pytest.fixture
-def service(tmp_path: Path, streams: Streams) -> Iterator[TestClient]:
-    """The order service with its lifespan running: worker, consumer and relay started."""
+def service(store_url: str, streams: Streams) -> Iterator[TestClient]:
+    """The order service with its lifespan running (worker, consumer and relay started), on
+    an SQLite file, then on a PostgreSQL schema."""
     settings = Settings(
-        database=f"sqlite:///{tmp_path}/orders.db",
+        database=store_url,
         payments=f"{REDIS_URL}?stream={streams.payments}&group=order-service",
         changes=f"{REDIS_URL}?stream={streams.changes}",
     )
