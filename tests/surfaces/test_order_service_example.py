@@ -68,14 +68,18 @@ def streams(redis_client: redis.Redis) -> Iterator[Streams]:
 
 
 @pytest.fixture
-def service(store_url: str, streams: Streams) -> Iterator[TestClient]:
-    """The order service with its lifespan running (worker, consumer and relay started), on
-    an SQLite file, then on a PostgreSQL schema."""
-    settings = Settings(
+def settings(store_url: str, streams: Streams) -> Settings:
+    """The service's settings: an SQLite file, then a PostgreSQL schema; this test's streams."""
+    return Settings(
         database=store_url,
         payments=f"{REDIS_URL}?stream={streams.payments}&group=order-service",
         changes=f"{REDIS_URL}?stream={streams.changes}",
     )
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[TestClient]:
+    """The order service with its lifespan running: worker, consumer and relay started."""
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -238,3 +242,26 @@ def test_an_order_beyond_the_stock_ends_out_of_stock_and_takes_nothing(
     assert ended["error"]["message"] == "not enough gadget in stock"
     assert service.get("/stock").json()["gadget"] == 3
     assert [handled.task for handled in state_of(service).shop.handled] == ["stock.reserve"]
+
+
+def test_a_payment_sent_while_the_service_is_down_is_applied_when_it_comes_back(
+    settings: Settings, redis_client: redis.Redis, streams: Streams
+) -> None:
+    with TestClient(create_app(settings)) as first:
+        order = first.post("/orders", json=ORDER).json()
+        assert until(
+            lambda: len(changes_of(redis_client, streams.changes, order["instance"])) == 1,
+            WAIT_SECONDS,
+        )
+    pay(redis_client, streams.payments, order["id"], 25.0, "evt-while-down")
+
+    with TestClient(create_app(settings)) as second:
+        assert until(lambda: order_of(second, order["id"])["status"] != "running", WAIT_SECONDS)
+        assert order_of(second, order["id"])["state"] == "shipped"
+        assert until(
+            lambda: len(changes_of(redis_client, streams.changes, order["instance"])) == 5,
+            WAIT_SECONDS,
+        )
+    # The relay went on from its cursor: the first change was not published again.
+    published = changes_of(redis_client, streams.changes, order["instance"])
+    assert [change["revision"] for change in published] == [1, 2, 3, 4, 5]
