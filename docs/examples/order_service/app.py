@@ -78,8 +78,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         carrier = httpx.AsyncClient(base_url=settings.carrier_url, timeout=10)
     shop = Shop(settings, carrier)
     register_handlers(engine, shop)
-    publisher = open_publisher(settings.changes)
-    source = open_source(settings.payments)
+    # Opening may connect (NATS, RabbitMQ): done in a thread, as the engine's calls are.
+    publisher = await asyncio.to_thread(open_publisher, settings.changes)
+    source = await asyncio.to_thread(open_source, settings.payments)
     relay = Relay(engine.sync, publisher, settings.relay_name, definitions=[DEFINITION_NAME])
     consumer = Consumer(engine.sync, source)
     stop = threading.Event()
