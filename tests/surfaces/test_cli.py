@@ -44,6 +44,7 @@ COMMANDS = (
     "timeline",
     "export",
     "replay",
+    "changes",
     "list",
     "cancel",
     "redrive",
