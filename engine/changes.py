@@ -26,7 +26,9 @@ from .tables import UTCDateTime
 PLACER_LOCK = 7302
 PLACED_AT_ONCE = 5000
 CHANNEL = "turnout_changes"
-# The payload names the schema whose feed moved: listeners on other schemas of the same
+# Sent after a step's COMMIT, in the same round trip, as a transaction of its own: a NOTIFY
+# inside the step's transaction would make committing writers queue behind each other. The
+# payload names the schema whose feed moved: listeners on other schemas of the same
 # database (which share channels) let it pass.
 NOTIFY_CHANGES = f"SELECT pg_notify('{CHANNEL}', current_schema())"
 

@@ -264,14 +264,10 @@ class Store:
             with conn.pipeline() as pipeline:
                 cursor = conn.cursor()
                 cursor.execute("BEGIN")
-                tx = Transaction(cursor, True, self.optimistic, pipeline.sync)
-                yield tx
+                yield (tx := Transaction(cursor, True, self.optimistic, pipeline.sync))
                 outcome.unknown = True
                 cursor.execute("COMMIT")
-                if tx.changed:
-                    # Wakes the feed's listeners. Sent after the COMMIT, in the same round
-                    # trip, as a transaction of its own: a NOTIFY inside the step's
-                    # transaction would make every committing writer wait for the others.
+                if tx.changed:  # the feed's wake-up, outside the step: see changes.py
                     cursor.execute(NOTIFY_CHANGES)
         except BaseException as exc:
             import psycopg
