@@ -1,9 +1,10 @@
 """The `Engine` facade: deploy definitions, start and advance instances, run tasks and timers.
 
 Thin by design: a method checks its arguments, reads the clock, runs one function of
-`runtime.py` in one transaction, publishes what committed to the subscribers and returns.
-The semantics are `statemachines`'; what each deployed version means is the catalog's; the
-SQL is `transaction.py`'s. Nothing about an instance is kept in memory between calls.
+`runtime.py` in one transaction, publishes what committed to the subscribers and the
+in-process hooks (hooks.py) and returns. The semantics are `statemachines`'; what each
+deployed version means is the catalog's; the SQL is `transaction.py`'s. Nothing about an
+instance is kept in memory between calls.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
 from .feed import ChangeFeed, Listener
 from .handlers import plan_of
+from .hooks import Hooks, Registry
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, last_error_of
@@ -64,7 +66,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -94,6 +96,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, Handler] = {}
         self._subscribers: list[Subscriber] = []
+        self._hooks = Registry()  # hooks.py
         self.catalog = Catalog()
         self.listener = Listener(self.store)
 
@@ -172,6 +175,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
                         entry.kind,
                         entry.instance_id,
                     )
+        self._after_commit(applied.written)
 
     def _apply(self, operation: Callable[..., Result], *args: Any) -> Result:
         """`operation(tx, *args)` in one transaction. With row locks a conflict cannot

@@ -12,6 +12,8 @@ import uuid6
 
 from statemachines.steps import Status
 
+from .records import HistoryEntry
+
 
 @dataclass(frozen=True)
 class InstanceRow:
@@ -57,6 +59,17 @@ class InstanceRow:
             updated_at=now,
             parent_id=parent_id,
         )
+
+
+@dataclass(frozen=True)
+class Written:
+    """One instance's step as its transaction wrote it: the row before it (None for a new
+    instance), the row after it and the history entries it appended. What a transaction
+    wrote is handed to the in-process hooks once it has committed (hooks.py)."""
+
+    before: InstanceRow | None
+    after: InstanceRow
+    entries: list[HistoryEntry]
 
 
 @dataclass(frozen=True)

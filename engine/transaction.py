@@ -19,7 +19,7 @@ from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 from statemachines.steps import TaskOrder, TimerOrder
 
 from .records import HistoryEntry
-from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
+from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id
 from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
@@ -163,6 +163,7 @@ class Transaction:
         self._sync = sync or (lambda: None)
         self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
         self._notified = False
+        self.written: list[Written] = []  # every step persisted, for the hooks after commit
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
