@@ -104,8 +104,9 @@ class Registration:
 
 @dataclass
 class Registry:
-    """The hooks of one engine, and what a durable runner has delivered of a change whose
-    other hooks failed (by registration index), so that trying it again calls only those."""
+    """The hooks of one engine, and which calls (by their place in `calls_of`) a durable
+    runner has made of a change whose other calls failed: trying it again in this process
+    makes only those that failed."""
 
     registered: list[Registration] = field(default_factory=list)
     delivered: dict[str, tuple[str, set[int]]] = field(default_factory=dict)
@@ -136,27 +137,25 @@ def calls_of(
     entries: list[HistoryEntry],
     change_id: str,
     position: int | None = None,
-) -> list[tuple[int, Registration, HookContext]]:
+) -> list[tuple[Registration, HookContext]]:
     """The hooks one committed step calls, in order: those of the states left, of each
-    transition (a history entry naming the state it went to), of the states entered; each
-    with the index of its registration."""
+    transition (a history entry naming the state it went to), of the states entered."""
     left, entered = moves(before, after)
     durable = position is not None
     base = HookContext(EXIT, instance, entries, change_id, durable, position=position)
-    calls: list[tuple[int, Registration, HookContext]] = []
-    indexed = list(enumerate(registrations))
+    calls: list[tuple[Registration, HookContext]] = []
     for path in left:
         context = _replace(base, hook=EXIT, state=path)
-        calls += [(i, r, context) for i, r in indexed if r.hook == EXIT and r.state in (None, path)]
+        calls += [(r, context) for r in registrations if r.hook == EXIT and r.state in (None, path)]
     for entry in entries:
         if entry.to_state is None:
             continue
         context = _replace(base, hook=TRANSITION, transition=entry)
-        calls += [(i, r, context) for i, r in indexed if r.hook == TRANSITION and r.takes(entry)]
+        calls += [(r, context) for r in registrations if r.hook == TRANSITION and r.takes(entry)]
     for path in entered:
         context = _replace(base, hook=ENTER, state=path)
         calls += [
-            (i, r, context) for i, r in indexed if r.hook == ENTER and r.state in (None, path)
+            (r, context) for r in registrations if r.hook == ENTER and r.state in (None, path)
         ]
     return calls
 
@@ -276,7 +275,7 @@ class Hooks:
             after = step.after.machine.get("active", {})
             change_id = f"{step.after.id}.{step.after.revision}"
             instance = snapshot(step.after)
-            for _, registration, context in calls_of(
+            for registration, context in calls_of(
                 wanted, instance, before, after, step.entries, change_id
             ):
                 call_hook(registration, context)
@@ -319,10 +318,10 @@ class Hooks:
         known, done = self._hooks.delivered.get(name, (change.id, set()))
         done = done if known == change.id else set()
         calls = calls_of(wanted, instance, before, after, entries, change.id, change.position)
-        for index, registration, context in calls:
-            if index not in done and call_hook(registration, context):
-                done.add(index)
-        if all(index in done for index, _, _ in calls):
+        for number, (registration, context) in enumerate(calls):
+            if number not in done and call_hook(registration, context):
+                done.add(number)
+        if len(done) == len(calls):
             self._hooks.delivered.pop(name, None)
             return True
         self._hooks.delivered[name] = (change.id, done)

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hook_recording import DEFINITION, recorded
 
 from engine import AsyncEngine, Engine, HookContext
-
-DEFINITION = "hooked_order"
 
 
 @pytest.fixture
@@ -33,27 +32,6 @@ def reader(store_url: str, clock: Any) -> Iterator[Engine]:
         yield other
     finally:
         other.close()
-
-
-def recorded(engine: Engine, durable: bool = False) -> list[tuple[str, ...]]:
-    """Register a hook of each kind for any state and transition of `hooked_order`;
-    the list they append to: ("exit", state), ("transition", source, dest, event),
-    ("enter", state)."""
-    calls: list[tuple[str, ...]] = []
-
-    @engine.on_exit(DEFINITION, durable=durable)
-    def left(context: HookContext) -> None:
-        calls.append(("exit", str(context.state)))
-
-    @engine.on_transition(DEFINITION, durable=durable)
-    def moved(context: HookContext) -> None:
-        calls.append(("transition", str(context.source), str(context.dest), str(context.event)))
-
-    @engine.on_enter(DEFINITION, durable=durable)
-    def entered(context: HookContext) -> None:
-        calls.append(("enter", str(context.state)))
-
-    return calls
 
 
 def test_hooks_run_after_commit_and_see_the_committed_state(order: Engine, reader: Engine) -> None:
