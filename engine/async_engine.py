@@ -57,9 +57,16 @@ class AsyncEngine:
         worker_id: str | None = None,
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        listen: bool = True,
     ) -> None:
         self.sync = Engine(
-            url, clock, lease=lease, worker_id=worker_id, locking=locking, busy_timeout=busy_timeout
+            url,
+            clock,
+            lease=lease,
+            worker_id=worker_id,
+            locking=locking,
+            busy_timeout=busy_timeout,
+            listen=listen,
         )
 
     async def __aenter__(self) -> AsyncEngine:

@@ -77,6 +77,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
     "optimistic" (no lock; the revision check of the update makes the loser retry).
     `busy_timeout` is how many seconds an SQLite write waits for a lock another process
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
+    `listen=False` keeps `wait_for_changes`, and so idle workers and hook runners, from
+    LISTENing on PostgreSQL (behind a pooler that cannot, say): they poll instead.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
         worker_id: str | None = None,
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        listen: bool = True,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout)
@@ -98,7 +101,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
         self._subscribers: list[Subscriber] = []
         self._hooks = Registry()  # hooks.py
         self.catalog = Catalog()
-        self.listener = Listener(self.store)
+        self.listener = Listener(self.store, listen)
 
     def __enter__(self) -> Engine:
         return self
