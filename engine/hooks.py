@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from statemachines import CompiledMachine
 from statemachines.errors import DatabaseUnavailable, TurnoutError
+from statemachines.replay import Replay
 
 from . import travel
 from .changes import Change
 from .persist import snapshot
 from .records import HistoryEntry, Instance
-from .rows import Written
+from .rows import InstanceRow, Written
 from .store import Store
 
 ENTER, EXIT, TRANSITION = "enter", "exit", "transition"
@@ -113,6 +114,15 @@ class Registry:
 
     def of(self, definition: str, durable: bool) -> list[Registration]:
         return [r for r in self.registered if r.durable == durable and r.definition == definition]
+
+
+@dataclass
+class Replays:
+    """The instances of one batch of changes, each read and replayed once, as far as its
+    last change in the batch (`until`): a hot instance's changes cost one replay."""
+
+    until: dict[str, int]
+    made: dict[str, tuple[InstanceRow, list[HistoryEntry], Replay]] = field(default_factory=dict)
 
 
 def moves(before: Mapping[str, int], after: Mapping[str, int]) -> tuple[list[str], list[str]]:
@@ -295,8 +305,10 @@ class Hooks:
         """`deliver_hooks`: the changes passed, and whether a hook failed."""
         start = self.change_cursor(name) or 0
         position, passed, failed = start, 0, False
-        for change in self.changes(start, limit):
-            if not self._deliver_change(name, change):
+        batch = self.changes(start, limit)
+        replays = Replays({change.instance_id: change.last_entry for change in batch})
+        for change in batch:
+            if not self._deliver_change(name, change, replays):
                 failed = True
                 break
             position, passed = change.position, passed + 1
@@ -304,12 +316,12 @@ class Hooks:
             self.save_change_cursor(name, position)
         return passed, failed
 
-    def _deliver_change(self, name: str, change: Change) -> bool:
+    def _deliver_change(self, name: str, change: Change, replays: Replays) -> bool:
         wanted = self._hooks.of(change.definition, durable=True)
         if not wanted or change.first_entry > change.last_entry:
             return True
         try:
-            before, after, entries, instance = self._rebuilt(change)
+            before, after, entries, instance = self._rebuilt(change, replays)
         except DatabaseUnavailable:
             raise
         except TurnoutError as exc:  # a history that does not replay: no snapshot to give
@@ -328,16 +340,22 @@ class Hooks:
         return False
 
     def _rebuilt(
-        self, change: Change
+        self, change: Change, replays: Replays
     ) -> tuple[dict[str, int], dict[str, int], list[HistoryEntry], Instance]:
         """A change's active states before and after it, its entries and its instance
-        after it, by time travel (one replay of the instance's history)."""
-        row = self.store.get_instance(change.instance_id)
-        if row is None:
-            raise TurnoutError(f"instance {change.instance_id} is gone")
-        history = self.store.history(row.id, row.definition)
+        after it, by time travel (a replay of the instance's history, one a batch)."""
+        found = replays.made.get(change.instance_id)
+        if found is None:
+            row = self.store.get_instance(change.instance_id)
+            if row is None:
+                raise TurnoutError(f"instance {change.instance_id} is gone")
+            history = self.store.history(row.id, row.definition)
+            until = replays.until[change.instance_id]
+            found = row, history, travel.replayed(row, history, self._machine_of, until=until)
+            replays.made[change.instance_id] = found
+        row, history, replay = found
         first, last = change.first_entry, change.last_entry
-        before, after = travel.points_around(row, history, first, last, self._machine_of)
+        before, after = travel.points_around(row, replay, first, last)
         entries = [entry for entry in history if first <= entry.seq <= last]
         return (
             dict(before.machine.get("active", {})) if before is not None else {},

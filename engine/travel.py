@@ -149,11 +149,11 @@ def point_at(
 
 
 def points_around(
-    row: InstanceRow, history: Sequence[HistoryEntry], first: int, last: int, machines: Machines
+    row: InstanceRow, found: Replay, first: int, last: int
 ) -> tuple[Point | None, Point]:
     """The instance before and after the transaction that wrote entries `first` to `last`
-    (None before its start), from one replay: what a durable hook compares."""
-    found = replayed(row, history, machines, until=last)
+    (None before its start), from a replay of its history to `last` or further: what a
+    durable hook compares."""
     after = found.at(last)
     if after is None:
         divergence = found.divergence
