@@ -18,7 +18,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from statemachines import CompiledMachine
@@ -155,24 +155,19 @@ def calls_of(
     base = HookContext(EXIT, instance, entries, change_id, durable, position=position)
     calls: list[tuple[Registration, HookContext]] = []
     for path in left:
-        context = _replace(base, hook=EXIT, state=path)
+        context = replace(base, hook=EXIT, state=path)
         calls += [(r, context) for r in registrations if r.hook == EXIT and r.state in (None, path)]
     for entry in entries:
         if entry.to_state is None:
             continue
-        context = _replace(base, hook=TRANSITION, transition=entry)
+        context = replace(base, hook=TRANSITION, transition=entry)
         calls += [(r, context) for r in registrations if r.hook == TRANSITION and r.takes(entry)]
     for path in entered:
-        context = _replace(base, hook=ENTER, state=path)
+        context = replace(base, hook=ENTER, state=path)
         calls += [
             (r, context) for r in registrations if r.hook == ENTER and r.state in (None, path)
         ]
     return calls
-
-
-def _replace(base: HookContext, **changes: Any) -> HookContext:
-    values = {name: getattr(base, name) for name in HookContext.__dataclass_fields__}
-    return HookContext(**(values | changes))
 
 
 def call_hook(registration: Registration, context: HookContext) -> bool:
