@@ -111,6 +111,7 @@ class Registry:
 
     registered: list[Registration] = field(default_factory=list)
     delivered: dict[str, tuple[str, set[int]]] = field(default_factory=dict)
+    in_process: bool = False  # whether any hook is delivered in-process: asked every commit
 
     def of(self, definition: str, durable: bool) -> list[Registration]:
         return [r for r in self.registered if r.durable == durable and r.definition == definition]
@@ -262,6 +263,7 @@ class Hooks:
             self._hooks.registered.append(
                 Registration(hook, definition, callback, bool(durable), **filters)
             )
+            self._hooks.in_process = self._hooks.in_process or not durable
             return callback
 
         return register
@@ -269,7 +271,7 @@ class Hooks:
     def _after_commit(self, written: list[Written]) -> None:
         """Call the in-process hooks of every step a committed transaction wrote (each
         once: the list is emptied)."""
-        if not any(not registration.durable for registration in self._hooks.registered):
+        if not self._hooks.in_process:
             return
         while written:
             step = written.pop(0)
