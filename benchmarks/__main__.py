@@ -238,6 +238,42 @@ def contention_on_postgres(url: str) -> list[Figure]:
     ]
 
 
+def wake_up_on_postgres(url: str) -> list[Figure]:
+    """From `send` (and from its commit) of an event that makes a task ready to the handler
+    starting in an idle worker in another process: LISTEN/NOTIFY against polling only."""
+    from .wakeup import POLL_INTERVAL, wake_figures
+
+    found = wake_figures(url)
+    figures = []
+    for worker in ("Engine.work", "AsyncEngine.work"):
+        (notified, notified_commit), (polled, polled_commit) = (
+            found[worker, True],
+            found[worker, False],
+        )
+        polling = f"polling only (listen=False, poll {POLL_INTERVAL:g} s)"
+        figures.append(
+            Figure(
+                f"send -> handler start, idle {worker}, NOTIFY (PostgreSQL)",
+                "ms",
+                notified,
+                polling,
+                polled,
+                "< 20 ms",
+            )
+        )
+        figures.append(
+            Figure(
+                f"commit -> handler start, idle {worker}, NOTIFY (PostgreSQL)",
+                "ms",
+                notified_commit,
+                polling,
+                polled_commit,
+                "reported",
+            )
+        )
+    return figures
+
+
 def scale_figures(workdir: Path, postgres: str | None, send_rate: float) -> list[Figure]:
     from . import scale
 
@@ -456,6 +492,8 @@ def main() -> int:
             figures.extend(events_on_postgres(postgres))
             console.print("running contention_on_postgres ...", style="dim")
             figures.extend(contention_on_postgres(postgres))
+            console.print("running wake_up_on_postgres ...", style="dim")
+            figures.extend(wake_up_on_postgres(postgres))
         else:
             console.print(
                 "PostgreSQL figures skipped: set TURNOUT_BENCH_POSTGRES_URL", style="yellow"

@@ -35,6 +35,7 @@ from .async_engine import AsyncEngine
 from .changes import Change
 from .engine import Engine
 from .handlers import TaskContext
+from .hooks import HookContext
 from .migration_result import MigrationResult
 from .records import (
     ClaimedTask,
@@ -64,6 +65,7 @@ __all__ = [
     "EventRejected",
     "ExpressionError",
     "HistoryEntry",
+    "HookContext",
     "InputMismatch",
     "Instance",
     "InstanceNotFound",

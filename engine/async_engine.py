@@ -3,21 +3,24 @@
 Each call is made from `Engine`'s own method by `awaited`: it runs the synchronous call in a
 worker thread, so an event loop is never blocked by the database, and the semantics, the
 signature and the transactions are exactly the `Engine`'s. Only the worker (`work`,
-`run_until_idle`, in `async_worker.py`: handlers run on the application's loop) and the
-registrations (`task`, `subscribe`) are written here. A test checks that the two classes
-have the same public names and parameters, so a new `Engine` call needs its line here.
+`run_until_idle`, in `async_worker.py`: handlers run on the application's loop), the
+registrations (`task`, `subscribe`, the hooks) and the hook runner's loop are written here.
+A test checks that the two classes have the same public names and parameters, so a new
+`Engine` call needs its line here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
+from .hooks import Hook
 from .store import BUSY_TIMEOUT_SECONDS
 
 P = ParamSpec("P")
@@ -55,6 +58,7 @@ class AsyncEngine:
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
+        listen: bool = True,
     ) -> None:
         self.sync = Engine(
             url,
@@ -64,6 +68,7 @@ class AsyncEngine:
             locking=locking,
             busy_timeout=busy_timeout,
             change_retention=change_retention,
+            listen=listen,
         )
 
     async def __aenter__(self) -> AsyncEngine:
@@ -88,6 +93,49 @@ class AsyncEngine:
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(entry)` after commit for each history entry (in a worker thread)."""
         return self.sync.subscribe(callback)
+
+    def on_enter(
+        self, definition: str, state: str | None = None, *, durable: bool = False
+    ) -> Callable[[Hook], Hook]:
+        """Decorator registering a hook on entering `state` (see `Engine.on_enter`)."""
+        return self.sync.on_enter(definition, state, durable=durable)
+
+    def on_exit(
+        self, definition: str, state: str | None = None, *, durable: bool = False
+    ) -> Callable[[Hook], Hook]:
+        """Decorator registering a hook on leaving `state` (see `Engine.on_exit`)."""
+        return self.sync.on_exit(definition, state, durable=durable)
+
+    def on_transition(
+        self,
+        definition: str,
+        *,
+        source: str | None = None,
+        dest: str | None = None,
+        event: str | None = None,
+        durable: bool = False,
+    ) -> Callable[[Hook], Hook]:
+        """Decorator registering a hook on transitions (see `Engine.on_transition`)."""
+        return self.sync.on_transition(
+            definition, source=source, dest=dest, event=event, durable=durable
+        )
+
+    # -- durable hooks
+    deliver_hooks = awaited(Engine.deliver_hooks)
+
+    async def run_hooks(self, name: str = "hooks", *, limit: int = 100, idle: float = 1.0) -> None:
+        """Deliver the durable hooks (`Engine.run_hooks`, in a worker thread: hooks are
+        plain functions) until this coroutine is cancelled; the round under way is
+        finished first."""
+        stop = threading.Event()
+        loop = asyncio.ensure_future(
+            asyncio.to_thread(self.sync.run_hooks, name, stop=stop, limit=limit, idle=idle)
+        )
+        try:
+            await asyncio.shield(loop)
+        finally:
+            stop.set()
+            await loop
 
     # -- instances
     start = awaited(Engine.start)

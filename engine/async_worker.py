@@ -138,19 +138,22 @@ class AsyncWorker(Runner):
         beat = asyncio.create_task(self._heartbeats())
         pause = poll_interval
         swept = 0.0
+        waker: asyncio.Future[bool] | None = None  # a wait for the change feed, in a thread
         try:
             while True:
                 busy = False
                 try:
+                    # Claims first: a worker woken by a commit starts its task before it sweeps.
+                    free = self.concurrency - len(running)
+                    if free > 0 and names:
+                        busy = await self._claim(names, free, running)
                     if time.monotonic() - swept >= SWEEP_SECONDS:
                         fired = await self._engine(self.engine.fire_due_timers)
                         self.timers += fired
-                        busy = bool(await self._engine(self.engine.expire_tasks)) | bool(fired)
+                        expired = await self._engine(self.engine.expire_tasks)
+                        busy = bool(expired) | bool(fired) | busy
                         await self._engine(self.prune)
                         swept = time.monotonic()
-                    free = self.concurrency - len(running)
-                    if free > 0 and names:
-                        busy = await self._claim(names, free, running) or busy
                     pause = poll_interval
                 except DatabaseUnavailable as exc:
                     log.warning("%s; retrying", exc)
@@ -159,15 +162,22 @@ class AsyncWorker(Runner):
                     log.exception("a worker round failed; retrying")
                     pause = min(max(pause * 2, 0.5), 10.0)
                 if not busy or len(running) >= self.concurrency:
-                    # Wake when a handler finishes (a slot is free) or the next sweep is due.
+                    # Wake when a handler finishes (a slot is free), when a change commits
+                    # with a slot free (on PostgreSQL, any process's: a task may be ready),
+                    # or when the next sweep is due.
                     wait = min(pause, SWEEP_SECONDS) if not busy else SWEEP_SECONDS
-                    if running:
-                        await asyncio.wait(
-                            running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    else:
-                        await asyncio.sleep(wait)
+                    waiting: set[asyncio.Future[Any]] = set(running)
+                    if len(running) < self.concurrency:
+                        if waker is None or waker.done():
+                            waker = asyncio.ensure_future(
+                                self._engine(self.engine.wait_for_changes, wait)
+                            )
+                            waker.add_done_callback(_retrieved)
+                        waiting.add(waker)
+                    await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if waker is not None:  # its thread ends by itself within a sweep's time
+                waker.cancel()
             try:
                 if running:  # asyncio.wait, unlike gather, never cancels what it waits for
                     await asyncio.wait(running)
@@ -224,3 +234,9 @@ class AsyncWorker(Runner):
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+def _retrieved(waited: asyncio.Future[Any]) -> None:
+    """A wait for the feed that failed is only a wake-up missed: its error is not raised."""
+    if not waited.cancelled() and waited.exception() is not None:
+        log.warning("waiting for changes failed: %s", waited.exception())

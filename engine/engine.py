@@ -1,9 +1,10 @@
 """The `Engine` facade: deploy definitions, start and advance instances, run tasks and timers.
 
 Thin by design: a method checks its arguments, reads the clock, runs one function of
-`runtime.py` in one transaction, publishes what committed to the subscribers and returns.
-The semantics are `statemachines`'; what each deployed version means is the catalog's; the
-SQL is `transaction.py`'s. Nothing about an instance is kept in memory between calls.
+`runtime.py` in one transaction, publishes what committed to the subscribers and the
+in-process hooks (hooks.py) and returns. The semantics are `statemachines`'; what each
+deployed version means is the catalog's; the SQL is `transaction.py`'s. Nothing about an
+instance is kept in memory between calls.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
 from .feed import ChangeFeed, Listener
 from .handlers import plan_of
+from .hooks import Hooks, Registry
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import ClaimedTask, Deployment, HistoryEntry, Instance, last_error_of
@@ -64,7 +66,7 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -77,6 +79,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
     `change_retention` is how long the change feed keeps a change every named reader has
     passed (workers prune the older ones; None keeps them all).
+    `listen=False` keeps `wait_for_changes`, and so idle workers and hook runners, from
+    LISTENing on PostgreSQL (behind a pooler that cannot, say): they poll instead.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
+        listen: bool = True,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout)
@@ -97,8 +102,9 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, Handler] = {}
         self._subscribers: list[Subscriber] = []
+        self._hooks = Registry()  # hooks.py
         self.catalog = Catalog()
-        self.listener = Listener(self.store)
+        self.listener = Listener(self.store, listen)
         self.change_retention = None if change_retention is None else _seconds(change_retention)
 
     def __enter__(self) -> Engine:
@@ -176,6 +182,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
                         entry.kind,
                         entry.instance_id,
                     )
+        self._after_commit(applied.written)
 
     def _apply(self, operation: Callable[..., Result], *args: Any) -> Result:
         """`operation(tx, *args)` in one transaction. With row locks a conflict cannot

@@ -29,10 +29,12 @@ class Listener:
     On PostgreSQL a connection of its own LISTENs on the channel every committing step
     NOTIFYs; on either database, a commit made through this engine wakes it at once. Waiting
     is a hint, not a promise: a reader reads the feed after every wait, woken or not.
+    With `listen` False nothing LISTENs: only this engine's own commits wake a reader.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, listen: bool = True) -> None:
         self.store = store
+        self.listen = listen
         self._poked = threading.Event()
         self._using = threading.Lock()
         self._connection: Any = None
@@ -47,7 +49,7 @@ class Listener:
         if self._poked.is_set():
             self._poked.clear()
             return True
-        if not self.store.postgres or not self._using.acquire(blocking=False):
+        if not (self.store.postgres and self.listen) or not self._using.acquire(blocking=False):
             woke = self._poked.wait(timeout)
             self._poked.clear()
             return woke

@@ -23,7 +23,7 @@ from statemachines.failures import faulted
 from statemachines.steps import Entry
 
 from .records import HistoryEntry, Instance
-from .rows import Claim, InstanceRow, TaskRow
+from .rows import Claim, InstanceRow, TaskRow, Written
 from .transaction import Transaction
 
 # Raised while applying a timer, a task's answer or an expiry, these are the instance's own
@@ -45,11 +45,17 @@ def instance_fault(exc: Exception) -> bool:
 
 @dataclass
 class Applied:
-    """A step written in the current transaction: the instance after it, its new history."""
+    """A step written in the current transaction: the instance after it, its new history.
+
+    `written` is the transaction's own list of every step it persisted, of this instance and
+    of any other (a parent, a child): shared by the Applied of one transaction, it is
+    emptied by the first publication, which runs the in-process hooks of them all.
+    """
 
     instance: Instance
     entries: list[HistoryEntry]
     claimed: list[TaskRow] = field(default_factory=list)  # new tasks written claimed
+    written: list[Written] = field(default_factory=list)
 
 
 def snapshot(row: InstanceRow) -> Instance:
@@ -135,6 +141,7 @@ def persist(
         tx.update_instance(new, row)
     tx.append_history(entries)
     tx.insert_change(new, None if insert else row.state, entries)
+    tx.written.append(Written(None if insert else row, new, entries))
     if step.cancelled:
         if definition is None:
             tx.drop_work(row.id, step.cancelled, step.cancelled)
@@ -156,7 +163,7 @@ def persist(
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:
         tx.insert_timers(row.id, step.timers)
-    return Applied(snapshot(new), entries, claimed)
+    return Applied(snapshot(new), entries, claimed, tx.written)
 
 
 def _calls(state: State) -> bool:
@@ -211,5 +218,6 @@ def fail_instance(
     tx.update_instance(new, row)
     tx.append_history([entry])
     tx.insert_change(new, row.state, [entry])
+    tx.written.append(Written(row, new, [entry]))
     tx.drop_all_work(row.id)
-    return Applied(snapshot(new), [entry])
+    return Applied(snapshot(new), [entry], written=tx.written)

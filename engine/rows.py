@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import uuid6
 
 from statemachines.steps import Status
+
+from .records import HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,17 @@ class InstanceRow:
             updated_at=now,
             parent_id=parent_id,
         )
+
+
+class Written(NamedTuple):
+    """One instance's step as its transaction wrote it: the row before it (None for a new
+    instance), the row after it and the history entries it appended. What a transaction
+    wrote is handed to the in-process hooks once it has committed (hooks.py). A named
+    tuple: one is made for every step, and a tuple is the cheapest to make."""
+
+    before: InstanceRow | None
+    after: InstanceRow
+    entries: list[HistoryEntry]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 from statemachines.steps import TaskOrder, TimerOrder
 
 from .records import HistoryEntry
-from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
+from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id
 from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
@@ -164,6 +164,7 @@ class Transaction:
         self.changed = False  # a change was written: its commit wakes the feed's listeners
         self._last_time: datetime | None = None
         self._last_encoded: Any = None
+        self.written: list[Written] = []  # every step persisted, for the hooks after commit
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)

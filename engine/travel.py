@@ -148,6 +148,21 @@ def point_at(
     return point
 
 
+def points_around(
+    row: InstanceRow, found: Replay, first: int, last: int
+) -> tuple[Point | None, Point]:
+    """The instance before and after the transaction that wrote entries `first` to `last`
+    (None before its start), from a replay of its history to `last` or further: what a
+    durable hook compares."""
+    after = found.at(last)
+    if after is None:
+        divergence = found.divergence
+        where = divergence.seq if divergence is not None else last
+        reason = divergence.reason if divergence is not None else "it ends before that entry"
+        raise HistoryNotReplayable(row.id, where, reason)
+    return (found.at(first - 1) if first > 1 else None), after
+
+
 def instance_at(row: InstanceRow, point: Point) -> Instance:
     """The caller-facing snapshot of `row`'s instance at `point`."""
     return Instance(

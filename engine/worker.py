@@ -247,12 +247,8 @@ class Worker(Runner):
             if not slot.thread.is_alive():
                 slots.remove(slot)
         busy = False
-        if sweep:
-            fired = self.engine.fire_due_timers()
-            self.timers += fired
-            busy = bool(self.engine.expire_tasks()) | bool(fired)
-            self.prune()
         free = self.concurrency - len(slots)
+        # Claims first: a worker woken by a commit starts its task before it sweeps.
         if free > 0 and names:
             for task in self.engine.claim_tasks(names, limit=free, expire=False):
                 slot = Slot(task)
@@ -265,6 +261,11 @@ class Worker(Runner):
                 slots.append(slot)
                 slot.thread.start()
                 busy = True
+        if sweep:
+            fired = self.engine.fire_due_timers()
+            self.timers += fired
+            busy = bool(self.engine.expire_tasks()) | bool(fired) | busy
+            self.prune()
         return busy
 
     def _run_logged(self, task: ClaimedTask, slot: Slot) -> None:

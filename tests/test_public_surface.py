@@ -59,6 +59,7 @@ EXPORTS = {
         "EventRejected",
         "ExpressionError",
         "HistoryEntry",
+        "HookContext",
         "InputMismatch",
         "Instance",
         "InstanceNotFound",
