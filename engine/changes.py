@@ -4,8 +4,8 @@ in commit order by any process.
 A row's `seq` is taken when it is written, so on PostgreSQL a row with a smaller `seq` may
 commit after one with a larger `seq` has been read: a reader that went by `seq` would pass
 over it. So the feed goes by `position`, which is given to rows only once they have
-committed, in `seq` order, by one placer at a time (an advisory lock): a row that commits
-later gets a later position. Two steps of one instance cannot overlap (the instance row is
+committed, in `seq` order, by one placer at a time (an advisory lock per schema): a row
+that commits later gets a later position. Two steps of one instance cannot overlap (the instance row is
 locked, or its revision checked, before the change row is written), so an instance's changes
 are placed in revision order. On SQLite one writer commits at a time and `seq` is the
 commit order itself: the feed goes by `seq` there.
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from .tables import UTCDateTime
 
-# Taken by the placer for the time of its transaction; other readers go on without placing.
+# Taken by the placer, with its schema's hash, for the time of its transaction.
 PLACER_LOCK = 7302
 PLACED_AT_ONCE = 5000
 CHANNEL = "turnout_changes"
@@ -106,11 +106,14 @@ def order_column(conn: Connection) -> str:
 
 def place(conn: Connection) -> int:
     """On PostgreSQL, give positions to the committed changes that have none, in `seq`
-    order, unless another reader is doing it now; how many were placed."""
+    order; how many were placed."""
     if conn.dialect.name != "postgresql":
         return 0
-    if not conn.execute(sa.text(f"SELECT pg_try_advisory_xact_lock({PLACER_LOCK})")).scalar():
-        return 0
+    # One placer per schema at a time; a reader that waits for it then finds its own rows
+    # placed, so what committed before `changes()` was called is in what it reads.
+    conn.execute(
+        sa.text(f"SELECT pg_advisory_xact_lock({PLACER_LOCK}, hashtext(current_schema()))")
+    )
     placed = conn.execute(
         sa.text(
             "WITH base AS (SELECT COALESCE(MAX(position), 0) AS top FROM turnout_changes), "
