@@ -122,6 +122,11 @@ class Relay:
         self.idle = idle
         self.sent = 0
         self._after: int | None = None
+        # A publisher that keeps records of its own in the database (the webhooks' delivery
+        # log) says so with `attach`, and is handed the engine and this relay's name.
+        attach = getattr(publisher, "attach", None)
+        if callable(attach):
+            attach(engine, name)
 
     def run_once(self) -> int:
         """Publish the next batch of changes; how many (0: the feed is caught up)."""
