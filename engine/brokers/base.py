@@ -41,7 +41,9 @@ SCHEMES = {
 
 
 class Publisher(Protocol):
-    """Sends changes to a broker, at least once."""
+    """Sends changes to a broker, at least once. A publisher that keeps records in the
+    database (webhooks: their delivery log) also has `attach(engine, name)`, which the
+    relay calls with its engine and its cursor's name."""
 
     def publish(self, changes: list[Change]) -> None:
         """Send every change as one message whose id is `change.id` and whose body is

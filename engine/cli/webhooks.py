@@ -1,10 +1,12 @@
 """The webhooks' delivery log on the command line: `turnout webhooks list` (what each
-receiver URL got, is still being tried, or refused) and `turnout webhooks resend` (the
-failed deliveries, once the receiver is fixed). The relay itself is `turnout relay URL`.
+receiver URL got, is still being tried, or refused), `turnout webhooks resend` (the failed
+deliveries, once the receiver is fixed) and `turnout webhooks prune` (old delivered rows).
+The relay itself is `turnout relay URL`.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -101,3 +103,17 @@ def resend(
                 note(f"  {error}")
     if any(outcome.failed for outcome in outcomes):
         raise typer.Exit(1)
+
+
+@hooks.command()
+@reports_errors
+def prune(
+    days: Annotated[
+        float, typer.Option("--days", min=0, help="Delete deliveries made more than this ago.")
+    ] = 7.0,
+    db: DbOption = None,
+) -> None:
+    """Delete the log's delivered rows older than --days (failed and pending ones stay)."""
+    with open_engine(db) as engine:
+        gone = webhooks.prune_deliveries(engine, timedelta(days=days))
+    note(f"{gone} deliveries pruned")

@@ -101,3 +101,14 @@ def test_unusable_arguments_get_one_line_and_status_2(
     assert answered.returncode == 2
     assert message in answered.stderr and "Traceback" not in answered.stderr
     assert len(answered.stderr.strip().splitlines()) == 1
+
+
+def test_prune_deletes_old_delivered_rows_and_keeps_the_failed(
+    sqlite_db: str, refused: str
+) -> None:
+    kept = webhooks(sqlite_db, "prune")
+    assert (kept.returncode, kept.stderr.strip()) == (0, "0 deliveries pruned")
+    pruned = webhooks(sqlite_db, "prune", "--days", "0")
+    assert (pruned.returncode, pruned.stderr.strip()) == (0, "2 deliveries pruned")
+    rows = json.loads(webhooks(sqlite_db, "list", "--json").stdout)
+    assert [row["change_id"] for row in rows] == [refused]
