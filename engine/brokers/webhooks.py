@@ -150,6 +150,7 @@ class WebhookPublisher:
         self._clock = clock
         self._jitter = jitter or random.Random()
         self._client: httpx.Client | None = None
+        self._unwritten: list[tuple[Item, DeliveryStatus, Attempt, datetime, datetime | None]] = []
 
     def attach(self, engine: Engine, name: str) -> None:
         """Keep the delivery log in `engine`'s database (called by the relay `name`)."""
@@ -169,13 +170,16 @@ class WebhookPublisher:
         engine = self._engine()
         with engine.store.core() as conn:
             seen = delivery_log.known(conn, self.url, [change.id for change in changes])
-        for change in changes:
-            before = seen.get(change.id)
-            if before is not None and before.status is not DeliveryStatus.PENDING:
-                continue
-            body = json.dumps(change.to_json()).encode()
-            item = Item(change.id, change.position, change.instance_id, change.revision, body)
-            self._deliver(item, before.attempts if before else 0, resending=False)
+        try:
+            for change in changes:
+                before = seen.get(change.id)
+                if before is not None and before.status is not DeliveryStatus.PENDING:
+                    continue
+                body = json.dumps(change.to_json()).encode()
+                item = Item(change.id, change.position, change.instance_id, change.revision, body)
+                self._deliver(item, before.attempts if before else 0, resending=False)
+        finally:
+            self._write()
 
     def resend_failed(self, limit: int = 1000) -> Resent:
         """Send this URL's failed deliveries again, in feed order, with the body first
@@ -185,17 +189,20 @@ class WebhookPublisher:
         with engine.store.core() as conn:
             items = delivery_log.failed_items(conn, self.url, limit)
         resent = Resent(shown(self.url))
-        for item, attempts in items:
-            try:
-                status = self._deliver(item, attempts, resending=True)
-            except ConnectionError as exc:
-                resent.failed += 1
-                resent.errors.append(str(exc))
-                break
-            if status is DeliveryStatus.DELIVERED:
-                resent.delivered += 1
-            else:
-                resent.failed += 1
+        try:
+            for item, attempts in items:
+                try:
+                    status = self._deliver(item, attempts, resending=True)
+                except ConnectionError as exc:
+                    resent.failed += 1
+                    resent.errors.append(str(exc))
+                    break
+                if status is DeliveryStatus.DELIVERED:
+                    resent.delivered += 1
+                else:
+                    resent.failed += 1
+        finally:
+            self._write()
         return resent
 
     def close(self) -> None:
@@ -252,19 +259,31 @@ class WebhookPublisher:
     def _record(
         self, item: Item, status: DeliveryStatus, attempt: Attempt, wait: float | None
     ) -> None:
+        """Log an attempt. Deliveries are written together when the batch ends (one
+        transaction, not one per change): a crash before then sends them again, which
+        at-least-once allows; a retry or a failure is written at once."""
         now = self.clock()
         following = None if wait is None else now + timedelta(seconds=wait)
+        self._unwritten.append((item, status, attempt, now, following))
+        if status is not DeliveryStatus.DELIVERED:
+            self._write()
+
+    def _write(self) -> None:
+        if not self._unwritten:
+            return
         with self._engine().store.core(write=True) as conn:
-            delivery_log.record(
-                conn,
-                self.url,
-                item,
-                status,
-                status_code=attempt.status_code,
-                error=attempt.error,
-                now=now,
-                next_attempt_at=following,
-            )
+            for item, status, attempt, now, following in self._unwritten:
+                delivery_log.record(
+                    conn,
+                    self.url,
+                    item,
+                    status,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    now=now,
+                    next_attempt_at=following,
+                )
+        self._unwritten.clear()
 
     def _post(self, item: Item, attempt: int) -> Attempt:
         timestamp = int(self.clock().timestamp())
