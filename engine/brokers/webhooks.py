@@ -325,14 +325,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 # -- opening -----------------------------------------------------------------------------------
-def _number(options: dict[str, Any], name: str, kind: type[Any], least: float) -> Any:
-    value = options.pop(name)
+def _number(value: Any, where: str, kind: type[Any], least: float) -> Any:
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        raise UsageError(f"the webhook option {name} must be a number, not {value!r}") from None
+        raise UsageError(f"{where} must be a number, not {value!r}") from None
     if number < least:
-        raise UsageError(f"the webhook option {name} must be at least {least}")
+        raise UsageError(f"{where} must be at least {least}")
     return number
 
 
@@ -343,8 +342,10 @@ def _flag(value: Any) -> bool:
 
 
 def settings_of(options: dict[str, Any]) -> Settings:
-    """The settings the options name (the secret from TURNOUT_WEBHOOK_SECRET when not
-    given); UsageError for an unknown option, a bad value, or no secret unless unsigned."""
+    """The settings the options name; one not given comes from the environment variable
+    TURNOUT_WEBHOOK_<NAME> (TURNOUT_WEBHOOK_SECRET, TURNOUT_WEBHOOK_RETRIES ...), which is
+    how `turnout relay` is configured. UsageError for an unknown option, a bad value, or no
+    secret unless unsigned."""
     options = dict(options)
     secret = options.pop("secret", None) or os.environ.get(SECRET_ENV) or None
     unsigned = _flag(options.pop("unsigned", os.environ.get(UNSIGNED_ENV, "")))
@@ -352,9 +353,12 @@ def settings_of(options: dict[str, Any]) -> Settings:
     kinds = {"timeout": (float, 0.001), "retries": (int, 1), "backoff": (float, 0.0)}
     kinds |= {"max_backoff": (float, 0.0), "max_attempts": (int, 1)}
     for name, (kind, least) in kinds.items():
-        if options.get(name) is not None:
-            values[name] = _number(options, name, kind, least)
-        options.pop(name, None)
+        value, where = options.pop(name, None), f"the webhook option {name}"
+        if value is None:
+            variable = f"TURNOUT_WEBHOOK_{name.upper()}"
+            value, where = os.environ.get(variable) or None, variable
+        if value is not None:
+            values[name] = _number(value, where, kind, least)
     if options:
         raise UsageError(f"unknown webhook options: {', '.join(sorted(options))}")
     if secret is None and not unsigned:

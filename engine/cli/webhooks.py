@@ -76,17 +76,20 @@ def resend(
         bool, typer.Option("--unsigned", help="Send without a signature (no secret).")
     ] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.001, help="Seconds to wait for each answer.")
-    ] = 10.0,
+        float | None,
+        typer.Option("--timeout", min=0.001, help="Seconds to wait for each answer (10)."),
+    ] = None,
     retries: Annotated[
-        int, typer.Option("--retries", min=1, help="Attempts per delivery while it is away.")
-    ] = 5,
+        int | None,
+        typer.Option("--retries", min=1, help="Attempts per delivery while it is away (5)."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=webhooks.MAX_LISTED)] = 1000,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Send the failed deliveries again (signed with TURNOUT_WEBHOOK_SECRET), to --url or
     to every receiver that has some; exit 1 if some are still failed."""
+    # Not given: TURNOUT_WEBHOOK_TIMEOUT, TURNOUT_WEBHOOK_RETRIES, else the defaults.
     options: dict[str, object] = {"timeout": timeout, "retries": retries}
     if unsigned:
         options["unsigned"] = True

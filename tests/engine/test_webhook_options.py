@@ -3,6 +3,8 @@ option or TURNOUT_WEBHOOK_SECRET, and a clear UsageError for anything it cannot 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from engine import UsageError
@@ -23,8 +25,9 @@ URL = "http://127.0.0.1:9/hooks"
 
 @pytest.fixture(autouse=True)
 def no_webhook_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(SECRET_ENV, raising=False)
-    monkeypatch.delenv(UNSIGNED_ENV, raising=False)
+    for name in list(os.environ):
+        if name.startswith("TURNOUT_WEBHOOK_"):
+            monkeypatch.delenv(name)
 
 
 def test_http_urls_open_a_webhook_publisher_and_no_source() -> None:
@@ -57,6 +60,16 @@ def test_the_secret_and_unsigned_come_from_the_environment(
 def test_options_given_as_text_are_read_as_numbers() -> None:
     settings = open_publisher(URL, secret=SECRET, timeout="2.5", retries="3").settings
     assert (settings.timeout, settings.retries) == (2.5, 3)
+
+
+def test_options_not_given_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TURNOUT_WEBHOOK_MAX_ATTEMPTS", "12")
+    monkeypatch.setenv("TURNOUT_WEBHOOK_TIMEOUT", "4")
+    settings = open_publisher(URL, secret=SECRET, timeout=2).settings
+    assert (settings.max_attempts, settings.timeout, settings.retries) == (12, 2.0, 5)
+    monkeypatch.setenv("TURNOUT_WEBHOOK_RETRIES", "several")
+    with pytest.raises(UsageError, match="TURNOUT_WEBHOOK_RETRIES must be a number"):
+        open_publisher(URL, secret=SECRET)
 
 
 @pytest.mark.parametrize(
