@@ -34,6 +34,7 @@ from .delivery_log import Delivery, DeliveryStatus, Item
 
 if TYPE_CHECKING:
     from ..engine import Engine
+    from .base import Relay
 
 SECRET_ENV = "TURNOUT_WEBHOOK_SECRET"
 UNSIGNED_ENV = "TURNOUT_WEBHOOK_UNSIGNED"
@@ -139,22 +140,35 @@ class WebhookPublisher:
         settings: Settings,
         *,
         engine: Engine | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         jitter: random.Random | None = None,
     ) -> None:
         self.url = url
         self.settings = settings
         self.engine = engine
-        self.sleep = sleep
+        self._sleep = sleep
+        self._relay: Relay | None = None
         self._clock = clock
         self._jitter = jitter or random.Random()
         self._client: httpx.Client | None = None
         self._unwritten: list[tuple[Item, DeliveryStatus, Attempt, datetime, datetime | None]] = []
 
-    def attach(self, engine: Engine, name: str) -> None:
-        """Keep the delivery log in `engine`'s database (called by the relay `name`)."""
-        self.engine = engine
+    def attach(self, relay: Relay) -> None:
+        """Keep the delivery log in the relay's database, and stop waiting between attempts
+        when the relay is stopping (called by the relay)."""
+        self.engine = relay.engine
+        self._relay = relay
+
+    def sleep(self, seconds: float) -> None:
+        """Wait between attempts: the injected `sleep`, else until the relay stops (then
+        InterruptedError: the change is tried again by the next run) or time is up."""
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif self._relay is None:
+            time.sleep(seconds)
+        elif self._relay.stopping.wait(seconds):
+            raise InterruptedError("the relay is stopping")
 
     def clock(self) -> datetime:
         if self._clock is not None:

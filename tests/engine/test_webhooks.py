@@ -353,3 +353,20 @@ def test_pruning_the_log_keeps_failed_deliveries(
     clock.advance(7200)
     assert prune_deliveries(engine, 3600, batch=3) == 8
     assert [row.change_id for row in deliveries(engine)] == [refused]
+
+
+def test_a_stopping_relay_does_not_wait_out_its_backoff(
+    engine: Engine, counters: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/hooks"
+    relay = Relay(engine, open_publisher(url, secret=SECRET, backoff=600, retries=10), "hooks")
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    assert until(lambda: bool(deliveries(engine, status="pending")), 20)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    [pending] = deliveries(engine, status="pending")
+    assert pending.attempts == 1 and pending.next_attempt_at is not None
+    assert engine.change_cursor("hooks") is None
