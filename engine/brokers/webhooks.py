@@ -204,11 +204,11 @@ class WebhookPublisher:
             items = delivery_log.failed_items(conn, self.url, limit)
         resent = Resent(shown(self.url))
         try:
-            for item, attempts in items:
+            for number, (item, attempts) in enumerate(items):
                 try:
                     status = self._deliver(item, attempts, resending=True)
                 except ConnectionError as exc:
-                    resent.failed += 1
+                    resent.failed += len(items) - number
                     resent.errors.append(str(exc))
                     break
                 if status is DeliveryStatus.DELIVERED:
@@ -283,10 +283,13 @@ class WebhookPublisher:
             self._write()
 
     def _write(self) -> None:
-        if not self._unwritten:
+        """Write the attempts logged so far. If the database refuses, they are dropped:
+        their changes are sent again (the relay's cursor has not passed them)."""
+        unwritten, self._unwritten = self._unwritten, []
+        if not unwritten:
             return
         with self._engine().store.core(write=True) as conn:
-            for item, status, attempt, now, following in self._unwritten:
+            for item, status, attempt, now, following in unwritten:
                 delivery_log.record(
                     conn,
                     self.url,
@@ -297,7 +300,6 @@ class WebhookPublisher:
                     now=now,
                     next_attempt_at=following,
                 )
-        self._unwritten.clear()
 
     def _post(self, item: Item, attempt: int) -> Attempt:
         timestamp = int(self.clock().timestamp())

@@ -53,6 +53,9 @@ def counters(engine: Engine, deploy: Callable[[str], Any]) -> list[str]:
     for _ in range(2):
         for instance_id in ids:
             engine.send(instance_id, "increment")
+    # On PostgreSQL a change is read once placed, and the placer's lock is shared by every
+    # schema of the server: another test's engine may hold it for a moment.
+    assert until(lambda: engine.latest_change() == 9, 20)
     return ids
 
 
@@ -370,3 +373,17 @@ def test_a_stopping_relay_does_not_wait_out_its_backoff(
     [pending] = deliveries(engine, status="pending")
     assert pending.attempts == 1 and pending.next_attempt_at is not None
     assert engine.change_cursor("hooks") is None
+
+
+def test_resend_to_a_receiver_still_away_stops_and_leaves_every_one_failed(
+    engine: Engine, counters: list[str], receiver: Receiver
+) -> None:
+    receiver.answer = lambda headers, body: 404
+    drain(relay_to(engine, receiver.url, Sleeps()))
+    receiver.answer = lambda headers, body: 503
+    [outcome] = resend_failed(engine, secret=SECRET, sleep=Sleeps(), retries=2)
+    assert (outcome.delivered, outcome.failed) == (0, 9)
+    assert len(outcome.errors) == 1 and "HTTP 503" in outcome.errors[0]
+    assert len(receiver.requests) == 9 + 2  # the first one tried twice, then it stopped
+    failed = deliveries(engine, status="failed")
+    assert [row.attempts for row in failed] == [3] + [1] * 8
