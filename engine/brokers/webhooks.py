@@ -10,8 +10,6 @@ its body, the relay goes on, and `resend_failed` sends it again once the receive
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -31,6 +29,7 @@ from ..changes import Change
 from ..tables import WEBHOOK_URL_LENGTH
 from . import delivery_log
 from .delivery_log import Delivery, DeliveryStatus, Item
+from .signatures import signature_header
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -39,47 +38,9 @@ if TYPE_CHECKING:
 SECRET_ENV = "TURNOUT_WEBHOOK_SECRET"
 UNSIGNED_ENV = "TURNOUT_WEBHOOK_UNSIGNED"
 MIN_SECRET_LENGTH = 16
-# How old a signature's timestamp may be when a receiver checks it (`verify_signature`).
-TOLERANCE_SECONDS = 300
 RETRIED_STATUS_CODES = frozenset({408, 429})
 MAX_LISTED = 10_000
 USER_AGENT = "turnout-webhooks/1"
-
-
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The hex HMAC-SHA256, keyed by `secret`, of `<timestamp>.<body>`."""
-    signed = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: str, timestamp: int, body: bytes) -> str:
-    """The `Turnout-Signature` header: `t=<unix seconds>,v1=<hex signature>`."""
-    return f"t={timestamp},v1={signature(secret, timestamp, body)}"
-
-
-def verify_signature(
-    body: bytes,
-    header: str,
-    secret: str,
-    *,
-    tolerance: float = TOLERANCE_SECONDS,
-    now: float | None = None,
-) -> bool:
-    """Whether `header` (a `Turnout-Signature`) signs `body` with `secret` and was made at
-    most `tolerance` seconds from `now` (the receiver's clock, `time.time()` by default).
-    A receiver checks it against the raw body, before parsing it."""
-    parts: dict[str, list[str]] = {}
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        parts.setdefault(name, []).append(value)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
-        return False
-    expected = signature(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, given) for given in parts.get("v1", []))
 
 
 class Outcome(Enum):

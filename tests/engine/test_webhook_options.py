@@ -10,14 +10,8 @@ import pytest
 from engine import UsageError
 from engine.brokers import open_publisher as open_any_publisher
 from engine.brokers import open_source as open_any_source
-from engine.brokers.webhooks import (
-    SECRET_ENV,
-    UNSIGNED_ENV,
-    WebhookPublisher,
-    open_publisher,
-    signature_header,
-    verify_signature,
-)
+from engine.brokers.signatures import signature_header, verify_signature
+from engine.brokers.webhooks import SECRET_ENV, UNSIGNED_ENV, WebhookPublisher, open_publisher
 
 SECRET = "s3cret-shared-with-the-receiver"
 URL = "http://127.0.0.1:9/hooks"

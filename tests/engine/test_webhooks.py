@@ -21,13 +21,8 @@ from webhook_receiver import Received, Receiver, free_port
 
 from engine import Engine
 from engine.brokers import Relay
-from engine.brokers.webhooks import (
-    deliveries,
-    open_publisher,
-    prune_deliveries,
-    resend_failed,
-    verify_signature,
-)
+from engine.brokers.signatures import verify_signature
+from engine.brokers.webhooks import deliveries, open_publisher, prune_deliveries, resend_failed
 
 SECRET = "s3cret-shared-with-the-receiver"
 
