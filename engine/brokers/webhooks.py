@@ -286,7 +286,8 @@ class WebhookPublisher:
         code = response.status_code
         if 200 <= code < 300:
             return Attempt(Outcome.DELIVERED, code)
-        error = f"HTTP {code} {response.reason_phrase}: {response.text[:200]}".rstrip(": ")
+        said = " ".join(response.text[:400].split())[:200]  # one line in the log and the CLI
+        error = f"HTTP {code} {response.reason_phrase}: {said}".rstrip(": ")
         if code >= 500 or code in RETRIED_STATUS_CODES:
             return Attempt(Outcome.RETRY, code, error, _retry_after(response))
         return Attempt(Outcome.REFUSED, code, error)
@@ -349,6 +350,7 @@ def settings_of(options: dict[str, Any]) -> Settings:
 
 
 def check_url(url: str) -> None:
+    """UsageError unless `url` is one the publisher can POST to and the log can keep."""
     parts = urlsplit(url)
     try:
         port_ok = parts.port is None or parts.port > 0
@@ -361,6 +363,8 @@ def check_url(url: str) -> None:
         )
     if len(url) > WEBHOOK_URL_LENGTH:
         raise UsageError(f"a webhook URL is at most {WEBHOOK_URL_LENGTH} characters")
+    if not url.isascii():
+        raise UsageError("a webhook URL is ASCII: percent-encode its path and punycode its host")
 
 
 def open_publisher(url: str, **options: Any) -> WebhookPublisher:

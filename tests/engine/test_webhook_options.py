@@ -82,7 +82,15 @@ def test_unusable_options_are_refused_by_name(options: dict[str, object], messag
 
 
 @pytest.mark.parametrize(
-    "url", ["http://", "http:///path", "http://127.0.0.1:port/", "http://h/" + "x" * 2000]
+    "url",
+    [
+        "http://",
+        "http:///path",
+        "http://127.0.0.1:port/",
+        "http://h/" + "x" * 2000,
+        "http://h/caf\u00e9",
+        "ftp://h/in",
+    ],
 )
 def test_unusable_urls_are_refused(url: str) -> None:
     with pytest.raises(UsageError, match="webhook URL"):
