@@ -37,6 +37,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 # ID_LENGTH (32 hex digits); the engine refuses longer ones before anything is written.
 KEY_LENGTH = 200
 ID_LENGTH = 32
+# A webhook receiver's URL, as the delivery log keeps it.
+WEBHOOK_URL_LENGTH = 2000
 
 
 def _json() -> sa.types.TypeEngine[Any]:
@@ -206,6 +208,41 @@ class ChangeCursorTable(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class WebhookDeliveryTable(SQLModel, table=True):
+    """The webhooks' delivery log: one row per change and receiver URL, saying whether the
+    change was delivered, is still being tried, or failed for good (then `body` keeps what
+    was sent, so it can be sent again after the change itself is pruned)."""
+
+    __tablename__ = "turnout_webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("url", "change_id", name="uq_turnout_webhook_deliveries"),
+        sa.Index("ix_turnout_webhook_deliveries_status", "status", "url", "position"),
+    )
+    seq: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+    )
+    url: str = Field(max_length=WEBHOOK_URL_LENGTH)
+    change_id: str = Field(max_length=ID_LENGTH + 21)
+    position: int = Field(sa_type=sa.BigInteger)
+    instance_id: str = Field(max_length=ID_LENGTH)
+    revision: int
+    status: str = Field(max_length=20)
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    body: str | None = Field(default=None, sa_type=sa.Text)
+    first_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    last_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    failed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 definitions_t: sa.Table = DefinitionTable.__table__  # type: ignore[attr-defined]
 instances_t: sa.Table = InstanceTable.__table__  # type: ignore[attr-defined]
 history_t: sa.Table = HistoryTable.__table__  # type: ignore[attr-defined]
@@ -218,6 +255,7 @@ tasks_t: sa.Table = TaskTable.__table__  # type: ignore[attr-defined]
 timers_t: sa.Table = TimerTable.__table__  # type: ignore[attr-defined]
 changes_t: sa.Table = ChangeTable.__table__  # type: ignore[attr-defined]
 change_cursors_t: sa.Table = ChangeCursorTable.__table__  # type: ignore[attr-defined]
+webhook_deliveries_t: sa.Table = WebhookDeliveryTable.__table__  # type: ignore[attr-defined]
 TABLES = [
     definitions_t,
     instances_t,
@@ -227,4 +265,5 @@ TABLES = [
     timers_t,
     changes_t,
     change_cursors_t,
+    webhook_deliveries_t,
 ]

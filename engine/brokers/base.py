@@ -41,7 +41,10 @@ SCHEMES = {
 
 
 class Publisher(Protocol):
-    """Sends changes to a broker, at least once."""
+    """Sends changes to a broker, at least once. A publisher that keeps records in the
+    database or waits between attempts (webhooks) also has `attach(relay)`, which the relay
+    calls with itself: its `engine`, its cursor's `name`, and `stopping`, set when it is to
+    stop."""
 
     def publish(self, changes: list[Change]) -> None:
         """Send every change as one message whose id is `change.id` and whose body is
@@ -122,6 +125,13 @@ class Relay:
         self.idle = idle
         self.sent = 0
         self._after: int | None = None
+        # Set when `run` is to stop: a publisher waiting between attempts gives up at once.
+        self.stopping = threading.Event()
+        # A publisher that keeps records of its own in the database (the webhooks' delivery
+        # log) or waits between attempts says so with `attach`, and is handed this relay.
+        attach = getattr(publisher, "attach", None)
+        if callable(attach):
+            attach(self)
 
     def run_once(self) -> int:
         """Publish the next batch of changes; how many (0: the feed is caught up)."""
@@ -139,7 +149,7 @@ class Relay:
     def run(self, stop: threading.Event | None = None) -> None:
         """Relay until `stop` is set; wait for the feed (LISTEN/NOTIFY) when caught up, and
         for the broker or the database, backing off, when either is away."""
-        stop = stop or threading.Event()
+        stop = self.stopping = stop or self.stopping
         pause = 0.5
         while not stop.is_set():
             try:
@@ -147,6 +157,8 @@ class Relay:
                     self.engine.wait_for_changes(self.idle)
                 pause = 0.5
             except Exception as exc:  # a broker or database away: the batch is sent again
+                if stop.is_set():  # a publish cut short by the stop: the next run sends it
+                    break
                 log.warning("relay %s: %s; retrying in %.1f s", self.name, exc, pause)
                 self._after = None
                 stop.wait(pause)

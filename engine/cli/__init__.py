@@ -1,9 +1,10 @@
 """The `turnout` command line: `app` with every command registered, and `main`, the console
 script. The commands live by what they act on: `definitions`, `instances`, `migrations`
 (moving instances between versions), `repairs` (an operator's redrive and reset),
-`histories` (as files), `feed` (the change feed), `work` (long runs) and `brokers`
-(relaying the change feed to a broker, consuming events from one); what they share (the
-app, options, error answers) is in `common`, which imports none of them.
+`histories` (as files), `feed` (the change feed), `work` (long runs), `brokers` (relaying
+the change feed to a broker, consuming events from one) and `webhooks` (their delivery
+log); what they share (the app, options, error answers) is in `common`, which imports
+none of them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ from __future__ import annotations
 from . import definitions, feed, histories, instances, migrations, repairs, work
 
 # isort: split
-from . import brokers
+from . import brokers, webhooks
 from .common import app
 
 __all__ = ["app", "main"]
-COMMAND_MODULES = (definitions, instances, migrations, repairs, histories, feed, work, brokers)
+COMMAND_MODULES = (
+    definitions,
+    instances,
+    migrations,
+    repairs,
+    histories,
+    feed,
+    work,
+    brokers,
+    webhooks,
+)
 
 
 def main() -> None:
