@@ -172,7 +172,7 @@ class NatsSource:
     async def _fetch(self, limit: int, timeout: float) -> list[Msg]:
         try:
             return await self.subscription.fetch(limit, max(timeout, 0.001))
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nothing came (nats-py raises its own and asyncio's)
             return []
 
     def _message(self, msg: Msg) -> Message:
