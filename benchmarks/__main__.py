@@ -409,6 +409,28 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
+def relay_figures(workdir: Path) -> tuple[list[Figure], list[str]]:
+    """Changes relayed per second to NATS JetStream and to RabbitMQ, each beside its bare
+    client publishing the same messages with the same acknowledgements awaited; the brokers
+    not running are named instead."""
+    from . import relay_nats_rabbitmq
+
+    measured, missing = relay_nats_rabbitmq.measure(workdir, REPEATS)
+    figures = [
+        Figure(
+            name=f"Relay to {broker.broker}, batches of 500 (SQLite feed)",
+            unit="changes/s",
+            value=broker.relay,
+            baseline_name=f"bare {broker.client}: the same messages, acks awaited per batch",
+            baseline=broker.bare,
+            target="reported",
+            baseline_unit="messages/s",
+        )
+        for broker in measured
+    ]
+    return figures, missing
+
+
 def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)
     postgres = os.environ.get("TURNOUT_BENCH_POSTGRES_URL") or os.environ.get(
@@ -425,6 +447,11 @@ def main() -> int:
         figures.extend(migration_figures(workdir))
         console.print("running scale_figures ...", style="dim")
         figures.extend(scale_figures(workdir, postgres, figures[0].value))
+        console.print("running relay_figures ...", style="dim")
+        relayed, missing = relay_figures(workdir)
+        figures.extend(relayed)
+        for broker in missing:
+            console.print(f"relay figures skipped: {broker} is not running", style="yellow")
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))
