@@ -5,20 +5,25 @@ a consumer applies, and the skip (a failure when CI=true) when a broker is not r
 from __future__ import annotations
 
 import json
+import os
 import socket
-import time
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from databases import in_ci
+from waiting import until
 
 from engine import Engine
 from engine.brokers import Publisher, Relay
 from engine.changes import Change
 
 COUNTER = Path(__file__).parent.parent / "engine" / "definitions" / "counter.yaml"
+ROOT = Path(__file__).parent.parent.parent
+KILLED_BATCH = 50
 
 
 def require_server(host: str, port: int, name: str) -> None:
@@ -32,24 +37,29 @@ def require_server(host: str, port: int, name: str) -> None:
         pytest.skip(message)
 
 
-def interleaved_feed(engine: Engine, instances: int, events: int) -> list[Change]:
+def interleaved_feed(engine: Engine, instances: int, events: int, bulk: int = 0) -> list[Change]:
     """Start `instances` counters and send each `events` increments, one instance after the
-    other round and round, so the feed interleaves them; the whole feed."""
+    other round and round, so the feed interleaves them; then start `bulk` more, 500 to a
+    transaction (one change each); the whole feed."""
     engine.deploy(COUNTER)
     for number in range(instances):
         engine.start("counter", {"count": 0}, key=f"k{number}")
     for _ in range(events):
         for number in range(instances):
             engine.send_by_key("counter", f"k{number}", "increment")
-    expected = instances * (events + 1)
-    # On PostgreSQL rows are placed by whichever reader holds the placer lock, which is one
-    # for the whole database: a test in another schema may hold it, and this read come short.
-    for _ in range(500):
-        changes = engine.changes(0, 10_000)
-        if len(changes) == expected:
-            return changes
-        time.sleep(0.01)
-    raise AssertionError(f"the feed holds {len(changes)} changes, not {expected}")
+    if bulk:
+        engine.start_many("counter", ({"count": 0} for _ in range(bulk)))
+    expected = bulk + instances * (events + 1)
+    changes: list[Change] = []
+
+    def complete() -> bool:
+        # On PostgreSQL rows are placed by whichever reader holds the placer lock, one for
+        # the whole database: a test in another schema may hold it, and a read come short.
+        changes[:] = engine.changes(0, 10_000)
+        return len(changes) == expected
+
+    assert until(complete, 10), f"the feed holds {len(changes)} changes, not {expected}"
+    return changes
 
 
 def relay_to_the_end(engine: Engine, publisher: Publisher, batch: int) -> list[list[Change]]:
@@ -90,3 +100,50 @@ def check_delivered(changes: list[Change], received: list[tuple[str, bytes]]) ->
 def event_body(key: str, event: str = "increment", **extra: Any) -> bytes:
     """An event message for the counter instance with `key`."""
     return json.dumps({"definition": "counter", "key": key, "event": event} | extra).encode()
+
+
+def start_relay(database: str, broker: str, name: str, log: Path) -> subprocess.Popen[bytes]:
+    """`relay_process.py` in the background, relaying the feed of `database` to `broker`."""
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    }
+    script = Path(__file__).parent / "relay_process.py"
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, str(script), database, broker, name, str(KILLED_BATCH)],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def relay_killed_and_restarted(
+    engine: Engine, database: str, broker: str, workdir: Path
+) -> list[Change]:
+    """10,000 changes relayed by a relay process killed (SIGKILL) a tenth of the way through
+    and started again until it has relayed the whole feed; the feed. (The first 2,000 are the
+    steps of 20 instances, interleaved, so the kill falls among them; 8,000 starts follow.)"""
+    changes = interleaved_feed(engine, instances=20, events=99, bulk=8000)
+    last = changes[-1].position
+    name = "killed-relay"
+
+    def cursor() -> int:
+        return engine.change_cursor(name) or 0
+
+    log = workdir / "relay.log"
+    first = start_relay(database, broker, name, log)
+    try:
+        reached = until(lambda: cursor() >= last // 10, 60)
+    finally:
+        first.kill()
+        first.wait(30)
+    assert reached, log.read_text()
+    assert cursor() < last, "the relay was done before it was killed"
+    second = start_relay(database, broker, name, log)
+    try:
+        assert until(lambda: cursor() == last, 120), log.read_text()
+    finally:
+        second.kill()
+        second.wait(30)
+    return changes

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -17,6 +18,7 @@ from relay_scenarios import (
     check_delivered,
     event_body,
     interleaved_feed,
+    relay_killed_and_restarted,
     relay_to_the_end,
     require_server,
 )
@@ -125,6 +127,16 @@ def test_relay_delivers_every_change_in_revision_order_and_the_server_drops_a_ba
         publisher.close()
     received = read_everything(broker["url"])
     assert check_delivered(changes, received) == []
+    assert len(received) == len(changes)
+
+
+@pytest.mark.slow
+def test_a_relay_killed_mid_stream_and_restarted_loses_nothing_and_the_server_keeps_no_duplicate(
+    feed_engine: Engine, store_url: str, broker: dict[str, str], tmp_path: Path
+) -> None:
+    changes = relay_killed_and_restarted(feed_engine, store_url, broker["url"], tmp_path)
+    received = read_everything(broker["url"])
+    assert check_delivered(changes, received) == []  # the batch sent again was dropped
     assert len(received) == len(changes)
 
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pytest
 from relay_scenarios import (
     COUNTER,
+    KILLED_BATCH,
     check_delivered,
     event_body,
     interleaved_feed,
+    relay_killed_and_restarted,
     relay_to_the_end,
     require_server,
 )
@@ -138,6 +141,17 @@ def test_a_change_no_queue_takes_fails_the_publish_instead_of_being_dropped(
         publisher.close()
 
 
+@pytest.mark.slow
+def test_a_relay_killed_mid_stream_and_restarted_loses_nothing_and_repeats_at_most_a_batch(
+    feed_engine: Engine, store_url: str, broker: dict[str, str], tmp_path: Path
+) -> None:
+    changes = relay_killed_and_restarted(feed_engine, store_url, broker["url"], tmp_path)
+    received = read_everything(broker["url"])
+    again = check_delivered(changes, received)
+    assert len(again) <= KILLED_BATCH  # the batch in flight when it was killed, same ids
+    assert len(received) == len(changes) + len(again)
+
+
 def test_an_event_delivered_twice_or_again_after_a_crash_before_its_ack_is_applied_once(
     feed_engine: Engine, broker: dict[str, str]
 ) -> None:
@@ -202,3 +216,10 @@ def test_messages_that_cannot_be_applied_go_to_the_dead_letters_with_the_reason(
     assert "EventRejected" in dead["bad-event"][0]["x-turnout-reason"]
     assert read_everything(broker["url"]) == []  # acknowledged: not in the queue any more
     assert feed_engine.get_by_key("counter", "k1").context["count"] == 1
+
+
+def test_an_option_of_the_wrong_type_is_a_usage_error() -> None:
+    from statemachines.errors import UsageError
+
+    with pytest.raises(UsageError, match="prefetch"):
+        open_source(f"{SERVER}?prefetch=lots")
