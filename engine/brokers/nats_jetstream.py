@@ -2,8 +2,11 @@
 
 `nats://[user:password@]host:4222?stream=TURNOUT&subject=turnout.changes` names the server,
 the stream (created when missing, holding `subject` and its dead letters `subject.dead`) and
-the subject. A publisher sends each change with the header `Nats-Msg-Id` = the change id and
-waits for every acknowledgement: JetStream drops a message whose id it has stored within its
+the subject: `turnout.changes` for a publisher, `turnout.events` for a source unless named
+(a consumer reading the relay's own changes as events would apply them again).
+
+A publisher sends each change with the header `Nats-Msg-Id` = the change id and waits for
+every acknowledgement: JetStream drops a message whose id it has stored within its
 duplicate window (two minutes unless the stream says otherwise), so a batch sent again by a
 relay restarted within it is stored once. A source reads through a durable pull consumer
 (`durable`, explicit acks): a message not acknowledged within `ack_wait` seconds comes again.
@@ -39,7 +42,7 @@ ORIGINAL_ID = "Turnout-Message-Id"  # on a dead letter: the id of the message se
 
 OPTIONS: dict[str, Any] = {
     "stream": "TURNOUT",  # created with `subject` and `subject.dead` when missing
-    "subject": "turnout.changes",  # where changes are published and events read
+    "subject": "",  # where changes are published (turnout.changes) or events read (.events)
     "durable": "turnout",  # the durable consumer a source reads through
     "dead_letters": None,  # the subject of rejected messages; `<subject>.dead` by default
     "ack_wait": 30.0,  # seconds before an unacknowledged message is delivered again
@@ -55,9 +58,9 @@ async def _log_error(exc: Exception) -> None:
 class _Connection:
     """A connection and its JetStream context on a private loop, the stream made sure of."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(self, url: str, options: dict[str, Any], subject: str) -> None:
         server, self.options = split_url(url, OPTIONS, options)
-        self.subject: str = self.options["subject"]
+        self.subject: str = self.options["subject"] or subject
         self.stream: str = self.options["stream"]
         self.dead_letters: str = self.options["dead_letters"] or f"{self.subject}.dead"
         self.timeout: float = self.options["timeout"]
@@ -105,7 +108,7 @@ class NatsPublisher:
     """Publishes changes to the subject, waiting for JetStream to store (or recognise) each."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.connection = _Connection(url, options)
+        self.connection = _Connection(url, options, subject="turnout.changes")
         self.duplicates = 0  # messages JetStream recognised as already stored
 
     def publish(self, changes: list[Change]) -> None:
@@ -144,7 +147,7 @@ class NatsSource:
     its reason to the dead-letter subject, then terminated (never delivered again)."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.connection = _Connection(url, options)
+        self.connection = _Connection(url, options, subject="turnout.events")
         try:
             self.subscription = self.connection.loop.run(self._subscribe(), self.connection.timeout)
         except BaseException:

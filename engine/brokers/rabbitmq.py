@@ -2,14 +2,17 @@
 
 `amqp://guest:guest@host:5672/%2F?exchange=turnout.changes&queue=turnout.events` names the
 server and vhost, a durable topic exchange and a durable queue (both declared when missing;
-the queue bound to the exchange with `binding`). A publisher sends each change as a persistent
-message whose `message_id` is the change id, routed by the change's definition name, with
-`mandatory` set: a change no queue would take is an error, not a message dropped. It returns
-once RabbitMQ has confirmed every message of the batch (publisher confirms), the batch
-written at once and confirmed together. A source consumes with manual acknowledgements and
-`prefetch` messages in flight; a rejected message is published with its reason to the
-dead-letter queue (`<queue>.dead`) and then acknowledged. RabbitMQ does not de-duplicate:
-a message sent again arrives again with the same `message_id`.
+the queue bound to the exchange with `binding`). A publisher's exchange is `turnout.changes`
+unless named; a source reads `turnout.events` and binds it only to an exchange named in its
+URL (a consumer reading the relay's own changes as events would apply them again).
+
+A publisher sends each change as a persistent message whose `message_id` is the change id,
+routed by the change's definition name, with `mandatory` set: a change no queue would take
+is an error, not a message dropped. It returns once RabbitMQ has confirmed every message of
+the batch (publisher confirms), the batch written at once and confirmed together. A source
+consumes with manual acknowledgements and `prefetch` messages in flight; a rejected message
+is published with its reason to the dead-letter queue (`<queue>.dead`), then acknowledged.
+RabbitMQ does not de-duplicate: a message sent again arrives again with the same id.
 
 aio-pika rather than pika's blocking connection: pika confirms one message per round trip
 (about 1,300 a second here) where aio-pika writes a batch and awaits its confirms together
@@ -43,8 +46,8 @@ log = logging.getLogger("turnout.brokers")
 REASON = "x-turnout-reason"  # header of a dead letter: why it was set aside
 
 OPTIONS: dict[str, Any] = {
-    "exchange": "turnout.changes",  # a durable topic exchange; "" is the default exchange
-    "queue": "",  # declared and bound when given; a source reads it ("turnout.events")
+    "exchange": None,  # a durable topic exchange; "" is the default exchange
+    "queue": "",  # declared (and bound to a named exchange) when given; a source reads it
     "binding": "#",  # the binding key of `queue` on `exchange`
     "routing_key": "",  # of every published message; the change's definition by default
     "dead_letters": "",  # the queue of rejected messages; `<queue>.dead` by default
@@ -57,9 +60,11 @@ class _Connection:
     """A robust connection (it reconnects) with one confirming channel, on a private loop,
     the exchange and queue declared."""
 
-    def __init__(self, url: str, options: dict[str, Any], *, default_queue: str = "") -> None:
+    def __init__(self, url: str, options: dict[str, Any], *, exchange: str, queue: str) -> None:
         server, self.options = split_url(url, OPTIONS, options)
-        self.queue_name: str = self.options["queue"] or default_queue
+        if self.options["exchange"] is None:
+            self.options["exchange"] = exchange
+        self.queue_name: str = self.options["queue"] or queue
         self.timeout: float = self.options["timeout"]
         self.loop = LoopThread("turnout-rabbitmq")
         self.queue: AbstractQueue | None = None
@@ -105,7 +110,7 @@ class RabbitPublisher:
     """Publishes changes to the exchange, returning once RabbitMQ confirmed every one."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.connection = _Connection(url, options)
+        self.connection = _Connection(url, options, exchange="turnout.changes", queue="")
 
     def publish(self, changes: list[Change]) -> None:
         connection = self.connection
@@ -152,7 +157,7 @@ class RabbitSource:
     (no idempotency key to apply it by) is set aside as soon as it arrives."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.connection = _Connection(url, options, default_queue="turnout.events")
+        self.connection = _Connection(url, options, exchange="", queue="turnout.events")
         connection = self.connection
         self.dead_letters = connection.options["dead_letters"] or f"{connection.queue_name}.dead"
         try:
