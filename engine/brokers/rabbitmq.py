@@ -36,6 +36,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from statemachines.errors import UsageError
+
 from ..changes import Change
 from .base import Message
 from .loop_thread import LoopThread
@@ -47,6 +49,7 @@ REASON = "x-turnout-reason"  # header of a dead letter: why it was set aside
 
 OPTIONS: dict[str, Any] = {
     "exchange": None,  # a durable topic exchange; "" is the default exchange
+    "exchange_type": "topic",  # as it is declared: topic, direct, fanout or headers
     "queue": "",  # declared (and bound to a named exchange) when given; a source reads it
     "binding": "#",  # the binding key of `queue` on `exchange`
     "routing_key": "",  # of every published message; the change's definition by default
@@ -65,6 +68,11 @@ class _Connection:
         if self.options["exchange"] is None:
             self.options["exchange"] = exchange
         self.queue_name: str = self.options["queue"] or queue
+        try:
+            self.exchange_type = aio_pika.ExchangeType(self.options["exchange_type"])
+        except ValueError:
+            kinds = ", ".join(kind.value for kind in aio_pika.ExchangeType)
+            raise UsageError(f"exchange_type must be one of {kinds}") from None
         self.timeout: float = self.options["timeout"]
         self.loop = LoopThread("turnout-rabbitmq")
         self.queue: AbstractQueue | None = None
@@ -88,7 +96,7 @@ class _Connection:
         name = self.options["exchange"]
         if name:
             self.exchange: AbstractExchange = await self.channel.declare_exchange(
-                name, aio_pika.ExchangeType.TOPIC, durable=True
+                name, self.exchange_type, durable=True
             )
         else:
             self.exchange = self.channel.default_exchange

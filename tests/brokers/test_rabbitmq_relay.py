@@ -223,3 +223,5 @@ def test_an_option_of_the_wrong_type_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="prefetch"):
         open_source(f"{SERVER}?prefetch=lots")
+    with pytest.raises(UsageError, match="exchange_type must be one of"):
+        open_publisher(f"{SERVER}?exchange_type=round-robin")
