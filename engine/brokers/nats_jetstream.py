@@ -76,6 +76,11 @@ class _Connection:
             ) from exc
 
     async def _connect(self, server: str) -> tuple[Client, JetStreamContext]:
+        # nats-py retries a first connection as it would a lost one (forever, here): a
+        # server that is not listening at all is told at once instead.
+        where = urlsplit(server)
+        _, writer = await asyncio.open_connection(where.hostname, where.port or 4222)
+        writer.close()
         client = await nats.connect(
             servers=[server],
             connect_timeout=self.timeout,

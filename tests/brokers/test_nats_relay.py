@@ -212,3 +212,8 @@ def test_an_unknown_option_in_the_url_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="streem"):
         open_publisher(f"{SERVER}?streem=X")
+
+
+def test_a_server_that_is_not_there_is_a_connection_error_naming_it_at_once() -> None:
+    with pytest.raises(ConnectionError, match="NATS JetStream at 127.0.0.1:1"):
+        open_source("nats://127.0.0.1:1?stream=NOWHERE")

@@ -225,3 +225,8 @@ def test_an_option_of_the_wrong_type_is_a_usage_error() -> None:
         open_source(f"{SERVER}?prefetch=lots")
     with pytest.raises(UsageError, match="exchange_type must be one of"):
         open_publisher(f"{SERVER}?exchange_type=round-robin")
+
+
+def test_a_server_that_is_not_there_is_a_connection_error_naming_it() -> None:
+    with pytest.raises(ConnectionError, match="RabbitMQ at 127.0.0.1:1"):
+        open_publisher("amqp://guest:guest@127.0.0.1:1/%2F")
