@@ -409,7 +409,7 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
-def relay_figures(workdir: Path) -> tuple[list[Figure], list[str]]:
+def nats_rabbitmq_relay_figures(workdir: Path) -> tuple[list[Figure], list[str]]:
     """Changes relayed per second to NATS JetStream and to RabbitMQ, each beside its bare
     client publishing the same messages with the same acknowledgements awaited; the brokers
     not running are named instead."""
@@ -431,6 +431,32 @@ def relay_figures(workdir: Path) -> tuple[list[Figure], list[str]]:
     return figures, missing
 
 
+def redis_relay_figures(workdir: Path, postgres: str | None) -> list[Figure]:
+    """Changes relayed per second to Redis Streams, beside redis-py alone sending the same
+    messages in the same pipeline sizes; none when no Redis answers on 127.0.0.1:6379."""
+    from . import relay_redis
+
+    if not relay_redis.redis_answers():
+        return []
+    measured = [("SQLite", relay_redis.relay_and_bare(f"sqlite:///{workdir}/relay.db"))]
+    if postgres:
+        measured.append(("PostgreSQL", relay_redis.relay_and_bare_on_postgres(postgres)))
+    figures = []
+    for label, (relayed, bare) in measured:
+        figures.append(
+            Figure(
+                name=f"Relay to Redis Streams, 500 per pipeline ({label})",
+                unit="changes/s",
+                value=relayed,
+                baseline_name="redis-py XADDing the same messages, same pipelines",
+                baseline=bare,
+                target="reported",
+                baseline_unit="messages/s",
+            )
+        )
+    return figures
+
+
 def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)
     postgres = os.environ.get("TURNOUT_BENCH_POSTGRES_URL") or os.environ.get(
@@ -447,11 +473,6 @@ def main() -> int:
         figures.extend(migration_figures(workdir))
         console.print("running scale_figures ...", style="dim")
         figures.extend(scale_figures(workdir, postgres, figures[0].value))
-        console.print("running relay_figures ...", style="dim")
-        relayed, missing = relay_figures(workdir)
-        figures.extend(relayed)
-        for broker in missing:
-            console.print(f"relay figures skipped: {broker} is not running", style="yellow")
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))
@@ -461,6 +482,16 @@ def main() -> int:
             console.print(
                 "PostgreSQL figures skipped: set TURNOUT_BENCH_POSTGRES_URL", style="yellow"
             )
+        console.print("running redis_relay_figures ...", style="dim")
+        relayed = redis_relay_figures(workdir, postgres)
+        if not relayed:
+            console.print("Redis figures skipped: no Redis on 127.0.0.1:6379", style="yellow")
+        figures.extend(relayed)
+        console.print("running nats_rabbitmq_relay_figures ...", style="dim")
+        relayed, missing = nats_rabbitmq_relay_figures(workdir)
+        figures.extend(relayed)
+        for broker in missing:
+            console.print(f"relay figures skipped: {broker} is not running", style="yellow")
     table = Table(title=f"turnout benchmarks (median of {REPEATS})")
     for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
         table.add_column(column)

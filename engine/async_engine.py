@@ -54,9 +54,16 @@ class AsyncEngine:
         worker_id: str | None = None,
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        change_retention: timedelta | float | None = timedelta(days=7),
     ) -> None:
         self.sync = Engine(
-            url, clock, lease=lease, worker_id=worker_id, locking=locking, busy_timeout=busy_timeout
+            url,
+            clock,
+            lease=lease,
+            worker_id=worker_id,
+            locking=locking,
+            busy_timeout=busy_timeout,
+            change_retention=change_retention,
         )
 
     async def __aenter__(self) -> AsyncEngine:

@@ -146,6 +146,7 @@ class AsyncWorker(Runner):
                         fired = await self._engine(self.engine.fire_due_timers)
                         self.timers += fired
                         busy = bool(await self._engine(self.engine.expire_tasks)) | bool(fired)
+                        await self._engine(self.prune)
                         swept = time.monotonic()
                     free = self.concurrency - len(running)
                     if free > 0 and names:

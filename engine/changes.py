@@ -26,6 +26,9 @@ from .tables import UTCDateTime
 PLACER_LOCK = 7302
 PLACED_AT_ONCE = 5000
 CHANNEL = "turnout_changes"
+# The payload names the schema whose feed moved: listeners on other schemas of the same
+# database (which share channels) let it pass.
+NOTIFY_CHANGES = f"SELECT pg_notify('{CHANNEL}', current_schema())"
 
 _FIELDS = (
     "instance_id, key, definition, version, revision, kind, event, from_state, to_state, "

@@ -75,6 +75,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
     "optimistic" (no lock; the revision check of the update makes the loser retry).
     `busy_timeout` is how many seconds an SQLite write waits for a lock another process
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
+    `change_retention` is how long the change feed keeps a change every named reader has
+    passed (workers prune the older ones; None keeps them all).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
         worker_id: str | None = None,
         locking: str = "row",
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        change_retention: timedelta | float | None = timedelta(days=7),
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout)
@@ -96,6 +99,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed):
         self._subscribers: list[Subscriber] = []
         self.catalog = Catalog()
         self.listener = Listener(self.store)
+        self.change_retention = None if change_retention is None else _seconds(change_retention)
 
     def __enter__(self) -> Engine:
         return self

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,9 +36,11 @@ class Listener:
         self._poked = threading.Event()
         self._using = threading.Lock()
         self._connection: Any = None
+        self._schema = ""
 
     def poke(self) -> None:
-        self._poked.set()
+        if not self._poked.is_set():  # set once until a waiter takes it: cheap on every step
+            self._poked.set()
 
     def wait(self, timeout: float) -> bool:
         """Until a change commits (True) or `timeout` seconds pass (False)."""
@@ -62,8 +65,13 @@ class Listener:
                 self._connection = psycopg.connect(
                     url.render_as_string(hide_password=False), autocommit=True
                 )
+                self._schema = self._connection.execute("SELECT current_schema()").fetchone()[0]
                 self._connection.execute(f"LISTEN {changes.CHANNEL}")
-            woke = any(True for _ in self._connection.notifies(timeout=timeout, stop_after=1))
+            deadline = time.monotonic() + timeout
+            woke = False
+            while not woke and (left := deadline - time.monotonic()) > 0:
+                for notice in self._connection.notifies(timeout=left, stop_after=1):
+                    woke = notice.payload == self._schema
             # Notices that came together are one wake-up.
             for _ in self._connection.notifies(timeout=0):
                 pass
@@ -87,6 +95,7 @@ class ChangeFeed:
     store: Store
     clock: Callable[[], datetime]
     listener: Listener
+    change_retention: timedelta | None
 
     def changes(
         self, after: int = 0, limit: int = 100, *, definitions: list[str] | None = None
@@ -132,18 +141,25 @@ class ChangeFeed:
         with self.store.core(write=True) as conn:
             return changes.drop_cursor(conn, name)
 
-    def prune_changes(self, older_than: timedelta | float, *, batch: int = 1000) -> int:
+    def prune_changes(
+        self, older_than: timedelta | float, *, batch: int = 1000, batches: int | None = None
+    ) -> int:
         """Delete the changes written more than `older_than` ago that every named reader
-        has passed, `batch` per transaction (short locks while workers run); the count."""
+        has passed, `batch` per transaction (short locks while workers run), at most
+        `batches` transactions (None: until none is left); the count. Workers do it by
+        themselves with the engine's `change_retention`."""
         age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
         before = self.clock() - age
         total = 0
-        while True:
+        done = 0
+        while batches is None or done < batches:
             with self.store.core(write=True) as conn:
                 gone = changes.prune(conn, before, batch)
             total += gone
+            done += 1
             if gone < batch:
-                return total
+                break
+        return total
 
     def wait_for_changes(self, timeout: float) -> bool:
         """Block until a change commits (True) or `timeout` seconds pass (False): on

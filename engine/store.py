@@ -27,6 +27,7 @@ from sqlalchemy.pool import StaticPool
 from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
 from . import upgrade
+from .changes import NOTIFY_CHANGES
 from .records import HistoryEntry
 from .rows import InstanceRow
 from .tables import definitions_t, history_t, instances_t
@@ -263,9 +264,15 @@ class Store:
             with conn.pipeline() as pipeline:
                 cursor = conn.cursor()
                 cursor.execute("BEGIN")
-                yield Transaction(cursor, True, self.optimistic, pipeline.sync)
+                tx = Transaction(cursor, True, self.optimistic, pipeline.sync)
+                yield tx
                 outcome.unknown = True
                 cursor.execute("COMMIT")
+                if tx.changed:
+                    # Wakes the feed's listeners. Sent after the COMMIT, in the same round
+                    # trip, as a transaction of its own: a NOTIFY inside the step's
+                    # transaction would make every committing writer wait for the others.
+                    cursor.execute(NOTIFY_CHANGES)
         except BaseException as exc:
             import psycopg
 

@@ -165,13 +165,13 @@ class ChangeTable(SQLModel, table=True):
 
     __tablename__ = "turnout_changes"
     __table_args__ = (
-        sa.Index("ix_turnout_changes_position", "position", unique=True),
-        sa.Index(
-            "ix_turnout_changes_unplaced",
-            "seq",
-            postgresql_where=sa.text("position IS NULL"),
-            sqlite_where=sa.text("position IS NULL"),
+        # Only PostgreSQL places rows (on SQLite `position` stays empty): no index there.
+        sa.Index("ix_turnout_changes_position", "position", unique=True).ddl_if(
+            dialect="postgresql"
         ),
+        sa.Index(
+            "ix_turnout_changes_unplaced", "seq", postgresql_where=sa.text("position IS NULL")
+        ).ddl_if(dialect="postgresql"),
     )
     seq: int | None = Field(
         default=None,

@@ -87,7 +87,6 @@ SQL = {
     "insert_change": "INSERT INTO turnout_changes (instance_id, key, definition, version, "
     "revision, kind, event, from_state, to_state, status, first_entry, last_entry, at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "notify_changes": "NOTIFY turnout_changes",
     "seen_idempotency": "SELECT 1 FROM turnout_idempotency WHERE instance_id = ? AND key = ?",
     "remember_idempotency": "INSERT INTO turnout_idempotency (instance_id, key, at) "
     "VALUES (?, ?, ?)",
@@ -162,7 +161,9 @@ class Transaction:
         # integrity error). Under row locks, an instance's revision cannot move once read.
         self._sync = sync or (lambda: None)
         self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
-        self._notified = False
+        self.changed = False  # a change was written: its commit wakes the feed's listeners
+        self._last_time: datetime | None = None
+        self._last_encoded: Any = None
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
@@ -178,8 +179,12 @@ class Transaction:
     def _time(self, value: datetime | None) -> Any:
         if value is None:
             return None
+        if value is self._last_time:  # a step writes its `now` to three tables
+            return self._last_encoded
         naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-        return naive if self.postgres else naive.isoformat(" ", "microseconds")
+        encoded = naive if self.postgres else naive.isoformat(" ", "microseconds")
+        self._last_time, self._last_encoded = value, encoded
+        return encoded
 
     def read_time(self, value: Any) -> Any:
         if value is None:
@@ -316,8 +321,7 @@ class Transaction:
     def insert_change(
         self, new: InstanceRow, from_state: str | None, entries: Sequence[HistoryEntry]
     ) -> None:
-        """The outbox row of the step that made `new` (read by changes.py); on PostgreSQL,
-        the first of a transaction also wakes the feed's listeners when it commits."""
+        """The outbox row of the step that made `new` (read by changes.py)."""
         first = entries[0] if entries else None
         self._run(
             "insert_change",
@@ -337,9 +341,7 @@ class Transaction:
                 self._time(new.updated_at),
             ),
         )
-        if self.postgres and not self._notified:
-            self._notified = True
-            self._run("notify_changes", ())
+        self.changed = True
 
     def seen_idempotency(self, instance_id: str, key: str) -> bool:
         return self._read("seen_idempotency", (instance_id, key)).fetchone() is not None

@@ -26,6 +26,8 @@ from .store import Store
 
 log = logging.getLogger("turnout.worker")
 SWEEP_SECONDS = 0.25
+# How often a worker applies the change feed's retention, one bounded batch at a time.
+PRUNE_SECONDS = 60.0
 
 
 class TaskSource(Protocol):
@@ -76,6 +78,13 @@ class TaskSource(Protocol):
 
     def wait_for_changes(self, timeout: float) -> bool: ...
 
+    @property
+    def change_retention(self) -> timedelta | None: ...
+
+    def prune_changes(
+        self, older_than: timedelta | float, *, batch: int = 1000, batches: int | None = None
+    ) -> int: ...
+
 
 def call_handler(handler: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a task handler, def or async def, and return its result.
@@ -107,6 +116,15 @@ class Runner:
         self.ran = 0
         self.failed = 0
         self.timers = 0
+        self.pruned_at = time.monotonic()
+
+    def prune(self) -> None:
+        """Every PRUNE_SECONDS, one batch of the changes past the engine's retention."""
+        if time.monotonic() - self.pruned_at < PRUNE_SECONDS:
+            return
+        self.pruned_at = time.monotonic()
+        if self.engine.change_retention is not None:
+            self.engine.prune_changes(self.engine.change_retention, batches=1)
 
     def names(self) -> list[str]:
         names = sorted(self.engine.handlers)
@@ -233,6 +251,7 @@ class Worker(Runner):
             fired = self.engine.fire_due_timers()
             self.timers += fired
             busy = bool(self.engine.expire_tasks()) | bool(fired)
+            self.prune()
         free = self.concurrency - len(slots)
         if free > 0 and names:
             for task in self.engine.claim_tasks(names, limit=free, expire=False):

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ..engine import Engine
 from .dashboard import router as dashboard_router
 from .errors import EXCEPTION_HANDLERS
+from .feed import router as feed_router
 from .guards import GuardMiddleware, StreamedBodyLimit
 from .migration_pages import router as migration_pages_router
 from .migrations import router as migrations_router
@@ -51,6 +52,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(migrations_router)
     app.include_router(repairs_router)
+    app.include_router(feed_router)
     app.include_router(dashboard_router)
     app.include_router(migration_pages_router)
     return app

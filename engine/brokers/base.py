@@ -180,6 +180,8 @@ class Consumer:
             if not isinstance(body, dict):
                 raise ValueError("the message is not a JSON object")
             definition, key, event = body["definition"], body["key"], body["event"]
+            if not all(isinstance(value, str) for value in (definition, key, event)):
+                raise TypeError("definition, key and event must be text")
         except (ValueError, KeyError, TypeError) as exc:
             self._reject(message, f"not an event message: {exc}")
             return

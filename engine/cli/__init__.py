@@ -1,19 +1,23 @@
 """The `turnout` command line: `app` with every command registered, and `main`, the console
 script. The commands live by what they act on: `definitions`, `instances`, `migrations`
 (moving instances between versions), `repairs` (an operator's redrive and reset),
-`histories` (as files) and `work` (long runs); what they share (the app, options, error
-answers) is in `common`, which imports none of them.
+`histories` (as files), `feed` (the change feed), `work` (long runs) and `brokers`
+(relaying the change feed to a broker, consuming events from one); what they share (the
+app, options, error answers) is in `common`, which imports none of them.
 """
 
 from __future__ import annotations
 
 # Importing a command module registers its commands on `app`; `turnout --help` lists them in
 # this order.
-from . import definitions, histories, instances, migrations, repairs, work
+from . import definitions, feed, histories, instances, migrations, repairs, work
+
+# isort: split
+from . import brokers
 from .common import app
 
 __all__ = ["app", "main"]
-COMMAND_MODULES = (definitions, instances, migrations, repairs, histories, work)
+COMMAND_MODULES = (definitions, instances, migrations, repairs, histories, feed, work, brokers)
 
 
 def main() -> None:

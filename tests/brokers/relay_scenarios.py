@@ -1,20 +1,16 @@
 """What the broker tests share: a feed of interleaved changes of several instances, a relay
 run to the end of it, the checks on what a reader of the broker received, the event messages
-a consumer applies, and the skip (a failure when CI=true) when a broker is not running."""
+a consumer applies, and `turnout relay` killed mid-stream and started again."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-from databases import in_ci
+from broker_processes import Running
 from waiting import until
 
 from engine import Engine
@@ -22,19 +18,8 @@ from engine.brokers import Publisher, Relay
 from engine.changes import Change
 
 COUNTER = Path(__file__).parent.parent / "engine" / "definitions" / "counter.yaml"
-ROOT = Path(__file__).parent.parent.parent
 KILLED_BATCH = 50
-
-
-def require_server(host: str, port: int, name: str) -> None:
-    """Skip the test when nothing listens on host:port; fail it when CI=true."""
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError as exc:
-        message = f"{name} is not running on {host}:{port}: {exc}"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+StartTurnout = Callable[[Sequence[str], str], Running]
 
 
 def interleaved_feed(engine: Engine, instances: int, events: int, bulk: int = 0) -> list[Change]:
@@ -102,48 +87,30 @@ def event_body(key: str, event: str = "increment", **extra: Any) -> bytes:
     return json.dumps({"definition": "counter", "key": key, "event": event} | extra).encode()
 
 
-def start_relay(database: str, broker: str, name: str, log: Path) -> subprocess.Popen[bytes]:
-    """`relay_process.py` in the background, relaying the feed of `database` to `broker`."""
-    env = os.environ | {
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    }
-    script = Path(__file__).parent / "relay_process.py"
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            [sys.executable, str(script), database, broker, name, str(KILLED_BATCH)],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def relay_killed_and_restarted(
-    engine: Engine, database: str, broker: str, workdir: Path
+    engine: Engine, turnout_process: StartTurnout, database: str, broker: str
 ) -> list[Change]:
-    """10,000 changes relayed by a relay process killed (SIGKILL) a tenth of the way through
+    """10,000 changes relayed by `turnout relay`, killed (SIGKILL) a tenth of the way through
     and started again until it has relayed the whole feed; the feed. (The first 2,000 are the
     steps of 20 instances, interleaved, so the kill falls among them; 8,000 starts follow.)"""
     changes = interleaved_feed(engine, instances=20, events=99, bulk=8000)
     last = changes[-1].position
     name = "killed-relay"
+    command = ["relay", broker, "--name", name, "--batch", str(KILLED_BATCH)]
 
     def cursor() -> int:
         return engine.change_cursor(name) or 0
 
-    log = workdir / "relay.log"
-    first = start_relay(database, broker, name, log)
+    first = turnout_process(command, database)
     try:
-        reached = until(lambda: cursor() >= last // 10, 60)
+        reached = until(lambda: cursor() >= last // 10, 60, every=0.005)
     finally:
         first.kill()
-        first.wait(30)
-    assert reached, log.read_text()
+    assert reached, first.output()
     assert cursor() < last, "the relay was done before it was killed"
-    second = start_relay(database, broker, name, log)
+    second = turnout_process(command, database)
     try:
-        assert until(lambda: cursor() == last, 120), log.read_text()
+        assert until(lambda: cursor() == last, 120), second.output()
     finally:
         second.kill()
-        second.wait(30)
     return changes

@@ -8,19 +8,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
+from broker_services import require_service
 from relay_scenarios import (
     COUNTER,
+    StartTurnout,
     check_delivered,
     event_body,
     interleaved_feed,
     relay_killed_and_restarted,
     relay_to_the_end,
-    require_server,
 )
 
 from engine import Engine
@@ -32,7 +32,7 @@ SERVER = "nats://127.0.0.1:4222"
 @pytest.fixture
 def broker() -> Iterator[dict[str, str]]:
     """A stream and subject of its own on the local server, deleted after the test."""
-    require_server("127.0.0.1", 4222, "NATS JetStream")
+    require_service("127.0.0.1", 4222, "NATS JetStream")
     tag = uuid.uuid4().hex[:12]
     names = {"stream": f"TEST_{tag}", "subject": f"test_{tag}.changes"}
     names["url"] = f"{SERVER}?stream={names['stream']}&subject={names['subject']}"
@@ -132,9 +132,9 @@ def test_relay_delivers_every_change_in_revision_order_and_the_server_drops_a_ba
 
 @pytest.mark.slow
 def test_a_relay_killed_mid_stream_and_restarted_loses_nothing_and_the_server_keeps_no_duplicate(
-    feed_engine: Engine, store_url: str, broker: dict[str, str], tmp_path: Path
+    feed_engine: Engine, store_url: str, broker: dict[str, str], turnout_process: StartTurnout
 ) -> None:
-    changes = relay_killed_and_restarted(feed_engine, store_url, broker["url"], tmp_path)
+    changes = relay_killed_and_restarted(feed_engine, turnout_process, store_url, broker["url"])
     received = read_everything(broker["url"])
     assert check_delivered(changes, received) == []  # the batch sent again was dropped
     assert len(received) == len(changes)

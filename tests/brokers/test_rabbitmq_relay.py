@@ -9,20 +9,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pytest
+from broker_services import require_service
 from relay_scenarios import (
     COUNTER,
     KILLED_BATCH,
+    StartTurnout,
     check_delivered,
     event_body,
     interleaved_feed,
     relay_killed_and_restarted,
     relay_to_the_end,
-    require_server,
 )
 
 from engine import Engine
@@ -34,7 +34,7 @@ SERVER = "amqp://guest:guest@127.0.0.1:5672/%2F"
 @pytest.fixture
 def broker() -> Iterator[dict[str, str]]:
     """An exchange and a queue of their own on the local server, deleted after the test."""
-    require_server("127.0.0.1", 5672, "RabbitMQ")
+    require_service("127.0.0.1", 5672, "RabbitMQ")
     tag = uuid.uuid4().hex[:12]
     names = {"exchange": f"test_{tag}.changes", "queue": f"test_{tag}.events"}
     names["url"] = f"{SERVER}?exchange={names['exchange']}&queue={names['queue']}"
@@ -143,9 +143,9 @@ def test_a_change_no_queue_takes_fails_the_publish_instead_of_being_dropped(
 
 @pytest.mark.slow
 def test_a_relay_killed_mid_stream_and_restarted_loses_nothing_and_repeats_at_most_a_batch(
-    feed_engine: Engine, store_url: str, broker: dict[str, str], tmp_path: Path
+    feed_engine: Engine, store_url: str, broker: dict[str, str], turnout_process: StartTurnout
 ) -> None:
-    changes = relay_killed_and_restarted(feed_engine, store_url, broker["url"], tmp_path)
+    changes = relay_killed_and_restarted(feed_engine, turnout_process, store_url, broker["url"])
     received = read_everything(broker["url"])
     again = check_delivered(changes, received)
     assert len(again) <= KILLED_BATCH  # the batch in flight when it was killed, same ids

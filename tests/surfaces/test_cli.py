@@ -44,6 +44,7 @@ COMMANDS = (
     "timeline",
     "export",
     "replay",
+    "changes",
     "list",
     "cancel",
     "redrive",
@@ -51,6 +52,8 @@ COMMANDS = (
     "worker",
     "serve",
     "schema",
+    "relay",
+    "consume",
 )
 HISTORY_KEYS = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
 
