@@ -29,6 +29,7 @@ def split_url(
         try:
             merged[name] = value if default is None else type(default)(value)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"option {name}={value!r} is not a {type(default).__name__}") from exc
+            kind = {int: "a whole number", float: "a number"}.get(type(default), "text")
+            raise UsageError(f"option {name}={value!r} must be {kind}") from exc
     bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     return bare, merged
