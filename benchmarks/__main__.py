@@ -409,16 +409,18 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
-def nats_rabbitmq_relay_figures(workdir: Path) -> tuple[list[Figure], list[str]]:
+def nats_rabbitmq_relay_figures(
+    workdir: Path, postgres: str | None
+) -> tuple[list[Figure], list[str]]:
     """Changes relayed per second to NATS JetStream and to RabbitMQ, each beside its bare
     client publishing the same messages with the same acknowledgements awaited; the brokers
     not running are named instead."""
     from . import relay_nats_rabbitmq
 
-    measured, missing = relay_nats_rabbitmq.measure(workdir, REPEATS)
+    measured, missing = relay_nats_rabbitmq.measure(workdir, REPEATS, postgres)
     figures = [
         Figure(
-            name=f"Relay to {broker.broker}, batches of 500 (SQLite feed)",
+            name=f"Relay to {broker.broker}, batches of 500 ({broker.database})",
             unit="changes/s",
             value=broker.relay,
             baseline_name=f"bare {broker.client}: the same messages, acks awaited per batch",
@@ -488,7 +490,7 @@ def main() -> int:
             console.print("Redis figures skipped: no Redis on 127.0.0.1:6379", style="yellow")
         figures.extend(relayed)
         console.print("running nats_rabbitmq_relay_figures ...", style="dim")
-        relayed, missing = nats_rabbitmq_relay_figures(workdir)
+        relayed, missing = nats_rabbitmq_relay_figures(workdir, postgres)
         figures.extend(relayed)
         for broker in missing:
             console.print(f"relay figures skipped: {broker} is not running", style="yellow")

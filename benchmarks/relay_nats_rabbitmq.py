@@ -1,7 +1,8 @@
 """Changes relayed per second to NATS JetStream and to RabbitMQ through `Relay`, each beside
 the bare client publishing the same messages with the same confirmation discipline.
 
-The feed is 5,000 changes of 50 instances on SQLite. The relay reads it in batches of 500,
+The feed is 5,000 changes (instances started in bulk) on SQLite, and on PostgreSQL when a
+URL is set. The relay reads it in batches of 500,
 publishes each batch and waits for every acknowledgement before saving its cursor; the bare
 client (nats-py, aio-pika on `asyncio.run`) publishes the same bodies with the same message
 ids in batches of 500, awaiting every acknowledgement of a batch before the next, with no
@@ -36,6 +37,7 @@ AMQP = os.environ.get("TURNOUT_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:56
 @dataclass
 class Measured:
     broker: str
+    database: str
     relay: float  # changes/s through Relay
     bare: float  # the same messages/s by the bare client
     client: str
@@ -50,13 +52,11 @@ def reachable(url: str, port: int) -> bool:
     return True
 
 
-def feed(workdir: Path, count: int, instances: int = 50) -> tuple[Engine, list[Change]]:
-    """An engine on a fresh SQLite file whose feed holds `count` changes."""
-    engine = Engine(f"sqlite:///{workdir}/relay-{uuid4().hex}.db")
+def feed(url: str, count: int) -> tuple[Engine, list[Change]]:
+    """An engine on an empty database whose feed holds `count` changes, one start each."""
+    engine = Engine(url)
     engine.deploy(HERE / "definitions" / "toggle.yaml")
-    ids = [engine.start("bench_toggle").id for _ in range(instances)]
-    for number in range(count - instances):
-        engine.send(ids[number % instances], "flip")
+    engine.start_many("bench_toggle", ({} for _ in range(count)), batch=1000)
     changes: list[Change] = []
     while len(changes) < count:
         changes += engine.changes(changes[-1].position if changes else 0, 10_000)
@@ -80,7 +80,7 @@ def batches(items: list[tuple[Change, bytes]]) -> list[list[tuple[Change, bytes]
     return [items[start : start + BATCH] for start in range(0, len(items), BATCH)]
 
 
-def nats_figures(engine: Engine, changes: list[Change], repeats: int) -> Measured:
+def nats_figures(engine: Engine, changes: list[Change], repeats: int, database: str) -> Measured:
     import nats
 
     bodies = messages(changes)
@@ -122,10 +122,12 @@ def nats_figures(engine: Engine, changes: list[Change], repeats: int) -> Measure
         return asyncio.run(bare(f"BENCH_{uuid4().hex}", f"bench_{uuid4().hex}.changes"))
 
     relay, bare_client = medians(relayed, bare_rate, repeats)
-    return Measured("NATS JetStream", relay, bare_client, "nats-py")
+    return Measured("NATS JetStream", database, relay, bare_client, "nats-py")
 
 
-def rabbitmq_figures(engine: Engine, changes: list[Change], repeats: int) -> Measured:
+def rabbitmq_figures(
+    engine: Engine, changes: list[Change], repeats: int, database: str
+) -> Measured:
     import aio_pika
 
     bodies = messages(changes)
@@ -183,7 +185,7 @@ def rabbitmq_figures(engine: Engine, changes: list[Change], repeats: int) -> Mea
         return asyncio.run(bare(f"bench_{uuid4().hex}", f"bench_{uuid4().hex}"))
 
     relay, bare_client = medians(relayed, bare_rate, repeats)
-    return Measured("RabbitMQ", relay, bare_client, "aio-pika")
+    return Measured("RabbitMQ", database, relay, bare_client, "aio-pika")
 
 
 def medians(
@@ -197,19 +199,37 @@ def medians(
     return statistics.median(relays), statistics.median(bares)
 
 
-def measure(workdir: Path, repeats: int, count: int = 5000) -> tuple[list[Measured], list[str]]:
-    """The figures of each broker that is running, and the names of those that are not."""
-    measured, missing = [], []
-    engine, changes = feed(workdir, count)
+def measure(
+    workdir: Path, repeats: int, postgres: str | None = None, count: int = 5000
+) -> tuple[list[Measured], list[str]]:
+    """The figures of each broker that is running, on SQLite and on PostgreSQL when given,
+    and the names of the brokers that are not running."""
+    brokers = []
+    missing = []
+    if reachable(NATS, 4222):
+        brokers.append(nats_figures)
+    else:
+        missing.append(f"NATS JetStream ({NATS})")
+    if reachable(AMQP, 5672):
+        brokers.append(rabbitmq_figures)
+    else:
+        missing.append(f"RabbitMQ ({AMQP.split('@')[-1]})")
+    measured = []
+    engine, changes = feed(f"sqlite:///{workdir}/relay-{uuid4().hex}.db", count)
     try:
-        if reachable(NATS, 4222):
-            measured.append(nats_figures(engine, changes, repeats))
-        else:
-            missing.append(f"NATS JetStream ({NATS})")
-        if reachable(AMQP, 5672):
-            measured.append(rabbitmq_figures(engine, changes, repeats))
-        else:
-            missing.append(f"RabbitMQ ({AMQP.split('@')[-1]})")
+        measured += [figures(engine, changes, repeats, "SQLite") for figures in brokers]
     finally:
         engine.close()
+    if postgres and brokers:
+        from .contention import drop_schema, fresh_schema
+
+        url, schema = fresh_schema(postgres)
+        try:
+            engine, changes = feed(url, count)
+            try:
+                measured += [figures(engine, changes, repeats, "PostgreSQL") for figures in brokers]
+            finally:
+                engine.close()
+        finally:
+            drop_schema(postgres, schema)
     return measured, missing
