@@ -153,6 +153,7 @@ class NatsSource:
 
     def __init__(self, url: str, **options: Any) -> None:
         self.connection = _Connection(url, options, subject="turnout.events")
+        self.unsettled: dict[int, Msg] = {}  # handed out by the last receive, not settled
         try:
             self.subscription = self.connection.loop.run(self._subscribe(), self.connection.timeout)
         except BaseException:
@@ -172,12 +173,21 @@ class NatsSource:
         )
 
     def receive(self, limit: int, timeout: float) -> list[Message]:
+        """The next messages; those of the last call left unsettled (the consumer failed on
+        them, the database away, say) are handed back first (nak), to come again at once
+        rather than after `ack_wait`."""
         received = self.connection.loop.run(
             self._fetch(limit, timeout), timeout + self.connection.timeout
         )
         return [self._message(msg) for msg in received]
 
     async def _fetch(self, limit: int, timeout: float) -> list[Msg]:
+        unsettled, self.unsettled = self.unsettled, {}
+        for msg in unsettled.values():
+            try:
+                await msg.nak()
+            except Exception as exc:  # the connection is gone: ack_wait brings it back
+                log.debug("NATS nak: %s", exc)
         try:
             return await self.subscription.fetch(limit, max(timeout, 0.001))
         except TimeoutError:  # nothing came (nats-py raises its own and asyncio's)
@@ -188,11 +198,15 @@ class NatsSource:
         message_id = headers.get(MSG_ID) or str(msg.metadata.sequence.stream)
         loop, timeout = self.connection.loop, self.connection.timeout
 
+        self.unsettled[id(msg)] = msg
+
         def ack() -> None:
             loop.run(msg.ack(), timeout)
+            self.unsettled.pop(id(msg), None)
 
         def reject(reason: str) -> None:
             loop.run(self._set_aside(msg, message_id, reason), timeout * 2)
+            self.unsettled.pop(id(msg), None)
 
         return Message(id=message_id, body=msg.data, ack=ack, reject=reject)
 

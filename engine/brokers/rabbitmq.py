@@ -180,14 +180,26 @@ class RabbitSource:
         await connection.channel.declare_queue(self.dead_letters, durable=True)
         await connection.channel.set_qos(prefetch_count=connection.options["prefetch"])
         self.buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.handed_out: list[AbstractIncomingMessage] = []
         await connection.queue.consume(self.buffer.put, no_ack=False)
 
     def receive(self, limit: int, timeout: float) -> list[Message]:
+        """The next messages; those of the last call left unsettled (the consumer failed on
+        them, the database away, say) go back to the queue first, to come again: RabbitMQ
+        itself would return them only when this connection closes."""
         connection = self.connection
         taken = connection.loop.run(self._take(limit, timeout), timeout + connection.timeout)
+        self.handed_out = taken
         return [self._message(incoming) for incoming in taken]
 
     async def _take(self, limit: int, timeout: float) -> list[AbstractIncomingMessage]:
+        for incoming in self.handed_out:
+            if not incoming.processed:
+                try:
+                    await incoming.nack(requeue=True)
+                except Exception as exc:  # its channel is gone: RabbitMQ requeued it then
+                    log.debug("RabbitMQ nack of %s: %s", incoming.message_id, exc)
+        self.handed_out = []
         taken: list[AbstractIncomingMessage] = []
         try:
             first = await asyncio.wait_for(self.buffer.get(), timeout)

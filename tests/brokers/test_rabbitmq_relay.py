@@ -186,6 +186,25 @@ def test_an_event_delivered_twice_or_again_after_a_crash_before_its_ack_is_appli
     assert instance.revision == 3
 
 
+def test_a_message_left_unsettled_comes_again_with_the_next_receive(
+    broker: dict[str, str],
+) -> None:
+    # What a consumer leaves when the database is away: the message neither acked nor
+    # rejected. RabbitMQ would keep it on this connection for as long as it lives.
+    source = open_source(broker["url"])
+    try:
+        publish_raw(broker, [("evt-1", event_body("k1")), ("evt-2", event_body("k1"))])
+        first = source.receive(10, 5.0)
+        assert [message.id for message in first] == ["evt-1", "evt-2"]
+        first[1].ack()
+        again = source.receive(10, 5.0)
+        assert [message.id for message in again] == ["evt-1"]
+        again[0].ack()
+        assert source.receive(10, 0.5) == []
+    finally:
+        source.close()
+
+
 def test_messages_that_cannot_be_applied_go_to_the_dead_letters_with_the_reason(
     feed_engine: Engine, broker: dict[str, str]
 ) -> None:
