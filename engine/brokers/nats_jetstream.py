@@ -69,6 +69,8 @@ class _Connection:
             self.client, self.jetstream = self.loop.run(self._connect(server), self.timeout)
         except BaseException as exc:
             self.loop.close()
+            if not isinstance(exc, Exception):  # Ctrl-C while connecting stays itself
+                raise
             where = urlsplit(server)
             why = str(exc) or f"no answer within {self.timeout:g} s"
             raise ConnectionError(
@@ -87,6 +89,14 @@ class _Connection:
             max_reconnect_attempts=-1,  # a relay or consumer outlives a server restart
             error_cb=_log_error,
         )
+        try:
+            return client, await self._stream(client)
+        except BaseException:
+            await client.close()
+            raise
+
+    async def _stream(self, client: Client) -> JetStreamContext:
+        """The JetStream context, the stream created (or given the subjects it lacks)."""
         jetstream = client.jetstream(timeout=self.timeout)
         subjects = [self.subject, self.dead_letters]
         try:
@@ -99,7 +109,7 @@ class _Connection:
             if missing:
                 info.config.subjects = have + missing
                 await jetstream.update_stream(info.config)
-        return client, jetstream
+        return jetstream
 
     def close(self) -> None:
         try:
@@ -153,7 +163,7 @@ class NatsSource:
 
     def __init__(self, url: str, **options: Any) -> None:
         self.connection = _Connection(url, options, subject="turnout.events")
-        self.unsettled: dict[int, Msg] = {}  # handed out by the last receive, not settled
+        self.unsettled: dict[str, Msg] = {}  # handed out by the last receive, not settled
         try:
             self.subscription = self.connection.loop.run(self._subscribe(), self.connection.timeout)
         except BaseException:
@@ -198,15 +208,15 @@ class NatsSource:
         message_id = headers.get(MSG_ID) or str(msg.metadata.sequence.stream)
         loop, timeout = self.connection.loop, self.connection.timeout
 
-        self.unsettled[id(msg)] = msg
+        self.unsettled[msg.reply] = msg  # the reply subject names this one delivery
 
         def ack() -> None:
             loop.run(msg.ack(), timeout)
-            self.unsettled.pop(id(msg), None)
+            self.unsettled.pop(msg.reply, None)
 
         def reject(reason: str) -> None:
             loop.run(self._set_aside(msg, message_id, reason), timeout * 2)
-            self.unsettled.pop(id(msg), None)
+            self.unsettled.pop(msg.reply, None)
 
         return Message(id=message_id, body=msg.data, ack=ack, reject=reject)
 

@@ -80,6 +80,8 @@ class _Connection:
             self.loop.run(self._connect(server), self.timeout)
         except BaseException as exc:
             self.loop.close()
+            if not isinstance(exc, Exception):  # Ctrl-C while connecting stays itself
+                raise
             where = urlsplit(server)
             why = str(exc) or f"no answer within {self.timeout:g} s"
             raise ConnectionError(
@@ -90,6 +92,14 @@ class _Connection:
         self.connection: AbstractRobustConnection = await aio_pika.connect_robust(
             server, timeout=self.timeout
         )
+        try:
+            await self._declare()
+        except BaseException:
+            await self.connection.close()
+            raise
+
+    async def _declare(self) -> None:
+        """The confirming channel, the exchange and the queue (bound), declared."""
         self.channel: AbstractChannel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True
         )

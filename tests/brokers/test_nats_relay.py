@@ -236,3 +236,12 @@ def test_an_unknown_option_in_the_url_is_a_usage_error() -> None:
 def test_a_server_that_is_not_there_is_a_connection_error_naming_it_at_once() -> None:
     with pytest.raises(ConnectionError, match="NATS JetStream at 127.0.0.1:1"):
         open_source("nats://127.0.0.1:1?stream=NOWHERE")
+
+
+def test_a_subject_another_stream_holds_is_a_connection_error_with_the_servers_reason(
+    broker: dict[str, str],
+) -> None:
+    open_publisher(broker["url"]).close()  # the fixture's stream now holds the subject
+    other = f"{SERVER}?stream=OTHER_{uuid.uuid4().hex[:12]}&subject={broker['subject']}"
+    with pytest.raises(ConnectionError, match="overlap"):
+        open_publisher(other)
