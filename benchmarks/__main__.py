@@ -445,6 +445,30 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
+def nats_rabbitmq_relay_figures(
+    workdir: Path, postgres: str | None
+) -> tuple[list[Figure], list[str]]:
+    """Changes relayed per second to NATS JetStream and to RabbitMQ, each beside its bare
+    client publishing the same messages with the same acknowledgements awaited; the brokers
+    not running are named instead."""
+    from . import relay_nats_rabbitmq
+
+    measured, missing = relay_nats_rabbitmq.measure(workdir, REPEATS, postgres)
+    figures = [
+        Figure(
+            name=f"Relay to {broker.broker}, batches of 500 ({broker.database})",
+            unit="changes/s",
+            value=broker.relay,
+            baseline_name=f"bare {broker.client}: the same messages, acks awaited per batch",
+            baseline=broker.bare,
+            target="reported",
+            baseline_unit="messages/s",
+        )
+        for broker in measured
+    ]
+    return figures, missing
+
+
 def redis_relay_figures(workdir: Path, postgres: str | None) -> list[Figure]:
     """Changes relayed per second to Redis Streams, beside redis-py alone sending the same
     messages in the same pipeline sizes; none when no Redis answers on 127.0.0.1:6379."""
@@ -503,6 +527,11 @@ def main() -> int:
         if not relayed:
             console.print("Redis figures skipped: no Redis on 127.0.0.1:6379", style="yellow")
         figures.extend(relayed)
+        console.print("running nats_rabbitmq_relay_figures ...", style="dim")
+        relayed, missing = nats_rabbitmq_relay_figures(workdir, postgres)
+        figures.extend(relayed)
+        for broker in missing:
+            console.print(f"relay figures skipped: {broker} is not running", style="yellow")
     table = Table(title=f"turnout benchmarks (median of {REPEATS})")
     for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
         table.add_column(column)
