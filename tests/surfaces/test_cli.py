@@ -54,6 +54,7 @@ COMMANDS = (
     "schema",
     "relay",
     "consume",
+    "webhooks",
 )
 HISTORY_KEYS = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
 
