@@ -7,8 +7,8 @@ over it. So the feed goes by `position`, which is given to rows only once they h
 committed, in `seq` order, by one placer at a time (an advisory lock per schema): a row
 that commits later gets a later position. Two steps of one instance cannot overlap (the
 instance row is locked, or its revision checked, before the change row is written), so an
-instance's changes are placed in revision order. On SQLite one writer commits at a time and `seq` is the
-commit order itself: the feed goes by `seq` there.
+instance's changes are placed in revision order. On SQLite one writer commits at a time
+and `seq` is the commit order itself: the feed goes by `seq` there.
 """
 
 from __future__ import annotations
