@@ -191,6 +191,8 @@ class Consumer:
             body = json.loads(message.body)
             if not isinstance(body, dict):
                 raise ValueError("the message is not a JSON object")
+            if "position" in body and "revision" in body:  # read back from a relay's stream
+                raise ValueError("it is a change of the feed, not an event")
             definition, key, event = body["definition"], body["key"], body["event"]
             if not all(isinstance(value, str) for value in (definition, key, event)):
                 raise TypeError("definition, key and event must be text")
