@@ -8,6 +8,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 Result = TypeVar("Result")
 
@@ -33,6 +34,29 @@ class LoopThread:
         except TimeoutError:
             future.cancel()
             raise
+
+    def connect(
+        self,
+        connecting: Coroutine[Any, Any, Result],
+        timeout: float,
+        broker: str,
+        server: str,
+        port: int,
+    ) -> Result:
+        """Run `connecting` (a client's first connection) here. If it fails, the loop is
+        closed and a ConnectionError names the broker and where it was looked for; Ctrl-C
+        while connecting stays itself."""
+        try:
+            return self.run(connecting, timeout)
+        except BaseException as exc:
+            self.close()
+            if not isinstance(exc, Exception):
+                raise
+            where = urlsplit(server)
+            why = str(exc) or f"no answer within {timeout:g} s"
+            raise ConnectionError(
+                f"cannot use {broker} at {where.hostname}:{where.port or port}: {why}"
+            ) from exc
 
     def close(self) -> None:
         """Stop the loop once what runs on it has been cancelled, and end the thread."""

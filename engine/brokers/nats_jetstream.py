@@ -65,17 +65,9 @@ class _Connection:
         self.dead_letters: str = self.options["dead_letters"] or f"{self.subject}.dead"
         self.timeout: float = self.options["timeout"]
         self.loop = LoopThread(f"turnout-nats-{self.stream}")
-        try:
-            self.client, self.jetstream = self.loop.run(self._connect(server), self.timeout)
-        except BaseException as exc:
-            self.loop.close()
-            if not isinstance(exc, Exception):  # Ctrl-C while connecting stays itself
-                raise
-            where = urlsplit(server)
-            why = str(exc) or f"no answer within {self.timeout:g} s"
-            raise ConnectionError(
-                f"cannot use NATS JetStream at {where.hostname}:{where.port or 4222}: {why}"
-            ) from exc
+        self.client, self.jetstream = self.loop.connect(
+            self._connect(server), self.timeout, "NATS JetStream", server, 4222
+        )
 
     async def _connect(self, server: str) -> tuple[Client, JetStreamContext]:
         # nats-py retries a first connection as it would a lost one (forever, here): a

@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -76,17 +75,7 @@ class _Connection:
         self.timeout: float = self.options["timeout"]
         self.loop = LoopThread("turnout-rabbitmq")
         self.queue: AbstractQueue | None = None
-        try:
-            self.loop.run(self._connect(server), self.timeout)
-        except BaseException as exc:
-            self.loop.close()
-            if not isinstance(exc, Exception):  # Ctrl-C while connecting stays itself
-                raise
-            where = urlsplit(server)
-            why = str(exc) or f"no answer within {self.timeout:g} s"
-            raise ConnectionError(
-                f"cannot use RabbitMQ at {where.hostname}:{where.port or 5672}: {why}"
-            ) from exc
+        self.loop.connect(self._connect(server), self.timeout, "RabbitMQ", server, 5672)
 
     async def _connect(self, server: str) -> None:
         self.connection: AbstractRobustConnection = await aio_pika.connect_robust(

@@ -5,18 +5,14 @@ events a stream or queue delivers. Both run until SIGINT or SIGTERM and then exi
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
-from rich.logging import RichHandler
 
 from engine.brokers import Consumer, Relay, open_publisher, open_source
 
-from .common import DbOption, app, err, note, open_engine, reports_errors
-from .work import _stop_on_signals, _tick
+from .common import DbOption, app, note, open_engine, reports_errors, run_until_signalled
 
 UrlArgument = Annotated[
     str,
@@ -40,11 +36,6 @@ def shown_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _log_to_stderr() -> None:
-    """A broker or database away is logged (then retried) on stderr, above the status line."""
-    logging.getLogger("turnout").addHandler(RichHandler(console=err, show_path=False, markup=False))
-
-
 @app.command()
 @reports_errors
 def relay(
@@ -62,23 +53,16 @@ def relay(
     db: DbOption = None,
 ) -> None:
     """Publish the change feed to a broker, at least once, until interrupted."""
-    _log_to_stderr()
-    stop = threading.Event()
     with open_engine(db, serving=True) as engine:
         publisher = open_publisher(url)
         try:
             running = Relay(engine, publisher, name, batch=batch, definitions=definition or None)
             note(f"relay {name!r}: {engine.safe_url} -> {shown_url(url)}")
-            _stop_on_signals(stop)
 
             def statistics() -> str:
                 return f"published {running.sent} change(s)"
 
-            with err.status(statistics(), spinner="dots") as status:
-                ticker = threading.Thread(target=_tick, args=(stop, status, statistics))
-                ticker.daemon = True
-                ticker.start()
-                running.run(stop)
+            run_until_signalled(running.run, statistics)
         finally:
             publisher.close()
     note(f"relay stopped: {statistics()}")
@@ -94,24 +78,17 @@ def consume(
     db: DbOption = None,
 ) -> None:
     """Apply the events a broker delivers (acknowledged after commit) until interrupted."""
-    _log_to_stderr()
-    stop = threading.Event()
     with open_engine(db, serving=True) as engine:
         source = open_source(url)
         try:
             running = Consumer(engine, source, batch=batch)
             note(f"consuming {shown_url(url)} into {engine.safe_url}")
-            _stop_on_signals(stop)
 
             def statistics() -> str:
                 outcome = running.outcome
                 return f"applied {outcome.applied} event(s), set aside {outcome.rejected}"
 
-            with err.status(statistics(), spinner="dots") as status:
-                ticker = threading.Thread(target=_tick, args=(stop, status, statistics))
-                ticker.daemon = True
-                ticker.start()
-                running.run(stop)
+            run_until_signalled(running.run, statistics)
         finally:
             source.close()
     note(f"consumer stopped: {statistics()}")

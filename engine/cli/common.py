@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any, NamedTuple, TypeVar
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from sqlalchemy.exc import ArgumentError
 
 from engine import Engine
@@ -139,3 +143,28 @@ def open_engine(db: str | None, *, serving: bool = False) -> Engine:
     except ArgumentError as exc:
         # The URL itself is not repeated: it may carry a password.
         raise UsageError(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C set `stop`: the work in hand is finished, then the command ends."""
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
+def run_until_signalled(
+    run: Callable[[threading.Event], None], statistics: Callable[[], str]
+) -> None:
+    """`run(stop)` of a long-running command (a worker, a relay, a consumer) until SIGTERM
+    or Ctrl-C sets `stop`, under a status line of `statistics()` refreshed twice a second;
+    the engine's log goes to stderr, above it."""
+    logging.getLogger("turnout").addHandler(RichHandler(console=err, show_path=False, markup=False))
+    stop = threading.Event()
+    stop_on_signals(stop)
+    with err.status(statistics(), spinner="dots") as status:
+
+        def tick() -> None:
+            while not stop.wait(0.5):
+                status.update(statistics())
+
+        threading.Thread(target=tick, daemon=True).start()
+        run(stop)

@@ -5,9 +5,7 @@ module), `serve` (the HTTP API and dashboard, with a worker if asked) and `demo`
 from __future__ import annotations
 
 import importlib
-import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -17,9 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.status import Status
 from rich.table import Table
 
 from engine import Engine
@@ -37,7 +33,9 @@ from .common import (
     out,
     print_json,
     reports_errors,
+    run_until_signalled,
     say,
+    stop_on_signals,
 )
 
 TasksOption = Annotated[
@@ -74,12 +72,6 @@ def load_handlers(engine: Engine, module_name: str) -> list[str]:
     return sorted(set(engine.handlers) - before)
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM and Ctrl-C set `stop`: the tasks in hand are finished, then the command ends."""
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-
 @app.command()
 @reports_errors
 def worker(
@@ -88,33 +80,18 @@ def worker(
     db: DbOption = None,
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
-    stop = threading.Event()
-    # The worker's log (a handler's exception with its traceback, a database gone away) goes
-    # to stderr, above the status line.
-    handler = RichHandler(console=err, show_path=False, markup=False)
-    logging.getLogger("turnout").addHandler(handler)
     with open_engine(db, serving=True) as engine:
         names = [name for module in tasks or [] for name in load_handlers(engine, module)]
         offered = ", ".join(names) or "(timers only)"
         note(f"worker {engine.worker_id}: {len(names)} task handler(s): {offered}")
-        _stop_on_signals(stop)
         running = Worker(engine, concurrency=concurrency)
 
         def statistics() -> str:
             done = f"ran {running.ran} task(s), {running.failed} failed"
             return f"{done}; fired {running.timers} timer(s)"
 
-        with err.status(statistics(), spinner="dots") as status:
-            ticker = threading.Thread(target=_tick, args=(stop, status, statistics), daemon=True)
-            ticker.start()
-            running.work(stop)
+        run_until_signalled(running.work, statistics)
     note(f"worker stopped: {statistics()}")
-
-
-def _tick(stop: threading.Event, status: Status, text: Callable[[], str]) -> None:
-    """Refresh the status line twice a second until `stop`."""
-    while not stop.wait(0.5):
-        status.update(text())
 
 
 def _proxy_names() -> list[str]:
@@ -172,7 +149,7 @@ def serve(
         note(f"turnout serving {engine.safe_url} on http://{host}:{port}/")
         # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again for
         # the handler it found: this one lets the command end normally (engine closed, exit 0).
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         try:
             _run_server(engine, host, port, token, request_timeout)
         finally:

@@ -48,9 +48,7 @@ def counters(engine: Engine, deploy: Callable[[str], Any]) -> list[str]:
     for _ in range(2):
         for instance_id in ids:
             engine.send(instance_id, "increment")
-    # On PostgreSQL a change is read once placed, and the placer's lock is shared by every
-    # schema of the server: another test's engine may hold it for a moment.
-    assert until(lambda: engine.latest_change() == 9, 20)
+    assert engine.latest_change() == 9
     return ids
 
 
