@@ -47,7 +47,7 @@ clean:
 # The example order service (docs/examples/order_service) on http://127.0.0.1:8000, with Redis
 # on 127.0.0.1:6379; its README walks through it (docs/examples/order_service/try.sh).
 $(VENV)/.installed-example: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[redis]' 'httpx>=0.27'
+	$(BIN)/python -m pip install --quiet -e '.[redis]'
 	touch $(VENV)/.installed $@
 
 .PHONY: example
