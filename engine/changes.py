@@ -104,9 +104,10 @@ def order_column(conn: Connection) -> str:
     return "position" if conn.dialect.name == "postgresql" else "seq"
 
 
-def place(conn: Connection) -> int:
+def place(conn: Connection, after: int | None = None, limit: int = 0) -> int:
     """On PostgreSQL, give positions to the committed changes that have none, in `seq`
-    order; how many were placed."""
+    order, PLACED_AT_ONCE per statement: all of them, or (with `after`) until `limit` are
+    placed after position `after`, enough for that read. How many were placed."""
     if conn.dialect.name != "postgresql":
         return 0
     # One placer per schema at a time; a reader that waits for it then finds its own rows
@@ -114,16 +115,21 @@ def place(conn: Connection) -> int:
     conn.execute(
         sa.text(f"SELECT pg_advisory_xact_lock({PLACER_LOCK}, hashtext(current_schema()))")
     )
-    placed = conn.execute(
-        sa.text(
-            "WITH base AS (SELECT COALESCE(MAX(position), 0) AS top FROM turnout_changes), "
-            "next AS (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM turnout_changes "
-            f"WHERE position IS NULL ORDER BY seq LIMIT {PLACED_AT_ONCE}) "
-            "UPDATE turnout_changes SET position = base.top + next.n FROM base, next "
-            "WHERE turnout_changes.seq = next.seq"
-        )
-    )
-    return int(placed.rowcount or 0)
+    total = 0
+    while True:
+        placed = conn.execute(
+            sa.text(
+                "WITH base AS (SELECT COALESCE(MAX(position), 0) AS top FROM turnout_changes), "
+                "next AS (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n "
+                "FROM turnout_changes "
+                f"WHERE position IS NULL ORDER BY seq LIMIT {PLACED_AT_ONCE}) "
+                "UPDATE turnout_changes SET position = base.top + next.n FROM base, next "
+                "WHERE turnout_changes.seq = next.seq"
+            )
+        ).rowcount
+        total += placed
+        if placed < PLACED_AT_ONCE or (after is not None and latest(conn) - after >= limit):
+            return total
 
 
 def read(

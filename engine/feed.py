@@ -113,7 +113,8 @@ class ChangeFeed:
             raise InvalidInput(f"limit must be between 1 and {MAX_FEED_LIMIT} and after at least 0")
         if self.store.postgres:
             with self.store.core(write=True) as conn:
-                changes.place(conn)
+                # Filtered, a page may need any number of rows placed: place them all.
+                changes.place(conn, None if definitions else after, limit)
         with self.store.core() as conn:
             return changes.read(conn, after, limit, definitions)
 

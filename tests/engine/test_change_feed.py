@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import Change, Engine, EventRejected, InvalidInput
+from engine import Change, Engine, EventRejected, InvalidInput, changes
 from engine.worker import Worker
 
 
@@ -217,3 +217,20 @@ def test_workers_apply_the_engine_retention(
         worker.pruned_at = float("-inf")
         worker.prune()
         assert [c.revision for c in engine.changes()] == ([3] if retention else [1, 2, 3])
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_read_places_what_it_needs_beyond_one_placing_batch(
+    postgres_url: str, deploy_on: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(changes, "PLACED_AT_ONCE", 3)
+    with Engine(postgres_url) as engine:
+        deploy_on(engine, "counter")
+        deploy_on(engine, "one_task")
+        engine.start_many("counter", [{"count": 0}] * 10)
+        engine.start("one_task", {})
+        assert len(engine.changes(0, 8)) == 8
+        assert len(engine.changes(0, 100)) == 11
+        assert [c.definition for c in engine.changes(0, 5, definitions=["one_task"])] == [
+            "one_task"
+        ]
