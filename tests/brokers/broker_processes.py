@@ -4,30 +4,17 @@ interrupt (SIGTERM), kill (SIGKILL) and start again; and reading a Redis stream 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from turnout_command import turnout_command, turnout_env
 
 STOP_SECONDS = 30
-
-
-def turnout_command() -> str:
-    """The installed console script: beside this interpreter, else on PATH."""
-    beside = Path(sys.executable).with_name("turnout")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("turnout")
-    if found is None:
-        pytest.fail("the `turnout` command is not installed (pip install -e .)")
-    return found
 
 
 @dataclass
@@ -63,12 +50,10 @@ class Running:
 
 def start_turnout(args: Sequence[str], database: str, log: Path) -> Running:
     """Start `turnout ARGS... --db DATABASE` in the background."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("TURNOUT_")}
-    env |= {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as sink:
         process = subprocess.Popen(
             [turnout_command(), *args, "--db", database],
-            env=env,
+            env=turnout_env(),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

@@ -5,12 +5,9 @@ Shared by the surface tests and their fixtures (`conftest.py`).
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +19,7 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
+from turnout_command import turnout_command, turnout_env
 
 HERE = Path(__file__).parent
 DEFINITIONS = HERE / "definitions"
@@ -33,27 +31,6 @@ INSTANCE_KEYS = set(
     "last_error error parent children".split()
 )
 SERVER_START_SECONDS = 60.0
-
-
-def turnout_command() -> str:
-    """The installed console script: beside this interpreter, else on PATH."""
-    beside = Path(sys.executable).with_name("turnout")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("turnout")
-    if found is None:
-        pytest.fail("the `turnout` command is not installed (pip install -e .)")
-    return found
-
-
-def turnout_env(database: str | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a `turnout` process: no TURNOUT_ settings leaking in, wide output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
-    env |= {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-    if database is not None:
-        env["TURNOUT_DB"] = database
-    env.update(extra)
-    return env
 
 
 def run_turnout(
