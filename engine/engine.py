@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import statemachines
-from statemachines import Definition, storable
+from statemachines import Definition
 from statemachines.errors import (
     ConcurrentUpdate,
     DefinitionError,
@@ -30,7 +29,7 @@ from statemachines.errors import (
     Problem,
 )
 
-from . import guarded, repair, runtime, travel
+from . import repair, runtime, travel
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
@@ -41,12 +40,12 @@ from .handlers import plan_of
 from .hooks import Hooks, Registry
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
-from .records import ClaimedTask, Deployment, HistoryEntry, Instance, last_error_of
+from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
+from .task_calls import TaskCalls, seconds
 from .timeline import Timeline, timeline_of
 from .versions import VersionCalls
-from .worker import Worker
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
@@ -62,11 +61,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _seconds(value: timedelta | float) -> timedelta:
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -98,14 +93,14 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout)
         self.clock: Clock = clock or utc_now
-        self.lease = _seconds(lease)
+        self.lease = seconds(lease)
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, Handler] = {}
         self._subscribers: list[Subscriber] = []
         self._hooks = Registry()  # hooks.py
         self.catalog = Catalog()
         self.listener = Listener(self.store, listen)
-        self.change_retention = None if change_retention is None else _seconds(change_retention)
+        self.change_retention = None if change_retention is None else seconds(change_retention)
 
     def __enter__(self) -> Engine:
         return self
@@ -436,160 +431,6 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks):
         return repair.redrive_many(
             self, definition, version, state, error_type, dry_run, reason, limit
         )
-
-    # -- tasks, for workers in this process or elsewhere ------------------------------------
-    def claim_tasks(
-        self,
-        names: list[str] | None,
-        worker: str | None = None,
-        lease: timedelta | float | None = None,
-        limit: int = 1,
-        *,
-        expire: bool = True,
-    ) -> list[ClaimedTask]:
-        """Take up to `limit` ready tasks named in `names` (None: any) under a lease.
-
-        First (unless `expire` is False, for a caller that has just done it) attempts past
-        their timeout are failed and lapsed leases released, so those tasks can be claimed.
-        """
-        if expire:
-            self.expire_tasks()
-        holder = worker or self.worker_id
-        span = self.lease if lease is None else _seconds(lease)
-        now = self.clock()
-        claimed = self._apply(runtime.claim_tasks, names, holder, span, limit, now)
-        return [runtime.claimed_task(r, now + span) for r in claimed()]
-
-    def complete_task(
-        self, task_id: str, worker: str | None, result: Any, *, attempt: int | None = None
-    ) -> bool:
-        """Apply a task's result; False when it was stale (the lease was lost) or failed.
-        With `attempt` (the `ClaimedTask.attempt` answered), TaskNotHeld, writing nothing,
-        when the task has moved on to another attempt.
-
-        A late answer (from the last holder, after its lease lapsed, its attempt timed out or
-        its state was left) is recorded once as `stale`; TaskNotHeld, writing nothing, when
-        `worker` neither holds the task nor is the last holder with no late answer recorded.
-        """
-        return self.complete_and_claim(task_id, worker, result, [], attempt=attempt)[0]
-
-    def complete_and_claim(
-        self,
-        task_id: str,
-        worker: str | None,
-        result: Any,
-        names: list[str],
-        *,
-        attempt: int | None = None,
-    ) -> tuple[bool, list[ClaimedTask]]:
-        """`complete_task`, then, in the same transaction, claim the instance's next ready
-        task if its name is in `names`: a worker carries on without another round trip."""
-        holder = worker or self.worker_id
-        now = self.clock()
-        done = guarded.apply_guarded(
-            self,
-            f"the result of task {task_id}",
-            runtime.Poisoned(task_id=task_id),
-            runtime.complete_and_claim,
-            *(self.catalog, task_id, holder, result, names, self.lease, attempt, now),
-        )
-        if done is None:
-            return False, []
-        self._publish(done.applied)
-        return done.ok, [runtime.claimed_task(r, now + self.lease) for r in done.following()]
-
-    def fail_task(
-        self,
-        task_id: str,
-        worker: str | None,
-        error: str | dict[str, Any],
-        *,
-        attempt: int | None = None,
-    ) -> bool:
-        """Count a failed attempt of a task; False when the worker no longer held it (a late
-        answer, recorded `stale` once); TaskNotHeld as for `complete_task`."""
-        if isinstance(error, str):
-            error = {"type": "TaskError", "message": error}
-        stored: dict[str, Any] = storable(dict(error), "error")  # refused before any write
-        holder = worker or self.worker_id
-        now = self.clock()
-        failed = guarded.apply_guarded(
-            self,
-            f"the failure of task {task_id}",
-            runtime.Poisoned(task_id=task_id),
-            runtime.fail_task,
-            *(self.catalog, task_id, holder, stored, attempt, now),
-        )
-        if failed is None:
-            return False
-        ok, applied = failed
-        self._publish(applied)
-        return ok
-
-    def heartbeat(
-        self, task_id: str, worker: str | None = None, lease: timedelta | float | None = None
-    ) -> bool:
-        """Extend the lease of a held task; False when the worker has lost it."""
-        span = self.lease if lease is None else _seconds(lease)
-        until = self.clock() + span
-        return self._apply(runtime.renew_lease, task_id, worker or self.worker_id, until)
-
-    def expire_tasks(self, limit: int = 100) -> int:
-        """Fail attempts past their timeout and release tasks whose lease lapsed."""
-        now = self.clock()
-        with self.store.reading() as tx:
-            ids = {t.id for t in tx.timed_out_tasks(now, limit)}
-            ids |= {t.id for t in tx.lapsed_tasks(now, limit)}
-        for task_id in sorted(ids):
-            what, poisoned = f"the expiry of task {task_id}", runtime.Poisoned(task_id=task_id)
-            expire = runtime.expire_task
-            self._publish(
-                guarded.apply_guarded(self, what, poisoned, expire, self.catalog, task_id, now)
-            )
-        return len(ids)
-
-    def fire_due_timers(self, limit: int = 100) -> int:
-        """Fire the timers due by the engine's clock; return how many fired."""
-        now = self.clock()
-        with self.store.reading() as tx:
-            due = tx.due_timers(now, limit)
-        fired = 0
-        for timer in due:
-            poisoned = runtime.Poisoned(timer_id=timer.id, instance_id=timer.instance_id)
-            fire = runtime.fire_timer
-            applied = guarded.apply_guarded(
-                self, f"timer {timer.key!r}", poisoned, fire, self.catalog, timer, now
-            )
-            if applied is not None:
-                fired += 1
-                self._publish(applied)
-        return fired
-
-    def next_due(self) -> datetime | None:
-        """When the earliest waiting timer or retry becomes due (None: nothing waits)."""
-        with self.store.reading() as tx:
-            return tx.next_due()
-
-    # -- running work ----------------------------------------------------------------------
-    def run_until_idle(self, max_rounds: int = 100_000) -> int:
-        """Run every ready task and due timer in this process until none is left; count them."""
-        return Worker(self).run_until_idle(max_rounds)
-
-    def work(
-        self,
-        *,
-        concurrency: int = 4,
-        stop: threading.Event | None = None,
-        poll_interval: float = 0.2,
-        tasks: list[str] | None = None,
-    ) -> None:
-        """Claim and run tasks and timers until `stop` is set (or KeyboardInterrupt).
-
-        At most `concurrency` handlers run at once, each in a thread of its own: one hung past
-        its timeout has lost its attempt but keeps its slot until it returns. An `async def`
-        handler runs on a new event loop in its thread (`AsyncEngine.work` runs it on yours).
-        """
-        Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
 
     def close(self) -> None:
         """Release the database connections."""
