@@ -89,9 +89,12 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        upgrade: bool = False,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
-        self.store = Store(self.url, locking, busy_timeout)
+        # `upgrade`: a PostgreSQL database at an older schema revision is upgraded, not
+        # refused (SQLite always is: see engine/schema).
+        self.store = Store(self.url, locking, busy_timeout, "upgrade" if upgrade else "check")
         self.clock: Clock = clock or utc_now
         self.lease = seconds(lease)
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

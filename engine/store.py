@@ -26,10 +26,10 @@ from sqlalchemy.pool import StaticPool
 
 from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
-from . import upgrade
 from .changes import NOTIFY_CHANGES
 from .records import HistoryEntry
 from .rows import InstanceRow
+from .schema import prepare as prepare_schema
 from .tables import definitions_t, history_t, instances_t
 from .transaction import Transaction, _dumps
 
@@ -55,7 +55,11 @@ class Store:
     """The database of one Engine: its SQLAlchemy engine, its tables, its transactions."""
 
     def __init__(
-        self, url: str, locking: str = "row", busy_timeout: float = BUSY_TIMEOUT_SECONDS
+        self,
+        url: str,
+        locking: str = "row",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        schema: str = "check",
     ) -> None:
         if locking not in ("row", "optimistic"):
             raise ValueError(f"locking must be 'row' or 'optimistic', not {locking!r}")
@@ -78,14 +82,7 @@ class Store:
         # list's pop and append are atomic, so threads share it safely. (PostgreSQL
         # connections always go back to the pool, whose checkout notices a dropped one.)
         self._parked: list[Any] = []
-        # Tables (and columns a later release added) are created under the write lock only
-        # when one is missing: opening a database to read it must not wait for another
-        # process's write lock.
-        with self._core() as conn:
-            outdated = upgrade.behind(conn)
-        if outdated:
-            with self._core(write=True) as conn:
-                upgrade.bring_up_to_date(conn, self.postgres)
+        prepare_schema(self, schema)  # checked, created or upgraded: see engine/schema
 
     def _create_engine(self) -> Engine:
         # Every transaction ends in an explicit commit or rollback: no reset needed on return.

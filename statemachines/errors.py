@@ -231,6 +231,20 @@ class DatabaseUnavailable(TurnoutError):
         super().__init__(f"{message} ({outcome})")
 
 
+class SchemaMismatch(TurnoutError):
+    """The database's schema is not the one this release of turnout uses: written by a newer
+    release, or at a revision no release wrote. `current` and `head` name the revisions."""
+
+    def __init__(self, message: str, *, current: str, head: str) -> None:
+        self.current = current
+        self.head = head
+        super().__init__(message)
+
+
+class SchemaOutdated(SchemaMismatch):
+    """The database's schema is at an older revision: `turnout db upgrade` upgrades it."""
+
+
 class RenderError(TurnoutError):
     """A diagram could not be produced: an unknown format, a missing `dot`, a layout failure."""
 

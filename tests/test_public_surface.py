@@ -71,6 +71,8 @@ EXPORTS = {
         "RedriveRefused",
         "RenderError",
         "ResetRefused",
+        "SchemaMismatch",
+        "SchemaOutdated",
         "TaskNotFound",
         "TaskContext",
         "TaskFailure",

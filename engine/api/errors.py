@@ -27,6 +27,7 @@ from statemachines.errors import (
     RedriveRefused,
     RenderError,
     ResetRefused,
+    SchemaMismatch,
     TaskNotHeld,
     TurnoutError,
     UnknownState,
@@ -42,6 +43,7 @@ HTTP_STATUS: dict[type[TurnoutError], int] = {
     DiagramTooLarge: 422,  # the drawing is refused for its size; its text forms still work
     HistoryNotReplayable: 409,  # the stored history disagrees with its definition's versions
     DatabaseUnavailable: 503,
+    SchemaMismatch: 503,  # the database's schema is not this release's: an operator's task
     RenderError: 503,  # Graphviz failed on a drawing it should manage: the server's fault
     TurnoutError: 400,
 }
