@@ -234,6 +234,7 @@ def config(connection: Connection | None = None, **attributes: Any) -> Config:
 
     settings = Config()
     settings.set_main_option("script_location", str(DIRECTORY))
+    settings.set_main_option("path_separator", "os")
     settings.set_main_option("version_locations", str(VERSIONS))
     settings.attributes["connection"] = connection
     settings.attributes.update(attributes)
