@@ -1,6 +1,7 @@
-"""Bringing a database up to this release's tables when it is opened: missing tables are
-created, and a column a later release added is added to the table an earlier release made
-(nullable, so its rows stay as they were).
+"""Bringing a database of a release before schema revisions were kept up to the first
+revision ("0001", see engine/schema): missing tables are created, and a column a later
+release added is added to the table an earlier release made (nullable, so its rows stay as
+they were). Every change since is a migration in engine/schema/versions, not a line here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def behind(conn: Connection) -> bool:
 
 def bring_up_to_date(conn: Connection, postgres: bool) -> None:
     """Create the missing tables and add the missing columns (with their indexes), inside
-    the write transaction of `conn`; several processes may do it at once."""
+    the write transaction of `conn`; several processes may do it at once. The tables are
+    those of revision 0001 as long as `tables.py` has no migration after it (engine/schema
+    then stamps 0001 and runs the migrations from there)."""
     if postgres:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
     SQLModel.metadata.create_all(conn, tables=TABLES)

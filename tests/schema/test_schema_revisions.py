@@ -3,6 +3,7 @@ Engine opening a database creates, stamps, upgrades or refuses it as engine/sche
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from sqlmodel import SQLModel
 from engine import Engine, SchemaMismatch, SchemaOutdated, schema
 from engine.store import Store
 from engine.tables import TABLES, instances_t
+
+OPENERS = 4
 
 
 def migrated(url: str, target: str | None = None) -> None:
@@ -174,3 +177,27 @@ def test_an_engine_on_an_up_to_date_database_does_not_write(sqlite_url: str) -> 
             holder.exec_driver_sql("ROLLBACK")
     finally:
         database.dispose()
+
+
+def test_openers_upgrading_at_once_upgrade_once(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    migrated(store_url)
+    with one_revision_ahead(monkeypatch, tmp_path) as newer:
+        barrier = threading.Barrier(OPENERS)
+        failures: list[BaseException] = []
+
+        def open_and_close() -> None:
+            barrier.wait()
+            try:
+                Engine(store_url, upgrade=True).close()
+            except BaseException as exc:  # reported below, in the test's own thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_and_close) for _ in range(OPENERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert revision_of(store_url) == newer
