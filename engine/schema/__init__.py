@@ -36,7 +36,6 @@ from sqlmodel import SQLModel
 
 from statemachines.errors import SchemaMismatch, SchemaOutdated, UsageError
 
-from .. import upgrade as earlier_releases
 from ..tables import TABLES
 
 if TYPE_CHECKING:
@@ -217,6 +216,8 @@ def _from_earlier(store: Store, conn: Connection, found: Found) -> Found:
     as those releases brought theirs up to date, and stamped so."""
     if found != EARLIER:
         return found
+    from .. import upgrade as earlier_releases  # imports Alembic, with revision 0001
+
     earlier_releases.bring_up_to_date(conn, store.postgres)
     _stamp(conn, BASELINE)
     return BASELINE
