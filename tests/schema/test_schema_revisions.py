@@ -23,6 +23,7 @@ from schema_helpers import (
 from sqlmodel import SQLModel
 
 from engine import Engine, SchemaMismatch, SchemaOutdated, schema
+from engine.schema.versions import v0001_baseline
 from engine.store import Store
 from engine.tables import TABLES, instances_t
 
@@ -89,25 +90,26 @@ def test_an_engine_creates_the_same_schema_and_stamps_it(store_url: str) -> None
     assert tables_of(store_url) == {table.name for table in TABLES} | {schema.VERSION_TABLE}
 
 
+def first_release_tables(url: str) -> None:
+    """The first release's tables: revision 0001's but for the parent column (and its
+    index) and the change feed's three tables, which releases before revisions added."""
+    metadata = sa.MetaData()
+    later = ("turnout_changes", "turnout_change_cursors", "turnout_webhook_deliveries")
+    tables = [table for table in v0001_baseline.tables(metadata) if table.name not in later]
+    database = sa.create_engine(url)
+    try:
+        with database.begin() as conn:
+            metadata.create_all(conn, tables=tables)
+            conn.execute(sa.text("DROP INDEX ix_turnout_instances_parent"))
+            conn.execute(sa.text("ALTER TABLE turnout_instances DROP COLUMN parent_id"))
+    finally:
+        database.dispose()
+
+
 def test_a_database_of_a_release_before_revisions_is_brought_to_the_newest(
     store_url: str, clock: Any
 ) -> None:
-    # The first release's tables: no parent column, none of the change feed's tables.
-    metadata = sa.MetaData()
-    for table in TABLES:
-        if table.name in ("turnout_changes", "turnout_change_cursors"):
-            continue
-        if table.name == "turnout_webhook_deliveries":
-            continue
-        columns = [
-            sa.Column(column.name, column.type, primary_key=column.primary_key)
-            for column in table.c
-            if column.name != "parent_id"
-        ]
-        sa.Table(table.name, metadata, *columns)
-    database = sa.create_engine(store_url)
-    metadata.create_all(database)
-    database.dispose()
+    first_release_tables(store_url)
     assert revision_of(store_url) == schema.EARLIER
     with Engine(store_url, clock=clock) as engine:
         engine.deploy(Path(__file__).parent.parent / "engine" / "definitions" / "notes.yaml")
@@ -117,6 +119,17 @@ def test_a_database_of_a_release_before_revisions_is_brought_to_the_newest(
     database.dispose()
     assert "parent_id" in columns
     assert {table.name for table in TABLES} <= tables_of(store_url)
+
+
+def test_a_database_before_revisions_goes_through_the_later_migrations(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first_release_tables(store_url)
+    with one_revision_ahead(monkeypatch, tmp_path) as newer:
+        migrated(store_url)  # what `turnout db upgrade` does
+        assert revision_of(store_url) == newer
+        assert EXTRA_TABLE in tables_of(store_url)
+    assert [difference[0] for difference in differences(store_url)] == ["remove_table"]
 
 
 def test_sqlite_upgrades_itself_when_opened(
