@@ -46,6 +46,7 @@ from .records import (
     RedriveOutcome,
     TaskFailure,
 )
+from .schedule_times import Schedule, ScheduleExists, ScheduleNotFound
 from .versions import VersionDiff
 
 __all__ = [
@@ -77,6 +78,9 @@ __all__ = [
     "RedriveRefused",
     "RenderError",
     "ResetRefused",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "TaskNotFound",
     "TaskContext",
     "TaskFailure",
