@@ -2,9 +2,9 @@
 script. The commands live by what they act on: `definitions`, `instances`, `migrations`
 (moving instances between versions), `repairs` (an operator's redrive and reset),
 `histories` (as files), `feed` (the change feed), `work` (long runs), `brokers` (relaying
-the change feed to a broker, consuming events from one) and `webhooks` (their delivery
-log); what they share (the app, options, error answers) is in `common`, which imports
-none of them.
+the change feed to a broker, consuming events from one), `webhooks` (their delivery log)
+and `schedules` (instances started on a cron expression or an interval); what they share
+(the app, options, error answers) is in `common`, which imports none of them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from . import definitions, feed, histories, instances, migrations, repairs, work
 
 # isort: split
-from . import brokers, webhooks
+from . import brokers, schedules, webhooks
 from .common import app
 
 __all__ = ["app", "main"]
@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     work,
     brokers,
     webhooks,
+    schedules,
 )
 
 

@@ -55,6 +55,7 @@ COMMANDS = (
     "relay",
     "consume",
     "webhooks",
+    "schedule",
 )
 HISTORY_KEYS = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
 
