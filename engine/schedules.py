@@ -52,7 +52,11 @@ MAX_ERROR_LENGTH = 2000
 _FIELDS = ", ".join(column.name for column in schedules_t.c)
 _DUE = "NOT paused AND (next_tick_at <= ? OR buffered_tick IS NOT NULL)"
 SQL = {
-    "due": f"SELECT name FROM turnout_schedules WHERE {_DUE} ORDER BY next_tick_at LIMIT ?",
+    # A held tick is worth a lock only once the instance it waits for has finished.
+    "due": "SELECT name FROM turnout_schedules s WHERE NOT paused AND (next_tick_at <= ? OR "
+    "(buffered_tick IS NOT NULL AND NOT EXISTS (SELECT 1 FROM turnout_instances i "
+    "WHERE i.id = s.last_instance_id AND i.status IN ('running', 'compensating')))) "
+    "ORDER BY next_tick_at LIMIT ?",
     "lock": f"SELECT {_FIELDS} FROM turnout_schedules WHERE name = ? AND {_DUE}",
     "status": "SELECT status FROM turnout_instances WHERE id = ?",
     "advance": "UPDATE turnout_schedules SET next_tick_at = ?, last_tick_at = ?, "

@@ -4,14 +4,17 @@ that cannot start a tick twice, and the errors a bad schedule gets."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine import (
+    AsyncEngine,
     DatabaseUnavailable,
     DefinitionNotFound,
     Engine,
@@ -22,6 +25,7 @@ from engine import (
 from engine import schedules as schedules_module
 from engine.schedule_times import tick_key
 
+DEFINITIONS = Path(__file__).parent / "definitions"
 MINUTE = timedelta(minutes=1)
 
 
@@ -312,3 +316,53 @@ def test_unknown_definitions_bad_names_and_taken_names_are_refused(
     with pytest.raises(ScheduleExists):
         engine.add_schedule("taken", "counter", every=120)
     assert engine.schedule("taken").every_seconds == 60
+
+
+def test_a_start_the_definition_now_refuses_is_recorded_and_not_retried_every_round(
+    engine: Engine, clock: Any, deploy: Callable[[str], Any]
+) -> None:
+    deploy("counter")
+    start = clock.now
+    engine.add_schedule("strict", "counter", every="1m")
+    stricter = (
+        (DEFINITIONS / "counter.yaml")
+        .read_text()
+        .replace(
+            "initial: counting", "input:\n  type: object\n  required: [count]\ninitial: counting"
+        )
+    )
+    engine.deploy(stricter)  # version 2 wants a count the schedule's data lacks
+    clock.advance(MINUTE)
+    assert engine.run_due_schedules() == 0
+    failing = engine.schedule("strict")
+    assert failing.last_error is not None and "InvalidInput" in failing.last_error
+    assert failing.next_tick_at == start + 2 * MINUTE
+    assert started_keys(engine) == []
+
+
+def test_data_the_definition_refuses_is_refused_when_the_schedule_is_added(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    deploy("mailing")
+    with pytest.raises(InvalidInput):
+        engine.add_schedule("mails", "mailing", every="1d", data={"nobody": []})
+    assert engine.add_schedule("mails", "mailing", every="1d", data={"recipients": ["a"]})
+
+
+def test_an_async_engine_runs_schedules_with_its_other_work(
+    store_url: str, clock: Any, deploy: Callable[[str], Any], engine: Engine
+) -> None:
+    deploy("counter")
+    engine.add_schedule("async", "counter", every="1m")
+    clock.advance(MINUTE)
+
+    async def run() -> int:
+        async_engine = AsyncEngine(store_url, clock=clock)
+        try:
+            await async_engine.run_until_idle()
+            return len(await async_engine.schedules())
+        finally:
+            await async_engine.close()
+
+    assert asyncio.run(run()) == 1
+    assert len(started_keys(engine)) == 1
