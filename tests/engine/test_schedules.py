@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import until
 
 from engine import (
     AsyncEngine,
@@ -366,3 +367,31 @@ def test_an_async_engine_runs_schedules_with_its_other_work(
 
     assert asyncio.run(run()) == 1
     assert len(started_keys(engine)) == 1
+
+
+def test_four_worker_loops_start_each_tick_once(
+    store_url: str, clock: Any, deploy: Callable[[str], Any], engine: Engine
+) -> None:
+    deploy("counter")
+    start = clock.now
+    engine.add_schedule("looped", "counter", every="1m", overlap="allow", catch_up="all")
+    workers = [Engine(store_url, clock=clock) for _ in range(4)]
+    stop = threading.Event()
+    loops = [
+        threading.Thread(target=worker.work, kwargs={"stop": stop, "poll_interval": 0.05})
+        for worker in workers
+    ]
+    for loop in loops:
+        loop.start()
+    try:
+        for _ in range(100):  # the ticks come due while the loops sweep, in whatever batches
+            clock.advance(MINUTE)
+        assert until(lambda: len(started_keys(engine)) >= 100)
+        assert until(lambda: engine.schedule("looped").next_tick_at > clock.now)
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=30)
+        for worker in workers:
+            worker.close()
+    assert sorted(started_keys(engine)) == [key_at("looped", m, start) for m in range(1, 101)]
