@@ -49,6 +49,7 @@ Result = TypeVar("Result")
 log = logging.getLogger("turnout.schedules")
 UNFINISHED = ("running", "compensating")
 MAX_ERROR_LENGTH = 2000
+MAX_START_AHEAD = timedelta(days=36525)
 _FIELDS = ", ".join(column.name for column in schedules_t.c)
 _DUE = "NOT paused AND (next_tick_at <= ? OR buffered_tick IS NOT NULL)"
 SQL = {
@@ -232,10 +233,15 @@ class Schedules:
         seconds = None if every is None else parse_every(every)
         ticking = Ticking(expression, seconds, timezone)
         now = self.clock()
-        if start_at is not None:
-            first = ticking.first_at_or_after(start_at.astimezone(UTC))
-        else:
-            first = ticking.after(now)
+        if start_at is not None and start_at - now > MAX_START_AHEAD:
+            raise InvalidInput("start_at must be at most 100 years from now")
+        try:
+            if start_at is not None:
+                first = ticking.first_at_or_after(start_at.astimezone(UTC))
+            else:
+                first = ticking.after(now)
+        except (OverflowError, ValueError):  # no tick before the end of the calendar
+            raise InvalidInput(f"the schedule {expression or ''} never ticks") from None
         schedule = Schedule(
             name=name,
             definition=definition,

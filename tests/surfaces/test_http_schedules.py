@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import Engine
 from engine.api.app import create_app
@@ -77,3 +81,49 @@ def test_mistakes_are_4xx_with_a_plain_message(client: TestClient) -> None:
         call = client.get if path.count("/") == 3 else client.post
         assert call(path).status_code == 404, path
     assert client.delete("/api/schedules/none").status_code == 404
+
+
+VALUES = (
+    st.sampled_from(
+        [
+            "0 7 * * *",
+            "*/5 * * * * *",
+            "0 0 30 2 *",
+            "10m",
+            "1w",
+            "Europe/Paris",
+            "9999-12-31T23:59:59Z",
+            "2026-01-01T00:00:00",
+            "surface_counter",
+            "skip",
+            "buffer_one",
+            "all",
+            "\x00",
+            "x" * 300,
+        ]
+    )
+    | st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=12)
+    | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+)
+FIELDS = st.sampled_from(
+    ["name", "definition", "version", "cron", "every", "timezone", "data", "overlap"]
+    + ["catch_up", "start_at"]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.dictionaries(FIELDS, VALUES, max_size=6), name=st.text(max_size=30))
+def test_no_body_or_name_gets_a_500(client: TestClient, body: dict[str, Any], name: str) -> None:
+    defaults = {"name": "fuzzed", "definition": "surface_counter", "every": 60}
+    added = client.post("/api/schedules", json=defaults | body)
+    assert added.status_code < 500, added.text
+    if added.status_code == 201:
+        assert client.delete(f"/api/schedules/{added.json()['name']}").status_code == 204
+    path = f"/api/schedules/{quote(name, safe='')}"
+    for answer in (client.get(path), client.post(f"{path}/pause"), client.delete(path)):
+        assert answer.status_code < 500, answer.text
