@@ -74,3 +74,14 @@ def test_intervals_read_as_people_write_them() -> None:
     ]
     assert parse_every(timedelta(minutes=2)) == 120
     assert [format_seconds(n) for n in (90, 3600, 86400 + 61)] == ["1m30s", "1h", "1d1m1s"]
+
+
+def test_a_time_the_clocks_repeat_ticks_twice_and_a_time_they_skip_once() -> None:
+    nightly = Ticking("30 2 * * *", None, "Europe/Paris")
+    autumn = datetime(2026, 10, 24, 12, tzinfo=UTC)
+    twice = [datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)]
+    assert walked(nightly, nightly.after(autumn), datetime(2026, 10, 25, 12, tzinfo=UTC)) == twice
+    assert nightly.due(twice[0], datetime(2026, 10, 25, 12, tzinfo=UTC), 5) == (twice, 2)
+    spring = datetime(2026, 3, 28, 12, tzinfo=UTC)
+    once = [datetime(2026, 3, 29, 1, 0, tzinfo=UTC)]  # 03:00 summer time, for 02:30
+    assert walked(nightly, nightly.after(spring), datetime(2026, 3, 29, 12, tzinfo=UTC)) == once
