@@ -13,14 +13,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadCronError, croniter
 
 from statemachines.errors import Conflict, InvalidInput, NotFound
 
 from .tables import CRON_LENGTH, SCHEDULE_NAME_LENGTH, TIMEZONE_LENGTH
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 OVERLAPS = ("skip", "allow", "buffer_one")
 CATCH_UPS = ("none", "last", "all")
@@ -175,8 +176,8 @@ def check_cron(expression: Any) -> str:
             "(minute hour day-of-month month day-of-week), or six with seconds last"
         )
     try:
-        croniter(text, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
-    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        _cron(text, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except (ValueError, KeyError) as exc:  # croniter's own errors are ValueErrors
         raise InvalidInput(f"{text!r} is not a cron expression: {exc}") from None
     return text
 
@@ -212,6 +213,14 @@ def check_choice(value: Any, choices: tuple[str, ...], what: str) -> str:
     return str(value)
 
 
+def _cron(expression: str, start: datetime) -> croniter:
+    # Imported when a cron expression is first read: every `turnout` command imports this
+    # module, and most never need croniter (nor the dateutil it loads).
+    from croniter import croniter
+
+    return croniter(expression, start)
+
+
 def tick_key(name: str, tick: datetime) -> str:
     """The business key of the instance a tick starts: the same tick, the same key, so a
     start retried after an unknown outcome cannot start a second instance."""
@@ -237,7 +246,7 @@ class Ticking:
         if self.cron is None:
             return moment + timedelta(seconds=self.every or 1)
         local = moment.astimezone(ZoneInfo(self.timezone))
-        found: datetime = croniter(self.cron, local).get_next(datetime)
+        found: datetime = _cron(self.cron, local).get_next(datetime)
         return found.astimezone(UTC)
 
     def next_after(self, anchor: datetime, now: datetime) -> datetime:
@@ -260,7 +269,7 @@ class Ticking:
             return [newest - k * step for k in reversed(range(min(most, count)))], count
         ticks: list[datetime] = []
         local = (now + timedelta(microseconds=1)).astimezone(ZoneInfo(self.timezone))
-        backwards = croniter(self.cron, local)
+        backwards = _cron(self.cron, local)
         while len(ticks) < most + 1:
             tick = backwards.get_prev(datetime).astimezone(UTC)
             if tick < first:
