@@ -147,7 +147,9 @@ def run_schedule(tx: Transaction, catalog: Catalog, name: str, now: datetime) ->
             buffered = tick
     if following == row.next_tick_at and buffered == row.buffered_tick and not started:
         return []  # still waiting for the instance before the buffered tick: nothing to write
-    params = (following, last_tick, last_id, buffered, None, now, row.name)
+    # A start made (or found made) clears the error of an earlier failed one.
+    error = None if started or last_id != row.last_instance_id else row.last_error
+    params = (following, last_tick, last_id, buffered, error, now, row.name)
     tx.cursor.execute(_sql(tx, "advance"), tuple(_encoded(tx, params)))
     return started
 

@@ -339,6 +339,14 @@ def test_a_start_the_definition_now_refuses_is_recorded_and_not_retried_every_ro
     assert failing.last_error is not None and "InvalidInput" in failing.last_error
     assert failing.next_tick_at == start + 2 * MINUTE
     assert started_keys(engine) == []
+    clock.advance(MINUTE)
+    assert engine.run_due_schedules() == 0
+    assert "InvalidInput" in (engine.schedule("strict").last_error or "")
+    engine.delete_schedule("strict")  # added again with data the definition takes
+    engine.add_schedule("strict", "counter", every="1m", data={"count": 0})
+    clock.advance(MINUTE)
+    assert engine.run_due_schedules() == 1
+    assert engine.schedule("strict").last_error is None
 
 
 def test_data_the_definition_refuses_is_refused_when_the_schedule_is_added(
