@@ -48,6 +48,7 @@ from .records import (
     RedriveOutcome,
     TaskFailure,
 )
+from .schedule_times import Schedule, ScheduleExists, ScheduleNotFound
 from .versions import VersionDiff
 
 __all__ = [
@@ -79,6 +80,9 @@ __all__ = [
     "RedriveRefused",
     "RenderError",
     "ResetRefused",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SchemaMismatch",
     "SchemaOutdated",
     "TaskNotFound",

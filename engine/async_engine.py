@@ -183,6 +183,15 @@ class AsyncEngine:
     fire_due_timers = awaited(Engine.fire_due_timers)
     next_due = awaited(Engine.next_due)
 
+    # -- schedules
+    add_schedule = awaited(Engine.add_schedule)
+    schedules = awaited(Engine.schedules)
+    schedule = awaited(Engine.schedule)
+    pause_schedule = awaited(Engine.pause_schedule)
+    resume_schedule = awaited(Engine.resume_schedule)
+    delete_schedule = awaited(Engine.delete_schedule)
+    run_due_schedules = awaited(Engine.run_due_schedules)
+
     # -- running work, on the caller's loop
     async def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run every ready task and due timer until none is left; count them. `async def`

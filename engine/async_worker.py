@@ -110,6 +110,7 @@ class AsyncWorker(Runner):
                 expired = await self._engine(self.engine.expire_tasks)
                 fired = await self._engine(self.engine.fire_due_timers)
                 self.timers += fired
+                started = await self._engine(self.engine.run_due_schedules)
                 claimed = (
                     await self._engine(self.engine.claim_tasks, names, limit=50, expire=False)
                     if names
@@ -124,7 +125,7 @@ class AsyncWorker(Runner):
                     except Exception:  # one task that cannot be answered does not stop the rest
                         log.exception("task %s (%s) could not be answered", task.id, task.name)
                 count += fired + (self.ran - ran)
-                if not (expired or fired or claimed):
+                if not (expired or fired or started or claimed):
                     break
         finally:
             self._close_pool()
@@ -151,7 +152,8 @@ class AsyncWorker(Runner):
                         fired = await self._engine(self.engine.fire_due_timers)
                         self.timers += fired
                         expired = await self._engine(self.engine.expire_tasks)
-                        busy = bool(expired) | bool(fired) | busy
+                        started = await self._engine(self.engine.run_due_schedules)
+                        busy = bool(expired) | bool(fired) | bool(started) | busy
                         await self._engine(self.prune)
                         swept = time.monotonic()
                     pause = poll_interval

@@ -42,6 +42,7 @@ from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .rows import InstanceRow
+from .schedules import Schedules
 from .store import BUSY_TIMEOUT_SECONDS, Store
 from .task_calls import TaskCalls, seconds
 from .timeline import Timeline, timeline_of
@@ -61,7 +62,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, Schedules):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an

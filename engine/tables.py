@@ -243,6 +243,38 @@ class WebhookDeliveryTable(SQLModel, table=True):
     failed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+# A schedule's name is part of the business key of every instance it starts.
+SCHEDULE_NAME_LENGTH = 100
+CRON_LENGTH = 200
+TIMEZONE_LENGTH = 64
+
+
+class ScheduleTable(SQLModel, table=True):
+    """A schedule: when to start instances of a definition (a cron expression in a time zone,
+    or a fixed interval), what to do about overlaps and missed ticks, and where it stands.
+    Workers claim a due row under a lock and start its tick's instance in that transaction."""
+
+    __tablename__ = "turnout_schedules"
+    __table_args__ = (sa.Index("ix_turnout_schedules_due", "paused", "next_tick_at"),)
+    name: str = Field(primary_key=True, max_length=SCHEDULE_NAME_LENGTH)
+    definition: str = Field(max_length=MAX_NAME_LENGTH)
+    version: int | None = None
+    data: dict[str, Any] = Field(sa_type=_json())
+    cron: str | None = Field(default=None, max_length=CRON_LENGTH)
+    every_seconds: int | None = None
+    timezone: str = Field(max_length=TIMEZONE_LENGTH)
+    overlap: str = Field(max_length=20)
+    catch_up: str = Field(max_length=20)
+    paused: bool
+    next_tick_at: datetime = Field(sa_type=UTCDateTime)
+    last_tick_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_instance_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    buffered_tick: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 definitions_t: sa.Table = DefinitionTable.__table__  # type: ignore[attr-defined]
 instances_t: sa.Table = InstanceTable.__table__  # type: ignore[attr-defined]
 history_t: sa.Table = HistoryTable.__table__  # type: ignore[attr-defined]
@@ -256,6 +288,7 @@ timers_t: sa.Table = TimerTable.__table__  # type: ignore[attr-defined]
 changes_t: sa.Table = ChangeTable.__table__  # type: ignore[attr-defined]
 change_cursors_t: sa.Table = ChangeCursorTable.__table__  # type: ignore[attr-defined]
 webhook_deliveries_t: sa.Table = WebhookDeliveryTable.__table__  # type: ignore[attr-defined]
+schedules_t: sa.Table = ScheduleTable.__table__  # type: ignore[attr-defined]
 TABLES = [
     definitions_t,
     instances_t,
@@ -266,4 +299,5 @@ TABLES = [
     changes_t,
     change_cursors_t,
     webhook_deliveries_t,
+    schedules_t,
 ]

@@ -15,6 +15,7 @@ from . import guarded, runtime
 from .catalog import Catalog
 from .persist import Applied
 from .records import ClaimedTask
+from .schedules import next_tick
 from .store import Store
 from .worker import Worker
 
@@ -43,6 +44,8 @@ class TaskCalls:
         def prune_changes(
             self, older_than: timedelta | float, *, batch: int = 1000, batches: int | None = None
         ) -> int: ...
+
+        def run_due_schedules(self, limit: int = 100) -> int: ...
 
         def _apply(self, operation: Callable[..., Result], *args: Any) -> Result: ...
 
@@ -176,9 +179,11 @@ class TaskCalls:
         return fired
 
     def next_due(self) -> datetime | None:
-        """When the earliest waiting timer or retry becomes due (None: nothing waits)."""
+        """When the earliest waiting timer, retry or schedule tick becomes due (None: nothing
+        waits)."""
         with self.store.reading() as tx:
-            return tx.next_due()
+            found = (tx.next_due(), next_tick(tx))
+        return min((moment for moment in found if moment is not None), default=None)
 
     # -- running work ----------------------------------------------------------------------
     def run_until_idle(self, max_rounds: int = 100_000) -> int:

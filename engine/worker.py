@@ -76,6 +76,8 @@ class TaskSource(Protocol):
 
     def fire_due_timers(self) -> int: ...
 
+    def run_due_schedules(self) -> int: ...
+
     def wait_for_changes(self, timeout: float) -> bool: ...
 
     @property
@@ -184,6 +186,7 @@ class Worker(Runner):
             expired = self.engine.expire_tasks()
             fired = self.engine.fire_due_timers()
             self.timers += fired
+            started = self.engine.run_due_schedules()
             claimed = self.engine.claim_tasks(names, limit=50, expire=False) if names else []
             ran = self.ran
             for task in claimed:
@@ -194,7 +197,7 @@ class Worker(Runner):
                 except Exception:  # one task that cannot be answered does not stop the rest
                     log.exception("task %s (%s) could not be answered", task.id, task.name)
             count += fired + (self.ran - ran)
-            if not (expired or fired or claimed):
+            if not (expired or fired or started or claimed):
                 break
         return count
 
@@ -264,7 +267,8 @@ class Worker(Runner):
         if sweep:
             fired = self.engine.fire_due_timers()
             self.timers += fired
-            busy = bool(self.engine.expire_tasks()) | bool(fired) | busy
+            started = self.engine.run_due_schedules()
+            busy = bool(self.engine.expire_tasks()) | bool(fired) | bool(started) | busy
             self.prune()
         return busy
 

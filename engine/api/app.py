@@ -17,6 +17,8 @@ from .migration_pages import router as migration_pages_router
 from .migrations import router as migrations_router
 from .repairs import router as repairs_router
 from .routes import router as api_router
+from .schedule_pages import router as schedule_pages_router
+from .schedules import router as schedules_router
 from .sessions import Sessions
 
 # The names a loopback server answers to without a token (see `turnout serve`).
@@ -53,6 +55,8 @@ def create_app(
     app.include_router(migrations_router)
     app.include_router(repairs_router)
     app.include_router(feed_router)
+    app.include_router(schedules_router)
     app.include_router(dashboard_router)
     app.include_router(migration_pages_router)
+    app.include_router(schedule_pages_router)
     return app

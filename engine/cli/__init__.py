@@ -2,9 +2,10 @@
 script. The commands live by what they act on: `definitions`, `instances`, `migrations`
 (moving instances between versions), `repairs` (an operator's redrive and reset),
 `histories` (as files), `feed` (the change feed), `work` (long runs), `brokers` (relaying
-the change feed to a broker, consuming events from one), `webhooks` (their delivery log)
-and `database` (`turnout db`: the database's schema); what they share (the app, options,
-error answers) is in `common`, which imports none of them.
+the change feed to a broker, consuming events from one), `webhooks` (their delivery log),
+`database` (`turnout db`: the database's schema) and `schedules` (instances started on a
+cron expression or an interval); what they share (the app, options, error answers) is in
+`common`, which imports none of them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from . import definitions, feed, histories, instances, migrations, repairs, work
 
 # isort: split
-from . import brokers, database, webhooks
+from . import brokers, database, schedules, webhooks
 from .common import app
 
 __all__ = ["app", "main"]
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     brokers,
     webhooks,
     database,
+    schedules,
 )
 
 

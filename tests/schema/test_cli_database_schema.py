@@ -80,7 +80,8 @@ def test_a_command_on_an_outdated_postgres_schema_names_the_upgrade(
 def test_an_unknown_target_and_a_newer_schema(store_url: str) -> None:
     result = turnout_db("upgrade", "--to", "0999x", "--db", store_url)
     assert result.exit_code == 2
-    assert f"no revision '0999x': this release knows {schema.head()}" in result.output
+    known = ", ".join(schema.revisions())
+    assert f"no revision '0999x': this release knows {known}" in result.output
     Engine(store_url).close()
     stamp(store_url, next_revision())
     for args in (["current"], ["upgrade"]):

@@ -56,6 +56,7 @@ COMMANDS = (
     "consume",
     "webhooks",
     "db",
+    "schedule",
 )
 HISTORY_KEYS = {"seq", "at", "kind", "event", "from_state", "to_state", "data"}
 

@@ -359,6 +359,10 @@ def test_openapi_describes_every_route(api: httpx.Client) -> None:
         "/api/tasks/{task_id}/complete": {"post"},
         "/api/tasks/{task_id}/fail": {"post"},
         "/api/tasks/{task_id}/heartbeat": {"post"},
+        "/api/schedules": {"get", "post"},
+        "/api/schedules/{name}": {"get", "delete"},
+        "/api/schedules/{name}/pause": {"post"},
+        "/api/schedules/{name}/resume": {"post"},
         "/healthz": {"get"},
     }
     for path, methods in expected.items():

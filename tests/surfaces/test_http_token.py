@@ -39,6 +39,12 @@ DUMMY_ROUTES = [
     ("POST", "/api/tasks/some-task/heartbeat", {"worker": "w"}),
     ("POST", "/api/definitions/surface_door/migrations:plan", {"from": 1}),
     ("POST", "/api/definitions/surface_door/migrations:apply", {"from": 1}),
+    ("GET", "/api/schedules", None),
+    ("POST", "/api/schedules", {"name": "s", "definition": "surface_door", "every": 60}),
+    ("GET", "/api/schedules/s", None),
+    ("DELETE", "/api/schedules/s", None),
+    ("POST", "/api/schedules/s/pause", None),
+    ("POST", "/api/schedules/s/resume", None),
 ]
 
 
