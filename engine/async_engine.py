@@ -166,6 +166,10 @@ class AsyncEngine:
     save_change_cursor = awaited(Engine.save_change_cursor)
     drop_change_cursor = awaited(Engine.drop_change_cursor)
     prune_changes = awaited(Engine.prune_changes)
+
+    # -- retention
+    purge = awaited(Engine.purge)
+    apply_retention = awaited(Engine.apply_retention)
     wait_for_changes = awaited(Engine.wait_for_changes)
 
     @property

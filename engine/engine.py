@@ -41,6 +41,7 @@ from .hooks import Hooks, Registry
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
+from .retention import Retention
 from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
 from .task_calls import TaskCalls, seconds
@@ -61,7 +62,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, Retention):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an

@@ -15,6 +15,7 @@ from . import guarded, runtime
 from .catalog import Catalog
 from .persist import Applied
 from .records import ClaimedTask
+from .retention import PurgeResult
 from .store import Store
 from .worker import Worker
 
@@ -43,6 +44,8 @@ class TaskCalls:
         def prune_changes(
             self, older_than: timedelta | float, *, batch: int = 1000, batches: int | None = None
         ) -> int: ...
+
+        def apply_retention(self, *, batches: int | None = 1, batch: int = 500) -> PurgeResult: ...
 
         def _apply(self, operation: Callable[..., Result], *args: Any) -> Result: ...
 
