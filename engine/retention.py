@@ -5,10 +5,13 @@ Finished means succeeded, failed or cancelled. A failed instance can still be re
 purged it cannot, so a retention shorter than the time it takes someone to look at a failure
 loses it. Running (and compensating) instances are never touched, and neither is a finished
 instance whose parent, or one of whose children, is unfinished: the parent may still read
-or redrive it. Each batch is one short transaction that selects the oldest matching
-instances (on PostgreSQL `FOR UPDATE SKIP LOCKED`, so a worker holding one is skipped rather
-than waited for), deletes them with their status checked again, then their rows in the
-other tables. The change feed and the webhook delivery log keep their own retention.
+or redrive it. Each batch is one short transaction that reads the next instances of each
+status last changed before the cutoff, oldest started first (an index range scan; on
+PostgreSQL `FOR UPDATE SKIP LOCKED`, so a row another transaction holds is skipped, not
+waited for), sets aside those with an unfinished parent or child, deletes the rest with
+their status checked again, then their rows in the other tables. The change feed and the
+webhook delivery log keep their own retention. No index covers `updated_at`: when few of a
+status's instances are old enough, a batch reads past the younger ones to find them.
 
 The archive is JSON lines, one line per instance: `{"instance": {...its row...},
 "history": [...its entries...]}`; `read_archive` reads it back. A batch's lines are written
@@ -169,28 +172,75 @@ def _statuses(status: str | list[str] | tuple[str, ...] | None) -> tuple[str, ..
     return tuple(sorted(set(wanted)))
 
 
-def _candidates(status: str, before: datetime, definition: str | None) -> sa.Select[Any]:
-    """The instances of `status` last changed before `before` that may go: none whose
-    parent or child is unfinished. Oldest started first: with the status (and definition)
-    an index range scan."""
+class Pages:
+    """Where a purge has got to in each status's instances, oldest started first: each
+    batch reads on after the last instance the one before read, so those kept (a parent
+    or a child unfinished) are passed over, not read again and again."""
+
+    def __init__(self, statuses: tuple[str, ...], before: datetime, definition: str | None):
+        self.left = list(statuses)  # the statuses not read to the end yet
+        self.before = before
+        self.definition = definition
+        self.after: dict[str, tuple[datetime, str]] = {}
+
+    def take(self, conn: sa.Connection, batch: int, lock: bool) -> list[InstanceRow]:
+        """Up to `batch` more instances that finished before the cutoff, read (and with
+        `lock`, locked, skipping those another transaction holds) in index order."""
+        rows: list[InstanceRow] = []
+        while self.left and len(rows) < batch:
+            status = self.left[0]
+            wanted = batch - len(rows)
+            query = self._query(status).limit(wanted)
+            if lock:
+                query = query.with_for_update(skip_locked=True, of=instances_t)
+            found = [InstanceRow(*row) for row in conn.execute(query)]
+            if found:
+                self.after[status] = (found[-1].created_at, found[-1].id)
+            if len(found) < wanted:
+                self.left.pop(0)
+            rows += found
+        return rows
+
+    def _query(self, status: str) -> sa.Select[Any]:
+        """With the status (and the definition), an index range scan in the index's order;
+        the parents and children are looked at afterwards, for the few rows read (`kept`)."""
+        table = instances_t
+        query = sa.select(*table.c).where(
+            table.c.status == status, table.c.updated_at < self.before
+        )
+        if self.definition is not None:
+            query = query.where(table.c.definition == self.definition)
+        if status in self.after:
+            query = query.where(sa.tuple_(table.c.created_at, table.c.id) > self.after[status])
+        return query.order_by(table.c.created_at, table.c.id)
+
+
+def kept(conn: sa.Connection, rows: list[InstanceRow]) -> set[str]:
+    """The ids among `rows` that must stay: those whose parent, or one of whose children,
+    is unfinished (by primary key and by the parent index, whatever the table's size)."""
     table = instances_t
     parent = instances_t.alias("parent")
-    child = instances_t.alias("child")
-    unfinished_parent = sa.exists().where(
-        parent.c.id == table.c.parent_id, parent.c.status.not_in(FINISHED_STATUSES)
+    with_parent = [row.id for row in rows if row.parent_id is not None]
+    found: set[str] = set()
+    if with_parent:
+        found.update(
+            conn.execute(
+                sa.select(table.c.id)
+                .join(parent, parent.c.id == table.c.parent_id)
+                .where(table.c.id.in_(with_parent), parent.c.status.not_in(FINISHED_STATUSES))
+            ).scalars()
+        )
+    found.update(
+        conn.execute(
+            sa.select(table.c.parent_id)
+            .where(
+                table.c.parent_id.in_([row.id for row in rows]),
+                table.c.status.not_in(FINISHED_STATUSES),
+            )
+            .distinct()
+        ).scalars()
     )
-    unfinished_child = sa.exists().where(
-        child.c.parent_id == table.c.id, child.c.status.not_in(FINISHED_STATUSES)
-    )
-    query = sa.select(*table.c).where(
-        table.c.status == status,
-        table.c.updated_at < before,
-        ~unfinished_parent,
-        ~unfinished_child,
-    )
-    if definition is not None:
-        query = query.where(table.c.definition == definition)
-    return query.order_by(table.c.created_at, table.c.id)
+    return found
 
 
 def _counted(instances: int, counts: dict[str, int], *, batches: int, dry_run: bool) -> PurgeResult:
@@ -241,16 +291,13 @@ class Retention:
             raise InvalidInput(f"batch must be from 1 to {MAX_PURGE_BATCH}, batches at least 1")
         if definition is not None and not isinstance(definition, str):
             raise InvalidInput("definition must be a definition's name")
+        pages = Pages(statuses, before, definition)
         if dry_run:
-            limit = None if batches is None else batch * batches
-            return self._purge_counts(statuses, before, definition, limit)
+            return self._purge_counts(pages, batch, batches)
         total = PurgeResult()
         with _opened(archive, "a") as stream:
-            while batches is None or total.batches < batches:
-                done = self._purge_batch(statuses, before, definition, batch, stream)
-                total += done
-                if done.instances < batch:
-                    break
+            while pages.left and (batches is None or total.batches < batches):
+                total += self._purge_batch(pages, batch, stream)
         return total
 
     def apply_retention(self, *, batches: int | None = 1, batch: int = 500) -> PurgeResult:
@@ -275,25 +322,13 @@ class Retention:
             raise InvalidInput("finished_before must be an aware datetime or a timedelta")
         return finished_before
 
-    def _purge_batch(
-        self,
-        statuses: tuple[str, ...],
-        before: datetime,
-        definition: str | None,
-        batch: int,
-        archive: IO[str] | None,
-    ) -> PurgeResult:
+    def _purge_batch(self, pages: Pages, batch: int, archive: IO[str] | None) -> PurgeResult:
         """One transaction: take up to `batch` instances, archive them, delete them."""
         table = instances_t
         with self.store.core(write=True) as conn:
-            rows: list[InstanceRow] = []
-            for status in statuses:
-                query = _candidates(status, before, definition).limit(batch - len(rows))
-                if self.store.postgres:
-                    query = query.with_for_update(skip_locked=True, of=table)
-                rows += [InstanceRow(*row) for row in conn.execute(query)]
-                if len(rows) >= batch:
-                    break
+            rows = pages.take(conn, batch, lock=self.store.postgres)
+            staying = kept(conn, rows) if rows else set()
+            rows = [row for row in rows if row.id not in staying]
             if not rows:
                 return PurgeResult(batches=1)
             # Checked again as it is deleted: an instance redriven since is kept.
@@ -315,30 +350,21 @@ class Retention:
             }
         return _counted(len(ids), counts, batches=1, dry_run=False)
 
-    def _purge_counts(
-        self,
-        statuses: tuple[str, ...],
-        before: datetime,
-        definition: str | None,
-        limit: int | None,
-    ) -> PurgeResult:
-        """What a purge would delete, counted in one read."""
+    def _purge_counts(self, pages: Pages, batch: int, batches: int | None) -> PurgeResult:
+        """What a purge would delete (as many batches), counted in one read."""
+        counts = {name: 0 for name, _ in OWNED}
+        instances = done = 0
         with self.store.core() as conn:
-            ids: list[str] = []
-            for status in statuses:
-                query = _candidates(status, before, definition).with_only_columns(instances_t.c.id)
-                if limit is not None:
-                    query = query.limit(limit - len(ids))
-                ids += list(conn.execute(query).scalars())
-                if limit is not None and len(ids) >= limit:
-                    break
-            counts = {name: 0 for name, _ in OWNED}
-            for start in range(0, len(ids), 1000):  # bound the parameters of one statement
-                chunk = ids[start : start + 1000]
+            while pages.left and (batches is None or done < batches):
+                rows = pages.take(conn, batch, lock=False)
+                staying = kept(conn, rows) if rows else set()
+                ids = [row.id for row in rows if row.id not in staying]
+                instances += len(ids)
+                done += 1
                 for name, owned in OWNED:
                     counts[name] += int(
                         conn.execute(
-                            sa.select(sa.func.count()).where(owned.c.instance_id.in_(chunk))
+                            sa.select(sa.func.count()).where(owned.c.instance_id.in_(ids))
                         ).scalar_one()
                     )
-        return _counted(len(ids), counts, batches=0, dry_run=True)
+        return _counted(instances, counts, batches=done, dry_run=True)
