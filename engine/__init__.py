@@ -46,9 +46,11 @@ from .records import (
     RedriveOutcome,
     TaskFailure,
 )
+from .retention import ArchivedInstance, PurgeResult, read_archive
 from .versions import VersionDiff
 
 __all__ = [
+    "ArchivedInstance",
     "AsyncEngine",
     "Change",
     "ClaimedTask",
@@ -72,6 +74,7 @@ __all__ = [
     "InvalidInput",
     "MigrationPlan",
     "MigrationResult",
+    "PurgeResult",
     "NotFound",
     "RedriveOutcome",
     "RedriveRefused",
@@ -86,4 +89,5 @@ __all__ = [
     "UsageError",
     "ValueNotStorable",
     "VersionDiff",
+    "read_archive",
 ]

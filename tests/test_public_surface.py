@@ -43,6 +43,7 @@ EXPORTS = {
         "storable",
     ],
     "engine": [
+        "ArchivedInstance",
         "AsyncEngine",
         "Change",
         "ClaimedTask",
@@ -66,6 +67,7 @@ EXPORTS = {
         "InvalidInput",
         "MigrationPlan",
         "MigrationResult",
+        "PurgeResult",
         "NotFound",
         "RedriveOutcome",
         "RedriveRefused",
@@ -79,6 +81,7 @@ EXPORTS = {
         "UnknownState",
         "UsageError",
         "ValueNotStorable",
+        "read_archive",
         "VersionDiff",
     ],
     "diagrams": [

@@ -4,6 +4,7 @@ a definition's `retention` is applied by workers."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine import Engine, InstanceNotFound, InvalidInput
+from engine import AsyncEngine, Engine, InstanceNotFound, InvalidInput
 from engine.retention import PurgeResult, read_archive
 from engine.tables import history_t, idempotency_t, instances_t, tasks_t
 from engine.worker import Worker
@@ -271,3 +272,17 @@ def test_workers_apply_a_definitions_retention(store_url: str, clock: Any):
         with pytest.raises(InstanceNotFound):
             engine.get(done.id)
         assert engine.get(waiting.id).status == "running"
+
+
+def test_async_engine_purges_and_applies_retention(store_url: str, clock: Any):
+    async def scenario() -> tuple[PurgeResult, PurgeResult]:
+        async with AsyncEngine(store_url, clock=clock) as engine:
+            await engine.deploy(KEPT_A_DAY)
+            for _ in range(3):
+                await engine.send((await engine.start("kept_a_day", {})).id, "stop")
+            clock.advance(2 * DAY)
+            dry = await engine.purge(finished_before=DAY, dry_run=True)
+            return dry, await engine.apply_retention()
+
+    dry, applied = asyncio.run(scenario())
+    assert dry.instances == applied.instances == 3
