@@ -59,6 +59,7 @@ class AsyncEngine:
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        retention: timedelta | float | None = None,
     ) -> None:
         self.sync = Engine(
             url,
@@ -69,6 +70,7 @@ class AsyncEngine:
             busy_timeout=busy_timeout,
             change_retention=change_retention,
             listen=listen,
+            retention=retention,
         )
 
     async def __aenter__(self) -> AsyncEngine:

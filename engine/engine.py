@@ -74,7 +74,9 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, R
     `busy_timeout` is how many seconds an SQLite write waits for a lock another process
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
     `change_retention` is how long the change feed keeps a change every named reader has
-    passed (workers prune the older ones; None keeps them all).
+    passed (workers prune the older ones; None keeps them all). `retention` is how long a
+    finished instance of a definition without a `retention` of its own is kept (workers
+    purge the older ones, see retention.py; None, the default: until purged).
     `listen=False` keeps `wait_for_changes`, and so idle workers and hook runners, from
     LISTENing on PostgreSQL (behind a pooler that cannot, say): they poll instead.
     """
@@ -90,6 +92,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, R
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        retention: timedelta | float | None = None,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout)
@@ -102,6 +105,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, R
         self.catalog = Catalog()
         self.listener = Listener(self.store, listen)
         self.change_retention = None if change_retention is None else seconds(change_retention)
+        self.retention = None if retention is None else seconds(retention)
 
     def __enter__(self) -> Engine:
         return self

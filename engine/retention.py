@@ -261,6 +261,7 @@ class Retention:
     if TYPE_CHECKING:
         store: Store
         clock: Callable[[], datetime]
+        retention: timedelta | None  # for definitions that set none
 
         def definitions(self) -> list[Deployment]: ...
 
@@ -301,12 +302,13 @@ class Retention:
         return total
 
     def apply_retention(self, *, batches: int | None = 1, batch: int = 500) -> PurgeResult:
-        """Purge, for every deployed definition whose latest version sets `retention`,
-        the instances finished longer ago than that: at most `batches` batches of `batch`
-        per definition. Workers call it once a minute with one batch."""
+        """Purge, for every deployed definition, the instances finished longer ago than
+        the `retention` of its latest version (else the engine's; neither: none): at most
+        `batches` batches of `batch` per definition. Workers call it once a minute with
+        one batch."""
         total = PurgeResult()
         for deployed in self.definitions():
-            kept = self.definition(deployed.name).retention
+            kept = self.definition(deployed.name).retention or self.retention
             if kept is not None:
                 total += self.purge(
                     finished_before=kept, definition=deployed.name, batch=batch, batches=batches

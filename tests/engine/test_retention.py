@@ -286,3 +286,20 @@ def test_async_engine_purges_and_applies_retention(store_url: str, clock: Any):
 
     dry, applied = asyncio.run(scenario())
     assert dry.instances == applied.instances == 3
+
+
+def test_the_engines_retention_serves_definitions_without_their_own(
+    store_url: str, clock: Any, deploy_on: Callable[..., Any]
+):
+    with Engine(store_url, clock=clock, retention=3 * DAY) as engine:
+        deploy_on(engine, "counter")
+        engine.deploy(KEPT_A_DAY)
+        counted = engine.send(engine.start("counter", {"count": 0}).id, "stop")
+        kept = engine.send(engine.start("kept_a_day", {}).id, "stop")
+        clock.advance(2 * DAY)
+        assert engine.apply_retention().instances == 1
+        with pytest.raises(InstanceNotFound):
+            engine.get(kept.id)
+        assert engine.get(counted.id).status == "succeeded"
+        clock.advance(2 * DAY)
+        assert engine.apply_retention().instances == 1
