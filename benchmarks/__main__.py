@@ -445,6 +445,32 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
+def purge_figures(workdir: Path, postgres: str | None) -> list[Figure]:
+    """Engine.purge of finished instances beside start_many of as many, same run and database
+    (5,000 finished instances on each)."""
+    from .contention import drop_schema, fresh_schema
+    from .purge import start_and_purge_rates
+
+    measured = [("SQLite", 5000, start_and_purge_rates(f"sqlite:///{workdir}/purge.db", 5000))]
+    if postgres:
+        url, schema = fresh_schema(postgres)
+        try:
+            measured.append(("PostgreSQL", 5000, start_and_purge_rates(url, 5000)))
+        finally:
+            drop_schema(postgres, schema)
+    return [
+        Figure(
+            f"purge of {count:,} finished instances, 500 per batch ({label})",
+            "instances/s",
+            purged,
+            "start_many of as many, same run (500 per transaction)",
+            started,
+            "reported",
+        )
+        for label, count, (started, purged) in measured
+    ]
+
+
 def nats_rabbitmq_relay_figures(
     workdir: Path, postgres: str | None
 ) -> tuple[list[Figure], list[str]]:
@@ -511,6 +537,8 @@ def main() -> int:
         figures.extend(migration_figures(workdir))
         console.print("running scale_figures ...", style="dim")
         figures.extend(scale_figures(workdir, postgres, figures[0].value))
+        console.print("running purge_figures ...", style="dim")
+        figures.extend(purge_figures(workdir, postgres))
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))

@@ -48,10 +48,12 @@ from .records import (
     RedriveOutcome,
     TaskFailure,
 )
+from .retention import ArchivedInstance, PurgeResult, read_archive
 from .schedule_times import Schedule, ScheduleExists, ScheduleNotFound
 from .versions import VersionDiff
 
 __all__ = [
+    "ArchivedInstance",
     "AsyncEngine",
     "Change",
     "ClaimedTask",
@@ -75,6 +77,7 @@ __all__ = [
     "InvalidInput",
     "MigrationPlan",
     "MigrationResult",
+    "PurgeResult",
     "NotFound",
     "RedriveOutcome",
     "RedriveRefused",
@@ -94,4 +97,5 @@ __all__ = [
     "UsageError",
     "ValueNotStorable",
     "VersionDiff",
+    "read_archive",
 ]

@@ -59,6 +59,7 @@ class AsyncEngine:
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        retention: timedelta | float | None = None,
     ) -> None:
         self.sync = Engine(
             url,
@@ -69,6 +70,7 @@ class AsyncEngine:
             busy_timeout=busy_timeout,
             change_retention=change_retention,
             listen=listen,
+            retention=retention,
         )
 
     async def __aenter__(self) -> AsyncEngine:
@@ -166,6 +168,10 @@ class AsyncEngine:
     save_change_cursor = awaited(Engine.save_change_cursor)
     drop_change_cursor = awaited(Engine.drop_change_cursor)
     prune_changes = awaited(Engine.prune_changes)
+
+    # -- retention
+    purge = awaited(Engine.purge)
+    apply_retention = awaited(Engine.apply_retention)
     wait_for_changes = awaited(Engine.wait_for_changes)
 
     @property

@@ -41,6 +41,7 @@ from .hooks import Hooks, Registry
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
+from .retention import Retention
 from .rows import InstanceRow
 from .schedules import Schedules
 from .store import BUSY_TIMEOUT_SECONDS, Store
@@ -62,7 +63,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, Schedules):
+class Engine(
+    Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, Schedules, Retention
+):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -74,7 +77,9 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, S
     `busy_timeout` is how many seconds an SQLite write waits for a lock another process
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
     `change_retention` is how long the change feed keeps a change every named reader has
-    passed (workers prune the older ones; None keeps them all).
+    passed (workers prune the older ones; None keeps them all). `retention` is how long a
+    finished instance of a definition without a `retention` of its own is kept (workers
+    purge the older ones, see retention.py; None, the default: until purged).
     `listen=False` keeps `wait_for_changes`, and so idle workers and hook runners, from
     LISTENing on PostgreSQL (behind a pooler that cannot, say): they poll instead.
     """
@@ -91,6 +96,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, S
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
         upgrade: bool = False,
+        retention: timedelta | float | None = None,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         # `upgrade`: a PostgreSQL database at an older schema revision is upgraded, not
@@ -105,6 +111,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, S
         self.catalog = Catalog()
         self.listener = Listener(self.store, listen)
         self.change_retention = None if change_retention is None else seconds(change_retention)
+        self.retention = None if retention is None else seconds(retention)
 
     def __enter__(self) -> Engine:
         return self

@@ -15,6 +15,7 @@ from . import guarded, runtime
 from .catalog import Catalog
 from .persist import Applied
 from .records import ClaimedTask
+from .retention import PurgeResult
 from .schedules import next_tick
 from .store import Store
 from .worker import Worker
@@ -46,6 +47,7 @@ class TaskCalls:
         ) -> int: ...
 
         def run_due_schedules(self, limit: int = 100) -> int: ...
+        def apply_retention(self, *, batches: int | None = 1, batch: int = 500) -> PurgeResult: ...
 
         def _apply(self, operation: Callable[..., Result], *args: Any) -> Result: ...
 

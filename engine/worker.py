@@ -22,11 +22,13 @@ from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
 from .handlers import plan_of
 from .records import ClaimedTask, error_details
+from .retention import PurgeResult
 from .store import Store
 
 log = logging.getLogger("turnout.worker")
 SWEEP_SECONDS = 0.25
-# How often a worker applies the change feed's retention, one bounded batch at a time.
+# How often a worker applies the change feed's and the definitions' retention, one bounded
+# batch at a time.
 PRUNE_SECONDS = 60.0
 
 
@@ -87,6 +89,8 @@ class TaskSource(Protocol):
         self, older_than: timedelta | float, *, batch: int = 1000, batches: int | None = None
     ) -> int: ...
 
+    def apply_retention(self, *, batches: int | None = 1, batch: int = 500) -> PurgeResult: ...
+
 
 def call_handler(handler: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a task handler, def or async def, and return its result.
@@ -121,12 +125,16 @@ class Runner:
         self.pruned_at = time.monotonic()
 
     def prune(self) -> None:
-        """Every PRUNE_SECONDS, one batch of the changes past the engine's retention."""
+        """Every PRUNE_SECONDS, one batch of the changes past the engine's retention, and
+        one batch per definition of the finished instances past the definition's."""
         if time.monotonic() - self.pruned_at < PRUNE_SECONDS:
             return
         self.pruned_at = time.monotonic()
         if self.engine.change_retention is not None:
             self.engine.prune_changes(self.engine.change_retention, batches=1)
+        purged = self.engine.apply_retention(batches=1)
+        if purged.instances:
+            log.info("retention: %d finished instances purged", purged.instances)
 
     def names(self) -> list[str]:
         names = sorted(self.engine.handlers)

@@ -42,7 +42,7 @@ from .policies import (
 )
 from .reading import ERROR_TYPE_RE, KEY_RE, SCOPE_NAMES, kind_of
 
-TOP_KEYS = ("name", "version", "description", "input", "initial", "states")
+TOP_KEYS = ("name", "version", "description", "input", "retention", "initial", "states")
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
 CALL_KEYS = ("input", "result", "timeout", "version")  # with `call`
 # A state has at most one of them; `states` (with `initial`) makes it a compound state.
@@ -127,6 +127,7 @@ class DefinitionBuilder(PolicyReader):
         if description is not None and not isinstance(description, str):
             self.fail(("description",), "description must be text")
         schema = self.input_schema(data)
+        retention = self.optional_duration(data, "retention", ())
         root = self.region("", "", data, ("",), top=True)
         if root is None:
             return None
@@ -136,6 +137,7 @@ class DefinitionBuilder(PolicyReader):
             description=description if isinstance(description, str) else None,
             input_schema=schema,
             root=root,
+            retention=retention,
             source=source,
             file=self.doc.file,
             digest=digest_of(data),

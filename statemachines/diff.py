@@ -7,7 +7,8 @@ or `always`) and the full path of its target (None: internal); two transitions a
 three are told apart by their order among them. Transitions of one source and trigger left
 unmatched on both sides are then paired in file order, so a transition that only moved to
 another target is one change (`target`), not a removal and an addition. Descriptions and
-positions are not compared: they do not change what an instance does.
+positions are not compared: they do not change what an instance does. The definition's
+`retention` is: it changes how long a finished instance is kept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .chart import TOP, Chart
+from .durations import format_duration
 from .model import Definition, Reactions, State, Transition
 
 # What a state is compared by: each aspect's name and how to read it from a state.
@@ -106,6 +108,8 @@ class DefinitionDiff:
     transitions_removed: tuple[TransitionRef, ...] = ()
     transitions_changed: tuple[TransitionChange, ...] = ()
     initial: tuple[str, str] | None = None  # the top level's initial state: (old, new)
+    # The definition's `retention`, as written (None: kept for ever): (old, new).
+    retention: tuple[str | None, str | None] | None = None
 
     @property
     def empty(self) -> bool:
@@ -116,6 +120,7 @@ class DefinitionDiff:
         """A JSON-ready mapping; `from_json` gives the diff back."""
         return {
             "initial": None if self.initial is None else list(self.initial),
+            "retention": None if self.retention is None else list(self.retention),
             "states": {
                 "added": list(self.states_added),
                 "removed": list(self.states_removed),
@@ -131,6 +136,7 @@ class DefinitionDiff:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DefinitionDiff:
         states, transitions = data["states"], data["transitions"]
+        retention = data.get("retention")  # absent from diffs saved before it was compared
         return cls(
             states_added=tuple(states["added"]),
             states_removed=tuple(states["removed"]),
@@ -150,6 +156,7 @@ class DefinitionDiff:
                 for item in transitions["changed"]
             ),
             initial=None if data["initial"] is None else (data["initial"][0], data["initial"][1]),
+            retention=None if retention is None else (retention[0], retention[1]),
         )
 
     def summary(self) -> str:
@@ -168,6 +175,9 @@ class DefinitionDiff:
         ]
         if self.initial is not None:
             lines.append(f"~ initial: {self.initial[0]} -> {self.initial[1]}")
+        if self.retention is not None:
+            old, new = (kept or "(kept for ever)" for kept in self.retention)
+            lines.append(f"~ retention: {old} -> {new}")
         lines.extend(f"+ state {path}" for path in self.states_added)
         lines.extend(f"- state {path}" for path in self.states_removed)
         lines.extend(
@@ -201,6 +211,18 @@ def diff_definitions(old: Definition, new: Definition) -> DefinitionDiff:
         transitions_removed=tuple(sorted(removed, key=_order)),
         transitions_changed=tuple(sorted(changed, key=lambda change: _order(change.new))),
         initial=None if old.initial == new.initial else (old.initial, new.initial),
+        retention=_retention(old, new),
+    )
+
+
+def _retention(old: Definition, new: Definition) -> tuple[str | None, str | None] | None:
+    """The retention of each version, when they differ, in compact spelling (`30d`)."""
+    if old.retention == new.retention:
+        return None
+    before, after = old.retention, new.retention
+    return (
+        None if before is None else format_duration(before),
+        None if after is None else format_duration(after),
     )
 
 

@@ -444,6 +444,8 @@ class Definition:
     digest: str = ""
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # How long after finishing an instance is kept (None: for ever); workers purge it then.
+    retention: timedelta | None = None
 
     @property
     def initial(self) -> str:

@@ -65,6 +65,11 @@ _TOP = {
         "A JSON Schema (draft 2020-12) the data given at start must satisfy.",
         {"type": "object", "$ref": DIALECT},
     ),
+    "retention": _described(
+        "How long a finished instance is kept (a duration such as 30d); workers then delete "
+        "it with its history. Without it, instances are kept until purged.",
+        _ref("duration"),
+    ),
     "initial": _described("The state an instance enters first.", _ref("stateName")),
     "states": _described("The states of the workflow, by name, in file order.", _ref("states")),
 }

@@ -43,6 +43,7 @@ EXPORTS = {
         "storable",
     ],
     "engine": [
+        "ArchivedInstance",
         "AsyncEngine",
         "Change",
         "ClaimedTask",
@@ -66,6 +67,7 @@ EXPORTS = {
         "InvalidInput",
         "MigrationPlan",
         "MigrationResult",
+        "PurgeResult",
         "NotFound",
         "RedriveOutcome",
         "RedriveRefused",
@@ -84,6 +86,7 @@ EXPORTS = {
         "UnknownState",
         "UsageError",
         "ValueNotStorable",
+        "read_archive",
         "VersionDiff",
     ],
     "diagrams": [

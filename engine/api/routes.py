@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from statemachines.durations import format_duration
 from statemachines.errors import DatabaseUnavailable, InvalidInput
 
 from ..engine import MAX_LIST_OFFSET, Engine
@@ -146,6 +147,9 @@ class DefinitionOut(BaseModel):
     events: list[str]
     tasks: list[str]
     counts: dict[str, int] = Field(description="Unfinished instances per state.")
+    retention: str | None = Field(
+        None, description="How long a finished instance is kept (30d); null: for ever."
+    )
 
 
 class DiffOut(BaseModel):
@@ -157,6 +161,9 @@ class DiffOut(BaseModel):
     from_version: int = Field(alias="from")
     to_version: int = Field(alias="to")
     initial: list[str] | None = Field(description="The top level's initial state: [old, new].")
+    retention: list[str | None] | None = Field(
+        None, description="The definition's retention, when it changed: [old, new]."
+    )
     states: dict[str, list[Any]] = Field(description="added, removed, changed (path, aspects).")
     transitions: dict[str, list[Any]] = Field(description="added, removed, changed.")
     counts: dict[str, int] = Field(
@@ -287,6 +294,7 @@ def read_definition(
         events=definition.events,
         tasks=definition.tasks,
         counts=engine.state_counts(name),
+        retention=None if definition.retention is None else format_duration(definition.retention),
     )
 
 

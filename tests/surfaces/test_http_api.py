@@ -74,8 +74,10 @@ def test_a_definition_reads_back_with_its_source_states_events_and_counts(
         "events",
         "tasks",
         "counts",
+        "retention",
     }
     assert body["name"] == door and body["version"] == 1
+    assert body["retention"] is None
     assert body["states"] == ["closed", "opened", "locked", "retired"]
     assert set(body["events"]) == {"open", "close", "lock", "unlock", "retire"}
     assert body["counts"] == {"closed": 1}
