@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine import Engine, HistoryEntry, Instance
+from engine.search import parse_filters
 from engine.timeline import ContextChanges
 from statemachines.errors import UsageError
 
@@ -289,13 +290,27 @@ def list_instances(
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
     parent: Annotated[str | None, typer.Option("--parent", help="Only its children.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="PATH=VALUE",
+            help="A context filter, repeatable: customer.tier=gold, total>=100 (also !=, >, <, "
+            '<=; the value is JSON when it parses, else text: "100" is text) or '
+            'path={"in": [...]} for operators as JSON.',
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List instances, oldest first, filtered by definition, state, status, key or parent."""
+    """List instances, oldest first, filtered by definition, state, status, key, parent or
+    context (--where)."""
+    context = parse_filters(where or [])
     with open_engine(db) as engine:
         filters = {"definition": definition, "state": state, "status": status, "key": key}
-        found = engine.instances(**filters, limit=limit, offset=offset, parent=parent)
+        found = engine.instances(
+            **filters, limit=limit, offset=offset, parent=parent, where=context
+        )
     if json_output:
         print_json([instance.to_json() for instance in found])
     else:
