@@ -445,6 +445,21 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
+def context_search_figures(workdir: Path, postgres: str | None) -> list[Figure]:
+    """`where=` among 1,000,000 instances, first page, with the documented index (see
+    context_search.py), beside the same before the index or the listing without `where`."""
+    from . import context_search
+
+    found = [context_search.on_sqlite(workdir)]
+    if postgres:
+        found.append(context_search.on_postgres(postgres))
+    return [
+        Figure(name, "ms", value, baseline_name, baseline, target)
+        for run in found
+        for name, value, baseline_name, baseline, target in run.figures()
+    ]
+
+
 def nats_rabbitmq_relay_figures(
     workdir: Path, postgres: str | None
 ) -> tuple[list[Figure], list[str]]:
@@ -511,6 +526,8 @@ def main() -> int:
         figures.extend(migration_figures(workdir))
         console.print("running scale_figures ...", style="dim")
         figures.extend(scale_figures(workdir, postgres, figures[0].value))
+        console.print("running context_search_figures ...", style="dim")
+        figures.extend(context_search_figures(workdir, postgres))
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))
