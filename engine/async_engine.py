@@ -148,6 +148,8 @@ class AsyncEngine:
     timeline = awaited(Engine.timeline)
     export_histories = awaited(Engine.export_histories)
     instances = awaited(Engine.instances)
+    context_index = awaited(Engine.context_index)
+    create_context_index = awaited(Engine.create_context_index)
     state_counts = awaited(Engine.state_counts)
     status_counts = awaited(Engine.status_counts)
     check_health = awaited(Engine.check_health)
