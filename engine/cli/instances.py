@@ -1,6 +1,6 @@
 """The commands about instances on the database: `start`, `send`, `show` (now, or `--at` an
-entry of its history), `history`, `timeline`, `list` and `cancel`, each printing a table for
-people or `--json` for tools.
+entry of its history), `history`, `timeline`, `list` (`context-index` prints the index its
+`--where` wants) and `cancel`, each printing a table for people or `--json` for tools.
 """
 
 from __future__ import annotations
@@ -315,6 +315,25 @@ def list_instances(
         print_json([instance.to_json() for instance in found])
     else:
         out.print(_instance_table(found, f"{len(found)} instance(s)"))
+
+
+@app.command("context-index")
+@reports_errors
+def context_index(
+    path: Annotated[str, typer.Argument(help="A dotted context path: customer.tier.")],
+    create: Annotated[
+        bool, typer.Option("--create", help="Create it now (then ANALYZE), if it is not there.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Print the CREATE INDEX that makes `list --where` on PATH quick on this database (or,
+    with --create, create it: CONCURRENTLY on PostgreSQL)."""
+    with open_engine(db) as engine:
+        statement = engine.create_context_index(path) if create else engine.context_index(path)
+    if create:
+        say(f"created (if it was not there): {statement}")
+    else:
+        out.print(Text(statement + ";"))
 
 
 def _instance_table(instances: list[Instance], title: str | None = None) -> Table:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from http_calls import start
-from turnout_processes import DEFINITIONS, run_together
+from turnout_processes import DEFINITIONS, run_together, run_turnout
 
 from engine import Engine
 
@@ -51,6 +51,28 @@ def test_list_where_selects_by_context_and_refuses_what_is_no_filter(
     for refused, says in ((missing, "not path=value"), (twice, "given twice")):
         assert refused.returncode == 2
         assert says in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_context_index_prints_the_statement_and_creates_it(sqlite_db: str) -> None:
+    printed, bad = run_together(
+        ["context-index", "customer.tier"], ["context-index", "customer tier"], database=sqlite_db
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert (
+        printed.stdout.split()
+        == (
+            "CREATE INDEX IF NOT EXISTS ix_turnout_context_customer_tier ON turnout_instances "
+            "(json_extract(context, '$.customer.tier'), created_at, id);"
+        ).split()
+    )
+    assert bad.returncode == 2 and "each key" in bad.stderr and "Traceback" not in bad.stderr
+    created = run_turnout("context-index", "customer.tier", "--create", database=sqlite_db)
+    assert created.returncode == 0, created.stderr
+    engine = Engine(sqlite_db)
+    with engine.store.core() as conn:
+        names = [row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master")]
+    engine.close()
+    assert "ix_turnout_context_customer_tier" in names
 
 
 def test_http_where_is_a_json_object_and_pages_like_any_listing(
