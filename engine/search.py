@@ -127,7 +127,7 @@ def _scalar(where: str, value: Any) -> Any:
             f"not {type(value).__name__}"
         )
     if kind == "number" and not (
-        math.isfinite(value) and (isinstance(value, float) or -INT_LIMIT <= value < INT_LIMIT)
+        math.isfinite(value) if isinstance(value, float) else -INT_LIMIT <= value < INT_LIMIT
     ):
         raise InvalidInput(f"where {where!r}: {value!r} is no number a database keeps")
     if kind == "string":
