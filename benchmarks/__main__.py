@@ -12,9 +12,8 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -25,39 +24,10 @@ from rich.table import Table
 from engine import Engine
 
 from .baseline import Baseline, RawBaseline
+from .figures import REPEATS, Figure, median_rate, shown
+from .operations import context_search_figures, purge_figures
 
 HERE = Path(__file__).parent
-REPEATS = 5
-
-
-@dataclass
-class Figure:
-    name: str
-    unit: str
-    value: float
-    baseline_name: str
-    baseline: float
-    target: str
-    baseline_unit: str = ""
-
-    @property
-    def ratio(self) -> float:
-        return self.value / self.baseline if self.baseline else float("nan")
-
-
-def shown(value: float) -> str:
-    """A figure with as many digits as it needs: 9,300 or 0.238."""
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def median_rate(run: Callable[[], int], repeats: int = REPEATS) -> float:
-    """Median of `repeats` runs of (work done / seconds)."""
-    rates = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        done = run()
-        rates.append(done / (time.perf_counter() - began))
-    return statistics.median(rates)
 
 
 def engine_and_baseline(
@@ -445,32 +415,6 @@ def migration_figures(workdir: Path, count: int = 10_000) -> list[Figure]:
     ]
 
 
-def purge_figures(workdir: Path, postgres: str | None) -> list[Figure]:
-    """Engine.purge of finished instances beside start_many of as many, same run and database
-    (5,000 finished instances on each)."""
-    from .contention import drop_schema, fresh_schema
-    from .purge import start_and_purge_rates
-
-    measured = [("SQLite", 5000, start_and_purge_rates(f"sqlite:///{workdir}/purge.db", 5000))]
-    if postgres:
-        url, schema = fresh_schema(postgres)
-        try:
-            measured.append(("PostgreSQL", 5000, start_and_purge_rates(url, 5000)))
-        finally:
-            drop_schema(postgres, schema)
-    return [
-        Figure(
-            f"purge of {count:,} finished instances, 500 per batch ({label})",
-            "instances/s",
-            purged,
-            "start_many of as many, same run (500 per transaction)",
-            started,
-            "reported",
-        )
-        for label, count, (started, purged) in measured
-    ]
-
-
 def nats_rabbitmq_relay_figures(
     workdir: Path, postgres: str | None
 ) -> tuple[list[Figure], list[str]]:
@@ -539,6 +483,8 @@ def main() -> int:
         figures.extend(scale_figures(workdir, postgres, figures[0].value))
         console.print("running purge_figures ...", style="dim")
         figures.extend(purge_figures(workdir, postgres))
+        console.print("running context_search_figures ...", style="dim")
+        figures.extend(context_search_figures(workdir, postgres))
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))

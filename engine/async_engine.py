@@ -59,6 +59,7 @@ class AsyncEngine:
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        upgrade: bool = False,
         retention: timedelta | float | None = None,
     ) -> None:
         self.sync = Engine(
@@ -70,6 +71,7 @@ class AsyncEngine:
             busy_timeout=busy_timeout,
             change_retention=change_retention,
             listen=listen,
+            upgrade=upgrade,
             retention=retention,
         )
 
@@ -150,6 +152,8 @@ class AsyncEngine:
     timeline = awaited(Engine.timeline)
     export_histories = awaited(Engine.export_histories)
     instances = awaited(Engine.instances)
+    context_index = awaited(Engine.context_index)
+    create_context_index = awaited(Engine.create_context_index)
     state_counts = awaited(Engine.state_counts)
     status_counts = awaited(Engine.status_counts)
     check_health = awaited(Engine.check_health)

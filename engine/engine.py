@@ -15,7 +15,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -29,7 +29,7 @@ from statemachines.errors import (
     Problem,
 )
 
-from . import repair, runtime, travel
+from . import repair, runtime, search, travel
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
@@ -44,6 +44,7 @@ from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .retention import Retention
 from .rows import InstanceRow
 from .schedules import Schedules
+from .search import Searches
 from .store import BUSY_TIMEOUT_SECONDS, Store
 from .task_calls import TaskCalls, seconds
 from .timeline import Timeline, timeline_of
@@ -64,7 +65,15 @@ def utc_now() -> datetime:
 
 
 class Engine(
-    Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, Schedules, Retention
+    Pictures,
+    VersionCalls,
+    Migrations,
+    ChangeFeed,
+    Hooks,
+    TaskCalls,
+    Schedules,
+    Retention,
+    Searches,
 ):
     """A durable workflow engine over one database.
 
@@ -371,12 +380,17 @@ class Engine(
         limit: int = 100,
         offset: int = 0,
         parent: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> list[Instance]:
         """Instances matching every filter given (`parent`: those the instance's call states
-        started), oldest first, `limit` at most."""
+        started; `where`: context paths to values or to {operator: value}, see search.py),
+        oldest first, `limit` at most."""
         check_page(limit, offset)
         filters = {"definition": definition, "state": state, "status": status, "key": key}
-        rows = self.store.list_instances(**filters, limit=limit, offset=offset, parent=parent)
+        found = search.clauses(where, self.store.postgres)
+        rows = self.store.list_instances(
+            **filters, limit=limit, offset=offset, parent=parent, where=found
+        )
         return [snapshot(row) for row in rows]
 
     def state_counts(self, definition: str) -> dict[str, int]:

@@ -383,8 +383,9 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         parent: str | None = None,
+        where: list[Any] | None = None,  # search.clauses
     ) -> list[InstanceRow]:
-        query = sa.select(*instances_t.c)
+        query = sa.select(*instances_t.c).where(*(where or ()))
         if parent is not None:
             query = query.where(instances_t.c.parent_id == parent)
         if definition is not None:
@@ -395,10 +396,9 @@ class Store:
             query = query.where(instances_t.c.status == status)
         if key is not None:
             query = query.where(instances_t.c.key == key)
-        query = query.order_by(instances_t.c.created_at, instances_t.c.id)
-        query = query.limit(limit).offset(offset)
+        query = query.order_by(instances_t.c.created_at, instances_t.c.id).limit(limit)
         with self._core() as conn:
-            return [InstanceRow(*r) for r in conn.execute(query)]
+            return [InstanceRow(*r) for r in conn.execute(query.offset(offset))]
 
     def count_by_state(self, definition: str) -> dict[str, int]:
         """How many unfinished instances of `definition` are in each top-level state."""

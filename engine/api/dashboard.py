@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from statemachines.errors import InvalidInput, TurnoutError
 
 from ..engine import Engine
+from ..search import parse_filters
 from .guards import token_matches
 from .sessions import SESSION_COOKIE, Sessions, signed_in
 
@@ -210,6 +211,7 @@ def instances_page(
     state: str = "",
     status: str = "",
     key: Annotated[str, Query(alias="q")] = "",
+    where: str = "",
     page: int = 0,
 ) -> Response:
     if (redirect := _locked_out(request)) is not None:
@@ -224,8 +226,10 @@ def instances_page(
             key=key or None,
             limit=size + 1,
             offset=max(page, 0) * size,
+            # The list command's filters, separated by semicolons.
+            where=parse_filters([part for part in where.split(";") if part.strip()]),
         )
-    except InvalidInput as exc:  # a page number past the last page anyone could reach
+    except InvalidInput as exc:  # a filter that is none, or a page past the last one
         return _page(
             request, "error.html", title="Invalid input", message=str(exc), status_code=422
         )
@@ -239,6 +243,7 @@ def instances_page(
         state=state,
         status=status,
         key=key,
+        where=where,
         statuses=STATUSES,
         names=[deployment.name for deployment in engine.definitions()],
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -365,6 +366,25 @@ def _offset(cursor: str | None) -> int:
     return value
 
 
+WHERE_HELP = (
+    'A JSON object of context paths to values or to operators: {"customer.tier": "gold", '
+    '"total": {">=": 100, "<": 500}}; operators ==, !=, <, <=, >, >=, in, exists.'
+)
+
+
+def _where(text: str | None) -> dict[str, Any] | None:
+    """The `where` query parameter's JSON object; InvalidInput for anything else."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidInput("where is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("where must be a JSON object of context paths")
+    return value
+
+
 def _cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
 
@@ -379,12 +399,16 @@ def list_instances(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: str | None = None,
     parent: Annotated[str | None, Query(description="Only those this instance started.")] = None,
+    where: Annotated[str | None, Query(description=WHERE_HELP)] = None,
 ) -> InstancePage:
     """Instances oldest first, filtered; follow `next_cursor` for the next page."""
     engine = engine_of(request)
     offset = _offset(cursor)
     filters = {"definition": definition, "state": state, "status": status, "key": key}
-    found = engine.instances(**filters, limit=limit + 1, offset=offset, parent=parent)
+    context = _where(where)
+    found = engine.instances(
+        **filters, limit=limit + 1, offset=offset, parent=parent, where=context
+    )
     more = len(found) > limit
     items = [instance_out(engine, instance, with_allowed=False) for instance in found[:limit]]
     return InstancePage(items=items, next_cursor=_cursor(offset + limit) if more else None)

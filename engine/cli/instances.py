@@ -1,6 +1,6 @@
 """The commands about instances on the database: `start`, `send`, `show` (now, or `--at` an
-entry of its history), `history`, `timeline`, `list` and `cancel`, each printing a table for
-people or `--json` for tools.
+entry of its history), `history`, `timeline`, `list` (`context-index` prints the index its
+`--where` wants) and `cancel`, each printing a table for people or `--json` for tools.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine import Engine, HistoryEntry, Instance
+from engine.search import parse_filters
 from engine.timeline import ContextChanges
 from statemachines.errors import UsageError
 
@@ -289,17 +290,50 @@ def list_instances(
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
     parent: Annotated[str | None, typer.Option("--parent", help="Only its children.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="PATH=VALUE",
+            help="A context filter, repeatable: customer.tier=gold, total>=100 (also !=, >, <, "
+            '<=; the value is JSON when it parses, else text: "100" is text) or '
+            'path={"in": [...]} for operators as JSON.',
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List instances, oldest first, filtered by definition, state, status, key or parent."""
+    """List instances, oldest first, filtered by definition, state, status, key, parent or
+    context (--where)."""
+    context = parse_filters(where or [])
     with open_engine(db) as engine:
         filters = {"definition": definition, "state": state, "status": status, "key": key}
-        found = engine.instances(**filters, limit=limit, offset=offset, parent=parent)
+        found = engine.instances(
+            **filters, limit=limit, offset=offset, parent=parent, where=context
+        )
     if json_output:
         print_json([instance.to_json() for instance in found])
     else:
         out.print(_instance_table(found, f"{len(found)} instance(s)"))
+
+
+@app.command("context-index")
+@reports_errors
+def context_index(
+    path: Annotated[str, typer.Argument(help="A dotted context path: customer.tier.")],
+    create: Annotated[
+        bool, typer.Option("--create", help="Create it now (then ANALYZE), if it is not there.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Print the CREATE INDEX that makes `list --where` on PATH quick on this database (or,
+    with --create, create it: CONCURRENTLY on PostgreSQL)."""
+    with open_engine(db) as engine:
+        statement = engine.create_context_index(path) if create else engine.context_index(path)
+    if create:
+        say(f"created (if it was not there): {statement}")
+    else:
+        out.print(Text(statement + ";"))
 
 
 def _instance_table(instances: list[Instance], title: str | None = None) -> Table:

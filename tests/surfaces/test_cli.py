@@ -46,6 +46,7 @@ COMMANDS = (
     "replay",
     "changes",
     "list",
+    "context-index",
     "cancel",
     "redrive",
     "reset",
