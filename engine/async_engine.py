@@ -16,12 +16,15 @@ import functools
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
 from .hooks import Hook
 from .store import BUSY_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +62,7 @@ class AsyncEngine:
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.sync = Engine(
             url,
@@ -69,6 +73,7 @@ class AsyncEngine:
             busy_timeout=busy_timeout,
             change_retention=change_retention,
             listen=listen,
+            tracer_provider=tracer_provider,
         )
 
     async def __aenter__(self) -> AsyncEngine:
@@ -119,6 +124,10 @@ class AsyncEngine:
         return self.sync.on_transition(
             definition, source=source, dest=dest, event=event, durable=durable
         )
+
+    def trace(self, provider: TracerProvider | None = None, *, enabled: bool = True) -> None:
+        """Trace the instances with OpenTelemetry (see `Engine.trace`)."""
+        self.sync.trace(provider, enabled=enabled)
 
     # -- durable hooks
     deliver_hooks = awaited(Engine.deliver_hooks)

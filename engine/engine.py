@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import statemachines
 from statemachines import Definition
@@ -45,7 +45,11 @@ from .rows import InstanceRow
 from .store import BUSY_TIMEOUT_SECONDS, Store
 from .task_calls import TaskCalls, seconds
 from .timeline import Timeline, timeline_of
+from .tracing import Traced, tracing_for
 from .versions import VersionCalls
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
@@ -61,7 +65,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
+class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, Traced):
     """A durable workflow engine over one database.
 
     `url` is an SQLAlchemy URL (`TURNOUT_DB`, else `sqlite:///turnout.db`); `clock` returns an
@@ -74,6 +78,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
     `change_retention` is how long the change feed keeps a change every named reader has
     passed (workers prune the older ones; None keeps them all).
+    `tracer_provider` traces the instances with OpenTelemetry (see tracing.py; by default,
+    with the global provider if the application has set one).
     `listen=False` keeps `wait_for_changes`, and so idle workers and hook runners, from
     LISTENing on PostgreSQL (behind a pooler that cannot, say): they poll instead.
     """
@@ -89,6 +95,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         change_retention: timedelta | float | None = timedelta(days=7),
         listen: bool = True,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout)
@@ -101,6 +108,7 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
         self.catalog = Catalog()
         self.listener = Listener(self.store, listen)
         self.change_retention = None if change_retention is None else seconds(change_retention)
+        self.tracing = tracing_for(tracer_provider)
 
     def __enter__(self) -> Engine:
         return self
@@ -164,6 +172,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
     def _publish(self, applied: Applied | None) -> None:
         if applied is None:
             return
+        if self.tracing is not None:
+            self.tracing.published(applied)
         self.listener.poke()
         for entry in applied.entries:
             for callback in list(self._subscribers):
@@ -182,6 +192,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls):
     def _apply(self, operation: Callable[..., Result], *args: Any) -> Result:
         """`operation(tx, *args)` in one transaction. With row locks a conflict cannot
         happen; with optimistic locking the loser retries."""
+        if self.tracing is not None:
+            self.tracing.began()
         for attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 with self.store.transaction() as tx:

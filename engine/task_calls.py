@@ -18,6 +18,9 @@ from .records import ClaimedTask
 from .store import Store
 from .worker import Worker
 
+if TYPE_CHECKING:
+    from .tracing import Tracing
+
 Result = TypeVar("Result")
 
 
@@ -37,6 +40,7 @@ class TaskCalls:
         worker_id: str
         handlers: dict[str, Callable[..., Any]]
         change_retention: timedelta | None
+        tracing: Tracing | None
 
         def wait_for_changes(self, timeout: float) -> bool: ...
 
