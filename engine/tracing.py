@@ -33,6 +33,7 @@ from .rows import Written
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
+    from opentelemetry.sdk import trace as sdk_trace
     from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
     from .persist import Applied
@@ -355,8 +356,8 @@ def otlp_endpoint(option: str | None) -> str | None:
     return None
 
 
-def otlp_provider(endpoint: str) -> TracerProvider:
-    """A tracer provider, set as the global one, exporting in batches to the OTLP/HTTP
+def otlp_provider(endpoint: str) -> sdk_trace.TracerProvider:
+    """A tracer provider exporting in batches to the OTLP/HTTP
     collector at `endpoint` (its base URL, as OTEL_EXPORTER_OTLP_ENDPOINT gives it; "": as
     the environment says). UsageError naming the extra when the exporter is not installed.
     The service is named by OTEL_SERVICE_NAME, else "turnout"."""
@@ -364,7 +365,6 @@ def otlp_provider(endpoint: str) -> TracerProvider:
         exporters = importlib.import_module(EXPORTER_MODULE)
     except ImportError:
         raise UsageError(f"exporting traces with OTLP needs the tracing extra: {EXTRA}") from None
-    from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -379,5 +379,4 @@ def otlp_provider(endpoint: str) -> TracerProvider:
     else:
         exporter = exporters.OTLPSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
     return provider
