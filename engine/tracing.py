@@ -344,7 +344,7 @@ def remote_parent(tracing: Tracing | None, traceparent: str | None) -> Iterator[
 
 # -- exporting with OTLP -----------------------------------------------------------------------
 def otlp_endpoint(option: str | None) -> str | None:
-    """Where `turnout serve` and `turnout work` export spans: the `--otlp` option, else the
+    """Where `turnout serve` and `turnout worker` export spans: the `--otlp` option, else the
     standard OTLP environment (None: nowhere)."""
     if option:
         return option
