@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .persist import Applied
 
 TRACER_NAME = "turnout"
+log = logging.getLogger("turnout.engine")
 EXTRA = "pip install 'turnout[tracing]'"
 EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 TRACES_PATH = "/v1/traces"
@@ -179,9 +181,12 @@ class Tracing:
             return
         local.traced = written
         began = getattr(local, "began", None) or time.time_ns()
-        for step in written:
-            if step.entries:
-                self.step(step, began)
+        try:
+            for step in written:
+                if step.entries:
+                    self.step(step, began)
+        except Exception:  # the steps have committed: a tracing failure must not fail the caller
+            log.exception("the spans of a committed step could not be made")
 
     def step(self, step: Written, began: int) -> None:
         """The span of one committed step, its transitions as child spans."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -395,3 +395,23 @@ def test_trace_ids_come_from_instance_ids() -> None:
         assert trace_id_of(odd) == trace_id_of(odd) != 0
         assert 0 < root_span_id_of(odd) < 1 << 64
     assert root_span_id_of("0123456789abcdef" + "0" * 16) == 1
+
+
+class FailingProcessor(SpanProcessor):
+    """A span processor with a bug: every span it is handed at its end raises."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        raise RuntimeError("the exporter is broken")
+
+
+def test_a_broken_span_processor_does_not_fail_a_committed_step(
+    store_url: str, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(FailingProcessor())
+    with Engine(store_url, clock=clock, tracer_provider=provider) as engine:
+        engine.deploy(DEFINITIONS / "traced_order.yaml")
+        instance = engine.start("traced_order", {})
+        assert engine.send(instance.id, "submit").state == "reserve"
+        assert engine.get(instance.id).state == "reserve"
+    assert "the spans of a committed step could not be made" in caplog.text
