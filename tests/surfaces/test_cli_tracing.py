@@ -23,6 +23,13 @@ INSTALL = "pip install 'turnout[tracing]'"
 
 
 @pytest.fixture
+def without_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the tracing extra were not installed (whether it is or not): the exporter's
+    module cannot be imported."""
+    monkeypatch.setitem(sys.modules, EXPORTER_MODULE, None)
+
+
+@pytest.fixture
 def without_otlp_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -35,7 +42,7 @@ def without_otlp_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("command", ["worker", "serve"])
 def test_otlp_without_the_exporter_names_the_extra_to_install(
-    command: str, tmp_path: Path, without_otlp_environment: None
+    command: str, tmp_path: Path, without_otlp_environment: None, without_exporter: None
 ) -> None:
     db = f"sqlite:///{tmp_path}/turnout.db"
     result = CliRunner().invoke(app, [command, "--otlp", "http://127.0.0.1:4318", "--db", db])
@@ -55,6 +62,7 @@ def test_the_otlp_environment_without_the_exporter_only_warns(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     without_otlp_environment: None,
+    without_exporter: None,
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     with Engine(f"sqlite:///{tmp_path}/turnout.db") as engine:
