@@ -16,12 +16,15 @@ import functools
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
 from .hooks import Hook
 from .store import BUSY_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,6 +64,7 @@ class AsyncEngine:
         listen: bool = True,
         upgrade: bool = False,
         retention: timedelta | float | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.sync = Engine(
             url,
@@ -73,6 +77,7 @@ class AsyncEngine:
             listen=listen,
             upgrade=upgrade,
             retention=retention,
+            tracer_provider=tracer_provider,
         )
 
     async def __aenter__(self) -> AsyncEngine:
@@ -123,6 +128,10 @@ class AsyncEngine:
         return self.sync.on_transition(
             definition, source=source, dest=dest, event=event, durable=durable
         )
+
+    def trace(self, provider: TracerProvider | None = None, *, enabled: bool = True) -> None:
+        """Trace the instances with OpenTelemetry (see `Engine.trace`)."""
+        self.sync.trace(provider, enabled=enabled)
 
     # -- durable hooks
     deliver_hooks = awaited(Engine.deliver_hooks)

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
 from .handlers import plan_of
 from .records import ClaimedTask
 from .worker import SWEEP_SECONDS, Runner, TaskSource, handler_failed
+
+if TYPE_CHECKING:
+    from .tracing import Attempt
 
 log = logging.getLogger("turnout.worker")
 R = TypeVar("R")
@@ -47,7 +51,9 @@ class AsyncWorker(Runner):
             return await handler(*args, **kwargs)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="turnout-task")
-        call = functools.partial(handler, *args, **kwargs)
+        # Run in this task's context (as `asyncio.to_thread` would): a traced attempt's span
+        # is the current one in the handler too.
+        call = functools.partial(contextvars.copy_context().run, handler, *args, **kwargs)
         result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
         if inspect.isawaitable(result):  # a def that hands back a coroutine
             result = await result
@@ -63,43 +69,65 @@ class AsyncWorker(Runner):
         while current is not None:
             if me in self.held:  # in the loop of `work`: the lease renewed is this task's
                 self.held[me] = current.id
-            handler = self.engine.handlers[current.name]
-            plan = plan_of(handler)
-            row = None
-            if plan.wants_context:  # the instance's key, definition and version
-                row = await self._engine(self.engine.store.get_instance, current.instance_id)
-            try:
-                args, kwargs = plan.arguments(current, row)
-                result = await self.call_handler(handler, *args, **kwargs)
-            except Exception as exc:
-                self.failed += 1
-                error = handler_failed(current, exc)
-                # A lease that lapsed and was claimed again: the answer is no longer this worker's.
-                with contextlib.suppress(TaskNotHeld):
-                    await self._engine(
-                        self.engine.fail_task,
-                        current.id,
-                        self.engine.worker_id,
-                        error,
-                        attempt=current.attempt,
-                    )
+            tracing = self.engine.tracing
+            if tracing is None:
+                answered = await self.attempt(current, names, None)
+            else:  # the attempt's span is current while its handler runs and it is answered
+                with tracing.attempt(current, self.engine.worker_id) as traced:
+                    answered = await self.attempt(current, names, traced)
+            if answered is None:
                 return False
-            finally:
-                self.ran += 1
-            try:
-                ok, following = await self._engine(
-                    self.engine.complete_and_claim,
-                    current.id,
-                    self.engine.worker_id,
-                    result,
-                    names,
-                    attempt=current.attempt,
-                )
-            except TaskNotHeld:  # as above
-                return False
+            ok, following = answered
             applied = applied and ok
             current = following[0] if following else None
         return applied
+
+    async def attempt(
+        self, task: ClaimedTask, names: list[str], traced: Attempt | None
+    ) -> tuple[bool, list[ClaimedTask]] | None:
+        """Run `task`'s handler once and answer: whether the result was applied and the
+        task claimed after it; None when the attempt failed or was no longer held."""
+        handler = self.engine.handlers[task.name]
+        plan = plan_of(handler)
+        row = None
+        if plan.wants_context:  # the instance's key, definition and version
+            row = await self._engine(self.engine.store.get_instance, task.instance_id)
+        try:
+            args, kwargs = plan.arguments(task, row, None if traced is None else traced.traceparent)
+            result = await self.call_handler(handler, *args, **kwargs)
+        except Exception as exc:
+            self.failed += 1
+            error = handler_failed(task, exc)
+            if traced is not None:
+                traced.failed(exc, error["type"])
+            # A lease that lapsed and was claimed again: the answer is no longer this worker's.
+            with contextlib.suppress(TaskNotHeld):
+                await self._engine(
+                    self.engine.fail_task,
+                    task.id,
+                    self.engine.worker_id,
+                    error,
+                    attempt=task.attempt,
+                )
+            return None
+        finally:
+            self.ran += 1
+        try:
+            ok, following = await self._engine(
+                self.engine.complete_and_claim,
+                task.id,
+                self.engine.worker_id,
+                result,
+                names,
+                attempt=task.attempt,
+            )
+        except TaskNotHeld:  # as above
+            if traced is not None:
+                traced.ended("not held")
+            return None
+        if traced is not None:
+            traced.ended("done" if ok else "stale")
+        return ok, following
 
     async def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run ready tasks (one at a time) and due timers until none is left; count them."""

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import statemachines
 from statemachines import Definition
@@ -48,7 +48,11 @@ from .search import Searches
 from .store import BUSY_TIMEOUT_SECONDS, Store
 from .task_calls import TaskCalls, seconds
 from .timeline import Timeline, timeline_of
+from .tracing import Traced, tracing_for
 from .versions import VersionCalls
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 DEFAULT_URL = "sqlite:///turnout.db"
 MAX_CONFLICT_RETRIES = 100
@@ -74,6 +78,7 @@ class Engine(
     Schedules,
     Retention,
     Searches,
+    Traced,
 ):
     """A durable workflow engine over one database.
 
@@ -89,8 +94,13 @@ class Engine(
     passed (workers prune the older ones; None keeps them all). `retention` is how long a
     finished instance of a definition without a `retention` of its own is kept (workers
     purge the older ones, see retention.py; None, the default: until purged).
+    `tracer_provider` traces the instances with OpenTelemetry (see tracing.py; by default,
+    with the global provider if the application has set one).
     `listen=False` keeps `wait_for_changes`, and so idle workers and hook runners, from
     LISTENing on PostgreSQL (behind a pooler that cannot, say): they poll instead.
+    `upgrade=True` upgrades a PostgreSQL database at an older schema revision when it is
+    opened instead of refusing it (SchemaOutdated); SQLite always upgrades itself (see
+    engine/schema).
     """
 
     def __init__(
@@ -106,10 +116,9 @@ class Engine(
         listen: bool = True,
         upgrade: bool = False,
         retention: timedelta | float | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
-        # `upgrade`: a PostgreSQL database at an older schema revision is upgraded, not
-        # refused (SQLite always is: see engine/schema).
         self.store = Store(self.url, locking, busy_timeout, "upgrade" if upgrade else "check")
         self.clock: Clock = clock or utc_now
         self.lease = seconds(lease)
@@ -121,6 +130,7 @@ class Engine(
         self.listener = Listener(self.store, listen)
         self.change_retention = None if change_retention is None else seconds(change_retention)
         self.retention = None if retention is None else seconds(retention)
+        self.tracing = tracing_for(tracer_provider)
 
     def __enter__(self) -> Engine:
         return self
@@ -184,6 +194,8 @@ class Engine(
     def _publish(self, applied: Applied | None) -> None:
         if applied is None:
             return
+        if self.tracing is not None:
+            self.tracing.published(applied)
         self.listener.poke()
         for entry in applied.entries:
             for callback in list(self._subscribers):
@@ -202,6 +214,8 @@ class Engine(
     def _apply(self, operation: Callable[..., Result], *args: Any) -> Result:
         """`operation(tx, *args)` in one transaction. With row locks a conflict cannot
         happen; with optimistic locking the loser retries."""
+        if self.tracing is not None:
+            self.tracing.began()
         for attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 with self.store.transaction() as tx:

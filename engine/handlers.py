@@ -35,7 +35,8 @@ class TaskContext:
     `attempt` counts from 1 to at most `max_attempts`; `lease_until` is when another worker
     may take the task over unless this one renews its lease (the workers do, while the
     handler runs); `deadline` is when the attempt runs past the task's `timeout` (None: no
-    timeout).
+    timeout). `traceparent` is the W3C trace context of the attempt's span when the
+    instance is traced (see tracing.py), to pass on to services outside the process.
     """
 
     task_id: str
@@ -51,9 +52,12 @@ class TaskContext:
     lease_until: datetime
     deadline: datetime | None
     idempotency_key: str
+    traceparent: str | None = None
 
 
-def context_of(task: ClaimedTask, instance: InstanceRow | None) -> TaskContext:
+def context_of(
+    task: ClaimedTask, instance: InstanceRow | None, traceparent: str | None = None
+) -> TaskContext:
     """The context of a claimed task, with its instance's key, definition and version."""
     return TaskContext(
         task_id=task.id,
@@ -69,6 +73,7 @@ def context_of(task: ClaimedTask, instance: InstanceRow | None) -> TaskContext:
         lease_until=task.lease_until,
         deadline=task.deadline,
         idempotency_key=task.idempotency_key,
+        traceparent=traceparent,
     )
 
 
@@ -91,14 +96,18 @@ class HandlerPlan:
         return pydantic.TypeAdapter(self.input_type)
 
     def arguments(
-        self, task: ClaimedTask, instance: InstanceRow | None = None
+        self,
+        task: ClaimedTask,
+        instance: InstanceRow | None = None,
+        traceparent: str | None = None,
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The positional and keyword arguments of the call for `task` (its `instance`
-        read when `wants_context`); InputMismatch when its input does not fit."""
+        read when `wants_context`, the `traceparent` of its attempt's span when traced);
+        InputMismatch when its input does not fit."""
         value = self.build(task.input)
         if self.context is None:
             return (value,), {}
-        context = context_of(task, instance)
+        context = context_of(task, instance, traceparent)
         if self.context == "":
             return (value, context), {}
         return (value,), {self.context: context}

@@ -20,6 +20,9 @@ from .schedules import next_tick
 from .store import Store
 from .worker import Worker
 
+if TYPE_CHECKING:
+    from .tracing import Tracing
+
 Result = TypeVar("Result")
 
 
@@ -39,6 +42,7 @@ class TaskCalls:
         worker_id: str
         handlers: dict[str, Callable[..., Any]]
         change_retention: timedelta | None
+        tracing: Tracing | None
 
         def wait_for_changes(self, timeout: float) -> bool: ...
 

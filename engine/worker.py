@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
@@ -24,6 +24,9 @@ from .handlers import plan_of
 from .records import ClaimedTask, error_details
 from .retention import PurgeResult
 from .store import Store
+
+if TYPE_CHECKING:
+    from .tracing import Attempt, Tracing
 
 log = logging.getLogger("turnout.worker")
 SWEEP_SECONDS = 0.25
@@ -48,6 +51,9 @@ class TaskSource(Protocol):
 
     @property
     def lease(self) -> timedelta: ...
+
+    @property
+    def tracing(self) -> Tracing | None: ...
 
     def claim_tasks(
         self, names: list[str] | None, *, limit: int = 1, expire: bool = True
@@ -156,35 +162,53 @@ class Worker(Runner):
         while current is not None:
             if slot is not None:
                 slot.hold(current)
-            handler = self.engine.handlers[current.name]
-            plan = plan_of(handler)
-            # The instance's key, definition and version: read only for a context.
-            row = (
-                self.engine.store.get_instance(current.instance_id) if plan.wants_context else None
-            )
-            try:
-                args, kwargs = plan.arguments(current, row)
-                result = call_handler(handler, *args, **kwargs)
-            except Exception as exc:
-                self.failed += 1
-                error = handler_failed(current, exc)
-                # A lease that lapsed and was claimed again: the answer is no longer this worker's.
-                with contextlib.suppress(TaskNotHeld):
-                    self.engine.fail_task(
-                        current.id, self.engine.worker_id, error, attempt=current.attempt
-                    )
+            tracing = self.engine.tracing
+            if tracing is None:
+                answered = self.attempt(current, names, None)
+            else:  # the attempt's span is current while its handler runs and it is answered
+                with tracing.attempt(current, self.engine.worker_id) as traced:
+                    answered = self.attempt(current, names, traced)
+            if answered is None:
                 return False
-            finally:
-                self.ran += 1
-            try:
-                ok, following = self.engine.complete_and_claim(
-                    current.id, self.engine.worker_id, result, names, attempt=current.attempt
-                )
-            except TaskNotHeld:  # as above
-                return False
+            ok, following = answered
             applied = applied and ok
             current = following[0] if following else None
         return applied
+
+    def attempt(
+        self, task: ClaimedTask, names: list[str], traced: Attempt | None
+    ) -> tuple[bool, list[ClaimedTask]] | None:
+        """Run `task`'s handler once and answer: whether the result was applied and the
+        task claimed after it; None when the attempt failed or was no longer held."""
+        handler = self.engine.handlers[task.name]
+        plan = plan_of(handler)
+        # The instance's key, definition and version: read only for a context.
+        row = self.engine.store.get_instance(task.instance_id) if plan.wants_context else None
+        try:
+            args, kwargs = plan.arguments(task, row, None if traced is None else traced.traceparent)
+            result = call_handler(handler, *args, **kwargs)
+        except Exception as exc:
+            self.failed += 1
+            error = handler_failed(task, exc)
+            if traced is not None:
+                traced.failed(exc, error["type"])
+            # A lease that lapsed and was claimed again: the answer is no longer this worker's.
+            with contextlib.suppress(TaskNotHeld):
+                self.engine.fail_task(task.id, self.engine.worker_id, error, attempt=task.attempt)
+            return None
+        finally:
+            self.ran += 1
+        try:
+            ok, following = self.engine.complete_and_claim(
+                task.id, self.engine.worker_id, result, names, attempt=task.attempt
+            )
+        except TaskNotHeld:  # as above
+            if traced is not None:
+                traced.ended("not held")
+            return None
+        if traced is not None:
+            traced.ended("done" if ok else "stale")
+        return ok, following
 
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run ready tasks and due timers in this thread until none is left; count them."""

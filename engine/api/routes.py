@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from statemachines.errors import DatabaseUnavailable, InvalidInput
 
 from ..engine import MAX_LIST_OFFSET, Engine
 from ..records import Instance
+from ..tracing import remote_parent, traceparent_of
 from .guards import DEFINITION_TYPES
 
 router = APIRouter()
@@ -44,6 +45,15 @@ AtQuery = Annotated[
         ge=1,
         description="A history entry's seq: the instance as it stood once the transaction that "
         "wrote that entry had committed (absent: now).",
+    ),
+]
+
+TraceparentHeader = Annotated[
+    str | None,
+    Header(
+        description="W3C trace context of the caller's span (a remote worker's): when the "
+        "server traces, the step's span is its child if it is in the instance's trace, "
+        "else linked to it."
     ),
 ]
 
@@ -211,6 +221,10 @@ class ClaimedOut(BaseModel):
     item: int | None
     deadline: datetime | None
     idempotency_key: str
+    traceparent: str = Field(
+        description="W3C trace context to parent the work on this task under: the task's "
+        "spans then join its instance's trace."
+    )
 
 
 class CompleteIn(BaseModel):
@@ -348,10 +362,14 @@ def definition_diff_diagram(
 
 # -- instances ---------------------------------------------------------------------------------
 @router.post("/api/instances", response_model=InstanceOut, status_code=201, tags=["instances"])
-def start_instance(request: Request, body: StartIn) -> InstanceOut:
+def start_instance(
+    request: Request, body: StartIn, traceparent: TraceparentHeader = None
+) -> InstanceOut:
     """Start an instance of a definition with `data`; `key` is an optional business key."""
     engine = engine_of(request)
-    return instance_out(engine, engine.start(body.definition, body.data, key=body.key))
+    with remote_parent(engine.tracing, traceparent):
+        instance = engine.start(body.definition, body.data, key=body.key)
+    return instance_out(engine, instance)
 
 
 def _offset(cursor: str | None) -> int:
@@ -461,10 +479,15 @@ def instance_diagram(
 
 
 @router.post("/api/instances/{instance_id}/events", response_model=InstanceOut, tags=["instances"])
-def send_event(request: Request, instance_id: str, body: EventIn) -> InstanceOut:
+def send_event(
+    request: Request, instance_id: str, body: EventIn, traceparent: TraceparentHeader = None
+) -> InstanceOut:
     """Send an event; 409 with the allowed events when no transition takes it."""
     engine = engine_of(request)
-    instance = engine.send(instance_id, body.event, body.data, idempotency_key=body.idempotency_key)
+    with remote_parent(engine.tracing, traceparent):
+        instance = engine.send(
+            instance_id, body.event, body.data, idempotency_key=body.idempotency_key
+        )
     return instance_out(engine, instance)
 
 
@@ -483,22 +506,35 @@ def claim_tasks(request: Request, body: ClaimIn) -> list[ClaimedOut]:
     """Claim up to `limit` ready tasks named in `tasks` for `lease` seconds."""
     claimed = engine_of(request).claim_tasks(body.tasks, body.worker, body.lease, body.limit)
     return [
-        ClaimedOut(**task.__dict__, deadline=task.deadline, idempotency_key=task.idempotency_key)
+        ClaimedOut(
+            **task.__dict__,
+            deadline=task.deadline,
+            idempotency_key=task.idempotency_key,
+            traceparent=traceparent_of(task.instance_id),
+        )
         for task in claimed
     ]
 
 
 @router.post("/api/tasks/{task_id}/complete", response_model=Outcome, tags=["tasks"])
-def complete_task(request: Request, task_id: str, body: CompleteIn) -> Outcome:
+def complete_task(
+    request: Request, task_id: str, body: CompleteIn, traceparent: TraceparentHeader = None
+) -> Outcome:
     """Answer a claimed task with its result."""
-    return Outcome(applied=engine_of(request).complete_task(task_id, body.worker, body.result))
+    engine = engine_of(request)
+    with remote_parent(engine.tracing, traceparent):
+        return Outcome(applied=engine.complete_task(task_id, body.worker, body.result))
 
 
 @router.post("/api/tasks/{task_id}/fail", response_model=Outcome, tags=["tasks"])
-def fail_task(request: Request, task_id: str, body: FailIn) -> Outcome:
+def fail_task(
+    request: Request, task_id: str, body: FailIn, traceparent: TraceparentHeader = None
+) -> Outcome:
     """Report a failed attempt; the task is retried while attempts are left."""
     error = {"type": body.type, "message": body.error}
-    return Outcome(applied=engine_of(request).fail_task(task_id, body.worker, error))
+    engine = engine_of(request)
+    with remote_parent(engine.tracing, traceparent):
+        return Outcome(applied=engine.fail_task(task_id, body.worker, error))
 
 
 @router.post("/api/tasks/{task_id}/heartbeat", response_model=Outcome, tags=["tasks"])

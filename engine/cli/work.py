@@ -4,11 +4,12 @@ module), `serve` (the HTTP API and dashboard, with a worker if asked) and `demo`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from engine import Engine
 from engine.demo import Demo
+from engine.tracing import EXTRA, otlp_endpoint, otlp_provider
 from engine.worker import Worker
 from statemachines.errors import UsageError
 
@@ -41,6 +43,16 @@ from .common import (
 TasksOption = Annotated[
     list[str] | None,
     typer.Option("--tasks", help="Module offering task handlers (repeatable)."),
+]
+OtlpOption = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp",
+        metavar="ENDPOINT",
+        help="Export traces with OTLP over HTTP to the collector at ENDPOINT "
+        "(http://localhost:4318, say; default: OTEL_EXPORTER_OTLP_ENDPOINT when set). "
+        f"Needs the tracing extra: {EXTRA}.",
+    ),
 ]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEMO_STEPS = 7
@@ -72,15 +84,50 @@ def load_handlers(engine: Engine, module_name: str) -> list[str]:
     return sorted(set(engine.handlers) - before)
 
 
+@contextlib.contextmanager
+def exporting_traces(engine: Engine, option: str | None) -> Iterator[None]:
+    """Trace `engine`'s instances and export the spans with OTLP while the command runs
+    (to `--otlp`, else where the OTLP environment says; nowhere when neither is given),
+    then flush them."""
+    if option is not None and not option.startswith(("http://", "https://")):
+        raise UsageError(f"--otlp must be an http:// or https:// URL, not {option!r}")
+    endpoint = otlp_endpoint(option)
+    if endpoint is None:
+        yield
+        return
+    try:
+        provider = otlp_provider(endpoint)
+    except UsageError:
+        if option is not None:
+            raise
+        note(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT is set, but no traces are exported without the OTLP "
+            f"exporter: {EXTRA}"
+        )
+        yield
+        return
+    from opentelemetry import trace
+
+    # Global too: the spans the handlers (and the clients they use) make join the trace.
+    trace.set_tracer_provider(provider)
+    engine.trace(provider)
+    note(f"exporting traces with OTLP to {endpoint or 'the OTEL_EXPORTER_OTLP_ENDPOINT'}")
+    try:
+        yield
+    finally:
+        provider.shutdown()  # the spans still batched are sent
+
+
 @app.command()
 @reports_errors
 def worker(
     tasks: TasksOption = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 4,
     db: DbOption = None,
+    otlp: OtlpOption = None,
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
-    with open_engine(db, serving=True) as engine:
+    with open_engine(db, serving=True) as engine, exporting_traces(engine, otlp):
         names = [name for module in tasks or [] for name in load_handlers(engine, module)]
         offered = ", ".join(names) or "(timers only)"
         note(f"worker {engine.worker_id}: {len(names)} task handler(s): {offered}")
@@ -130,6 +177,7 @@ def serve(
             "sent it by then is closed.",
         ),
     ] = 30.0,
+    otlp: OtlpOption = None,
 ) -> None:
     """Serve the HTTP API and the web dashboard (loopback only unless a token is set)."""
     token = os.environ.get("TURNOUT_API_TOKEN") or None
@@ -138,7 +186,7 @@ def serve(
             f"refusing to serve on {host} without TURNOUT_API_TOKEN: anyone who "
             "can reach it could start and cancel instances"
         )
-    with open_engine(db, serving=True) as engine:
+    with open_engine(db, serving=True) as engine, exporting_traces(engine, otlp):
         stop = threading.Event()
         worker_thread: threading.Thread | None = None
         if tasks:

@@ -14,7 +14,7 @@ from engine import AsyncEngine, Engine, EventRejected, InvalidInput
 
 DEFINITIONS = Path(__file__).parent / "definitions"
 # Plain methods on both: nothing to wait for.
-REGISTRATIONS = {"task", "subscribe", "on_enter", "on_exit", "on_transition"}
+REGISTRATIONS = {"task", "subscribe", "on_enter", "on_exit", "on_transition", "trace"}
 
 
 def public(cls: type) -> dict[str, Any]:
