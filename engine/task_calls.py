@@ -13,6 +13,7 @@ from statemachines import storable
 
 from . import guarded, runtime
 from .catalog import Catalog
+from .counts import Counts
 from .persist import Applied
 from .records import ClaimedTask
 from .store import Store
@@ -37,6 +38,7 @@ class TaskCalls:
         worker_id: str
         handlers: dict[str, Callable[..., Any]]
         change_retention: timedelta | None
+        counts: Counts
 
         def wait_for_changes(self, timeout: float) -> bool: ...
 
@@ -172,6 +174,7 @@ class TaskCalls:
             )
             if applied is not None:
                 fired += 1
+                self.counts.fired((now - timer.due_at).total_seconds())
                 self._publish(applied)
         return fired
 

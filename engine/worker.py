@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
+from .counts import Counts
 from .handlers import plan_of
 from .records import ClaimedTask, error_details
 from .store import Store
@@ -46,6 +47,9 @@ class TaskSource(Protocol):
 
     @property
     def lease(self) -> timedelta: ...
+
+    @property
+    def counts(self) -> Counts: ...
 
     def claim_tasks(
         self, names: list[str] | None, *, limit: int = 1, expire: bool = True
@@ -154,7 +158,11 @@ class Worker(Runner):
             )
             try:
                 args, kwargs = plan.arguments(current, row)
-                result = call_handler(handler, *args, **kwargs)
+                began = time.perf_counter()
+                try:
+                    result = call_handler(handler, *args, **kwargs)
+                finally:  # the handler's own time, its answer's aside
+                    self.engine.counts.ran(current.name, time.perf_counter() - began)
             except Exception as exc:
                 self.failed += 1
                 error = handler_failed(current, exc)
