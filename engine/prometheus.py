@@ -167,12 +167,13 @@ class EngineCollector(Collector):
         """Every family, the counts as of now, the queues as the database has them."""
         families: dict[str, Any] = {name: _family(name) for name in FAMILIES}
         _add_counts(families, self.counts.snapshot())
-        families["turnout_database_errors_total"].add_metric([], self.store.unavailable)
         try:
             _add_queues(families, self.store, self.clock())
             families["turnout_database_up"].add_metric([], 1)
         except DatabaseUnavailable:
             families["turnout_database_up"].add_metric([], 0)
+        # Read last: a scrape that could not read the queues has counted its own error.
+        families["turnout_database_errors_total"].add_metric([], self.store.unavailable)
         yield from families.values()
 
 
