@@ -1,22 +1,19 @@
 """What an engine has done in this process, counted in plain ints for the metrics
-(`Engine.metrics_registry`, prometheus.py builds the families when scraped).
+(`Engine.metrics_registry`; prometheus.py builds the families when scraped).
 
-Counting sits on the event path, so it is a few dictionary updates per committed
-transaction under one lock: no metrics library is called until a scrape. Every count is
-this process's own; the queues (ready tasks, due timers) are read from the database at
-scrape time instead.
+Counting sits on the event path, so it is cheap: a transaction appends a tuple (a tally)
+for each thing worth counting that it does, and once it has committed its tallies are
+added up under one lock; no metrics library is called until a scrape. Every count is this
+process's own; the queues (ready tasks, due timers) are read from the database at scrape
+time instead.
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from typing import TYPE_CHECKING
 
 from statemachines.steps import FINISHED
-
-if TYPE_CHECKING:
-    from .transaction import Transaction
 
 # The upper bounds of the histograms' buckets, in seconds. A handler may run for an hour;
 # a timer fired minutes late is an outage worth seeing.
@@ -41,6 +38,8 @@ DURATION_BUCKETS = (
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 # The first item of a tally (`Transaction.tallies`, `Counts.tally`): what it counts.
+STARTED = "started"  # (STARTED, definition): an instance started
+ENDED = "ended"  # (ENDED, definition, status): an instance reached a final status
 ACCEPTED = "accepted"  # (ACCEPTED, definition): an event applied by `send`
 REJECTED = "rejected"  # (REJECTED, definition): an event `send` refused
 ATTEMPT = "attempt"  # (ATTEMPT, task name, outcome): an attempt's answer applied
@@ -64,40 +63,37 @@ class Histogram:
         self.total += value
 
 
+def tally_status(
+    tallies: list[tuple[str, ...]], definition: str, status: str, started: bool
+) -> None:
+    """The tallies of a step of an instance of `definition` that started it or changed its
+    status to `status`."""
+    if started:
+        tallies.append((STARTED, definition))
+    if status in FINISHED:
+        tallies.append((ENDED, definition, status))
+
+
 class Counts:
     """The counters and histograms of one engine in this process.
 
-    `committed(tx)` is called after every transaction that commits: the steps it wrote
-    tell which instances started and finished, its tallies what else happened (events
-    applied, task answers, lease expiries, poisoned work). Workers add task durations,
+    `committed(tallies)` is called with the tallies of every transaction that commits;
+    `tally` counts what no transaction records (a refusal). Workers add task durations,
     the timer sweep timer lags.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.started: dict[str, int] = {}  # definition -> instances started
-        self.finished: dict[tuple[str, str], int] = {}  # (definition, status) -> finished
         self.tallies: dict[tuple[str, ...], int] = {}
         self.durations: dict[str, Histogram] = {}  # task name -> its handler's run times
         self.lags = Histogram(LAG_BUCKETS)  # how late timers fired
 
-    def committed(self, tx: Transaction) -> None:
-        """Count what a committed transaction wrote."""
-        written, tallies = tx.written, tx.tallies
-        if not written and not tallies:  # a claim, a lease renewed, a read
-            return
+    def committed(self, tallies: list[tuple[str, ...]]) -> None:
+        """Count the tallies of a transaction that has committed."""
         with self.lock:
-            for before, after, _ in written:
-                status = after.status
-                if before is None:
-                    self.started[after.definition] = self.started.get(after.definition, 0) + 1
-                elif status == before.status:
-                    continue
-                if status in FINISHED:
-                    key = (after.definition, status)
-                    self.finished[key] = self.finished.get(key, 0) + 1
+            counted = self.tallies
             for tally in tallies:
-                self.tallies[tally] = self.tallies.get(tally, 0) + 1
+                counted[tally] = counted.get(tally, 0) + 1
 
     def tally(self, tally: tuple[str, ...]) -> None:
         """Count one `tally` that no committed transaction records (a refusal)."""
@@ -121,8 +117,6 @@ class Counts:
         """A copy, consistent as of one moment, for a scrape to read at leisure."""
         copy = Counts()
         with self.lock:
-            copy.started = dict(self.started)
-            copy.finished = dict(self.finished)
             copy.tallies = dict(self.tallies)
             for name, histogram in self.durations.items():
                 copy.durations[name] = _copied(histogram)

@@ -190,7 +190,8 @@ class Engine(Pictures, VersionCalls, Migrations, ChangeFeed, Hooks, TaskCalls, M
             try:
                 with self.store.transaction() as tx:
                     result = operation(tx, *args)
-                self.counts.committed(tx)
+                if tx.tallies:
+                    self.counts.committed(tx.tallies)
                 return result
             except ConcurrentUpdate:
                 if attempt == MAX_CONFLICT_RETRIES - 1:

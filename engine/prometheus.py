@@ -24,7 +24,17 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from statemachines.errors import DatabaseUnavailable
 from statemachines.steps import Status
 
-from .counts import ACCEPTED, ATTEMPT, LEASE_EXPIRED, POISONED, REJECTED, Counts, Histogram
+from .counts import (
+    ACCEPTED,
+    ATTEMPT,
+    ENDED,
+    LEASE_EXPIRED,
+    POISONED,
+    REJECTED,
+    STARTED,
+    Counts,
+    Histogram,
+)
 from .store import Store
 from .tables import TaskState, instances_t, tasks_t, timers_t
 
@@ -178,11 +188,9 @@ class EngineCollector(Collector):
 
 
 def _add_counts(families: dict[str, Any], counts: Counts) -> None:
-    for definition, number in sorted(counts.started.items()):
-        families["turnout_instances_started_total"].add_metric([definition], number)
-    for (definition, status), number in sorted(counts.finished.items()):
-        families["turnout_instances_finished_total"].add_metric([definition, status], number)
     by_kind = {
+        STARTED: "turnout_instances_started_total",
+        ENDED: "turnout_instances_finished_total",
         ACCEPTED: "turnout_events_accepted_total",
         REJECTED: "turnout_events_rejected_total",
         ATTEMPT: "turnout_task_attempts_total",
