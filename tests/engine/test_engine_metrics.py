@@ -220,8 +220,9 @@ def test_an_applications_registry_exposes_the_engines_metrics(engine: Engine) ->
     assert engine.metrics_registry(registry) is registry  # registered once
     assert engine.metrics_registry() is engine.metrics_registry()
     engine.start("metered", {"name": "i", "plan": "ok"})
+    engine.start_many("metered", [{"name": n, "plan": "ok"} for n in "jkl"], batch=2)
     text = prometheus_client.generate_latest(registry).decode()
     families = {family.name: family for family in text_string_to_metric_families(text)}
     [sample] = families["turnout_instances_started"].samples
-    assert sample.labels == {"definition": "metered"} and sample.value == 1
+    assert sample.labels == {"definition": "metered"} and sample.value == 4
     assert "process_cpu_seconds" not in families  # only what the application put there
