@@ -25,6 +25,7 @@ from .store import BUSY_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+    from prometheus_client.registry import CollectorRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -191,6 +192,11 @@ class AsyncEngine:
     def safe_url(self) -> str:
         """The database URL with any password hidden, fit to print."""
         return self.sync.safe_url
+
+    def metrics_registry(self, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+        """The Prometheus registry of the engine's metrics (see `Engine.metrics_registry`):
+        nothing is read until it is scraped, so there is nothing to wait for."""
+        return self.sync.metrics_registry(registry)
 
     # -- tasks, for workers in this process or elsewhere
     claim_tasks = awaited(Engine.claim_tasks)

@@ -94,7 +94,11 @@ class AsyncWorker(Runner):
             row = await self._engine(self.engine.store.get_instance, task.instance_id)
         try:
             args, kwargs = plan.arguments(task, row, None if traced is None else traced.traceparent)
-            result = await self.call_handler(handler, *args, **kwargs)
+            began = time.perf_counter()
+            try:
+                result = await self.call_handler(handler, *args, **kwargs)
+            finally:  # the handler's own time, its answer's aside
+                self.engine.counts.ran(task.name, time.perf_counter() - began)
         except Exception as exc:
             self.failed += 1
             error = handler_failed(task, exc)

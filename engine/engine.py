@@ -25,6 +25,7 @@ from statemachines import Definition
 from statemachines.errors import (
     ConcurrentUpdate,
     DefinitionError,
+    EventRejected,
     InstanceNotFound,
     Problem,
 )
@@ -33,11 +34,13 @@ from . import repair, runtime, search, travel
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
+from .counts import REJECTED, Counts
 from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
 from .feed import ChangeFeed, Listener
 from .handlers import plan_of
 from .hooks import Hooks, Registry
+from .metrics import Metrics
 from .migration import Migrations
 from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
@@ -79,6 +82,7 @@ class Engine(
     Retention,
     Searches,
     Traced,
+    Metrics,
 ):
     """A durable workflow engine over one database.
 
@@ -131,6 +135,7 @@ class Engine(
         self.change_retention = None if change_retention is None else seconds(change_retention)
         self.retention = None if retention is None else seconds(retention)
         self.tracing = tracing_for(tracer_provider)
+        self.counts = Counts()  # what this engine did in this process, for its metrics
 
     def __enter__(self) -> Engine:
         return self
@@ -219,7 +224,10 @@ class Engine(
         for attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 with self.store.transaction() as tx:
-                    return operation(tx, *args)
+                    result = operation(tx, *args)
+                if tx.tallies:
+                    self.counts.committed(tx.tallies)
+                return result
             except ConcurrentUpdate:
                 if attempt == MAX_CONFLICT_RETRIES - 1:
                     raise
@@ -307,9 +315,13 @@ class Engine(
             check_key(idempotency_key, "an idempotency key")
         if data is not None:
             data = checked(data, "event data")
-        applied = self._apply(
-            runtime.send, self.catalog, instance_id, event, data, idempotency_key, self.clock()
-        )
+        try:
+            applied = self._apply(
+                runtime.send, self.catalog, instance_id, event, data, idempotency_key, self.clock()
+            )
+        except EventRejected as exc:
+            self.counts.tally((REJECTED, exc.definition or ""))
+            raise
         self._publish(applied)
         return applied.instance
 

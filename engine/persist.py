@@ -22,6 +22,7 @@ from statemachines.errors import (
 from statemachines.failures import faulted
 from statemachines.steps import Entry
 
+from .counts import tally_status
 from .records import HistoryEntry, Instance
 from .rows import Claim, InstanceRow, TaskRow, Written
 from .transaction import Transaction
@@ -142,6 +143,8 @@ def persist(
     tx.append_history(entries)
     tx.insert_change(new, None if insert else row.state, entries)
     tx.written.append(Written(None if insert else row, new, entries))
+    if insert or step.status != row.status:  # the metrics count starts and ends
+        tally_status(tx.tallies, row.definition, step.status, insert)
     if step.cancelled:
         if definition is None:
             tx.drop_work(row.id, step.cancelled, step.cancelled)
@@ -219,5 +222,7 @@ def fail_instance(
     tx.append_history([entry])
     tx.insert_change(new, row.state, [entry])
     tx.written.append(Written(row, new, [entry]))
+    if status != row.status:
+        tally_status(tx.tallies, row.definition, status, False)
     tx.drop_all_work(row.id)
     return Applied(snapshot(new), [entry], written=tx.written)

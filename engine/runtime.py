@@ -30,6 +30,7 @@ from statemachines.steps import FINISHED, Entry
 from . import children
 from .catalog import Catalog, Version
 from .children import persist_step
+from .counts import ACCEPTED, ATTEMPT, LEASE_EXPIRED, POISONED
 from .persist import Applied, fail_instance, load_locked, record, snapshot, snapshot_of
 from .persist import instance_fault as instance_fault  # guarded.py asks it here
 from .records import ClaimedTask
@@ -114,14 +115,19 @@ def send(
     row = load_locked(tx, instance_id)
     if idempotency_key is not None and tx.seen_idempotency(row.id, idempotency_key):
         return Applied(snapshot(row), [])
-    if row.history_seq >= MAX_HISTORY:
-        reason = f"the instance's history holds {MAX_HISTORY} entries, the most it may"
-        raise EventRejected(event, row.state, [], reason)
-    machine = catalog.version(tx, row.definition, row.version).machine
-    step = machine.send(snapshot_of(row), event, data, now)
+    try:
+        if row.history_seq >= MAX_HISTORY:
+            reason = f"the instance's history holds {MAX_HISTORY} entries, the most it may"
+            raise EventRejected(event, row.state, [], reason)
+        machine = catalog.version(tx, row.definition, row.version).machine
+        step = machine.send(snapshot_of(row), event, data, now)
+    except EventRejected as exc:
+        exc.definition = row.definition  # what the metrics count it under
+        raise
     applied = persist_step(tx, catalog, row, step, now, machine.definition)
     if idempotency_key is not None:
         tx.remember_idempotency(row.id, idempotency_key, now)
+    tx.tallies.append((ACCEPTED, row.definition))
     return applied
 
 
@@ -225,6 +231,9 @@ def complete_task(
         return False, _stale(tx, row, task, worker, "done", late, now)
     if error is None and task.timed_out(now):
         error = _timeout_error(task)
+        tx.tallies.append((ATTEMPT, task.name, "timed_out"))
+    elif error is not None:
+        tx.tallies.append((ATTEMPT, task.name, "failed"))
     if error is not None:
         return False, failed_attempt(tx, catalog, row, task, error, now)
     machine = _machine_of(tx, catalog, row)
@@ -237,8 +246,10 @@ def complete_task(
         )
     except ContextTooLarge as exc:
         error = {"type": "ResultError", "message": str(exc)}
+        tx.tallies.append((ATTEMPT, task.name, "failed"))
         return False, failed_attempt(tx, catalog, row, task, error, now)
     tx.update_task(task.id, status=TaskState.DONE)
+    tx.tallies.append((ATTEMPT, task.name, "completed"))
     return True, applied
 
 
@@ -256,8 +267,10 @@ def fail_task(
     _check_attempt(task, worker, attempt)
     if not _holds(tx, task, worker, now):
         return False, _stale(tx, row, task, worker, "failed", {"error": error}, now)
-    if task.timed_out(now):
+    timed_out = task.timed_out(now)
+    if timed_out:
         error = _timeout_error(task)
+    tx.tallies.append((ATTEMPT, task.name, "timed_out" if timed_out else "failed"))
     return True, failed_attempt(tx, catalog, row, task, error, now)
 
 
@@ -329,6 +342,7 @@ def expire_task(tx: Transaction, catalog: Catalog, task_id: str, now: datetime) 
     if task.status != TaskState.CLAIMED:
         return None
     if task.timed_out(now):
+        tx.tallies.append((ATTEMPT, task.name, "timed_out"))
         return failed_attempt(tx, catalog, row, task, _timeout_error(task), now)
     if task.lease_until is not None and task.lease_until <= now:
         _release(tx, task)
@@ -343,6 +357,7 @@ def _release(tx: Transaction, task: TaskRow) -> None:
     tx.update_task(
         task.id, status=TaskState.READY, claimed_at=None, lease_until=None, attempt=attempt
     )
+    tx.tallies.append((LEASE_EXPIRED, task.name))
 
 
 def fire_timer(tx: Transaction, catalog: Catalog, timer: TimerRow, now: datetime) -> Applied | None:
@@ -379,6 +394,7 @@ def fail_poisoned(
     if timer_id is not None:
         tx.take_timer(timer_id)
     failed = fail_instance(tx, row, error, now)
+    tx.tallies.append((POISONED, "failed"))
     if row.status not in FINISHED:
         status = failed.instance.status
         failed.entries.extend(children.end_children(tx, catalog, row.id, status, now))
@@ -389,6 +405,7 @@ def fail_poisoned(
 def drop_item(tx: Transaction, task_id: str | None, timer_id: str | None) -> None:
     """Set aside a task or timer whose instance cannot even be failed (its row is unreadable
     or gone), so that no sweep takes it up again."""
+    tx.tallies.append((POISONED, "set_aside"))
     if task_id is not None:
         tx.update_task(task_id, status=TaskState.DROPPED, worker=None, lease_until=None)
     if timer_id is not None:
@@ -458,6 +475,7 @@ def _stale(
     # No one live holds the task (a claimed row naming this worker has a lapsed lease, just
     # released): forgetting the name makes a second late answer a refusal, not another entry.
     tx.update_task(task.id, worker=None)
+    tx.tallies.append((ATTEMPT, task.name, "stale"))
     ((name, value),) = data.items()
     entry = {"task": task.name, "task_id": task.id, "worker": worker, **_bounded(name, value)}
     return record(tx, row, [Entry("stale", event, task.state_path, None, entry)], now)

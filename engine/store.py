@@ -37,8 +37,6 @@ BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process'
 READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)
 LAST_ERROR_WINDOW = 1000  # history entries looked through for an instance's last error
 _PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
-
-
 PARKED_CONNECTIONS = 4  # of the pool's 5: deploys and listings take theirs from the pool
 
 
@@ -76,6 +74,7 @@ class Store:
         self.safe_url = self.url.render_as_string(hide_password=True)
         self.postgres = self.url.get_backend_name() == "postgresql"
         self.sqlite = self.url.get_backend_name() == "sqlite"
+        self.unavailable = 0  # DatabaseUnavailable raised so far, for the metrics
         self.engine = self._create_engine()
         # SQLite connections between transactions, kept out of the pool: taking one from the
         # pool and giving it back costs more than a short transaction's own statements. A
@@ -124,6 +123,7 @@ class Store:
                 or _is_unusable_file(cause)
             ):
                 raise
+            self.unavailable += 1
             raise DatabaseUnavailable(
                 self._why(reason, outcome.wait), outcome_unknown=outcome.unknown
             ) from None

@@ -13,6 +13,7 @@ from statemachines import storable
 
 from . import guarded, runtime
 from .catalog import Catalog
+from .counts import Counts
 from .persist import Applied
 from .records import ClaimedTask
 from .retention import PurgeResult
@@ -43,6 +44,7 @@ class TaskCalls:
         handlers: dict[str, Callable[..., Any]]
         change_retention: timedelta | None
         tracing: Tracing | None
+        counts: Counts
 
         def wait_for_changes(self, timeout: float) -> bool: ...
 
@@ -181,6 +183,7 @@ class TaskCalls:
             )
             if applied is not None:
                 fired += 1
+                self.counts.fired((now - timer.due_at).total_seconds())
                 self._publish(applied)
         return fired
 

@@ -165,6 +165,7 @@ class Transaction:
         self._last_time: datetime | None = None
         self._last_encoded: Any = None
         self.written: list[Written] = []  # every step persisted, for the hooks after commit
+        self.tallies: list[tuple[str, ...]] = []  # what it did, for the metrics (counts.py)
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)

@@ -146,6 +146,7 @@ class EventRejected(Conflict):
         self.event = event
         self.state = state
         self.allowed = allowed
+        self.definition: str | None = None  # the instance's, when an engine refused it
         detail = f" ({reason})" if reason else ""
         accepts = ", ".join(allowed) if allowed else "no events"
         super().__init__(

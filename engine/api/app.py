@@ -13,6 +13,7 @@ from .dashboard import router as dashboard_router
 from .errors import EXCEPTION_HANDLERS
 from .feed import router as feed_router
 from .guards import GuardMiddleware, StreamedBodyLimit
+from .metrics import router as metrics_router
 from .migration_pages import router as migration_pages_router
 from .migrations import router as migrations_router
 from .repairs import router as repairs_router
@@ -56,6 +57,7 @@ def create_app(
     app.include_router(repairs_router)
     app.include_router(feed_router)
     app.include_router(schedules_router)
+    app.include_router(metrics_router)
     app.include_router(dashboard_router)
     app.include_router(migration_pages_router)
     app.include_router(schedule_pages_router)

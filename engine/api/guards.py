@@ -1,9 +1,9 @@
 """What every request passes before a route sees it: the host and origin checks, the body
 limits and types, the bearer token; and the headers every answer carries.
 
-With a token set, `/api` needs `Authorization: Bearer <token>` (or, to read, the cookie of a
-dashboard session), compared in constant time. Every answer forbids framing and sniffing;
-changes sent from another origin are refused.
+With a token set, `/api` and `/metrics` need `Authorization: Bearer <token>` (or, to read,
+the cookie of a dashboard session), compared in constant time. Every answer forbids framing
+and sniffing; changes sent from another origin are refused.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ class GuardMiddleware(BaseHTTPMiddleware):
             or _foreign_origin(request, self.origins)
         ):
             return _refusal(403, "Forbidden", "requests from pages of other sites are refused")
-        api = request.url.path.startswith("/api")
+        # The metrics name the definitions and tasks, and count their work: guarded alike.
+        api = request.url.path.startswith("/api") or request.url.path == "/metrics"
         # A cookie travels by itself; it lets a browser read, and only the token changes.
         if api and not token_matches(self.token, request, cookie=not unsafe):
             return _refusal(

@@ -1,5 +1,6 @@
 """The commands that keep running or run a whole story: `worker` (task handlers from a user's
-module), `serve` (the HTTP API and dashboard, with a worker if asked) and `demo`.
+module, its metrics served if asked), `serve` (the HTTP API and dashboard, with a worker if
+asked) and `demo`.
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 4,
     db: DbOption = None,
     otlp: OtlpOption = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve the worker's Prometheus metrics over HTTP on this port.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics are served on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
     with open_engine(db, serving=True) as engine, exporting_traces(engine, otlp):
@@ -137,8 +150,30 @@ def worker(
             done = f"ran {running.ran} task(s), {running.failed} failed"
             return f"{done}; fired {running.timers} timer(s)"
 
-        run_until_signalled(running.work, statistics)
+        with _metrics_served(engine, metrics_host, metrics_port):
+            run_until_signalled(running.work, statistics)
     note(f"worker stopped: {statistics()}")
+
+
+@contextlib.contextmanager
+def _metrics_served(engine: Engine, host: str, port: int | None) -> Iterator[None]:
+    """With a port, the engine's metrics served at http://host:port/metrics meanwhile."""
+    if port is None:
+        yield
+        return
+    from prometheus_client.exposition import start_http_server
+
+    try:
+        server, thread = start_http_server(port, host, engine.metrics_registry())
+    except OSError as exc:  # the port is taken, the address is not this machine's
+        raise UsageError(f"cannot serve the metrics on {host}:{port}: {exc}") from None
+    note(f"metrics on http://{host}:{port}/metrics")
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def _proxy_names() -> list[str]:

@@ -13,8 +13,16 @@ import pytest
 from engine import AsyncEngine, Engine, EventRejected, InvalidInput
 
 DEFINITIONS = Path(__file__).parent / "definitions"
-# Plain methods on both: nothing to wait for.
-REGISTRATIONS = {"task", "subscribe", "on_enter", "on_exit", "on_transition", "trace"}
+# Registrations and other calls that wait for nothing: plain methods on both.
+REGISTRATIONS = {
+    "task",
+    "subscribe",
+    "on_enter",
+    "on_exit",
+    "on_transition",
+    "trace",
+    "metrics_registry",
+}
 
 
 def public(cls: type) -> dict[str, Any]:
