@@ -2,8 +2,10 @@
 (`Engine.metrics_registry`; prometheus.py builds the families when scraped).
 
 Counting sits on the event path, so it is cheap: a transaction appends a tuple (a tally)
-for each thing worth counting that it does, and once it has committed its tallies are
-added up under one lock; no metrics library is called until a scrape. Every count is this
+for each thing worth counting that it does, and once it has committed its tallies join a
+queue (a deque's `extend`, safe between threads without a lock); they are added up under a
+lock when a scrape reads them or the queue grows long. No metrics library is called until a
+scrape. Every count is this
 process's own; the queues (ready tasks, due timers) are read from the database at scrape
 time instead.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections import deque
 
 from statemachines.steps import FINISHED
 
@@ -45,6 +48,8 @@ REJECTED = "rejected"  # (REJECTED, definition): an event `send` refused
 ATTEMPT = "attempt"  # (ATTEMPT, task name, outcome): an attempt's answer applied
 LEASE_EXPIRED = "lease_expired"  # (LEASE_EXPIRED, task name): a lapsed lease released
 POISONED = "poisoned"  # (POISONED, action): work an instance could not take
+# Committed tallies waiting to be added up: at most this many (then the committer adds them).
+PENDING_LIMIT = 4096
 
 
 class Histogram:
@@ -84,21 +89,29 @@ class Counts:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.pending: deque[tuple[str, ...]] = deque()  # committed, not yet added up
         self.tallies: dict[tuple[str, ...], int] = {}
         self.durations: dict[str, Histogram] = {}  # task name -> its handler's run times
         self.lags = Histogram(LAG_BUCKETS)  # how late timers fired
 
     def committed(self, tallies: list[tuple[str, ...]]) -> None:
         """Count the tallies of a transaction that has committed."""
-        with self.lock:
-            counted = self.tallies
-            for tally in tallies:
-                counted[tally] = counted.get(tally, 0) + 1
+        pending = self.pending
+        pending.extend(tallies)
+        if len(pending) > PENDING_LIMIT:
+            self.add_up()
 
     def tally(self, tally: tuple[str, ...]) -> None:
         """Count one `tally` that no committed transaction records (a refusal)."""
+        self.pending.append(tally)
+
+    def add_up(self) -> None:
+        """Add the pending tallies to the counts."""
         with self.lock:
-            self.tallies[tally] = self.tallies.get(tally, 0) + 1
+            counted, pending = self.tallies, self.pending
+            for _ in range(len(pending)):  # others may append meanwhile: they wait their turn
+                tally = pending.popleft()
+                counted[tally] = counted.get(tally, 0) + 1
 
     def ran(self, task: str, seconds: float) -> None:
         """A handler of `task` ran for `seconds` in this process."""
@@ -116,6 +129,7 @@ class Counts:
     def snapshot(self) -> Counts:
         """A copy, consistent as of one moment, for a scrape to read at leisure."""
         copy = Counts()
+        self.add_up()
         with self.lock:
             copy.tallies = dict(self.tallies)
             for name, histogram in self.durations.items():

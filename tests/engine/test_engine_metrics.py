@@ -226,3 +226,29 @@ def test_an_applications_registry_exposes_the_engines_metrics(engine: Engine) ->
     [sample] = families["turnout_instances_started"].samples
     assert sample.labels == {"definition": "metered"} and sample.value == 4
     assert "process_cpu_seconds" not in families  # only what the application put there
+
+
+def test_counts_added_up_from_many_threads_are_exact() -> None:
+    """Committed tallies queue without a lock and are added up past PENDING_LIMIT and at a
+    scrape: none is lost or counted twice, whichever thread adds them up."""
+    import threading
+
+    from engine.counts import ACCEPTED, PENDING_LIMIT, Counts
+
+    counts = Counts()
+    per_thread = PENDING_LIMIT * 3
+
+    def commit(definition: str) -> None:
+        for _ in range(per_thread):
+            counts.committed([(ACCEPTED, definition), (ACCEPTED, "shared")])
+
+    threads = [threading.Thread(target=commit, args=(f"def{index}",)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    seen = [counts.snapshot().tallies.get((ACCEPTED, "shared"), 0) for _ in range(20)]
+    for thread in threads:
+        thread.join()
+    final = counts.snapshot().tallies
+    assert final[(ACCEPTED, "shared")] == 4 * per_thread
+    assert all(final[(ACCEPTED, f"def{index}")] == per_thread for index in range(4))
+    assert seen == sorted(seen)  # a scrape never sees a count go down
