@@ -4,6 +4,7 @@ counters and gauges are exactly the work a known workload did, on SQLite and Pos
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine import DatabaseUnavailable, Engine, EventRejected
 from engine.api import create_app
+from engine.counts import ACCEPTED, PENDING_LIMIT, Counts
 from engine.tables import instances_t
 
 TASK = "metered.charge"
@@ -231,10 +233,6 @@ def test_an_applications_registry_exposes_the_engines_metrics(engine: Engine) ->
 def test_counts_added_up_from_many_threads_are_exact() -> None:
     """Committed tallies queue without a lock and are added up past PENDING_LIMIT and at a
     scrape: none is lost or counted twice, whichever thread adds them up."""
-    import threading
-
-    from engine.counts import ACCEPTED, PENDING_LIMIT, Counts
-
     counts = Counts()
     per_thread = PENDING_LIMIT * 3
 
