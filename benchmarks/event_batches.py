@@ -1,0 +1,61 @@
+"""Batched event intake: `send_many` in batches of 100 against one `send` per event, the same
+events to the same instances on the same database (SQLite, and PostgreSQL when given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import Engine
+
+from .figures import Figure, median_rate
+
+HERE = Path(__file__).parent
+BATCH = 100
+
+
+def batched_and_single(url: str, count: int, instances: int = 100) -> tuple[float, float]:
+    """(events/s by send_many, BATCH per call; events/s by send), `count` events each over
+    `instances` toggles, every event applied."""
+    engine = Engine(url)
+    try:
+        engine.deploy(HERE / "definitions" / "toggle.yaml")
+        ids = engine.start_many("bench_toggle", ({} for _ in range(instances)))
+        events = [(ids[number % instances], "flip") for number in range(count)]
+
+        def batched() -> int:
+            for first in range(0, count, BATCH):
+                outcomes = engine.send_many(events[first : first + BATCH])
+                assert all(outcome.ok for outcome in outcomes)
+            return count
+
+        def single() -> int:
+            for instance_id, event in events:
+                engine.send(instance_id, event)
+            return count
+
+        return median_rate(batched), median_rate(single)
+    finally:
+        engine.close()
+
+
+def send_many_figures(workdir: Path, postgres: str | None) -> list[Figure]:
+    measured = [("SQLite", batched_and_single(f"sqlite:///{workdir}/batches.db", 5000), ">= 5x")]
+    if postgres:
+        from .contention import drop_schema, fresh_schema
+
+        engine_url, schema = fresh_schema(postgres)
+        try:
+            measured.append(("PostgreSQL", batched_and_single(engine_url, 2000), ">= 10x"))
+        finally:
+            drop_schema(postgres, schema)
+    return [
+        Figure(
+            name=f"send_many, batches of {BATCH} ({label})",
+            unit="events/s",
+            value=batched,
+            baseline_name="Engine.send, one event per call",
+            baseline=single,
+            target=target,
+        )
+        for label, (batched, single), target in measured
+    ]
