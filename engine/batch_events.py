@@ -213,6 +213,7 @@ def _carefully(
 ) -> _Decided:
     """`_one` inside a SAVEPOINT, its writes checked: a failing event is rolled back alone."""
     marks = (len(tx.written), len(tx.tallies), tx.changed)
+    read = dict(rows)  # the rows as they stand before the event, should it be rolled back
     tx.cursor.execute("SAVEPOINT turnout_event")
     try:
         decided = _one(tx, catalog, rows, row, item, now, careful=True)
@@ -226,6 +227,8 @@ def _carefully(
         del tx.written[marks[0] :]
         del tx.tallies[marks[1] :]
         tx.changed = marks[2]
+        rows.clear()
+        rows.update(read)
         reason = f"the database refused a value: {exc}" if _is_data_error(exc) else str(exc)
         return _Decided(EventOutcome(item.index, EventOutcome.INVALID, message=reason))
     tx.cursor.execute("RELEASE SAVEPOINT turnout_event")
