@@ -38,24 +38,28 @@ def batched_and_single(url: str, count: int, instances: int = 100) -> tuple[floa
         engine.close()
 
 
-def send_many_figures(workdir: Path, postgres: str | None) -> list[Figure]:
-    measured = [("SQLite", batched_and_single(f"sqlite:///{workdir}/batches.db", 5000), ">= 5x")]
-    if postgres:
-        from .contention import drop_schema, fresh_schema
+def send_many_on_sqlite(workdir: Path, count: int = 5000) -> Figure:
+    rates = batched_and_single(f"sqlite:///{workdir}/batches.db", count)
+    return _figure("SQLite", rates, ">= 5x")
 
-        engine_url, schema = fresh_schema(postgres)
-        try:
-            measured.append(("PostgreSQL", batched_and_single(engine_url, 2000), ">= 10x"))
-        finally:
-            drop_schema(postgres, schema)
-    return [
-        Figure(
-            name=f"send_many, batches of {BATCH} ({label})",
-            unit="events/s",
-            value=batched,
-            baseline_name="Engine.send, one event per call",
-            baseline=single,
-            target=target,
-        )
-        for label, (batched, single), target in measured
-    ]
+
+def send_many_on_postgres(url: str, count: int = 2000) -> Figure:
+    from .contention import drop_schema, fresh_schema
+
+    engine_url, schema = fresh_schema(url)
+    try:
+        return _figure("PostgreSQL", batched_and_single(engine_url, count), ">= 10x")
+    finally:
+        drop_schema(url, schema)
+
+
+def _figure(label: str, rates: tuple[float, float], target: str) -> Figure:
+    batched, single = rates
+    return Figure(
+        name=f"send_many, batches of {BATCH} ({label})",
+        unit="events/s",
+        value=batched,
+        baseline_name="Engine.send, one event per call",
+        baseline=single,
+        target=target,
+    )
