@@ -17,6 +17,7 @@ the failing one is rolled back alone and reported 'invalid'.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 Result = TypeVar("Result")
+log = logging.getLogger("turnout.engine")
 DEFAULT_BATCH = 500
 _FIELDS = ", ".join(column.name for column in instances_t.c)  # InstanceRow's, in order
 _READ_MANY = {
@@ -230,6 +232,8 @@ def _carefully(
         rows.clear()
         rows.update(read)
         reason = f"the database refused a value: {exc}" if _is_data_error(exc) else str(exc)
+        if not isinstance(exc, TurnoutError):  # not the caller's mistake: worth a look
+            log.warning("event %d of a batch to %s failed: %r", item.index, row.id, exc)
         return _Decided(EventOutcome(item.index, EventOutcome.INVALID, message=reason))
     tx.cursor.execute("RELEASE SAVEPOINT turnout_event")
     return decided

@@ -224,6 +224,42 @@ def test_batches_over_the_same_instances_in_opposite_orders_do_not_deadlock(
         assert {engine.get(counter).context["count"] for counter in counters} == {20}
 
 
+def test_a_batch_racing_single_events_on_the_same_instance_loses_none(
+    store_url: str, deploy_on: Callable[[Engine, str], Any]
+) -> None:
+    with Engine(store_url) as engine:
+        deploy_on(engine, "counter")
+        counter = engine.start("counter", {"count": 0}).id
+    failures: list[BaseException] = []
+
+    def batches() -> None:
+        with Engine(store_url) as own:
+            for _ in range(20):
+                outcomes = own.send_many([(counter, "increment")] * 10)
+                assert all(outcome.outcome == "applied" for outcome in outcomes)
+
+    def singles() -> None:
+        with Engine(store_url) as own:
+            for _ in range(100):
+                own.send(counter, "increment")
+
+    def guarded(run: Callable[[], None]) -> None:
+        try:
+            run()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(run,)) for run in (batches, singles)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with Engine(store_url) as engine:
+        assert engine.get(counter).context == {"count": 300}
+        assert [entry.seq for entry in engine.history(counter)] == list(range(1, 302))
+
+
 def test_the_async_engine_sends_many_too(
     sqlite_url: str, deploy_on: Callable[[Engine, str], Any]
 ) -> None:
