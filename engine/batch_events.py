@@ -58,6 +58,12 @@ _READ_MANY = {
     "optimistic": f"SELECT {_FIELDS} FROM turnout_instances WHERE id = ANY(%s)",
     "row": f"SELECT {_FIELDS} FROM turnout_instances WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
 }
+_SEEN_KEYS = {
+    "sqlite": "SELECT instance_id, key FROM turnout_idempotency WHERE (instance_id, key) IN "
+    "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+    "postgres": "SELECT instance_id, key FROM turnout_idempotency WHERE (instance_id, key) IN "
+    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+}
 
 
 @dataclass
@@ -81,6 +87,18 @@ class _Decided:
     outcome: EventOutcome
     applied: Applied | None = None
     definition: str = ""  # of a rejected event's instance, for the metrics
+
+
+@dataclass
+class _Read:
+    """What a batch knows of its instances: their rows as the batch has left them, and the
+    idempotency keys applied to them (before, or by the batch's events so far)."""
+
+    rows: dict[str, InstanceRow]
+    seen: set[tuple[str, str]]
+
+    def copy(self) -> _Read:
+        return _Read(dict(self.rows), set(self.seen))
 
 
 class _WriteFailed(Exception):
@@ -124,10 +142,16 @@ def apply_events(
     SAVEPOINT, its writes checked before the next (see the module)."""
     ids = {item.index: _target_id(tx, item) for item in items if item.refused is None}
     rows = _read_rows(tx, sorted({found for found in ids.values() if found is not None}))
+    keys = {
+        (found, item.idempotency_key)
+        for item in items
+        if item.idempotency_key is not None and (found := ids.get(item.index)) in rows
+    }
+    read = _Read(rows, _seen_keys(tx, sorted(keys)))
     decided = []
     for item in items:
         instance_id = ids.get(item.index)
-        row = rows.get(instance_id) if instance_id is not None else None
+        row = read.rows.get(instance_id) if instance_id is not None else None
         if item.refused is not None:
             decided.append(_Decided(item.refused))
         elif row is None:
@@ -137,9 +161,9 @@ def apply_events(
                 _Decided(EventOutcome(item.index, EventOutcome.NOT_FOUND, message=message))
             )
         elif careful:
-            decided.append(_carefully(tx, catalog, rows, row, item, now))
+            decided.append(_carefully(tx, catalog, read, row, item, now))
         else:
-            decided.append(_one(tx, catalog, rows, row, item, now, careful=False))
+            decided.append(_one(tx, catalog, read, row, item, now, careful=False))
     return decided
 
 
@@ -163,10 +187,23 @@ def _read_rows(tx: Transaction, ids: list[str]) -> dict[str, InstanceRow]:
     return {row.id: row for row in found if row is not None}
 
 
+def _seen_keys(tx: Transaction, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (instance id, idempotency key) of `pairs` have been applied, in one statement."""
+    if not pairs:
+        return set()
+    if tx.postgres:
+        cursor = tx.cursor.connection.cursor()
+        cursor.execute(_SEEN_KEYS["postgres"], ([p[0] for p in pairs], [p[1] for p in pairs]))
+    else:
+        cursor = tx.cursor
+        cursor.execute(_SEEN_KEYS["sqlite"], (json.dumps(pairs),))
+    return {(str(found), str(key)) for found, key in cursor.fetchall()}
+
+
 def _one(
     tx: Transaction,
     catalog: Catalog,
-    rows: dict[str, InstanceRow],
+    read: _Read,
     row: InstanceRow,
     item: _Item,
     now: datetime,
@@ -175,7 +212,7 @@ def _one(
     """`runtime.send` on the row as the batch has left it: decided first (nothing written
     when the event is a duplicate or rejected), then written."""
     key = item.idempotency_key
-    if key is not None and tx.seen_idempotency(row.id, key):
+    if key is not None and (row.id, key) in read.seen:
         return _Decided(EventOutcome(item.index, EventOutcome.DUPLICATE, snapshot(row)))
     try:
         if row.history_seq >= MAX_HISTORY:
@@ -200,7 +237,9 @@ def _one(
             raise
         raise _WriteFailed() from exc
     for step_written in tx.written[written:]:  # this instance, and any other the step changed
-        rows[step_written.after.id] = step_written.after
+        read.rows[step_written.after.id] = step_written.after
+    if key is not None:
+        read.seen.add((row.id, key))
     tx.tallies.append((ACCEPTED, row.definition))
     return _Decided(EventOutcome(item.index, EventOutcome.APPLIED, applied.instance), applied)
 
@@ -208,17 +247,17 @@ def _one(
 def _carefully(
     tx: Transaction,
     catalog: Catalog,
-    rows: dict[str, InstanceRow],
+    read: _Read,
     row: InstanceRow,
     item: _Item,
     now: datetime,
 ) -> _Decided:
     """`_one` inside a SAVEPOINT, its writes checked: a failing event is rolled back alone."""
     marks = (len(tx.written), len(tx.tallies), tx.changed)
-    read = dict(rows)  # the rows as they stand before the event, should it be rolled back
+    before = read.copy()  # what the batch knows before the event, should it be rolled back
     tx.cursor.execute("SAVEPOINT turnout_event")
     try:
-        decided = _one(tx, catalog, rows, row, item, now, careful=True)
+        decided = _one(tx, catalog, read, row, item, now, careful=True)
         tx._sync()  # a write the database refuses fails here, inside its savepoint
     except ConcurrentUpdate:
         raise
@@ -229,8 +268,7 @@ def _carefully(
         del tx.written[marks[0] :]
         del tx.tallies[marks[1] :]
         tx.changed = marks[2]
-        rows.clear()
-        rows.update(read)
+        read.rows, read.seen = before.rows, before.seen
         reason = f"the database refused a value: {exc}" if _is_data_error(exc) else str(exc)
         if not isinstance(exc, TurnoutError):  # not the caller's mistake: worth a look
             log.warning("event %d of a batch to %s failed: %r", item.index, row.id, exc)
