@@ -58,12 +58,14 @@ _READ_MANY = {
     "optimistic": f"SELECT {_FIELDS} FROM turnout_instances WHERE id = ANY(%s)",
     "row": f"SELECT {_FIELDS} FROM turnout_instances WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
 }
-_SEEN_KEYS = {
-    "sqlite": "SELECT instance_id, key FROM turnout_idempotency WHERE (instance_id, key) IN "
-    "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-    "postgres": "SELECT instance_id, key FROM turnout_idempotency WHERE (instance_id, key) IN "
-    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+# Rows found by pairs of values, the pairs one parameter (a JSON list on SQLite, two arrays
+# on PostgreSQL): {pairs} is filled in with the form of the database's.
+_PAIRS = {
+    "sqlite": "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+    "postgres": "(SELECT * FROM unnest(%s::text[], %s::text[]))",
 }
+_SEEN_KEYS = "SELECT instance_id, key FROM turnout_idempotency WHERE (instance_id, key) IN {pairs}"
+_KEYED_IDS = "SELECT definition, key, id FROM turnout_instances WHERE (definition, key) IN {pairs}"
 
 
 @dataclass
@@ -140,14 +142,21 @@ def apply_events(
 ) -> list[_Decided]:
     """Decide and write every item in turn, in one transaction. `careful`: each inside a
     SAVEPOINT, its writes checked before the next (see the module)."""
-    ids = {item.index: _target_id(tx, item) for item in items if item.refused is None}
+    named = sorted({item.by_key for item in items if item.by_key and item.refused is None})
+    keyed = {(name, key): found for name, key, found in _by_pairs(tx, _KEYED_IDS, named)}
+    ids = {
+        item.index: keyed.get(item.by_key) if item.by_key else item.instance_id
+        for item in items
+        if item.refused is None
+    }
     rows = _read_rows(tx, sorted({found for found in ids.values() if found is not None}))
     keys = {
         (found, item.idempotency_key)
         for item in items
         if item.idempotency_key is not None and (found := ids.get(item.index)) in rows
     }
-    read = _Read(rows, _seen_keys(tx, sorted(keys)))
+    seen = {(str(found), str(key)) for found, key in _by_pairs(tx, _SEEN_KEYS, sorted(keys))}
+    read = _Read(rows, seen)
     decided = []
     for item in items:
         instance_id = ids.get(item.index)
@@ -167,12 +176,6 @@ def apply_events(
     return decided
 
 
-def _target_id(tx: Transaction, item: _Item) -> str | None:
-    if item.by_key is None:
-        return item.instance_id
-    return tx.find_by_key(*item.by_key)
-
-
 def _read_rows(tx: Transaction, ids: list[str]) -> dict[str, InstanceRow]:
     """The instance rows of `ids`, locked on PostgreSQL under row locking, in one statement."""
     if not ids:
@@ -187,17 +190,18 @@ def _read_rows(tx: Transaction, ids: list[str]) -> dict[str, InstanceRow]:
     return {row.id: row for row in found if row is not None}
 
 
-def _seen_keys(tx: Transaction, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (instance id, idempotency key) of `pairs` have been applied, in one statement."""
+def _by_pairs(tx: Transaction, sql: str, pairs: list[tuple[str, str]]) -> list[Any]:
+    """The rows `sql` finds for `pairs` (of text), in one statement; none for no pairs."""
     if not pairs:
-        return set()
+        return []
     if tx.postgres:
-        cursor = tx.cursor.connection.cursor()
-        cursor.execute(_SEEN_KEYS["postgres"], ([p[0] for p in pairs], [p[1] for p in pairs]))
+        cursor = tx.cursor.connection.cursor()  # its own, as `Transaction._read` explains
+        params: tuple[Any, ...] = ([pair[0] for pair in pairs], [pair[1] for pair in pairs])
+        cursor.execute(sql.format(pairs=_PAIRS["postgres"]), params)
     else:
         cursor = tx.cursor
-        cursor.execute(_SEEN_KEYS["sqlite"], (json.dumps(pairs),))
-    return {(str(found), str(key)) for found, key in cursor.fetchall()}
+        cursor.execute(sql.format(pairs=_PAIRS["sqlite"]), (json.dumps(pairs),))
+    return list(cursor.fetchall())
 
 
 def _one(
