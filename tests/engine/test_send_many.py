@@ -224,8 +224,9 @@ def test_batches_over_the_same_instances_in_opposite_orders_do_not_deadlock(
         assert {engine.get(counter).context["count"] for counter in counters} == {20}
 
 
+@pytest.mark.parametrize("locking", ["row", "optimistic"])
 def test_a_batch_racing_single_events_on_the_same_instance_loses_none(
-    store_url: str, deploy_on: Callable[[Engine, str], Any]
+    store_url: str, deploy_on: Callable[[Engine, str], Any], locking: str
 ) -> None:
     with Engine(store_url) as engine:
         deploy_on(engine, "counter")
@@ -233,13 +234,13 @@ def test_a_batch_racing_single_events_on_the_same_instance_loses_none(
     failures: list[BaseException] = []
 
     def batches() -> None:
-        with Engine(store_url) as own:
+        with Engine(store_url, locking=locking) as own:
             for _ in range(20):
                 outcomes = own.send_many([(counter, "increment")] * 10)
                 assert all(outcome.outcome == "applied" for outcome in outcomes)
 
     def singles() -> None:
-        with Engine(store_url) as own:
+        with Engine(store_url, locking=locking) as own:
             for _ in range(100):
                 own.send(counter, "increment")
 
