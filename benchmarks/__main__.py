@@ -24,6 +24,7 @@ from rich.table import Table
 from engine import Engine
 
 from .baseline import Baseline, RawBaseline
+from .event_batches import send_many_on_postgres, send_many_on_sqlite
 from .figures import REPEATS, Figure, median_rate, shown
 from .operations import context_search_figures, purge_figures
 
@@ -475,6 +476,8 @@ def main() -> int:
         figures = []
         console.print("running events_on_sqlite ...", style="dim")
         figures.extend(events_on_sqlite(workdir))
+        console.print("running send_many_on_sqlite ...", style="dim")
+        figures.append(send_many_on_sqlite(workdir))
         console.print("running tasks_on_sqlite ...", style="dim")
         figures.append(tasks_on_sqlite(workdir))
         console.print("running migration_figures ...", style="dim")
@@ -488,6 +491,8 @@ def main() -> int:
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))
+            console.print("running send_many_on_postgres ...", style="dim")
+            figures.append(send_many_on_postgres(postgres))
             console.print("running contention_on_postgres ...", style="dim")
             figures.extend(contention_on_postgres(postgres))
             console.print("running wake_up_on_postgres ...", style="dim")

@@ -42,6 +42,7 @@ from .migration_result import MigrationResult
 from .records import (
     ClaimedTask,
     Deployment,
+    EventOutcome,
     HistoryEntry,
     InputMismatch,
     Instance,
@@ -67,6 +68,7 @@ __all__ = [
     "DiagramTooLarge",
     "DuplicateKey",
     "Engine",
+    "EventOutcome",
     "EventRejected",
     "ExpressionError",
     "HistoryEntry",

@@ -156,6 +156,7 @@ class AsyncEngine:
     start_many = awaited(Engine.start_many)
     send = awaited(Engine.send)
     send_by_key = awaited(Engine.send_by_key)
+    send_many = awaited(Engine.send_many)
     get = awaited(Engine.get)
     get_by_key = awaited(Engine.get_by_key)
     history = awaited(Engine.history)

@@ -31,6 +31,7 @@ from statemachines.errors import (
 )
 
 from . import repair, runtime, search, travel
+from .batch_events import EventBatches
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
 from .checks import check_id, check_key, check_page, check_start, check_version, checked
@@ -72,6 +73,7 @@ def utc_now() -> datetime:
 
 
 class Engine(
+    EventBatches,
     Pictures,
     VersionCalls,
     Migrations,

@@ -279,3 +279,40 @@ class RedriveOutcome:
             "error_type": self.error_type,
             "message": self.message,
         }
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """What `send_many` did with one event of its list (`index`, from 0, in input order):
+    `outcome` is 'applied' (`instance` as the event left it), 'duplicate' (its idempotency
+    key was applied before: `instance` as it is), 'rejected' (no transition takes it:
+    `allowed` lists the events the instance accepts, `instance` is unchanged), 'not_found'
+    (no such instance) or 'invalid' (the item itself is malformed, or its write was refused);
+    `message` says why for the last three."""
+
+    APPLIED: ClassVar[str] = "applied"
+    DUPLICATE: ClassVar[str] = "duplicate"
+    REJECTED: ClassVar[str] = "rejected"
+    NOT_FOUND: ClassVar[str] = "not_found"
+    INVALID: ClassVar[str] = "invalid"
+
+    index: int
+    outcome: str
+    instance: Instance | None = None
+    allowed: list[str] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the instance has taken the event: now (applied) or before (duplicate)."""
+        return self.outcome in (self.APPLIED, self.DUPLICATE)
+
+    def to_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"index": self.index, "outcome": self.outcome}
+        if self.instance is not None:
+            found["instance"] = self.instance.to_json()
+        if self.outcome == self.REJECTED:
+            found["allowed"] = list(self.allowed)
+        if self.message:
+            found["message"] = self.message
+        return found

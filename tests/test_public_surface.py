@@ -57,6 +57,7 @@ EXPORTS = {
         "DiagramTooLarge",
         "DuplicateKey",
         "Engine",
+        "EventOutcome",
         "EventRejected",
         "ExpressionError",
         "HistoryEntry",

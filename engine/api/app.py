@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ..engine import Engine
 from .dashboard import router as dashboard_router
 from .errors import EXCEPTION_HANDLERS
+from .event_batches import router as event_batches_router
 from .feed import router as feed_router
 from .guards import GuardMiddleware, StreamedBodyLimit
 from .metrics import router as metrics_router
@@ -53,6 +54,7 @@ def create_app(
     app.add_middleware(GuardMiddleware, token=token, hosts=hosts, origins=origins)
     app.add_middleware(StreamedBodyLimit)
     app.include_router(api_router)
+    app.include_router(event_batches_router)
     app.include_router(migrations_router)
     app.include_router(repairs_router)
     app.include_router(feed_router)

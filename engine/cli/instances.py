@@ -34,6 +34,7 @@ from .common import (
     reports_errors,
     say,
 )
+from .event_files import send_file
 
 IdArgument = Annotated[str, typer.Argument(help="Instance id.")]
 AtOption = Annotated[
@@ -126,10 +127,27 @@ def send(
     definition: Annotated[
         str | None, typer.Option("--definition", help="Definition of --key.")
     ] = None,
+    events_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Send one event per line of this JSON-lines file, in batches: "
+            '{"id": ID, "event": NAME} or {"definition": NAME, "key": KEY, "event": NAME}, '
+            'with "data" and "idempotency_key" optional. Exits 0 when every event was taken, '
+            "1 when one was rejected or its instance not found, 2 when a line was malformed.",
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Send an event to an instance (by id, or by --key and --definition)."""
+    """Send an event to an instance (by id, or by --key and --definition), or every event
+    of a file (--file)."""
+    if events_file is not None:
+        if instance_id or event or data or idempotency_key or key or definition:
+            raise UsageError("--file takes the events from the file: give no other argument")
+        with open_engine(db) as engine:
+            send_file(engine, events_file, json_output)
+        return
     if key is not None:
         if definition is None:
             raise UsageError("--key needs --definition")

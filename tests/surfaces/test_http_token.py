@@ -29,6 +29,7 @@ DUMMY_ROUTES = [
     ("GET", "/api/instances/some-id/history", None),
     ("GET", "/api/instances/some-id/diagram.svg", None),
     ("POST", "/api/instances/some-id/events", {"event": "open"}),
+    ("POST", "/api/events:batch", [{"id": "some-id", "event": "open"}]),
     ("POST", "/api/instances/some-id/cancel", None),
     ("POST", "/api/instances/some-id/redrive", None),
     ("POST", "/api/instances/some-id/reset", {"to_state": "opened", "reason": "r"}),
