@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +17,8 @@ import sqlalchemy as sa
 from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 from statemachines.steps import TaskOrder, TimerOrder
 
+from .codec import dumps as _dumps
+from .codec import loads as _loads
 from .records import HistoryEntry
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id
 from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
@@ -196,7 +197,7 @@ class Transaction:
         return value.replace(tzinfo=UTC)
 
     def read_json(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) and not self.postgres else value
+        return _loads(value) if isinstance(value, str) and not self.postgres else value
 
     def _decoded(self, row: Any, json_at: Sequence[int], times_at: Sequence[int]) -> list[Any]:
         values = list(row)
@@ -398,7 +399,7 @@ class Transaction:
             ]
             params = self._encoded(values, now, at)
             if taken:  # its input as a claim would read it back: decoded from what is stored
-                values[_TASK_INPUT] = json.loads(params[_TASK_INPUT])
+                values[_TASK_INPUT] = _loads(params[_TASK_INPUT])
                 claimed.append(TaskRow(*values))
             rows.append(params)
         self._run_each("insert_task", rows)
@@ -571,12 +572,6 @@ def _context_json(context: dict[str, Any]) -> str:
             f"the context would be {len(text)} bytes, over the limit of {MAX_CONTEXT_BYTES}"
         )
     return text
-
-
-# One encoder for every write: json.dumps would build a new one per call. NaN and infinities
-# are refused as PostgreSQL's jsonb refuses them, so SQLite cannot store what PostgreSQL would
-# not (every value is made storable before it gets here: `statemachines.values.storable`).
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def _milliseconds(span: timedelta | None) -> int | None:
