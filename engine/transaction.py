@@ -24,6 +24,7 @@ from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id
 from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
+_WRITTEN_TIME = len("2026-01-01 00:00:00.000000")  # a time as SQLite stores it
 
 
 # -- one transaction ---------------------------------------------------------------------------
@@ -184,7 +185,10 @@ class Transaction:
             return None
         if value is self._last_time:  # a step writes its `now` to three tables
             return self._last_encoded
-        naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        if value.tzinfo is UTC:  # the engine's clock: no conversion to make
+            naive = value.replace(tzinfo=None)
+        else:
+            naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
         encoded = naive if self.postgres else naive.isoformat(" ", "microseconds")
         self._last_time, self._last_encoded = value, encoded
         return encoded
@@ -193,6 +197,8 @@ class Transaction:
         if value is None:
             return None
         if isinstance(value, str):
+            if len(value) == _WRITTEN_TIME:  # as `_time` writes it: read as UTC at once
+                return datetime.fromisoformat(value + "+00:00")
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
 
