@@ -27,11 +27,12 @@ from sqlalchemy.pool import StaticPool
 from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
 from .changes import NOTIFY_CHANGES
+from .codec import strict_dumps
 from .records import HistoryEntry
 from .rows import InstanceRow
 from .schema import prepare as prepare_schema
 from .tables import definitions_t, history_t, instances_t
-from .transaction import Transaction, _dumps
+from .transaction import Transaction
 
 BUSY_TIMEOUT_SECONDS = 60  # how long an SQLite write waits for another process's lock
 READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait for writes)
@@ -85,7 +86,7 @@ class Store:
 
     def _create_engine(self) -> Engine:
         # Every transaction ends in an explicit commit or rollback: no reset needed on return.
-        kwargs: dict[str, Any] = {"json_serializer": _dumps, "pool_reset_on_return": None}
+        kwargs: dict[str, Any] = {"json_serializer": strict_dumps, "pool_reset_on_return": None}
         if self.sqlite:
             kwargs["connect_args"] = {"timeout": self.read_wait, "check_same_thread": False}
             if self.url.database in (None, "", ":memory:"):

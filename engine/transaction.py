@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,11 +17,14 @@ import sqlalchemy as sa
 from statemachines.errors import ConcurrentUpdate, ContextTooLarge, DuplicateKey
 from statemachines.steps import TaskOrder, TimerOrder
 
+from .codec import dumps as _dumps
+from .codec import loads as _loads
 from .records import HistoryEntry
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id
 from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
+_WRITTEN_TIME = len("2026-01-01 00:00:00.000000")  # a time as SQLite stores it
 
 
 # -- one transaction ---------------------------------------------------------------------------
@@ -183,7 +185,10 @@ class Transaction:
             return None
         if value is self._last_time:  # a step writes its `now` to three tables
             return self._last_encoded
-        naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        if value.tzinfo is UTC:  # the engine's clock: no conversion to make
+            naive = value.replace(tzinfo=None)
+        else:
+            naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
         encoded = naive if self.postgres else naive.isoformat(" ", "microseconds")
         self._last_time, self._last_encoded = value, encoded
         return encoded
@@ -192,11 +197,13 @@ class Transaction:
         if value is None:
             return None
         if isinstance(value, str):
+            if len(value) == _WRITTEN_TIME:  # as `_time` writes it: read as UTC at once
+                return datetime.fromisoformat(value + "+00:00")
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
 
     def read_json(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) and not self.postgres else value
+        return _loads(value) if isinstance(value, str) and not self.postgres else value
 
     def _decoded(self, row: Any, json_at: Sequence[int], times_at: Sequence[int]) -> list[Any]:
         values = list(row)
@@ -398,7 +405,7 @@ class Transaction:
             ]
             params = self._encoded(values, now, at)
             if taken:  # its input as a claim would read it back: decoded from what is stored
-                values[_TASK_INPUT] = json.loads(params[_TASK_INPUT])
+                values[_TASK_INPUT] = _loads(params[_TASK_INPUT])
                 claimed.append(TaskRow(*values))
             rows.append(params)
         self._run_each("insert_task", rows)
@@ -571,12 +578,6 @@ def _context_json(context: dict[str, Any]) -> str:
             f"the context would be {len(text)} bytes, over the limit of {MAX_CONTEXT_BYTES}"
         )
     return text
-
-
-# One encoder for every write: json.dumps would build a new one per call. NaN and infinities
-# are refused as PostgreSQL's jsonb refuses them, so SQLite cannot store what PostgreSQL would
-# not (every value is made storable before it gets here: `statemachines.values.storable`).
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def _milliseconds(span: timedelta | None) -> int | None:
