@@ -186,7 +186,7 @@ def events_to_waiting_workflows(url: str, workflows: int, count: int) -> float:
         began = time.perf_counter()
         for number in range(each * workflows):
             DBOS.send(ids[number % workflows], number, "flip")
-        received = sum(handle.get_result() for handle in handles)
+        received: int = sum(handle.get_result() for handle in handles)
         elapsed = time.perf_counter() - began
         assert received == each * workflows, "a message was not received"
         return received / elapsed
