@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -71,12 +72,26 @@ def peer_rate(postgres: str, workload: str, *arguments: Any) -> float:
         url = server.set(database=name).render_as_string(hide_password=False)
         child = SPAWN.Process(target=_peer_run, args=(workload, (url, *arguments), results))
         child.start()
-        rate: float = results.get(timeout=600)  # a run that failed: an error, not a hang
+        rate: float = _result_of(child, results)
         child.join(60)
         return rate
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _result_of(child: Any, results: Any, limit: float = 600) -> float:
+    """The child's rate; a child that died or ran past `limit` seconds is an error, not a hang."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            rate: float = results.get(timeout=1)
+            return rate
+        except queue.Empty:
+            if not child.is_alive() and results.empty():  # a rate put just before it ended
+                raise RuntimeError(f"the {PEER} run failed (exit code {child.exitcode})") from None
+    child.terminate()
+    raise RuntimeError(f"the {PEER} run took more than {limit:g} s")
 
 
 def in_fresh_schema(postgres: str, run: Callable[[str], float]) -> float:
