@@ -25,7 +25,13 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-dev
+# The benchmarks also run the peer they are measured against (the `bench` extra); `make test`
+# does not need it.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-dev $@
+
+bench: $(VENV)/.installed-bench
 	TURNOUT_BENCH_POSTGRES_URL="$${TURNOUT_BENCH_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}" \
 		$(BIN)/python -m benchmarks
 

@@ -466,6 +466,20 @@ def redis_relay_figures(workdir: Path, postgres: str | None) -> list[Figure]:
     return figures
 
 
+def peer_figures_if_installed(postgres: str, workdir: Path, console: Console) -> list[Figure]:
+    """turnout beside DBOS Transact on the same server, when the `bench` extra is installed."""
+    from . import peer
+
+    if not peer.peer_installed():
+        console.print(
+            f"{peer.PEER} figures skipped: `dbos` is not installed (pip install '.[bench]')",
+            style="yellow",
+        )
+        return []
+    console.print(f"running peer_figures ({peer.PEER}) ...", style="dim")
+    return peer.peer_figures(postgres, workdir)
+
+
 def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)
     postgres = os.environ.get("TURNOUT_BENCH_POSTGRES_URL") or os.environ.get(
@@ -497,6 +511,7 @@ def main() -> int:
             figures.extend(contention_on_postgres(postgres))
             console.print("running wake_up_on_postgres ...", style="dim")
             figures.extend(wake_up_on_postgres(postgres))
+            figures.extend(peer_figures_if_installed(postgres, workdir, console))
         else:
             console.print(
                 "PostgreSQL figures skipped: set TURNOUT_BENCH_POSTGRES_URL", style="yellow"
