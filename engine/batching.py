@@ -209,33 +209,41 @@ class _Waiting:
 
 class Committer:
     """Applies the answers of a worker's handler threads, `size` at most per transaction,
-    each waiting at most `linger` seconds for others while handlers still run."""
+    each waiting at most `linger` seconds for others while handlers still run; `flushers`
+    batches at most in flight at once."""
 
     def __init__(
         self,
         apply: Callable[[list[Answer]], list[Answered | Exception]],
         size: int = DEFAULT_BATCH,
         linger: float = DEFAULT_LINGER,
+        flushers: int = 1,
     ) -> None:
         self.apply = apply
         self.size = max(1, size)
         self.linger = max(0.0, linger)
-        self.batches = 0  # transactions' worth of answers applied so far
         self._queue: list[_Waiting] = []
         self._running = 0  # handlers running, whose answers may yet join a batch
         self._stopping = False
         self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="turnout-committer")
+        # Each flusher commits a batch at a time: with more than one, a batch is gathered
+        # and committed while another's commit is on its way.
+        self._threads = [
+            threading.Thread(target=self._loop, daemon=True, name=f"turnout-committer-{number}")
+            for number in range(max(1, flushers))
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         """Apply what is queued, then end the committer's thread."""
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     @contextmanager
     def handling(self) -> Iterator[None]:
@@ -287,7 +295,6 @@ class Committer:
             except Exception as exc:  # a bug here must not leave the handlers' threads waiting
                 log.exception("a batch of %d answers could not be applied", len(batch))
                 outcomes = [exc] * len(batch)
-            self.batches += 1
             for waiting, outcome in zip(batch, outcomes, strict=True):
                 waiting.outcome = outcome
                 waiting.done.set()

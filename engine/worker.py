@@ -284,7 +284,12 @@ class Worker(Runner):
         beat = threading.Thread(target=self._heartbeats, args=(stop, slots), daemon=True)
         beat.start()
         if self.batch > 1 and self.linger > 0:
-            self.committer = Committer(self.engine.complete_batch, self.batch, self.linger)
+            # On PostgreSQL two batches in flight: one is gathered and sent while the other's
+            # round trips are under way. SQLite has one writer at a time: one batch.
+            flushers = 2 if self.engine.store.postgres else 1
+            self.committer = Committer(
+                self.engine.complete_batch, self.batch, self.linger, flushers
+            )
             self.committer.start()
         pause = poll_interval
         swept = 0.0
