@@ -201,7 +201,7 @@ def list_among_a_million(workdir: Path, total: int = 1_000_000) -> float:
         engine.close()
 
 
-def _work_until(url: str, stop_file: str) -> None:
+def _work_until(url: str, stop_file: str, options: dict[str, Any]) -> None:
     engine = Engine(url)
     engine.task("bench.step")(lambda value: None)
     stop = threading.Event()
@@ -212,7 +212,7 @@ def _work_until(url: str, stop_file: str) -> None:
         stop.set()
 
     threading.Thread(target=follow, daemon=True).start()
-    engine.work(concurrency=4, stop=stop, poll_interval=0.01)
+    engine.work(stop=stop, poll_interval=0.01, **options)
     engine.close()
 
 
@@ -222,16 +222,20 @@ def tasks_by_worker_processes(
     instances: int = 1000,
     processes: int = 2,
     definition: str = "bench_three_tasks",
+    **options: Any,
 ) -> float:
     """Instances of `definition` finished per second by `processes` workers: the three-task
     workflow, or `bench_parent` (one task, then a child instance of `bench_child` that runs
-    two tasks: the same three tasks, with a child started and its result delivered)."""
+    two tasks: the same three tasks, with a child started and its result delivered).
+    `options` go to `Engine.work` (concurrency 4 and its batching defaults otherwise)."""
+    options = {"concurrency": 4, **options}
     engine = Engine(url)
     for file in ("three_tasks.yaml", "child.yaml", "parent.yaml"):
         engine.deploy(HERE / "definitions" / file)
     stop_file = workdir / f"stop-{time.monotonic_ns()}"
     workers = [
-        SPAWN.Process(target=_work_until, args=(url, str(stop_file))) for _ in range(processes)
+        SPAWN.Process(target=_work_until, args=(url, str(stop_file), options))
+        for _ in range(processes)
     ]
     for worker in workers:
         worker.start()

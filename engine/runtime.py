@@ -169,6 +169,8 @@ def complete_and_claim(
     lease: timedelta,
     attempt: int | None,
     now: datetime,
+    *,
+    locked: tuple[TaskRow, InstanceRow] | None = None,
 ) -> Completed:
     """Apply a task's result, then claim the instance's next ready task if its name is in
     `names`, so that a worker carries on without another round trip.
@@ -178,7 +180,7 @@ def complete_and_claim(
     finished. At most one: the instance's other ready tasks stay for other workers.
     """
     claim = Claim(frozenset(names), worker, now + lease) if names else None
-    ok, applied = complete_task(tx, catalog, task_id, worker, result, now, claim, attempt)
+    ok, applied = complete_task(tx, catalog, task_id, worker, result, now, claim, attempt, locked)
     if not ok or applied is None or not names:
         return Completed(ok, applied)
     taken = applied.claimed
@@ -219,12 +221,14 @@ def complete_task(
     now: datetime,
     claim: Claim | None = None,
     attempt: int | None = None,
+    locked: tuple[TaskRow, InstanceRow] | None = None,
 ) -> tuple[bool, Applied | None]:
     """Apply a task's result; (False, ...) when it was stale or came too late. With `claim`,
     a new task the result leads to may be written claimed (`Applied.claimed`); with
-    `attempt`, an answer to another attempt than the task's current one is refused."""
+    `attempt`, an answer to another attempt than the task's current one is refused;
+    `locked`, the task and its instance as this transaction locked them (batching.py)."""
     result, error = check_result(result)
-    task, row = _lock_task(tx, task_id)
+    task, row = locked or _lock_task(tx, task_id)
     _check_attempt(task, worker, attempt)
     if not _holds(tx, task, worker, now):
         late = {"result": result} if error is None else {"error": error}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statemachines import storable
 
-from . import guarded, runtime
+from . import batching, guarded, runtime
 from .catalog import Catalog
 from .counts import Counts
 from .persist import Applied
@@ -119,6 +119,14 @@ class TaskCalls:
         self._publish(done.applied)
         return done.ok, [runtime.claimed_task(r, now + self.lease) for r in done.following()]
 
+    def complete_batch(
+        self, answers: list[batching.Answer]
+    ) -> list[tuple[bool, list[ClaimedTask]] | Exception]:
+        """`complete_and_claim` for each of `answers`, in one transaction unless some
+        cannot be applied (those are applied alone, the others again without them); each
+        outcome is what `complete_and_claim` returns or raises for that answer."""
+        return batching.apply_answers(self, answers)
+
     def fail_task(
         self,
         task_id: str,
@@ -206,11 +214,21 @@ class TaskCalls:
         stop: threading.Event | None = None,
         poll_interval: float = 0.2,
         tasks: list[str] | None = None,
+        batch: int = batching.DEFAULT_BATCH,
+        linger: timedelta | float = batching.DEFAULT_LINGER,
     ) -> None:
         """Claim and run tasks and timers until `stop` is set (or KeyboardInterrupt).
 
         At most `concurrency` handlers run at once, each in a thread of its own: one hung past
         its timeout has lost its attempt but keeps its slot until it returns. An `async def`
         handler runs on a new event loop in its thread (`AsyncEngine.work` runs it on yours).
+
+        Group commit: the handlers' results are applied up to `batch` per transaction, a
+        result waiting at most `linger` (seconds) for others while handlers still run, and
+        not at all when none does. Each is applied as alone: once, only while its lease is
+        held, in order per instance, and one that cannot be applied fails alone.
+        `linger=0` (or `batch=1`) commits each result in a transaction of its own.
         """
-        Worker(self, concurrency=concurrency, tasks=tasks).work(stop, poll_interval)
+        wait = seconds(linger).total_seconds()
+        worker = Worker(self, concurrency=concurrency, tasks=tasks, batch=batch, linger=wait)
+        worker.work(stop, poll_interval)

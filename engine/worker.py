@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from statemachines.errors import DatabaseUnavailable, TaskNotHeld
 
+from .batching import DEFAULT_BATCH, DEFAULT_LINGER, Answer, Answered, Committer
 from .counts import Counts
 from .handlers import plan_of
 from .records import ClaimedTask, error_details
@@ -72,6 +73,8 @@ class TaskSource(Protocol):
         *,
         attempt: int | None = None,
     ) -> tuple[bool, list[ClaimedTask]]: ...
+
+    def complete_batch(self, answers: list[Answer]) -> list[Answered | Exception]: ...
 
     def fail_task(
         self,
@@ -152,7 +155,28 @@ class Runner:
 
 
 class Worker(Runner):
-    """Runs tasks in threads: the caller's (`run_until_idle`) or one per task in hand."""
+    """Runs tasks in threads: the caller's (`run_until_idle`) or one per task in hand.
+
+    In the worker loop, the answers of the tasks in hand are applied together, up to `batch`
+    per transaction, each waiting up to `linger` seconds for others (see batching.py);
+    `linger=0` or `batch=1` applies each answer in a transaction of its own.
+    """
+
+    def __init__(
+        self,
+        engine: TaskSource,
+        *,
+        concurrency: int = 4,
+        tasks: list[str] | None = None,
+        batch: int = DEFAULT_BATCH,
+        linger: float = DEFAULT_LINGER,
+    ) -> None:
+        super().__init__(engine, concurrency=concurrency, tasks=tasks)
+        if batch < 1 or linger < 0:
+            raise ValueError(f"batch must be 1 or more and linger 0 or more, not {batch}, {linger}")
+        self.batch = batch
+        self.linger = linger
+        self.committer: Committer | None = None  # while `work` runs with batching
 
     def run(self, task: ClaimedTask, slot: Slot | None = None) -> bool:
         """Run one claimed task's handler and answer; then go on with the instance's next
@@ -188,13 +212,17 @@ class Worker(Runner):
         plan = plan_of(handler)
         # The instance's key, definition and version: read only for a context.
         row = self.engine.store.get_instance(task.instance_id) if plan.wants_context else None
+        committer = self.committer
         try:
-            args, kwargs = plan.arguments(task, row, None if traced is None else traced.traceparent)
-            began = time.perf_counter()
-            try:
-                result = call_handler(handler, *args, **kwargs)
-            finally:  # the handler's own time, its answer's aside
-                self.engine.counts.ran(task.name, time.perf_counter() - began)
+            # While it runs, a batch of answers may wait for this one (see batching.py).
+            with committer.handling() if committer is not None else contextlib.nullcontext():
+                traceparent = None if traced is None else traced.traceparent
+                args, kwargs = plan.arguments(task, row, traceparent)
+                began = time.perf_counter()
+                try:
+                    result = call_handler(handler, *args, **kwargs)
+                finally:  # the handler's own time, its answer's aside
+                    self.engine.counts.ran(task.name, time.perf_counter() - began)
         except Exception as exc:
             self.failed += 1
             error = handler_failed(task, exc)
@@ -206,8 +234,11 @@ class Worker(Runner):
             return None
         finally:
             self.ran += 1
+        answer = (
+            self.engine.complete_and_claim if committer is None else committer.complete_and_claim
+        )
         try:
-            ok, following = self.engine.complete_and_claim(
+            ok, following = answer(
                 task.id, self.engine.worker_id, result, names, attempt=task.attempt
             )
         except TaskNotHeld:  # as above
@@ -252,6 +283,14 @@ class Worker(Runner):
         slots: list[Slot] = []
         beat = threading.Thread(target=self._heartbeats, args=(stop, slots), daemon=True)
         beat.start()
+        if self.batch > 1 and self.linger > 0:
+            # On PostgreSQL two batches in flight: one is gathered and sent while the other's
+            # round trips are under way. SQLite has one writer at a time: one batch.
+            flushers = 2 if self.engine.store.postgres else 1
+            self.committer = Committer(
+                self.engine.complete_batch, self.batch, self.linger, flushers
+            )
+            self.committer.start()
         pause = poll_interval
         swept = 0.0
         try:
@@ -281,6 +320,9 @@ class Worker(Runner):
             for slot in list(slots):
                 left = None if slot.deadline is None else max(slot.deadline - time.monotonic(), 0)
                 slot.thread.join(left)
+            if self.committer is not None:  # what the handlers answered is applied
+                self.committer.stop()
+                self.committer = None
 
     def _round(self, names: list[str], slots: list[Slot], sweep: bool) -> bool:
         for slot in list(slots):

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from engine import Engine
+from engine.batching import DEFAULT_BATCH, DEFAULT_LINGER
 from engine.demo import Demo
 from engine.tracing import EXTRA, otlp_endpoint, otlp_provider
 from engine.worker import Worker
@@ -124,6 +125,21 @@ def exporting_traces(engine: Engine, option: str | None) -> Iterator[None]:
 def worker(
     tasks: TasksOption = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 4,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch", min=1, max=1000, help="The most task results committed in one transaction."
+        ),
+    ] = DEFAULT_BATCH,
+    linger: Annotated[
+        float,
+        typer.Option(
+            "--linger",
+            min=0,
+            max=1000,
+            help="Milliseconds a result waits for others to commit with (0: one commit each).",
+        ),
+    ] = DEFAULT_LINGER * 1000,
     db: DbOption = None,
     otlp: OtlpOption = None,
     metrics_port: Annotated[
@@ -144,7 +160,7 @@ def worker(
         names = [name for module in tasks or [] for name in load_handlers(engine, module)]
         offered = ", ".join(names) or "(timers only)"
         note(f"worker {engine.worker_id}: {len(names)} task handler(s): {offered}")
-        running = Worker(engine, concurrency=concurrency)
+        running = Worker(engine, concurrency=concurrency, batch=batch, linger=linger / 1000)
 
         def statistics() -> str:
             done = f"ran {running.ran} task(s), {running.failed} failed"

@@ -231,6 +231,14 @@ def worker(url: str, stop_file: str) -> None:
     engine.task("soak.poison")(poison)
     engine.task("soak.ship")(ship)
     try:
-        engine.work(concurrency=4, stop=stop_when_file_exists(stop_file), poll_interval=0.02)
+        # Batching on, eight tasks in hand: the results of several instances share a
+        # transaction, and a SIGKILL lands in the middle of batches.
+        engine.work(
+            concurrency=8,
+            batch=8,
+            linger=0.005,
+            stop=stop_when_file_exists(stop_file),
+            poll_interval=0.02,
+        )
     finally:
         engine.close()

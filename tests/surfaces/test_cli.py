@@ -425,9 +425,11 @@ def review_db(tmp_path: Path, module: str) -> str:
     return database
 
 
-def start_worker(tmp_path: Path, database: str, module: str) -> subprocess.Popen[str]:
+def start_worker(
+    tmp_path: Path, database: str, module: str, *options: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [turnout_command(), "worker", "--tasks", module, "--concurrency", "2"],
+        [turnout_command(), "worker", "--tasks", module, "--concurrency", "2", *options],
         env=turnout_env(database),
         cwd=tmp_path,
         text=True,
@@ -471,6 +473,33 @@ def test_worker_runs_the_handlers_of_a_users_module_and_stops_on_interrupt(
     assert status == 0, stderr
     assert "review.check" in stderr and "worker stopped" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("options", [("--batch", "8", "--linger", "5"), ("--linger", "0")])
+def test_worker_commits_results_in_batches_or_one_by_one(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    database = review_db(tmp_path, "review_handlers")
+    start = ("start", "surface_review", "--data", '{"amount": 5}', "--json")
+    started = [as_json(run_turnout(*start, database=database)) for _ in range(3)]
+    worker = start_worker(tmp_path, database, "review_handlers", *options)
+    try:
+        wait_until(
+            lambda: all(show(database, s["id"])["status"] != "running" for s in started),
+            60,
+            "the worker to run review.check",
+        )
+    finally:
+        status, stderr = interrupt(worker)
+    assert status == 0, stderr
+    assert [show(database, s["id"])["status"] for s in started] == ["succeeded"] * 3, stderr
+
+
+def test_worker_refuses_a_negative_linger(tmp_path: Path) -> None:
+    database = review_db(tmp_path, "review_handlers")
+    worker = start_worker(tmp_path, database, "review_handlers", "--linger", "-1")
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 2 and "--linger" in stderr
 
 
 def test_worker_passes_the_task_context_to_a_handler_with_two_parameters(
