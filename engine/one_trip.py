@@ -27,10 +27,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from statemachines.errors import TurnoutError
+
 from . import runtime
 from .changes import NOTIFY_CHANGES
 from .persist import Applied, snapshot
 from .rows import InstanceRow
+from .store import _is_operational_error, _lost
 from .transaction import _INSTANCE_FIELDS, POSTGRES_SQL, Transaction, _context_json, _dumps
 
 if TYPE_CHECKING:
@@ -44,6 +47,12 @@ READ_FIRST = "read"  # the row read (locked) first, then the writes: two round t
 SEND_PATHS = (ONE_TRIP, READ_FIRST)
 KEPT_ROWS = 1024  # instance rows an engine keeps to guess from
 GUESSES = 2  # the kept row, then the current one a missed guess returned
+# Past this share of missed guesses (other writers moving the same instances), a guess costs
+# more round trips than it saves: sends read first, guessing once in PROBE_EVERY to notice
+# when the contention is over. The share is a moving average over about 1/MISS_WEIGHT guesses.
+MOST_MISSES = 0.4
+MISS_WEIGHT = 0.1
+PROBE_EVERY = 16
 
 # The writes of a step that a single statement may carry, each made to depend on the update.
 _CONDITIONAL_WRITES = (
@@ -161,8 +170,20 @@ class KeptRows:
         self.size = size
         self._rows: OrderedDict[str, Kept] = OrderedDict()
         self._lock = threading.Lock()
+        self.misses = 0.0  # the moving share of missed guesses (threads may race: a guess)
+        self._skipped = 0
+
+    def guessed(self, missed: bool) -> None:
+        """Count a guess's outcome in the share of misses."""
+        self.misses += MISS_WEIGHT * (missed - self.misses)
 
     def get(self, instance_id: str) -> InstanceRow | None:
+        """The kept row of the instance to guess from; None when there is none, or when
+        guesses miss too often now (but for one probe in PROBE_EVERY)."""
+        if self.misses > MOST_MISSES:
+            self._skipped += 1
+            if self._skipped % PROBE_EVERY:
+                return None
         with self._lock:
             kept = self._rows.get(instance_id)
             if kept is None:
@@ -296,10 +317,10 @@ class OneTripSends:
         if kept is None:
             return self._apply(runtime.send, self.catalog, instance_id, event, data, key, now)  # type: ignore[no-any-return]
         guess = kept.get(instance_id)
-        for _ in range(GUESSES):
+        for attempt in range(GUESSES):
             if guess is None:
                 break
-            outcome = self._one_trip(kept, guess, event, data, key, now)
+            outcome = self._one_trip(kept, guess, event, data, key, now, attempt == 0)
             if isinstance(outcome, Applied):
                 return outcome
             guess = outcome
@@ -322,6 +343,7 @@ class OneTripSends:
         data: Any,
         key: str | None,
         now: datetime,
+        first: bool,
     ) -> Applied | InstanceRow | None:
         """The event applied over `guess` in one statement: what committed (the step, or
         for a duplicate idempotency key the current instance), else the current row as the
@@ -337,14 +359,13 @@ class OneTripSends:
         if self.tracing is not None:
             self.tracing.began()
         try:
-            with self.store.transaction() as tx:
-                cursor = tx.cursor.connection.cursor()
-                cursor.execute(sql, params)  # read once the COMMIT has gone with it
-            found = cursor.fetchone()
+            found = self._at_once(sql, params)
         except BaseException:
             kept.forget(guess.id)  # committed or not, unknown here
             raise
         moved, _, seen, *row = found
+        if first:  # a kept row's staleness is what decides whether guessing pays
+            kept.guessed(not moved)
         if moved:
             if planned.tallies:
                 self.counts.committed(planned.tallies)
@@ -354,3 +375,28 @@ class OneTripSends:
         if seen and current is not None:  # a duplicate: the instance as it is
             return Applied(snapshot(current), [])
         return current
+
+    def _at_once(self, sql: str, params: Sequence[Any]) -> Any:
+        """Run `sql` as a transaction of its own (autocommit: one statement is atomic, and
+        needs neither BEGIN nor COMMIT) and give its row: one round trip, the driver's
+        errors translated as the store's transactions translate them (store.py)."""
+        with self.store.translated() as outcome:
+            raw = self.store.engine.raw_connection()
+            conn: Any = raw.driver_connection
+            try:
+                conn.autocommit = True
+                outcome.unknown = True  # once sent, it may commit whatever becomes of us
+                try:
+                    return conn.execute(sql, params).fetchone()
+                except BaseException:
+                    # An error the server answered with means nothing was written.
+                    outcome.unknown = _lost(conn)
+                    raise
+            except Exception as exc:
+                if _is_operational_error(exc) or not isinstance(exc, TurnoutError):
+                    raw.invalidate()  # as the store's transactions do: see there
+                raise
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+                raw.close()

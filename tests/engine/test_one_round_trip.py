@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine import Engine, EventRejected, HistoryEntry
+from engine import DatabaseUnavailable, Engine, EventRejected, HistoryEntry
 from engine.one_trip import KeptRows
 
 DEFINITIONS = Path(__file__).parent / "definitions"
@@ -235,3 +235,35 @@ def test_the_kept_rows_are_bounded_and_the_newest_revision_stays() -> None:
         True,
         False,
     )
+
+
+def test_a_connection_lost_with_the_statement_in_flight_leaves_the_outcome_unknown(
+    postgres_url: str,
+) -> None:
+    """The one statement is its own commit: the server gone before it answers, the caller is
+    told the change may have committed, and the retry under the same key applies it once."""
+    engine = Engine(postgres_url)
+    try:
+        engine.deploy(DEFINITIONS / "counter.yaml")
+        counter = engine.start("counter", {"count": 0}).id
+        engine.send(counter, "increment")  # kept: the next send is one statement
+        with engine.store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION cut_here() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
+                "RETURN NULL; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE CONSTRAINT TRIGGER cut_here AFTER INSERT ON turnout_idempotency "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cut_here()"
+            )
+        with pytest.raises(DatabaseUnavailable) as lost:
+            engine.send(counter, "increment", idempotency_key="once")
+        assert lost.value.outcome_unknown is True
+        with engine.store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER cut_here ON turnout_idempotency")
+        retried = engine.send(counter, "increment", idempotency_key="once")
+        again = engine.send(counter, "increment", idempotency_key="once")
+        assert (retried.context, again.context, again.revision) == ({"count": 2},) * 2 + (3,)
+    finally:
+        engine.close()
