@@ -46,6 +46,10 @@ ONE_TRIP = "one_trip"  # the kept row guessed, one round trip when the guess hol
 READ_FIRST = "read"  # the row read (locked) first, then the writes: two round trips
 SEND_PATHS = (ONE_TRIP, READ_FIRST)
 KEPT_ROWS = 1024  # instance rows an engine keeps to guess from
+# A row whose JSON is larger is not kept (its instance's sends read first): the kept rows'
+# memory stays bounded (KEPT_ROWS * KEPT_ROW_BYTES at most), and for such a row the payload
+# costs more than the round trip a guess would save.
+KEPT_ROW_BYTES = 64 * 1024
 GUESSES = 2  # the kept row, then the current one a missed guess returned
 # Past this share of missed guesses (other writers moving the same instances), a guess costs
 # more round trips than it saves: sends read first, guessing once in PROBE_EVERY to notice
@@ -193,7 +197,10 @@ class KeptRows:
 
     def keep(self, kept: Kept) -> None:
         """Keep `kept`, unless a newer revision of the row is kept already (two threads'
-        sends to one instance may end in either order)."""
+        sends to one instance may end in either order) or its JSON is over KEPT_ROW_BYTES."""
+        if len(kept.context) + len(kept.machine) + len(kept.active) > KEPT_ROW_BYTES:
+            self.forget(kept.id)
+            return
         with self._lock:
             known = self._rows.get(kept.id)
             if known is not None and known.revision > kept.revision:

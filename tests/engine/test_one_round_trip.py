@@ -267,3 +267,17 @@ def test_a_connection_lost_with_the_statement_in_flight_leaves_the_outcome_unkno
         assert (retried.context, again.context, again.revision) == ({"count": 2},) * 2 + (3,)
     finally:
         engine.close()
+
+
+def test_a_large_row_is_not_kept_and_its_instance_is_still_sent_to(postgres_url: str) -> None:
+    engine = Engine(postgres_url)
+    try:
+        engine.deploy(DEFINITIONS / "counter.yaml")
+        large = engine.start("counter", {"count": 0, "notes": "x" * 100_000}).id
+        small = engine.start("counter", {"count": 0}).id
+        for instance in (large, small):
+            engine.send(instance, "increment")
+        assert len(engine._kept or ()) == 1  # only the small one: memory stays bounded
+        assert engine.send(large, "increment").context["count"] == 2
+    finally:
+        engine.close()
