@@ -1,6 +1,7 @@
 """An event in one round trip on PostgreSQL: the step is computed from the instance row this
 engine last wrote, and written as one statement whose every write depends on the row still
-being at that revision, sent with BEGIN and COMMIT.
+being at that revision, run alone in autocommit (one statement is atomic: no BEGIN, no
+COMMIT, no pipeline to keep).
 
 Reading the row first (locked) and writing after costs two round trips. Here the row is a
 guess, kept from this engine's own last send to the instance (`KeptRows`, a bounded LRU of
@@ -15,7 +16,8 @@ the step is computed again from that (one more round trip), and after a second m
 when anything about the step needs more than this statement can do (a read, another
 instance's row, a refused event, a definition not loaded yet), the event goes the
 authoritative way: `runtime.send` in a transaction that reads the row locked. A guess never
-decides anything on its own: what the caller gets back is what committed.
+decides anything on its own: what the caller gets back is what committed. While most first
+guesses miss (many writers on the same few instances), sends read first (see KeptRows.get).
 """
 
 from __future__ import annotations
