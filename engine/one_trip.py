@@ -323,8 +323,10 @@ class OneTripSends:
     ) -> Applied:
         """`runtime.send` committed: in one round trip when a guessed row holds."""
         kept = self._kept
+        arguments = (self.catalog, instance_id, event, data, key, now)
         if kept is None:
-            return self._apply(runtime.send, self.catalog, instance_id, event, data, key, now)  # type: ignore[no-any-return]
+            done: Applied = self._apply(runtime.send, *arguments)
+            return done
         guess = kept.get(instance_id)
         for attempt in range(GUESSES):
             if guess is None:
@@ -334,9 +336,7 @@ class OneTripSends:
                 return outcome
             guess = outcome
         kept.forget(instance_id)
-        applied: Applied = self._apply(
-            runtime.send, self.catalog, instance_id, event, data, key, now
-        )
+        applied: Applied = self._apply(runtime.send, *arguments)
         for step in applied.written:
             if step.after.id == instance_id:
                 after = step.after
