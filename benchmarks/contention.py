@@ -1,6 +1,7 @@
 """Many senders: processes sending events to shared instances at once, on PostgreSQL.
 
-Compares row locks with optimistic revision checks, and one sender with four; after each run
+Compares row locks with optimistic revision checks, the one-round-trip send with the one that
+reads the row first, and one sender with four; after each run
 the history is counted, so a lost or doubled event shows up as a discrepancy.
 """
 
@@ -41,8 +42,10 @@ def _random_order(ids: list[str], count: int, seed: int) -> list[str]:
     return [ids[pick.randrange(len(ids))] for _ in range(count)]
 
 
-def _sender(url: str, locking: str, order: list[str], ready: Any, start: Any, spans: Any) -> None:
-    engine = Engine(url, locking=locking)
+def _sender(
+    url: str, locking: str, send_path: str, order: list[str], ready: Any, start: Any, spans: Any
+) -> None:
+    engine = Engine(url, locking=locking, send_path=send_path)
     engine.allowed(order[0])  # connected, definition loaded and compiled: not part of the run
     ready.wait()
     start.wait()
@@ -54,7 +57,12 @@ def _sender(url: str, locking: str, order: list[str], ready: Any, start: Any, sp
 
 
 def run(
-    url: str, processes: int, events_each: int, instances: int, locking: str
+    url: str,
+    processes: int,
+    events_each: int,
+    instances: int,
+    locking: str,
+    send_path: str = "one_trip",
 ) -> tuple[float, int]:
     """Events per second for `processes` senders, and the count of discrepancies."""
     engine_url, schema = fresh_schema(url)
@@ -68,7 +76,10 @@ def run(
         spans = context.Queue()
         orders = [_random_order(ids, events_each, seed) for seed in range(processes)]
         workers = [
-            context.Process(target=_sender, args=(engine_url, locking, order, ready, start, spans))
+            context.Process(
+                target=_sender,
+                args=(engine_url, locking, send_path, order, ready, start, spans),
+            )
             for order in orders
         ]
         for worker in workers:

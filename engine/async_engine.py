@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
 from .hooks import Hook
+from .one_trip import ONE_TRIP
 from .store import BUSY_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class AsyncEngine:
         upgrade: bool = False,
         retention: timedelta | float | None = None,
         tracer_provider: TracerProvider | None = None,
+        send_path: str = ONE_TRIP,
     ) -> None:
         self.sync = Engine(
             url,
@@ -79,6 +81,7 @@ class AsyncEngine:
             upgrade=upgrade,
             retention=retention,
             tracer_provider=tracer_provider,
+            send_path=send_path,
         )
 
     async def __aenter__(self) -> AsyncEngine:

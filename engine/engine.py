@@ -43,6 +43,7 @@ from .handlers import plan_of
 from .hooks import Hooks, Registry
 from .metrics import Metrics
 from .migration import Migrations
+from .one_trip import ONE_TRIP, OneTripSends
 from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .retention import Retention
@@ -85,6 +86,7 @@ class Engine(
     Searches,
     Traced,
     Metrics,
+    OneTripSends,
 ):
     """A durable workflow engine over one database.
 
@@ -94,6 +96,10 @@ class Engine(
     over if the holder stops renewing it. `locking` is how concurrent writers to one instance
     are kept apart on PostgreSQL: "row" (`SELECT ... FOR UPDATE`, the default) or
     "optimistic" (no lock; the revision check of the update makes the loser retry).
+    `send_path` is how `send` writes on PostgreSQL: "one_trip" (the default) computes the step
+    from the row this engine's last send to the instance committed and writes it,
+    revision-checked, in one round trip, reading the row only when that guess was stale;
+    "read" always reads the row first (two round trips). See one_trip.py.
     `busy_timeout` is how many seconds an SQLite write waits for a lock another process
     holds (reads wait at most 5 s) before DatabaseUnavailable says the file is locked.
     `change_retention` is how long the change feed keeps a change every named reader has
@@ -123,9 +129,11 @@ class Engine(
         upgrade: bool = False,
         retention: timedelta | float | None = None,
         tracer_provider: TracerProvider | None = None,
+        send_path: str = ONE_TRIP,
     ) -> None:
         self.url = url or os.environ.get("TURNOUT_DB") or DEFAULT_URL
         self.store = Store(self.url, locking, busy_timeout, "upgrade" if upgrade else "check")
+        self._init_sends(send_path)
         self.clock: Clock = clock or utc_now
         self.lease = seconds(lease)
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -318,9 +326,7 @@ class Engine(
         if data is not None:
             data = checked(data, "event data")
         try:
-            applied = self._apply(
-                runtime.send, self.catalog, instance_id, event, data, idempotency_key, self.clock()
-            )
+            applied = self._send_step(instance_id, event, data, idempotency_key, self.clock())
         except EventRejected as exc:
             self.counts.tally((REJECTED, exc.definition or ""))
             raise

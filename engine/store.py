@@ -301,6 +301,7 @@ class Store:
                 outcome.unknown = write  # what is left is the COMMIT
 
     core = _core  # for the Core statements of other modules (versions.py), errors translated
+    translated = _translated  # for one_trip.py's statement on a connection of its own
 
     # definitions
     def save_definition(
