@@ -22,7 +22,7 @@ from statemachines.errors import (
 from statemachines.failures import faulted
 from statemachines.steps import Entry
 
-from .codec import dumps, loads
+from .codec import copied
 from .counts import tally_status
 from .records import HistoryEntry, Instance, new_entry, new_instance
 from .rows import Claim, InstanceRow, TaskRow, Written, new_row
@@ -185,11 +185,8 @@ def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetim
 
 def snapshot_of(row: InstanceRow) -> Snapshot:
     """What the compiled machine reads of an instance row: the row's machine data and
-    context copied for it (the row stays as read: the hooks compare the two), as JSON
-    written and read again, which costs less than copying them object by object."""
-    return Snapshot(
-        loads(dumps(row.machine)), loads(dumps(row.context)), row.status, row.history_seq, True
-    )
+    context copied for it (the row stays as read: the hooks compare the two)."""
+    return Snapshot(copied(row.machine), copied(row.context), row.status, row.history_seq, True)
 
 
 def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:
