@@ -1,7 +1,7 @@
-"""The hand-written baseline: one event persisted through SQLModel's ORM, no engine.
-
-Load the row, look the next state up in a dict, update the row, insert a history row,
-commit — on the same SQLite settings as the engine (WAL, synchronous=NORMAL).
+"""The baselines of `Engine.send`: one event persisted through SQLModel's ORM, no engine
+(`Baseline`: load the row, look the next state up in a dict, update the row, insert a
+history row, commit), and the engine's own statements on the bare driver (`RawBaseline`) —
+on the same SQLite settings as the engine (WAL, synchronous=NORMAL).
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, create_engine
+
+from engine import Engine
+from engine.changes import NOTIFY_CHANGES
+from engine.rows import new_id
+from engine.transaction import POSTGRES_SQL, SQLITE_SQL
 
 NEXT = {"a": "b", "b": "a"}
 
@@ -81,55 +86,97 @@ class Baseline:
 
 
 class RawBaseline:
-    """The same work as `Baseline` as SQL text on the driver itself (sqlite3 or psycopg):
-    the ceiling for this SQL on this database, with no library in between."""
+    """The statements `Engine.send` runs for one event, as SQL text on the driver itself
+    (sqlite3 or psycopg), on the engine's own tables and indexes: the ceiling for that SQL
+    on that database, with no library and no engine in between.
+
+    Per event, like the engine and with the same transaction boundaries: BEGIN (IMMEDIATE on
+    SQLite), the locking read of the instance row (every column; FOR UPDATE on PostgreSQL),
+    the revision-checked UPDATE of the row (state, active states, context, machine data,
+    revision, history counter, time), the history entry, the change-feed row, COMMIT. On
+    PostgreSQL the statements are pipelined as the engine's are, in two round trips (BEGIN
+    with the read; the writes with COMMIT and the feed's NOTIFY). The statement texts are
+    the engine's (`engine.transaction`), the values what the engine writes for the toggle:
+    only the Python between them differs.
+    """
 
     def __init__(self, url: str, instances: int) -> None:
+        Engine(url).close()  # the engine's tables and indexes (already there on a shared one)
         self.postgres = url.startswith("postgresql")
         if self.postgres:
             import psycopg
 
-            self.conn: Any = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
-            self.placeholder = "%s"
-            lock = " FOR UPDATE"
+            self.conn: Any = psycopg.connect(
+                url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            )
+            self.sql = POSTGRES_SQL
         else:
             import sqlite3
 
             self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.placeholder = "?"
-            lock = ""
-        mark = self.placeholder
+            self.sql = SQLITE_SQL
+        self.ids = [new_id() for _ in range(instances)]
         cursor = self.conn.cursor()
-        cursor.execute(
-            "CREATE TABLE raw_instances (id INTEGER PRIMARY KEY, state TEXT, revision INTEGER)"
-        )
-        cursor.execute(
-            "CREATE TABLE raw_history (instance_id INTEGER, seq INTEGER, event TEXT, "
-            "from_state TEXT, to_state TEXT, created_at TEXT, PRIMARY KEY (instance_id, seq))"
-        )
-        for instance_id in range(instances):
-            cursor.execute(f"INSERT INTO raw_instances VALUES ({mark}, 'a', 0)", (instance_id,))
-        self.conn.commit()
-        self.select = f"SELECT state, revision FROM raw_instances WHERE id = {mark}{lock}"
-        self.update = (
-            f"UPDATE raw_instances SET state = {mark}, revision = {mark} WHERE id = {mark}"
-        )
-        self.insert = (
-            f"INSERT INTO raw_history VALUES ({mark}, {mark}, 'flip', {mark}, {mark}, {mark})"
-        )
+        cursor.execute("BEGIN")
+        for instance_id in self.ids:
+            now = self._now()
+            cursor.execute(
+                self.sql["insert_instance"],
+                (instance_id, None, "bench_toggle", 1, "a", '["a"]', "running", "{}")
+                + (_machine("a", 1), 1, 1, now, now, None),
+            )
+        cursor.execute("COMMIT")
 
-    def send(self, instance_id: int) -> None:
+    def _now(self) -> Any:
+        """The time as the engine writes it: naive UTC, as text on SQLite."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        return now if self.postgres else now.isoformat(" ", "microseconds")
+
+    def send(self, index: int) -> None:
+        if self.postgres:
+            with self.conn.pipeline():
+                self._send(index)
+        else:
+            self._send(index)
+
+    def _send(self, index: int) -> None:
+        instance_id, sql = self.ids[index], self.sql
         cursor = self.conn.cursor()
-        if not self.postgres:
-            cursor.execute("BEGIN IMMEDIATE")
-        cursor.execute(self.select, (instance_id,))
-        state, revision = cursor.fetchone()
-        cursor.execute(self.update, (NEXT[state], revision + 1, instance_id))
-        now = datetime.now(UTC).isoformat()
-        cursor.execute(self.insert, (instance_id, revision + 1, state, NEXT[state], now))
-        self.conn.commit()
+        cursor.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+        reading = self.conn.cursor() if self.postgres else cursor
+        reading.execute(sql["lock_instance"], (instance_id,))
+        row = reading.fetchone()
+        state, revision, seq = row[4], row[9], row[10]
+        target, now = NEXT[state], self._now()
+        cursor.execute(
+            sql["update_instance_state"],
+            (target, f'["{target}"]', "{}", _machine(target, revision + 1), revision + 1)
+            + (seq + 1, now, instance_id, revision),
+        )
+        if not self.postgres and cursor.rowcount != 1:
+            raise RuntimeError("the revision moved")
+        cursor.execute(
+            sql["append_history"],
+            (instance_id, seq + 1, now, "event", "flip", state, target, "null"),
+        )
+        cursor.execute(
+            sql["insert_change"],
+            (instance_id, None, "bench_toggle", 1, revision + 1, "event", "flip", state)
+            + (target, "running", seq + 1, seq + 1, now),
+        )
+        cursor.execute("COMMIT")
+        if self.postgres:
+            cursor.execute(NOTIFY_CHANGES)
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _machine(state: str, counter: int) -> str:
+    """The machine data the engine keeps for a toggle instance in `state`, as JSON text."""
+    return (
+        f'{{"active":{{"{state}":{counter}}},"counter":{counter},"results":{{}},'
+        f'"foreach":{{}},"compensations":[],"state":"{state}"}}'
+    )

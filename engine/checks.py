@@ -49,7 +49,10 @@ def check_id(instance_id: Any) -> None:
     digits); InvalidInput for an id that is not text."""
     if not isinstance(instance_id, str):
         raise InvalidInput(f"an instance id must be text, not {type(instance_id).__name__}")
-    if len(instance_id) > ID_LENGTH or not _storable_text(instance_id):
+    if len(instance_id) > ID_LENGTH or not (
+        # letters and digits of ASCII (every id the engine makes) are stored as they are
+        (instance_id.isascii() and instance_id.isalnum()) or _storable_text(instance_id)
+    ):
         raise InstanceNotFound(instance_id)
 
 

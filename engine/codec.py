@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from statemachines.values import copy_json
+
 # NaN and infinities are refused as PostgreSQL's jsonb refuses them, so SQLite cannot store
 # what PostgreSQL would not. orjson would write them as null: every value is made storable
 # before it gets here (`statemachines.values.storable` refuses them), and what is not goes
@@ -39,3 +41,13 @@ def loads(text: str | bytes) -> Any:
     if _LONG_NUMBER.search(text if isinstance(text, str) else text.decode()):
         return json.loads(text)
     return orjson.loads(text)
+
+
+def copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped `value` (as read from a row): written and read again by
+    orjson, exact for what it can write (a number it writes it reads back the same), which
+    costs less than half of copying it object by object; `copy_json` for what it cannot."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, a key that is not text
+        return copy_json(value)

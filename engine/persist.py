@@ -22,9 +22,10 @@ from statemachines.errors import (
 from statemachines.failures import faulted
 from statemachines.steps import Entry
 
+from .codec import copied
 from .counts import tally_status
-from .records import HistoryEntry, Instance
-from .rows import Claim, InstanceRow, TaskRow, Written
+from .records import HistoryEntry, Instance, new_entry, new_instance
+from .rows import Claim, InstanceRow, TaskRow, Written, new_row
 from .transaction import Transaction
 
 # Raised while applying a timer, a task's answer or an expiry, these are the instance's own
@@ -61,20 +62,22 @@ class Applied:
 
 def snapshot(row: InstanceRow) -> Instance:
     """The caller-facing view of an instance row."""
-    return Instance(
-        id=row.id,
-        key=row.key,
-        definition=row.definition,
-        version=row.version,
-        state=row.state,
-        active=list(row.active or []),
-        status=row.status,
-        context=row.context,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        revision=row.revision,
-        error=error_of(row),
-        parent=row.parent_id,
+    return new_instance(  # Instance's fields in order
+        row.id,
+        row.key,
+        row.definition,
+        row.version,
+        row.state,
+        list(row.active or []),
+        row.status,
+        row.context,
+        row.created_at,
+        row.updated_at,
+        row.revision,
+        None,  # last_error: read by Engine.get
+        error_of(row),
+        row.parent_id,
+        [],  # children: read by Engine.get
     )
 
 
@@ -104,7 +107,7 @@ def persist(
     to drop); `claim` takes one of the new tasks for the worker going on with the instance;
     with `insert`, `row` is a new instance, written once as it is after the step.
     """
-    new = InstanceRow(  # built directly: dataclasses.replace costs more, on every event
+    new = new_row(  # built directly: dataclasses.replace costs more, on every event
         row.id,
         row.key,
         row.definition,
@@ -121,7 +124,7 @@ def persist(
         row.parent_id,
     )
     entries = [
-        HistoryEntry(
+        new_entry(
             row.history_seq + i,
             now,
             e.kind,
@@ -154,15 +157,16 @@ def persist(
                 (pair, definition.state(pair[0]) if definition.has_state(pair[0]) else None)
                 for pair in step.cancelled
             ]
-            tx.drop_work(
-                row.id,
-                [
-                    pair
-                    for pair, state in states
-                    if state is not None and (state.foreach or (state.task and pair != finished))
-                ],
-                [pair for pair, state in states if state is None or state.after or _calls(state)],
-            )
+            tasks_of = [
+                pair
+                for pair, state in states
+                if state is not None and (state.foreach or (state.task and pair != finished))
+            ]
+            timers_of = [
+                pair for pair, state in states if state is None or state.after or _calls(state)
+            ]
+            if tasks_of or timers_of:
+                tx.drop_work(row.id, tasks_of, timers_of)
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:
         tx.insert_timers(row.id, step.timers)
@@ -180,8 +184,9 @@ def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetim
 
 
 def snapshot_of(row: InstanceRow) -> Snapshot:
-    """What the compiled machine reads of an instance row."""
-    return Snapshot(row.machine, row.context, row.status, row.history_seq)
+    """What the compiled machine reads of an instance row: the row's machine data and
+    context copied for it (the row stays as read: the hooks compare the two)."""
+    return Snapshot(copied(row.machine), copied(row.context), row.status, row.history_seq, True)
 
 
 def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:

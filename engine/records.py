@@ -8,15 +8,17 @@ from __future__ import annotations
 import hashlib
 import json
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from statemachines.errors import ValueNotStorable
 from statemachines.model import MAX_NAME_LENGTH
 from statemachines.reading import ERROR_TYPE_RE
 from statemachines.values import storable
 
+Built = TypeVar("Built")
 TRACEBACK_LINES = 15
 MAX_ERROR_CHARS = 2000
 MAX_DETAILS_BYTES = 10_000  # a TaskFailure's details, as JSON
@@ -68,6 +70,22 @@ def _details(details: Any) -> Any:
     if size > MAX_DETAILS_BYTES:
         return f"<details not stored: {size} bytes of JSON, over the limit of {MAX_DETAILS_BYTES}>"
     return value
+
+
+def positional(cls: type[Built]) -> Callable[..., Built]:
+    """A constructor of the frozen dataclass `cls` taking every field, in order, positionally:
+    the object `cls(...)` makes, its fields set in one update of its `__dict__`. For the
+    objects built on every event: a frozen dataclass's own `__init__` sets each field
+    through `object.__setattr__`, which costs more than the rest of building it."""
+    names = [item.name for item in fields(cls)]  # type: ignore[arg-type]
+    new = object.__new__
+
+    def build(*values: Any) -> Built:
+        built = new(cls)
+        built.__dict__.update(zip(names, values, strict=True))
+        return built
+
+    return build
 
 
 def _iso(value: datetime) -> str:
@@ -316,3 +334,7 @@ class EventOutcome:
         if self.message:
             found["message"] = self.message
         return found
+
+
+new_instance = positional(Instance)
+new_entry = positional(HistoryEntry)

@@ -12,7 +12,7 @@ import uuid6
 
 from statemachines.steps import Status
 
-from .records import HistoryEntry
+from .records import HistoryEntry, positional
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,9 @@ class TimerRow:
     activation: int
     key: str
     due_at: datetime
+
+
+new_row = positional(InstanceRow)  # every field, in order: for the rows built on every event
 
 
 def new_id() -> str:

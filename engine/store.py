@@ -13,7 +13,6 @@ import os
 import select
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from .codec import strict_dumps
 from .records import HistoryEntry
 from .rows import InstanceRow
 from .schema import prepare as prepare_schema
+from .sqlite_transaction import Outcome as _Outcome
+from .sqlite_transaction import SQLiteTransaction
 from .tables import definitions_t, history_t, instances_t
 from .transaction import Transaction
 
@@ -39,15 +40,6 @@ READ_BUSY_TIMEOUT_SECONDS = 5  # and a read (rare in WAL mode: reads do not wait
 LAST_ERROR_WINDOW = 1000  # history entries looked through for an instance's last error
 _PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 PARKED_CONNECTIONS = 4  # of the pool's 5: deploys and listings take theirs from the pool
-
-
-@dataclass
-class _Outcome:
-    """How far a transaction got: `unknown` once its COMMIT may have reached the server;
-    `wait`, how long SQLite was told to wait for a lock at that point."""
-
-    unknown: bool = False
-    wait: float = 0.0
 
 
 class Store:
@@ -81,7 +73,7 @@ class Store:
         # pool and giving it back costs more than a short transaction's own statements. A
         # list's pop and append are atomic, so threads share it safely. (PostgreSQL
         # connections always go back to the pool, whose checkout notices a dropped one.)
-        self._parked: list[Any] = []
+        self._parked: list[tuple[Any, Any]] = []  # a connection and its cursor
         prepare_schema(self, schema)  # checked, created or upgraded: see engine/schema
 
     def _create_engine(self) -> Engine:
@@ -104,30 +96,36 @@ class Store:
 
     @contextmanager
     def _translated(self) -> Iterator[_Outcome]:
-        """The one place driver errors are translated: the database failing or unusable is
-        DatabaseUnavailable, said plainly and telling whether the commit was in flight (the
-        block sets `_Outcome.unknown` before it commits); a value the database refuses (too
-        long for its column, out of range, a NUL character) is InvalidInput."""
+        """Driver errors of the block translated (`_translate`); the block sets
+        `_Outcome.unknown` before it commits."""
         outcome = _Outcome(wait=self.read_wait)  # a new connection waits as a read does
         try:
             yield outcome
-        except DatabaseUnavailable:
-            raise
         except Exception as exc:
-            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
-            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            if _is_data_error(cause):
-                raise InvalidInput(f"the database refused a value: {reason}") from None
-            if not (
-                isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-                or _is_operational_error(cause)
-                or _is_unusable_file(cause)
-            ):
-                raise
-            self.unavailable += 1
-            raise DatabaseUnavailable(
-                self._why(reason, outcome.wait), outcome_unknown=outcome.unknown
-            ) from None
+            self._translate(exc, outcome)
+            raise
+
+    def _translate(self, exc: Exception, outcome: _Outcome) -> None:
+        """The one place driver errors are translated: the database failing or unusable is
+        DatabaseUnavailable, said plainly and telling whether the commit was in flight
+        (`outcome.unknown`); a value the database refuses (too long for its column, out of
+        range, a NUL character) is InvalidInput. Returns when `exc` is to go on as it is."""
+        if isinstance(exc, DatabaseUnavailable):
+            return
+        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        if _is_data_error(cause):
+            raise InvalidInput(f"the database refused a value: {reason}") from None
+        if not (
+            isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+            or _is_operational_error(cause)
+            or _is_unusable_file(cause)
+        ):
+            return
+        self.unavailable += 1
+        raise DatabaseUnavailable(
+            self._why(reason, outcome.wait), outcome_unknown=outcome.unknown
+        ) from None
 
     def _why(self, reason: str, wait: float) -> str:
         """What the database's failure means, said plainly: for an SQLite file, which file and
@@ -169,53 +167,30 @@ class Store:
             return f"cannot write the database file {path}: {why}"
         return f"the database {self.safe_url} is unavailable: {reason}"
 
-    @contextmanager
-    def transaction(self, read_only: bool = False) -> Iterator[Transaction]:
+    def transaction(self, read_only: bool = False) -> AbstractContextManager[Transaction]:
         """A transaction on a pooled driver connection: committed when the block ends,
         rolled back if it raises. SQLite takes the write lock up front unless `read_only`.
         """
+        if self.postgres:
+            return self._postgres_transaction()
+        return SQLiteTransaction(self, read_only)
+
+    @contextmanager
+    def _postgres_transaction(self) -> Iterator[Transaction]:
         with self._translated() as outcome:
-            if self.postgres:
-                raw = self.engine.raw_connection()
-                try:
-                    yield from self._pipelined(raw.driver_connection, outcome)
-                except Exception as exc:
-                    # A broken connection must not go back to the pool, nor one whose pipeline
-                    # an error aborted: the driver may count statements prepared that the
-                    # server skipped ("prepared statement ... does not exist" on the next use).
-                    # The engine's own refusals (a rejected event) leave it as good as new.
-                    if _is_operational_error(exc) or not isinstance(exc, TurnoutError):
-                        raw.invalidate()
-                    raise
-                finally:
-                    raw.close()
-                return
+            raw = self.engine.raw_connection()
             try:
-                raw = self._parked.pop()
-            except IndexError:
-                raw = self.engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                outcome.wait = self._wait(raw, read_only)
-                cursor.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
-                try:
-                    yield Transaction(cursor, False)
-                except BaseException:
-                    raw.rollback()
-                    raise
-                outcome.unknown = not read_only  # a failing COMMIT is not known to undo it
-                raw.commit()
+                yield from self._pipelined(raw.driver_connection, outcome)
             except Exception as exc:
-                if _is_operational_error(exc):
-                    raw.invalidate()  # a broken connection must not go back to the pool
-                    raw.close()
-                else:  # rolled back: as good as new
-                    self._park(raw)
+                # A broken connection must not go back to the pool, nor one whose pipeline
+                # an error aborted: the driver may count statements prepared that the
+                # server skipped ("prepared statement ... does not exist" on the next use).
+                # The engine's own refusals (a rejected event) leave it as good as new.
+                if _is_operational_error(exc) or not isinstance(exc, TurnoutError):
+                    raw.invalidate()
                 raise
-            except BaseException:
+            finally:
                 raw.close()
-                raise
-            self._park(raw)
 
     def _sqlite_connect(self, dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can take the lock up
@@ -242,9 +217,9 @@ class Store:
             raw.info["busy_wait"] = wait
         return wait
 
-    def _park(self, raw: Any) -> None:
+    def _park(self, raw: Any, cursor: Any) -> None:
         if len(self._parked) < PARKED_CONNECTIONS:
-            self._parked.append(raw)
+            self._parked.append((raw, cursor))
         else:
             raw.close()
 
@@ -512,7 +487,7 @@ class Store:
 
     def close(self) -> None:
         while self._parked:
-            self._parked.pop().close()
+            self._parked.pop()[0].close()
         self.engine.dispose()
 
 

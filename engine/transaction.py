@@ -20,7 +20,7 @@ from statemachines.steps import TaskOrder, TimerOrder
 from .codec import dumps as _dumps
 from .codec import loads as _loads
 from .records import HistoryEntry
-from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id
+from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id, new_row
 from .tables import TaskState, UTCDateTime, history_t, instances_t, tasks_t, timers_t
 
 MAX_CONTEXT_BYTES = 4_000_000
@@ -161,7 +161,7 @@ class Transaction:
         # On PostgreSQL statements are pipelined: `sync` waits for those sent so far, and is
         # called where a statement's effect must be known before going on (a row count, an
         # integrity error). Under row locks, an instance's revision cannot move once read.
-        self._sync = sync or (lambda: None)
+        self._sync = sync or _nothing
         self.sql = (OPTIMISTIC_SQL if optimistic else POSTGRES_SQL) if postgres else SQLITE_SQL
         self.changed = False  # a change was written: its commit wakes the feed's listeners
         self._last_time: datetime | None = None
@@ -233,7 +233,7 @@ class Transaction:
     def instance_of(self, row: Any) -> InstanceRow | None:
         if row is None:
             return None
-        return InstanceRow(*self._decoded(row, _INSTANCE_JSON, _INSTANCE_TIMES))
+        return new_row(*self._decoded(row, _INSTANCE_JSON, _INSTANCE_TIMES))
 
     def insert_instance(self, row: InstanceRow) -> None:
         t = self._time
@@ -568,6 +568,10 @@ class Transaction:
             for name in ("next_timer", "next_task")
         ]
         return min((f for f in found if f is not None), default=None)
+
+
+def _nothing() -> None:
+    """No statements to wait for (SQLite runs each as it is sent)."""
 
 
 def _context_json(context: dict[str, Any]) -> str:

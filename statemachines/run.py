@@ -57,9 +57,10 @@ class Run(FanOut):
         self.definition = chart.definition
         self.chart = chart
         self.picker = machine
-        self.machine = copy_json(snapshot.machine)
+        owned = snapshot.owned
+        self.machine = snapshot.machine if owned else copy_json(snapshot.machine)
         self.active: dict[str, int] = self.machine.setdefault("active", {})
-        self.context = copy_json(snapshot.context)
+        self.context = snapshot.context if owned else copy_json(snapshot.context)
         self.status = snapshot.status
         self.seq = snapshot.seq
         self.now = now

@@ -52,6 +52,9 @@ class Snapshot:
     context: dict[str, Any]
     status: str
     seq: int = 0
+    # The machine data and context are the operation's own (made for it, held by nothing
+    # else): it changes them in place instead of working on a copy.
+    owned: bool = field(default=False, compare=False)
 
     @property
     def state(self) -> str:
