@@ -33,10 +33,11 @@ from statemachines.errors import TurnoutError
 
 from . import runtime
 from .changes import NOTIFY_CHANGES
+from .codec import dumps as _dumps
 from .persist import Applied, snapshot
 from .rows import InstanceRow
 from .store import _is_operational_error, _lost
-from .transaction import _INSTANCE_FIELDS, POSTGRES_SQL, Transaction, _context_json, _dumps
+from .transaction import _INSTANCE_FIELDS, POSTGRES_SQL, Transaction, _context_json
 
 if TYPE_CHECKING:
     from .catalog import Catalog
