@@ -39,7 +39,7 @@ def engine_and_baseline(
     label: str,
     count: int,
     instances: int,
-    raw_target: str = ">= 0.25x",
+    raw_target: str = ">= 0.5x",
 ) -> list[Figure]:
     """Engine.send against the hand-written ORM event and against the same SQL on the bare
     driver, `count` events over `instances` each (`raw_target`: the ratio aimed at)."""
