@@ -206,6 +206,7 @@ class AsyncEngine:
     claim_tasks = awaited(Engine.claim_tasks)
     complete_task = awaited(Engine.complete_task)
     complete_and_claim = awaited(Engine.complete_and_claim)
+    complete_batch = awaited(Engine.complete_batch)
     fail_task = awaited(Engine.fail_task)
     heartbeat = awaited(Engine.heartbeat)
     expire_tasks = awaited(Engine.expire_tasks)
