@@ -85,6 +85,24 @@ class Baseline:
         self.engine.dispose()
 
 
+def bare_connection(url: str) -> tuple[bool, Any, dict[str, str]]:
+    """Whether `url` is PostgreSQL, a driver connection to it in autocommit (BEGIN and COMMIT
+    sent as statements, as the engine sends them) and the engine's SQL for that driver."""
+    if url.startswith("postgresql"):
+        import psycopg
+
+        conn = psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
+        return True, conn, POSTGRES_SQL
+    import sqlite3
+
+    sqlite = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    sqlite.execute("PRAGMA journal_mode = WAL")
+    sqlite.execute("PRAGMA synchronous = NORMAL")
+    return False, sqlite, SQLITE_SQL
+
+
 class RawBaseline:
     """The statements `Engine.send` runs for one event, as SQL text on the driver itself
     (sqlite3 or psycopg), on the engine's own tables and indexes: the ceiling for that SQL
@@ -102,21 +120,7 @@ class RawBaseline:
 
     def __init__(self, url: str, instances: int) -> None:
         Engine(url).close()  # the engine's tables and indexes (already there on a shared one)
-        self.postgres = url.startswith("postgresql")
-        if self.postgres:
-            import psycopg
-
-            self.conn: Any = psycopg.connect(
-                url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-            )
-            self.sql = POSTGRES_SQL
-        else:
-            import sqlite3
-
-            self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.sql = SQLITE_SQL
+        self.postgres, self.conn, self.sql = bare_connection(url)
         self.ids = [new_id() for _ in range(instances)]
         cursor = self.conn.cursor()
         cursor.execute("BEGIN")

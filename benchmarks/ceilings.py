@@ -39,9 +39,9 @@ from engine.batching import Answer
 from engine.changes import NOTIFY_CHANGES
 from engine.records import ClaimedTask
 from engine.rows import new_id
-from engine.transaction import _INSTANCE_FIELDS, _TASK_FIELDS, POSTGRES_SQL, SQLITE_SQL
+from engine.transaction import _INSTANCE_FIELDS, _TASK_FIELDS
 
-from .baseline import RawBaseline, _machine
+from .baseline import RawBaseline, _machine, bare_connection
 from .figures import REPEATS, shown
 
 HERE = Path(__file__).parent
@@ -68,21 +68,7 @@ class Bare:
     """A driver connection (autocommit: BEGIN and COMMIT are sent as the engine sends them)."""
 
     def __init__(self, url: str) -> None:
-        self.postgres = url.startswith("postgresql")
-        if self.postgres:
-            import psycopg
-
-            self.conn: Any = psycopg.connect(
-                url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-            )
-            self.sql = POSTGRES_SQL
-        else:
-            import sqlite3
-
-            self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.sql = SQLITE_SQL
+        self.postgres, self.conn, self.sql = bare_connection(url)
 
     def transaction(self, body: Callable[[Any], None]) -> None:
         """`body(cursor)` between BEGIN (IMMEDIATE on SQLite) and COMMIT, pipelined on
