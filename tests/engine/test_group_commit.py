@@ -175,8 +175,13 @@ def test_workers_killed_in_the_middle_of_batches_leave_each_result_applied_once(
     replaced: every instance completes with each of its tasks' results applied once."""
     real = Engine(store_url)
     deploy_on(real, "pipeline")
-    count = 400
-    ids = real.start_many("pipeline", ({"n": n} for n in range(count)))
+    count, waves = 400, 5
+    wave = count // waves
+
+    def started(first: int) -> list[str]:
+        return real.start_many("pipeline", ({"n": n} for n in range(first, first + wave)))
+
+    ids = started(0)
     stop = str(tmp_path / "stop")  # a file: a shared event's lock dies with a killed holder
     workers = [SPAWN.Process(target=work_in_batches, args=(store_url, stop)) for _ in range(4)]
     for worker in workers:
@@ -184,9 +189,11 @@ def test_workers_killed_in_the_middle_of_batches_leave_each_result_applied_once(
     rng = random.Random(18)
     try:
         assert until(lambda: real.store.count_by_status("pipeline").get("succeeded", 0) > 0, 120)
-        for _ in range(4):
-            # Killed while results are being answered: the run is not over yet.
-            assert real.store.count_by_status("pipeline").get("succeeded", 0) < count
+        for number in range(1, waves):
+            # A new wave of work before each kill: the workers are killed while answering,
+            # never after the run is over, however fast they are.
+            ids += started(number * wave)
+            assert real.store.count_by_status("pipeline").get("succeeded", 0) < len(ids)
             victim = workers.pop(rng.randrange(len(workers)))
             victim.kill()
             victim.join(10)
