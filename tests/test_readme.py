@@ -1,10 +1,14 @@
 """The README as a newcomer reads it: every relative link and picture leads to a file of the
 repository (and a linked heading exists there), nothing sends the reader outside the
-repository, and the quick start is the two commands `make demo` and `make test`."""
+repository, the quick start is the two commands `make demo` and `make test`, and the first
+workflow it shows runs as written."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -52,3 +56,25 @@ def test_readme_quick_start_is_make_demo_and_make_test() -> None:
     assert block is not None
     commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
     assert [command for command in commands if command] == ["make demo", "make test"]
+
+
+def test_readme_first_workflow_runs_as_written(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## A first workflow", 1)[1].split("\n## ", 1)[0]
+    definition = re.search(r"```yaml\n(.*?)```", section, re.S)
+    program = re.search(r"```python\n(.*?)```", section, re.S)
+    assert definition is not None and program is not None
+    (tmp_path / "approval.yaml").write_text(definition.group(1))
+    (tmp_path / "first.py").write_text(program.group(1))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environment.pop("TURNOUT_DB", None)
+    done = subprocess.run(
+        [sys.executable, "first.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["succeeded"]
