@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench soak lint diagrams clean
+.PHONY: demo test bench soak lint diagrams docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +44,20 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/python -m ruff format --check statemachines engine diagrams tests benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_code_layout.py
 
+# The documentation site from docs/ (the guide, the API reference from the docstrings, the
+# performance notes and the changelog) into build/docs-site; a warning or a broken link fails it.
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(VENV)/.installed $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet -f docs/mkdocs/mkdocs.yml
+
 diagrams: $(VENV)/.installed
 	$(BIN)/python -m diagrams.examples docs/diagrams
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis turnout.db
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis turnout.db build
 
 # The example order service (docs/examples/order_service) on http://127.0.0.1:8000, with Redis
 # on 127.0.0.1:6379; its README walks through it (docs/examples/order_service/try.sh).

@@ -32,6 +32,36 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
+
+def _print_version(asked: bool) -> None:
+    """`turnout --version`: the installed distribution's version, from its metadata (the one
+    place it is written is pyproject.toml)."""
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("turnout")
+        except PackageNotFoundError:
+            installed = "unknown (not installed)"
+        typer.echo(f"turnout {installed}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print turnout's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """turnout: state-machine workflows with durable instances and diagrams."""
+
+
 Command = TypeVar("Command", bound=Callable[..., Any])
 DbOption = Annotated[
     str | None,

@@ -1,7 +1,7 @@
 """Recorded histories checked end to end, as a team does before deploying a change: instances
 run on the engine (SQLite, then PostgreSQL), `turnout export` writes their histories,
 `turnout replay` checks a changed definition file against them (exit 0 every history
-replays, 1 one diverges, 2 trouble), and the pytest check the README shows passes or fails."""
+replays, 1 one diverges, 2 trouble), and the pytest check the guide shows passes or fails."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from turnout_processes import (
 from engine import Engine
 
 REFUNDS = DEFINITIONS / "refund_desk.yaml"
-# The README's example test, word for word.
+# The example test of docs/guide/changing.md, word for word.
 README_TEST = """\
 # tests/test_order_histories.py: does the changed definition still accept the recorded histories?
 from statemachines import check_histories
