@@ -19,7 +19,7 @@ UrlArgument = Annotated[
     typer.Argument(
         metavar="URL",
         help="The broker, e.g. redis://127.0.0.1:6379/0?stream=turnout.changes "
-        "(its options: see the README).",
+        "(its options: docs/guide/embedding.md, Relays and consumers).",
         show_default=False,
     ),
 ]
