@@ -35,7 +35,7 @@ from statemachines.errors import (
 from .checks import check_id, check_key, checked
 from .children import persist_step
 from .counts import ACCEPTED, REJECTED, Counts
-from .persist import Applied, snapshot, snapshot_of
+from .persist import Applied, event_step, snapshot
 from .records import EventOutcome
 from .rows import InstanceRow
 from .runtime import MAX_HISTORY
@@ -223,7 +223,7 @@ def _one(
             reason = f"the instance's history holds {MAX_HISTORY} entries, the most it may"
             raise EventRejected(item.event, row.state, [], reason)
         machine = catalog.version(tx, row.definition, row.version).machine
-        step = machine.send(snapshot_of(row), item.event, item.data, now)
+        step = event_step(machine, row, item.event, item.data, now)
     except EventRejected as exc:
         rejected = EventOutcome(
             item.index, EventOutcome.REJECTED, snapshot(row), list(exc.allowed), str(exc)

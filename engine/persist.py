@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from statemachines import Definition, Snapshot, State, Status, Step
+from statemachines import CompiledMachine, Definition, Snapshot, State, Status, Step
 from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
@@ -187,6 +187,17 @@ def snapshot_of(row: InstanceRow) -> Snapshot:
     """What the compiled machine reads of an instance row: the row's machine data and
     context copied for it (the row stays as read: the hooks compare the two)."""
     return Snapshot(copied(row.machine), copied(row.context), row.status, row.history_seq, True)
+
+
+def event_step(
+    machine: CompiledMachine, row: InstanceRow, event: str, data: Any, now: datetime
+) -> Step:
+    """The step of `event` on `row`: a plain move (statemachines/flat.py) straight from the
+    row's data, which it reads without changing or copying; any other by the full run, on
+    a copy. EventRejected, changing nothing, if no transition takes it."""
+    as_read = Snapshot(row.machine, row.context, row.status, row.history_seq)
+    step = machine.send_flat(as_read, event, data)
+    return step if step is not None else machine.send_by_run(snapshot_of(row), event, data, now)
 
 
 def load_locked(tx: Transaction, instance_id: str) -> InstanceRow:

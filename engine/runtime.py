@@ -31,7 +31,7 @@ from . import children
 from .catalog import Catalog, Version
 from .children import persist_step
 from .counts import ACCEPTED, ATTEMPT, LEASE_EXPIRED, POISONED
-from .persist import Applied, fail_instance, load_locked, record, snapshot, snapshot_of
+from .persist import Applied, event_step, fail_instance, load_locked, record, snapshot, snapshot_of
 from .persist import instance_fault as instance_fault  # guarded.py asks it here
 from .records import ClaimedTask
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, new_id
@@ -120,7 +120,7 @@ def send(
             reason = f"the instance's history holds {MAX_HISTORY} entries, the most it may"
             raise EventRejected(event, row.state, [], reason)
         machine = catalog.version(tx, row.definition, row.version).machine
-        step = machine.send(snapshot_of(row), event, data, now)
+        step = event_step(machine, row, event, data, now)
     except EventRejected as exc:
         exc.definition = row.definition  # what the metrics count it under
         raise

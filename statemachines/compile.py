@@ -14,6 +14,7 @@ from .chart import TOP, Chart
 from .entering import enter_states
 from .errors import EventRejected
 from .fanout import item_pending
+from .flat import FlatMoves
 from .model import Definition, State
 from .redrive import redrive, reset
 from .regions import ChartMachine
@@ -32,6 +33,7 @@ class CompiledMachine:
         self.definition = definition
         self.chart = Chart(definition)
         self.machine = ChartMachine(self.chart)
+        self.flat = FlatMoves(self.chart, self.machine, RESERVED_EVENTS)
 
     # -- queries ---------------------------------------------------------------------------
     def allowed(self, snapshot: Snapshot) -> list[str]:
@@ -64,6 +66,16 @@ class CompiledMachine:
 
     def send(self, snapshot: Snapshot, event: str, payload: Any, now: datetime) -> Step:
         """Apply an external event; raise EventRejected (changing nothing) if none accepts it."""
+        step = self.flat.send(snapshot, event, payload)
+        return step if step is not None else self.send_by_run(snapshot, event, payload, now)
+
+    def send_flat(self, snapshot: Snapshot, event: str, payload: Any) -> Step | None:
+        """The step of `event` when it is a plain move between two plain top-level states
+        (flat.py), made without a copy of `snapshot`; None when `send` must run it fully."""
+        return self.flat.send(snapshot, event, payload)
+
+    def send_by_run(self, snapshot: Snapshot, event: str, payload: Any, now: datetime) -> Step:
+        """`send` by the full statechart run, whatever the event."""
         if snapshot.status != RUNNING:
             raise EventRejected(event, snapshot.state, [], f"the instance is {snapshot.status}")
         if event in RESERVED_EVENTS or event.startswith("after:"):
