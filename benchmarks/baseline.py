@@ -109,13 +109,13 @@ class RawBaseline:
     on that database, with no library and no engine in between.
 
     Per event, like the engine and with the same transaction boundaries: BEGIN (IMMEDIATE on
-    SQLite), the locking read of the instance row (every column; FOR UPDATE on PostgreSQL),
-    the revision-checked UPDATE of the row (state, active states, context, machine data,
-    revision, history counter, time), the history entry, the change-feed row, COMMIT. On
-    PostgreSQL the statements are pipelined as the engine's are, in two round trips (BEGIN
-    with the read; the writes with COMMIT and the feed's NOTIFY). The statement texts are
-    the engine's (`engine.transaction`), the values what the engine writes for the toggle:
-    only the Python between them differs.
+    SQLite), the locking read of the instance row (every column; FOR UPDATE on PostgreSQL), the
+    revision-checked UPDATE of the row (state, active states, machine data, revision, history
+    counter, time: the toggle's event leaves the context, which the engine then does not write),
+    the history entry, the change-feed row, COMMIT. On PostgreSQL the statements are pipelined
+    as the engine's are, in two round trips (BEGIN with the read; the writes with COMMIT and the
+    feed's NOTIFY). The statement texts are the engine's (`engine.statements`), the values what
+    the engine writes for the toggle: only the Python between them differs.
     """
 
     def __init__(self, url: str, instances: int) -> None:
@@ -155,8 +155,8 @@ class RawBaseline:
         state, revision, seq = row[4], row[9], row[10]
         target, now = NEXT[state], self._now()
         cursor.execute(
-            sql["update_instance_state"],
-            (target, f'["{target}"]', "{}", _machine(target, revision + 1), revision + 1)
+            sql["update_instance_state_context_kept"],
+            (target, f'["{target}"]', _machine(target, revision + 1), revision + 1)
             + (seq + 1, now, instance_id, revision),
         )
         if not self.postgres and cursor.rowcount != 1:

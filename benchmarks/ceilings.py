@@ -1,7 +1,7 @@
 """Ceilings of the batched figures: the engine's own statements on the bare driver.
 
 For each batched figure of `make bench` that missed its target, the same SQL text
-(`engine.transaction`, and the lock-ahead and read-many statements of `engine.batching` and
+(`engine.statements`, and the lock-ahead and read-many statements of `engine.batching` and
 `engine.batch_events`) runs on the engine's own tables and rows, on sqlite3 or psycopg with
 no engine Python between statements, in the transaction boundaries the engine uses:
 
@@ -212,8 +212,8 @@ def _bare_events(bare: Bare, cursor: Any, ids: list[str]) -> None:
         state, revision, seq = row[4], row[9], row[10]
         target = "b" if state == "a" else "a"
         cursor.execute(
-            bare.sql["update_instance_state"],
-            (target, f'["{target}"]', "{}", _machine(target, revision + 1), revision + 1)
+            bare.sql["update_instance_state_context_kept"],
+            (target, f'["{target}"]', _machine(target, revision + 1), revision + 1)
             + (seq + 1, now, instance_id, revision),
         )
         if not bare.postgres and cursor.rowcount != 1:

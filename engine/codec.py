@@ -38,7 +38,7 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | bytes) -> Any:
     """The value of JSON text."""
-    if _LONG_NUMBER.search(text if isinstance(text, str) else text.decode()):
+    if len(text) >= 19 and _LONG_NUMBER.search(text if isinstance(text, str) else text.decode()):
         return json.loads(text)
     return orjson.loads(text)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from statemachines import CompiledMachine, Definition, Snapshot, State, Status, Step
+from statemachines import CompiledMachine, Definition, Snapshot, Status, Step
 from statemachines.errors import (
     DefinitionError,
     DefinitionNotFound,
@@ -152,30 +152,24 @@ def persist(
         if definition is None:
             tx.drop_work(row.id, step.cancelled, step.cancelled)
         else:
-            # A parallel state's region is no state: it has timers only.
-            states = [
-                (pair, definition.state(pair[0]) if definition.has_state(pair[0]) else None)
-                for pair in step.cancelled
-            ]
-            tasks_of = [
-                pair
-                for pair, state in states
-                if state is not None and (state.foreach or (state.task and pair != finished))
-            ]
-            timers_of = [
-                pair for pair, state in states if state is None or state.after or _calls(state)
-            ]
+            tasks_of, timers_of = [], []
+            work = definition.work
+            for pair in step.cancelled:
+                kinds = work.get(pair[0])
+                if kinds is None:  # a parallel state's region is no state: it has timers only
+                    timers_of.append(pair)
+                    continue
+                foreach, task, timers = kinds
+                if foreach or (task and pair != finished):
+                    tasks_of.append(pair)
+                if timers:
+                    timers_of.append(pair)
             if tasks_of or timers_of:
                 tx.drop_work(row.id, tasks_of, timers_of)
     claimed = tx.insert_tasks(row.id, step.tasks, now, claim) if step.tasks else []
     if step.timers:
         tx.insert_timers(row.id, step.timers)
     return Applied(snapshot(new), entries, claimed, tx.written)
-
-
-def _calls(state: State) -> bool:
-    """Whether the state starts children (whose call timeouts are its timers)."""
-    return state.call is not None or (state.foreach is not None and state.foreach.call is not None)
 
 
 def record(tx: Transaction, row: InstanceRow, entries: list[Entry], now: datetime) -> Applied:

@@ -480,6 +480,21 @@ class Definition:
     def _index(self) -> dict[str, State]:
         return {state.path: state for state in self.walk()}
 
+    @functools.cached_property
+    def work(self) -> dict[str, tuple[bool, bool, bool]]:
+        """For each state path, what an entry of it may start that its exit drops: foreach
+        items' tasks, its own task, timers (its own, or the timeouts of its calls)."""
+        return {
+            state.path: (
+                state.foreach is not None,
+                state.task is not None,
+                bool(state.after)
+                or state.call is not None
+                or (state.foreach is not None and state.foreach.call is not None),
+            )
+            for state in self.walk()
+        }
+
     @property
     def events(self) -> list[str]:
         """External event names the definition reacts to, in first-use order."""
