@@ -18,19 +18,22 @@ from .codec import dumps as _dumps
 from .codec import loads as _loads
 from .records import HistoryEntry
 from .rows import Claim, InstanceRow, TaskRow, TimerRow, Written, new_id, new_row
-from .statements import (  # noqa: F401 - some are read from here (one_trip.py, batching.py...)
-    _INSTANCE_FIELDS,
+
+# The statement texts live in statements.py; the names imported `as` themselves are read
+# from here by modules building statements of their own (one_trip.py, batching.py, ...).
+from .statements import _INSTANCE_FIELDS as _INSTANCE_FIELDS
+from .statements import (
     _INSTANCE_JSON,
     _INSTANCE_TIMES,
-    _TASK_FIELDS,
     _TASK_INPUT,
     _TASK_JSON,
     _TASK_TIMES,
     OPTIMISTIC_SQL,
-    POSTGRES_SQL,
-    SQLITE_SQL,
-    driver_sql,
 )
+from .statements import _TASK_FIELDS as _TASK_FIELDS
+from .statements import POSTGRES_SQL as POSTGRES_SQL
+from .statements import SQLITE_SQL as SQLITE_SQL
+from .statements import driver_sql as driver_sql
 from .tables import TaskState
 
 MAX_CONTEXT_BYTES = 4_000_000
