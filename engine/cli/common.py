@@ -12,25 +12,53 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from sqlalchemy.exc import ArgumentError
 
-from engine import Engine
-from statemachines.errors import DefinitionError, InvalidInput, TurnoutError, UsageError
+if TYPE_CHECKING:
+    from rich.console import Console
 
+    from engine import Engine
+    from statemachines.errors import DefinitionError
+
+# Nothing heavy is imported here at module level (the engine, the database layer, the
+# definition language): `turnout --help`, `validate` and `simulate` start in a fraction of a
+# second, and each command imports what it needs when it runs.
+
+
+class LazyConsole:
+    """A rich Console made on first use (importing rich's console costs more than a command
+    that prints one line takes): its attributes are the console's; `real` is the console."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+# Plain help (rich_markup_mode=None): rendering it with rich costs more start-up time than the
+# rest of `turnout --help` together.
 app = typer.Typer(
     name="turnout",
     help="turnout: state-machine workflows with durable instances and diagrams.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 
 def _print_version(asked: bool) -> None:
@@ -71,6 +99,19 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 DataOption = Annotated[str | None, typer.Option("--data", help="JSON data.")]
 COMMAND_WAIT_SECONDS = 10
 
+# Copies of the engine's values that options name in their help or take as defaults, so that
+# building the command line imports no engine module; tests/surfaces/test_cli_startup.py checks
+# each against the engine's own.
+FINISHED_STATUSES = ("cancelled", "failed", "succeeded")  # engine.retention
+MAX_PURGE_BATCH = 10_000  # engine.retention
+OVERLAPS = ("skip", "allow", "buffer_one")  # engine.schedule_times
+CATCH_UPS = ("none", "last", "all")  # engine.schedule_times
+DEFAULT_BATCH = 64  # engine.batching
+DEFAULT_LINGER = 0.002  # engine.batching
+DELIVERY_STATUSES = ("pending", "delivered", "failed")  # engine.brokers.delivery_log
+MAX_LISTED_DELIVERIES = 10_000  # engine.brokers.webhooks.MAX_LISTED
+TRACING_EXTRA = "pip install 'turnout[tracing]'"  # engine.tracing.EXTRA
+
 
 def _problems(exc: DefinitionError) -> list[str]:
     return [str(problem) for problem in exc.problems]
@@ -97,30 +138,45 @@ class Answer(NamedTuple):
     lines: Callable[[Any], list[str]]
 
 
-# An error is answered as its nearest class listed here: bad input (a definition, a payload,
-# an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell would.
-ANSWERS: dict[type[BaseException], Answer] = {
-    DefinitionError: Answer(2, _problems),
-    InvalidInput: Answer(2, _one_line),
-    TurnoutError: Answer(1, _one_line),
-    OSError: Answer(1, _unreadable),
-    KeyboardInterrupt: Answer(130, _interrupted),
-}
+@functools.cache
+def answers() -> dict[type[BaseException], Answer]:
+    """How each error is answered, by its nearest class listed here: bad input (a definition, a
+    payload, an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell
+    would. (A function, so that the error classes are imported once an error is raised.)"""
+    from statemachines.errors import DefinitionError, InvalidInput, TurnoutError
+
+    return {
+        DefinitionError: Answer(2, _problems),
+        InvalidInput: Answer(2, _one_line),
+        TurnoutError: Answer(1, _one_line),
+        OSError: Answer(1, _unreadable),
+        KeyboardInterrupt: Answer(130, _interrupted),
+    }
 
 
 def answer(exc: BaseException) -> Answer:
-    """The ANSWERS entry of the nearest class of `exc` (one of theirs), along its MRO."""
-    return next(ANSWERS[cls] for cls in type(exc).__mro__ if cls in ANSWERS)
+    """The answers() entry of the nearest class of `exc` (one of theirs), along its MRO."""
+    known = answers()
+    return next(known[cls] for cls in type(exc).__mro__ if cls in known)
+
+
+def usage_error(message: str) -> Exception:
+    """A UsageError (bad usage: exit status 2) to raise, imported only when one is."""
+    from statemachines.errors import UsageError
+
+    return UsageError(message)
 
 
 def say(text: str) -> None:
-    """One line on stdout, printed as it is (no markup, no highlighting)."""
-    out.print(text, markup=False, highlight=False)
+    """One line on stdout, printed as it is (no markup, no highlighting, never wrapped)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def note(text: str) -> None:
     """One line on stderr (a problem, a warning, progress), printed as it is."""
-    err.print(text, markup=False, highlight=False)
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def reports_errors(command: Command) -> Command:
@@ -131,7 +187,9 @@ def reports_errors(command: Command) -> Command:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except tuple(ANSWERS) as exc:
+        except (Exception, KeyboardInterrupt) as exc:
+            if not any(cls in answers() for cls in type(exc).__mro__):
+                raise
             status, lines = answer(exc)
             for line in lines(exc):
                 note(line)
@@ -147,7 +205,7 @@ def parse_json(text: str | None, what: str = "--data") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise usage_error(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
 
 
 def parse_object(text: str | None, what: str = "--data") -> dict[str, Any]:
@@ -156,7 +214,7 @@ def parse_object(text: str | None, what: str = "--data") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a JSON object")
+        raise usage_error(f"{what} must be a JSON object")
     return value
 
 
@@ -168,11 +226,15 @@ def open_engine(db: str | None, *, serving: bool = False) -> Engine:
     """The Engine on `db`. A one-shot command waits at most COMMAND_WAIT_SECONDS for a lock
     another process holds on an SQLite file, then says so; a worker or server (`serving`)
     waits as long as the engine does by default."""
+    from sqlalchemy.exc import ArgumentError
+
+    from engine import Engine
+
     try:
         return Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
     except ArgumentError as exc:
         # The URL itself is not repeated: it may carry a password.
-        raise UsageError(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
+        raise usage_error(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -187,7 +249,11 @@ def run_until_signalled(
     """`run(stop)` of a long-running command (a worker, a relay, a consumer) until SIGTERM
     or Ctrl-C sets `stop`, under a status line of `statistics()` refreshed twice a second;
     the engine's log goes to stderr, above it."""
-    logging.getLogger("turnout").addHandler(RichHandler(console=err, show_path=False, markup=False))
+    from rich.logging import RichHandler
+
+    logging.getLogger("turnout").addHandler(
+        RichHandler(console=err.real, show_path=False, markup=False)
+    )
     stop = threading.Event()
     stop_on_signals(stop)
     with err.status(statistics(), spinner="dots") as status:

@@ -7,17 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
-
-from engine import Engine, HistoryEntry, Instance
-from engine.search import parse_filters
-from engine.timeline import ContextChanges
-from statemachines.errors import UsageError
 
 from .common import (
     DataOption,
@@ -33,8 +25,14 @@ from .common import (
     print_json,
     reports_errors,
     say,
+    usage_error,
 )
-from .event_files import send_file
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from engine import Engine, HistoryEntry, Instance
+    from engine.timeline import ContextChanges
 
 IdArgument = Annotated[str, typer.Argument(help="Instance id.")]
 AtOption = Annotated[
@@ -83,13 +81,13 @@ def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise usage_error(f"cannot read {path}: {exc.strerror}") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         value = parse_json(line, f"{path}:{number}")
         if not isinstance(value, dict):
-            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+            raise usage_error(f"{path}:{number}: each line must be a JSON object")
         wrapped = set(value) <= {"data", "key"} and isinstance(value.get("data"), dict)
         items.append(value["data"] if wrapped else value)
         keys.append(str(value["key"]) if wrapped and value.get("key") is not None else None)
@@ -97,12 +95,14 @@ def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
 
 
 def _start_many(name: str, path: Path, db: str | None, json_output: bool) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn
+
     items, keys = _read_many(path)
     progress = Progress(
         TextColumn("starting {task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        console=err,
+        console=err.real,
         disable=json_output,
     )
     with open_engine(db) as engine, progress:
@@ -144,17 +144,19 @@ def send(
     of a file (--file)."""
     if events_file is not None:
         if instance_id or event or data or idempotency_key or key or definition:
-            raise UsageError("--file takes the events from the file: give no other argument")
+            raise usage_error("--file takes the events from the file: give no other argument")
+        from .event_files import send_file
+
         with open_engine(db) as engine:
             send_file(engine, events_file, json_output)
         return
     if key is not None:
         if definition is None:
-            raise UsageError("--key needs --definition")
+            raise usage_error("--key needs --definition")
         # With --key, the one positional argument is the event.
         event, instance_id = event or instance_id, None
     if event is None or (instance_id is None and key is None):
-        raise UsageError("usage: turnout send ID EVENT, or --key KEY --definition NAME EVENT")
+        raise usage_error("usage: turnout send ID EVENT, or --key KEY --definition NAME EVENT")
     payload = parse_json(data)
     with open_engine(db) as engine:
         if key is not None and definition is not None:
@@ -244,6 +246,9 @@ def history(instance_id: IdArgument, db: DbOption = None, json_output: JsonOptio
 def timeline(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Show each commit of an instance's history: the entries it wrote, its state and status,
     and what it changed in the context (one replay of the history)."""
+    from rich.table import Table
+    from rich.text import Text
+
     with open_engine(db) as engine:
         found = engine.timeline(instance_id)
     if json_output:
@@ -278,6 +283,8 @@ def _changes(changes: ContextChanges) -> str:
 
 
 def _history_table(entries: list[HistoryEntry], title: str) -> Table:
+    from rich.table import Table
+
     table = Table("#", "at", "kind", "event", "from", "to", "data", title=title)
     for entry in entries:
         table.add_row(
@@ -323,6 +330,8 @@ def list_instances(
 ) -> None:
     """List instances, oldest first, filtered by definition, state, status, key, parent or
     context (--where)."""
+    from engine.search import parse_filters
+
     context = parse_filters(where or [])
     with open_engine(db) as engine:
         filters = {"definition": definition, "state": state, "status": status, "key": key}
@@ -346,6 +355,8 @@ def context_index(
 ) -> None:
     """Print the CREATE INDEX that makes `list --where` on PATH quick on this database (or,
     with --create, create it: CONCURRENTLY on PostgreSQL)."""
+    from rich.text import Text
+
     with open_engine(db) as engine:
         statement = engine.create_context_index(path) if create else engine.context_index(path)
     if create:
@@ -355,6 +366,8 @@ def context_index(
 
 
 def _instance_table(instances: list[Instance], title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table("id", "definition", "v", "key", "state", "status", "rev", "updated", title=title)
     for instance in instances:
         table.add_row(

@@ -5,13 +5,9 @@ instance to a state by hand, its context patched, with a reason).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-
-from engine import Instance, RedriveOutcome
-from statemachines.errors import UsageError
 
 from .common import (
     DbOption,
@@ -23,7 +19,11 @@ from .common import (
     print_json,
     reports_errors,
     say,
+    usage_error,
 )
+
+if TYPE_CHECKING:
+    from engine import Instance, RedriveOutcome
 
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why: kept in the instance's history.")
@@ -58,7 +58,7 @@ def redrive(
 ) -> None:
     """Restart a failed instance where it failed (or, with --definition, many)."""
     if (instance_id is None) == (definition is None):
-        raise UsageError("usage: turnout redrive ID, or turnout redrive --definition NAME")
+        raise usage_error("usage: turnout redrive ID, or turnout redrive --definition NAME")
     with open_engine(db) as engine:
         if instance_id is not None:
             _show(engine.redrive(instance_id, reason), "redriven", json_output)
@@ -81,6 +81,8 @@ def _report(outcomes: list[RedriveOutcome], dry_run: bool, json_output: bool) ->
     if json_output:
         print_json([outcome.to_json() for outcome in outcomes])
     else:
+        from rich.table import Table
+
         table = Table(title=_title(outcomes))
         table.add_column("id", no_wrap=True, min_width=32)  # whole, to be copied
         for name in ("outcome", "failed in", "error", "why not"):
@@ -131,14 +133,14 @@ def _patch(patch: str | None, sets: list[str]) -> dict[str, Any]:
     """--patch's object, then each --set KEY=VALUE over it (VALUE read as JSON when it is)."""
     changes = parse_json(patch, "--patch") if patch is not None else {}
     if not isinstance(changes, dict):
-        raise UsageError("--patch must be a JSON object")
+        raise usage_error("--patch must be a JSON object")
     for item in sets:
         key, equals, text = item.partition("=")
         if not equals or not key:
-            raise UsageError(f"--set takes KEY=VALUE, not {item!r}")
+            raise usage_error(f"--set takes KEY=VALUE, not {item!r}")
         try:
             changes[key] = parse_json(text, f"--set {key}")
-        except UsageError:
+        except Exception:  # not JSON: the text itself
             changes[key] = text
     return changes
 
