@@ -5,13 +5,15 @@ and an exit status (SPEC 5: 0 success, 1 a rejected or failed operation, 2 bad u
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
 import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from engine import Engine
+    from engine.ids import AmbiguousId
     from statemachines.errors import DefinitionError
 
 # Nothing heavy is imported here at module level (the engine, the database layer, the
@@ -54,7 +57,7 @@ app = typer.Typer(
     help="turnout: state-machine workflows with durable instances and diagrams.",
     no_args_is_help=True,
     rich_markup_mode=None,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 out = LazyConsole()
@@ -87,7 +90,11 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    """turnout: state-machine workflows with durable instances and diagrams."""
+    """turnout: state-machine workflows with durable instances and diagrams.
+
+    The options --db, --json and -o/--output may come before the command or after it. An
+    instance id may be given by a unique prefix of it.
+    """
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -95,8 +102,15 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="TURNOUT_DB", help="Database URL (default sqlite:///turnout.db)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-DataOption = Annotated[str | None, typer.Option("--data", help="JSON data.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON instead of tables (as -o json).")
+]
+OutputOption = Annotated[
+    str | None,
+    typer.Option("--output", "-o", metavar="FORMAT", help="table (the default), json or yaml."),
+]
+FORMATS = ("table", "json", "yaml")
+DataOption = Annotated[str | None, typer.Option("--data", "-d", help="JSON data.")]
 COMMAND_WAIT_SECONDS = 10
 
 # Copies of the engine's values that options name in their help or take as defaults, so that
@@ -118,7 +132,35 @@ def _problems(exc: DefinitionError) -> list[str]:
 
 
 def _one_line(exc: BaseException) -> list[str]:
-    return [f"error: {exc}"]
+    return [f"error: {exc}{suggestion(exc)}"]
+
+
+def _candidates(exc: AmbiguousId) -> list[str]:
+    """An ambiguous id prefix: the error, then each candidate id on a line of its own."""
+    more = ["  ..."] if exc.more else []
+    return (
+        [f"error: instance id prefix {exc.prefix!r} is ambiguous; it starts:"]
+        + [f"  {candidate}" for candidate in exc.candidates]
+        + more
+    )
+
+
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the known name nearest `given`, when one is near enough."""
+    close = difflib.get_close_matches(given, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close and close[0] != given else ""
+
+
+def suggestion(exc: BaseException) -> str:
+    """What a mistyped name in `exc` may have meant: an event the state accepts, a state of
+    the definition, a deployed definition (found by open_engine), or ""."""
+    from statemachines.errors import EventRejected, UnknownState
+
+    if isinstance(exc, EventRejected):
+        return did_you_mean(exc.event, exc.allowed)
+    if isinstance(exc, UnknownState):
+        return did_you_mean(exc.state, exc.known)
+    return str(getattr(exc, "did_you_mean", ""))
 
 
 def _unreadable(exc: OSError) -> list[str]:
@@ -143,10 +185,12 @@ def answers() -> dict[type[BaseException], Answer]:
     """How each error is answered, by its nearest class listed here: bad input (a definition, a
     payload, an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell
     would. (A function, so that the error classes are imported once an error is raised.)"""
+    from engine.ids import AmbiguousId
     from statemachines.errors import DefinitionError, InvalidInput, TurnoutError
 
     return {
         DefinitionError: Answer(2, _problems),
+        AmbiguousId: Answer(2, _candidates),
         InvalidInput: Answer(2, _one_line),
         TurnoutError: Answer(1, _one_line),
         OSError: Answer(1, _unreadable),
@@ -222,19 +266,64 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-def open_engine(db: str | None, *, serving: bool = False) -> Engine:
-    """The Engine on `db`. A one-shot command waits at most COMMAND_WAIT_SECONDS for a lock
-    another process holds on an SQLite file, then says so; a worker or server (`serving`)
-    waits as long as the engine does by default."""
+def print_table(table: Any) -> None:
+    """A rich table on stdout as wide as its content needs, however narrow the terminal (or
+    COLUMNS): no column is cut short with an ellipsis, ids above all; a long line wraps."""
+    from rich.measure import Measurement
+
+    console = out.real
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if needed > console.width:
+        from rich.console import Console
+
+        console = Console(width=needed, force_terminal=console.is_terminal)
+    console.print(table)
+
+
+def output_format(json_output: bool, output: str | None) -> str:
+    """The format -o/--output names (--json is -o json); UsageError for another."""
+    chosen = (output or ("json" if json_output else "table")).lower()
+    if chosen not in FORMATS:
+        raise usage_error(f"-o {output!r}: choose one of {', '.join(FORMATS)}")
+    if json_output and chosen != "json":
+        raise usage_error(f"--json and -o {output} name two formats: give one")
+    return chosen
+
+
+def print_value(value: Any, chosen: str) -> None:
+    """`value` (what --json prints) as JSON or YAML."""
+    if chosen == "yaml":
+        import yaml
+
+        plain = json.loads(json.dumps(value, default=str))
+        sys.stdout.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+    else:
+        print_json(value)
+
+
+@contextlib.contextmanager
+def open_engine(db: str | None, *, serving: bool = False) -> Iterator[Engine]:
+    """The Engine on `db`, closed on leaving. A one-shot command waits at most
+    COMMAND_WAIT_SECONDS for a lock another process holds on an SQLite file, then says so; a
+    worker or server (`serving`) waits as long as the engine does by default. A definition
+    not deployed is answered with the deployed name nearest it, if one is near."""
     from sqlalchemy.exc import ArgumentError
 
     from engine import Engine
+    from statemachines.errors import DefinitionNotFound
 
     try:
-        return Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
+        engine = Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
     except ArgumentError as exc:
         # The URL itself is not repeated: it may carry a password.
         raise usage_error(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
+    with engine:
+        try:
+            yield engine
+        except DefinitionNotFound as exc:
+            names = [deployment.name for deployment in engine.definitions()]
+            exc.did_you_mean = did_you_mean(exc.name, names)  # type: ignore[attr-defined]
+            raise
 
 
 def stop_on_signals(stop: threading.Event) -> None:

@@ -19,12 +19,14 @@ from .common import (
     JsonOption,
     answer,
     app,
+    did_you_mean,
     note,
     open_engine,
     out,
     parse_json,
     parse_object,
     print_json,
+    print_table,
     reports_errors,
     say,
     usage_error,
@@ -106,7 +108,9 @@ def simulate(
     event: EventOption = None,
     result: ResultOption = None,
     fail: FailOption = None,
-    data: Annotated[str | None, typer.Option("--data", help="Start data, JSON.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Start data, JSON (as start -d).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Dry-run a definition without a database and print the path taken."""
@@ -128,9 +132,9 @@ def simulate(
         table = Table("#", "event", "from", "to", title=f"{definition.name}: simulated path")
         for number, (step_event, source, target) in enumerate(run.path, 1):
             table.add_row(str(number), step_event or "", source or "(start)", target or "")
-        out.print(table)
+        print_table(table)
         for rejected in run.rejected:
-            note(f"rejected: {rejected}")
+            note(f"rejected: {rejected}{did_you_mean(rejected.event, rejected.allowed)}")
         out.print(f"status: {run.status}   state: {run.state}")
         if run.error is not None:
             error = run.error
@@ -261,7 +265,7 @@ def diagram(
         raise usage_error("--at SEQ draws an instance: give --instance ID")
     if instance is not None:
         with open_engine(db) as engine:
-            data = engine.diagram(instance, chosen, depth=depth, at=at)
+            data = engine.diagram(engine.resolve_id(instance), chosen, depth=depth, at=at)
     elif heat:
         if source is None or Path(source).suffix.lower() in YAML_SUFFIXES:
             raise usage_error("--heat needs the NAME of a deployed definition")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import DbOption, JsonOption, app, open_engine, out, reports_errors
+from .common import DbOption, JsonOption, app, open_engine, print_table, reports_errors
 
 if TYPE_CHECKING:
     from engine import Change
@@ -69,4 +69,4 @@ def _print(found: list[Change], json_output: bool) -> None:
             change.to_state,
             change.status,
         )
-    out.print(table)
+    print_table(table)

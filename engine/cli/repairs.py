@@ -14,9 +14,9 @@ from .common import (
     JsonOption,
     app,
     open_engine,
-    out,
     parse_json,
     print_json,
+    print_table,
     reports_errors,
     say,
     usage_error,
@@ -61,7 +61,8 @@ def redrive(
         raise usage_error("usage: turnout redrive ID, or turnout redrive --definition NAME")
     with open_engine(db) as engine:
         if instance_id is not None:
-            _show(engine.redrive(instance_id, reason), "redriven", json_output)
+            found = engine.resolve_id(instance_id)
+            _show(engine.redrive(found, reason), "redriven", json_output)
             return
         assert definition is not None
         outcomes = engine.redrive_many(
@@ -90,7 +91,7 @@ def _report(outcomes: list[RedriveOutcome], dry_run: bool, json_output: bool) ->
         for outcome in outcomes:
             row = (outcome.outcome, outcome.state, outcome.error_type, outcome.message)
             table.add_row(outcome.instance_id, *row)
-        out.print(table)
+        print_table(table)
     refused = sum(outcome.outcome == "refused" for outcome in outcomes)
     if refused and not dry_run:
         raise typer.Exit(1)
@@ -125,7 +126,8 @@ def reset(
     """Move an instance by hand to a state, its work dropped and its context patched."""
     changes = _patch(patch, sets or [])
     with open_engine(db) as engine:
-        instance = engine.reset(instance_id, to_state, changes or None, reason=reason)
+        found = engine.resolve_id(instance_id)
+        instance = engine.reset(found, to_state, changes or None, reason=reason)
     _show(instance, f"reset to {to_state}", json_output)
 
 

@@ -19,8 +19,8 @@ from .common import (
     app,
     note,
     open_engine,
-    out,
     print_json,
+    print_table,
     reports_errors,
     usage_error,
 )
@@ -83,7 +83,7 @@ def purge(
     table = Table("rows", "count", title="would be purged" if dry_run else "purged")
     for name in ("instances", "history", "tasks", "timers", "idempotency"):
         table.add_row(name, str(getattr(result, name)))
-    out.print(table)
+    print_table(table)
     if archive is not None and not dry_run:
         note(f"archived {result.instances} instances to {archive}")
 

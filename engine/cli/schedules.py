@@ -21,6 +21,7 @@ from .common import (
     out,
     parse_object,
     print_json,
+    print_table,
     reports_errors,
     usage_error,
 )
@@ -144,7 +145,7 @@ def list_schedules(db: DbOption = None, json_output: JsonOption = False) -> None
             "" if last is None else last.isoformat(timespec="seconds"),
             "paused" if schedule.paused else ("failing" if schedule.last_error else "active"),
         )
-    out.print(table)
+    print_table(table)
 
 
 @schedule_app.command("show")

@@ -19,8 +19,8 @@ from .common import (
     app,
     note,
     open_engine,
-    out,
     print_json,
+    print_table,
     reports_errors,
     usage_error,
 )
@@ -78,7 +78,7 @@ def list_deliveries(
             row.last_error or (str(row.last_status_code) if row.last_status_code else ""),
             (moment or row.last_attempt_at).isoformat(timespec="seconds"),
         )
-    out.print(table)
+    print_table(table)
 
 
 @hooks.command()
