@@ -3,7 +3,7 @@
 An instance id is 32 hexadecimal digits (a UUIDv7 without its dashes). A shorter text is read
 as the start of one: the id it names when exactly one instance's id starts with it,
 InstanceNotFound when none does, AmbiguousId (listing the candidates) when several do. Case
-and the dashes of the UUID form are ignored. A full id is returned as it is, unread.
+and the dashes of the UUID form are ignored. A full id is returned without a read.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def resolve_id(store: Store, given: str) -> str:
     if not isinstance(given, str):
         raise InvalidInput(f"an instance id must be text, not {type(given).__name__}")
     prefix = given.replace("-", "").lower()
-    if len(prefix) >= ID_LENGTH or not prefix or not HEX_DIGITS.issuperset(prefix):
-        return given  # a full id, or text no id starts with: the caller's lookup says which
+    if len(prefix) > ID_LENGTH or not prefix or not HEX_DIGITS.issuperset(prefix):
+        return given  # text no id starts with: the caller's lookup says so
+    if len(prefix) == ID_LENGTH:
+        return prefix  # a full id
     column = instances_t.c.id
     with store.core() as conn:
         found = list(

@@ -47,10 +47,12 @@ def global_options_moved(args: list[str]) -> list[str]:
     moved: list[str] = []
     index = 0
     while index < len(args):
-        name = args[index].partition("=")[0]
+        given = args[index]
+        joined = given.startswith("-o") and len(given) > 2  # -ojson
+        name = "-o" if joined else given.partition("=")[0]
         if name not in GLOBAL_OPTIONS:
             break
-        takes_value = GLOBAL_OPTIONS[name] and "=" not in args[index]
+        takes_value = GLOBAL_OPTIONS[name] and "=" not in given and not joined
         width = 2 if takes_value else 1
         moved += args[index : index + width]
         index += width
