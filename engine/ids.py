@@ -11,14 +11,14 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from statemachines.errors import InstanceNotFound, InvalidInput
-
-from .tables import ID_LENGTH, instances_t
 
 if TYPE_CHECKING:
     from .store import Store
+
+# As engine.tables.ID_LENGTH: this module is light (the command line imports AmbiguousId to
+# answer errors), so the database layer is imported when an id is resolved.
+ID_LENGTH = 32
 
 # How many candidates an ambiguous prefix's error names.
 CANDIDATES_SHOWN = 10
@@ -48,6 +48,10 @@ def resolve_id(store: Store, given: str) -> str:
         return given  # text no id starts with: the caller's lookup says so
     if len(prefix) == ID_LENGTH:
         return prefix  # a full id
+    import sqlalchemy as sa
+
+    from .tables import instances_t
+
     column = instances_t.c.id
     with store.core() as conn:
         found = list(

@@ -104,3 +104,9 @@ def test_global_options_are_moved_after_the_command_name() -> None:
         "-x",
     ]
     assert global_options_moved(["show", "ab", "--json"]) == ["show", "ab", "--json"]
+
+
+def test_the_id_length_engine_ids_copies_is_the_tables() -> None:
+    from engine import ids, tables
+
+    assert ids.ID_LENGTH == tables.ID_LENGTH
