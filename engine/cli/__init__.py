@@ -56,9 +56,9 @@ def global_options_moved(args: list[str]) -> list[str]:
         width = 2 if takes_value else 1
         moved += args[index : index + width]
         index += width
-    if not moved:
-        return args
     rest = args[index:]
+    if not moved or not rest or rest[0].startswith("-"):
+        return args  # no command named after them (--version, --help): left as they are
     end = rest.index("--") if "--" in rest else len(rest)
     return rest[:end] + moved + rest[end:]
 

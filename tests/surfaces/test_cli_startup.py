@@ -104,6 +104,7 @@ def test_global_options_are_moved_after_the_command_name() -> None:
         "-x",
     ]
     assert global_options_moved(["show", "ab", "--json"]) == ["show", "ab", "--json"]
+    assert global_options_moved(["--json", "--version"]) == ["--json", "--version"]
 
 
 def test_the_id_length_engine_ids_copies_is_the_tables() -> None:
