@@ -82,9 +82,10 @@ def test_a_mistyped_definition_event_or_state_gets_a_did_you_mean(sqlite_db: str
 
 
 def test_shell_completion_is_offered_and_completes_commands() -> None:
-    # --show-completion prints the script of the shell it runs in: here, bash.
+    # --show-completion prints the script of the shell it runs in: here, bash (kept as the
+    # parent process by a command after it, which bash does not replace by `turnout`).
     shown = subprocess.run(
-        ["bash", "-c", f"'{turnout_command()}' --show-completion"],
+        ["bash", "-c", f"'{turnout_command()}' --show-completion; exit $?"],
         env=turnout_env(),
         capture_output=True,
         text=True,
