@@ -17,6 +17,7 @@ from .common import (
     JsonOption,
     OutputOption,
     app,
+    did_you_mean,
     err,
     note,
     open_engine,
@@ -388,6 +389,11 @@ def list_instances(
         found = engine.instances(
             **filters, limit=limit, offset=offset, parent=parent, where=context
         )
+        if not found and definition is not None:
+            names = [deployment.name for deployment in engine.definitions()]
+            if definition not in names:
+                suggested = did_you_mean(definition, names)
+                note(f"warning: no definition {definition!r} is deployed{suggested}")
     if chosen != "table":
         print_value([instance.to_json() for instance in found], chosen)
     else:

@@ -77,6 +77,11 @@ def test_a_mistyped_definition_event_or_state_gets_a_did_you_mean(sqlite_db: str
     assert event.stderr.strip().endswith("it accepts: open, lock; did you mean 'open'?")
     assert state.returncode == 2 and state.stderr.strip().endswith("did you mean 'locked'?")
     assert simulated.returncode == 1 and "did you mean 'lock'?" in simulated.stderr
+    listed = run_turnout("list", "--definition", "surface_dorr", "--json", database=sqlite_db)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert listed.stderr.strip() == (
+        "warning: no definition 'surface_dorr' is deployed; did you mean 'surface_door'?"
+    )
     far = run_turnout("start", "zzz", database=sqlite_db)
     assert far.stderr.strip() == "error: no definition 'zzz' is deployed"
 
