@@ -28,6 +28,7 @@ from .baseline import Baseline, RawBaseline
 from .event_batches import send_many_on_postgres, send_many_on_sqlite
 from .figures import REPEATS, Figure, median_rate, shown
 from .operations import context_search_figures, purge_figures
+from .startup import startup_figures
 
 HERE = Path(__file__).parent
 
@@ -544,6 +545,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
         workdir = Path(tmp)
         figures = []
+        console.print("running startup_figures ...", style="dim")
+        figures.extend(startup_figures())
         console.print("running events_on_sqlite ...", style="dim")
         figures.extend(events_on_sqlite(workdir))
         console.print("running send_many_on_sqlite ...", style="dim")

@@ -373,6 +373,14 @@ class Engine(
         """Every commit of the instance's history with its context changes (see timeline.py)."""
         return timeline_of(self.store, self._row(instance_id), self._machine_of)
 
+    def resolve_id(self, given: str) -> str:
+        """The full id of the one instance whose id starts with `given` (a unique prefix, as
+        a person types it; a full id is returned as it is): AmbiguousId, listing candidates,
+        when several do (see ids.py)."""
+        from .ids import resolve_id
+
+        return resolve_id(self.store, given)
+
     def get_by_key(self, definition: str, key: str) -> Instance:
         """The instance of `definition` whose business key is `key`."""
         return self.get(self._id_for_key(definition, key))

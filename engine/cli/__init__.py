@@ -15,13 +15,14 @@ from __future__ import annotations
 from . import definitions, feed, histories, instances, migrations, repairs, retention, work
 
 # isort: split
-from . import brokers, database, schedules, webhooks
+from . import brokers, database, schedules, watch, webhooks
 from .common import app
 
 __all__ = ["app", "main"]
 COMMAND_MODULES = (
     definitions,
     instances,
+    watch,
     migrations,
     repairs,
     histories,
@@ -35,6 +36,35 @@ COMMAND_MODULES = (
 )
 
 
+# The options every command that opens a database or prints a result takes, which a user may
+# also give before the command's name (`turnout --json history ID`): those that take a value.
+GLOBAL_OPTIONS = {"--db": True, "--output": True, "-o": True, "--json": False}
+
+
+def global_options_moved(args: list[str]) -> list[str]:
+    """`args` with the global options given before the command's name moved after it, where
+    the command reads them (before `--`, if there is one)."""
+    moved: list[str] = []
+    index = 0
+    while index < len(args):
+        given = args[index]
+        joined = given.startswith("-o") and len(given) > 2  # -ojson
+        name = "-o" if joined else given.partition("=")[0]
+        if name not in GLOBAL_OPTIONS:
+            break
+        takes_value = GLOBAL_OPTIONS[name] and "=" not in given and not joined
+        width = 2 if takes_value else 1
+        moved += args[index : index + width]
+        index += width
+    rest = args[index:]
+    if not moved or not rest or rest[0].startswith("-"):
+        return args  # no command named after them (--version, --help): left as they are
+    end = rest.index("--") if "--" in rest else len(rest)
+    return rest[:end] + moved + rest[end:]
+
+
 def main() -> None:
     """Entry point of the `turnout` console script."""
-    app()
+    import sys
+
+    app(args=global_options_moved(sys.argv[1:]), prog_name="turnout")

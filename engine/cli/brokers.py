@@ -10,8 +10,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from engine.brokers import Consumer, Relay, open_publisher, open_source
-
 from .common import DbOption, app, note, open_engine, reports_errors, run_until_signalled
 
 UrlArgument = Annotated[
@@ -53,6 +51,8 @@ def relay(
     db: DbOption = None,
 ) -> None:
     """Publish the change feed to a broker, at least once, until interrupted."""
+    from engine.brokers import Relay, open_publisher
+
     with open_engine(db, serving=True) as engine:
         publisher = open_publisher(url)
         try:
@@ -78,6 +78,8 @@ def consume(
     db: DbOption = None,
 ) -> None:
     """Apply the events a broker delivers (acknowledged after commit) until interrupted."""
+    from engine.brokers import Consumer, open_source
+
     with open_engine(db, serving=True) as engine:
         source = open_source(url)
         try:

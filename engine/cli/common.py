@@ -5,32 +5,63 @@ and an exit status (SPEC 5: 0 success, 1 a rejected or failed operation, 2 bad u
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
 import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from sqlalchemy.exc import ArgumentError
 
-from engine import Engine
-from statemachines.errors import DefinitionError, InvalidInput, TurnoutError, UsageError
+if TYPE_CHECKING:
+    from rich.console import Console
 
+    from engine import Engine
+    from engine.ids import AmbiguousId
+    from statemachines.errors import DefinitionError
+
+# Nothing heavy is imported here at module level (the engine, the database layer, the
+# definition language): `turnout --help`, `validate` and `simulate` start in a fraction of a
+# second, and each command imports what it needs when it runs.
+
+
+class LazyConsole:
+    """A rich Console made on first use (importing rich's console costs more than a command
+    that prints one line takes): its attributes are the console's; `real` is the console."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+# Plain help (rich_markup_mode=None): rendering it with rich costs more start-up time than the
+# rest of `turnout --help` together.
 app = typer.Typer(
     name="turnout",
     help="turnout: state-machine workflows with durable instances and diagrams.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 
 def _print_version(asked: bool) -> None:
@@ -59,7 +90,11 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    """turnout: state-machine workflows with durable instances and diagrams."""
+    """turnout: state-machine workflows with durable instances and diagrams.
+
+    The options --db, --json and -o/--output may come before the command or after it. An
+    instance id may be given by a unique prefix of it.
+    """
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -67,9 +102,29 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="TURNOUT_DB", help="Database URL (default sqlite:///turnout.db)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-DataOption = Annotated[str | None, typer.Option("--data", help="JSON data.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON instead of tables (as -o json).")
+]
+OutputOption = Annotated[
+    str | None,
+    typer.Option("--output", "-o", metavar="FORMAT", help="table (the default), json or yaml."),
+]
+FORMATS = ("table", "json", "yaml")
+DataOption = Annotated[str | None, typer.Option("--data", "-d", help="JSON data.")]
 COMMAND_WAIT_SECONDS = 10
+
+# Copies of the engine's values that options name in their help or take as defaults, so that
+# building the command line imports no engine module; tests/surfaces/test_cli_startup.py checks
+# each against the engine's own.
+FINISHED_STATUSES = ("cancelled", "failed", "succeeded")  # engine.retention
+MAX_PURGE_BATCH = 10_000  # engine.retention
+OVERLAPS = ("skip", "allow", "buffer_one")  # engine.schedule_times
+CATCH_UPS = ("none", "last", "all")  # engine.schedule_times
+DEFAULT_BATCH = 64  # engine.batching
+DEFAULT_LINGER = 0.002  # engine.batching
+DELIVERY_STATUSES = ("pending", "delivered", "failed")  # engine.brokers.delivery_log
+MAX_LISTED_DELIVERIES = 10_000  # engine.brokers.webhooks.MAX_LISTED
+TRACING_EXTRA = "pip install 'turnout[tracing]'"  # engine.tracing.EXTRA
 
 
 def _problems(exc: DefinitionError) -> list[str]:
@@ -77,7 +132,35 @@ def _problems(exc: DefinitionError) -> list[str]:
 
 
 def _one_line(exc: BaseException) -> list[str]:
-    return [f"error: {exc}"]
+    return [f"error: {exc}{suggestion(exc)}"]
+
+
+def _candidates(exc: AmbiguousId) -> list[str]:
+    """An ambiguous id prefix: the error, then each candidate id on a line of its own."""
+    more = ["  ..."] if exc.more else []
+    return (
+        [f"error: instance id prefix {exc.prefix!r} is ambiguous; it starts:"]
+        + [f"  {candidate}" for candidate in exc.candidates]
+        + more
+    )
+
+
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the known name nearest `given`, when one is near enough."""
+    close = difflib.get_close_matches(given, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close and close[0] != given else ""
+
+
+def suggestion(exc: BaseException) -> str:
+    """What a mistyped name in `exc` may have meant: an event the state accepts, a state of
+    the definition, a deployed definition (found by open_engine), or ""."""
+    from statemachines.errors import EventRejected, UnknownState
+
+    if isinstance(exc, EventRejected):
+        return did_you_mean(exc.event, exc.allowed)
+    if isinstance(exc, UnknownState):
+        return did_you_mean(exc.state, exc.known)
+    return str(getattr(exc, "did_you_mean", ""))
 
 
 def _unreadable(exc: OSError) -> list[str]:
@@ -97,30 +180,47 @@ class Answer(NamedTuple):
     lines: Callable[[Any], list[str]]
 
 
-# An error is answered as its nearest class listed here: bad input (a definition, a payload,
-# an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell would.
-ANSWERS: dict[type[BaseException], Answer] = {
-    DefinitionError: Answer(2, _problems),
-    InvalidInput: Answer(2, _one_line),
-    TurnoutError: Answer(1, _one_line),
-    OSError: Answer(1, _unreadable),
-    KeyboardInterrupt: Answer(130, _interrupted),
-}
+@functools.cache
+def answers() -> dict[type[BaseException], Answer]:
+    """How each error is answered, by its nearest class listed here: bad input (a definition, a
+    payload, an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell
+    would. (A function, so that the error classes are imported once an error is raised.)"""
+    from engine.ids import AmbiguousId
+    from statemachines.errors import DefinitionError, InvalidInput, TurnoutError
+
+    return {
+        DefinitionError: Answer(2, _problems),
+        AmbiguousId: Answer(2, _candidates),
+        InvalidInput: Answer(2, _one_line),
+        TurnoutError: Answer(1, _one_line),
+        OSError: Answer(1, _unreadable),
+        KeyboardInterrupt: Answer(130, _interrupted),
+    }
 
 
 def answer(exc: BaseException) -> Answer:
-    """The ANSWERS entry of the nearest class of `exc` (one of theirs), along its MRO."""
-    return next(ANSWERS[cls] for cls in type(exc).__mro__ if cls in ANSWERS)
+    """The answers() entry of the nearest class of `exc` (one of theirs), along its MRO."""
+    known = answers()
+    return next(known[cls] for cls in type(exc).__mro__ if cls in known)
+
+
+def usage_error(message: str) -> Exception:
+    """A UsageError (bad usage: exit status 2) to raise, imported only when one is."""
+    from statemachines.errors import UsageError
+
+    return UsageError(message)
 
 
 def say(text: str) -> None:
-    """One line on stdout, printed as it is (no markup, no highlighting)."""
-    out.print(text, markup=False, highlight=False)
+    """One line on stdout, printed as it is (no markup, no highlighting, never wrapped)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def note(text: str) -> None:
     """One line on stderr (a problem, a warning, progress), printed as it is."""
-    err.print(text, markup=False, highlight=False)
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def reports_errors(command: Command) -> Command:
@@ -131,7 +231,9 @@ def reports_errors(command: Command) -> Command:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except tuple(ANSWERS) as exc:
+        except (Exception, KeyboardInterrupt) as exc:
+            if not any(cls in answers() for cls in type(exc).__mro__):
+                raise
             status, lines = answer(exc)
             for line in lines(exc):
                 note(line)
@@ -147,7 +249,7 @@ def parse_json(text: str | None, what: str = "--data") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise usage_error(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
 
 
 def parse_object(text: str | None, what: str = "--data") -> dict[str, Any]:
@@ -156,7 +258,7 @@ def parse_object(text: str | None, what: str = "--data") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a JSON object")
+        raise usage_error(f"{what} must be a JSON object")
     return value
 
 
@@ -164,15 +266,64 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-def open_engine(db: str | None, *, serving: bool = False) -> Engine:
-    """The Engine on `db`. A one-shot command waits at most COMMAND_WAIT_SECONDS for a lock
-    another process holds on an SQLite file, then says so; a worker or server (`serving`)
-    waits as long as the engine does by default."""
+def print_table(table: Any) -> None:
+    """A rich table on stdout as wide as its content needs, however narrow the terminal (or
+    COLUMNS): no column is cut short with an ellipsis, ids above all; a long line wraps."""
+    from rich.measure import Measurement
+
+    console = out.real
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if needed > console.width:
+        from rich.console import Console
+
+        console = Console(width=needed, force_terminal=console.is_terminal)
+    console.print(table)
+
+
+def output_format(json_output: bool, output: str | None) -> str:
+    """The format -o/--output names (--json is -o json); UsageError for another."""
+    chosen = (output or ("json" if json_output else "table")).lower()
+    if chosen not in FORMATS:
+        raise usage_error(f"-o {output!r}: choose one of {', '.join(FORMATS)}")
+    if json_output and chosen != "json":
+        raise usage_error(f"--json and -o {output} name two formats: give one")
+    return chosen
+
+
+def print_value(value: Any, chosen: str) -> None:
+    """`value` (what --json prints) as JSON or YAML."""
+    if chosen == "yaml":
+        import yaml
+
+        plain = json.loads(json.dumps(value, default=str))
+        sys.stdout.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+    else:
+        print_json(value)
+
+
+@contextlib.contextmanager
+def open_engine(db: str | None, *, serving: bool = False) -> Iterator[Engine]:
+    """The Engine on `db`, closed on leaving. A one-shot command waits at most
+    COMMAND_WAIT_SECONDS for a lock another process holds on an SQLite file, then says so; a
+    worker or server (`serving`) waits as long as the engine does by default. A definition
+    not deployed is answered with the deployed name nearest it, if one is near."""
+    from sqlalchemy.exc import ArgumentError
+
+    from engine import Engine
+    from statemachines.errors import DefinitionNotFound
+
     try:
-        return Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
+        engine = Engine(db) if serving else Engine(db, busy_timeout=COMMAND_WAIT_SECONDS)
     except ArgumentError as exc:
         # The URL itself is not repeated: it may carry a password.
-        raise UsageError(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
+        raise usage_error(f"the database URL (--db or TURNOUT_DB) is not usable: {exc}") from None
+    with engine:
+        try:
+            yield engine
+        except DefinitionNotFound as exc:
+            names = [deployment.name for deployment in engine.definitions()]
+            exc.did_you_mean = did_you_mean(exc.name, names)  # type: ignore[attr-defined]
+            raise
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -187,7 +338,11 @@ def run_until_signalled(
     """`run(stop)` of a long-running command (a worker, a relay, a consumer) until SIGTERM
     or Ctrl-C sets `stop`, under a status line of `statistics()` refreshed twice a second;
     the engine's log goes to stderr, above it."""
-    logging.getLogger("turnout").addHandler(RichHandler(console=err, show_path=False, markup=False))
+    from rich.logging import RichHandler
+
+    logging.getLogger("turnout").addHandler(
+        RichHandler(console=err.real, show_path=False, markup=False)
+    )
     stop = threading.Event()
     stop_on_signals(stop)
     with err.status(statistics(), spinner="dots") as status:

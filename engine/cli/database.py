@@ -9,26 +9,30 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine import schema
-from engine.engine import DEFAULT_URL
-from engine.store import Store
-
 from .common import COMMAND_WAIT_SECONDS, DbOption, JsonOption, app, print_json, reports_errors, say
+
+if TYPE_CHECKING:
+    from engine import schema
+    from engine.store import Store
 
 database = typer.Typer(
     name="db",
     help="The database's schema: its revision, upgrading it to this release's.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(database)
 
 
 @contextmanager
 def _store(db: str | None) -> Iterator[Store]:
+    from engine.engine import DEFAULT_URL
+    from engine.store import Store
+
     store = Store(
         db or os.environ.get("TURNOUT_DB") or DEFAULT_URL,
         busy_timeout=COMMAND_WAIT_SECONDS,
@@ -41,6 +45,8 @@ def _store(db: str | None) -> Iterator[Store]:
 
 
 def _described(found: schema.Found) -> str:
+    from engine import schema
+
     if found == schema.EMPTY:
         return "none (an empty database)"
     if found == schema.EARLIER:
@@ -52,6 +58,8 @@ def _described(found: schema.Found) -> str:
 @reports_errors
 def current(db: DbOption = None, json_output: JsonOption = False) -> None:
     """Say the revision the database's schema is at and whether it is this release's."""
+    from engine import schema
+
     with _store(db) as store, store.core() as conn:
         found = schema.read(conn)
     schema.check_known(found)
@@ -81,6 +89,8 @@ def upgrade(
 ) -> None:
     """Upgrade the database's schema to this release's (or to the revision --to names),
     by its migrations, in one transaction."""
+    from engine import schema
+
     with _store(db) as store:
         before, after = schema.upgrade_to(store, to)
     if before == after:
@@ -93,5 +103,7 @@ def upgrade(
 @reports_errors
 def history() -> None:
     """List the schema revisions this release knows, oldest first."""
+    from engine import schema
+
     for revision, title in schema.described_revisions():
         say(f"{revision}  {title}")

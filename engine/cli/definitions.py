@@ -10,29 +10,31 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-
-import statemachines
-from engine import Engine
-from statemachines.errors import DefinitionError, TurnoutError, UsageError
 
 from .common import (
     DbOption,
     JsonOption,
     answer,
     app,
+    did_you_mean,
     note,
     open_engine,
     out,
     parse_json,
     parse_object,
     print_json,
+    print_table,
     reports_errors,
     say,
+    usage_error,
 )
+
+if TYPE_CHECKING:
+    import statemachines
+    from engine import Engine
 
 EventOption = Annotated[
     list[str] | None,
@@ -61,6 +63,9 @@ def validate(
     json_output: JsonOption = False,
 ) -> None:
     """Check definitions; print problems as file:line:col: message."""
+    import statemachines
+    from statemachines.errors import DefinitionError
+
     report, failed = [], False
     for path in files:
         try:
@@ -103,10 +108,16 @@ def simulate(
     event: EventOption = None,
     result: ResultOption = None,
     fail: FailOption = None,
-    data: Annotated[str | None, typer.Option("--data", help="Start data, JSON.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Start data, JSON (as start -d).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Dry-run a definition without a database and print the path taken."""
+    from rich.table import Table
+
+    import statemachines
+
     definition = statemachines.load(file)
     run = statemachines.simulate(
         definition,
@@ -121,9 +132,9 @@ def simulate(
         table = Table("#", "event", "from", "to", title=f"{definition.name}: simulated path")
         for number, (step_event, source, target) in enumerate(run.path, 1):
             table.add_row(str(number), step_event or "", source or "(start)", target or "")
-        out.print(table)
+        print_table(table)
         for rejected in run.rejected:
-            note(f"rejected: {rejected}")
+            note(f"rejected: {rejected}{did_you_mean(rejected.event, rejected.allowed)}")
         out.print(f"status: {run.status}   state: {run.state}")
         if run.error is not None:
             error = run.error
@@ -145,11 +156,13 @@ def _events(options: list[str]) -> list[str | tuple[str, Any]]:
 def _results(options: list[str], failing: list[str]) -> dict[str, Any]:
     """The task results by state (or task): each --result STATE=JSON, and a Failure for
     each --fail."""
+    import statemachines
+
     results: dict[str, Any] = {}
     for item in options:
         name, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"--result {item!r} must be STATE=JSON")
+            raise usage_error(f"--result {item!r} must be STATE=JSON")
         results[name] = parse_json(value, f"--result {name}")
     for name in failing:
         results[name] = statemachines.Failure(f"{name} failed (simulated)")
@@ -234,27 +247,28 @@ def diagram(
 ) -> None:
     """Draw a definition (a file or a deployed one), or an instance over its definition."""
     import diagrams
+    import statemachines
     from diagrams.nesting import MAX_DEPTH
 
     chosen = format or _format_from_suffix(output) or "svg"
     if chosen not in diagrams.FORMATS:
-        raise UsageError(f"--format {chosen!r}: choose one of {', '.join(diagrams.FORMATS)}")
+        raise usage_error(f"--format {chosen!r}: choose one of {', '.join(diagrams.FORMATS)}")
     if direction not in ("LR", "TB"):
-        raise UsageError(f"--direction {direction!r}: choose LR or TB")
+        raise usage_error(f"--direction {direction!r}: choose LR or TB")
     if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
-        raise UsageError(f"{chosen} is binary: give -o FILE or redirect stdout")
+        raise usage_error(f"{chosen} is binary: give -o FILE or redirect stdout")
     if depth is not None and not 0 <= depth <= MAX_DEPTH:
-        raise UsageError(f"--depth {depth}: give a number of levels from 0 to {MAX_DEPTH:,}")
+        raise usage_error(f"--depth {depth}: give a number of levels from 0 to {MAX_DEPTH:,}")
     if source is None and instance is None:
-        raise UsageError("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
+        raise usage_error("usage: turnout diagram FILE|NAME, or turnout diagram --instance ID")
     if at is not None and instance is None:
-        raise UsageError("--at SEQ draws an instance: give --instance ID")
+        raise usage_error("--at SEQ draws an instance: give --instance ID")
     if instance is not None:
         with open_engine(db) as engine:
-            data = engine.diagram(instance, chosen, depth=depth, at=at)
+            data = engine.diagram(engine.resolve_id(instance), chosen, depth=depth, at=at)
     elif heat:
         if source is None or Path(source).suffix.lower() in YAML_SUFFIXES:
-            raise UsageError("--heat needs the NAME of a deployed definition")
+            raise usage_error("--heat needs the NAME of a deployed definition")
         with open_engine(db) as engine:
             data = engine.heat_diagram(source, chosen, depth=depth)
     elif Path(source or "").suffix.lower() in YAML_SUFFIXES or Path(source or "").exists():
@@ -284,6 +298,8 @@ def _format_from_suffix(output: Path | None) -> str | None:
 @reports_errors
 def schema() -> None:
     """Print the JSON Schema of the definition language (for editors)."""
+    import statemachines
+
     print_json(statemachines.json_schema())
 
 
@@ -345,6 +361,9 @@ def diff(
     `turnout diff NAME A [B]` compares deployed versions A and B (the latest when left out).
     Exit status: 0 no changes, 1 changes, 2 bad usage, a bad file or a version not deployed.
     """
+    import statemachines
+    from statemachines.errors import TurnoutError
+
     with ExitStack() as stack:
         deployed = _Deployed(db, stack)
         try:
@@ -401,11 +420,11 @@ def _sides(old: str, new: str | None, last: str | None, deployed: _Deployed) -> 
     numbered = new is not None and new.isdigit() and not _is_file(new)
     if last is not None or (numbered and not _is_file(old)):
         if _is_file(old) or not numbered or not (last is None or last.isdigit()):
-            raise UsageError("turnout diff NAME A [B] takes a deployed NAME and version numbers")
+            raise usage_error("turnout diff NAME A [B] takes a deployed NAME and version numbers")
         return deployed.side(old, int(new or 0)), deployed.side(old, int(last) if last else None)
     if new is None:
         if not _is_file(old):
-            raise UsageError("turnout diff NAME needs a second definition to compare with")
+            raise usage_error("turnout diff NAME needs a second definition to compare with")
         after = _diffed(old, deployed)
         return deployed.side(after.definition.name, None), after
     return _diffed(old, deployed), _diffed(new, deployed)
@@ -418,11 +437,13 @@ def _is_file(source: str) -> bool:
 
 def _diffed(source: str, deployed: _Deployed) -> _Side:
     """The definition `source` names: a file, or a deployed NAME@VERSION or NAME (latest)."""
+    import statemachines
+
     if _is_file(source):
         return _Side(statemachines.load(Path(source)), Path(source).name)
     name, sep, number = source.partition("@")
     if not name or (sep and not number.isdigit()):
-        raise UsageError(f"{source!r} is not a definition file nor NAME@VERSION")
+        raise usage_error(f"{source!r} is not a definition file nor NAME@VERSION")
     return deployed.side(name, int(number) if sep else None)
 
 

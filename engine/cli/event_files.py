@@ -21,7 +21,7 @@ from rich.table import Table
 from engine import Engine, EventOutcome
 from statemachines.errors import UsageError
 
-from .common import out, print_json
+from .common import out, print_json, print_table
 
 FIELDS = {"id", "definition", "key", "event", "data", "idempotency_key"}
 MALFORMED = "malformed"
@@ -122,6 +122,6 @@ def _table(reported: list[tuple[Line, EventOutcome | None]]) -> None:
             instance.state if instance else "",
             detail,
         )
-    out.print(table)
+    print_table(table)
     kinds = Counter(outcome.outcome if outcome else MALFORMED for _, outcome in reported)
     out.print(", ".join(f"{count} {kind}" for kind, count in kinds.items()), markup=False)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Column, Table
 
-from engine import Change
+from .common import DbOption, JsonOption, app, open_engine, print_table, reports_errors
 
-from .common import DbOption, JsonOption, app, open_engine, out, reports_errors
+if TYPE_CHECKING:
+    from engine import Change
 
 FOLLOW_WAIT_SECONDS = 1.0
 
@@ -52,6 +52,8 @@ def changes(
 
 
 def _print(found: list[Change], json_output: bool) -> None:
+    from rich.table import Column, Table
+
     if json_output:
         for change in found:
             sys.stdout.write(json.dumps(change.to_json()) + "\n")
@@ -67,4 +69,4 @@ def _print(found: list[Change], json_output: bool) -> None:
             change.to_state,
             change.status,
         )
-    out.print(table)
+    print_table(table)

@@ -13,10 +13,16 @@ from typing import Annotated
 
 import typer
 
-import statemachines
-from statemachines.errors import TurnoutError, UsageError
-
-from .common import DbOption, JsonOption, answer, app, note, open_engine, reports_errors
+from .common import (
+    DbOption,
+    JsonOption,
+    answer,
+    app,
+    note,
+    open_engine,
+    reports_errors,
+    usage_error,
+)
 
 
 @app.command()
@@ -78,7 +84,7 @@ def _since(text: str | None) -> datetime | None:
     try:
         found = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since {text!r} is not an ISO date or time (2026-01-31)") from None
+        raise usage_error(f"--since {text!r} is not an ISO date or time (2026-01-31)") from None
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
@@ -99,6 +105,9 @@ def replay(
 
     Exit status: 0 every history replays, 1 one diverges, 2 bad usage or a bad file.
     """
+    import statemachines
+    from statemachines.errors import TurnoutError
+
     try:
         given = sys.stdin if str(histories) == "-" else histories
         report = statemachines.check_histories(definition, given)

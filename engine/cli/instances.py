@@ -7,34 +7,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
-
-from engine import Engine, HistoryEntry, Instance
-from engine.search import parse_filters
-from engine.timeline import ContextChanges
-from statemachines.errors import UsageError
 
 from .common import (
     DataOption,
     DbOption,
     JsonOption,
+    OutputOption,
     app,
+    did_you_mean,
     err,
     note,
     open_engine,
     out,
+    output_format,
     parse_json,
     parse_object,
-    print_json,
+    print_table,
+    print_value,
     reports_errors,
     say,
+    usage_error,
 )
-from .event_files import send_file
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from engine import Engine, HistoryEntry, Instance
+    from engine.timeline import ContextChanges
 
 IdArgument = Annotated[str, typer.Argument(help="Instance id.")]
 AtOption = Annotated[
@@ -67,13 +69,15 @@ def start(
     ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Start an instance of a deployed definition (or many, from a JSON-lines file)."""
+    chosen = output_format(json_output, output)
     if many is not None:
-        _start_many(name, many, db, json_output)
+        _start_many(name, many, db, chosen)
         return
     with open_engine(db) as engine:
-        _show(engine.start(name, parse_object(data), key=key), json_output)
+        _show(engine.start(name, parse_object(data), key=key), chosen)
 
 
 def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
@@ -83,35 +87,37 @@ def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise usage_error(f"cannot read {path}: {exc.strerror}") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         value = parse_json(line, f"{path}:{number}")
         if not isinstance(value, dict):
-            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+            raise usage_error(f"{path}:{number}: each line must be a JSON object")
         wrapped = set(value) <= {"data", "key"} and isinstance(value.get("data"), dict)
         items.append(value["data"] if wrapped else value)
         keys.append(str(value["key"]) if wrapped and value.get("key") is not None else None)
     return items, keys
 
 
-def _start_many(name: str, path: Path, db: str | None, json_output: bool) -> None:
+def _start_many(name: str, path: Path, db: str | None, chosen: str) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn
+
     items, keys = _read_many(path)
     progress = Progress(
         TextColumn("starting {task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        console=err,
-        disable=json_output,
+        console=err.real,
+        disable=chosen != "table",
     )
     with open_engine(db) as engine, progress:
         bar = progress.add_task(name, total=len(items))
         ids = engine.start_many(
             name, items, keys=keys, progress=lambda count: progress.update(bar, completed=count)
         )
-    if json_output:
-        print_json({"definition": name, "started": len(ids), "ids": ids})
+    if chosen != "table":
+        print_value({"definition": name, "started": len(ids), "ids": ids}, chosen)
     else:
         say(f"started {len(ids)} instance(s) of {name}")
 
@@ -139,32 +145,52 @@ def send(
     ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Send an event to an instance (by id, or by --key and --definition), or every event
-    of a file (--file)."""
+    of a file (--file). An event already applied under its --idempotency-key is not applied
+    again: turnout says `already applied`, shows the instance and exits 0."""
+    chosen = output_format(json_output, output)
     if events_file is not None:
         if instance_id or event or data or idempotency_key or key or definition:
-            raise UsageError("--file takes the events from the file: give no other argument")
+            raise usage_error("--file takes the events from the file: give no other argument")
+        from .event_files import send_file
+
         with open_engine(db) as engine:
-            send_file(engine, events_file, json_output)
+            send_file(engine, events_file, chosen != "table")
         return
     if key is not None:
         if definition is None:
-            raise UsageError("--key needs --definition")
+            raise usage_error("--key needs --definition")
         # With --key, the one positional argument is the event.
         event, instance_id = event or instance_id, None
     if event is None or (instance_id is None and key is None):
-        raise UsageError("usage: turnout send ID EVENT, or --key KEY --definition NAME EVENT")
+        raise usage_error("usage: turnout send ID EVENT, or --key KEY --definition NAME EVENT")
     payload = parse_json(data)
     with open_engine(db) as engine:
+        target: str | tuple[str, str]
         if key is not None and definition is not None:
-            instance = engine.send_by_key(
-                definition, key, event, payload, idempotency_key=idempotency_key
-            )
+            target = (definition, key)
         else:
             assert instance_id is not None
-            instance = engine.send(instance_id, event, payload, idempotency_key=idempotency_key)
-        _show(instance, json_output, engine)
+            target = engine.resolve_id(instance_id)
+        if idempotency_key is not None:
+            # One event through send_many, which tells an event applied now from one applied
+            # before under the same key; any other outcome is sent again below for its error.
+            from engine import EventOutcome
+
+            [outcome] = engine.send_many([(target, event, payload, idempotency_key)])
+            if outcome.ok and outcome.instance is not None:
+                duplicate = outcome.outcome == EventOutcome.DUPLICATE
+                if duplicate and chosen == "table":
+                    say(f"already applied: idempotency key {idempotency_key!r} (nothing changed)")
+                _show(outcome.instance, chosen, engine, {"already_applied": duplicate})
+                return
+        if isinstance(target, tuple):
+            instance = engine.send_by_key(*target, event, payload, idempotency_key=idempotency_key)
+        else:
+            instance = engine.send(target, event, payload, idempotency_key=idempotency_key)
+        _show(instance, chosen, engine)
 
 
 @app.command()
@@ -174,30 +200,39 @@ def show(
     at: AtOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Show an instance: state, status, context and the events it accepts (with --at, as it
     stood after history entry SEQ, rebuilt from its history)."""
+    chosen = output_format(json_output, output)
     with open_engine(db) as engine:
+        found = engine.resolve_id(instance_id)
         if at is None:
-            _show(engine.get(instance_id), json_output, engine)
+            _show(engine.get(found), chosen, engine)
             return
-        instance = engine.get(instance_id, at=at)
-    if not json_output:
+        instance = engine.get(found, at=at)
+    if chosen == "table":
         say(f"as it stood after history #{at} (its transaction committed {_time(instance)})")
-    _show(instance, json_output)
+    _show(instance, chosen)
 
 
 def _time(instance: Instance) -> str:
     return instance.updated_at.strftime(TIME_FORMAT)
 
 
-def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -> None:
-    """Print an instance, and the events it accepts when `engine` is given to ask."""
-    if json_output:
+def _show(
+    instance: Instance,
+    chosen: str,
+    engine: Engine | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Print an instance in the `chosen` format, and the events it accepts when `engine` is
+    given to ask (`extra`: more fields for JSON and YAML)."""
+    if chosen != "table":
         data = instance.to_json()
         if engine is not None:
             data["allowed"] = engine.allowed(instance)
-        print_json(data)
+        print_value(data | (extra or {}), chosen)
         return
     key = instance.key or "-"
     out.print(f"[bold]{instance.id}[/bold]  {instance.definition} v{instance.version}  key={key}")
@@ -229,25 +264,42 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
 
 @app.command()
 @reports_errors
-def history(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+def history(
+    instance_id: IdArgument,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+    output: OutputOption = None,
+) -> None:
     """Show an instance's history, oldest first."""
+    chosen = output_format(json_output, output)
     with open_engine(db) as engine:
+        instance_id = engine.resolve_id(instance_id)
         entries = engine.history(instance_id)
-    if json_output:
-        print_json([entry.to_json() for entry in entries])
+    if chosen != "table":
+        print_value([entry.to_json() for entry in entries], chosen)
         return
-    out.print(_history_table(entries, instance_id))
+    print_table(_history_table(entries, instance_id))
 
 
 @app.command()
 @reports_errors
-def timeline(instance_id: IdArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+def timeline(
+    instance_id: IdArgument,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+    output: OutputOption = None,
+) -> None:
     """Show each commit of an instance's history: the entries it wrote, its state and status,
     and what it changed in the context (one replay of the history)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    chosen = output_format(json_output, output)
     with open_engine(db) as engine:
+        instance_id = engine.resolve_id(instance_id)
         found = engine.timeline(instance_id)
-    if json_output:
-        print_json(found.to_json())
+    if chosen != "table":
+        print_value(found.to_json(), chosen)
         return
     table = Table("rev", "entries", "at", "state", "status", "context", title=instance_id)
     for point in found.points:
@@ -261,7 +313,7 @@ def timeline(instance_id: IdArgument, db: DbOption = None, json_output: JsonOpti
             point.status,
             Text(_changes(point.changes)),  # the context's own text, never read as markup
         )
-    out.print(table)
+    print_table(table)
     if found.divergence is not None:
         note(f"replay stops at history #{found.divergence.seq}: {found.divergence.reason}")
 
@@ -278,6 +330,8 @@ def _changes(changes: ContextChanges) -> str:
 
 
 def _history_table(entries: list[HistoryEntry], title: str) -> Table:
+    from rich.table import Table
+
     table = Table("#", "at", "kind", "event", "from", "to", "data", title=title)
     for entry in entries:
         table.add_row(
@@ -320,19 +374,30 @@ def list_instances(
     ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """List instances, oldest first, filtered by definition, state, status, key, parent or
     context (--where)."""
+    from engine.search import parse_filters
+
+    chosen = output_format(json_output, output)
     context = parse_filters(where or [])
     with open_engine(db) as engine:
+        if parent is not None:
+            parent = engine.resolve_id(parent)
         filters = {"definition": definition, "state": state, "status": status, "key": key}
         found = engine.instances(
             **filters, limit=limit, offset=offset, parent=parent, where=context
         )
-    if json_output:
-        print_json([instance.to_json() for instance in found])
+        if not found and definition is not None:
+            names = [deployment.name for deployment in engine.definitions()]
+            if definition not in names:
+                suggested = did_you_mean(definition, names)
+                note(f"warning: no definition {definition!r} is deployed{suggested}")
+    if chosen != "table":
+        print_value([instance.to_json() for instance in found], chosen)
     else:
-        out.print(_instance_table(found, f"{len(found)} instance(s)"))
+        print_table(_instance_table(found, f"{len(found)} instance(s)"))
 
 
 @app.command("context-index")
@@ -346,6 +411,8 @@ def context_index(
 ) -> None:
     """Print the CREATE INDEX that makes `list --where` on PATH quick on this database (or,
     with --create, create it: CONCURRENTLY on PostgreSQL)."""
+    from rich.text import Text
+
     with open_engine(db) as engine:
         statement = engine.create_context_index(path) if create else engine.context_index(path)
     if create:
@@ -355,7 +422,10 @@ def context_index(
 
 
 def _instance_table(instances: list[Instance], title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table("id", "definition", "v", "key", "state", "status", "rev", "updated", title=title)
+    table.columns[0].no_wrap = True
     for instance in instances:
         table.add_row(
             instance.id,
@@ -377,11 +447,14 @@ def cancel(
     reason: Annotated[str | None, typer.Option("--reason")] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Cancel a running instance: drop its work, compensate, end cancelled."""
+    chosen = output_format(json_output, output)
     with open_engine(db) as engine:
+        instance_id = engine.resolve_id(instance_id)
         instance = engine.cancel(instance_id, reason)
         if instance.status == "compensating":
             engine.run_until_idle()
             instance = engine.get(instance_id)
-        _show(instance, json_output)
+        _show(instance, chosen)

@@ -14,20 +14,29 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine import MigrationPlan, MigrationResult
-from statemachines.errors import DefinitionNotFound, UsageError
-from statemachines.migration_plan import MOVING
+from .common import (
+    DbOption,
+    JsonOption,
+    app,
+    note,
+    open_engine,
+    print_json,
+    reports_errors,
+    usage_error,
+)
 
-from .common import DbOption, JsonOption, app, note, open_engine, print_json, reports_errors
+if TYPE_CHECKING:
+    from engine import MigrationPlan, MigrationResult
 
 migrate_app = typer.Typer(
     name="migrate",
     help="Move running instances to another version of their definition: plan, then apply.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(migrate_app, name="migrate")
 
@@ -94,6 +103,8 @@ def plan_command(
         sys.stdout.write(plan.summary() + "\n")
         if output is not None:
             note(f"plan written to {output}; apply it with: turnout migrate apply {output}")
+    from statemachines.migration_plan import MOVING
+
     if any(one.kind not in MOVING for one in plan.instances):
         raise typer.Exit(1)
 
@@ -128,11 +139,11 @@ def apply_command(
     with open_engine(db) as engine, _named_versions():
         if path.suffix.lower() == ".json" or path.exists():
             if from_version is not None or to_version is not None or maps:
-                raise UsageError("--from, --to and --map make a plan: apply a plan file alone")
+                raise usage_error("--from, --to and --map make a plan: apply a plan file alone")
             result = engine.migrate(_read_plan(path))
         else:
             if not yes:
-                raise UsageError(
+                raise usage_error(
                     f"{source!r} is no plan file; to plan and apply {source} at once, "
                     "add --from VERSION and --yes"
                 )
@@ -146,10 +157,12 @@ def apply_command(
 @contextmanager
 def _named_versions() -> Iterator[None]:
     """A version or definition named that is not deployed is a usage mistake (exit 2)."""
+    from statemachines.errors import DefinitionNotFound
+
     try:
         yield
     except DefinitionNotFound as exc:
-        raise UsageError(str(exc)) from None
+        raise usage_error(str(exc)) from None
 
 
 def _show(result: MigrationResult, json_output: bool) -> None:
@@ -163,7 +176,7 @@ def _show(result: MigrationResult, json_output: bool) -> None:
 
 def _needed(from_version: int | None) -> int:
     if from_version is None:
-        raise UsageError("--from VERSION is needed: the version the instances are on now")
+        raise usage_error("--from VERSION is needed: the version the instances are on now")
     return from_version
 
 
@@ -173,7 +186,7 @@ def _state_map(maps: list[str] | None) -> dict[str, str]:
     for pair in maps or []:
         old, sep, new = pair.partition("=")
         if not sep or not old.strip() or not new.strip():
-            raise UsageError(f"--map {pair!r} must be OLD=NEW (two state paths)")
+            raise usage_error(f"--map {pair!r} must be OLD=NEW (two state paths)")
         found[old.strip()] = new.strip()
     return found
 
@@ -182,9 +195,11 @@ def _read_plan(path: Path) -> MigrationPlan:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UsageError(f"cannot read the plan {path}: {exc.strerror or exc}") from None
+        raise usage_error(f"cannot read the plan {path}: {exc.strerror or exc}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+        raise usage_error(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    from engine import MigrationPlan
+
     return MigrationPlan.from_json(value)

@@ -5,25 +5,25 @@ instance to a state by hand, its context patched, with a reason).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-
-from engine import Instance, RedriveOutcome
-from statemachines.errors import UsageError
 
 from .common import (
     DbOption,
     JsonOption,
     app,
     open_engine,
-    out,
     parse_json,
     print_json,
+    print_table,
     reports_errors,
     say,
+    usage_error,
 )
+
+if TYPE_CHECKING:
+    from engine import Instance, RedriveOutcome
 
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why: kept in the instance's history.")
@@ -58,10 +58,11 @@ def redrive(
 ) -> None:
     """Restart a failed instance where it failed (or, with --definition, many)."""
     if (instance_id is None) == (definition is None):
-        raise UsageError("usage: turnout redrive ID, or turnout redrive --definition NAME")
+        raise usage_error("usage: turnout redrive ID, or turnout redrive --definition NAME")
     with open_engine(db) as engine:
         if instance_id is not None:
-            _show(engine.redrive(instance_id, reason), "redriven", json_output)
+            found = engine.resolve_id(instance_id)
+            _show(engine.redrive(found, reason), "redriven", json_output)
             return
         assert definition is not None
         outcomes = engine.redrive_many(
@@ -81,6 +82,8 @@ def _report(outcomes: list[RedriveOutcome], dry_run: bool, json_output: bool) ->
     if json_output:
         print_json([outcome.to_json() for outcome in outcomes])
     else:
+        from rich.table import Table
+
         table = Table(title=_title(outcomes))
         table.add_column("id", no_wrap=True, min_width=32)  # whole, to be copied
         for name in ("outcome", "failed in", "error", "why not"):
@@ -88,7 +91,7 @@ def _report(outcomes: list[RedriveOutcome], dry_run: bool, json_output: bool) ->
         for outcome in outcomes:
             row = (outcome.outcome, outcome.state, outcome.error_type, outcome.message)
             table.add_row(outcome.instance_id, *row)
-        out.print(table)
+        print_table(table)
     refused = sum(outcome.outcome == "refused" for outcome in outcomes)
     if refused and not dry_run:
         raise typer.Exit(1)
@@ -123,7 +126,8 @@ def reset(
     """Move an instance by hand to a state, its work dropped and its context patched."""
     changes = _patch(patch, sets or [])
     with open_engine(db) as engine:
-        instance = engine.reset(instance_id, to_state, changes or None, reason=reason)
+        found = engine.resolve_id(instance_id)
+        instance = engine.reset(found, to_state, changes or None, reason=reason)
     _show(instance, f"reset to {to_state}", json_output)
 
 
@@ -131,14 +135,14 @@ def _patch(patch: str | None, sets: list[str]) -> dict[str, Any]:
     """--patch's object, then each --set KEY=VALUE over it (VALUE read as JSON when it is)."""
     changes = parse_json(patch, "--patch") if patch is not None else {}
     if not isinstance(changes, dict):
-        raise UsageError("--patch must be a JSON object")
+        raise usage_error("--patch must be a JSON object")
     for item in sets:
         key, equals, text = item.partition("=")
         if not equals or not key:
-            raise UsageError(f"--set takes KEY=VALUE, not {item!r}")
+            raise usage_error(f"--set takes KEY=VALUE, not {item!r}")
         try:
             changes[key] = parse_json(text, f"--set {key}")
-        except UsageError:
+        except Exception:  # not JSON: the text itself
             changes[key] = text
     return changes
 

@@ -10,13 +10,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from statemachines.durations import parse_duration
-from statemachines.errors import UsageError
-
-from ..retention import FINISHED_STATUSES, MAX_PURGE_BATCH
-from .common import DbOption, JsonOption, app, note, open_engine, out, print_json, reports_errors
+from .common import (
+    FINISHED_STATUSES,
+    MAX_PURGE_BATCH,
+    DbOption,
+    JsonOption,
+    app,
+    note,
+    open_engine,
+    print_json,
+    print_table,
+    reports_errors,
+    usage_error,
+)
 
 
 @app.command()
@@ -71,10 +78,12 @@ def purge(
     if json_output:
         print_json(result.to_json())
         return
+    from rich.table import Table
+
     table = Table("rows", "count", title="would be purged" if dry_run else "purged")
     for name in ("instances", "history", "tasks", "timers", "idempotency"):
         table.add_row(name, str(getattr(result, name)))
-    out.print(table)
+    print_table(table)
     if archive is not None and not dry_run:
         note(f"archived {result.instances} instances to {archive}")
 
@@ -82,12 +91,14 @@ def purge(
 def _cutoff(text: str) -> datetime | timedelta:
     """--before as an age (a duration) or an aware datetime."""
     try:
+        from statemachines.durations import parse_duration
+
         return parse_duration(text)
     except ValueError as duration_problem:
         try:
             found = datetime.fromisoformat(text)
         except ValueError:
-            raise UsageError(
+            raise usage_error(
                 f"--before {text!r} is neither an age ({duration_problem}) nor an ISO date "
                 "or time such as 2026-01-31 or 2026-01-31T12:00:00Z"
             ) from None

@@ -6,15 +6,13 @@ interval; the workers (`turnout work`) start them.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-
-from engine.schedule_times import CATCH_UPS, OVERLAPS, Schedule, check_choice
-from statemachines.errors import UsageError
 
 from .common import (
+    CATCH_UPS,
+    OVERLAPS,
     DbOption,
     JsonOption,
     app,
@@ -23,13 +21,19 @@ from .common import (
     out,
     parse_object,
     print_json,
+    print_table,
     reports_errors,
+    usage_error,
 )
+
+if TYPE_CHECKING:
+    from engine.schedule_times import Schedule
 
 schedule_app = typer.Typer(
     name="schedule",
     help="Schedules: start instances on a cron expression or a fixed interval.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(schedule_app)
 
@@ -89,7 +93,9 @@ def add(
 ) -> None:
     """Add a schedule: give --cron or --every."""
     if (cron is None) == (every is None):
-        raise UsageError("give --cron or --every (one of them)")
+        raise usage_error("give --cron or --every (one of them)")
+    from engine.schedule_times import check_choice
+
     check_choice(overlap, OVERLAPS, "--overlap")
     check_choice(catch_up, CATCH_UPS, "--catch-up")
     with open_engine(db) as engine:
@@ -116,6 +122,8 @@ def list_schedules(db: DbOption = None, json_output: JsonOption = False) -> None
     if json_output:
         print_json([schedule.to_json() for schedule in found])
         return
+    from rich.table import Table
+
     table = Table(
         "name",
         "definition",
@@ -137,7 +145,7 @@ def list_schedules(db: DbOption = None, json_output: JsonOption = False) -> None
             "" if last is None else last.isoformat(timespec="seconds"),
             "paused" if schedule.paused else ("failing" if schedule.last_error else "active"),
         )
-    out.print(table)
+    print_table(table)
 
 
 @schedule_app.command("show")

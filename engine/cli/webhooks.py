@@ -10,25 +10,33 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from engine.brokers import webhooks
-from engine.brokers.delivery_log import DeliveryStatus
-from statemachines.errors import UsageError
-
-from .common import DbOption, JsonOption, app, note, open_engine, out, print_json, reports_errors
+from .common import (
+    DELIVERY_STATUSES,
+    MAX_LISTED_DELIVERIES,
+    DbOption,
+    JsonOption,
+    app,
+    note,
+    open_engine,
+    print_json,
+    print_table,
+    reports_errors,
+    usage_error,
+)
 
 hooks = typer.Typer(
     name="webhooks",
     help="The webhooks' delivery log: list deliveries, send failed ones again.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(hooks)
 
 UrlOption = Annotated[
     str | None, typer.Option("--url", help="Only the deliveries to this receiver URL.")
 ]
-STATUSES = ", ".join(str(status) for status in DeliveryStatus)
+STATUSES = ", ".join(DELIVERY_STATUSES)
 
 
 @hooks.command("list")
@@ -41,13 +49,18 @@ def list_deliveries(
         str | None, typer.Option("--status", help=f"Only deliveries in this status: {STATUSES}.")
     ] = None,
     url: UrlOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=webhooks.MAX_LISTED)] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LISTED_DELIVERIES)] = 100,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List the delivery log, per receiver URL in feed order."""
+    from rich.table import Table
+
+    from engine.brokers import webhooks
+    from engine.brokers.delivery_log import DeliveryStatus
+
     if failed and status not in (None, str(DeliveryStatus.FAILED)):
-        raise UsageError("--failed and --status name two statuses: give one")
+        raise usage_error("--failed and --status name two statuses: give one")
     wanted = DeliveryStatus.FAILED if failed else status
     with open_engine(db) as engine:
         rows = webhooks.deliveries(engine, status=wanted, url=url, limit=limit)
@@ -65,7 +78,7 @@ def list_deliveries(
             row.last_error or (str(row.last_status_code) if row.last_status_code else ""),
             (moment or row.last_attempt_at).isoformat(timespec="seconds"),
         )
-    out.print(table)
+    print_table(table)
 
 
 @hooks.command()
@@ -83,12 +96,14 @@ def resend(
         int | None,
         typer.Option("--retries", min=1, help="Attempts per delivery while it is away (5)."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=webhooks.MAX_LISTED)] = 1000,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LISTED_DELIVERIES)] = 1000,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Send the failed deliveries again (signed with TURNOUT_WEBHOOK_SECRET), to --url or
     to every receiver that has some; exit 1 if some are still failed."""
+    from engine.brokers import webhooks
+
     # Not given: TURNOUT_WEBHOOK_TIMEOUT, TURNOUT_WEBHOOK_RETRIES, else the defaults.
     options: dict[str, object] = {"timeout": timeout, "retries": retries}
     if unsigned:
@@ -117,6 +132,8 @@ def prune(
     db: DbOption = None,
 ) -> None:
     """Delete the log's delivered rows older than --days (failed and pending ones stay)."""
+    from engine.brokers import webhooks
+
     with open_engine(db) as engine:
         gone = webhooks.prune_deliveries(engine, timedelta(days=days))
     note(f"{gone} deliveries pruned")

@@ -12,22 +12,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
-
-from engine import Engine
-from engine.batching import DEFAULT_BATCH, DEFAULT_LINGER
-from engine.demo import Demo
-from engine.tracing import EXTRA, otlp_endpoint, otlp_provider
-from engine.worker import Worker
-from statemachines.errors import UsageError
 
 from .common import (
+    DEFAULT_BATCH,
+    DEFAULT_LINGER,
+    TRACING_EXTRA,
     DbOption,
     JsonOption,
     app,
@@ -40,7 +32,12 @@ from .common import (
     run_until_signalled,
     say,
     stop_on_signals,
+    usage_error,
 )
+
+if TYPE_CHECKING:
+    from engine import Engine
+    from engine.demo import Demo
 
 TasksOption = Annotated[
     list[str] | None,
@@ -53,7 +50,7 @@ OtlpOption = Annotated[
         metavar="ENDPOINT",
         help="Export traces with OTLP over HTTP to the collector at ENDPOINT "
         "(http://localhost:4318, say; default: OTEL_EXPORTER_OTLP_ENDPOINT when set). "
-        f"Needs the tracing extra: {EXTRA}.",
+        f"Needs the tracing extra: {TRACING_EXTRA}.",
     ),
 ]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -72,7 +69,7 @@ def load_handlers(engine: Engine, module_name: str) -> list[str]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(f"cannot import the handler module {module_name!r}: {exc}") from None
+        raise usage_error(f"cannot import the handler module {module_name!r}: {exc}") from None
     before = set(engine.handlers)
     register: Callable[[Engine], Any] | None = getattr(module, "register", None)
     handlers = getattr(module, "HANDLERS", None)
@@ -82,7 +79,7 @@ def load_handlers(engine: Engine, module_name: str) -> list[str]:
         for name, function in handlers.items():
             engine.task(str(name))(function)
     else:
-        raise UsageError(f"module {module_name!r} has neither register(engine) nor HANDLERS")
+        raise usage_error(f"module {module_name!r} has neither register(engine) nor HANDLERS")
     return sorted(set(engine.handlers) - before)
 
 
@@ -91,8 +88,11 @@ def exporting_traces(engine: Engine, option: str | None) -> Iterator[None]:
     """Trace `engine`'s instances and export the spans with OTLP while the command runs
     (to `--otlp`, else where the OTLP environment says; nowhere when neither is given),
     then flush them."""
+    from engine.tracing import otlp_endpoint, otlp_provider
+    from statemachines.errors import UsageError
+
     if option is not None and not option.startswith(("http://", "https://")):
-        raise UsageError(f"--otlp must be an http:// or https:// URL, not {option!r}")
+        raise usage_error(f"--otlp must be an http:// or https:// URL, not {option!r}")
     endpoint = otlp_endpoint(option)
     if endpoint is None:
         yield
@@ -104,7 +104,7 @@ def exporting_traces(engine: Engine, option: str | None) -> Iterator[None]:
             raise
         note(
             f"OTEL_EXPORTER_OTLP_ENDPOINT is set, but no traces are exported without the OTLP "
-            f"exporter: {EXTRA}"
+            f"exporter: {TRACING_EXTRA}"
         )
         yield
         return
@@ -156,6 +156,8 @@ def worker(
     ] = "127.0.0.1",
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
+    from engine.worker import Worker
+
     with open_engine(db, serving=True) as engine, exporting_traces(engine, otlp):
         names = [name for module in tasks or [] for name in load_handlers(engine, module)]
         offered = ", ".join(names) or "(timers only)"
@@ -182,7 +184,7 @@ def _metrics_served(engine: Engine, host: str, port: int | None) -> Iterator[Non
     try:
         server, thread = start_http_server(port, host, engine.metrics_registry())
     except OSError as exc:  # the port is taken, the address is not this machine's
-        raise UsageError(f"cannot serve the metrics on {host}:{port}: {exc}") from None
+        raise usage_error(f"cannot serve the metrics on {host}:{port}: {exc}") from None
     note(f"metrics on http://{host}:{port}/metrics")
     try:
         yield
@@ -233,7 +235,7 @@ def serve(
     """Serve the HTTP API and the web dashboard (loopback only unless a token is set)."""
     token = os.environ.get("TURNOUT_API_TOKEN") or None
     if host not in LOOPBACK and token is None:
-        raise UsageError(
+        raise usage_error(
             f"refusing to serve on {host} without TURNOUT_API_TOKEN: anyone who "
             "can reach it could start and cancel instances"
         )
@@ -291,13 +293,17 @@ def demo(
     json_output: JsonOption = False,
 ) -> None:
     """Run the bundled workflows end to end on a fresh SQLite file and draw them."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from engine.demo import Demo
+
     run = Demo(directory)
     try:
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
-            console=err,
+            console=err.real,
             disable=json_output,
         )
         with progress:
@@ -329,6 +335,10 @@ def demo(
 
 def _print_demo(run: Demo, rows: list[dict[str, Any]], files: list[Path]) -> None:
     """The demo's summary table, its counts and where its files are."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title="turnout demo: instances by definition", box=box.SIMPLE_HEAD, pad_edge=False
     )
