@@ -59,7 +59,7 @@ def test_home_page_lists_definitions_and_opens_one_with_its_diagram(
     start(api, door)
     page.goto("/")
     card = page.locator(f"section.card[data-definition='{door}']")
-    expect(card).to_contain_text("2 instance(s)")
+    expect(card).to_contain_text("2 instances")
     expect(card).to_contain_text("running: 2")
     expect(card).to_contain_text("closed: 2")
     thumbnail = card.locator("img.thumb")
