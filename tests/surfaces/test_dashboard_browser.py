@@ -176,7 +176,7 @@ def test_the_instance_list_finds_an_instance_by_its_business_key(
     rows = page.locator("table.list tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(key)
-    rows.first.locator("a").click()
+    rows.first.locator("a").first.click()
     expect(page.locator("#live")).to_have_attribute("data-instance", wanted["id"])
 
 
