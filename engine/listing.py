@@ -123,6 +123,8 @@ def decode_cursor(cursor: str, order: Order) -> tuple[Any, str, bool]:
         raise refused from None
     if way not in ("after", "before") or not isinstance(instance_id, str):
         raise refused
+    if not _storable(instance_id):
+        raise refused
     if sort != order.text:
         raise InvalidInput(
             f"cursor {cursor[:80]!r} belongs to the order {sort!r}, not {order.text!r}"
@@ -133,11 +135,21 @@ def decode_cursor(cursor: str, order: Order) -> tuple[Any, str, bool]:
         except (TypeError, ValueError):
             raise refused from None
     elif order.name == "revision":
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise refused
-    elif not isinstance(value, str):
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63:
+            raise refused  # past what a database integer holds
+    elif not isinstance(value, str) or not _storable(value):
         raise refused
     return value, instance_id, way == "after"
+
+
+def _storable(text: str) -> bool:
+    """Whether both databases can compare with `text` (no NUL, no lone surrogate, a length a
+    column holds)."""
+    try:
+        check_key(text, "a cursor")
+    except InvalidInput:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -109,9 +109,9 @@ def _moment(text: str, what: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone that moves it out of range
         raise InvalidInput(f"{what} {text[:60]!r} is not a date and time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _headings(filters: dict[str, str], sort: str) -> list[Heading]:

@@ -3,6 +3,8 @@ stay right while instances start and move between two pages (SQLite and PostgreS
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,6 +164,11 @@ def walk_from(engine: Engine, cursor: str | None, **options: Any) -> list[str]:
     return seen
 
 
+def forged(position: list[Any]) -> str:
+    """A cursor made by hand, as a caller might forge one."""
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
 def test_wrong_sorts_cursors_and_times_are_invalid_input(
     engine: Engine, clock: Any, deploy: Callable[[str], Any]
 ) -> None:
@@ -177,6 +184,9 @@ def test_wrong_sorts_cursors_and_times_are_invalid_input(
         {"time": "finished"},
         {"limit": 0},
         {"key_prefix": "x\x00"},
+        {"sort": "revision", "cursor": forged(["revision", 2**70, "x", "after"])},
+        {"sort": "key", "cursor": forged(["key", "a\x00", "x", "after"])},
+        {"sort": "key", "cursor": forged(["key", "a", "x", "sideways"])},
     ]
     for options in wrong:
         with pytest.raises(InvalidInput):
