@@ -35,6 +35,7 @@ COLUMNS = (
     ("updated", "updated"),
 )
 FIRST_DESCENDING = ("created", "updated", "revision")
+FILTERS = ("definition", "state", "status", "q", "id", "where", "since", "until")
 
 
 def _engine(request: Request) -> Engine:
@@ -205,6 +206,7 @@ def instances_page(
         sizes=PAGE_SIZES,
         names=[deployment.name for deployment in engine.definitions()],
         values=_form_values(filters, time, size),
+        active=sum(1 for name in FILTERS if filters[name]),
     )
 
 

@@ -1,3 +1,10 @@
+// On a narrow screen the instance list's filters start folded, so the list is in sight; their
+// summary says how many are in use, and a tap unfolds them.
+(function () {
+  const box = document.getElementById("filter-box");
+  if (box && window.matchMedia("(max-width: 700px)").matches) box.open = false;
+})();
+
 // Copy buttons: a button with data-copy puts that text on the clipboard and says so, in the
 // button and in the page's status line (read out by screen readers).
 (function () {
