@@ -58,10 +58,10 @@ def _overlay_lines(overlay: Overlay | None) -> list[str]:
             ((count, path) for path, count in overlay.counts.items() if count), reverse=True
         )
         if not busy:
-            return ["No instance is in any of its states."]
+            return [f"{overlay.title}; none is in any of its states now."]
         shown = [f"  {path}: {count:,}" for count, path in busy[:LISTED]]
         more = len(busy) - LISTED
         tail = [f"  and {more:,} more states"] if more > 0 else []
-        return ["Instances now, by state:", *shown, *tail]
+        return [f"{overlay.title}; unfinished ones now, by state:", *shown, *tail]
     active = ", ".join(overlay.active) or "none"
     return [f"Instance {overlay.status}; current states: {active}"]

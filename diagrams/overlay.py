@@ -54,12 +54,42 @@ class InstanceOverlay:
 class HeatOverlay:
     """Many instances over one definition.
 
-    `counts`: how many instances are in each state path now; `edges`: how often each
-    (from_state, event, to_state) transition was taken (event None for eventless ones).
+    `counts`: how many unfinished instances are in each state path now; `edges`: how often
+    each (from_state, event, to_state) transition was taken (event None for eventless ones);
+    `ended`: how many finished instances ended in each (final) state; `unfinished`: how many
+    instances `counts` stands for, when the caller knows (an instance in a parallel or nested
+    state is counted in several paths), else the top-level paths of `counts` are added up.
+    The title says how many instances there are in all, finished ones included.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
     edges: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
+    ended: dict[str, int] = field(default_factory=dict)
+    unfinished: int | None = None
+
+    @property
+    def running(self) -> int:
+        """How many instances have not finished."""
+        if self.unfinished is not None:
+            return self.unfinished
+        return sum(count for state, count in self.counts.items() if "." not in state)
+
+    @property
+    def finished(self) -> int:
+        """How many instances have finished."""
+        return sum(self.ended.values())
+
+    @property
+    def title(self) -> str:
+        """How many instances the map stands for: `12 instances (12 finished)`."""
+        running, finished = self.running, self.finished
+        total = running + finished
+        text = f"{total:,} instance{'s' if total != 1 else ''}"
+        if finished:
+            text += (
+                f" ({running:,} running, {finished:,} finished)" if running else " (all finished)"
+            )
+        return text
 
 
 Overlay = InstanceOverlay | HeatOverlay
@@ -211,10 +241,13 @@ def _heat(drawing: Drawing, overlay: HeatOverlay) -> Styles:
             "label": label,
             "class": line.attrs.get("class", "transition") + " heat",
         }
-    # An instance inside a parallel state is counted there and in its branches: count it once.
-    total = sum(count for state, count in overlay.counts.items() if "." not in state)
-    plural = "s" if total != 1 else ""
-    styles.graph["label"] = graphviz.escape(f"{drawing.name} · {total} instance{plural}")
+    for state, count in overlay.ended.items():  # where finished instances ended: said, not hot
+        name = _drawn_name(drawing, drawing.drawn(state))
+        if name is not None and count > 0:
+            styles.lines.setdefault(name, []).append(small(f"{count:,} ended here", "#1f3b63", 10))
+            change = styles.nodes.setdefault(name, {})
+            change["class"] = change.get("class", _class(drawing, drawing.drawn(state))) + " ended"
+    styles.graph["label"] = graphviz.escape(f"{drawing.name} · {overlay.title}")
     return styles
 
 

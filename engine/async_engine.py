@@ -166,6 +166,7 @@ class AsyncEngine:
     timeline = awaited(Engine.timeline)
     export_histories = awaited(Engine.export_histories)
     instances = awaited(Engine.instances)
+    instance_page = awaited(Engine.instance_page)
     context_index = awaited(Engine.context_index)
     create_context_index = awaited(Engine.create_context_index)
     state_counts = awaited(Engine.state_counts)

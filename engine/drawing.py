@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
+
 from statemachines import CompiledMachine, Definition
 
 from . import travel
@@ -14,6 +16,7 @@ from .catalog import Version
 from .records import HistoryEntry
 from .rows import InstanceRow
 from .store import Store
+from .tables import instances_t
 
 MOVES = ("start", "event", "task", "timer", "always", "call")  # history kinds that move an instance
 
@@ -57,14 +60,34 @@ def heat_picture(
     counts: dict[str, int],
     edges: dict[tuple[str, str | None, str], int],
     format: str,
+    *,
+    ended: dict[str, int] | None = None,
+    unfinished: int | None = None,
     **options: Any,
 ) -> bytes:
     """`definition` coloured by how many instances are in each state and how often each
-    transition was taken."""
+    transition was taken; `ended` says where the finished ones ended, `unfinished` how many
+    instances `counts` stands for (see `diagrams.HeatOverlay`)."""
     import diagrams
 
-    overlay = diagrams.HeatOverlay(counts=counts, edges=edges)
+    overlay = diagrams.HeatOverlay(
+        counts=counts, edges=edges, ended=ended or {}, unfinished=unfinished
+    )
     return picture(definition, format, overlay=overlay, **options)
+
+
+def ended_by_state(store: Store, name: str) -> dict[str, int]:
+    """How many finished instances of `name` ended in each (top-level) state."""
+    query = (
+        sa.select(instances_t.c.state, sa.func.count())
+        .where(
+            instances_t.c.definition == name,
+            instances_t.c.status.in_(("succeeded", "failed", "cancelled")),
+        )
+        .group_by(instances_t.c.state)
+    )
+    with store.core() as conn:
+        return {str(state): int(count) for state, count in conn.execute(query)}
 
 
 class Pictures:
@@ -120,9 +143,19 @@ class Pictures:
         """The definition `name` coloured by where its instances are and the paths taken;
         the picture is reused while the definition and the counts stay the same."""
         definition, store = self.definition(name), self.store
-        counts = store.count_by_active if nested(definition) else store.count_by_state
+        by_state = store.count_by_state(name)  # each unfinished instance once, at the top
+        counts = store.count_by_active(name) if nested(definition) else by_state
         edges = store.transition_counts(name)
-        return heat_picture(definition, counts(name), edges, format, fallback=fallback, depth=depth)
+        return heat_picture(
+            definition,
+            counts,
+            edges,
+            format,
+            ended=ended_by_state(store, name),
+            unfinished=sum(by_state.values()),
+            fallback=fallback,
+            depth=depth,
+        )
 
     def definition_diagram(
         self,

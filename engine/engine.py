@@ -41,6 +41,7 @@ from .exports import Exported, Selection, write_histories
 from .feed import ChangeFeed, Listener
 from .handlers import plan_of
 from .hooks import Hooks, Registry
+from .listing import InstancePages
 from .metrics import Metrics
 from .migration import Migrations
 from .one_trip import ONE_TRIP, OneTripSends
@@ -84,6 +85,7 @@ class Engine(
     Schedules,
     Retention,
     Searches,
+    InstancePages,
     Traced,
     Metrics,
     OneTripSends,

@@ -14,6 +14,7 @@ from .errors import EXCEPTION_HANDLERS
 from .event_batches import router as event_batches_router
 from .feed import router as feed_router
 from .guards import GuardMiddleware, StreamedBodyLimit
+from .list_pages import router as list_pages_router
 from .metrics import router as metrics_router
 from .migration_pages import router as migration_pages_router
 from .migrations import router as migrations_router
@@ -61,6 +62,7 @@ def create_app(
     app.include_router(schedules_router)
     app.include_router(metrics_router)
     app.include_router(dashboard_router)
+    app.include_router(list_pages_router)
     app.include_router(migration_pages_router)
     app.include_router(schedule_pages_router)
     return app

@@ -1,4 +1,5 @@
-"""The web dashboard: sign-in, definitions with heat maps, instance lists, an instance's live page.
+"""The web dashboard: sign-in, an instance's live page and its forms, a definition's versions
+compared (the home page, the definition page and the instance list are list_pages.py's).
 
 Server-rendered HTML (Jinja2 templates) with a little JavaScript that refreshes an instance's
 page when its revision changes. No build step and nothing fetched from another host.
@@ -17,17 +18,17 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from statemachines.errors import InvalidInput, TurnoutError
+from statemachines.errors import TurnoutError
 
 from ..engine import Engine
-from ..search import parse_filters
 from .guards import token_matches
+from .links import href
 from .sessions import SESSION_COOKIE, Sessions, signed_in
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals["href"] = href  # every link of every page is built by links.href
 router = APIRouter(include_in_schema=False)
-STATUSES = ("running", "compensating", "succeeded", "failed", "cancelled")
 
 
 def _engine(request: Request) -> Engine:
@@ -117,54 +118,6 @@ def logout(request: Request, form_token: Annotated[str, Form()] = "") -> Respons
     return response
 
 
-@router.get("/", response_class=HTMLResponse, response_model=None)
-def home(request: Request) -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    engine = _engine(request)
-    rows = []
-    for deployment in engine.definitions():
-        definition = engine.definition(deployment.name)
-        counts = engine.state_counts(deployment.name)
-        statuses = engine.status_counts(deployment.name)
-        rows.append(
-            {
-                "name": deployment.name,
-                "version": deployment.version,
-                "description": definition.description or "",
-                "counts": counts,
-                "total": sum(counts.values()),
-                "statuses": statuses,
-                "all": sum(statuses.values()),
-            }
-        )
-    return _page(request, "home.html", definitions=rows)
-
-
-@router.get("/definitions/{name}", response_class=HTMLResponse, response_model=None)
-def definition_page(request: Request, name: str) -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    engine = _engine(request)
-    try:
-        definition = engine.definition(name)
-        svg = engine.heat_diagram(name, fallback=True).decode()
-    except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
-    counts = engine.state_counts(name)
-    recent = engine.instances(definition=name, limit=50)
-    versions = engine.versions(name)
-    return _page(
-        request,
-        "definition.html",
-        definition=definition,
-        svg=svg,
-        counts=counts,
-        instances=recent,
-        versions=versions,
-    )
-
-
 @router.get("/definitions/{name}/diff", response_class=HTMLResponse, response_model=None)
 def diff_page(
     request: Request,
@@ -201,51 +154,6 @@ def diff_page(
         summary=compared.changes.summary(),
         stranded=stranded,
         svg=svg,
-    )
-
-
-@router.get("/instances", response_class=HTMLResponse, response_model=None)
-def instances_page(
-    request: Request,
-    definition: str = "",
-    state: str = "",
-    status: str = "",
-    key: Annotated[str, Query(alias="q")] = "",
-    where: str = "",
-    page: int = 0,
-) -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    engine = _engine(request)
-    size = 50
-    try:
-        found = engine.instances(
-            definition=definition or None,
-            state=state or None,
-            status=status or None,
-            key=key or None,
-            limit=size + 1,
-            offset=max(page, 0) * size,
-            # The list command's filters, separated by semicolons.
-            where=parse_filters([part for part in where.split(";") if part.strip()]),
-        )
-    except InvalidInput as exc:  # a filter that is none, or a page past the last one
-        return _page(
-            request, "error.html", title="Invalid input", message=str(exc), status_code=422
-        )
-    return _page(
-        request,
-        "instances.html",
-        instances=found[:size],
-        more=len(found) > size,
-        page=max(page, 0),
-        definition=definition,
-        state=state,
-        status=status,
-        key=key,
-        where=where,
-        statuses=STATUSES,
-        names=[deployment.name for deployment in engine.definitions()],
     )
 
 

@@ -48,8 +48,9 @@ def test_over_the_limit_the_svg_fallback_says_why_and_lists_the_busiest_states(
     thousand: Definition,
 ) -> None:
     before = diagrams.cache_info().misses
-    heat = diagrams.HeatOverlay(counts={"s0007": 3, "s0500": 12})
+    heat = diagrams.HeatOverlay(counts={"s0007": 3, "s0500": 12}, ended={"s1000": 40})
     svg = diagrams.render(thousand, overlay=heat, fallback=True).decode()
+    assert "55 instances (15 running, 40 finished)" in svg
     assert "1,001 states and 4,000 transitions" in svg and "1,500" in svg
     assert "turnout diagram thousand --format mermaid" in svg
     assert svg.index("s0500: 12") < svg.index("s0007: 3")

@@ -59,7 +59,7 @@ def test_home_page_lists_definitions_and_opens_one_with_its_diagram(
     start(api, door)
     page.goto("/")
     card = page.locator(f"section.card[data-definition='{door}']")
-    expect(card).to_contain_text("2 instance(s)")
+    expect(card).to_contain_text("2 instances")
     expect(card).to_contain_text("running: 2")
     expect(card).to_contain_text("closed: 2")
     thumbnail = card.locator("img.thumb")
@@ -176,7 +176,7 @@ def test_the_instance_list_finds_an_instance_by_its_business_key(
     rows = page.locator("table.list tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(key)
-    rows.first.locator("a").click()
+    rows.first.locator("a").first.click()
     expect(page.locator("#live")).to_have_attribute("data-instance", wanted["id"])
 
 

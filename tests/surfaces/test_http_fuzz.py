@@ -7,6 +7,7 @@ stays up for the next request.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,13 +130,20 @@ def test_a_page_over_five_hundred_is_refused_with_422(api: httpx.Client) -> None
 
 def test_a_cursor_or_page_past_any_real_offset_is_refused_with_422(api: httpx.Client) -> None:
     """Offsets past ten million (and past what a database integer holds) are refused by
-    name, on the API's cursor and on the dashboard's page number, not turned into a 500."""
+    name on the API's cursor, and so is a forged position in the dashboard's, not turned
+    into a 500."""
     for offset in (10**30, 10_000_001):
         cursor = base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
         answer = api.get("/api/instances", params={"cursor": cursor})
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"] == "InvalidInput"
-    page = api.get("/instances", params={"page": 10**25})
-    assert page.status_code == 422
-    assert "Invalid input" in page.text and "offset" in page.text
-    assert api.get("/instances", params={"page": 3}).status_code == 200
+    # The dashboard's cursors hold a position; one forged past what a column holds is refused.
+    for position in (["revision", 10**30, "x", "after"], ["key", "\x00", "x", "after"]):
+        forged = base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+        sort = str(position[0])
+        page = api.get("/instances", params={"cursor": forged, "sort": sort})
+        assert page.status_code == 422, page.text
+        assert "Invalid input" in page.text and "cursor" in page.text
+    for moment in ("0001-01-01T00:00+01:00", "soon", "9999-12-31T23:59:59-14:00"):
+        assert api.get("/instances", params={"since": moment}).status_code == 422
+    assert api.get("/instances", params={"sort": "revision"}).status_code == 200
