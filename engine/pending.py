@@ -27,7 +27,7 @@ class PendingTask:
     """A task of the instance that is not answered yet: `status` is "ready" (waiting for a
     worker, from `ready_at`) or "claimed" (held by `worker` until `lease_until`); `attempt` is
     the attempt claimed last (0 before the first claim); `last_error` is the error of its
-    last failed attempt, as `Instance.last_error` shows one, or None."""
+    last failed attempt, as `Instance.last_error` shows one with the `attempt`, or None."""
 
     id: str
     name: str
@@ -153,7 +153,7 @@ class PendingReads:
                 ready_at=task["ready_at"],
                 claimed_at=task["claimed_at"],
                 lease_until=task["lease_until"],
-                last_error=last_error_of(_last_failure(retries, task)),
+                last_error=_error_of(_last_failure(retries, task)),
             )
             for task in task_rows
         )
@@ -162,6 +162,14 @@ class PendingReads:
             for timer in timer_rows
         )
         return Pending(row.id, row.revision, self.clock(), tasks, timers)
+
+
+def _error_of(entry: HistoryEntry | None) -> dict[str, Any] | None:
+    """The error of a `retry` entry as `last_error_of` gives it, with the failed attempt."""
+    error = last_error_of(entry)
+    if error is not None and entry is not None:
+        error["attempt"] = entry.data["attempt"]
+    return error
 
 
 def _last_failure(retries: list[HistoryEntry], task: Any) -> HistoryEntry | None:
