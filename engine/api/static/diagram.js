@@ -84,6 +84,14 @@
       const tall = box.classList.contains("diagram-full") ? (frame.clientHeight - 16) / size.height : Infinity;
       return Math.max(MIN, Math.min(1, room / size.width, tall));
     }
+    function settle() {
+      // The frame keeps one height while zooming (the page does not jump): the fitted
+      // drawing's, at least 12rem, at most 70% of the window.
+      if (box.classList.contains("diagram-full")) return (frame.style.height = "");
+      const size = natural(current());
+      const fitted = size.height * Math.max(MIN, Math.min(1, (frame.clientWidth - 16) / size.width)) + 20;
+      frame.style.height = Math.round(Math.min(window.innerHeight * 0.7, Math.max(fitted, 192))) + "px";
+    }
     function apply() {
       const drawn = current();
       if (!drawn) return;
@@ -116,8 +124,9 @@
       const node = current().querySelector("g[id='state-" + CSS.escape(name) + "']");
       if (!node) return false;
       // Large enough to read its label (about 16 px), then centred.
+      // (The font size, not the drawn box: a browser draws tiny text larger than its scale.)
       const label = node.querySelector("text") || node;
-      const height = label.getBoundingClientRect().height / view.scale;
+      const height = parseFloat(label.getAttribute("font-size")) * PT || label.getBoundingClientRect().height / view.scale;
       if (height > 0) {
         view.scale = Math.min(MAX, Math.max(view.scale, 16 / height));
         view.fitted = false;
@@ -140,6 +149,7 @@
       full.setAttribute("aria-label", on ? "Leave full screen" : "Full screen");
       if (on) box.setAttribute("role", "dialog"), box.setAttribute("aria-label", "Diagram, full screen");
       else box.removeAttribute("role"), box.removeAttribute("aria-label");
+      settle();
       apply();
       frame.focus();
     }
@@ -193,7 +203,8 @@
       frame.scrollLeft = left;
       frame.scrollTop = top;
     }).observe(frame, {childList: true});
-    window.addEventListener("resize", () => { if (view.fitted) apply(); });
+    window.addEventListener("resize", () => { settle(); if (view.fitted) apply(); });
+    settle();
     if (view.full) fullScreen(true);
     apply();
     frame.scrollLeft = view.left;
