@@ -44,6 +44,7 @@ def entry_view(entry: HistoryEntry) -> dict[str, Any]:
         "short": compact if len(compact) <= SHORT_PAYLOAD else compact[:SHORT_PAYLOAD] + "…",
         "long": len(compact) > SHORT_PAYLOAD,
         "full": json.dumps(entry.data, indent=2, default=str),
+        "data": entry.data,
     }
 
 
