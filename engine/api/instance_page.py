@@ -22,6 +22,7 @@ from .sessions import SESSION_COOKIE
 
 router = APIRouter(include_in_schema=False)
 SHORT_PAYLOAD = 120  # characters of an entry's data shown on its line; the rest on request
+SHOWN_TASKS = 50  # pending tasks listed (a foreach may have thousands); the API has them all
 
 
 def _engine(request: Request) -> Engine:
@@ -79,6 +80,7 @@ def _values(
         "error": error,
         "states": [state.path for state in definition.walk() if state.kind != "history"],
         "etag": etag,
+        "shown_tasks": SHOWN_TASKS,
     }
 
 

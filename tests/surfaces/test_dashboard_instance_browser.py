@@ -343,6 +343,17 @@ def layout(page: Page) -> dict[str, list[float]]:
     return boxes
 
 
+def golden_text(golden: dict[str, dict[str, list[float]]]) -> str:
+    """The golden layouts as JSON, one element's box [x, y, width, height] a line."""
+    sizes = []
+    for size, boxes in sorted(golden.items()):
+        lines = ",\n".join(
+            f"    {json.dumps(name)}: {json.dumps(box)}" for name, box in boxes.items()
+        )
+        sizes.append(f"  {json.dumps(size)}: {{\n{lines}\n  }}")
+    return "{\n" + ",\n".join(sizes) + "\n}\n"
+
+
 def test_the_instance_page_keeps_its_golden_layout(
     tab: Page,
     api: httpx.Client,
@@ -370,7 +381,7 @@ def test_the_instance_page_keeps_its_golden_layout(
     if os.environ.get("TURNOUT_UPDATE_GOLDEN"):
         golden[key] = found
         GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
+        GOLDEN.write_text(golden_text(golden))
         return
     assert key in golden, f"no golden layout for {key}: run with TURNOUT_UPDATE_GOLDEN=1"
     for selector, expected in golden[key].items():

@@ -19,6 +19,9 @@
         if (Array.from(twin.options).some((option) => option.value === field.value)) twin.value = field.value;
       } else if (field.type !== "range") {
         twin.value = field.value;
+        if (field === document.activeElement && typeof field.selectionStart === "number") {
+          twin.dataset.caret = field.selectionStart + "," + field.selectionEnd;
+        }
       }
     }
     for (const details of current.querySelectorAll("details[id]")) {
@@ -48,7 +51,14 @@
       current.replaceWith(adopted);
       if (focused && current.contains(document.activeElement) === false) {
         const again = document.getElementById(focused);
-        if (again && adopted.contains(again)) again.focus();
+        if (again && adopted.contains(again)) {
+          again.focus();
+          if (again.dataset.caret) {
+            const [start, end] = again.dataset.caret.split(",").map(Number);
+            again.setSelectionRange(start, end);
+            delete again.dataset.caret;
+          }
+        }
       }
       document.dispatchEvent(new CustomEvent("turnout:swapped", {detail: {live: adopted}}));
       const note = document.getElementById("live-note");
