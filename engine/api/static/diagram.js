@@ -1,11 +1,11 @@
 // Pan and zoom for every diagram drawn inline on a dashboard page (a `.diagram` holding an
 // SVG): a toolbar of zoom out, zoom in, fit, actual size, find a state and full screen;
-// Ctrl+wheel (or a trackpad's pinch) zooms at the pointer, dragging pans, and the frame
-// scrolls. Keys on the focused frame: + and - zoom, 0 fits, f toggles full screen, Escape
+// Ctrl+wheel (or a trackpad's pinch) and two fingers zoom at the pointer, dragging pans, and
+// the frame scrolls. Keys on the focused frame: + and - zoom, 0 fits, f toggles full screen, Escape
 // leaves it. The view of each diagram (by its element id) is kept when the page swaps its
 // live part or another script redraws the SVG in place (time travel).
 (function () {
-  const MIN = 0.02, MAX = 6, STEP = 1.5, PT = 4 / 3; // Graphviz sizes are points
+  const MIN = 0.005, MAX = 6, STEP = 1.5, PT = 4 / 3; // Graphviz sizes are points
   const views = new Map(); // diagram id -> {scale, left, top, fitted, full}
 
   function natural(svg) {
@@ -180,6 +180,32 @@
     box.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && box.classList.contains("diagram-full")) fullScreen(false);
     });
+    // Two fingers pinch (one scrolls the frame natively, touch-action allows only that).
+    const touches = new Map();
+    let pinch = null;
+    function spread() {
+      const [a, b] = Array.from(touches.values());
+      const place = frame.getBoundingClientRect();
+      return {size: Math.hypot(a.x - b.x, a.y - b.y), x: (a.x + b.x) / 2 - place.left, y: (a.y + b.y) / 2 - place.top};
+    }
+    frame.addEventListener("pointerdown", (event) => {
+      if (event.pointerType !== "touch") return;
+      touches.set(event.pointerId, {x: event.clientX, y: event.clientY});
+      if (touches.size === 2) pinch = {start: spread().size || 1, scale: view.scale};
+    });
+    frame.addEventListener("pointermove", (event) => {
+      if (!touches.has(event.pointerId)) return;
+      touches.set(event.pointerId, {x: event.clientX, y: event.clientY});
+      if (!pinch || touches.size !== 2) return;
+      const now = spread();
+      zoomTo(pinch.scale * now.size / pinch.start, now.x, now.y);
+    });
+    for (const name of ["pointerup", "pointercancel", "pointerleave"]) {
+      frame.addEventListener(name, (event) => {
+        touches.delete(event.pointerId);
+        if (touches.size < 2) pinch = null;
+      });
+    }
     let drag = null; // a mouse drags the drawing; touch scrolls the frame natively
     frame.addEventListener("pointerdown", (event) => {
       if (event.pointerType !== "mouse" || event.button !== 0 || event.target.closest("a")) return;
