@@ -3,8 +3,12 @@ for, answered 304 to a caller that holds the current ETag, on each database."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
-from turnout_processes import definition_text, unique
+from turnout_processes import Server, definition_text, unique
+
+from engine import Engine
 
 
 def waiting_instance(api: httpx.Client) -> tuple[str, str]:
@@ -73,3 +77,18 @@ def test_pending_of_an_instance_that_does_not_exist_is_404(api: httpx.Client) ->
     assert answer.status_code == 404 and answer.json()["error"] == "InstanceNotFound"
     assert api.get(f"/instances/{missing}/live").status_code == 404
     assert api.get("/api/instances/not%20an%20id/pending").status_code == 404
+
+
+def test_a_claim_whose_lease_ran_out_is_shown_as_lapsed(api: httpx.Client, server: Server) -> None:
+    instance_id, task = waiting_instance(api)
+    # A worker claimed it for a millisecond: by the time the page is read, the lease lapsed.
+    worker = Engine(server.database)
+    try:
+        [claimed] = worker.claim_tasks([task], "slow-worker", timedelta(milliseconds=1))
+    finally:
+        worker.close()
+    [held] = api.get(f"/api/instances/{instance_id}/pending").json()["tasks"]
+    assert (held["status"], held["worker"]) == ("claimed", "slow-worker")
+    assert held["id"] == claimed.id
+    page = api.get(f"/instances/{instance_id}/live").text
+    assert "lease lapsed" in page and "slow-worker" in page
