@@ -164,6 +164,7 @@ class AsyncEngine:
     get_by_key = awaited(Engine.get_by_key)
     history = awaited(Engine.history)
     timeline = awaited(Engine.timeline)
+    pending = awaited(Engine.pending)
     export_histories = awaited(Engine.export_histories)
     instances = awaited(Engine.instances)
     instance_page = awaited(Engine.instance_page)

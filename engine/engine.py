@@ -45,6 +45,7 @@ from .listing import InstancePages
 from .metrics import Metrics
 from .migration import Migrations
 from .one_trip import ONE_TRIP, OneTripSends
+from .pending import PendingReads
 from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .retention import Retention
@@ -89,6 +90,7 @@ class Engine(
     Traced,
     Metrics,
     OneTripSends,
+    PendingReads,
 ):
     """A durable workflow engine over one database.
 

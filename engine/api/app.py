@@ -14,10 +14,12 @@ from .errors import EXCEPTION_HANDLERS
 from .event_batches import router as event_batches_router
 from .feed import router as feed_router
 from .guards import GuardMiddleware, StreamedBodyLimit
+from .instance_page import router as instance_page_router
 from .list_pages import router as list_pages_router
 from .metrics import router as metrics_router
 from .migration_pages import router as migration_pages_router
 from .migrations import router as migrations_router
+from .pending import router as pending_router
 from .repairs import router as repairs_router
 from .routes import router as api_router
 from .schedule_pages import router as schedule_pages_router
@@ -61,8 +63,10 @@ def create_app(
     app.include_router(feed_router)
     app.include_router(schedules_router)
     app.include_router(metrics_router)
+    app.include_router(pending_router)
     app.include_router(dashboard_router)
     app.include_router(list_pages_router)
+    app.include_router(instance_page_router)
     app.include_router(migration_pages_router)
     app.include_router(schedule_pages_router)
     return app

@@ -157,29 +157,6 @@ def diff_page(
     )
 
 
-@router.get("/instances/{instance_id}", response_class=HTMLResponse, response_model=None)
-def instance_page(request: Request, instance_id: str, error: str = "") -> Response:
-    if (redirect := _locked_out(request)) is not None:
-        return redirect
-    engine = _engine(request)
-    try:
-        instance = engine.get(instance_id)
-    except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
-    definition = engine.definition(instance.definition, instance.version)
-    return _page(
-        request,
-        "instance.html",
-        instance=instance,
-        svg=engine.diagram(instance_id, fallback=True).decode(),
-        history=engine.history(instance_id),
-        allowed=engine.allowed(instance),
-        context=json.dumps(instance.context, indent=2, default=str),
-        error=error,
-        states=[state.path for state in definition.walk() if state.kind != "history"],
-    )
-
-
 @router.post("/instances/{instance_id}/events", response_model=None)
 def send_from_form(
     request: Request,

@@ -354,6 +354,7 @@ def test_openapi_describes_every_route(api: httpx.Client) -> None:
         "/api/instances": {"get", "post"},
         "/api/instances/{instance_id}": {"get"},
         "/api/instances/{instance_id}/history": {"get"},
+        "/api/instances/{instance_id}/pending": {"get"},
         "/api/instances/{instance_id}/diagram.svg": {"get"},
         "/api/instances/{instance_id}/events": {"post"},
         "/api/instances/{instance_id}/cancel": {"post"},

@@ -3,7 +3,7 @@
 // an earlier step of its history: "now" asks for a refresh with a "turnout:refresh" event).
 (function () {
   const live = document.getElementById("live");
-  if (!live) return;
+  if (!live || live.dataset.follower) return; // a page with its own follower (instance.js)
   const id = live.dataset.instance;
   async function refresh() {
     try {
