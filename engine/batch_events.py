@@ -294,8 +294,10 @@ class EventBatches:
 
         def _publish(self, applied: Applied | None) -> None: ...
 
+        def _within(self, within: Any, operation: Callable[..., Result], *args: Any) -> Result: ...
+
     def send_many(
-        self, events: Iterable[Sequence[Any]], *, batch: int = DEFAULT_BATCH
+        self, events: Iterable[Sequence[Any]], *, batch: int = DEFAULT_BATCH, within: Any = None
     ) -> list[EventOutcome]:
         """Send every event of `events`, `batch` per transaction; one EventOutcome each, in
         input order.
@@ -306,7 +308,9 @@ class EventBatches:
         it left it; one that is rejected, a duplicate, malformed or for no instance changes
         nothing and does not stop the others. Subscribers and hooks see each applied event
         once its batch has committed. A batch that cannot commit (DatabaseUnavailable)
-        raises, and the batches before it stay.
+        raises, and the batches before it stay. With `within` (the application's Session or
+        Connection, see app_transaction.py) every batch is written in the application's
+        transaction, each event inside a savepoint of its own, and published at its commit.
         """
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidInput(f"batch must be a positive integer, not {batch!r}")
@@ -315,14 +319,17 @@ class EventBatches:
         for index, given in enumerate(events):
             pending.append(checked_item(index, given))
             if len(pending) >= batch:
-                outcomes.extend(self._send_batch(pending))
+                outcomes.extend(self._send_batch(pending, within))
                 pending = []
         if pending:
-            outcomes.extend(self._send_batch(pending))
+            outcomes.extend(self._send_batch(pending, within))
         return outcomes
 
-    def _send_batch(self, items: list[_Item]) -> list[EventOutcome]:
+    def _send_batch(self, items: list[_Item], within: Any = None) -> list[EventOutcome]:
         now = self.clock()
+        if within is not None:  # no second run there: each event has its savepoint at once
+            decided = self._within(within, apply_events, self.catalog, items, True, now)
+            return self._outcomes(decided, publish=False)
         try:
             decided = self._apply(apply_events, self.catalog, items, False, now)
         except (DatabaseUnavailable, ConcurrentUpdate):
@@ -330,9 +337,13 @@ class EventBatches:
         except Exception:
             # An event's write failed: which one, a run with a savepoint for each tells.
             decided = self._apply(apply_events, self.catalog, items, True, now)
+        return self._outcomes(decided, publish=True)
+
+    def _outcomes(self, decided: list[_Decided], publish: bool) -> list[EventOutcome]:
         for done in decided:
             if done.applied is not None:
-                self._publish(done.applied)
+                if publish:
+                    self._publish(done.applied)
             elif done.outcome.outcome == EventOutcome.REJECTED:
                 self.counts.tally((REJECTED, done.definition))
         return [done.outcome for done in decided]

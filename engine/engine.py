@@ -30,7 +30,8 @@ from statemachines.errors import (
     Problem,
 )
 
-from . import repair, runtime, search, travel
+from . import app_transaction, repair, runtime, search, travel
+from .app_transaction import AppTransactions
 from .batch_events import EventBatches
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
@@ -87,6 +88,7 @@ class Engine(
     Traced,
     Metrics,
     OneTripSends,
+    AppTransactions,
 ):
     """A durable workflow engine over one database.
 
@@ -252,15 +254,20 @@ class Engine(
         *,
         key: str | None = None,
         version: int | None = None,
+        within: Any = None,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
         `key` is an optional business key, unique per definition name (DuplicateKey), text
         of at most 200 characters. The data is checked against the definition's `input`
-        schema (InvalidInput).
+        schema (InvalidInput). `within`: the application's SQLAlchemy Session or Connection
+        to write in, committed or rolled back by the application (see app_transaction.py).
         """
         check_version(definition, version)
         item = check_start(data, key)
+        if within is not None:
+            args = (self.catalog, definition, version, *item, self.clock())
+            return self._within(within, runtime.start, *args).instance
         applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
         self._publish(applied)
         return applied.instance
@@ -274,6 +281,7 @@ class Engine(
         version: int | None = None,
         batch: int = 500,
         progress: Callable[[int], None] | None = None,
+        within: Any = None,
     ) -> list[str]:
         """Start one instance per item of `items` (with `keys`, if given), `batch` per
         transaction; return their ids in order.
@@ -281,7 +289,8 @@ class Engine(
         Every item is checked before its batch is written; each batch commits or fails as a
         whole (DuplicateKey, say), and the batches before it stay. Every batch starts the
         version the first one started. `progress(n)` is called with the number started so
-        far after each batch.
+        far after each batch. With `within`, every batch is written in the application's
+        transaction (see `start`).
         """
         check_version(definition, version)
         key_list = iter(keys) if keys is not None else None
@@ -290,11 +299,9 @@ class Engine(
 
         def flush() -> None:
             nonlocal version
-            now = self.clock()
-            started = self._apply(
-                runtime.start_batch, self.catalog, definition, version, pending, now
-            )
-            for applied in started:
+            args = (runtime.start_batch, self.catalog, definition, version, pending, self.clock())
+            started = self._within(within, *args) if within is not None else self._apply(*args)
+            for applied in started if within is None else ():
                 self._publish(applied)
             version = started[0].instance.version
             ids.extend(applied.instance.id for applied in started)
@@ -312,19 +319,28 @@ class Engine(
         return ids
 
     def send(
-        self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None
+        self,
+        instance_id: str,
+        event: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        within: Any = None,
     ) -> Instance:
         """Send `event` with payload `data`; EventRejected (changing nothing) if none takes it.
 
         With `idempotency_key`, an event this instance has already accepted under that key is
         not applied again: the current instance is returned. An idempotency key is text of
-        at most 200 characters.
+        at most 200 characters. `within`: the application's transaction (see `start`).
         """
         check_id(instance_id)
         if idempotency_key is not None:
             check_key(idempotency_key, "an idempotency key")
         if data is not None:
             data = checked(data, "event data")
+        if within is not None:
+            args = (instance_id, event, data, idempotency_key, self.clock())
+            return self._send_within(within, runtime.send, *args).instance
         try:
             applied = self._send_step(instance_id, event, data, idempotency_key, self.clock())
         except EventRejected as exc:
@@ -341,8 +357,16 @@ class Engine(
         data: Any = None,
         *,
         idempotency_key: str | None = None,
+        within: Any = None,
     ) -> Instance:
         """`send` to the instance of `definition` whose business key is `key`."""
+        if within is not None:
+            check_key(key, "a business key")
+            data = checked(data, "event data") if data is not None else None
+            if idempotency_key is not None:
+                check_key(idempotency_key, "an idempotency key")
+            args = (definition, key, event, data, idempotency_key, self.clock())
+            return self._send_within(within, app_transaction.send_by_key, *args).instance
         return self.send(
             self._id_for_key(definition, key), event, data, idempotency_key=idempotency_key
         )
