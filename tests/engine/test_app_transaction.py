@@ -3,11 +3,14 @@ application's or not at all, and are published only once they have committed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from databases import in_ci
 from sqlalchemy.orm import Session
 
 from engine import (
@@ -21,6 +24,8 @@ from engine import (
 )
 
 DEFINITION = "app_order"
+DEFINITIONS = Path(__file__).parent / "definitions"
+DEFINITION_FILE = DEFINITIONS / "app_order.yaml"
 orders = sa.Table(
     "shop_orders",
     sa.MetaData(),
@@ -259,4 +264,90 @@ def test_an_autocommit_connection_is_refused(postgres_url: str, clock: Any) -> N
         assert eng.instances() == []
 
 
-DEFINITION_FILE = __import__("pathlib").Path(__file__).parent / "definitions" / "app_order.yaml"
+# -- the asyncio forms: AsyncEngine given an AsyncSession or an AsyncConnection -----------------
+def async_url(store_url: str) -> str:
+    """The application's asyncio URL of the same database (aiosqlite for an SQLite file)."""
+    if store_url.startswith("sqlite"):
+        if not in_ci():  # a dev dependency: CI has it
+            pytest.importorskip("aiosqlite")
+        return store_url.replace("sqlite://", "sqlite+aiosqlite://", 1)
+    return store_url  # psycopg serves asyncio as well
+
+
+def test_an_async_session_commits_or_rolls_back_the_start_with_the_application(
+    store_url: str, clock: Any
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from engine import AsyncEngine
+
+    async def scenario() -> None:
+        application = create_async_engine(async_url(store_url))
+        told: list[str] = []
+        async with AsyncEngine(store_url, clock) as aeng:
+            await aeng.deploy(DEFINITION_FILE)
+            aeng.task("payments.charge")(lambda data: {"charged": True})
+            aeng.subscribe(lambda entry: told.append(f"{entry.kind}:{entry.to_state}"))
+            async with application.begin() as conn:
+                await conn.run_sync(orders.metadata.create_all)
+            before = await asyncio_counts(application)
+            async with AsyncSession(application) as session:
+                await session.execute(orders.insert().values(id=1))
+                dropped = await aeng.start(DEFINITION, key="o-1", within=session)
+                await session.rollback()
+            assert await asyncio_counts(application) == before
+            assert told == []
+            with pytest.raises(InstanceNotFound):
+                await aeng.get(dropped.id)
+            async with AsyncSession(application) as session:
+                await session.execute(orders.insert().values(id=1))
+                started = await aeng.start(DEFINITION, key="o-1", within=session)
+                assert told == []
+                await session.commit()
+            assert told == ["start:paying"]
+            assert await aeng.run_until_idle() == 1
+            assert (await aeng.get(started.id)).state == "packing"
+        await application.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_an_async_connection_carries_events_and_their_idempotency_keys(
+    store_url: str, clock: Any
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from engine import AsyncEngine
+
+    async def scenario() -> None:
+        application = create_async_engine(async_url(store_url))
+        async with AsyncEngine(store_url, clock) as aeng:
+            await aeng.deploy(DEFINITIONS / "approvals.yaml")
+            inst = await aeng.start("approvals")
+            told: list[str] = []
+            aeng.subscribe(lambda entry: told.append(f"{entry.kind}:{entry.event}"))
+            async with application.connect() as conn:
+                await aeng.send(inst.id, "legal_ok", idempotency_key="m", within=conn)
+                outcomes = await aeng.send_many([(inst.id, "finance_ok")], within=conn)
+                assert [o.outcome for o in outcomes] == ["applied"]
+                await conn.rollback()
+            assert (await aeng.get(inst.id)).revision == inst.revision
+            assert told == []
+            async with application.begin() as conn:
+                moved = await aeng.send(inst.id, "legal_ok", idempotency_key="m", within=conn)
+                ids = await aeng.start_many("approvals", [{}], within=conn)
+            assert moved.revision == inst.revision + 1
+            assert told == ["event:legal_ok", "start:None"]
+            assert (await aeng.get(ids[0])).state == "review"
+        await application.dispose()
+
+    asyncio.run(scenario())
+
+
+async def asyncio_counts(application: Any) -> dict[str, int]:
+    async with application.connect() as conn:
+        names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        return {
+            name: int((await conn.execute(sa.text(f'SELECT count(*) FROM "{name}"'))).scalar_one())
+            for name in names
+        }
