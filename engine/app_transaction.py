@@ -250,6 +250,9 @@ class AppTransactions:
         pending.steps, pending.tallies, pending.marks = [], [], []
         if tallies:
             self.counts.committed(tallies)
+        kept = getattr(self, "_kept", None)  # one_trip.py's rows: those instances moved on
+        for applied in steps if kept is not None else ():
+            kept.forget(applied.instance.id)
         for applied in steps:
             try:
                 self._publish(applied)
@@ -321,7 +324,15 @@ def _on_connection_commit(mine: Any) -> Callable[[sa.Connection], None]:
         pending = engine._app_pending.get(connection)
         if pending is None or not (pending.steps or pending.tallies):
             return
-        _driver(connection)[0].commit()
+        dbapi = _driver(connection)[0]
+        try:
+            dbapi.commit()
+        except Exception as exc:  # a deferred constraint, say: nothing committed
+            engine._forgotten(connection)
+            error = connection.dialect.loaded_dbapi.Error
+            if isinstance(exc, error):  # as SQLAlchemy's own commit would raise it
+                raise sa.exc.DBAPIError.instance(None, None, exc, error) from exc
+            raise
         engine._published(connection)
 
     return commit

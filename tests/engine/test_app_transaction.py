@@ -26,11 +26,22 @@ from engine import (
 DEFINITION = "app_order"
 DEFINITIONS = Path(__file__).parent / "definitions"
 DEFINITION_FILE = DEFINITIONS / "app_order.yaml"
+tables = sa.MetaData()
 orders = sa.Table(
     "shop_orders",
-    sa.MetaData(),
+    tables,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("workflow", sa.String(64)),
+)
+# Checked at COMMIT: a line of no order makes the application's commit itself fail.
+lines = sa.Table(
+    "shop_lines",
+    tables,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "order_id",
+        sa.ForeignKey("shop_orders.id", deferrable=True, initially="DEFERRED"),
+    ),
 )
 
 
@@ -38,7 +49,9 @@ orders = sa.Table(
 def app(store_url: str) -> Iterator[sa.Engine]:
     """The application's own SQLAlchemy engine on the engine's database, with a table."""
     application = sa.create_engine(store_url)
-    orders.metadata.create_all(application)
+    if store_url.startswith("sqlite"):  # SQLite checks foreign keys when asked to
+        sa.event.listen(application, "connect", foreign_keys_on)
+    tables.create_all(application)
     try:
         yield application
     finally:
@@ -68,6 +81,10 @@ def published(shop: Engine) -> list[tuple[str, str]]:
         told.append(("hook", context.instance.id))
 
     return told
+
+
+def foreign_keys_on(dbapi_connection: Any, record: Any) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 def row_counts(application: sa.Engine) -> dict[str, int]:
@@ -149,6 +166,29 @@ def test_an_event_committed_on_a_connection_is_applied_once_and_then_published(
         assert published == []
     assert published == [("entry", "event:review.legal.approved")]
     assert shop.get(inst.id).revision == inst.revision + 1
+
+
+def test_a_commit_that_fails_publishes_nothing_and_leaves_nothing(
+    shop: Engine, app: sa.Engine, published: list[tuple[str, str]]
+) -> None:
+    before = row_counts(app)
+    with app.connect() as conn:
+        shop.start(DEFINITION, within=conn)
+        conn.execute(lines.insert().values(id=1, order_id=404))
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.commit()
+    with Session(app) as session:
+        shop.start(DEFINITION, within=session)
+        session.execute(lines.insert().values(id=2, order_id=404))
+        with pytest.raises(sa.exc.IntegrityError):
+            session.commit()
+    assert published == []
+    assert shop.instances() == []
+    # SQLite keeps a transaction whose COMMIT failed open, on the pooled connection, until
+    # it is rolled back: closing the application's connections does.
+    app.dispose()
+    assert row_counts(app) == before
+    assert shop.run_until_idle() == 0
 
 
 def test_a_failing_call_leaves_the_applications_transaction_usable(
@@ -289,7 +329,7 @@ def test_an_async_session_commits_or_rolls_back_the_start_with_the_application(
             aeng.task("payments.charge")(lambda data: {"charged": True})
             aeng.subscribe(lambda entry: told.append(f"{entry.kind}:{entry.to_state}"))
             async with application.begin() as conn:
-                await conn.run_sync(orders.metadata.create_all)
+                await conn.run_sync(tables.create_all)
             before = await asyncio_counts(application)
             async with AsyncSession(application) as session:
                 await session.execute(orders.insert().values(id=1))
