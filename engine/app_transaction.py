@@ -251,8 +251,9 @@ class AppTransactions:
         if tallies:
             self.counts.committed(tallies)
         kept = getattr(self, "_kept", None)  # one_trip.py's rows: those instances moved on
-        for applied in steps if kept is not None else ():
-            kept.forget(applied.instance.id)
+        if kept is not None:
+            for applied in steps:
+                kept.forget(applied.instance.id)
         for applied in steps:
             try:
                 self._publish(applied)
