@@ -4,6 +4,7 @@ application's or not at all, and are published only once they have committed."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,27 @@ def test_an_event_rolled_back_is_not_applied_and_its_idempotency_key_is_free(
     applied = shop.send(inst.id, "legal_ok", idempotency_key="msg-1")
     assert applied.revision == inst.revision + 1
     assert shop.send(inst.id, "legal_ok", idempotency_key="msg-1").revision == applied.revision
+
+
+@pytest.mark.parametrize("ending", ["rollback", "commit"])
+def test_a_send_waiting_on_the_applications_transaction_sees_how_it_ended(
+    shop: Engine, app: sa.Engine, ending: str
+) -> None:
+    inst = shop.start("approvals")
+    outcome: list[Any] = []
+    with app.connect() as conn:
+        shop.send(inst.id, "legal_ok", idempotency_key="msg-3", within=conn)
+        # Another sender of the same key waits for the instance's lock (PostgreSQL) or the
+        # write lock (SQLite) until the application's transaction ends, however it ends.
+        other = threading.Thread(
+            target=lambda: outcome.append(shop.send(inst.id, "legal_ok", idempotency_key="msg-3"))
+        )
+        other.start()
+        getattr(conn, ending)()
+    other.join(timeout=30)
+    assert [moved.revision for moved in outcome] == [inst.revision + 1]
+    history = [entry.kind for entry in shop.history(inst.id)]
+    assert history == ["start", "event"]  # applied once: by one or the other
 
 
 def test_an_event_committed_on_a_connection_is_applied_once_and_then_published(
