@@ -309,7 +309,7 @@ class EventBatches:
         nothing and does not stop the others. Subscribers and hooks see each applied event
         once its batch has committed. A batch that cannot commit (DatabaseUnavailable)
         raises, and the batches before it stay. With `within` (the application's Session or
-        Connection, see app_transaction.py) every batch is written in the application's
+        Connection, as for `Engine.start`) every batch is written in the application's
         transaction, each event inside a savepoint of its own, and published at its commit.
         """
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

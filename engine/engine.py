@@ -260,8 +260,12 @@ class Engine(
 
         `key` is an optional business key, unique per definition name (DuplicateKey), text
         of at most 200 characters. The data is checked against the definition's `input`
-        schema (InvalidInput). `within`: the application's SQLAlchemy Session or Connection
-        to write in, committed or rolled back by the application (see app_transaction.py).
+        schema (InvalidInput).
+
+        `within` is the application's SQLAlchemy Session or Connection on the engine's
+        database: the instance is written in its transaction, visible once the application
+        commits, gone without a trace if it rolls back, and told to subscribers and hooks
+        only after the commit (another database: InvalidInput).
         """
         check_version(definition, version)
         item = check_start(data, key)
@@ -301,7 +305,7 @@ class Engine(
             nonlocal version
             args = (runtime.start_batch, self.catalog, definition, version, pending, self.clock())
             started = self._within(within, *args) if within is not None else self._apply(*args)
-            for applied in started if within is None else ():
+            for applied in started if within is None else ():  # else published at its commit
                 self._publish(applied)
             version = started[0].instance.version
             ids.extend(applied.instance.id for applied in started)
@@ -331,7 +335,8 @@ class Engine(
 
         With `idempotency_key`, an event this instance has already accepted under that key is
         not applied again: the current instance is returned. An idempotency key is text of
-        at most 200 characters. `within`: the application's transaction (see `start`).
+        at most 200 characters. `within`: the application's transaction, as for `start`;
+        an event rolled back with it was never applied, and its idempotency key is free.
         """
         check_id(instance_id)
         if idempotency_key is not None:
