@@ -309,8 +309,27 @@ def test_a_connection_to_another_database_is_refused(
             shop.start(DEFINITION, within=session)
     finally:
         other.dispose()
+    memory = sa.create_engine("sqlite://")
+    try:
+        with memory.connect() as conn, pytest.raises(InvalidInput, match="not on the engine"):
+            shop.send(shop.start("approvals").id, "legal_ok", within=conn)
+    finally:
+        memory.dispose()
     with pytest.raises(InvalidInput, match="Connection or Session"):
         shop.start(DEFINITION, within="a transaction")
+    assert [i.definition for i in shop.instances()] == ["approvals"]
+
+
+def test_an_async_session_given_to_the_synchronous_engine_is_refused(
+    shop: Engine, store_url: str
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    application = create_async_engine(async_url(store_url))
+    with pytest.raises(InvalidInput, match="AsyncEngine"):
+        shop.start(DEFINITION, within=AsyncSession(application))
+    asyncio.run(application.dispose())
+    assert shop.instances() == []
 
 
 @pytest.mark.postgres
