@@ -170,9 +170,10 @@ class AppTransactions:
         """`operation(tx, *args)` in the application's transaction `within`, inside a
         savepoint; what it wrote is published once that transaction commits."""
         owner, connection = joined(within)
-        self._check_same_database(connection)
-        with self.store.translated(), _savepoint(connection, self.store.postgres) as tx:
-            result = operation(tx, *args)
+        with self.store.translated():
+            self._check_same_database(connection)
+            with _savepoint(connection, self.store.postgres) as tx:
+                result = operation(tx, *args)
         steps = applied_in(result)
         if steps or tx.tallies:
             pending = self._pending_of(owner, connection)
