@@ -32,8 +32,10 @@ from statemachines.errors import EventRejected, InstanceNotFound, InvalidInput
 
 from . import runtime
 from .changes import NOTIFY_CHANGES
+from .checks import check_key, checked
 from .counts import REJECTED
 from .persist import Applied
+from .records import Instance
 from .transaction import Transaction
 
 if TYPE_CHECKING:
@@ -146,6 +148,7 @@ class AppTransactions:
         store: Store
         catalog: Catalog
         counts: Counts
+        clock: Callable[[], datetime]
 
         def _publish(self, applied: Applied | None) -> None: ...
 
@@ -180,6 +183,23 @@ class AppTransactions:
             pending.steps.extend(steps)
             pending.tallies.extend(tx.tallies)
         return result
+
+    def _send_by_key_within(
+        self,
+        within: Any,
+        definition: str,
+        key: str,
+        event: str,
+        data: Any,
+        idempotency_key: str | None,
+    ) -> Instance:
+        """`Engine.send_by_key` in the application's transaction, its arguments checked."""
+        check_key(key, "a business key")
+        if idempotency_key is not None:
+            check_key(idempotency_key, "an idempotency key")
+        data = None if data is None else checked(data, "event data")
+        args = (definition, key, event, data, idempotency_key, self.clock())
+        return self._send_within(within, send_by_key, *args).instance
 
     def _send_within(self, within: Any, operation: Callable[..., Applied], *args: Any) -> Applied:
         try:

@@ -30,7 +30,7 @@ from statemachines.errors import (
     Problem,
 )
 
-from . import app_transaction, repair, runtime, search, travel
+from . import repair, runtime, search, travel
 from .app_transaction import AppTransactions
 from .batch_events import EventBatches
 from .catalog import Catalog, Version
@@ -364,14 +364,10 @@ class Engine(
         idempotency_key: str | None = None,
         within: Any = None,
     ) -> Instance:
-        """`send` to the instance of `definition` whose business key is `key`."""
+        """`send` to the instance of `definition` whose business key is `key` (with
+        `within`, found in the application's transaction: it may have started it)."""
         if within is not None:
-            check_key(key, "a business key")
-            data = checked(data, "event data") if data is not None else None
-            if idempotency_key is not None:
-                check_key(idempotency_key, "an idempotency key")
-            args = (definition, key, event, data, idempotency_key, self.clock())
-            return self._send_within(within, app_transaction.send_by_key, *args).instance
+            return self._send_by_key_within(within, definition, key, event, data, idempotency_key)
         return self.send(
             self._id_for_key(definition, key), event, data, idempotency_key=idempotency_key
         )
