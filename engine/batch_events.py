@@ -16,6 +16,7 @@ the failing one is rolled back alone and reported 'invalid'.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -310,7 +311,7 @@ class EventBatches:
         once its batch has committed. A batch that cannot commit (DatabaseUnavailable)
         raises, and the batches before it stay. With `within` (the application's Session or
         Connection, as for `Engine.start`) every batch is written in the application's
-        transaction, each event inside a savepoint of its own, and published at its commit.
+        transaction and published at its commit.
         """
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidInput(f"batch must be a positive integer, not {batch!r}")
@@ -327,17 +328,19 @@ class EventBatches:
 
     def _send_batch(self, items: list[_Item], within: Any = None) -> list[EventOutcome]:
         now = self.clock()
-        if within is not None:  # no second run there: each event has its savepoint at once
-            decided = self._within(within, apply_events, self.catalog, items, True, now)
-            return self._outcomes(decided, publish=False)
+        # In the application's transaction (`within`) a failed run is rolled back to the
+        # savepoint the call runs in, and run again there.
+        run: Callable[..., list[_Decided]] = self._apply
+        if within is not None:
+            run = functools.partial(self._within, within)
         try:
-            decided = self._apply(apply_events, self.catalog, items, False, now)
+            decided = run(apply_events, self.catalog, items, False, now)
         except (DatabaseUnavailable, ConcurrentUpdate):
             raise
         except Exception:
             # An event's write failed: which one, a run with a savepoint for each tells.
-            decided = self._apply(apply_events, self.catalog, items, True, now)
-        return self._outcomes(decided, publish=True)
+            decided = run(apply_events, self.catalog, items, True, now)
+        return self._outcomes(decided, publish=within is None)
 
     def _outcomes(self, decided: list[_Decided], publish: bool) -> list[EventOutcome]:
         for done in decided:

@@ -22,6 +22,7 @@ from engine import (
     HookContext,
     InstanceNotFound,
     InvalidInput,
+    transaction,
 )
 
 DEFINITION = "app_order"
@@ -295,6 +296,37 @@ def test_start_many_and_send_many_commit_or_roll_back_with_the_application(
         session.commit()
     assert [shop.get(i).revision for i in ids] == [2, 1]
     assert len(published) == 3
+
+
+def test_a_write_the_database_refuses_in_send_many_fails_only_its_event(
+    shop: Engine, app: sa.Engine, deploy: Callable[[str], Any], monkeypatch: Any
+) -> None:
+    remember = transaction.Transaction.remember_idempotency
+
+    def refusing(tx: transaction.Transaction, instance_id: str, key: str, now: Any) -> None:
+        remember(tx, instance_id, key, now)
+        if key == "refused":  # the same key twice: the database refuses the second
+            remember(tx, instance_id, key, now)
+
+    deploy("counter")
+    counter = shop.start("counter", {"count": 0}).id
+    monkeypatch.setattr(transaction.Transaction, "remember_idempotency", refusing)
+    with Session(app) as session:
+        outcomes = shop.send_many(
+            [
+                (counter, "increment"),
+                (counter, "increment", None, "refused"),
+                (counter, "increment", None, "fine"),
+            ],
+            within=session,
+        )
+        assert [o.outcome for o in outcomes] == ["applied", "invalid", "applied"]
+        session.execute(orders.insert().values(id=7))  # the transaction is still usable
+        session.commit()
+    assert shop.get(counter).context == {"count": 2}
+    assert len(shop.history(counter)) == 3
+    with app.connect() as conn:
+        assert conn.execute(sa.select(orders.c.id)).scalar_one() == 7
 
 
 def test_a_connection_to_another_database_is_refused(
