@@ -6,10 +6,11 @@ Nothing they write is visible until the application commits, and a rollback leav
 Each call runs inside a SAVEPOINT, so a call that fails (a business key in use, a rejected
 event) leaves the application's transaction as it was. The instance row is read locked (FOR
 UPDATE on PostgreSQL; on SQLite the connection takes the write lock with BEGIN IMMEDIATE
-unless its transaction has begun already), never guessed as one_trip.py guesses: no other
-attempt is possible inside someone else's transaction. What was written reaches the
-subscribers and the in-process hooks once the application's transaction commits, and is
-forgotten if it rolls back (or if the savepoint it was written under is rolled back).
+unless its transaction has begun already), never guessed as one_trip.py guesses: a guess
+that misses is retried in a transaction of the engine's own, which is not to be had here.
+What was written reaches the subscribers, the in-process hooks and the metrics once the
+application's transaction commits, and is forgotten if it rolls back (or if the savepoint it
+was written under is rolled back).
 """
 
 from __future__ import annotations
