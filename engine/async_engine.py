@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from .app_transaction import awaited_within
 from .async_worker import AsyncWorker
 from .engine import Clock, Engine, Handler, Subscriber
 from .hooks import Hook
@@ -36,10 +37,14 @@ def awaited(
     method: Callable[Concatenate[Engine, P], R],
 ) -> Callable[Concatenate[AsyncEngine, P], Coroutine[Any, Any, R]]:
     """`Engine.method` as a coroutine method of `AsyncEngine`, with its signature and
-    docstring: awaited, it runs the method on the engine in a worker thread."""
+    docstring: awaited, it runs the method on the engine in a worker thread (given the
+    application's AsyncSession or AsyncConnection as `within`, on its connection instead,
+    in its transaction: see app_transaction.py)."""
 
     @functools.wraps(method)
     async def call(self: AsyncEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if hasattr(kwargs.get("within"), "run_sync"):  # an AsyncSession or AsyncConnection
+            return await awaited_within(method, self.sync, args, kwargs)
         return await asyncio.to_thread(method, self.sync, *args, **kwargs)
 
     return call

@@ -16,6 +16,7 @@ the failing one is rolled back alone and reported 'invalid'.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -294,8 +295,10 @@ class EventBatches:
 
         def _publish(self, applied: Applied | None) -> None: ...
 
+        def _within(self, within: Any, operation: Callable[..., Result], *args: Any) -> Result: ...
+
     def send_many(
-        self, events: Iterable[Sequence[Any]], *, batch: int = DEFAULT_BATCH
+        self, events: Iterable[Sequence[Any]], *, batch: int = DEFAULT_BATCH, within: Any = None
     ) -> list[EventOutcome]:
         """Send every event of `events`, `batch` per transaction; one EventOutcome each, in
         input order.
@@ -306,7 +309,9 @@ class EventBatches:
         it left it; one that is rejected, a duplicate, malformed or for no instance changes
         nothing and does not stop the others. Subscribers and hooks see each applied event
         once its batch has committed. A batch that cannot commit (DatabaseUnavailable)
-        raises, and the batches before it stay.
+        raises, and the batches before it stay. With `within` (the application's Session or
+        Connection, as for `Engine.start`) every batch is written in the application's
+        transaction and published at its commit.
         """
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidInput(f"batch must be a positive integer, not {batch!r}")
@@ -315,24 +320,33 @@ class EventBatches:
         for index, given in enumerate(events):
             pending.append(checked_item(index, given))
             if len(pending) >= batch:
-                outcomes.extend(self._send_batch(pending))
+                outcomes.extend(self._send_batch(pending, within))
                 pending = []
         if pending:
-            outcomes.extend(self._send_batch(pending))
+            outcomes.extend(self._send_batch(pending, within))
         return outcomes
 
-    def _send_batch(self, items: list[_Item]) -> list[EventOutcome]:
+    def _send_batch(self, items: list[_Item], within: Any = None) -> list[EventOutcome]:
         now = self.clock()
+        # In the application's transaction (`within`) a failed run is rolled back to the
+        # savepoint the call runs in, and run again there.
+        run: Callable[..., list[_Decided]] = self._apply
+        if within is not None:
+            run = functools.partial(self._within, within)
         try:
-            decided = self._apply(apply_events, self.catalog, items, False, now)
+            decided = run(apply_events, self.catalog, items, False, now)
         except (DatabaseUnavailable, ConcurrentUpdate):
             raise
         except Exception:
             # An event's write failed: which one, a run with a savepoint for each tells.
-            decided = self._apply(apply_events, self.catalog, items, True, now)
+            decided = run(apply_events, self.catalog, items, True, now)
+        return self._outcomes(decided, publish=within is None)
+
+    def _outcomes(self, decided: list[_Decided], publish: bool) -> list[EventOutcome]:
         for done in decided:
             if done.applied is not None:
-                self._publish(done.applied)
+                if publish:
+                    self._publish(done.applied)
             elif done.outcome.outcome == EventOutcome.REJECTED:
                 self.counts.tally((REJECTED, done.definition))
         return [done.outcome for done in decided]

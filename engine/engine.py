@@ -31,6 +31,7 @@ from statemachines.errors import (
 )
 
 from . import repair, runtime, search, travel
+from .app_transaction import AppTransactions
 from .batch_events import EventBatches
 from .catalog import Catalog, Version
 from .checks import MAX_LIST_OFFSET as MAX_LIST_OFFSET  # the HTTP API's check uses it
@@ -91,6 +92,7 @@ class Engine(
     Metrics,
     OneTripSends,
     PendingReads,
+    AppTransactions,
 ):
     """A durable workflow engine over one database.
 
@@ -256,15 +258,24 @@ class Engine(
         *,
         key: str | None = None,
         version: int | None = None,
+        within: Any = None,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
         `key` is an optional business key, unique per definition name (DuplicateKey), text
         of at most 200 characters. The data is checked against the definition's `input`
         schema (InvalidInput).
+
+        `within` is the application's SQLAlchemy Session or Connection on the engine's
+        database: the instance is written in its transaction, visible once the application
+        commits, gone without a trace if it rolls back, and told to subscribers and hooks
+        only after the commit (another database: InvalidInput).
         """
         check_version(definition, version)
         item = check_start(data, key)
+        if within is not None:
+            args = (self.catalog, definition, version, *item, self.clock())
+            return self._within(within, runtime.start, *args).instance
         applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
         self._publish(applied)
         return applied.instance
@@ -278,6 +289,7 @@ class Engine(
         version: int | None = None,
         batch: int = 500,
         progress: Callable[[int], None] | None = None,
+        within: Any = None,
     ) -> list[str]:
         """Start one instance per item of `items` (with `keys`, if given), `batch` per
         transaction; return their ids in order.
@@ -285,7 +297,8 @@ class Engine(
         Every item is checked before its batch is written; each batch commits or fails as a
         whole (DuplicateKey, say), and the batches before it stay. Every batch starts the
         version the first one started. `progress(n)` is called with the number started so
-        far after each batch.
+        far after each batch. With `within`, every batch is written in the application's
+        transaction (see `start`).
         """
         check_version(definition, version)
         key_list = iter(keys) if keys is not None else None
@@ -294,11 +307,9 @@ class Engine(
 
         def flush() -> None:
             nonlocal version
-            now = self.clock()
-            started = self._apply(
-                runtime.start_batch, self.catalog, definition, version, pending, now
-            )
-            for applied in started:
+            args = (runtime.start_batch, self.catalog, definition, version, pending, self.clock())
+            started = self._within(within, *args) if within is not None else self._apply(*args)
+            for applied in started if within is None else ():  # else published at its commit
                 self._publish(applied)
             version = started[0].instance.version
             ids.extend(applied.instance.id for applied in started)
@@ -316,19 +327,29 @@ class Engine(
         return ids
 
     def send(
-        self, instance_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None
+        self,
+        instance_id: str,
+        event: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        within: Any = None,
     ) -> Instance:
         """Send `event` with payload `data`; EventRejected (changing nothing) if none takes it.
 
         With `idempotency_key`, an event this instance has already accepted under that key is
         not applied again: the current instance is returned. An idempotency key is text of
-        at most 200 characters.
+        at most 200 characters. `within`: the application's transaction, as for `start`;
+        an event rolled back with it was never applied, and its idempotency key is free.
         """
         check_id(instance_id)
         if idempotency_key is not None:
             check_key(idempotency_key, "an idempotency key")
         if data is not None:
             data = checked(data, "event data")
+        if within is not None:
+            args = (instance_id, event, data, idempotency_key, self.clock())
+            return self._send_within(within, runtime.send, *args).instance
         try:
             applied = self._send_step(instance_id, event, data, idempotency_key, self.clock())
         except EventRejected as exc:
@@ -345,8 +366,12 @@ class Engine(
         data: Any = None,
         *,
         idempotency_key: str | None = None,
+        within: Any = None,
     ) -> Instance:
-        """`send` to the instance of `definition` whose business key is `key`."""
+        """`send` to the instance of `definition` whose business key is `key` (with
+        `within`, found in the application's transaction: it may have started it)."""
+        if within is not None:
+            return self._send_by_key_within(within, definition, key, event, data, idempotency_key)
         return self.send(
             self._id_for_key(definition, key), event, data, idempotency_key=idempotency_key
         )
