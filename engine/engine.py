@@ -48,6 +48,7 @@ from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .retention import Retention
 from .rows import InstanceRow
+from .scheduled_starts import ScheduledStarts, when
 from .schedules import Schedules
 from .search import Searches
 from .store import BUSY_TIMEOUT_SECONDS, Store
@@ -82,6 +83,7 @@ class Engine(
     Hooks,
     TaskCalls,
     Schedules,
+    ScheduledStarts,
     Retention,
     Searches,
     Traced,
@@ -252,16 +254,31 @@ class Engine(
         *,
         key: str | None = None,
         version: int | None = None,
+        at: datetime | str | None = None,
+        delay: timedelta | float | str | None = None,
+        debounce: timedelta | float | str | None = None,
+        deadline: timedelta | float | str | None = None,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
         `key` is an optional business key, unique per definition name (DuplicateKey), text
         of at most 200 characters. The data is checked against the definition's `input`
-        schema (InvalidInput).
+        schema (InvalidInput). With `at` (an aware datetime) or `delay` (a duration: a
+        timedelta, seconds, or text such as '10m') the instance is `scheduled` until then;
+        with `debounce` (a duration, and a key), a start of a key whose instance is still
+        scheduled replaces its data and restarts the window (scheduled_starts.py).
+        `deadline` (a duration) replaces the definition's: past it, a running instance
+        fails with DeadlineExceeded.
         """
         check_version(definition, version)
         item = check_start(data, key)
-        applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
+        now = self.clock()
+        later = when(now, key, at, delay, debounce, deadline)
+        if later.due is not None:
+            return self._start_later(definition, version, [item], later, now)[0]
+        applied = self._apply(
+            runtime.start, self.catalog, definition, version, *item, now, later.deadline
+        )
         self._publish(applied)
         return applied.instance
 
@@ -274,6 +291,9 @@ class Engine(
         version: int | None = None,
         batch: int = 500,
         progress: Callable[[int], None] | None = None,
+        at: datetime | str | None = None,
+        delay: timedelta | float | str | None = None,
+        deadline: timedelta | float | str | None = None,
     ) -> list[str]:
         """Start one instance per item of `items` (with `keys`, if given), `batch` per
         transaction; return their ids in order.
@@ -281,9 +301,10 @@ class Engine(
         Every item is checked before its batch is written; each batch commits or fails as a
         whole (DuplicateKey, say), and the batches before it stay. Every batch starts the
         version the first one started. `progress(n)` is called with the number started so
-        far after each batch.
+        far after each batch. `at`, `delay` and `deadline` are as for `start`, for every item.
         """
         check_version(definition, version)
+        later = when(self.clock(), None, at, delay, None, deadline)
         key_list = iter(keys) if keys is not None else None
         ids: list[str] = []
         pending: list[tuple[dict[str, Any], str | None]] = []
@@ -291,13 +312,24 @@ class Engine(
         def flush() -> None:
             nonlocal version
             now = self.clock()
-            started = self._apply(
-                runtime.start_batch, self.catalog, definition, version, pending, now
-            )
-            for applied in started:
-                self._publish(applied)
-            version = started[0].instance.version
-            ids.extend(applied.instance.id for applied in started)
+            if later.due is not None:
+                scheduled = self._start_later(definition, version, pending, later, now)
+                version = scheduled[0].version
+                ids.extend(instance.id for instance in scheduled)
+            else:
+                started = self._apply(
+                    runtime.start_batch,
+                    self.catalog,
+                    definition,
+                    version,
+                    pending,
+                    now,
+                    later.deadline,
+                )
+                for applied in started:
+                    self._publish(applied)
+                version = started[0].instance.version
+                ids.extend(applied.instance.id for applied in started)
             pending.clear()
             if progress is not None:
                 progress(len(ids))

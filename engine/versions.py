@@ -24,7 +24,7 @@ from .tables import definitions_t, instances_t
 if TYPE_CHECKING:
     from .catalog import Version
 
-UNFINISHED = ("running", "compensating")
+UNFINISHED = ("scheduled", "running", "compensating")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ class Status(StrEnum):
     """An instance's status. Members are strings: they compare equal to, and are stored
     as, their values."""
 
+    SCHEDULED = "scheduled"  # started with a later time or a debounce: not yet entered
     RUNNING = "running"
     COMPENSATING = "compensating"
     SUCCEEDED = "succeeded"
@@ -29,6 +30,10 @@ FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 # The key of a call state's timeout timer: no `after` key (a duration) is spelt so. A
 # foreach's call of item N has its own, `timeout:N`.
 CALL_TIMEOUT = "timeout"
+# The key of the instance's deadline timer (on the top level, path ""), and the type of the
+# error it fails the instance with.
+DEADLINE = "deadline"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 def item_timeout_key(item: int) -> str:

@@ -27,7 +27,7 @@ from .sessions import SESSION_COOKIE, Sessions, signed_in
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
-STATUSES = ("running", "compensating", "succeeded", "failed", "cancelled")
+STATUSES = ("scheduled", "running", "compensating", "succeeded", "failed", "cancelled")
 
 
 def _engine(request: Request) -> Engine:

@@ -90,6 +90,9 @@ class InstanceOut(BaseModel):
         default_factory=list,
         description="The instances its call states started, oldest first (on one instance).",
     )
+    due_at: datetime | None = Field(
+        None, description="While scheduled (a start with a time or a debounce): when it starts."
+    )
 
 
 class InstancePage(BaseModel):
