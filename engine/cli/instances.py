@@ -47,6 +47,15 @@ AtOption = Annotated[
         "committed.",
     ),
 ]
+StartAtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Start at this time (ISO 8601 with a zone, e.g. 2026-03-01T09:00:00Z); "
+        "until then the instance is scheduled.",
+    ),
+]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SHORT_DATA_CHARACTERS = 60
 
@@ -65,15 +74,43 @@ def start(
             'the data object, or {"data": {...}, "key": "..."}.',
         ),
     ] = None,
+    at: StartAtOption = None,
+    delay: Annotated[
+        str | None,
+        typer.Option("--delay", metavar="DURATION", help="Start after this long (e.g. 10m)."),
+    ] = None,
+    debounce: Annotated[
+        str | None,
+        typer.Option(
+            "--debounce",
+            metavar="DURATION",
+            help="With --key: start once no start of the key has come for this long; a start "
+            "of a key still scheduled replaces its data and restarts the wait.",
+        ),
+    ] = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            metavar="DURATION",
+            help="Fail the instance with DeadlineExceeded if it still runs this long after "
+            "it started (instead of the definition's deadline).",
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Start an instance of a deployed definition (or many, from a JSON-lines file)."""
+    """Start an instance of a deployed definition (or many, from a JSON-lines file), now
+    or later (--at, --delay, --debounce)."""
+    timing = {"at": at, "delay": delay, "deadline": deadline}
     if many is not None:
-        _start_many(name, many, db, json_output)
+        if debounce is not None:
+            raise UsageError("--debounce starts one keyed instance; it does not go with --many")
+        _start_many(name, many, db, json_output, timing)
         return
     with open_engine(db) as engine:
-        _show(engine.start(name, parse_object(data), key=key), json_output)
+        instance = engine.start(name, parse_object(data), key=key, debounce=debounce, **timing)
+        _show(instance, json_output)
 
 
 def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
@@ -96,7 +133,9 @@ def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
     return items, keys
 
 
-def _start_many(name: str, path: Path, db: str | None, json_output: bool) -> None:
+def _start_many(
+    name: str, path: Path, db: str | None, json_output: bool, timing: dict[str, Any]
+) -> None:
     items, keys = _read_many(path)
     progress = Progress(
         TextColumn("starting {task.description}"),
@@ -108,7 +147,11 @@ def _start_many(name: str, path: Path, db: str | None, json_output: bool) -> Non
     with open_engine(db) as engine, progress:
         bar = progress.add_task(name, total=len(items))
         ids = engine.start_many(
-            name, items, keys=keys, progress=lambda count: progress.update(bar, completed=count)
+            name,
+            items,
+            keys=keys,
+            progress=lambda count: progress.update(bar, completed=count),
+            **timing,
         )
     if json_output:
         print_json({"definition": name, "started": len(ids), "ids": ids})
@@ -207,6 +250,8 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
     )
     if instance.active not in ([], [instance.state]):  # nested or parallel: name them all
         say("active: " + ", ".join(instance.active))
+    if instance.due_at is not None:
+        say(f"starts at: {instance.due_at.strftime(TIME_FORMAT)} UTC")
     if instance.parent is not None:
         say(f"parent: {instance.parent}")
     if instance.children:

@@ -16,8 +16,16 @@ from engine import Engine
 def undone(engine: Engine, deploy: Callable[[str], Any]) -> list[str]:
     deploy("deadline_saga")
     log: list[str] = []
-    engine.task("stock.reserve")(lambda data: log.append("reserve") or {"held": 1})
-    engine.task("stock.release")(lambda data: log.append("release") or None)
+
+    @engine.task("stock.reserve")
+    def reserve(data: Any) -> Any:
+        log.append("reserve")
+        return {"held": 1}
+
+    @engine.task("stock.release")
+    def release(data: Any) -> None:
+        log.append("release")
+
     return log
 
 
