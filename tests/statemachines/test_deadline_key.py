@@ -75,6 +75,7 @@ def test_a_passed_deadline_fails_a_running_instance_and_spares_a_finished_one() 
     assert "2d" in failed.machine["error"]["message"]
     assert [(e.kind, e.event) for e in failed.history] == [("timer", DEADLINE)]
     closed = machine.send(Snapshot(started.machine, {}, Status.RUNNING), "close", None, NOW)
+    assert ("", 0) in closed.cancelled  # the deadline timer is dropped as the instance ends
     after = machine.timer_fired(
         Snapshot(closed.machine, {}, closed.status), ("", 0), DEADLINE, later
     )
