@@ -24,7 +24,7 @@ from .tables import definitions_t, instances_t
 if TYPE_CHECKING:
     from .catalog import Version
 
-UNFINISHED = ("scheduled", "running", "compensating")
+UNFINISHED = ("running", "compensating")
 
 
 @dataclass(frozen=True)
