@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 import statemachines
+from statemachines.diff import DefinitionDiff, diff_definitions
 from statemachines.errors import DefinitionError
 from statemachines.loader import parse_yaml
 from statemachines.steps import DEADLINE, DEADLINE_EXCEEDED, Snapshot, Status
@@ -80,3 +81,15 @@ def test_a_passed_deadline_fails_a_running_instance_and_spares_a_finished_one() 
         Snapshot(closed.machine, {}, closed.status), ("", 0), DEADLINE, later
     )
     assert not after.changed and after.history == []
+
+
+def test_a_version_diff_reports_a_changed_deadline() -> None:
+    changed = diff_definitions(statemachines.load(source("2d")), statemachines.load(source("1d")))
+    assert changed.deadline == ("2d", "1d") and not changed.empty
+    assert "~ deadline: 2d -> 1d" in changed.summary()
+    assert DefinitionDiff.from_json(changed.to_json()) == changed
+    removed = diff_definitions(statemachines.load(source("1d")), statemachines.load(source(None)))
+    assert removed.deadline == ("1d", None)
+    assert diff_definitions(
+        statemachines.load(source("24h")), statemachines.load(source("1d"))
+    ).empty
