@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine import AsyncEngine, DuplicateKey, Engine, EventRejected, InvalidInput
+from engine import (
+    AsyncEngine,
+    DuplicateKey,
+    Engine,
+    EventRejected,
+    InvalidInput,
+    RedriveRefused,
+    ResetRefused,
+)
 
 
 def _worked(engine: Engine) -> list[Any]:
@@ -135,6 +143,10 @@ def test_cancelling_a_scheduled_start_drops_it(
     inst = engine.start("one_task", {}, delay=60)
     with pytest.raises(EventRejected):
         engine.send(inst.id, "done")
+    with pytest.raises(ResetRefused):
+        engine.reset(inst.id, "work", reason="operator")
+    with pytest.raises(RedriveRefused):
+        engine.redrive(inst.id, reason="operator")
     cancelled = engine.cancel(inst.id, reason="not needed")
     assert (cancelled.status, cancelled.due_at) == ("cancelled", None)
     assert [e.kind for e in engine.history(inst.id)] == ["cancel"]

@@ -67,6 +67,10 @@ def test_http_start_with_a_delay_and_debounce_is_one_scheduled_instance(
     assert shown["due_at"] is not None
     delayed = api.post("/api/instances", json={"definition": door, "delay": 90, "deadline": "2d"})
     assert delayed.status_code == 201 and delayed.json()["status"] == "scheduled"
+    page = api.get(f"/instances/{delayed.json()['id']}")
+    assert page.status_code == 200
+    assert 'id="due-at"' in page.text and 'id="cancel-form"' in page.text
+    assert 'id="reset"' not in page.text  # a start that has not fired is cancelled, not moved
 
 
 def test_http_start_with_a_bad_time_is_422(api: httpx.Client, door: str) -> None:
