@@ -102,7 +102,7 @@ def start(
 ) -> None:
     """Start an instance of a deployed definition (or many, from a JSON-lines file), now
     or later (--at, --delay, --debounce)."""
-    timing = {"at": at, "delay": delay, "deadline": deadline}
+    timing: dict[str, Any] = {"at": at, "delay": delay, "deadline": deadline}
     if many is not None:
         if debounce is not None:
             raise UsageError("--debounce starts one keyed instance; it does not go with --many")
