@@ -27,8 +27,8 @@ from .steps import (
     Snapshot,
     Status,
     Step,
-    TimerOrder,
     atomic,
+    deadline_timer,
     timed_out_item,
 )
 
@@ -77,7 +77,8 @@ class CompiledMachine:
         limit = deadline if deadline is not None else self.definition.deadline
         if limit is not None:
             run.machine["deadline"] = limit.total_seconds()
-            run.timers.append(TimerOrder(TOP, 0, DEADLINE, now + limit))
+            run.machine["deadline_at"] = (now + limit).isoformat()
+            run.timers.append(deadline_timer(run.machine))
         run.enter_targets(TOP, [self.definition.initial])
         return run.finish()
 

@@ -165,3 +165,9 @@ def atomic(active: Iterable[str]) -> list[str]:
     if len(paths) < 2:
         return paths
     return [path for path in paths if not any(other.startswith(path + ".") for other in paths)]
+
+
+def deadline_timer(machine: dict[str, Any]) -> TimerOrder:
+    """The deadline timer of an instance whose machine data has one (`deadline_at`), for a
+    start and for an operator's move that drops every timer and must keep this one."""
+    return TimerOrder("", 0, DEADLINE, datetime.fromisoformat(str(machine["deadline_at"])))

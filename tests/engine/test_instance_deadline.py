@@ -113,3 +113,20 @@ def test_deadline_survives_a_new_engine_over_the_same_database(
         assert len(released) == 1
     finally:
         again.close()
+
+
+def test_a_reset_keeps_a_running_instances_deadline_and_a_failed_one_runs_on_without(
+    engine: Engine, clock: Any, undone: list[str]
+) -> None:
+    inst = engine.start("deadline_saga", {})
+    engine.run_until_idle()
+    clock.advance(timedelta(minutes=30))
+    engine.reset(inst.id, "await_payment", reason="payment page reopened")
+    clock.advance(timedelta(minutes=30))  # the hour from the start, not from the reset
+    engine.run_until_idle()
+    failed = engine.get(inst.id)
+    assert failed.error is not None and failed.error["type"] == "DeadlineExceeded"
+    engine.reset(inst.id, "await_payment", reason="customer is paying now")
+    clock.advance(timedelta(days=1))
+    engine.run_until_idle()
+    assert engine.get(inst.id).status == "running"  # its deadline ended with it
