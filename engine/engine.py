@@ -27,6 +27,7 @@ from statemachines.errors import (
     DefinitionError,
     EventRejected,
     InstanceNotFound,
+    InvalidInput,
     Problem,
 )
 
@@ -51,6 +52,7 @@ from .persist import Applied, snapshot, snapshot_of
 from .records import Deployment, HistoryEntry, Instance, last_error_of
 from .retention import Retention
 from .rows import InstanceRow
+from .scheduled_starts import ScheduledStarts, when
 from .schedules import Schedules
 from .search import Searches
 from .store import BUSY_TIMEOUT_SECONDS, Store
@@ -85,6 +87,7 @@ class Engine(
     Hooks,
     TaskCalls,
     Schedules,
+    ScheduledStarts,
     Retention,
     Searches,
     InstancePages,
@@ -259,24 +262,42 @@ class Engine(
         key: str | None = None,
         version: int | None = None,
         within: Any = None,
+        at: datetime | str | None = None,
+        delay: timedelta | float | str | None = None,
+        debounce: timedelta | float | str | None = None,
+        deadline: timedelta | float | str | None = None,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
         `key` is an optional business key, unique per definition name (DuplicateKey), text
         of at most 200 characters. The data is checked against the definition's `input`
-        schema (InvalidInput).
+        schema (InvalidInput). With `at` (an aware datetime) or `delay` (a duration: a
+        timedelta, seconds, or text such as '10m') the instance is `scheduled` until then;
+        with `debounce` (a duration, and a key), a start of a key whose instance is still
+        scheduled replaces its data and restarts the window (scheduled_starts.py).
+        `deadline` (a duration) replaces the definition's: past it, a running instance
+        fails with DeadlineExceeded.
 
         `within` is the application's SQLAlchemy Session or Connection on the engine's
         database: the instance is written in its transaction, visible once the application
         commits, gone without a trace if it rolls back, and told to subscribers and hooks
-        only after the commit (another database: InvalidInput).
+        only after the commit (another database: InvalidInput). It does not go with `at`,
+        `delay` or `debounce`.
         """
         check_version(definition, version)
         item = check_start(data, key)
+        now = self.clock()
+        later = when(now, key, at, delay, debounce, deadline)
         if within is not None:
-            args = (self.catalog, definition, version, *item, self.clock())
+            if later.due is not None:
+                raise InvalidInput("a start within the application's transaction starts now")
+            args = (self.catalog, definition, version, *item, now, later.deadline)
             return self._within(within, runtime.start, *args).instance
-        applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
+        if later.due is not None:
+            return self._start_later(definition, version, [item], later, now)[0]
+        applied = self._apply(
+            runtime.start, self.catalog, definition, version, *item, now, later.deadline
+        )
         self._publish(applied)
         return applied.instance
 
@@ -290,6 +311,9 @@ class Engine(
         batch: int = 500,
         progress: Callable[[int], None] | None = None,
         within: Any = None,
+        at: datetime | str | None = None,
+        delay: timedelta | float | str | None = None,
+        deadline: timedelta | float | str | None = None,
     ) -> list[str]:
         """Start one instance per item of `items` (with `keys`, if given), `batch` per
         transaction; return their ids in order.
@@ -297,22 +321,39 @@ class Engine(
         Every item is checked before its batch is written; each batch commits or fails as a
         whole (DuplicateKey, say), and the batches before it stay. Every batch starts the
         version the first one started. `progress(n)` is called with the number started so
-        far after each batch. With `within`, every batch is written in the application's
-        transaction (see `start`).
+        far after each batch. `at`, `delay` and `deadline` are as for `start`, for every item.
+        With `within`, every batch is written in the application's transaction (see `start`).
         """
         check_version(definition, version)
+        later = when(self.clock(), None, at, delay, None, deadline)
+        if within is not None and later.due is not None:
+            raise InvalidInput("a start within the application's transaction starts now")
         key_list = iter(keys) if keys is not None else None
         ids: list[str] = []
         pending: list[tuple[dict[str, Any], str | None]] = []
 
         def flush() -> None:
             nonlocal version
-            args = (runtime.start_batch, self.catalog, definition, version, pending, self.clock())
-            started = self._within(within, *args) if within is not None else self._apply(*args)
-            for applied in started if within is None else ():  # else published at its commit
-                self._publish(applied)
-            version = started[0].instance.version
-            ids.extend(applied.instance.id for applied in started)
+            now = self.clock()
+            if later.due is not None:
+                scheduled = self._start_later(definition, version, pending, later, now)
+                version = scheduled[0].version
+                ids.extend(instance.id for instance in scheduled)
+            else:
+                args = (
+                    runtime.start_batch,
+                    self.catalog,
+                    definition,
+                    version,
+                    pending,
+                    now,
+                    later.deadline,
+                )
+                started = self._within(within, *args) if within is not None else self._apply(*args)
+                for applied in started if within is None else ():  # else published at its commit
+                    self._publish(applied)
+                version = started[0].instance.version
+                ids.extend(applied.instance.id for applied in started)
             pending.clear()
             if progress is not None:
                 progress(len(ids))

@@ -78,6 +78,7 @@ def snapshot(row: InstanceRow) -> Instance:
         error_of(row),
         row.parent_id,
         [],  # children: read by Engine.get
+        due_of(row),
     )
 
 
@@ -87,6 +88,14 @@ def error_of(row: InstanceRow) -> dict[str, Any] | None:
         return None
     error = row.machine.get("error")
     return error if isinstance(error, dict) else None
+
+
+def due_of(row: InstanceRow) -> datetime | None:
+    """When a scheduled instance starts (scheduled_starts.py); None for any other."""
+    if row.status != Status.SCHEDULED or not isinstance(row.machine, dict):
+        return None
+    due = row.machine.get("due_at")
+    return datetime.fromisoformat(due) if isinstance(due, str) else None
 
 
 def persist(

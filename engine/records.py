@@ -136,6 +136,8 @@ class Instance:
     # `last_error`) the ids of those this one's call states started, oldest first.
     parent: str | None = None
     children: list[str] = field(default_factory=list, compare=False)
+    # While `scheduled` (a start with a time, a delay or a debounce): when it starts.
+    due_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -158,6 +160,7 @@ class Instance:
             "error": self.error,
             "parent": self.parent,
             "children": list(self.children),
+            "due_at": None if self.due_at is None else _iso(self.due_at),
         }
 
 

@@ -20,6 +20,7 @@ from statemachines.errors import (
     ResetRefused,
     TurnoutError,
 )
+from statemachines.steps import deadline_timer
 
 from .catalog import Catalog
 from .checks import MAX_LIST_LIMIT, check_id, check_version, checked
@@ -72,6 +73,8 @@ def reset(
     except ResetRefused as exc:
         raise ResetRefused(exc.reason, row.id) from None
     tx.drop_all_work(row.id)
+    if step.status == Status.RUNNING and "deadline_at" in step.machine:
+        tx.insert_timers(row.id, [deadline_timer(step.machine)])  # the move keeps the deadline
     return persist_step(tx, catalog, row, _stamped(step, row), now, machine.definition)
 
 

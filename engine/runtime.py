@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from statemachines import CompiledMachine, Step, storable
+from statemachines import CompiledMachine, Status, Step, storable
 from statemachines.errors import (
     ContextTooLarge,
     EventRejected,
@@ -27,7 +27,7 @@ from statemachines.errors import (
 from statemachines.model import Retried, Retry
 from statemachines.steps import FINISHED, Entry
 
-from . import children
+from . import children, scheduled_starts
 from .catalog import Catalog, Version
 from .children import persist_step
 from .counts import ACCEPTED, ATTEMPT, LEASE_EXPIRED, POISONED
@@ -71,10 +71,12 @@ def start(
     data: dict[str, Any],
     key: str | None,
     now: datetime,
+    deadline: timedelta | None = None,
 ) -> Applied:
     """A new instance of `definition` (version `version`, else the latest) with `data` as
-    its context, checked against the version's input schema."""
-    return start_batch(tx, catalog, definition, version, [(data, key)], now)[0]
+    its context, checked against the version's input schema; `deadline`, if given, instead
+    of the definition's."""
+    return start_batch(tx, catalog, definition, version, [(data, key)], now, deadline)[0]
 
 
 def start_batch(
@@ -84,19 +86,24 @@ def start_batch(
     version: int | None,
     items: Iterable[tuple[dict[str, Any], str | None]],
     now: datetime,
+    deadline: timedelta | None = None,
 ) -> list[Applied]:
     """One new instance per (data, key) of `items`; every item is checked before any is
     written, and the batch commits or fails as a whole."""
     found = catalog.version(tx, definition, version)
-    prepared = [_first_step(found, data, key, now) for data, key in items]
+    prepared = [_first_step(found, data, key, now, deadline) for data, key in items]
     return [persist_step(tx, catalog, row, step, now, insert=True) for row, step in prepared]
 
 
 def _first_step(
-    found: Version, data: dict[str, Any], key: str | None, now: datetime
+    found: Version,
+    data: dict[str, Any],
+    key: str | None,
+    now: datetime,
+    deadline: timedelta | None = None,
 ) -> tuple[InstanceRow, Step]:
     found.check_input(data)
-    step = found.machine.start(data, now)
+    step = found.machine.start(data, now, deadline)
     row = InstanceRow.new(new_id(), key, found.definition.name, found.number, now)
     return row, step
 
@@ -136,6 +143,8 @@ def cancel(
 ) -> Applied:
     """Stop a running instance: drop its work, run its compensations, end `cancelled`."""
     row = load_locked(tx, instance_id)
+    if row.status == Status.SCHEDULED:  # not started yet: nothing ran, nothing to undo
+        return scheduled_starts.cancel(tx, row, reason, now)
     machine = catalog.version(tx, row.definition, row.version).machine
     return persist_step(tx, catalog, row, machine.cancel(snapshot_of(row), reason, now), now)
 
@@ -371,6 +380,8 @@ def fire_timer(tx: Transaction, catalog: Catalog, timer: TimerRow, now: datetime
         return None
     if timer.key.startswith(children.CHILD_TIMER):  # a child of a call state has ended
         return children.deliver(tx, catalog, row, timer, now)
+    if timer.key == scheduled_starts.START_TIMER and not timer.state_path:
+        return scheduled_starts.fire(tx, catalog, row, now)
     ref = (timer.state_path, timer.activation)
     step = _machine_of(tx, catalog, row).timer_fired(snapshot_of(row), ref, timer.key, now)
     if not step.changed and not step.history:

@@ -42,7 +42,16 @@ from .policies import (
 )
 from .reading import ERROR_TYPE_RE, KEY_RE, SCOPE_NAMES, kind_of
 
-TOP_KEYS = ("name", "version", "description", "input", "retention", "initial", "states")
+TOP_KEYS = (
+    "name",
+    "version",
+    "description",
+    "input",
+    "retention",
+    "deadline",
+    "initial",
+    "states",
+)
 TASK_KEYS = ("input", "result", "retry", "timeout", "compensate")
 CALL_KEYS = ("input", "result", "timeout", "version")  # with `call`
 # A state has at most one of them; `states` (with `initial`) makes it a compound state.
@@ -128,6 +137,7 @@ class DefinitionBuilder(PolicyReader):
             self.fail(("description",), "description must be text")
         schema = self.input_schema(data)
         retention = self.optional_duration(data, "retention", ())
+        deadline = self.optional_duration(data, "deadline", ())
         root = self.region("", "", data, ("",), top=True)
         if root is None:
             return None
@@ -138,6 +148,7 @@ class DefinitionBuilder(PolicyReader):
             input_schema=schema,
             root=root,
             retention=retention,
+            deadline=deadline,
             source=source,
             file=self.doc.file,
             digest=digest_of(data),

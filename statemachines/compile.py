@@ -7,10 +7,11 @@ The engine and `simulate` both call it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .chart import TOP, Chart
+from .durations import format_duration
 from .entering import enter_states
 from .errors import EventRejected
 from .fanout import item_pending
@@ -18,8 +19,19 @@ from .flat import FlatMoves
 from .model import Definition, State
 from .redrive import redrive, reset
 from .regions import ChartMachine
-from .run import CANCELLED, RUNNING, Run, TaskRef
-from .steps import CALL_TIMEOUT, Entry, Snapshot, Status, Step, atomic, timed_out_item
+from .run import CANCELLED, FAILED, RUNNING, Run, TaskRef
+from .steps import (
+    CALL_TIMEOUT,
+    DEADLINE,
+    DEADLINE_EXCEEDED,
+    Entry,
+    Snapshot,
+    Status,
+    Step,
+    atomic,
+    deadline_timer,
+    timed_out_item,
+)
 
 CHILD_OUTCOMES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
@@ -56,12 +68,37 @@ class CompiledMachine:
         return list(seen)
 
     # -- operations ------------------------------------------------------------------------
-    def start(self, context: dict[str, Any], now: datetime) -> Step:
-        """Enter `initial` with `context` as the data."""
+    def start(
+        self, context: dict[str, Any], now: datetime, deadline: timedelta | None = None
+    ) -> Step:
+        """Enter `initial` with `context` as the data; with a `deadline` (else the
+        definition's, if it has one), a timer fails the instance once it has passed."""
         machine = {"active": {}, "counter": 0, "results": {}, "foreach": {}, "compensations": []}
         run = Run(self.chart, self.machine, Snapshot(machine, context, RUNNING), now)
         run.history.append(Entry("start", None, None, self.definition.initial, context))
+        limit = deadline if deadline is not None else self.definition.deadline
+        if limit is not None:
+            run.machine["deadline"] = limit.total_seconds()
+            run.machine["deadline_at"] = (now + limit).isoformat()
+            run.timers.append(deadline_timer(run.machine))
         run.enter_targets(TOP, [self.definition.initial])
+        return run.finish()
+
+    def deadline_passed(self, snapshot: Snapshot, now: datetime) -> Step:
+        """The instance's deadline has passed: a running instance fails with
+        DeadlineExceeded, its completed steps compensated as for any unhandled failure; one
+        that has ended, or is compensating already, changes nothing (`changed` False)."""
+        run = Run(self.chart, self.machine, snapshot, now)
+        if snapshot.status != RUNNING:
+            run.changed = False
+            return run.finish()
+        seconds = float(run.machine.get("deadline") or 0)
+        written = format_duration(timedelta(seconds=seconds)) if seconds else "its deadline"
+        message = f"the instance ran past its deadline of {written}"
+        error = {"type": DEADLINE_EXCEEDED, "message": message}
+        state = snapshot.state
+        run.history.append(Entry("timer", DEADLINE, state or None, None, {"error": error}))
+        run.stop(FAILED, error, state)
         return run.finish()
 
     def send(self, snapshot: Snapshot, event: str, payload: Any, now: datetime) -> Step:
@@ -105,6 +142,8 @@ class CompiledMachine:
         self, snapshot: Snapshot, ref: tuple[str, int], key: str, now: datetime
     ) -> Step:
         """A timer is due; a timer of a state left since is a no-op (`changed` False)."""
+        if ref == (TOP, 0) and key == DEADLINE:
+            return self.deadline_passed(snapshot, now)
         run = Run(self.chart, self.machine, snapshot, now)
         path, activation = ref
         if snapshot.status != RUNNING or run.activation(path) != activation:

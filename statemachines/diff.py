@@ -8,13 +8,15 @@ three are told apart by their order among them. Transitions of one source and tr
 unmatched on both sides are then paired in file order, so a transition that only moved to
 another target is one change (`target`), not a removal and an addition. Descriptions and
 positions are not compared: they do not change what an instance does. The definition's
-`retention` is: it changes how long a finished instance is kept.
+`retention` and `deadline` are: they change how long a finished instance is kept and how
+long one may run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from .chart import TOP, Chart
@@ -110,6 +112,8 @@ class DefinitionDiff:
     initial: tuple[str, str] | None = None  # the top level's initial state: (old, new)
     # The definition's `retention`, as written (None: kept for ever): (old, new).
     retention: tuple[str | None, str | None] | None = None
+    # The definition's `deadline`, as written (None: none): (old, new).
+    deadline: tuple[str | None, str | None] | None = None
 
     @property
     def empty(self) -> bool:
@@ -121,6 +125,7 @@ class DefinitionDiff:
         return {
             "initial": None if self.initial is None else list(self.initial),
             "retention": None if self.retention is None else list(self.retention),
+            "deadline": None if self.deadline is None else list(self.deadline),
             "states": {
                 "added": list(self.states_added),
                 "removed": list(self.states_removed),
@@ -137,6 +142,7 @@ class DefinitionDiff:
     def from_json(cls, data: dict[str, Any]) -> DefinitionDiff:
         states, transitions = data["states"], data["transitions"]
         retention = data.get("retention")  # absent from diffs saved before it was compared
+        deadline = data.get("deadline")  # likewise
         return cls(
             states_added=tuple(states["added"]),
             states_removed=tuple(states["removed"]),
@@ -157,6 +163,7 @@ class DefinitionDiff:
             ),
             initial=None if data["initial"] is None else (data["initial"][0], data["initial"][1]),
             retention=None if retention is None else (retention[0], retention[1]),
+            deadline=None if deadline is None else (deadline[0], deadline[1]),
         )
 
     def summary(self) -> str:
@@ -178,6 +185,9 @@ class DefinitionDiff:
         if self.retention is not None:
             old, new = (kept or "(kept for ever)" for kept in self.retention)
             lines.append(f"~ retention: {old} -> {new}")
+        if self.deadline is not None:
+            old, new = (limit or "(none)" for limit in self.deadline)
+            lines.append(f"~ deadline: {old} -> {new}")
         lines.extend(f"+ state {path}" for path in self.states_added)
         lines.extend(f"- state {path}" for path in self.states_removed)
         lines.extend(
@@ -211,15 +221,18 @@ def diff_definitions(old: Definition, new: Definition) -> DefinitionDiff:
         transitions_removed=tuple(sorted(removed, key=_order)),
         transitions_changed=tuple(sorted(changed, key=lambda change: _order(change.new))),
         initial=None if old.initial == new.initial else (old.initial, new.initial),
-        retention=_retention(old, new),
+        retention=_durations(old.retention, new.retention),
+        deadline=_durations(old.deadline, new.deadline),
     )
 
 
-def _retention(old: Definition, new: Definition) -> tuple[str | None, str | None] | None:
-    """The retention of each version, when they differ, in compact spelling (`30d`)."""
-    if old.retention == new.retention:
+def _durations(
+    before: timedelta | None, after: timedelta | None
+) -> tuple[str | None, str | None] | None:
+    """A top-level duration of each version (retention, deadline), when they differ, in
+    compact spelling (`30d`)."""
+    if before == after:
         return None
-    before, after = old.retention, new.retention
     return (
         None if before is None else format_duration(before),
         None if after is None else format_duration(after),

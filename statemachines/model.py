@@ -446,6 +446,9 @@ class Definition:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # How long after finishing an instance is kept (None: for ever); workers purge it then.
     retention: timedelta | None = None
+    # How long an instance may run, from its start, before it fails with DeadlineExceeded
+    # (None: no limit); a start may give its own.
+    deadline: timedelta | None = None
 
     @property
     def initial(self) -> str:

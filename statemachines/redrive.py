@@ -168,6 +168,8 @@ def reset(
     status the instance had and the patch."""
     if snapshot.status == Status.COMPENSATING:
         raise ResetRefused("it is running its compensations; wait until they have finished")
+    if snapshot.status == Status.SCHEDULED:
+        raise ResetRefused("it has not started yet; cancel it, or let it start first")
     target = chart.states.get(to_state)
     if target is None or target.kind == "history":
         known = [path for path, state in chart.states.items() if state.kind != "history"]

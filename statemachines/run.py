@@ -82,6 +82,8 @@ class Run(FanOut):
 
     def finish(self) -> Step:
         self.drain()
+        if self.status != RUNNING and self.machine.pop("deadline_at", None) is not None:
+            self.cancelled.append((TOP, 0))  # ended or compensating: its deadline timer goes
         if len(self.active) > 1:  # kept in document order: outermost first, regions in turn
             order = self.chart.order
             self.machine["active"] = dict(

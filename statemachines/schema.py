@@ -70,6 +70,12 @@ _TOP = {
         "it with its history. Without it, instances are kept until purged.",
         _ref("duration"),
     ),
+    "deadline": _described(
+        "How long an instance may run from its start (a duration such as 2d): past it, the "
+        "instance fails with DeadlineExceeded and its completed steps are compensated. A "
+        "start may give its own deadline instead.",
+        _ref("duration"),
+    ),
     "initial": _described("The state an instance enters first.", _ref("stateName")),
     "states": _described("The states of the workflow, by name, in file order.", _ref("states")),
 }

@@ -18,6 +18,7 @@ class Status(StrEnum):
     """An instance's status. Members are strings: they compare equal to, and are stored
     as, their values."""
 
+    SCHEDULED = "scheduled"  # started with a later time or a debounce: not yet entered
     RUNNING = "running"
     COMPENSATING = "compensating"
     SUCCEEDED = "succeeded"
@@ -29,6 +30,10 @@ FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 # The key of a call state's timeout timer: no `after` key (a duration) is spelt so. A
 # foreach's call of item N has its own, `timeout:N`.
 CALL_TIMEOUT = "timeout"
+# The key of the instance's deadline timer (on the top level, path ""), and the type of the
+# error it fails the instance with.
+DEADLINE = "deadline"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 def item_timeout_key(item: int) -> str:
@@ -160,3 +165,9 @@ def atomic(active: Iterable[str]) -> list[str]:
     if len(paths) < 2:
         return paths
     return [path for path in paths if not any(other.startswith(path + ".") for other in paths)]
+
+
+def deadline_timer(machine: dict[str, Any]) -> TimerOrder:
+    """The deadline timer of an instance whose machine data has one (`deadline_at`), for a
+    start and for an operator's move that drops every timer and must keep this one."""
+    return TimerOrder("", 0, DEADLINE, datetime.fromisoformat(str(machine["deadline_at"])))

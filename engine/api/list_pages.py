@@ -20,7 +20,7 @@ from .dashboard import _locked_out, _page
 from .links import href
 
 router = APIRouter(include_in_schema=False)
-STATUSES = ("running", "compensating", "succeeded", "failed", "cancelled")
+STATUSES = ("scheduled", "running", "compensating", "succeeded", "failed", "cancelled")
 PAGE_SIZES = (20, 50, 100, 200)
 # The list's columns: (sort name or None, heading); a column first sorted descending (times,
 # revisions) is newest or busiest first.

@@ -90,6 +90,9 @@ class InstanceOut(BaseModel):
         default_factory=list,
         description="The instances its call states started, oldest first (on one instance).",
     )
+    due_at: datetime | None = Field(
+        None, description="While scheduled (a start with a time or a debounce): when it starts."
+    )
 
 
 class InstancePage(BaseModel):
@@ -187,6 +190,20 @@ class StartIn(BaseModel):
     definition: str
     data: dict[str, Any] = Field(default_factory=dict)
     key: str | None = Field(None, max_length=200)
+    at: str | None = Field(
+        None, max_length=64, description="Start at this time (ISO 8601 with a zone)."
+    )
+    delay: str | float | None = Field(
+        None, description="Start after this long: seconds, or a duration such as '10m'."
+    )
+    debounce: str | float | None = Field(
+        None,
+        description="With a key: start once no start of the key has come for this long; a "
+        "start of a key still scheduled replaces its data and restarts the wait.",
+    )
+    deadline: str | float | None = Field(
+        None, description="Fail the instance with DeadlineExceeded past this long after it starts."
+    )
 
 
 class EventIn(BaseModel):
@@ -368,7 +385,15 @@ def start_instance(
     """Start an instance of a definition with `data`; `key` is an optional business key."""
     engine = engine_of(request)
     with remote_parent(engine.tracing, traceparent):
-        instance = engine.start(body.definition, body.data, key=body.key)
+        instance = engine.start(
+            body.definition,
+            body.data,
+            key=body.key,
+            at=body.at,
+            delay=body.delay,
+            debounce=body.debounce,
+            deadline=body.deadline,
+        )
     return instance_out(engine, instance)
 
 

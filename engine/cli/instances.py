@@ -49,6 +49,15 @@ AtOption = Annotated[
         "committed.",
     ),
 ]
+StartAtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Start at this time (ISO 8601 with a zone, e.g. 2026-03-01T09:00:00Z); "
+        "until then the instance is scheduled.",
+    ),
+]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SHORT_DATA_CHARACTERS = 60
 
@@ -67,17 +76,45 @@ def start(
             'the data object, or {"data": {...}, "key": "..."}.',
         ),
     ] = None,
+    at: StartAtOption = None,
+    delay: Annotated[
+        str | None,
+        typer.Option("--delay", metavar="DURATION", help="Start after this long (e.g. 10m)."),
+    ] = None,
+    debounce: Annotated[
+        str | None,
+        typer.Option(
+            "--debounce",
+            metavar="DURATION",
+            help="With --key: start once no start of the key has come for this long; a start "
+            "of a key still scheduled replaces its data and restarts the wait.",
+        ),
+    ] = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            metavar="DURATION",
+            help="Fail the instance with DeadlineExceeded if it still runs this long after "
+            "it started (instead of the definition's deadline).",
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
     output: OutputOption = None,
 ) -> None:
-    """Start an instance of a deployed definition (or many, from a JSON-lines file)."""
+    """Start an instance of a deployed definition (or many, from a JSON-lines file), now
+    or later (--at, --delay, --debounce)."""
     chosen = output_format(json_output, output)
+    timing: dict[str, Any] = {"at": at, "delay": delay, "deadline": deadline}
     if many is not None:
-        _start_many(name, many, db, chosen)
+        if debounce is not None:
+            raise usage_error("--debounce starts one keyed instance; it does not go with --many")
+        _start_many(name, many, db, chosen, timing)
         return
     with open_engine(db) as engine:
-        _show(engine.start(name, parse_object(data), key=key), chosen)
+        instance = engine.start(name, parse_object(data), key=key, debounce=debounce, **timing)
+        _show(instance, chosen)
 
 
 def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
@@ -100,7 +137,7 @@ def _read_many(path: Path) -> tuple[list[dict[str, Any]], list[str | None]]:
     return items, keys
 
 
-def _start_many(name: str, path: Path, db: str | None, chosen: str) -> None:
+def _start_many(name: str, path: Path, db: str | None, chosen: str, timing: dict[str, Any]) -> None:
     from rich.progress import BarColumn, Progress, TextColumn
 
     items, keys = _read_many(path)
@@ -114,7 +151,11 @@ def _start_many(name: str, path: Path, db: str | None, chosen: str) -> None:
     with open_engine(db) as engine, progress:
         bar = progress.add_task(name, total=len(items))
         ids = engine.start_many(
-            name, items, keys=keys, progress=lambda count: progress.update(bar, completed=count)
+            name,
+            items,
+            keys=keys,
+            progress=lambda count: progress.update(bar, completed=count),
+            **timing,
         )
     if chosen != "table":
         print_value({"definition": name, "started": len(ids), "ids": ids}, chosen)
@@ -242,6 +283,8 @@ def _show(
     )
     if instance.active not in ([], [instance.state]):  # nested or parallel: name them all
         say("active: " + ", ".join(instance.active))
+    if instance.due_at is not None:
+        say(f"starts at: {instance.due_at.strftime(TIME_FORMAT)} UTC")
     if instance.parent is not None:
         say(f"parent: {instance.parent}")
     if instance.children:
