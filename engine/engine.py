@@ -39,6 +39,7 @@ from .counts import REJECTED, Counts
 from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
 from .feed import ChangeFeed, Listener
+from .flow_calls import FlowCalls, prioritized
 from .handlers import plan_of
 from .hooks import Hooks, Registry
 from .metrics import Metrics
@@ -87,6 +88,7 @@ class Engine(
     Traced,
     Metrics,
     OneTripSends,
+    FlowCalls,
 ):
     """A durable workflow engine over one database.
 
@@ -252,16 +254,19 @@ class Engine(
         *,
         key: str | None = None,
         version: int | None = None,
+        priority: int = 0,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
         `key` is an optional business key, unique per definition name (DuplicateKey), text
         of at most 200 characters. The data is checked against the definition's `input`
-        schema (InvalidInput).
+        schema (InvalidInput). `priority` orders the claims of its flow-controlled tasks
+        (higher first; see flow_control.py).
         """
         check_version(definition, version)
         item = check_start(data, key)
-        applied = self._apply(runtime.start, self.catalog, definition, version, *item, self.clock())
+        start = prioritized(runtime.start, priority) if priority else runtime.start
+        applied = self._apply(start, self.catalog, definition, version, *item, self.clock())
         self._publish(applied)
         return applied.instance
 
@@ -274,6 +279,7 @@ class Engine(
         version: int | None = None,
         batch: int = 500,
         progress: Callable[[int], None] | None = None,
+        priority: int = 0,
     ) -> list[str]:
         """Start one instance per item of `items` (with `keys`, if given), `batch` per
         transaction; return their ids in order.
@@ -281,7 +287,7 @@ class Engine(
         Every item is checked before its batch is written; each batch commits or fails as a
         whole (DuplicateKey, say), and the batches before it stay. Every batch starts the
         version the first one started. `progress(n)` is called with the number started so
-        far after each batch.
+        far after each batch. `priority` is each instance's, as for `start`.
         """
         check_version(definition, version)
         key_list = iter(keys) if keys is not None else None
@@ -291,9 +297,8 @@ class Engine(
         def flush() -> None:
             nonlocal version
             now = self.clock()
-            started = self._apply(
-                runtime.start_batch, self.catalog, definition, version, pending, now
-            )
+            starts = prioritized(runtime.start_batch, priority) if priority else runtime.start_batch
+            started = self._apply(starts, self.catalog, definition, version, pending, now)
             for applied in started:
                 self._publish(applied)
             version = started[0].instance.version
@@ -367,7 +372,10 @@ class Engine(
         entry = self.store.last_error(row.id, row.history_seq)
         with self.store.reading() as tx:
             found = tx.children(row.id)
-        return dataclasses.replace(snapshot(row), last_error=last_error_of(entry), children=found)
+        held = self.held_tasks(row.id) if row.status == "running" else []
+        return dataclasses.replace(
+            snapshot(row), last_error=last_error_of(entry), children=found, held=held
+        )
 
     def timeline(self, instance_id: str) -> Timeline:
         """Every commit of the instance's history with its context changes (see timeline.py)."""

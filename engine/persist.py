@@ -78,6 +78,7 @@ def snapshot(row: InstanceRow) -> Instance:
         error_of(row),
         row.parent_id,
         [],  # children: read by Engine.get
+        [],  # held: read by Engine.get
     )
 
 

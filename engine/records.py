@@ -136,6 +136,9 @@ class Instance:
     # `last_error`) the ids of those this one's call states started, oldest first.
     parent: str | None = None
     children: list[str] = field(default_factory=list, compare=False)
+    # Read by `Engine.get`: the ready tasks a flow-control limit holds back now, each
+    # {task, name, state, reason} (see flow_control.py).
+    held: list[dict[str, Any]] = field(default_factory=list, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -158,6 +161,7 @@ class Instance:
             "error": self.error,
             "parent": self.parent,
             "children": list(self.children),
+            "held": list(self.held),
         }
 
 
