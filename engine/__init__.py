@@ -37,6 +37,7 @@ from .async_engine import AsyncEngine
 from .changes import Change
 from .engine import Engine
 from .handlers import TaskContext
+from .flow_control import TaskLimit
 from .hooks import HookContext
 from .migration_result import MigrationResult
 from .records import (
@@ -93,6 +94,7 @@ __all__ = [
     "TaskNotFound",
     "TaskContext",
     "TaskFailure",
+    "TaskLimit",
     "TaskNotHeld",
     "TurnoutError",
     "UnknownState",
