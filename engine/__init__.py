@@ -36,8 +36,8 @@ from statemachines.migration_plan import MigrationPlan
 from .async_engine import AsyncEngine
 from .changes import Change
 from .engine import Engine
-from .handlers import TaskContext
 from .flow_control import TaskLimit
+from .handlers import TaskContext
 from .hooks import HookContext
 from .migration_result import MigrationResult
 from .records import (
