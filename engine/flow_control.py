@@ -37,6 +37,16 @@ CATCH_UP = timedelta(seconds=0.25)
 # How many of a partitioned name's ready tasks a claim looks through for free partitions.
 PARTITION_WINDOW = 500
 PARTITION_NAMES = ("input",)
+# The ready tasks of prioritized instances, read from the (few) prioritized instances out:
+# LATERAL on PostgreSQL, CROSS JOIN (which fixes the order of the loops) on SQLite.
+# Both take the task name and `now`.
+_READY = "t.status = 'ready' AND t.name = ? AND t.ready_at <= ?"
+PRIORITIZED = {
+    True: "turnout_priorities p CROSS JOIN LATERAL (SELECT t.id, t.input, t.ready_at FROM "
+    f"turnout_tasks t WHERE t.instance_id = p.instance_id AND {_READY} OFFSET 0) t",
+    False: "turnout_priorities p CROSS JOIN turnout_tasks t WHERE "
+    f"t.instance_id = p.instance_id AND {_READY}",
+}
 
 
 @dataclass(frozen=True)
@@ -200,18 +210,75 @@ def claim_tasks(
     """`runtime.claim_tasks` under `limits`: the limited names first, each under its limits
     row's lock, then the others as usual with what is left of `limit`."""
     wanted = sorted(limits) if names is None else [n for n in names if n in limits]
+    rest = None if names is None else [n for n in names if n not in limits]
     taken: list[TaskRow] = []
-    for name in wanted:
-        if len(taken) >= limit:
+    for number, name in enumerate(wanted):
+        left = limit - len(taken)
+        if left <= 0:
             break
-        taken.extend(_claim_limited(tx, limits[name], worker, lease, limit - len(taken), now))
+        if limits[name].rate is None and limits[name].partition is None:
+            claimed = _claim_in_one(tx, limits[name], worker, lease, left, now)
+            if number == len(wanted) - 1 and rest == []:  # the last claim: read after COMMIT
+                return lambda: taken + claimed()
+            taken.extend(claimed())
+        else:
+            taken.extend(_claim_limited(tx, limits[name], worker, lease, left, now))
     left = limit - len(taken)
-    if names is None:
+    if rest is None:
         others = _claim_others(tx, sorted(limits), worker, lease, left, now) if left else list
     else:
-        rest = [n for n in names if n not in limits]
         others = tx.claim_tasks(rest, worker, now, lease, left) if left and rest else list
     return lambda: taken + others()
+
+
+def _claim_in_one(
+    tx: Transaction, limit: TaskLimit, worker: str, lease: timedelta, wanted: int, now: datetime
+) -> Callable[[], list[TaskRow]]:
+    """The claim of a name with at most a concurrency limit, in one statement after the
+    lock of its limits row (on PostgreSQL both travel with the COMMIT, as the unlimited
+    claim does): the count of running tasks and the choice in priority order are SQL."""
+    if tx.postgres:
+        _run(tx, "SELECT 1 FROM turnout_task_limits WHERE name = ? FOR UPDATE", (limit.name,))
+    at = tx._time(now)
+    params: list[Any] = [worker, at, tx._time(now + lease), limit.name, at, wanted]
+    params += [limit.name, at, wanted]
+    if limit.concurrency is None:
+        allowed = "?"
+        params.append(wanted)
+    else:
+        greatest, least = ("GREATEST", "LEAST") if tx.postgres else ("max", "min")
+        allowed = (
+            f"(SELECT {greatest}(0, {least}(?, ? - count(*))) FROM turnout_tasks "
+            "WHERE status = 'claimed' AND name = ?)"
+        )
+        params += [wanted, limit.concurrency, limit.name]
+    chosen = (
+        "SELECT id FROM (SELECT * FROM (SELECT t.id, p.priority AS rank, t.ready_at AS at "
+        f"FROM {PRIORITIZED[tx.postgres]} ORDER BY p.priority DESC, t.ready_at LIMIT ?) ranked "
+        "UNION ALL "
+        "SELECT * FROM (SELECT t.id, 0 AS rank, t.ready_at AS at FROM turnout_tasks t "
+        "WHERE t.status = 'ready' AND t.name = ? AND t.ready_at <= ? AND NOT EXISTS "
+        "(SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id) "
+        f"ORDER BY t.ready_at LIMIT ?) plain) candidates ORDER BY rank DESC, at LIMIT {allowed}"
+    )
+    # On PostgreSQL the chosen ids are an array, so that the update looks each one up by
+    # its key rather than joining the chosen against every ready task.
+    among = f"= ANY(ARRAY({chosen}))" if tx.postgres else f"IN ({chosen})"
+    cursor = _run(
+        tx,
+        "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
+        f"lease_until = ?, attempt = attempt + 1 WHERE id {among} AND status = 'ready' "
+        f"RETURNING {_TASK_FIELDS}",
+        params,
+    )
+
+    def claimed() -> list[TaskRow]:
+        return sorted((tx._task(r) for r in cursor.fetchall()), key=lambda t: (t.ready_at, t.id))
+
+    if tx.postgres:
+        return claimed
+    rows = claimed()  # SQLite steps a statement as it is read: read it in the transaction
+    return lambda: rows
 
 
 def _cursor(tx: Transaction) -> Any:
@@ -235,21 +302,27 @@ def _claim_limited(
         return []
     allowed, next_start = wanted, None
     running: list[Any] = []
-    if limit.concurrency is not None or limit.partition is not None:
+    if limit.partition is not None:
         running = running_inputs(tx, limit.name)
     if limit.concurrency is not None:
-        allowed = min(allowed, limit.concurrency - len(running))
+        count = len(running) if limit.partition is not None else running_count(tx, limit.name)
+        allowed = min(allowed, limit.concurrency - count)
     if limit.rate is not None:
         starts, next_start = rate_allowance(limit, tx.read_time(found[0]), now)
         allowed = min(allowed, starts)
     if allowed <= 0:
         return []
-    window = allowed if limit.partition is None else max(PARTITION_WINDOW, allowed)
-    candidates = ready_in_order(tx, limit.name, now, window)
     if limit.partition is None:
-        chosen = [task_id for task_id, _ in candidates]
+        chosen = [task_id for task_id, _ in ready_in_order(tx, limit.name, now, allowed)]
     else:
-        chosen = _free_partitions(limit, candidates, running, allowed)
+        # A few tasks per free slot first; the whole window only when those were all of
+        # busy partitions.
+        chosen = []
+        for window in (allowed * 4, max(PARTITION_WINDOW, allowed * 4)):
+            candidates = ready_in_order(tx, limit.name, now, window)
+            chosen = _free_partitions(limit, candidates, running, allowed)
+            if chosen or len(candidates) < window:
+                break
     if not chosen:
         return []
     marks = ", ".join("?" * len(chosen))
@@ -286,6 +359,12 @@ def rate_allowance(
     return int((now - first) / interval) + 1, first
 
 
+def running_count(tx: Transaction, name: str) -> int:
+    """How many tasks named `name` are running (claimed) now."""
+    sql = "SELECT count(*) FROM turnout_tasks WHERE status = 'claimed' AND name = ?"
+    return int(_run(tx, sql, (name,)).fetchone()[0])
+
+
 def running_inputs(tx: Transaction, name: str) -> list[Any]:
     """The inputs of the tasks named `name` that are running (claimed) now."""
     rows = _run(
@@ -295,14 +374,31 @@ def running_inputs(tx: Transaction, name: str) -> list[Any]:
 
 
 def ready_in_order(tx: Transaction, name: str, now: datetime, limit: int) -> list[tuple[str, Any]]:
-    """(id, input) of the ready tasks named `name`, highest priority, then oldest, first."""
-    rows = _run(
+    """(id, input) of the ready tasks named `name`: those of instances with a priority
+    above 0, highest first, then the others (below 0 last), each the longest ready first.
+
+    Two reads rather than one join, so that the tasks of priority 0 (most, as a rule) are
+    read in the order of the index on (status, ready_at), never sorted."""
+    at = tx._time(now)
+    ranked = _run(
         tx,
-        "SELECT t.id, t.input FROM turnout_tasks t LEFT JOIN turnout_priorities p "
-        "ON p.instance_id = t.instance_id WHERE t.status = 'ready' AND t.name = ? "
-        "AND t.ready_at <= ? ORDER BY COALESCE(p.priority, 0) DESC, t.created_at, t.id LIMIT ?",
-        (name, tx._time(now), limit),
+        f"SELECT t.id, t.input, p.priority FROM {PRIORITIZED[tx.postgres]} "
+        "ORDER BY p.priority DESC, t.ready_at, t.id LIMIT ?",
+        (name, at, limit),
     ).fetchall()
+    first = [(row[0], row[1]) for row in ranked if row[2] > 0]
+    last = [(row[0], row[1]) for row in ranked if row[2] < 0]
+    rows = first
+    if len(first) < limit:
+        rows += _run(
+            tx,
+            "SELECT t.id, t.input FROM turnout_tasks t WHERE t.status = 'ready' "
+            "AND t.name = ? AND t.ready_at <= ? AND NOT EXISTS (SELECT 1 FROM "
+            "turnout_priorities p WHERE p.instance_id = t.instance_id) "
+            "ORDER BY t.ready_at LIMIT ?",
+            (name, at, limit - len(first)),
+        ).fetchall()
+    rows = (rows + last)[:limit]
     return [(row[0], tx.read_json(row[1])) for row in rows]
 
 
