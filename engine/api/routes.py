@@ -90,6 +90,11 @@ class InstanceOut(BaseModel):
         default_factory=list,
         description="The instances its call states started, oldest first (on one instance).",
     )
+    held: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Its ready tasks a flow-control limit holds back now: task, name, state "
+        "and reason (on one instance).",
+    )
 
 
 class InstancePage(BaseModel):

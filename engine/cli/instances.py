@@ -211,6 +211,8 @@ def _show(instance: Instance, json_output: bool, engine: Engine | None = None) -
         say(f"parent: {instance.parent}")
     if instance.children:
         say("children: " + ", ".join(instance.children))
+    for held in instance.held:  # ready, but a flow-control limit holds it back
+        say(f"held: task {held['name']} in {held['state']}: {held['reason']}")
     if engine is not None:
         allowed = engine.allowed(instance)
         say("accepts: " + (", ".join(allowed) if allowed else "(no events)"))

@@ -48,7 +48,7 @@ class Sampler:
     def run(self) -> None:
         while not self.stop.is_set():
             with self.engine.store.core() as conn:
-                counts = dict(conn.execute(self.sql).all())
+                counts: dict[Any, int] = dict(conn.execute(self.sql).all())
             self.samples += 1
             self.most = max(self.most, sum(counts.values()))
             self.most_per_customer = max([self.most_per_customer, *counts.values()])
