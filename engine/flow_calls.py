@@ -30,7 +30,7 @@ class FlowCalls:
         clock: Callable[[], datetime]
 
     @cached_property
-    def flow_limits(self) -> Limits:
+    def _flow_limits(self) -> Limits:
         """The task limits as this process knows them (read again every few seconds)."""
         return Limits(self._read_limits)
 
@@ -63,14 +63,14 @@ class FlowCalls:
             limit = TaskLimit(name, concurrency, rate, partition, partition_limit)
         with self.store.core(write=True) as conn:
             flow_control.save_limit(conn, limit, self.clock())
-        self.flow_limits.forget()
+        self._flow_limits.forget()
         return limit
 
     def clear_task_limit(self, name: str) -> bool:
         """Take the tasks named `name` out of flow control; False if they were not in it."""
         with self.store.core(write=True) as conn:
             removed = flow_control.delete_limit(conn, name)
-        self.flow_limits.forget()
+        self._flow_limits.forget()
         return removed
 
     def task_limits(self) -> list[TaskLimit]:
@@ -100,7 +100,7 @@ class FlowCalls:
 
     def held_tasks(self, instance_id: str) -> list[dict[str, Any]]:
         """The instance's ready tasks that a limit holds back now, each with the reason."""
-        limits = self.flow_limits.current()
+        limits = self._flow_limits.current()
         if not limits:
             return []
         with self.store.reading() as tx:

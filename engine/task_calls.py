@@ -46,7 +46,7 @@ class TaskCalls:
         change_retention: timedelta | None
         tracing: Tracing | None
         counts: Counts
-        flow_limits: flow_control.Limits
+        _flow_limits: flow_control.Limits
 
         def wait_for_changes(self, timeout: float) -> bool: ...
 
@@ -80,7 +80,7 @@ class TaskCalls:
         holder = worker or self.worker_id
         span = self.lease if lease is None else seconds(lease)
         now = self.clock()
-        limits = self.flow_limits.current()
+        limits = self._flow_limits.current()
         if limits and (names is None or any(name in limits for name in names)):
             claimed = self._apply(flow_control.claim_tasks, limits, names, holder, span, limit, now)
         else:  # no flow control: the claim as it always was
@@ -112,7 +112,7 @@ class TaskCalls:
         """`complete_task`, then, in the same transaction, claim the instance's next ready
         task if its name is in `names`: a worker carries on without another round trip."""
         holder = worker or self.worker_id
-        names = self.flow_limits.unlimited(names)  # a limited task is claimed under its limits
+        names = self._flow_limits.unlimited(names)  # a limited task is claimed under its limits
         now = self.clock()
         done = guarded.apply_guarded(
             self,
@@ -132,8 +132,8 @@ class TaskCalls:
         """`complete_and_claim` for each of `answers`, in one transaction unless some
         cannot be applied (those are applied alone, the others again without them); each
         outcome is what `complete_and_claim` returns or raises for that answer."""
-        if self.flow_limits.current():  # limited tasks are claimed under their limits
-            unlimited = self.flow_limits.unlimited
+        if self._flow_limits.current():  # limited tasks are claimed under their limits
+            unlimited = self._flow_limits.unlimited
             answers = [dataclasses.replace(a, names=unlimited(a.names)) for a in answers]
         return batching.apply_answers(self, answers)
 
