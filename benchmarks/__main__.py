@@ -27,6 +27,7 @@ from engine import Engine
 from .baseline import Baseline, RawBaseline
 from .event_batches import send_many_on_postgres, send_many_on_sqlite
 from .figures import REPEATS, Figure, median_rate, shown
+from .flow import flow_figures
 from .operations import context_search_figures, purge_figures
 from .startup import startup_figures
 
@@ -561,6 +562,8 @@ def main() -> int:
         figures.extend(purge_figures(workdir, postgres))
         console.print("running context_search_figures ...", style="dim")
         figures.extend(context_search_figures(workdir, postgres))
+        console.print("running flow_figures ...", style="dim")
+        figures.extend(flow_figures(workdir, postgres))
         if postgres:
             console.print("running events_on_postgres ...", style="dim")
             figures.extend(events_on_postgres(postgres))

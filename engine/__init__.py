@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .async_engine import AsyncEngine
     from .changes import Change
     from .engine import Engine
+    from .flow_control import TaskLimit
     from .handlers import TaskContext
     from .hooks import HookContext
     from .migration_result import MigrationResult
@@ -89,6 +90,7 @@ _SOURCES = {
     "AsyncEngine": ".async_engine",
     "Change": ".changes",
     "Engine": ".engine",
+    "TaskLimit": ".flow_control",
     "TaskContext": ".handlers",
     "HookContext": ".hooks",
     "MigrationResult": ".migration_result",
@@ -163,6 +165,7 @@ __all__ = [
     "TaskNotFound",
     "TaskContext",
     "TaskFailure",
+    "TaskLimit",
     "TaskNotHeld",
     "TurnoutError",
     "UnknownState",

@@ -229,6 +229,13 @@ class AsyncEngine:
     delete_schedule = awaited(Engine.delete_schedule)
     run_due_schedules = awaited(Engine.run_due_schedules)
 
+    # flow control (flow_calls.py)
+    limit_task = awaited(Engine.limit_task)
+    clear_task_limit = awaited(Engine.clear_task_limit)
+    task_limits = awaited(Engine.task_limits)
+    load_task_limits = awaited(Engine.load_task_limits)
+    held_tasks = awaited(Engine.held_tasks)
+
     # -- running work, on the caller's loop
     async def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run every ready task and due timer until none is left; count them. `async def`

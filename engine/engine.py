@@ -41,6 +41,7 @@ from .counts import REJECTED, Counts
 from .drawing import Pictures
 from .exports import Exported, Selection, write_histories
 from .feed import ChangeFeed, Listener
+from .flow_calls import FlowCalls, prioritized
 from .handlers import plan_of
 from .hooks import Hooks, Registry
 from .listing import InstancePages
@@ -96,6 +97,7 @@ class Engine(
     OneTripSends,
     PendingReads,
     AppTransactions,
+    FlowCalls,
 ):
     """A durable workflow engine over one database.
 
@@ -266,6 +268,7 @@ class Engine(
         delay: timedelta | float | str | None = None,
         debounce: timedelta | float | str | None = None,
         deadline: timedelta | float | str | None = None,
+        priority: int = 0,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
@@ -283,21 +286,25 @@ class Engine(
         commits, gone without a trace if it rolls back, and told to subscribers and hooks
         only after the commit (another database: InvalidInput). It does not go with `at`,
         `delay` or `debounce`.
+
+        `priority` orders the claims of its flow-controlled tasks (higher first; see
+        flow_control.py); it does not go with `debounce`.
         """
         check_version(definition, version)
         item = check_start(data, key)
         now = self.clock()
         later = when(now, key, at, delay, debounce, deadline)
+        if priority and debounce is not None:
+            raise InvalidInput("a debounced start has no priority")
+        start = prioritized(runtime.start, priority) if priority else runtime.start
         if within is not None:
             if later.due is not None:
                 raise InvalidInput("a start within the application's transaction starts now")
             args = (self.catalog, definition, version, *item, now, later.deadline)
-            return self._within(within, runtime.start, *args).instance
+            return self._within(within, start, *args).instance
         if later.due is not None:
-            return self._start_later(definition, version, [item], later, now)[0]
-        applied = self._apply(
-            runtime.start, self.catalog, definition, version, *item, now, later.deadline
-        )
+            return self._start_later(definition, version, [item], later, now, priority)[0]
+        applied = self._apply(start, self.catalog, definition, version, *item, now, later.deadline)
         self._publish(applied)
         return applied.instance
 
@@ -314,6 +321,7 @@ class Engine(
         at: datetime | str | None = None,
         delay: timedelta | float | str | None = None,
         deadline: timedelta | float | str | None = None,
+        priority: int = 0,
     ) -> list[str]:
         """Start one instance per item of `items` (with `keys`, if given), `batch` per
         transaction; return their ids in order.
@@ -323,6 +331,7 @@ class Engine(
         version the first one started. `progress(n)` is called with the number started so
         far after each batch. `at`, `delay` and `deadline` are as for `start`, for every item.
         With `within`, every batch is written in the application's transaction (see `start`).
+        `priority` is each instance's, as for `start`.
         """
         check_version(definition, version)
         later = when(self.clock(), None, at, delay, None, deadline)
@@ -336,12 +345,12 @@ class Engine(
             nonlocal version
             now = self.clock()
             if later.due is not None:
-                scheduled = self._start_later(definition, version, pending, later, now)
+                scheduled = self._start_later(definition, version, pending, later, now, priority)
                 version = scheduled[0].version
                 ids.extend(instance.id for instance in scheduled)
             else:
                 args = (
-                    runtime.start_batch,
+                    prioritized(runtime.start_batch, priority) if priority else runtime.start_batch,
                     self.catalog,
                     definition,
                     version,
@@ -437,7 +446,10 @@ class Engine(
         entry = self.store.last_error(row.id, row.history_seq)
         with self.store.reading() as tx:
             found = tx.children(row.id)
-        return dataclasses.replace(snapshot(row), last_error=last_error_of(entry), children=found)
+        held = self.held_tasks(row.id) if row.status == "running" else []
+        return dataclasses.replace(
+            snapshot(row), last_error=last_error_of(entry), children=found, held=held
+        )
 
     def timeline(self, instance_id: str) -> Timeline:
         """Every commit of the instance's history with its context changes (see timeline.py)."""

@@ -79,6 +79,7 @@ def snapshot(row: InstanceRow) -> Instance:
         row.parent_id,
         [],  # children: read by Engine.get
         due_of(row),
+        [],  # held: read by Engine.get
     )
 
 

@@ -138,6 +138,9 @@ class Instance:
     children: list[str] = field(default_factory=list, compare=False)
     # While `scheduled` (a start with a time, a delay or a debounce): when it starts.
     due_at: datetime | None = None
+    # Read by `Engine.get`: the ready tasks a flow-control limit holds back now, each
+    # {task, name, state, reason} (see flow_control.py).
+    held: list[dict[str, Any]] = field(default_factory=list, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -161,6 +164,7 @@ class Instance:
             "parent": self.parent,
             "children": list(self.children),
             "due_at": None if self.due_at is None else _iso(self.due_at),
+            "held": list(self.held),
         }
 
 

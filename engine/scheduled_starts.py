@@ -23,6 +23,7 @@ from statemachines.steps import Entry, Status, Step, TimerOrder
 
 from .children import persist_step
 from .counts import STARTED
+from .flow_calls import prioritized
 from .persist import Applied, persist, snapshot
 from .rows import InstanceRow, new_id
 
@@ -211,8 +212,16 @@ class ScheduledStarts:
         items: list[tuple[dict[str, Any], str | None]],
         later: Later,
         now: datetime,
+        priority: int = 0,
     ) -> list[Instance]:
-        """Write scheduled instances (or postpone debounced ones) and publish them."""
+        """Write scheduled instances (or postpone debounced ones) and publish them; a
+        priority is recorded with them (flow_control.py)."""
+        if priority:
+            written = prioritized(schedule, priority)
+            applied = self._apply(written, self.catalog, definition, version, items, later, now)
+            for one in applied:
+                self._publish(one)
+            return [one.instance for one in applied]
         try:
             applied = self._apply(schedule, self.catalog, definition, version, items, later, now)
         except DuplicateKey:

@@ -275,6 +275,30 @@ class ScheduleTable(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class TaskLimitTable(SQLModel, table=True):
+    """The flow control of one task name (flow_control.py): its limits, and when the rate
+    limit lets the next task start. Claims of the name lock this row."""
+
+    __tablename__ = "turnout_task_limits"
+    name: str = Field(primary_key=True, max_length=MAX_NAME_LENGTH)
+    concurrency: int | None = None
+    rate_count: int | None = None
+    rate_period_ms: int | None = None
+    partition: str | None = Field(default=None, max_length=500)
+    partition_limit: int = 1
+    next_start_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PriorityTable(SQLModel, table=True):
+    """The priority an instance was started with, when not 0: it orders the claims of the
+    flow-controlled tasks of the instance."""
+
+    __tablename__ = "turnout_priorities"
+    instance_id: str = Field(primary_key=True, max_length=ID_LENGTH)
+    priority: int
+
+
 definitions_t: sa.Table = DefinitionTable.__table__  # type: ignore[attr-defined]
 instances_t: sa.Table = InstanceTable.__table__  # type: ignore[attr-defined]
 history_t: sa.Table = HistoryTable.__table__  # type: ignore[attr-defined]
@@ -289,6 +313,8 @@ changes_t: sa.Table = ChangeTable.__table__  # type: ignore[attr-defined]
 change_cursors_t: sa.Table = ChangeCursorTable.__table__  # type: ignore[attr-defined]
 webhook_deliveries_t: sa.Table = WebhookDeliveryTable.__table__  # type: ignore[attr-defined]
 schedules_t: sa.Table = ScheduleTable.__table__  # type: ignore[attr-defined]
+task_limits_t: sa.Table = TaskLimitTable.__table__  # type: ignore[attr-defined]
+priorities_t: sa.Table = PriorityTable.__table__  # type: ignore[attr-defined]
 TABLES = [
     definitions_t,
     instances_t,
@@ -300,4 +326,6 @@ TABLES = [
     change_cursors_t,
     webhook_deliveries_t,
     schedules_t,
+    task_limits_t,
+    priorities_t,
 ]

@@ -4,6 +4,7 @@ them, renewing leases, expiring attempts, firing timers, and running work (a par
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statemachines import storable
 
-from . import batching, guarded, runtime
+from . import batching, flow_control, guarded, runtime
 from .catalog import Catalog
 from .counts import Counts
 from .persist import Applied
@@ -45,6 +46,7 @@ class TaskCalls:
         change_retention: timedelta | None
         tracing: Tracing | None
         counts: Counts
+        _flow_limits: flow_control.Limits
 
         def wait_for_changes(self, timeout: float) -> bool: ...
 
@@ -78,7 +80,11 @@ class TaskCalls:
         holder = worker or self.worker_id
         span = self.lease if lease is None else seconds(lease)
         now = self.clock()
-        claimed = self._apply(runtime.claim_tasks, names, holder, span, limit, now)
+        limits = self._flow_limits.current()
+        if limits and (names is None or any(name in limits for name in names)):
+            claimed = self._apply(flow_control.claim_tasks, limits, names, holder, span, limit, now)
+        else:  # no flow control: the claim as it always was
+            claimed = self._apply(runtime.claim_tasks, names, holder, span, limit, now)
         return [runtime.claimed_task(r, now + span) for r in claimed()]
 
     def complete_task(
@@ -106,6 +112,7 @@ class TaskCalls:
         """`complete_task`, then, in the same transaction, claim the instance's next ready
         task if its name is in `names`: a worker carries on without another round trip."""
         holder = worker or self.worker_id
+        names = self._flow_limits.unlimited(names)  # a limited task is claimed under its limits
         now = self.clock()
         done = guarded.apply_guarded(
             self,
@@ -125,6 +132,9 @@ class TaskCalls:
         """`complete_and_claim` for each of `answers`, in one transaction unless some
         cannot be applied (those are applied alone, the others again without them); each
         outcome is what `complete_and_claim` returns or raises for that answer."""
+        if self._flow_limits.current():  # limited tasks are claimed under their limits
+            unlimited = self._flow_limits.unlimited
+            answers = [dataclasses.replace(a, names=unlimited(a.names)) for a in answers]
         return batching.apply_answers(self, answers)
 
     def fail_task(

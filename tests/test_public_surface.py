@@ -82,6 +82,7 @@ EXPORTS = {
         "TaskNotFound",
         "TaskContext",
         "TaskFailure",
+        "TaskLimit",
         "TaskNotHeld",
         "TurnoutError",
         "UnknownState",

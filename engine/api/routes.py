@@ -93,6 +93,11 @@ class InstanceOut(BaseModel):
     due_at: datetime | None = Field(
         None, description="While scheduled (a start with a time or a debounce): when it starts."
     )
+    held: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Its ready tasks a flow-control limit holds back now: task, name, state "
+        "and reason (on one instance).",
+    )
 
 
 class InstancePage(BaseModel):

@@ -289,6 +289,8 @@ def _show(
         say(f"parent: {instance.parent}")
     if instance.children:
         say("children: " + ", ".join(instance.children))
+    for held in instance.held:  # ready, but a flow-control limit holds it back
+        say(f"held: task {held['name']} in {held['state']}: {held['reason']}")
     if engine is not None:
         allowed = engine.allowed(instance)
         say("accepts: " + (", ".join(allowed) if allowed else "(no events)"))

@@ -154,11 +154,22 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics are served on.")
     ] = "127.0.0.1",
+    limits: Annotated[
+        Path | None,
+        typer.Option(
+            "--limits",
+            help="A TOML file of task limits ([tasks.NAME] concurrency, rate, partition), "
+            "set for every worker of the database before this one starts.",
+        ),
+    ] = None,
 ) -> None:
     """Run tasks and timers until interrupted (Ctrl-C finishes the tasks in hand)."""
     from engine.worker import Worker
 
     with open_engine(db, serving=True) as engine, exporting_traces(engine, otlp):
+        if limits is not None:
+            for limit in engine.load_task_limits(limits):
+                note(f"task limit: {limit.to_json()}")
         names = [name for module in tasks or [] for name in load_handlers(engine, module)]
         offered = ", ".join(names) or "(timers only)"
         note(f"worker {engine.worker_id}: {len(names)} task handler(s): {offered}")

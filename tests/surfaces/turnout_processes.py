@@ -28,7 +28,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 # The keys of an instance in `--json` output (the HTTP API adds `allowed`).
 INSTANCE_KEYS = set(
     "id key definition version state active status context created_at updated_at revision "
-    "last_error error parent children due_at".split()
+    "last_error error parent children due_at held".split()
 )
 SERVER_START_SECONDS = 60.0
 
