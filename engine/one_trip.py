@@ -18,11 +18,12 @@ instance's row, a refused event, a definition not loaded yet), the event goes th
 authoritative way: `runtime.send` in a transaction that reads the row locked. A guess never
 decides anything on its own: what the caller gets back is what committed.
 
-A miss costs a round trip, so the engine stops guessing where guesses miss: after a missed
-guess on an instance, its next COOL_FIRST sends read first, then one guesses again (a
-probe); a probe that misses doubles the count (up to COOL_MOST), one that holds ends the
-cooling. And while most first guesses miss anywhere (many writers on the same few
-instances), sends read first but for one probe in PROBE_EVERY (see KeptRows.get).
+A miss costs a statement that writes nothing and the step computed twice, so the engine
+stops guessing where guesses miss: after a missed guess on an instance, its next COOL_FIRST
+sends read first, then one guesses again (a probe); a probe that misses doubles the count
+(up to COOL_MOST), one that holds ends the cooling. And while most first guesses miss
+anywhere (many writers on the same few instances), sends read first but for one probe in
+PROBE_EVERY (see KeptRows.get).
 """
 
 from __future__ import annotations
