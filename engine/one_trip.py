@@ -16,8 +16,14 @@ the step is computed again from that (one more round trip), and after a second m
 when anything about the step needs more than this statement can do (a read, another
 instance's row, a refused event, a definition not loaded yet), the event goes the
 authoritative way: `runtime.send` in a transaction that reads the row locked. A guess never
-decides anything on its own: what the caller gets back is what committed. While most first
-guesses miss (many writers on the same few instances), sends read first (see KeptRows.get).
+decides anything on its own: what the caller gets back is what committed.
+
+A miss costs a statement that writes nothing and the step computed twice, so the engine
+stops guessing where guesses miss: after a missed guess on an instance, its next COOL_FIRST
+sends read first, then one guesses again (a probe); a probe that misses doubles the count
+(up to COOL_MOST), one that holds ends the cooling. And while most first guesses miss
+anywhere (many writers on the same few instances), sends read first but for one probe in
+PROBE_EVERY (see KeptRows.get).
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ GUESSES = 2  # the kept row, then the current one a missed guess returned
 MOST_MISSES = 0.4
 MISS_WEIGHT = 0.1
 PROBE_EVERY = 16
+# After a missed guess on an instance, its next sends read first: COOL_FIRST of them, then a
+# probe; each probe that misses doubles the count, up to COOL_MOST.
+COOL_FIRST = 16
+COOL_MOST = 1024
 
 # The writes of a step that a single statement may carry, each made to depend on the update.
 _CONDITIONAL_WRITES = (
@@ -171,27 +181,59 @@ class Kept(NamedTuple):
 class KeptRows:
     """The instance rows this engine's sends last committed, by id, the `size` most recently
     used; only ever a guess (see the module), so a stale or missing one costs time, not
-    correctness. Shared by the engine's threads."""
+    correctness. Shared by the engine's threads.
+
+    Its counts tell how guessing goes: `guesses` and `missed` (first guesses, and those that
+    found the row moved), `cooled` (sends that read first because their instance cooled)."""
 
     def __init__(self, size: int = KEPT_ROWS) -> None:
         self.size = size
         self._rows: OrderedDict[str, Kept] = OrderedDict()
+        # Per cooling instance: [sends left to read first, the count after the next miss].
+        self._cooling: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self.misses = 0.0  # the moving share of missed guesses (threads may race: a guess)
         self._skipped = 0
+        self.guesses = 0
+        self.missed = 0
+        self.cooled = 0
 
-    def guessed(self, missed: bool) -> None:
-        """Count a guess's outcome in the share of misses."""
+    def guessed(self, instance_id: str, missed: bool) -> None:
+        """Count a first guess's outcome: in the share of misses, and for its instance, whose
+        sends read first for a while after a miss (longer at each miss in a row), and guess
+        again after a guess that held."""
         self.misses += MISS_WEIGHT * (missed - self.misses)
+        with self._lock:
+            self.guesses += 1
+            if not missed:
+                self._cooling.pop(instance_id, None)
+                return
+            self.missed += 1
+            cooling = self._cooling.pop(instance_id, None)
+            sends = cooling[1] if cooling is not None else COOL_FIRST
+            self._cooling[instance_id] = [sends, min(sends * 2, COOL_MOST)]
+            if len(self._cooling) > self.size:  # bounded as the rows are: the oldest go
+                del self._cooling[next(iter(self._cooling))]
+
+    def cooling(self, instance_id: str) -> int:
+        """How many more sends to the instance read first before the next guess (0: none)."""
+        cooling = self._cooling.get(instance_id)
+        return cooling[0] if cooling is not None else 0
 
     def get(self, instance_id: str) -> InstanceRow | None:
-        """The kept row of the instance to guess from; None when there is none, or when
-        guesses miss too often now (but for one probe in PROBE_EVERY)."""
-        if self.misses > MOST_MISSES:
-            self._skipped += 1
-            if self._skipped % PROBE_EVERY:
-                return None
+        """The kept row of the instance to guess from; None when there is none, when the
+        instance cools after a miss, or when guesses miss too often now (but for one probe
+        in PROBE_EVERY)."""
         with self._lock:
+            cooling = self._cooling.get(instance_id)
+            if cooling is not None and cooling[0] > 0:
+                cooling[0] -= 1
+                self.cooled += 1
+                return None
+            if self.misses > MOST_MISSES:
+                self._skipped += 1
+                if self._skipped % PROBE_EVERY:
+                    return None
             kept = self._rows.get(instance_id)
             if kept is None:
                 return None
@@ -214,6 +256,7 @@ class KeptRows:
                 self._rows.popitem(last=False)
 
     def forget(self, instance_id: str) -> None:
+        """Forget the instance's row (its cooling stays: its next send reads first anyway)."""
         with self._lock:
             self._rows.pop(instance_id, None)
 
@@ -375,7 +418,7 @@ class OneTripSends:
             raise
         moved, _, seen, *row = found
         if first:  # a kept row's staleness is what decides whether guessing pays
-            kept.guessed(not moved)
+            kept.guessed(guess.id, not moved)
         if moved:
             if planned.tallies:
                 self.counts.committed(planned.tallies)

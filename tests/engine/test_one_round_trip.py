@@ -281,3 +281,58 @@ def test_a_large_row_is_not_kept_and_its_instance_is_still_sent_to(postgres_url:
         assert engine.send(large, "increment").context["count"] == 2
     finally:
         engine.close()
+
+
+def test_an_instance_whose_guess_missed_reads_first_for_a_while_then_guesses_again(
+    engines: tuple[Engine, Engine],
+) -> None:
+    from engine.one_trip import COOL_FIRST
+
+    first, second = engines
+    kept = first._kept
+    assert kept is not None
+    counter = first.start("counter", {"count": 0}).id
+    other = first.start("counter", {"count": 0}).id
+    first.send(counter, "increment")  # no row kept yet: read first, then kept
+    first.send(counter, "increment")
+    assert (kept.guesses, kept.missed, kept.cooling(counter)) == (1, 0, 0)
+
+    second.send(counter, "increment")  # the kept row is stale now
+    first.send(counter, "increment")  # a miss: the instance cools
+    assert (kept.guesses, kept.missed, kept.cooling(counter)) == (2, 1, COOL_FIRST)
+
+    first.send(other, "increment")
+    first.send(other, "increment")  # another instance still guesses
+    for _ in range(COOL_FIRST):
+        first.send(counter, "increment")  # read first: no guess, no miss
+    assert (kept.guesses, kept.missed, kept.cooled) == (3, 1, COOL_FIRST)
+
+    second.send(counter, "increment")
+    first.send(counter, "increment")  # the probe misses: twice as long a cooling
+    assert (kept.guesses, kept.missed, kept.cooling(counter)) == (4, 2, 2 * COOL_FIRST)
+    for _ in range(2 * COOL_FIRST):
+        first.send(counter, "increment")
+    first.send(counter, "increment")  # the probe holds (nobody else sent): cooling over
+    first.send(counter, "increment")
+    assert (kept.guesses, kept.missed, kept.cooling(counter)) == (6, 2, 0)
+    assert kept.cooled == 3 * COOL_FIRST
+    assert first.get(counter).context == {"count": 8 + 3 * COOL_FIRST}
+    assert _seqs(first, counter) == list(range(1, 3 * COOL_FIRST + 10))
+
+
+def test_the_cooling_doubles_up_to_its_cap_and_is_bounded() -> None:
+    from engine.one_trip import COOL_FIRST, COOL_MOST
+
+    rows = KeptRows(size=2)
+    lengths = []
+    for _ in range(10):
+        rows.guessed("a", True)
+        lengths.append(rows.cooling("a"))
+    assert lengths == [min(COOL_FIRST * 2**n, COOL_MOST) for n in range(10)]
+    assert lengths[-1] == COOL_MOST
+    assert rows.get("a") is None and rows.cooling("a") == COOL_MOST - 1
+    rows.guessed("a", False)
+    assert rows.cooling("a") == 0
+    for name in "bcd":
+        rows.guessed(name, True)
+    assert [rows.cooling(name) for name in "bcd"] == [0, COOL_FIRST, COOL_FIRST]
