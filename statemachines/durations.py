@@ -1,19 +1,23 @@
 """Durations of the definition language: `500ms`, `30s`, `1h30m`, `7d`, or ISO 8601 (`PT30S`).
 
-Compact forms are read here; ISO 8601 forms are handed to pydantic's duration parser.
+Compact forms are read here; ISO 8601 forms are handed to pydantic's duration parser, imported
+only when a definition spells one (pydantic takes longer to import than the rest of the
+language, and `turnout validate` should start quickly).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cache
+from typing import TYPE_CHECKING
 
-from pydantic import TypeAdapter, ValidationError
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _COMPACT = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_ISO = TypeAdapter(timedelta)
 MAX_DURATION = timedelta(days=3650)
 
 
@@ -33,8 +37,10 @@ def parse_duration(text: str | int | float) -> timedelta:
             raise ValueError(f"duration {text!r} is longer than 10 years")
         result = timedelta(seconds=seconds)
     elif value[:1] in ("P", "p"):
+        from pydantic import ValidationError
+
         try:
-            result = _ISO.validate_python(value.upper())
+            result = _iso().validate_python(value.upper())
         except ValidationError:
             raise ValueError(f"{text!r} is not a valid ISO 8601 duration") from None
     else:
@@ -46,6 +52,13 @@ def parse_duration(text: str | int | float) -> timedelta:
     if result > MAX_DURATION:
         raise ValueError(f"duration {text!r} is longer than 10 years")
     return result
+
+
+@cache
+def _iso() -> TypeAdapter[timedelta]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(timedelta)
 
 
 def format_duration(delta: timedelta) -> str:
