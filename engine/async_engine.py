@@ -167,6 +167,7 @@ class AsyncEngine:
     send_many = awaited(Engine.send_many)
     get = awaited(Engine.get)
     get_by_key = awaited(Engine.get_by_key)
+    resolve_id = awaited(Engine.resolve_id)
     history = awaited(Engine.history)
     timeline = awaited(Engine.timeline)
     pending = awaited(Engine.pending)

@@ -117,7 +117,7 @@ def test_an_export_refuses_what_selects_nothing_by_mistake(engine: Engine) -> No
         engine.export_histories("missing", output)
     with pytest.raises(DefinitionNotFound):
         engine.export_histories("counter", output, version=2)
-    with pytest.raises(InvalidInput, match="status 'done': choose one of running"):
+    with pytest.raises(InvalidInput, match="status 'done': choose one of scheduled, running"):
         engine.export_histories("counter", output, status="done")
     with pytest.raises(InvalidInput, match="aware"):
         engine.export_histories("counter", output, since=engine.clock().replace(tzinfo=None))

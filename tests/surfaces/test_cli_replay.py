@@ -258,6 +258,6 @@ def test_export_refuses_a_bad_selection_without_writing(
         1,
         "error: no definition 'nothing' is deployed\n",
     )
-    assert status.returncode == 2 and "choose one of running" in status.stderr
+    assert status.returncode == 2 and "choose one of scheduled, running" in status.stderr
     assert since.returncode == 2 and "--since 'last week' is not an ISO date" in since.stderr
     assert list(tmp_path.glob("out.jsonl*")) == []
