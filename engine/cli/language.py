@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -143,21 +145,96 @@ def simulate(
     if json_output:
         print_json(_run_json(run))
     else:
-        from rich.table import Table
-
-        table = Table("#", "event", "from", "to", title=f"{definition.name}: simulated path")
-        for number, (step_event, source, target) in enumerate(run.path, 1):
-            table.add_row(str(number), step_event or "", source or "(start)", target or "")
-        print_table(table)
-        for rejected in run.rejected:
-            note(f"rejected: {rejected}{did_you_mean(rejected.event, rejected.allowed)}")
-        out.print(f"status: {run.status}   state: {run.state}")
-        if run.error is not None:
-            error = run.error
-            say(f"failed with {error['type']}: {error['message']} (in {error['state']})")
-        out.print_json(json.dumps(run.context, default=str))
+        _print_run(definition.name, run)
     if run.rejected:
         raise click.exceptions.Exit(1)
+
+
+def _print_run(name: str, run: statemachines.Run) -> None:
+    """The path as a table, the rejected events (on stderr), the status and the context. On
+    a terminal rich draws them; into a pipe or a file they are written as rich would write
+    them there (rich takes longer to import than the simulation takes), unless something in
+    them is drawn differently by rich (see `plain_table`)."""
+    title = f"{name}: simulated path"
+    header = ("#", "event", "from", "to")
+    rows = [
+        (str(number), step_event or "", source or "(start)", target or "")
+        for number, (step_event, source, target) in enumerate(run.path, 1)
+    ]
+    status = f"status: {run.status}   state: {run.state}"
+    table = None if _styled() or not _plain(status, _width()) else plain_table(title, header, rows)
+    if table is None:
+        from rich.table import Table
+
+        drawn = Table(*header, title=title)
+        for row in rows:
+            drawn.add_row(*row)
+        print_table(drawn)
+    else:
+        sys.stdout.write("".join(line + "\n" for line in table))
+    for rejected in run.rejected:
+        note(f"rejected: {rejected}{did_you_mean(rejected.event, rejected.allowed)}")
+    if table is None:
+        out.print(status)
+    else:
+        say(status)
+    if run.error is not None:
+        error = run.error
+        say(f"failed with {error['type']}: {error['message']} (in {error['state']})")
+    context = json.dumps(run.context, default=str)
+    if table is None:
+        out.print_json(context)
+    else:
+        say(json.dumps(json.loads(context), indent=2, ensure_ascii=False))
+
+
+def _styled() -> bool:
+    """Whether rich would write colours and styles on stdout: a terminal, or one forced."""
+    forced = os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE")
+    return bool(forced) or sys.stdout.isatty()
+
+
+def _width() -> int:
+    """The width rich gives a console that is not a terminal: COLUMNS, else 80."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else 80
+
+
+def _plain(text: str, width: int) -> bool:
+    """Whether rich writes `text` as it is on a console `width` wide that is not a terminal:
+    printable ASCII (one column a character), no markup, no wrapping."""
+    return text.isascii() and text.isprintable() and "[" not in text and len(text) <= width
+
+
+def plain_table(
+    title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]
+) -> list[str] | None:
+    """The lines of the table rich draws with these cells (`Table(*header, title=title)`, its
+    heavy head and one space either side of a cell) on a console that is not a terminal and
+    as wide as the table; None when rich could draw it otherwise (no rows, text that is not
+    `_plain`, a title wider than the table)."""
+    cells = [*header, *(cell for row in rows for cell in row)]
+    widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
+    total = sum(widths) + 3 * len(widths) + 1
+    if not rows or not title or not all(_plain(text, total) for text in (title, *cells)):
+        return None
+
+    def rule(left: str, middle: str, right: str, fill: str) -> str:
+        return left + middle.join(fill * (width + 2) for width in widths) + right
+
+    def line(edge: str, texts: tuple[str, ...]) -> str:
+        padded = (f" {text.ljust(width)} " for text, width in zip(texts, widths, strict=True))
+        return edge + edge.join(padded) + edge
+
+    left = (total - len(title)) // 2
+    return [
+        " " * left + title + " " * (total - len(title) - left),
+        rule("┏", "┳", "┓", "━"),
+        line("┃", header),
+        rule("┡", "╇", "┩", "━"),
+        *(line("│", row) for row in rows),
+        rule("└", "┴", "┘", "─"),
+    ]
 
 
 def _events(options: tuple[str, ...]) -> list[str | tuple[str, Any]]:
