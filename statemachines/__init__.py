@@ -6,8 +6,10 @@ gives the machine the engine runs instances on.
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -80,6 +82,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_SOURCES))
+
+
+class _Package(ModuleType):
+    """This package: importing its submodule `simulate` binds the package's name `simulate`
+    to that module, and here it stays the function (as `from .simulate import simulate`
+    made it when every name was imported at once)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "simulate" and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def examples() -> list[Path]:
