@@ -12,8 +12,6 @@ import json
 import re
 from typing import Any
 
-import jsonschema
-
 from .expressions import NAMES
 from .loader import Document, PathKey
 from .model import (
@@ -162,6 +160,8 @@ class DefinitionBuilder(PolicyReader):
         if not isinstance(schema, dict):
             self.fail(("input",), "input must be a JSON Schema (a mapping)")
             return None
+        import jsonschema  # only for a definition with an input schema: it is slow to import
+
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:

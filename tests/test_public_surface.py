@@ -146,3 +146,21 @@ def test_engine_exports_the_whole_error_tree() -> None:
     ]
     missing = [name for name in tree if name not in engine.__all__]
     assert missing == []
+
+
+def test_statemachines_simulate_stays_the_function_once_its_module_is_imported() -> None:
+    """The package loads its names on first use; importing the submodule `simulate` (as
+    `Failure` does) leaves `statemachines.simulate` the function. A fresh interpreter, so that
+    nothing else has imported the package yet."""
+    import subprocess
+    import sys
+
+    check = (
+        "import types, statemachines\n"
+        "from statemachines import Failure\n"
+        "import statemachines.simulate\n"
+        "from statemachines import simulate\n"
+        "assert not isinstance(simulate, types.ModuleType), simulate\n"
+        "assert statemachines.simulate is simulate and callable(simulate)\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)

@@ -10,30 +10,52 @@ and `schedules` (instances started on a cron expression or an interval); what th
 
 from __future__ import annotations
 
-# Importing a command module registers its commands on `app`; `turnout --help` lists them in
-# this order.
-from . import definitions, feed, histories, instances, migrations, repairs, retention, work
+import sys
+from typing import TYPE_CHECKING, Any
 
-# isort: split
-from . import brokers, database, schedules, watch, webhooks
-from .common import app
+from .language_help import LANGUAGE_COMMANDS
+
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["app", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, built on first use (PEP 562): `turnout validate` and `simulate` run without it."""
+    if name != "app":
+        raise AttributeError(f"module 'engine.cli' has no attribute {name!r}")
+    return built_app()
+
+
+# The command modules: importing one registers its commands on `app`, and `turnout --help`
+# lists them in the order they were registered.
 COMMAND_MODULES = (
-    definitions,
-    instances,
-    watch,
-    migrations,
-    repairs,
-    histories,
-    retention,
-    feed,
-    work,
-    brokers,
-    webhooks,
-    database,
-    schedules,
+    "definitions",
+    "feed",
+    "histories",
+    "instances",
+    "migrations",
+    "repairs",
+    "retention",
+    "work",
+    "brokers",
+    "database",
+    "schedules",
+    "watch",
+    "webhooks",
 )
+
+
+def built_app() -> typer.Typer:
+    """The typer app with every command registered."""
+    from importlib import import_module
+
+    for module in COMMAND_MODULES:
+        import_module(f".{module}", __name__)
+    from .common import app
+
+    return app
 
 
 # The options every command that opens a database or prints a result takes, which a user may
@@ -64,7 +86,11 @@ def global_options_moved(args: list[str]) -> list[str]:
 
 
 def main() -> None:
-    """Entry point of the `turnout` console script."""
-    import sys
+    """Entry point of the `turnout` console script: `validate`, `simulate` and `schema` run as
+    click commands of their own (`language`), without building the typer app."""
+    args = global_options_moved(sys.argv[1:])
+    if args and args[0] in LANGUAGE_COMMANDS:
+        from .language import run
 
-    app(args=global_options_moved(sys.argv[1:]), prog_name="turnout")
+        run(args[0], args[1:])
+    built_app()(args=args, prog_name="turnout")

@@ -1,53 +1,42 @@
-"""What every `turnout` command shares: the typer app, the two consoles, the --db and --json
-options, opening the Engine, reading JSON arguments, and turning errors into one line on stderr
-and an exit status (SPEC 5: 0 success, 1 a rejected or failed operation, 2 bad usage or input).
+"""What every `turnout` command shares: the typer app, the --db and --json options, opening
+the Engine, and turning errors into one line on stderr and an exit status (SPEC 5: 0 success,
+1 a rejected or failed operation, 2 bad usage or input). The consoles, reading JSON arguments
+and the answers to errors are `output`'s (typer-free), imported from here by the commands.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from .output import answer as answer
+from .output import answered
+from .output import did_you_mean as did_you_mean
+from .output import err as err
+from .output import note as note
+from .output import out as out
+from .output import parse_json as parse_json
+from .output import parse_object as parse_object
+from .output import print_json as print_json
+from .output import print_table as print_table
+from .output import say as say
+from .output import usage_error as usage_error
 
+if TYPE_CHECKING:
     from engine import Engine
-    from engine.ids import AmbiguousId
-    from statemachines.errors import DefinitionError
 
 # Nothing heavy is imported here at module level (the engine, the database layer, the
 # definition language): `turnout --help`, `validate` and `simulate` start in a fraction of a
 # second, and each command imports what it needs when it runs.
-
-
-class LazyConsole:
-    """A rich Console made on first use (importing rich's console costs more than a command
-    that prints one line takes): its attributes are the console's; `real` is the console."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._console: Console | None = None
-
-    @property
-    def real(self) -> Console:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return self._console
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 # Plain help (rich_markup_mode=None): rendering it with rich costs more start-up time than the
@@ -60,8 +49,6 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-out = LazyConsole()
-err = LazyConsole(stderr=True, soft_wrap=True)
 
 
 def _print_version(asked: bool) -> None:
@@ -127,102 +114,6 @@ MAX_LISTED_DELIVERIES = 10_000  # engine.brokers.webhooks.MAX_LISTED
 TRACING_EXTRA = "pip install 'turnout[tracing]'"  # engine.tracing.EXTRA
 
 
-def _problems(exc: DefinitionError) -> list[str]:
-    return [str(problem) for problem in exc.problems]
-
-
-def _one_line(exc: BaseException) -> list[str]:
-    return [f"error: {exc}{suggestion(exc)}"]
-
-
-def _candidates(exc: AmbiguousId) -> list[str]:
-    """An ambiguous id prefix: the error, then each candidate id on a line of its own."""
-    more = ["  ..."] if exc.more else []
-    return (
-        [f"error: instance id prefix {exc.prefix!r} is ambiguous; it starts:"]
-        + [f"  {candidate}" for candidate in exc.candidates]
-        + more
-    )
-
-
-def did_you_mean(given: str, known: Iterable[str]) -> str:
-    """ "; did you mean 'x'?" for the known name nearest `given`, when one is near enough."""
-    close = difflib.get_close_matches(given, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close and close[0] != given else ""
-
-
-def suggestion(exc: BaseException) -> str:
-    """What a mistyped name in `exc` may have meant: an event the state accepts, a state of
-    the definition, a deployed definition (found by open_engine), or ""."""
-    from statemachines.errors import EventRejected, UnknownState
-
-    if isinstance(exc, EventRejected):
-        return did_you_mean(exc.event, exc.allowed)
-    if isinstance(exc, UnknownState):
-        return did_you_mean(exc.state, exc.known)
-    return str(getattr(exc, "did_you_mean", ""))
-
-
-def _unreadable(exc: OSError) -> list[str]:
-    """A file or directory the command could not read or write."""
-    where = f" ({exc.filename})" if exc.filename else ""
-    return [f"error: {exc.strerror or exc}{where}"]
-
-
-def _interrupted(exc: KeyboardInterrupt) -> list[str]:
-    return []
-
-
-class Answer(NamedTuple):
-    """How the command line answers an error: an exit status and the lines said on stderr."""
-
-    status: int
-    lines: Callable[[Any], list[str]]
-
-
-@functools.cache
-def answers() -> dict[type[BaseException], Answer]:
-    """How each error is answered, by its nearest class listed here: bad input (a definition, a
-    payload, an argument) exits 2, anything else that went wrong 1, Ctrl-C 130 as a shell
-    would. (A function, so that the error classes are imported once an error is raised.)"""
-    from engine.ids import AmbiguousId
-    from statemachines.errors import DefinitionError, InvalidInput, TurnoutError
-
-    return {
-        DefinitionError: Answer(2, _problems),
-        AmbiguousId: Answer(2, _candidates),
-        InvalidInput: Answer(2, _one_line),
-        TurnoutError: Answer(1, _one_line),
-        OSError: Answer(1, _unreadable),
-        KeyboardInterrupt: Answer(130, _interrupted),
-    }
-
-
-def answer(exc: BaseException) -> Answer:
-    """The answers() entry of the nearest class of `exc` (one of theirs), along its MRO."""
-    known = answers()
-    return next(known[cls] for cls in type(exc).__mro__ if cls in known)
-
-
-def usage_error(message: str) -> Exception:
-    """A UsageError (bad usage: exit status 2) to raise, imported only when one is."""
-    from statemachines.errors import UsageError
-
-    return UsageError(message)
-
-
-def say(text: str) -> None:
-    """One line on stdout, printed as it is (no markup, no highlighting, never wrapped)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def note(text: str) -> None:
-    """One line on stderr (a problem, a warning, progress), printed as it is."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
 def reports_errors(command: Command) -> Command:
     """Turn turnout's exceptions (and an unreadable file, and Ctrl-C) into lines on stderr
     and the exit status of SPEC 5, never a traceback."""
@@ -232,52 +123,12 @@ def reports_errors(command: Command) -> Command:
         try:
             return command(*args, **kwargs)
         except (Exception, KeyboardInterrupt) as exc:
-            if not any(cls in answers() for cls in type(exc).__mro__):
+            status = answered(exc)
+            if status is None:
                 raise
-            status, lines = answer(exc)
-            for line in lines(exc):
-                note(line)
             raise typer.Exit(status) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def parse_json(text: str | None, what: str = "--data") -> Any:
-    """The value of a JSON argument (None when it was not given); UsageError if not JSON."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise usage_error(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
-
-
-def parse_object(text: str | None, what: str = "--data") -> dict[str, Any]:
-    """A JSON argument that must be an object; {} when it was not given."""
-    value = parse_json(text, what)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise usage_error(f"{what} must be a JSON object")
-    return value
-
-
-def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-def print_table(table: Any) -> None:
-    """A rich table on stdout as wide as its content needs, however narrow the terminal (or
-    COLUMNS): no column is cut short with an ellipsis, ids above all; a long line wraps."""
-    from rich.measure import Measurement
-
-    console = out.real
-    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    if needed > console.width:
-        from rich.console import Console
-
-        console = Console(width=needed, force_terminal=console.is_terminal)
-    console.print(table)
 
 
 def output_format(json_output: bool, output: str | None) -> str:

@@ -1,16 +1,16 @@
-"""The commands about definitions: `validate`, `simulate`, `diagram` and `schema` read files
-(no database, unless a deployed definition or an instance is drawn); `deploy` registers them;
-`diff` compares two versions, each a file or a deployed one, and can draw them as one picture.
+"""The commands about definitions: `diagram` reads files (no database, unless a deployed
+definition or an instance is drawn), as `validate`, `simulate` and `schema` do (those are
+`language`'s, listed here); `deploy` registers them; `diff` compares two versions, each a file
+or a deployed one, and can draw them as one picture.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,171 +19,41 @@ from .common import (
     JsonOption,
     answer,
     app,
-    did_you_mean,
     note,
     open_engine,
-    out,
-    parse_json,
-    parse_object,
     print_json,
-    print_table,
     reports_errors,
     say,
     usage_error,
 )
+from .language_help import LANGUAGE_COMMANDS
 
 if TYPE_CHECKING:
     import statemachines
     from engine import Engine
 
-EventOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--event",
-        "-e",
-        help="An event to send, in order: NAME or NAME=JSON; after:2d fires a timer "
-        "(after:EXPR or at:EXPR one read from data).",
-    ),
-]
-ResultOption = Annotated[
-    list[str] | None,
-    typer.Option("--result", "-r", help="A task result: STATE=JSON (or TASK=JSON)."),
-]
-FailOption = Annotated[
-    list[str] | None, typer.Option("--fail", help="A state (or task) whose task fails.")
-]
 DIAGRAM_SUFFIXES = {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-@app.command()
-@reports_errors
-def validate(
-    files: Annotated[list[Path], typer.Argument(help="Definition files to check.")],
-    json_output: JsonOption = False,
-) -> None:
-    """Check definitions; print problems as file:line:col: message."""
-    import statemachines
-    from statemachines.errors import DefinitionError
-
-    report, failed = [], False
-    for path in files:
-        try:
-            definition = statemachines.load(path)
-        except DefinitionError as exc:
-            failed = True
-            problems = [_problem_json(problem) for problem in exc.problems]
-            report.append({"file": str(path), "ok": False, "problems": problems})
-            if not json_output:
-                for problem in exc.problems:
-                    note(str(problem))
-            continue
-        warnings = list(definition.warnings)
-        report.append(
-            {"file": str(path), "ok": True, "name": definition.name, "warnings": warnings}
-        )
-        if not json_output:
-            for warning in warnings:
-                note(f"warning: {warning}")
-            say(f"{path}: ok ({definition.name}, {len(list(definition.walk()))} states)")
-    if json_output:
-        print_json(report)
-    if failed:
-        raise typer.Exit(2)
+# `validate`, `simulate` and `schema` are click commands (`language`) that `main` runs without
+# building this app; here they are listed in `turnout --help` and offered to shell completion,
+# and run with the arguments as given when the app itself is invoked.
+PASSED_ON = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
-def _problem_json(problem: statemachines.Problem) -> dict[str, Any]:
-    return {
-        "file": problem.file,
-        "line": problem.line,
-        "column": problem.column,
-        "message": problem.message,
-    }
+def _language_command(name: str) -> None:
+    def passed_on(ctx: typer.Context) -> None:
+        from .language import run
+
+        run(name, ctx.args)
+
+    passed_on.__doc__ = LANGUAGE_COMMANDS[name]
+    app.command(name, context_settings=PASSED_ON, add_help_option=False)(passed_on)
 
 
-@app.command()
-@reports_errors
-def simulate(
-    file: Annotated[Path, typer.Argument(help="Definition file.")],
-    event: EventOption = None,
-    result: ResultOption = None,
-    fail: FailOption = None,
-    data: Annotated[
-        str | None, typer.Option("--data", "-d", help="Start data, JSON (as start -d).")
-    ] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Dry-run a definition without a database and print the path taken."""
-    from rich.table import Table
-
-    import statemachines
-
-    definition = statemachines.load(file)
-    run = statemachines.simulate(
-        definition,
-        _events(event or []),
-        data=parse_object(data),
-        results=_results(result or [], fail or []),
-        strict=False,
-    )
-    if json_output:
-        print_json(_run_json(run))
-    else:
-        table = Table("#", "event", "from", "to", title=f"{definition.name}: simulated path")
-        for number, (step_event, source, target) in enumerate(run.path, 1):
-            table.add_row(str(number), step_event or "", source or "(start)", target or "")
-        print_table(table)
-        for rejected in run.rejected:
-            note(f"rejected: {rejected}{did_you_mean(rejected.event, rejected.allowed)}")
-        out.print(f"status: {run.status}   state: {run.state}")
-        if run.error is not None:
-            error = run.error
-            say(f"failed with {error['type']}: {error['message']} (in {error['state']})")
-        out.print_json(json.dumps(run.context, default=str))
-    if run.rejected:
-        raise typer.Exit(1)
-
-
-def _events(options: list[str]) -> list[str | tuple[str, Any]]:
-    """The --event options in order: a name alone, or (name, data) for NAME=JSON."""
-    events: list[str | tuple[str, Any]] = []
-    for item in options:
-        name, sep, payload = item.partition("=")
-        events.append((name, parse_json(payload, f"--event {name}")) if sep else name)
-    return events
-
-
-def _results(options: list[str], failing: list[str]) -> dict[str, Any]:
-    """The task results by state (or task): each --result STATE=JSON, and a Failure for
-    each --fail."""
-    import statemachines
-
-    results: dict[str, Any] = {}
-    for item in options:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise usage_error(f"--result {item!r} must be STATE=JSON")
-        results[name] = parse_json(value, f"--result {name}")
-    for name in failing:
-        results[name] = statemachines.Failure(f"{name} failed (simulated)")
-    return results
-
-
-def _run_json(run: statemachines.Run) -> dict[str, Any]:
-    return {
-        "state": run.state,
-        "status": run.status,
-        "context": run.context,
-        "active": run.active,
-        "path": [
-            {"event": event, "from": source, "to": target} for event, source, target in run.path
-        ],
-        "rejected": [
-            {"event": rejected.event, "state": rejected.state, "allowed": rejected.allowed}
-            for rejected in run.rejected
-        ],
-        "error": run.error,
-    }
+_language_command("validate")
+_language_command("simulate")
 
 
 @app.command()
@@ -294,13 +164,7 @@ def _format_from_suffix(output: Path | None) -> str | None:
     return DIAGRAM_SUFFIXES.get(suffix, suffix) or None
 
 
-@app.command()
-@reports_errors
-def schema() -> None:
-    """Print the JSON Schema of the definition language (for editors)."""
-    import statemachines
-
-    print_json(statemachines.json_schema())
+_language_command("schema")
 
 
 @app.command()

@@ -61,6 +61,18 @@ def test_validate_and_simulate_import_the_language_but_not_the_engine() -> None:
         assert "statemachines" in modules
 
 
+def test_the_language_commands_run_without_typer_pydantic_or_jsonschema() -> None:
+    """`validate`, `simulate` and `schema` are click commands `main` runs without building
+    the typer app (whose parameters pydantic converts); jsonschema is for an input schema."""
+    from turnout_processes import DEFINITIONS
+
+    door = str(DEFINITIONS / "door.yaml")
+    for args in (["validate", door], ["--json", "simulate", door, "-e", "open"], ["schema"]):
+        modules = modules_loaded(*args)
+        assert loaded(modules, ("typer", "pydantic", "jsonschema")) == [], args
+        assert "statemachines.histories" not in modules, args  # nor replays of histories
+
+
 def test_the_values_the_options_copy_are_the_engines() -> None:
     from engine.batching import DEFAULT_BATCH, DEFAULT_LINGER
     from engine.brokers.delivery_log import DeliveryStatus
