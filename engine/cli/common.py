@@ -7,19 +7,17 @@ and the answers to errors are `output`'s (typer-free), imported from here by the
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .output import answer as answer
-from .output import answered
 from .output import did_you_mean as did_you_mean
 from .output import err as err
 from .output import note as note
@@ -28,6 +26,7 @@ from .output import parse_json as parse_json
 from .output import parse_object as parse_object
 from .output import print_json as print_json
 from .output import print_table as print_table
+from .output import reporting_errors
 from .output import say as say
 from .output import usage_error as usage_error
 
@@ -84,7 +83,6 @@ def main_options(
     """
 
 
-Command = TypeVar("Command", bound=Callable[..., Any])
 DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="TURNOUT_DB", help="Database URL (default sqlite:///turnout.db)."),
@@ -114,21 +112,9 @@ MAX_LISTED_DELIVERIES = 10_000  # engine.brokers.webhooks.MAX_LISTED
 TRACING_EXTRA = "pip install 'turnout[tracing]'"  # engine.tracing.EXTRA
 
 
-def reports_errors(command: Command) -> Command:
-    """Turn turnout's exceptions (and an unreadable file, and Ctrl-C) into lines on stderr
-    and the exit status of SPEC 5, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (Exception, KeyboardInterrupt) as exc:
-            status = answered(exc)
-            if status is None:
-                raise
-            raise typer.Exit(status) from None
-
-    return wrapper  # type: ignore[return-value]
+# Turnout's exceptions (and an unreadable file, and Ctrl-C) as lines on stderr and the exit
+# status of SPEC 5, never a traceback.
+reports_errors = reporting_errors(typer.Exit)
 
 
 def output_format(json_output: bool, output: str | None) -> str:

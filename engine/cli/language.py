@@ -6,19 +6,17 @@ longer than checking a definition. They print and answer errors as every command
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .language_help import LANGUAGE_COMMANDS
 from .output import (
-    answered,
     did_you_mean,
     note,
     out,
@@ -26,6 +24,7 @@ from .output import (
     parse_object,
     print_json,
     print_table,
+    reporting_errors,
     say,
     usage_error,
 )
@@ -33,25 +32,11 @@ from .output import (
 if TYPE_CHECKING:
     import statemachines
 
-Command = TypeVar("Command", bound=Callable[..., Any])
 JSON_HELP = "Print JSON instead of tables (as -o json)."
 
 
-def reports_errors(command: Command) -> Command:
-    """As `common.reports_errors`: turnout's exceptions (an unreadable file, Ctrl-C) become
-    lines on stderr and the exit status of SPEC 5, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (Exception, KeyboardInterrupt) as exc:
-            status = answered(exc)
-            if status is None:
-                raise
-            raise click.exceptions.Exit(status) from None
-
-    return wrapper  # type: ignore[return-value]
+# As `common.reports_errors`, with click's exit.
+reports_errors = reporting_errors(click.exceptions.Exit)
 
 
 @click.command(help=LANGUAGE_COMMANDS["validate"])

@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,6 +41,9 @@ class LazyConsole:
 
 out = LazyConsole()
 err = LazyConsole(stderr=True, soft_wrap=True)
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def _problems(exc: DefinitionError) -> list[str]:
@@ -148,6 +151,29 @@ def answered(exc: BaseException) -> int | None:
     for line in lines(exc):
         note(line)
     return status
+
+
+def reporting_errors(
+    exit_with: Callable[[int], BaseException],
+) -> Callable[[Command], Command]:
+    """A decorator turning turnout's exceptions (and an unreadable file, and Ctrl-C) into
+    lines on stderr and an exit status (`exit_with(status)`, the exit of the command's own
+    framework), never a traceback."""
+
+    def reports_errors(command: Command) -> Command:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except (Exception, KeyboardInterrupt) as exc:
+                status = answered(exc)
+                if status is None:
+                    raise
+                raise exit_with(status) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return reports_errors
 
 
 def parse_json(text: str | None, what: str = "--data") -> Any:
