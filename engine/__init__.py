@@ -43,7 +43,10 @@ if TYPE_CHECKING:
     from .flow_control import TaskLimit
     from .handlers import TaskContext
     from .hooks import HookContext
+    from .ids import AmbiguousId
+    from .listing import InstancePage
     from .migration_result import MigrationResult
+    from .pending import Pending, PendingTask
     from .records import (
         ClaimedTask,
         Deployment,
@@ -93,6 +96,10 @@ _SOURCES = {
     "TaskLimit": ".flow_control",
     "TaskContext": ".handlers",
     "HookContext": ".hooks",
+    "AmbiguousId": ".ids",
+    "InstancePage": ".listing",
+    "Pending": ".pending",
+    "PendingTask": ".pending",
     "MigrationResult": ".migration_result",
     "ClaimedTask": ".records",
     "Deployment": ".records",
@@ -126,6 +133,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AmbiguousId",
+    "InstancePage",
+    "Pending",
+    "PendingTask",
     "ArchivedInstance",
     "AsyncEngine",
     "Change",
