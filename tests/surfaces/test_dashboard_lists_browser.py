@@ -113,7 +113,9 @@ def no_page_overflow(page: Page) -> None:
 
 
 def unfold_filters(page: Page) -> None:
-    """Open the filters where a narrow screen shows them folded."""
+    """Open the filters where a narrow screen shows them folded (by lists.js, which runs
+    before the page's load event: read the box only after it)."""
+    page.wait_for_load_state("load")
     box = page.locator("#filter-box")
     if box.get_attribute("open") is None:
         page.locator("#filter-box summary").click()
