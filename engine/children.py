@@ -18,6 +18,7 @@ from statemachines.model import MAX_CALL_DEPTH
 from statemachines.steps import FINISHED, CallOrder, Entry, TimerOrder
 
 from .catalog import Catalog, Version
+from .flow_control import inherit_priority
 from .persist import Applied, fail_instance, instance_fault, persist, snapshot_of
 from .records import error_details
 from .rows import Claim, InstanceRow, TimerRow, new_id
@@ -200,6 +201,7 @@ def _start(
     }
     name, number = called.definition.name, called.number
     row = InstanceRow.new(child_id, None, name, number, now, parent_id)
+    inherit_priority(tx, parent_id, child_id)
     return persist_step(tx, catalog, row, step, now, insert=True).entries
 
 

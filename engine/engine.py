@@ -27,7 +27,6 @@ from statemachines.errors import (
     DefinitionError,
     EventRejected,
     InstanceNotFound,
-    InvalidInput,
     Problem,
 )
 
@@ -284,26 +283,22 @@ class Engine(
         `within` is the application's SQLAlchemy Session or Connection on the engine's
         database: the instance is written in its transaction, visible once the application
         commits, gone without a trace if it rolls back, and told to subscribers and hooks
-        only after the commit (another database: InvalidInput). It does not go with `at`,
-        `delay` or `debounce`.
+        only after the commit (another database: InvalidInput); a scheduled or debounced
+        start as well.
 
         `priority` orders the claims of its flow-controlled tasks (higher first; see
-        flow_control.py); it does not go with `debounce`.
+        flow_control.py); a debounced start's replaces the pending start's.
         """
         check_version(definition, version)
         item = check_start(data, key)
         now = self.clock()
         later = when(now, key, at, delay, debounce, deadline)
-        if priority and debounce is not None:
-            raise InvalidInput("a debounced start has no priority")
         start = prioritized(runtime.start, priority) if priority else runtime.start
+        if later.due is not None:
+            return self._start_later(definition, version, [item], later, now, priority, within)[0]
         if within is not None:
-            if later.due is not None:
-                raise InvalidInput("a start within the application's transaction starts now")
             args = (self.catalog, definition, version, *item, now, later.deadline)
             return self._within(within, start, *args).instance
-        if later.due is not None:
-            return self._start_later(definition, version, [item], later, now, priority)[0]
         applied = self._apply(start, self.catalog, definition, version, *item, now, later.deadline)
         self._publish(applied)
         return applied.instance
@@ -335,8 +330,6 @@ class Engine(
         """
         check_version(definition, version)
         later = when(self.clock(), None, at, delay, None, deadline)
-        if within is not None and later.due is not None:
-            raise InvalidInput("a start within the application's transaction starts now")
         key_list = iter(keys) if keys is not None else None
         ids: list[str] = []
         pending: list[tuple[dict[str, Any], str | None]] = []
@@ -345,7 +338,9 @@ class Engine(
             nonlocal version
             now = self.clock()
             if later.due is not None:
-                scheduled = self._start_later(definition, version, pending, later, now, priority)
+                scheduled = self._start_later(
+                    definition, version, pending, later, now, priority, within
+                )
                 version = scheduled[0].version
                 ids.extend(instance.id for instance in scheduled)
             else:

@@ -182,14 +182,21 @@ def hold_reason(tx: Transaction, limit: TaskLimit, task_input: Any, now: datetim
     return None
 
 
-def prioritized(operation: Callable[..., Result], priority: int) -> Callable[..., Result]:
+def prioritized(
+    operation: Callable[..., Result], priority: int, *, replace: bool = False
+) -> Callable[..., Result]:
     """`operation` (a start or a batch of starts), recording the priority of the instances
-    it starts in its transaction."""
+    it starts in its transaction; `replace`: instead of the one they had (a debounced start
+    that postponed a pending one)."""
 
     def started(tx: Transaction, *args: Any) -> Result:
+        tx.priority = priority
         result = operation(tx, *args)
         applied: list[Any] = result if isinstance(result, list) else [result]
-        flow_control.save_priority(tx, [each.instance.id for each in applied], priority)
+        ids = [each.instance.id for each in applied]
+        if replace:
+            flow_control.forget_priority(tx, ids)
+        flow_control.save_priority(tx, ids, priority)
         return result
 
     return started

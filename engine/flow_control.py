@@ -10,8 +10,11 @@ and moves the rate limit's next start on. Names without limits are claimed as be
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import math
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +40,26 @@ CATCH_UP = timedelta(seconds=0.25)
 # How many of a partitioned name's ready tasks a claim looks through for free partitions.
 PARTITION_WINDOW = 500
 PARTITION_NAMES = ("input",)
+# The running (claimed) tasks of a name, read through the index on (status, ready_at) in its
+# order: a plain index scan, which also marks the entries that tasks left behind on moving on
+# as dead, where a bitmap scan would visit each again on every claim until a vacuum.
+RUNNING = (
+    "SELECT t.input FROM turnout_tasks t WHERE t.status = 'claimed' AND t.name = ? "
+    "ORDER BY t.ready_at"
+)
+# A claim reads a few rows through indexes in their order and updates a few by their key; a
+# queue's statistics lag behind its churn, and with a few rows guessed where hundreds are
+# the planner would sort bitmap scans and hash the chosen against every ready task instead.
+# A LIMIT: its SQL and parameters.
+Window = tuple[str, list[Any]]
+# Keeps PostgreSQL from folding a subquery into the query around it (and its order with it).
+FENCE = {True: " OFFSET 0", False: ""}
+# Set with the lock of the limits row, for the rest of the claim's transaction.
+LOCK_FOR_FEW = (
+    "SELECT set_config('enable_bitmapscan', 'off', true), "
+    "set_config('enable_hashjoin', 'off', true) FROM turnout_task_limits WHERE name = ? "
+    "FOR UPDATE"
+)
 # The ready tasks of prioritized instances, read from the (few) prioritized instances out:
 # LATERAL on PostgreSQL, CROSS JOIN (which fixes the order of the loops) on SQLite.
 # Both take the task name and `now`.
@@ -167,6 +190,27 @@ def save_priority(tx: Transaction, instance_ids: Iterable[str], priority: int) -
         tx.cursor.executemany(sql, [(instance_id, priority) for instance_id in instance_ids])
 
 
+def forget_priority(tx: Transaction, instance_ids: Sequence[str]) -> None:
+    """Drop the priority recorded for instances (before a new one is saved)."""
+    if instance_ids:
+        marks = ", ".join("?" * len(instance_ids))
+        sql = f"DELETE FROM turnout_priorities WHERE instance_id IN ({marks})"
+        tx.cursor.execute(driver_sql(sql, tx.postgres), list(instance_ids))
+
+
+def inherit_priority(tx: Transaction, parent_id: str, child_id: str) -> None:
+    """Give the child a call starts its parent's priority (none when the parent has none):
+    that of the start in this transaction, if it started the parent, else the one recorded."""
+    if tx.priority:
+        save_priority(tx, [child_id], tx.priority)
+        return
+    sql = (
+        "INSERT INTO turnout_priorities (instance_id, priority) "
+        "SELECT ?, priority FROM turnout_priorities WHERE instance_id = ?"
+    )
+    tx.cursor.execute(driver_sql(sql, tx.postgres), (child_id, parent_id))
+
+
 def priority_of(conn: sa.Connection, instance_id: str) -> int:
     t = priorities_t
     found = conn.execute(sa.select(t.c.priority).where(t.c.instance_id == instance_id)).scalar()
@@ -216,7 +260,7 @@ def claim_tasks(
         left = limit - len(taken)
         if left <= 0:
             break
-        if limits[name].rate is None and limits[name].partition is None:
+        if in_one_statement(limits[name], tx.postgres):
             claimed = _claim_in_one(tx, limits[name], worker, lease, left, now)
             if number == len(wanted) - 1 and rest == []:  # the last claim: read after COMMIT
                 return lambda: taken + claimed()
@@ -231,44 +275,146 @@ def claim_tasks(
     return lambda: taken + others()
 
 
+@functools.lru_cache(maxsize=256)
+def partition_path(partition: str) -> tuple[str | int, ...] | None:
+    """The keys `partition` reads from the task's input when it is a plain path
+    (`input.customer`, `input["order"]["shop"]`, `input.lines[0]`), so that a claim can read
+    it in SQL; None for any other expression, which the claim evaluates in Python."""
+    try:
+        node = ast.parse(partition, mode="eval").body
+    except SyntaxError:
+        return None
+    keys: list[str | int] = []
+    while not isinstance(node, ast.Name):
+        if isinstance(node, ast.Attribute):
+            keys.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                return None
+            keys.append(key)
+            node = node.value
+        else:
+            return None
+    if node.id != "input" or not keys or any(isinstance(k, str) and '"' in k for k in keys):
+        return None
+    return tuple(reversed(keys))
+
+
+def _partition_sql(limit: TaskLimit, postgres: bool) -> tuple[str, Any] | None:
+    """(SQL of the partition of a task row `t`, its parameter) when the claim can read it in
+    SQL: JSON text on SQLite, jsonb on PostgreSQL, 'null' where the path leads nowhere."""
+    path = None if limit.partition is None else partition_path(limit.partition)
+    if path is None:
+        return None
+    if postgres:
+        return "COALESCE(t.input #> ?::text[], 'null'::jsonb)", [str(key) for key in path]
+    if sqlite3.sqlite_version_info < (3, 38):  # no -> operator
+        return None
+    steps = "".join(f"[{key}]" if isinstance(key, int) else f'."{key}"' for key in path)
+    return "COALESCE(t.input -> ?, 'null')", f"${steps}"
+
+
+def in_one_statement(limit: TaskLimit, postgres: bool) -> bool:
+    """Whether a claim under `limit` is one statement: no rate limit, and a partition (if
+    any) that SQL can read."""
+    return limit.rate is None and (
+        limit.partition is None or _partition_sql(limit, postgres) is not None
+    )
+
+
+def _candidates(
+    tx: Transaction, name: str, at: Any, window: Window, key: tuple[str, Any] | None
+) -> tuple[str, list[Any]]:
+    """SQL of the first `window` ready tasks of `name` of each kind, prioritized and not, as
+    (id, rank, at[, k: the partition]), and its parameters."""
+    column = "" if key is None else f", {key[0]} AS k"
+    given = [] if key is None else [key[1]]
+    size, sized = window
+    sql = (
+        f"SELECT * FROM (SELECT t.id, p.priority AS rank, t.ready_at AS at{column} FROM "
+        f"{PRIORITIZED[tx.postgres]} ORDER BY p.priority DESC, t.ready_at LIMIT {size}) ranked "
+        f"UNION ALL SELECT * FROM (SELECT t.id, 0 AS rank, t.ready_at AS at{column} "
+        "FROM turnout_tasks t WHERE t.status = 'ready' AND t.name = ? AND t.ready_at <= ? "
+        "AND NOT EXISTS (SELECT 1 FROM turnout_priorities p WHERE p.instance_id = "
+        f"t.instance_id) ORDER BY t.ready_at LIMIT {size}) plain"
+    )
+    return sql, [*given, name, at, *sized, *given, name, at, *sized]
+
+
+def _placed(
+    tx: Transaction, limit: TaskLimit, at: Any, window: Window, wanted: int, key: tuple[str, Any]
+) -> tuple[str, list[Any]]:
+    """SQL of the first `wanted` of the candidates in `window` whose place in their partition,
+    after the tasks of it running, is within `partition_limit`, in claim order."""
+    candidates, params = _candidates(tx, limit.name, at, window, key)
+    sql = (
+        "SELECT id, rank, at FROM (SELECT c.id, c.rank, c.at, row_number() OVER "
+        "(PARTITION BY c.k ORDER BY c.rank DESC, c.at) + COALESCE(r.busy, 0) AS place "
+        f"FROM ({candidates}) c LEFT JOIN (SELECT {key[0]} AS k, count(*) AS busy "
+        f"FROM ({RUNNING}{FENCE[tx.postgres]}) t GROUP BY 1) r ON r.k = c.k) placed "
+        "WHERE place <= ? ORDER BY rank DESC, at LIMIT ?"
+    )
+    return sql, [*params, key[1], limit.name, limit.partition_limit, wanted]
+
+
 def _claim_in_one(
     tx: Transaction, limit: TaskLimit, worker: str, lease: timedelta, wanted: int, now: datetime
 ) -> Callable[[], list[TaskRow]]:
-    """The claim of a name with at most a concurrency limit, in one statement after the
-    lock of its limits row (on PostgreSQL both travel with the COMMIT, as the unlimited
-    claim does): the count of running tasks and the choice in priority order are SQL."""
+    """The claim of a name without a rate limit, in one statement after the lock of its
+    limits row (on PostgreSQL both travel with the COMMIT, as the unlimited claim does): the
+    count of running tasks, the partitions and the choice in priority order are SQL.
+
+    Under partitions each candidate is placed within its partition, after the tasks of it
+    already running, and those placed within `partition_limit` are taken in order. The
+    candidates are the first few ready tasks per free slot (of each kind, prioritized or
+    not); only when those give fewer than the claim may take, the first PARTITION_WINDOW."""
     if tx.postgres:
-        _run(tx, "SELECT 1 FROM turnout_task_limits WHERE name = ? FOR UPDATE", (limit.name,))
+        _run(tx, LOCK_FOR_FEW, (limit.name,))
     at = tx._time(now)
-    params: list[Any] = [worker, at, tx._time(now + lease), limit.name, at, wanted]
-    params += [limit.name, at, wanted]
-    if limit.concurrency is None:
-        allowed = "?"
-        params.append(wanted)
+    key = _partition_sql(limit, tx.postgres) if limit.partition is not None else None
+    params: list[Any] = [worker, at, tx._time(now + lease)]
+    # How many it may take: `wanted`, or fewer under a concurrency limit (the running tasks
+    # counted up to the limit).
+    allowed, allowed_params = "?", list[Any]([wanted])
+    if limit.concurrency is not None:
+        least = "LEAST" if tx.postgres else "min"
+        allowed = f"{least}(?, ? - (SELECT count(*) FROM ({RUNNING} LIMIT ?) running))"
+        allowed_params = [wanted, limit.concurrency, limit.name, limit.concurrency]
+    if key is None:
+        candidates, found = _candidates(tx, limit.name, at, ("?", [wanted]), None)
+        chosen = f"SELECT id, rank, at FROM ({candidates}) c ORDER BY rank DESC, at LIMIT ?"
+        params += [*found, wanted]
     else:
-        greatest, least = ("GREATEST", "LEAST") if tx.postgres else ("max", "min")
-        allowed = (
-            f"(SELECT {greatest}(0, {least}(?, ? - count(*))) FROM turnout_tasks "
-            "WHERE status = 'claimed' AND name = ?)"
+        # The far window is empty (LIMIT 0) unless the near one gave too few.
+        enough = f"(SELECT count(*) FROM near) >= {allowed}"
+        far_window = (
+            f"(CASE WHEN {enough} THEN 0 ELSE ? END)",
+            [*allowed_params, PARTITION_WINDOW],
         )
-        params += [wanted, limit.concurrency, limit.name]
+        near, near_params = _placed(tx, limit, at, ("?", [wanted * 2]), wanted, key)
+        far, far_params = _placed(tx, limit, at, far_window, wanted, key)
+        chosen = (
+            f"WITH near AS ({near}) SELECT * FROM near WHERE {enough} "
+            f"UNION ALL SELECT * FROM ({far}) far"
+        )
+        params += [*near_params, *allowed_params, *far_params]
+    # The first `allowed` of them, numbered in claim order.
     chosen = (
-        "SELECT id FROM (SELECT * FROM (SELECT t.id, p.priority AS rank, t.ready_at AS at "
-        f"FROM {PRIORITIZED[tx.postgres]} ORDER BY p.priority DESC, t.ready_at LIMIT ?) ranked "
-        "UNION ALL "
-        "SELECT * FROM (SELECT t.id, 0 AS rank, t.ready_at AS at FROM turnout_tasks t "
-        "WHERE t.status = 'ready' AND t.name = ? AND t.ready_at <= ? AND NOT EXISTS "
-        "(SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id) "
-        f"ORDER BY t.ready_at LIMIT ?) plain) candidates ORDER BY rank DESC, at LIMIT {allowed}"
+        "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY rank DESC, at) AS n "
+        f"FROM ({chosen}) c) numbered WHERE n <= {allowed}"
     )
-    # On PostgreSQL the chosen ids are an array, so that the update looks each one up by
-    # its key rather than joining the chosen against every ready task.
+    params += allowed_params
+    # On PostgreSQL the chosen ids are an array, and the check that each is still ready is
+    # written so that no index serves it: the update looks each one up by its key rather
+    # than walking every ready task for them.
     among = f"= ANY(ARRAY({chosen}))" if tx.postgres else f"IN ({chosen})"
     cursor = _run(
         tx,
         "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
-        f"lease_until = ?, attempt = attempt + 1 WHERE id {among} AND status = 'ready' "
-        f"RETURNING {_TASK_FIELDS}",
+        f"lease_until = ?, attempt = attempt + 1 WHERE id {among} AND "
+        f"(status = 'ready') IS TRUE RETURNING {_TASK_FIELDS}",
         params,
     )
 

@@ -39,7 +39,7 @@ from .exports import _histories
 from .persist import snapshot
 from .records import HistoryEntry, Instance
 from .rows import InstanceRow
-from .tables import history_t, idempotency_t, instances_t, tasks_t, timers_t
+from .tables import history_t, idempotency_t, instances_t, priorities_t, tasks_t, timers_t
 
 if TYPE_CHECKING:
     from statemachines import Definition
@@ -350,6 +350,9 @@ class Retention:
                 )
                 for name, owned in OWNED
             }
+            # The priority the instance was started with goes too (a PurgeResult does not
+            # count it: it is no more than a column of the instance kept beside it).
+            conn.execute(sa.delete(priorities_t).where(priorities_t.c.instance_id.in_(ids)))
         return _counted(len(ids), counts, batches=1, dry_run=False)
 
     def _purge_counts(self, pages: Pages, batch: int, batches: int | None) -> PurgeResult:

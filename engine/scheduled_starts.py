@@ -12,6 +12,7 @@ a full window after this start: the window restarts, as a classic (trailing) deb
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -205,6 +206,8 @@ class ScheduledStarts:
 
         def _publish(self, applied: Applied | None) -> None: ...
 
+        def _within(self, within: Any, operation: Callable[..., Result], *args: Any) -> Result: ...
+
     def _start_later(
         self,
         definition: str,
@@ -213,23 +216,25 @@ class ScheduledStarts:
         later: Later,
         now: datetime,
         priority: int = 0,
+        within: Any = None,
     ) -> list[Instance]:
         """Write scheduled instances (or postpone debounced ones) and publish them; a
-        priority is recorded with them (flow_control.py)."""
-        if priority:
-            written = prioritized(schedule, priority)
-            applied = self._apply(written, self.catalog, definition, version, items, later, now)
-            for one in applied:
-                self._publish(one)
-            return [one.instance for one in applied]
+        priority is recorded with them (flow_control.py): a debounced start's replaces the
+        pending one's, as its data does. `within`: in the application's transaction (see
+        `Engine.start`), published at its commit."""
+        write = schedule
+        if priority or later.debounce is not None:
+            write = prioritized(schedule, priority, replace=later.debounce is not None)
+        args = (write, self.catalog, definition, version, items, later, now)
+        run = self._apply if within is None else functools.partial(self._within, within)
         try:
-            applied = self._apply(schedule, self.catalog, definition, version, items, later, now)
+            applied = run(*args)
         except DuplicateKey:
             if later.debounce is None:
                 raise
             # Two debounced starts of one key raced and the other wrote the pending start
             # first: this one now finds it and postpones it.
-            applied = self._apply(schedule, self.catalog, definition, version, items, later, now)
-        for one in applied:
+            applied = run(*args)
+        for one in applied if within is None else ():  # else published at its commit
             self._publish(one)
         return [one.instance for one in applied]

@@ -71,6 +71,9 @@ class Transaction:
         self._last_encoded: Any = None
         self.written: list[Written] = []  # every step persisted, for the hooks after commit
         self.tallies: list[tuple[str, ...]] = []  # what it did, for the metrics (counts.py)
+        # The priority of the instances this transaction starts (flow_control.py), which
+        # the children their calls start take too.
+        self.priority = 0
 
     def _run(self, name: str, params: Sequence[Any]) -> Any:
         self.cursor.execute(self.sql[name], params)

@@ -80,6 +80,8 @@ class CompiledMachine:
         if limit is not None:
             run.machine["deadline"] = limit.total_seconds()
             run.machine["deadline_at"] = (now + limit).isoformat()
+            if deadline is not None:  # the start's own: a migration keeps it
+                run.machine["deadline_from"] = "start"
             run.timers.append(deadline_timer(run.machine))
         run.enter_targets(TOP, [self.definition.initial])
         return run.finish()

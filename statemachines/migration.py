@@ -30,12 +30,15 @@ from .migration_plan import MigrationClass, PlannedInstance
 from .model import Definition
 from .operators import replay_redrive, replay_reset
 from .replay import Divergence, Operator, Recorded, Replay, replay
-from .steps import Entry, Snapshot, Step
+from .run import RUNNING
+from .steps import DEADLINE, Entry, Snapshot, Step, deadline_timer
 
 KIND = "migrated"  # the history entry of a migration
 # Machine data the engine keeps beside the machine's own: a called instance's link to its
 # parent, which no history entry records. A migration carries it over.
 ENGINE_KEYS = ("parent",)
+# What the machine data keeps of the instance's deadline (compile.py, `start`).
+DEADLINE_KEYS = ("deadline", "deadline_at", "deadline_from")
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,26 @@ def migration_step(
     for key in ENGINE_KEYS:
         if key in candidate.machine:
             step.machine[key] = candidate.machine[key]
+    _deadline_on(step, candidate, new)
     return step
+
+
+def _deadline_on(step: Step, candidate: Candidate, new: CompiledMachine) -> None:
+    """Give the moved instance its deadline on `new`: the one its start gave it, kept as it
+    was; else the new version's `deadline` (if any), counted from the instance's start. The
+    step carries the deadline's timer, so that the timer row stays or is replaced."""
+    for key in DEADLINE_KEYS:
+        step.machine.pop(key, None)
+    step.timers = [timer for timer in step.timers if timer.key != DEADLINE or timer.state_path]
+    old = candidate.machine
+    if old.get("deadline_from") == "start":
+        step.machine.update({key: old[key] for key in DEADLINE_KEYS if key in old})
+    elif new.definition.deadline is not None and candidate.history:
+        began = candidate.history[0].at
+        step.machine["deadline"] = new.definition.deadline.total_seconds()
+        step.machine["deadline_at"] = (began + new.definition.deadline).isoformat()
+    if step.status == RUNNING and "deadline_at" in step.machine:
+        step.timers.append(deadline_timer(step.machine))
 
 
 # -- replaying a `migrated` entry --------------------------------------------------------------

@@ -14,7 +14,7 @@ first failure of the operation that ended the instance, so a `failed` transition
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .chart import TOP, Chart
@@ -24,7 +24,7 @@ from .fanout import next_item
 from .model import DEFAULT_FOREACH_CONCURRENCY, State
 from .regions import ChartMachine
 from .run import Run
-from .steps import Entry, Snapshot, Status, Step, atomic
+from .steps import Entry, Snapshot, Status, Step, atomic, deadline_timer
 from .values import copy_json, storable
 
 
@@ -80,6 +80,10 @@ def redrive(
     run = Run(chart, picker, Snapshot(machine, snapshot.context, Status.RUNNING, snapshot.seq), now)
     data: dict[str, Any] = {"reason": reason, "error": error}
     run.history.append(Entry("redrive", None, error.get("state"), point["state"], data))
+    if run.machine.get("deadline"):  # the instance's deadline runs again, whole, from now
+        limit = timedelta(seconds=float(run.machine["deadline"]))
+        run.machine["deadline_at"] = (now + limit).isoformat()
+        run.timers.append(deadline_timer(run.machine))
     if point["active"]:
         data["rerun"], data["items"] = _restore(run, point)
     else:  # the failed state alone: entered afresh, with the states around it

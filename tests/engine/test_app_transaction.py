@@ -464,3 +464,27 @@ async def asyncio_counts(application: Any) -> dict[str, int]:
             name: int((await conn.execute(sa.text(f'SELECT count(*) FROM "{name}"'))).scalar_one())
             for name in names
         }
+
+
+def test_a_scheduled_or_debounced_start_commits_or_rolls_back_with_the_application(
+    shop: Engine, app: sa.Engine, clock: Any
+) -> None:
+    before = row_counts(app)
+    with Session(app) as session:
+        session.execute(orders.insert().values(id=5))
+        shop.start(DEFINITION, {"order": 5}, key="order-5", delay=60, within=session)
+        shop.start(DEFINITION, {"order": 6}, key="order-6", debounce=30, within=session)
+        session.rollback()
+    assert row_counts(app) == before  # no instance, no timer
+    with Session(app) as session:
+        later = shop.start(DEFINITION, {"order": 5}, key="order-5", delay=60, within=session)
+        first = shop.start(DEFINITION, {"n": 1}, key="order-6", debounce=30, within=session)
+        again = shop.start(DEFINITION, {"order": 6}, key="order-6", debounce=30, within=session)
+        assert first.id == again.id and again.context == {"order": 6}
+        with pytest.raises(InstanceNotFound):  # unseen before the commit
+            shop.get(later.id)
+        session.commit()
+    assert {shop.get(i).status for i in (later.id, again.id)} == {"scheduled"}
+    clock.advance(60)
+    shop.run_until_idle()
+    assert shop.get(later.id).state == "packing" and shop.get(again.id).state == "packing"

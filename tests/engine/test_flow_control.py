@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine import Engine, InvalidInput
+from engine.tables import priorities_t
 
 
 def _start(engine: Engine, count: int, **data: Any) -> list[str]:
@@ -174,3 +176,23 @@ def test_a_limit_that_cannot_be_kept_is_refused_before_any_is_set(
     with pytest.raises(InvalidInput, match=problem):
         engine.load_task_limits(path)
     assert engine.task_limits() == []
+
+
+def test_the_children_a_call_starts_take_their_parents_priority(
+    engine: Engine, deploy: Callable[[str], Any]
+) -> None:
+    for name in ("call_grandparent", "call_parent", "call_child"):
+        deploy(name)
+    urgent = engine.start("call_grandparent", {"n": 1}, priority=4).id
+    plain = engine.start("call_grandparent", {"n": 2}).id
+
+    def family(instance_id: str) -> list[str]:
+        children = engine.get(instance_id).children
+        return [instance_id] + [i for child in children for i in family(child)]
+
+    with engine.store.core() as conn:
+        rows = conn.execute(sa.select(priorities_t.c.instance_id, priorities_t.c.priority))
+        priorities = {row[0]: row[1] for row in rows}
+    assert len(family(urgent)) == 3 and len(family(plain)) == 3
+    assert {i: priorities.get(i) for i in family(urgent)} == dict.fromkeys(family(urgent), 4)
+    assert not set(family(plain)) & set(priorities)

@@ -130,3 +130,79 @@ def test_a_reset_keeps_a_running_instances_deadline_and_a_failed_one_runs_on_wit
     clock.advance(timedelta(days=1))
     engine.run_until_idle()
     assert engine.get(inst.id).status == "running"  # its deadline ended with it
+
+
+def test_a_redriven_instance_runs_under_its_deadline_again_from_the_redrive(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    deploy("fragile")
+    calls: list[int] = []
+
+    @engine.task("jobs.fragile")
+    def fragile(data: Any) -> Any:
+        calls.append(1)
+        raise RuntimeError("the service is down")
+
+    inst = engine.start("fragile", {}, deadline="1h")
+    engine.run_until_idle()
+    assert engine.get(inst.id).status == "failed"
+    clock.advance(timedelta(hours=5))  # long past the deadline it started with
+    engine.redrive(inst.id, reason="the service is back")
+    clock.advance(timedelta(minutes=59))
+    assert engine.fire_due_timers() == 0
+    assert engine.get(inst.id).status == "running"
+    clock.advance(timedelta(minutes=1))
+    assert engine.fire_due_timers() == 1
+    failed = engine.get(inst.id)
+    assert failed.error is not None and failed.error["type"] == "DeadlineExceeded"
+
+
+DEADLINE_V1 = """
+name: parcel
+deadline: 1h
+initial: waiting
+states:
+  waiting: {on: {park: parked, go: gone}}
+  parked: {on: {go: gone}}
+  gone: {final: true}
+"""
+DEADLINE_V2 = """
+name: parcel
+deadline: 3h
+initial: waiting
+states:
+  waiting: {on: {go: gone}}
+  gone: {final: true}
+"""
+
+
+def test_a_migration_keeps_a_starts_deadline_and_gives_the_others_the_new_versions(
+    engine: Engine, clock: Any
+) -> None:
+    engine.deploy(DEADLINE_V1)
+    own = engine.start("parcel", {}, deadline="90m").id
+    plain = engine.start("parcel", {}).id
+    parked = engine.send(engine.start("parcel", {}).id, "park").id
+    engine.deploy(DEADLINE_V2)
+    clock.advance(timedelta(minutes=10))
+    plan = engine.plan_migration("parcel", 1, state_map={"parked": "waiting"})
+    assert {entry.id: entry.kind for entry in plan.instances} == {
+        own: "safe",
+        plain: "safe",
+        parked: "mapped",
+    }
+    engine.migrate(plan)
+    clock.advance(timedelta(minutes=80))  # 1h30 from the start: the start's own deadline
+    assert engine.fire_due_timers() == 1
+    assert _error_type(engine, own) == "DeadlineExceeded"
+    clock.advance(timedelta(minutes=60))  # 2h30: past version 1's hour, not version 2's 3h
+    assert engine.fire_due_timers() == 0
+    assert {engine.get(i).status for i in (plain, parked)} == {"running"}
+    clock.advance(timedelta(minutes=30))
+    assert engine.fire_due_timers() == 2
+    assert {_error_type(engine, i) for i in (plain, parked)} == {"DeadlineExceeded"}
+
+
+def _error_type(engine: Engine, instance_id: str) -> str | None:
+    error = engine.get(instance_id).error
+    return None if error is None else error["type"]

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine import AsyncEngine, Engine, InstanceNotFound, InvalidInput
 from engine.retention import PurgeResult, read_archive
-from engine.tables import history_t, idempotency_t, instances_t, tasks_t
+from engine.tables import history_t, idempotency_t, instances_t, priorities_t, tasks_t
 from engine.worker import Worker
 
 DAY = timedelta(days=1)
@@ -303,3 +303,16 @@ def test_the_engines_retention_serves_definitions_without_their_own(
         assert engine.get(counted.id).status == "succeeded"
         clock.advance(2 * DAY)
         assert engine.apply_retention().instances == 1
+
+
+def test_a_purge_takes_the_priority_an_instance_was_started_with(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+):
+    deploy("counter")
+    urgent = engine.send(engine.start("counter", {"count": 0}, priority=7).id, "stop").id
+    waiting = engine.start("counter", {"count": 0}, priority=3).id
+    assert _rows(engine, priorities_t, [urgent, waiting]) == 2
+    clock.advance(2 * DAY)
+    assert engine.purge(finished_before=DAY).instances == 1
+    assert _rows(engine, priorities_t, [urgent]) == 0
+    assert _rows(engine, priorities_t, [waiting]) == 1  # still running: kept

@@ -19,6 +19,7 @@ from engine import (
     RedriveRefused,
     ResetRefused,
 )
+from engine.flow_control import priority_of
 
 
 def _worked(engine: Engine) -> list[Any]:
@@ -102,6 +103,30 @@ def test_debounced_starts_of_one_key_make_one_instance_with_the_last_input(
     # The key names that instance for good: a later debounced start of it is refused.
     with pytest.raises(DuplicateKey):
         engine.start("one_task", {"n": 4}, key="customer-7", debounce=30)
+
+
+def test_a_debounced_starts_priority_replaces_the_pending_ones(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    deploy("one_task")
+    pending = engine.start("one_task", {"n": 1}, key="k", debounce=30, priority=9)
+    assert priority_of_instance(engine, pending.id) == 9
+    engine.start("one_task", {"n": 2}, key="k", debounce=30, priority=2)
+    assert priority_of_instance(engine, pending.id) == 2
+    engine.start("one_task", {"n": 3}, key="k", debounce=30)
+    assert priority_of_instance(engine, pending.id) == 0
+    engine.start("one_task", {"n": 4}, key="k", debounce=30, priority=-1)
+    clock.advance(30)
+    engine.fire_due_timers()
+    engine.limit_task("jobs.work")  # claims in priority order
+    urgent = engine.start("one_task", {"n": 5}).id  # priority 0, after it, yet ahead
+    assert [task.instance_id for task in engine.claim_tasks(["jobs.work"])] == [urgent]
+    assert [task.instance_id for task in engine.claim_tasks(["jobs.work"])] == [pending.id]
+
+
+def priority_of_instance(engine: Engine, instance_id: str) -> int:
+    with engine.store.core() as conn:
+        return priority_of(conn, instance_id)
 
 
 def test_debounce_does_not_take_over_a_key_started_without_it(
