@@ -39,7 +39,7 @@ def _key(customer: Any) -> str:
 def _model(ready: list[str], running: list[str], per: int, wanted: int) -> list[int]:
     """The places in `ready` (partitions, oldest first) a claim of `wanted` takes."""
     busy = Counter(running)
-    taken = []
+    taken: list[int] = []
     for place, key in enumerate(ready):
         if len(taken) == wanted:
             break
@@ -100,7 +100,7 @@ def test_a_claim_under_partitions_takes_what_the_rule_allows(
         instance = engine.start("flow_job", _data(customer)).id
         ids.append(instance)
         keys[instance] = _key(customer)
-    ready, running = list(ids), {}
+    ready, running = list(ids), dict[str, str]()
     try:
         for wanted, answered in rounds:
             expected = _model([keys[i] for i in ready], [keys[i] for i in running], per, wanted)
