@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from statemachines.model import MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_TIMER_KEY_LENGTH
@@ -46,7 +47,16 @@ def _json() -> sa.types.TypeEngine[Any]:
 
 
 # -- tables ------------------------------------------------------------------------------------
-class DefinitionTable(SQLModel, table=True):
+class TurnoutTable(SQLModel, registry=registry()):
+    """The base of turnout's tables: a registry and metadata of their own, so that an
+    application's `SQLModel.metadata.create_all()` neither sees nor creates them (the engine
+    creates and upgrades its own, with their migration record)."""
+
+
+METADATA: sa.MetaData = TurnoutTable.metadata
+
+
+class DefinitionTable(TurnoutTable, table=True):
     __tablename__ = "turnout_definitions"
     name: str = Field(primary_key=True, max_length=MAX_NAME_LENGTH)
     version: int = Field(primary_key=True)
@@ -55,7 +65,7 @@ class DefinitionTable(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class InstanceTable(SQLModel, table=True):
+class InstanceTable(TurnoutTable, table=True):
     __tablename__ = "turnout_instances"
     __table_args__ = (
         sa.UniqueConstraint("definition", "key", name="uq_turnout_instances_key"),
@@ -87,7 +97,7 @@ class InstanceTable(SQLModel, table=True):
     parent_id: str | None = Field(default=None, max_length=ID_LENGTH)
 
 
-class HistoryTable(SQLModel, table=True):
+class HistoryTable(TurnoutTable, table=True):
     """Append-only: rows are inserted, never updated or deleted by the engine."""
 
     __tablename__ = "turnout_history"
@@ -103,7 +113,7 @@ class HistoryTable(SQLModel, table=True):
     data: Any = Field(default=None, sa_type=_json())
 
 
-class IdempotencyTable(SQLModel, table=True):
+class IdempotencyTable(TurnoutTable, table=True):
     __tablename__ = "turnout_idempotency"
     instance_id: str = Field(primary_key=True, max_length=ID_LENGTH)
     key: str = Field(primary_key=True, max_length=KEY_LENGTH)
@@ -120,7 +130,7 @@ class TaskState(StrEnum):
     DROPPED = "dropped"
 
 
-class TaskTable(SQLModel, table=True):
+class TaskTable(TurnoutTable, table=True):
     """One task of one state entry; `status` is a TaskState."""
 
     __tablename__ = "turnout_tasks"
@@ -148,7 +158,7 @@ class TaskTable(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class TimerTable(SQLModel, table=True):
+class TimerTable(TurnoutTable, table=True):
     __tablename__ = "turnout_timers"
     __table_args__ = (sa.Index("ix_turnout_timers_instance", "instance_id", "state_path"),)
     id: str = Field(primary_key=True, max_length=32)
@@ -159,7 +169,7 @@ class TimerTable(SQLModel, table=True):
     due_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
-class ChangeTable(SQLModel, table=True):
+class ChangeTable(TurnoutTable, table=True):
     """The outbox: one row per committed revision of an instance, written in the step's own
     transaction. `seq` is taken when the row is written; `position`, the feed's order, is
     given on PostgreSQL once the row has committed (see changes.py); on SQLite, where one
@@ -199,7 +209,7 @@ class ChangeTable(SQLModel, table=True):
     at: datetime = Field(sa_type=UTCDateTime)
 
 
-class ChangeCursorTable(SQLModel, table=True):
+class ChangeCursorTable(TurnoutTable, table=True):
     """How far each named reader of the change feed (a relay, the hooks) has gone."""
 
     __tablename__ = "turnout_change_cursors"
@@ -208,7 +218,7 @@ class ChangeCursorTable(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class WebhookDeliveryTable(SQLModel, table=True):
+class WebhookDeliveryTable(TurnoutTable, table=True):
     """The webhooks' delivery log: one row per change and receiver URL, saying whether the
     change was delivered, is still being tried, or failed for good (then `body` keeps what
     was sent, so it can be sent again after the change itself is pruned)."""
@@ -249,7 +259,7 @@ CRON_LENGTH = 200
 TIMEZONE_LENGTH = 64
 
 
-class ScheduleTable(SQLModel, table=True):
+class ScheduleTable(TurnoutTable, table=True):
     """A schedule: when to start instances of a definition (a cron expression in a time zone,
     or a fixed interval), what to do about overlaps and missed ticks, and where it stands.
     Workers claim a due row under a lock and start its tick's instance in that transaction."""
@@ -275,7 +285,7 @@ class ScheduleTable(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class TaskLimitTable(SQLModel, table=True):
+class TaskLimitTable(TurnoutTable, table=True):
     """The flow control of one task name (flow_control.py): its limits, and when the rate
     limit lets the next task start. Claims of the name lock this row."""
 
@@ -290,7 +300,7 @@ class TaskLimitTable(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class PriorityTable(SQLModel, table=True):
+class PriorityTable(TurnoutTable, table=True):
     """The priority an instance was started with, when not 0: it orders the claims of the
     flow-controlled tasks of the instance."""
 

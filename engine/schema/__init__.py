@@ -32,11 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
 
 from statemachines.errors import SchemaMismatch, SchemaOutdated, UsageError
 
-from ..tables import TABLES
+from ..tables import METADATA, TABLES
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -175,7 +174,7 @@ def _prepare(store: Store, upgrade: bool) -> None:
     with store.core(write=True) as conn:
         found = _lock_and_read(store, conn)  # another opener may have done it meanwhile
         if found == EMPTY:
-            SQLModel.metadata.create_all(conn, tables=TABLES)
+            METADATA.create_all(conn, tables=TABLES)
             _stamp(conn, head())
             return
         found = _from_earlier(store, conn, found)

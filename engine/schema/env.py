@@ -5,12 +5,11 @@ migrations run inside it, so they commit or roll back with the version row)."""
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
 from engine.schema import VERSION_TABLE
-from engine.tables import TABLES
+from engine.tables import METADATA, TABLES
 
-assert TABLES  # declared on SQLModel.metadata, which autogenerate compares with a database
+assert TABLES  # declared on METADATA, which autogenerate compares with a database
 
 
 def run() -> None:
@@ -20,7 +19,7 @@ def run() -> None:
         raise RuntimeError("turnout's migrations run on a connection: use `turnout db upgrade`")
     context.configure(
         connection=connection,
-        target_metadata=SQLModel.metadata,
+        target_metadata=METADATA,
         version_table=VERSION_TABLE,  # in the tables' own schema (the search path's first)
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by copying
     )

@@ -20,12 +20,12 @@ from schema_helpers import (
     stamp,
     tables_of,
 )
-from sqlmodel import SQLModel
+from sqlmodel import Field, SQLModel
 
 from engine import Engine, SchemaMismatch, SchemaOutdated, schema
 from engine.schema.versions import v0001_baseline
 from engine.store import Store
-from engine.tables import TABLES, instances_t
+from engine.tables import METADATA, TABLES, instances_t
 
 OPENERS = 4
 
@@ -60,11 +60,11 @@ def differences(url: str) -> list[Any]:
                 opts={
                     "version_table": schema.VERSION_TABLE,
                     "compare_type": True,
-                    "target_metadata": SQLModel.metadata,
+                    "target_metadata": METADATA,
                     "include_object": made_on(conn.dialect.name),
                 },
             )
-            return list(compare_metadata(context, SQLModel.metadata))
+            return list(compare_metadata(context, METADATA))
     finally:
         database.dispose()
 
@@ -104,6 +104,31 @@ def first_release_tables(url: str) -> None:
             conn.execute(sa.text("ALTER TABLE turnout_instances DROP COLUMN parent_id"))
     finally:
         database.dispose()
+
+
+class AppNote(SQLModel, table=True):
+    """An application's own table, on SQLModel's shared metadata."""
+
+    __tablename__ = "app_notes"
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+
+
+def test_an_applications_create_all_leaves_turnouts_tables_to_turnout(store_url: str) -> None:
+    assert not [name for name in SQLModel.metadata.tables if name.startswith("turnout_")]
+    app = sa.create_engine(store_url)
+    try:
+        SQLModel.metadata.create_all(app)  # before turnout first opens the database
+        with app.connect() as conn:
+            names = sa.inspect(conn).get_table_names()
+        assert "app_notes" in names and not [n for n in names if n.startswith("turnout_")]
+        with Engine(store_url) as engine:  # creates and stamps its own
+            engine.deploy(Path(__file__).parent.parent / "engine" / "definitions" / "notes.yaml")
+            SQLModel.metadata.create_all(app)  # and again after: nothing to do
+        with Engine(store_url) as engine:
+            assert engine.definitions()
+    finally:
+        app.dispose()
 
 
 def test_a_database_of_a_release_before_revisions_is_brought_to_the_newest(

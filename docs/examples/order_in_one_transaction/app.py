@@ -19,7 +19,6 @@ from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
 from pydantic import Field as Checked
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from engine import Engine, EventRejected
@@ -27,11 +26,7 @@ from engine import Engine, EventRejected
 DEFINITION = Path(__file__).with_name("checkout.yaml")
 
 
-class ShopModel(SQLModel, registry=registry()):
-    """The shop's tables, on a metadata of their own (turnout's are on SQLModel's)."""
-
-
-class Order(ShopModel, table=True):
+class Order(SQLModel, table=True):
     """The application's own table: turnout's tables sit beside it in the same database."""
 
     __tablename__ = "shop_order"
@@ -59,7 +54,7 @@ def create_app(database: str, *, worker: bool = False) -> FastAPI:
     workflows = Engine(database)
     workflows.deploy(DEFINITION)
     shop_db = create_engine(database)  # the application's engine: the same database
-    ShopModel.metadata.create_all(shop_db)
+    SQLModel.metadata.create_all(shop_db)  # the shop's tables; turnout keeps its own apart
 
     @workflows.task("warehouse.reserve")
     def reserve(order: dict[str, Any]) -> dict[str, Any]:
