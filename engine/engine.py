@@ -268,6 +268,7 @@ class Engine(
         debounce: timedelta | float | str | None = None,
         deadline: timedelta | float | str | None = None,
         priority: int = 0,
+        debounce_max: timedelta | float | str | None = None,
     ) -> Instance:
         """Start an instance of `definition` with `data` as its context.
 
@@ -276,7 +277,9 @@ class Engine(
         schema (InvalidInput). With `at` (an aware datetime) or `delay` (a duration: a
         timedelta, seconds, or text such as '10m') the instance is `scheduled` until then;
         with `debounce` (a duration, and a key), a start of a key whose instance is still
-        scheduled replaces its data and restarts the window (scheduled_starts.py).
+        scheduled replaces its data and restarts the window (scheduled_starts.py), and
+        `debounce_max` (a duration, at least the window) bounds the wait: the instance starts
+        no later than that long after the first start of its key, however many follow.
         `deadline` (a duration) replaces the definition's: past it, a running instance
         fails with DeadlineExceeded.
 
@@ -292,7 +295,7 @@ class Engine(
         check_version(definition, version)
         item = check_start(data, key)
         now = self.clock()
-        later = when(now, key, at, delay, debounce, deadline)
+        later = when(now, key, at, delay, debounce, deadline, debounce_max)
         start = prioritized(runtime.start, priority) if priority else runtime.start
         if later.due is not None:
             return self._start_later(definition, version, [item], later, now, priority, within)[0]

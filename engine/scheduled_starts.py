@@ -42,11 +42,13 @@ MAX_WAIT = timedelta(days=3650)
 @dataclasses.dataclass(frozen=True)
 class Later:
     """When a start is to happen: its due time (None: at once), the debounce window (None:
-    no debounce) and the instance's own deadline (None: the definition's)."""
+    no debounce), the longest a debounced start may wait from the first start of its key
+    (None: no bound) and the instance's own deadline (None: the definition's)."""
 
     due: datetime | None
     debounce: timedelta | None = None
     deadline: timedelta | None = None
+    debounce_max: timedelta | None = None
 
 
 def check_duration(value: Any, what: str) -> timedelta:
@@ -89,6 +91,7 @@ def when(
     delay: Any = None,
     debounce: Any = None,
     deadline: Any = None,
+    debounce_max: Any = None,
 ) -> Later:
     """The checked timing of a start; InvalidInput on a bad mix."""
     given = [name for name, value in (("at", at), ("delay", delay)) if value is not None]
@@ -101,7 +104,12 @@ def when(
         if given:
             raise InvalidInput(f"a debounced start waits its window; {given[0]} is not taken")
         window = check_duration(debounce, "debounce")
-        return Later(now + window, window, limit)
+        bound = None if debounce_max is None else check_duration(debounce_max, "debounce_max")
+        if bound is not None and bound < window:
+            raise InvalidInput("debounce_max must be at least the debounce window")
+        return Later(now + window, window, limit, bound)
+    if debounce_max is not None:
+        raise InvalidInput("debounce_max bounds a debounced start: give debounce too")
     if at is not None:
         return Later(check_instant(at), None, limit)
     if delay is not None:
@@ -135,6 +143,8 @@ def schedule(
             "debounce": None if later.debounce is None else later.debounce.total_seconds(),
             "deadline": None if later.deadline is None else later.deadline.total_seconds(),
         }
+        if later.debounce_max is not None:  # the latest it may start, however many follow
+            machine["debounce_until"] = (now + later.debounce_max).isoformat()
         row = InstanceRow.new(new_id(), key, found.definition.name, found.number, now)
         row = dataclasses.replace(
             row, status=Status.SCHEDULED, context=data, machine=machine, revision=1
@@ -163,7 +173,14 @@ def _postpone(
     tx: Transaction, row: InstanceRow, data: dict[str, Any], later: Later, now: datetime
 ) -> Applied:
     assert later.due is not None
-    machine = {**row.machine, "due_at": later.due.isoformat()}
+    due = later.due
+    machine = dict(row.machine)
+    until = machine.get("debounce_until")
+    if until is not None:  # bounded since the key's first start: the window restarts within it
+        due = min(due, datetime.fromisoformat(until))
+    elif later.debounce_max is not None:
+        machine["debounce_until"] = (now + later.debounce_max).isoformat()
+    machine["due_at"] = due.isoformat()
     if later.deadline is not None:
         machine["deadline"] = later.deadline.total_seconds()
     new = dataclasses.replace(
@@ -171,7 +188,7 @@ def _postpone(
     )
     tx.update_instance(new, row)
     tx.drop_all_work(row.id)
-    tx.insert_timers(row.id, [TimerOrder(TOP, 0, START_TIMER, later.due)])
+    tx.insert_timers(row.id, [TimerOrder(TOP, 0, START_TIMER, due)])
     return Applied(snapshot(new), [])
 
 

@@ -206,6 +206,11 @@ class StartIn(BaseModel):
         description="With a key: start once no start of the key has come for this long; a "
         "start of a key still scheduled replaces its data and restarts the wait.",
     )
+    debounce_max: str | float | None = Field(
+        None,
+        description="With debounce: start no later than this long after the key's first "
+        "start, however many starts follow.",
+    )
     deadline: str | float | None = Field(
         None, description="Fail the instance with DeadlineExceeded past this long after it starts."
     )
@@ -398,6 +403,7 @@ def start_instance(
             delay=body.delay,
             debounce=body.debounce,
             deadline=body.deadline,
+            debounce_max=body.debounce_max,
         )
     return instance_out(engine, instance)
 

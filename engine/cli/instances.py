@@ -90,6 +90,15 @@ def start(
             "of a key still scheduled replaces its data and restarts the wait.",
         ),
     ] = None,
+    debounce_max: Annotated[
+        str | None,
+        typer.Option(
+            "--debounce-max",
+            metavar="DURATION",
+            help="With --debounce: start no later than this long after the key's first start, "
+            "however many starts follow.",
+        ),
+    ] = None,
     deadline: Annotated[
         str | None,
         typer.Option(
@@ -108,12 +117,19 @@ def start(
     chosen = output_format(json_output, output)
     timing: dict[str, Any] = {"at": at, "delay": delay, "deadline": deadline}
     if many is not None:
-        if debounce is not None:
+        if debounce is not None or debounce_max is not None:
             raise usage_error("--debounce starts one keyed instance; it does not go with --many")
         _start_many(name, many, db, chosen, timing)
         return
     with open_engine(db) as engine:
-        instance = engine.start(name, parse_object(data), key=key, debounce=debounce, **timing)
+        instance = engine.start(
+            name,
+            parse_object(data),
+            key=key,
+            debounce=debounce,
+            debounce_max=debounce_max,
+            **timing,
+        )
         _show(instance, chosen)
 
 

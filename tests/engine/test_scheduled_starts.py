@@ -129,6 +129,25 @@ def priority_of_instance(engine: Engine, instance_id: str) -> int:
         return priority_of(conn, instance_id)
 
 
+def test_debounce_max_bounds_the_wait_from_the_keys_first_start(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any
+) -> None:
+    deploy("one_task")
+    seen = _worked(engine)
+    first = engine.start("one_task", {"n": 0}, key="k", debounce=30, debounce_max=100)
+    for n in range(1, 4):  # a start every 25 s: the window alone would wait for ever
+        clock.advance(25)
+        later = engine.start("one_task", {"n": n}, key="k", debounce=30, debounce_max=100)
+        assert later.id == first.id
+    assert later.due_at == first.created_at + timedelta(seconds=100)  # not 75 + 30
+    clock.advance(24)
+    engine.run_until_idle()
+    assert seen == []
+    clock.advance(1)
+    engine.run_until_idle()
+    assert seen == [{"n": 3}]
+
+
 def test_debounce_does_not_take_over_a_key_started_without_it(
     engine: Engine, deploy: Callable[[str], Any]
 ) -> None:
@@ -218,6 +237,8 @@ def test_async_engine_schedules_a_start(store_url: str, clock: Any) -> None:
         {"delay": -5},
         {"delay": "soon"},
         {"debounce": 30},  # no key
+        {"key": "k", "debounce": 30, "debounce_max": 10},  # a bound shorter than the window
+        {"key": "k", "debounce_max": 60},  # a bound without a window
         {"deadline": 0},
     ],
 )

@@ -43,6 +43,8 @@ def test_cli_start_with_a_bad_time_or_duration_is_exit_2_without_a_traceback(
         ["--at", "2030-01-01T09:00:00"],
         ["--delay", "soon"],
         ["--debounce", "30s"],  # no --key
+        ["--key", "k", "--debounce", "30s", "--debounce-max", "10s"],  # shorter than the window
+        ["--key", "k", "--debounce-max", "1h"],  # no --debounce
         ["--delay", "1m", "--at", "2030-01-01T09:00:00Z"],
     ):
         result = run_turnout("start", "surface_door", *extra, database=sqlite_db)
@@ -65,6 +67,9 @@ def test_http_start_with_a_delay_and_debounce_is_one_scheduled_instance(
     shown = api.get(f"/api/instances/{first.json()['id']}").json()
     assert (shown["status"], shown["context"], shown["allowed"]) == ("scheduled", {"n": 2}, [])
     assert shown["due_at"] is not None
+    bounded = {"definition": door, "key": unique("customer"), "debounce": 60, "debounce_max": 90}
+    due = [api.post("/api/instances", json=bounded).json()["due_at"] for _ in range(2)]
+    assert due[0] is not None and due[1] is not None and due[1] >= due[0]
     delayed = api.post("/api/instances", json={"definition": door, "delay": 90, "deadline": "2d"})
     assert delayed.status_code == 201 and delayed.json()["status"] == "scheduled"
     page = api.get(f"/instances/{delayed.json()['id']}")
@@ -74,7 +79,13 @@ def test_http_start_with_a_delay_and_debounce_is_one_scheduled_instance(
 
 
 def test_http_start_with_a_bad_time_is_422(api: httpx.Client, door: str) -> None:
-    for extra in ({"at": "noon"}, {"delay": -1}, {"debounce": "5m"}, {"deadline": "forever"}):
+    for extra in (
+        {"at": "noon"},
+        {"delay": -1},
+        {"debounce": "5m"},
+        {"deadline": "forever"},
+        {"key": "k", "debounce": "5m", "debounce_max": "1m"},
+    ):
         answer = api.post("/api/instances", json={"definition": door, **extra})
         assert answer.status_code == 422, (extra, answer.text)
         assert answer.json()["error"] == "InvalidInput"
