@@ -26,7 +26,7 @@ from sqlalchemy.pool import StaticPool
 from statemachines.errors import DatabaseUnavailable, InvalidInput, TurnoutError
 
 from .changes import NOTIFY_CHANGES
-from .codec import strict_dumps
+from .codec import loads, strict_dumps
 from .records import HistoryEntry
 from .rows import InstanceRow
 from .schema import prepare as prepare_schema
@@ -78,7 +78,11 @@ class Store:
 
     def _create_engine(self) -> Engine:
         # Every transaction ends in an explicit commit or rollback: no reset needed on return.
-        kwargs: dict[str, Any] = {"json_serializer": strict_dumps, "pool_reset_on_return": None}
+        kwargs: dict[str, Any] = {
+            "json_serializer": strict_dumps,
+            "json_deserializer": loads,
+            "pool_reset_on_return": None,
+        }
         if self.sqlite:
             kwargs["connect_args"] = {"timeout": self.read_wait, "check_same_thread": False}
             if self.url.database in (None, "", ":memory:"):
