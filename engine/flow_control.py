@@ -347,16 +347,16 @@ def _placed(
     tx: Transaction, limit: TaskLimit, at: Any, window: Window, wanted: int, key: tuple[str, Any]
 ) -> tuple[str, list[Any]]:
     """SQL of the first `wanted` of the candidates in `window` whose place in their partition,
-    after the tasks of it running, is within `partition_limit`, in claim order."""
+    after the tasks of it running (`busy`, see _claim_in_one), is within `partition_limit`,
+    in claim order."""
     candidates, params = _candidates(tx, limit.name, at, window, key)
     sql = (
         "SELECT id, rank, at FROM (SELECT c.id, c.rank, c.at, row_number() OVER "
-        "(PARTITION BY c.k ORDER BY c.rank DESC, c.at) + COALESCE(r.busy, 0) AS place "
-        f"FROM ({candidates}) c LEFT JOIN (SELECT {key[0]} AS k, count(*) AS busy "
-        f"FROM ({RUNNING}{FENCE[tx.postgres]}) t GROUP BY 1) r ON r.k = c.k) placed "
+        "(PARTITION BY c.k ORDER BY c.rank DESC, c.at) + COALESCE(b.running, 0) AS place "
+        f"FROM ({candidates}) c LEFT JOIN busy b ON b.k = c.k) placed "
         "WHERE place <= ? ORDER BY rank DESC, at LIMIT ?"
     )
-    return sql, [*params, key[1], limit.name, limit.partition_limit, wanted]
+    return sql, [*params, limit.partition_limit, wanted]
 
 
 def _claim_in_one(
@@ -383,9 +383,8 @@ def _claim_in_one(
         allowed = f"{least}(?, ? - (SELECT count(*) FROM ({RUNNING} LIMIT ?) running))"
         allowed_params = [wanted, limit.concurrency, limit.name, limit.concurrency]
     if key is None:
-        candidates, found = _candidates(tx, limit.name, at, ("?", [wanted]), None)
-        chosen = f"SELECT id, rank, at FROM ({candidates}) c ORDER BY rank DESC, at LIMIT ?"
-        params += [*found, wanted]
+        chosen, found = _candidates(tx, limit.name, at, ("?", [wanted]), None)
+        params += found
     else:
         # The far window is empty (LIMIT 0) unless the near one gave too few.
         enough = f"(SELECT count(*) FROM near) >= {allowed}"
@@ -395,16 +394,17 @@ def _claim_in_one(
         )
         near, near_params = _placed(tx, limit, at, ("?", [wanted * 2]), wanted, key)
         far, far_params = _placed(tx, limit, at, far_window, wanted, key)
+        busy = (
+            f"SELECT {key[0]} AS k, count(*) AS running FROM ({RUNNING}{FENCE[tx.postgres]}) t "
+            "GROUP BY 1"
+        )
         chosen = (
-            f"WITH near AS ({near}) SELECT * FROM near WHERE {enough} "
+            f"WITH busy AS ({busy}), near AS ({near}) SELECT * FROM near WHERE {enough} "
             f"UNION ALL SELECT * FROM ({far}) far"
         )
-        params += [*near_params, *allowed_params, *far_params]
-    # The first `allowed` of them, numbered in claim order.
-    chosen = (
-        "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY rank DESC, at) AS n "
-        f"FROM ({chosen}) c) numbered WHERE n <= {allowed}"
-    )
+        params += [key[1], limit.name, *near_params, *allowed_params, *far_params]
+    # The first `allowed` of them in claim order.
+    chosen = f"SELECT id FROM ({chosen}) c ORDER BY rank DESC, at LIMIT {allowed}"
     params += allowed_params
     # On PostgreSQL the chosen ids are an array, and the check that each is still ready is
     # written so that no index serves it: the update looks each one up by its key rather
