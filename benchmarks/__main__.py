@@ -557,7 +557,9 @@ def main() -> int:
         console.print("running migration_figures ...", style="dim")
         figures.extend(migration_figures(workdir))
         console.print("running scale_figures ...", style="dim")
-        figures.extend(scale_figures(workdir, postgres, figures[0].value))
+        sqlite_send = "Engine.send, durable events (SQLite)"
+        send_rate = next(f.value for f in figures if f.name == sqlite_send)
+        figures.extend(scale_figures(workdir, postgres, send_rate))
         console.print("running purge_figures ...", style="dim")
         figures.extend(purge_figures(workdir, postgres))
         console.print("running context_search_figures ...", style="dim")
