@@ -29,7 +29,7 @@ from .checks import MAX_LIST_LIMIT, check_key
 from .persist import snapshot
 from .records import Instance
 from .rows import InstanceRow
-from .store import _in_state
+from .store import in_state
 from .tables import instances_t
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class Filters:
         if self.definition is not None:
             found.append(c.definition == self.definition)
         if self.state is not None:
-            found += _in_state(self.state)
+            found += in_state(self.state)
         if self.status is not None:
             found.append(c.status == self.status)
         if self.key is not None:

@@ -372,7 +372,7 @@ class Store:
         if definition is not None:
             query = query.where(instances_t.c.definition == definition)
         if state is not None:
-            query = query.where(*_in_state(state))
+            query = query.where(*in_state(state))
         if status is not None:
             query = query.where(instances_t.c.status == status)
         if key is not None:
@@ -495,7 +495,7 @@ class Store:
         self.engine.dispose()
 
 
-def _in_state(path: str) -> list[Any]:
+def in_state(path: str) -> list[Any]:
     """Conditions for an instance in the state at `path` (a full name): its top-level state
     is the path's first name and, for a nested path, one of its active states is the path
     or lies inside it (`active` keeps the full names of the active atomic states)."""

@@ -16,59 +16,20 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from statemachines.errors import TurnoutError
 
 from ..engine import Engine
-from .guards import token_matches
-from .links import href
-from .sessions import SESSION_COOKIE, Sessions, signed_in
+from .pages import forged, locked_out, render, sessions_of
+from .sessions import SESSION_COOKIE
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.globals["href"] = href  # every link of every page is built by links.href
 router = APIRouter(include_in_schema=False)
 
 
 def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
-
-
-def _locked_out(request: Request) -> Response | None:
-    if token_matches(request.app.state.token, request):
-        return None
-    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-
-
-def _sessions(request: Request) -> Sessions:
-    sessions: Sessions = request.app.state.sessions
-    return sessions
-
-
-def _page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    # Every page's forms carry the token of the browser's session; sign-out shows when signed in.
-    session = request.cookies.get(SESSION_COOKIE, "")
-    values |= {
-        "form_token": _sessions(request).form_token(session),
-        "signed_in": signed_in(request),
-    }
-    return templates.TemplateResponse(request, template, values, status_code=status_code)
-
-
-def _forged(request: Request, form_token: str) -> Response | None:
-    """A refusal for a form sent without the token of the browser's session (a page of another
-    site made it), else None."""
-    if _sessions(request).form_token_matches(request, form_token):
-        return None
-    return _page(
-        request,
-        "error.html",
-        title="Forbidden",
-        status_code=403,
-        message="this form did not come from this dashboard; reload the page and send it again",
-    )
 
 
 @router.get("/static/{name}")
@@ -83,7 +44,7 @@ def static(name: str) -> Response:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    return _page(request, "login.html", next=next if next.startswith("/") else "/", failed=False)
+    return render(request, "login.html", next=next if next.startswith("/") else "/", failed=False)
 
 
 @router.post("/login", response_model=None)
@@ -93,12 +54,12 @@ def login(
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     expected = request.app.state.token or ""
     if not hmac.compare_digest(token.encode(), expected.encode()):
-        return _page(request, "login.html", next=target, failed=True)
+        return render(request, "login.html", next=target, failed=True)
     # The browser keeps a random id, not the token: it can be signed out, and cannot leak it.
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        _sessions(request).open(),
+        sessions_of(request).open(),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -108,9 +69,9 @@ def login(
 
 @router.post("/logout", response_model=None)
 def logout(request: Request, form_token: Annotated[str, Form()] = "") -> Response:
-    if (refused := _forged(request, form_token)) is not None:
+    if (refused := forged(request, form_token)) is not None:
         return refused
-    _sessions(request).close(request.cookies.get(SESSION_COOKIE, ""))
+    sessions_of(request).close(request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login" if request.app.state.token else "/", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https"
@@ -127,13 +88,13 @@ def diff_page(
 ) -> Response:
     """Two versions of a definition compared: a picker, the summary and both drawn as one
     picture. Without `from`, the latest version against the one before it."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     engine = _engine(request)
     for value in (older, newer):
         if value and not value.isdigit():
             message = f"{value!r} is not a version number"
-            return _page(
+            return render(
                 request, "error.html", title="Invalid input", message=message, status_code=422
             )
     try:
@@ -142,10 +103,10 @@ def diff_page(
         compared = engine.version_diff(name, start, int(newer) if newer else None)
         svg = engine.diff_diagram(name, start, compared.to_version, fallback=True).decode()
     except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
+        return render(request, "error.html", message=str(exc), status_code=404)
     removed = compared.changes.states_removed
     stranded = {path: compared.counts[path] for path in removed if compared.counts.get(path)}
-    return _page(
+    return render(
         request,
         "diff.html",
         name=name,
@@ -231,9 +192,9 @@ def _acted(
 ) -> Response:
     """An instance page's form acted on: `action` on the engine for a signed-in browser's
     form that carries its token, then back to the instance's page, saying what went wrong."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
-    if (refused := _forged(request, form_token)) is not None:
+    if (refused := forged(request, form_token)) is not None:
         return refused
     message = ""
     try:

@@ -16,7 +16,7 @@ from statemachines.errors import TurnoutError
 from ..engine import Engine
 from ..pending import Pending
 from ..records import HistoryEntry, Instance
-from .dashboard import _locked_out, _page
+from .pages import locked_out, render
 from .pending import tag_of
 from .sessions import SESSION_COOKIE
 
@@ -86,19 +86,19 @@ def _values(
 
 @router.get("/instances/{instance_id}", response_class=HTMLResponse, response_model=None)
 def instance_page(request: Request, instance_id: str, error: str = "") -> Response:
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     try:
         values = _values(request, _looked_at(request, instance_id, error), error)
     except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
-    return _page(request, "instance.html", **values)
+        return render(request, "error.html", message=str(exc), status_code=404)
+    return render(request, "instance.html", **values)
 
 
 @router.get("/instances/{instance_id}/live", response_class=HTMLResponse, response_model=None)
 def instance_live(request: Request, instance_id: str, error: str = "") -> Response:
     """The live part of the instance's page; 304 when it is the one the browser holds."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     try:
         looked_at = _looked_at(request, instance_id, error)
@@ -107,7 +107,7 @@ def instance_live(request: Request, instance_id: str, error: str = "") -> Respon
             return Response(status_code=304, headers=headers)
         values = _values(request, looked_at, error)
     except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
-    response = _page(request, "instance_live.html", **values)
+        return render(request, "error.html", message=str(exc), status_code=404)
+    response = render(request, "instance_live.html", **values)
     response.headers.update(headers)
     return response

@@ -16,8 +16,8 @@ from statemachines.errors import InvalidInput, TurnoutError
 from ..engine import Engine
 from ..listing import DEFAULT_SORT, Order
 from ..search import parse_filters
-from .dashboard import _locked_out, _page
 from .links import href
+from .pages import locked_out, render
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ("scheduled", "running", "compensating", "succeeded", "failed", "cancelled")
@@ -47,7 +47,7 @@ def _engine(request: Request) -> Engine:
 def home(request: Request) -> Response:
     """Every deployed definition with its heat map, how many instances it has by status
     and where its unfinished ones are."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     engine = _engine(request)
     rows = []
@@ -65,22 +65,22 @@ def home(request: Request) -> Response:
                 "all": sum(statuses.values()),
             }
         )
-    return _page(request, "home.html", definitions=rows)
+    return render(request, "home.html", definitions=rows)
 
 
 @router.get("/definitions/{name}", response_class=HTMLResponse, response_model=None)
 def definition_page(request: Request, name: str) -> Response:
     """A definition's heat map, where its instances are and its newest instances."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     engine = _engine(request)
     try:
         definition = engine.definition(name)
         svg = engine.heat_diagram(name, fallback=True).decode()
     except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
+        return render(request, "error.html", message=str(exc), status_code=404)
     recent = engine.instance_page(definition=name, limit=20, count=True)
-    return _page(
+    return render(
         request,
         "definition.html",
         definition=definition,
@@ -151,7 +151,7 @@ def instances_page(
     cursor: str = "",
 ) -> Response:
     """The instances the filters select, a page at a time."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     engine = _engine(request)
     filters = {
@@ -186,11 +186,11 @@ def instances_page(
             count=True,
         )
     except InvalidInput as exc:  # a filter that is none, a cursor of another listing
-        return _page(
+        return render(
             request, "error.html", title="Invalid input", message=str(exc), status_code=422
         )
     kept = {**filters, "sort": "" if sort == DEFAULT_SORT else sort}
-    return _page(
+    return render(
         request,
         "instances.html",
         found=found,

@@ -19,7 +19,7 @@ from statemachines.errors import InvalidInput, NotFound, TurnoutError
 from statemachines.migration_plan import MigrationClass, MigrationPlan
 
 from ..engine import Engine
-from .dashboard import _forged, _locked_out, _page
+from .pages import forged, locked_out, render
 
 router = APIRouter(include_in_schema=False)
 STAYING = (MigrationClass.DIVERGENT, MigrationClass.IMPOSSIBLE)
@@ -69,7 +69,7 @@ def migrate_page(
     to_version: Annotated[int | None, Query(alias="to", ge=1)] = None,
     mapping: Annotated[str, Query(alias="map")] = "",
 ) -> Response:
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     engine = _engine(request)
     values: dict[str, Any] = {"name": name, "from_version": from_version}
@@ -77,17 +77,17 @@ def migrate_page(
     try:
         latest = engine.versions(name)[-1]
     except TurnoutError as exc:
-        return _page(request, "error.html", message=str(exc), status_code=404)
+        return render(request, "error.html", message=str(exc), status_code=404)
     values["latest"] = latest
     if from_version is None:
-        return _page(request, "migrate.html", **values)
+        return render(request, "migrate.html", **values)
     try:
         plan = engine.plan_migration(name, from_version, to_version, _state_map(mapping))
     except TurnoutError as exc:
         status = 404 if isinstance(exc, NotFound) else 422
-        return _page(request, "migrate.html", status_code=status, error=str(exc), **values)
+        return render(request, "migrate.html", status_code=status, error=str(exc), **values)
     values |= {"plan": plan, "svg": _picture(engine, plan), "to_version": plan.to_version}
-    return _page(request, "migrate.html", **values)
+    return render(request, "migrate.html", **values)
 
 
 @router.post("/definitions/{name}/migrate", response_class=HTMLResponse, response_model=None)
@@ -99,9 +99,9 @@ def apply_from_form(
     mapping: Annotated[str, Form(alias="map")] = "",
     form_token: Annotated[str, Form()] = "",
 ) -> Response:
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
-    if (refused := _forged(request, form_token)) is not None:
+    if (refused := forged(request, form_token)) is not None:
         return refused
     engine = _engine(request)
     values: dict[str, Any] = {"name": name, "from_version": from_version}
@@ -112,6 +112,6 @@ def apply_from_form(
         result = engine.migrate(plan)
     except TurnoutError as exc:
         status = 404 if isinstance(exc, NotFound) else 422
-        return _page(request, "migrate.html", status_code=status, error=str(exc), **values)
+        return render(request, "migrate.html", status_code=status, error=str(exc), **values)
     again = urlencode({"from": from_version, "to": to_version, "map": mapping})
-    return _page(request, "migrate.html", result=result, again=again, **values)
+    return render(request, "migrate.html", result=result, again=again, **values)

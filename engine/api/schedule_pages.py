@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..engine import Engine
-from .dashboard import _locked_out, _page
+from .pages import locked_out, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -15,7 +15,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/schedules", response_class=HTMLResponse, response_model=None)
 def schedules_page(request: Request) -> Response:
     """The schedules, by name."""
-    if (redirect := _locked_out(request)) is not None:
+    if (redirect := locked_out(request)) is not None:
         return redirect
     engine: Engine = request.app.state.engine
-    return _page(request, "schedules.html", schedules=engine.schedules())
+    return render(request, "schedules.html", schedules=engine.schedules())
