@@ -10,6 +10,7 @@ and `schedules` (instances started on a cron expression or an interval); what th
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -88,9 +89,23 @@ def global_options_moved(args: list[str]) -> list[str]:
 def main() -> None:
     """Entry point of the `turnout` console script: `validate`, `simulate` and `schema` run as
     click commands of their own (`language`), without building the typer app."""
+    if "_TURNOUT_COMPLETE" in os.environ:  # the shell asks what may come next
+        complete()
     args = global_options_moved(sys.argv[1:])
     if args and args[0] in LANGUAGE_COMMANDS:
         from .language import run
 
         run(args[0], args[1:])
     built_app()(args=args, prog_name="turnout")
+
+
+def complete() -> None:
+    """Shell completion over the whole command line, `validate`, `simulate` and `schema`
+    as themselves (the app lists stand-ins for them, whose options it does not know)."""
+    import typer.main
+
+    from .language import COMMANDS
+
+    group: Any = typer.main.get_command(built_app())  # a group: the app has many commands
+    group.commands.update(COMMANDS)
+    group.main(prog_name="turnout")

@@ -104,5 +104,15 @@ def test_shell_completion_is_offered_and_completes_commands() -> None:
         [turnout_command()], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert completed.stdout.split() == ["watch"], completed.stderr
+    # The language commands run without the app, yet their options complete too.
+    for words, offered in (
+        ("turnout validate --", {"--json", "--help"}),
+        ("turnout simulate --e", {"--event"}),
+    ):
+        env = turnout_env(_TURNOUT_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD="2")
+        completed = subprocess.run(
+            [turnout_command()], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert set(completed.stdout.split()) == offered, (words, completed.stderr)
     help_text = run_turnout("--help").stdout
     assert "--install-completion" in help_text and "--show-completion" in help_text
