@@ -37,7 +37,8 @@ REFRESH_SECONDS = 2.0
 # A claim that comes late may still make up for the rate limit's starts it missed within
 # this window (or the period, when shorter): workers poll a few times a second.
 CATCH_UP = timedelta(seconds=0.25)
-# How many of a partitioned name's ready tasks a claim looks through for free partitions.
+# How many of a partitioned name's ready tasks a claim looks through for free partitions
+# when the oldest few per free slot are not enough.
 PARTITION_WINDOW = 500
 PARTITION_NAMES = ("input",)
 # The running (claimed) tasks of a name, read through the index on (status, ready_at) in its
@@ -47,14 +48,14 @@ RUNNING = (
     "SELECT t.input FROM turnout_tasks t WHERE t.status = 'claimed' AND t.name = ? "
     "ORDER BY t.ready_at"
 )
-# A claim reads a few rows through indexes in their order and updates a few by their key; a
-# queue's statistics lag behind its churn, and with a few rows guessed where hundreds are
-# the planner would sort bitmap scans and hash the chosen against every ready task instead.
 # A LIMIT: its SQL and parameters.
 Window = tuple[str, list[Any]]
 # Keeps PostgreSQL from folding a subquery into the query around it (and its order with it).
 FENCE = {True: " OFFSET 0", False: ""}
-# Set with the lock of the limits row, for the rest of the claim's transaction.
+# A claim reads a few rows through indexes in their order and updates a few by their key; a
+# queue's statistics lag behind its churn, and with a few rows guessed where hundreds are
+# the planner would sort bitmap scans and hash the chosen against every ready task instead.
+# So the lock of the limits row also turns both off, for the rest of the claim's transaction.
 LOCK_FOR_FEW = (
     "SELECT set_config('enable_bitmapscan', 'off', true), "
     "set_config('enable_hashjoin', 'off', true) FROM turnout_task_limits WHERE name = ? "

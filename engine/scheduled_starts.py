@@ -173,13 +173,13 @@ def _postpone(
     tx: Transaction, row: InstanceRow, data: dict[str, Any], later: Later, now: datetime
 ) -> Applied:
     assert later.due is not None
-    due = later.due
     machine = dict(row.machine)
+    if "debounce_until" not in machine and later.debounce_max is not None:
+        machine["debounce_until"] = (row.created_at + later.debounce_max).isoformat()
+    due = later.due
     until = machine.get("debounce_until")
     if until is not None:  # bounded since the key's first start: the window restarts within it
-        due = min(due, datetime.fromisoformat(until))
-    elif later.debounce_max is not None:
-        machine["debounce_until"] = (now + later.debounce_max).isoformat()
+        due = max(min(due, datetime.fromisoformat(until)), now)
     machine["due_at"] = due.isoformat()
     if later.deadline is not None:
         machine["deadline"] = later.deadline.total_seconds()

@@ -146,6 +146,13 @@ def test_debounce_max_bounds_the_wait_from_the_keys_first_start(
     clock.advance(1)
     engine.run_until_idle()
     assert seen == [{"n": 3}]
+    # A bound first given by a later start still counts from the key's first start.
+    first = engine.start("one_task", {"n": 0}, key="j", debounce=30)
+    clock.advance(25)
+    engine.start("one_task", {"n": 1}, key="j", debounce=30, debounce_max=60)
+    clock.advance(25)
+    later = engine.start("one_task", {"n": 2}, key="j", debounce=30)
+    assert later.due_at == first.created_at + timedelta(seconds=60)  # not 50 + 30
 
 
 def test_debounce_does_not_take_over_a_key_started_without_it(
