@@ -197,6 +197,7 @@ def test_behind_a_token_a_signed_in_page_steps_through_the_history(
             page.fill("input[name=token]", token)
             page.click("form button")
             expect(page.locator("#state")).to_have_text("booked")
+            page.wait_for_load_state("load")  # the page's script has bound the buttons
             page.get_by_role("button", name="Previous step of the history").click()
             expect(page.locator("#travel-state")).to_have_text("planning")
             expect_active(page, "planning")
