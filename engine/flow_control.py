@@ -306,7 +306,12 @@ def partition_path(partition: str) -> tuple[str | int, ...] | None:
 def _partition_sql(limit: TaskLimit, postgres: bool) -> tuple[str, Any] | None:
     """(SQL of the partition of a task row `t`, its parameter) when the claim can read it in
     SQL: JSON text on SQLite, jsonb on PostgreSQL, 'null' where the path leads nowhere."""
-    path = None if limit.partition is None else partition_path(limit.partition)
+    return None if limit.partition is None else _path_sql(limit.partition, postgres)
+
+
+@functools.lru_cache(maxsize=256)
+def _path_sql(partition: str, postgres: bool) -> tuple[str, Any] | None:
+    path = partition_path(partition)
     if path is None:
         return None
     if postgres:
@@ -351,6 +356,13 @@ def _placed(
     after the tasks of it running (`busy`, see _claim_in_one), is within `partition_limit`,
     in claim order."""
     candidates, params = _candidates(tx, limit.name, at, window, key)
+    if tx.postgres and limit.partition_limit == 1:
+        sql = (
+            "SELECT id, rank, at FROM (SELECT DISTINCT ON (c.k) c.id, c.rank, c.at FROM "
+            f"({candidates}) c, busy b WHERE c.k <> ALL (b.ks) ORDER BY c.k, c.rank DESC, c.at) "
+            "placed ORDER BY rank DESC, at LIMIT ?"
+        )
+        return sql, [*params, wanted]
     sql = (
         "SELECT id, rank, at FROM (SELECT c.id, c.rank, c.at, row_number() OVER "
         "(PARTITION BY c.k ORDER BY c.rank DESC, c.at) + COALESCE(b.running, 0) AS place "
@@ -371,10 +383,13 @@ def _claim_in_one(
     already running, and those placed within `partition_limit` are taken in order. The
     candidates are the first few ready tasks per free slot (of each kind, prioritized or
     not); only when those give fewer than the claim may take, the first PARTITION_WINDOW."""
+    key = _partition_sql(limit, tx.postgres) if limit.partition is not None else None
+    if key is not None and not tx.postgres:
+        rows = _claim_placed_here(tx, limit, key, worker, lease, wanted, now)
+        return lambda: rows
     if tx.postgres:
         _run(tx, LOCK_FOR_FEW, (limit.name,))
     at = tx._time(now)
-    key = _partition_sql(limit, tx.postgres) if limit.partition is not None else None
     params: list[Any] = [worker, at, tx._time(now + lease)]
     # How many it may take: `wanted`, or fewer under a concurrency limit (the running tasks
     # counted up to the limit).
@@ -399,6 +414,8 @@ def _claim_in_one(
             f"SELECT {key[0]} AS k, count(*) AS running FROM ({RUNNING}{FENCE[tx.postgres]}) t "
             "GROUP BY 1"
         )
+        if tx.postgres and limit.partition_limit == 1:
+            busy = f"SELECT ARRAY(SELECT {key[0]} FROM ({RUNNING} OFFSET 0) t) AS ks"
         chosen = (
             f"WITH busy AS ({busy}), near AS ({near}) SELECT * FROM near WHERE {enough} "
             f"UNION ALL SELECT * FROM ({far}) far"
@@ -428,11 +445,90 @@ def _claim_in_one(
     return lambda: rows
 
 
+def _claim_placed_here(
+    tx: Transaction,
+    limit: TaskLimit,
+    key: tuple[str, Any],
+    worker: str,
+    lease: timedelta,
+    wanted: int,
+    now: datetime,
+) -> list[TaskRow]:
+    """The partitioned claim on SQLite, where a statement is a call in this process and the
+    claim holds the only write lock: one read of the partitions running and of the first
+    candidates of each kind, the choice made here, and an update of the chosen by their key.
+    The whole PARTITION_WINDOW is read only when the first few per slot gave too few."""
+    window, at = wanted * 2, tx._time(now)
+    while True:
+        params = {"name": limit.name, "key": key[1], "at": at, "window": window}
+        rows = _run(tx, _placing_sql(key[0]), params).fetchall()
+        # The rows come as the statement reads them: the partitions running, then the
+        # candidates in claim order but for the prioritized below 0, which go last.
+        busy: dict[Any, int] = {}
+        first: list[tuple[str, Any]] = []
+        last: list[tuple[str, Any]] = []
+        ranked = 0
+        for kind, k, number, task_id in rows:
+            if kind == 0:
+                busy[k] = number
+                continue
+            if kind == 1:
+                ranked += 1
+            (last if number < 0 else first).append((task_id, k))
+        allowed = wanted
+        if limit.concurrency is not None:
+            allowed = min(wanted, limit.concurrency - sum(busy.values()))
+        if allowed <= 0:
+            return []
+        chosen = []
+        for task_id, k in first + last if last else first:
+            placed = busy.get(k, 0)
+            if placed < limit.partition_limit:
+                busy[k] = placed + 1
+                chosen.append(task_id)
+                if len(chosen) == allowed:
+                    break
+        full = max(ranked, len(first) + len(last) - ranked) == window  # more may be ready
+        if len(chosen) == allowed or window >= PARTITION_WINDOW or not full:
+            break
+        window = PARTITION_WINDOW
+    if not chosen:
+        return []
+    marks = ", ".join("?" * len(chosen))
+    claimed = _run(
+        tx,
+        "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
+        f"lease_until = ?, attempt = attempt + 1 WHERE id IN ({marks}) AND "
+        f"(status = 'ready') IS TRUE RETURNING {_TASK_FIELDS}",
+        (worker, tx._time(now), tx._time(now + lease), *chosen),
+    ).fetchall()
+    return sorted((tx._task(r) for r in claimed), key=lambda t: (t.ready_at, t.id))
+
+
+@functools.lru_cache(maxsize=64)
+def _placing_sql(key: str) -> str:
+    """What _claim_placed_here reads, in one statement: (0, partition, tasks running) per
+    busy partition, then (1, partition, priority, id, ready_at) for the first `:window`
+    ready tasks of prioritized instances and (2, ...) for as many of the others."""
+    key = key.replace("?", ":key")
+    return (
+        f"SELECT 0, k, count(*), NULL FROM (SELECT {key} AS k FROM turnout_tasks t "
+        "WHERE t.status = 'claimed' AND t.name = :name) GROUP BY k "
+        f"UNION ALL SELECT * FROM (SELECT 1, {key}, p.priority, t.id FROM "
+        f"{PRIORITIZED[False].replace('?', ':name', 1).replace('?', ':at', 1)} "
+        "ORDER BY p.priority DESC, t.ready_at LIMIT :window) "
+        f"UNION ALL SELECT * FROM (SELECT 2, {key}, 0, t.id FROM turnout_tasks t "
+        "WHERE t.status = 'ready' AND t.name = :name AND t.ready_at <= :at AND NOT EXISTS "
+        "(SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id) "
+        "ORDER BY t.ready_at LIMIT :window)"
+    )
+
+
 def _cursor(tx: Transaction) -> Any:
     return tx.cursor.connection.cursor()
 
 
-def _run(tx: Transaction, sql: str, params: Sequence[Any]) -> Any:
+def _run(tx: Transaction, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
     cursor = _cursor(tx)
     cursor.execute(driver_sql(sql, tx.postgres), params)
     return cursor
