@@ -14,6 +14,7 @@ import ast
 import functools
 import json
 import math
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -48,17 +49,14 @@ RUNNING = (
     "SELECT t.input FROM turnout_tasks t WHERE t.status = 'claimed' AND t.name = ? "
     "ORDER BY t.ready_at"
 )
-# A LIMIT: its SQL and parameters.
-Window = tuple[str, list[Any]]
-# Keeps PostgreSQL from folding a subquery into the query around it (and its order with it).
-FENCE = {True: " OFFSET 0", False: ""}
 # A claim reads a few rows through indexes in their order and updates a few by their key; a
 # queue's statistics lag behind its churn, and with a few rows guessed where hundreds are
 # the planner would sort bitmap scans and hash the chosen against every ready task instead.
 # So the lock of the limits row also turns both off, for the rest of the claim's transaction.
 LOCK_FOR_FEW = (
     "SELECT set_config('enable_bitmapscan', 'off', true), "
-    "set_config('enable_hashjoin', 'off', true) FROM turnout_task_limits WHERE name = ? "
+    "set_config('enable_hashjoin', 'off', true), set_config('enable_seqscan', 'off', true), "
+    "set_config('jit', 'off', true) FROM turnout_task_limits WHERE name = ? "
     "FOR UPDATE"
 )
 # The ready tasks of prioritized instances, read from the (few) prioritized instances out:
@@ -315,11 +313,19 @@ def _path_sql(partition: str, postgres: bool) -> tuple[str, Any] | None:
     if path is None:
         return None
     if postgres:
-        return "COALESCE(t.input #> ?::text[], 'null'::jsonb)", [str(key) for key in path]
+        # The path as the text of an array, one parameter the driver sends as it is.
+        elements = ",".join(_array_element(str(key)) for key in path)
+        return "COALESCE(t.input #> ?::text[], 'null'::jsonb)", f"{{{elements}}}"
     if sqlite3.sqlite_version_info < (3, 38):  # no -> operator
         return None
     steps = "".join(f"[{key}]" if isinstance(key, int) else f'."{key}"' for key in path)
     return "COALESCE(t.input -> ?, 'null')", f"${steps}"
+
+
+def _array_element(text: str) -> str:
+    """`text` as an element of a PostgreSQL array's text form: quoted, its \\ and " escaped."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def in_one_statement(limit: TaskLimit, postgres: bool) -> bool:
@@ -330,46 +336,84 @@ def in_one_statement(limit: TaskLimit, postgres: bool) -> bool:
     )
 
 
-def _candidates(
-    tx: Transaction, name: str, at: Any, window: Window, key: tuple[str, Any] | None
-) -> tuple[str, list[Any]]:
-    """SQL of the first `window` ready tasks of `name` of each kind, prioritized and not, as
-    (id, rank, at[, k: the partition]), and its parameters."""
-    column = "" if key is None else f", {key[0]} AS k"
-    given = [] if key is None else [key[1]]
-    size, sized = window
-    sql = (
+def _candidates(postgres: bool, key: str | None, size: str) -> str:
+    """SQL of the first `size` ready tasks of :name of each kind, prioritized and not, as
+    (id, rank, at[, k: the partition])."""
+    column = "" if key is None else f", {key} AS k"
+    prioritized = PRIORITIZED[postgres].replace("?", ":name", 1).replace("?", ":at", 1)
+    return (
         f"SELECT * FROM (SELECT t.id, p.priority AS rank, t.ready_at AS at{column} FROM "
-        f"{PRIORITIZED[tx.postgres]} ORDER BY p.priority DESC, t.ready_at LIMIT {size}) ranked "
+        f"{prioritized} ORDER BY p.priority DESC, t.ready_at LIMIT {size}) ranked "
         f"UNION ALL SELECT * FROM (SELECT t.id, 0 AS rank, t.ready_at AS at{column} "
-        "FROM turnout_tasks t WHERE t.status = 'ready' AND t.name = ? AND t.ready_at <= ? "
+        "FROM turnout_tasks t WHERE t.status = 'ready' AND t.name = :name AND t.ready_at <= :at "
         "AND NOT EXISTS (SELECT 1 FROM turnout_priorities p WHERE p.instance_id = "
         f"t.instance_id) ORDER BY t.ready_at LIMIT {size}) plain"
     )
-    return sql, [*given, name, at, *sized, *given, name, at, *sized]
 
 
-def _placed(
-    tx: Transaction, limit: TaskLimit, at: Any, window: Window, wanted: int, key: tuple[str, Any]
-) -> tuple[str, list[Any]]:
-    """SQL of the first `wanted` of the candidates in `window` whose place in their partition,
-    after the tasks of it running (`busy`, see _claim_in_one), is within `partition_limit`,
-    in claim order."""
-    candidates, params = _candidates(tx, limit.name, at, window, key)
-    if tx.postgres and limit.partition_limit == 1:
-        sql = (
+def _placed(key: str, per_one: bool, size: str) -> str:
+    """SQL (PostgreSQL) of the first :wanted of the candidates in a window of `size` whose
+    place in their partition, after the tasks of it running (`busy`, see _claim_sql), is
+    within :per, in claim order. With one per partition: the first of each partition not
+    running."""
+    candidates = _candidates(True, key, size)
+    if per_one:
+        return (
             "SELECT id, rank, at FROM (SELECT DISTINCT ON (c.k) c.id, c.rank, c.at FROM "
             f"({candidates}) c, busy b WHERE c.k <> ALL (b.ks) ORDER BY c.k, c.rank DESC, c.at) "
-            "placed ORDER BY rank DESC, at LIMIT ?"
+            "placed ORDER BY rank DESC, at LIMIT :wanted"
         )
-        return sql, [*params, wanted]
-    sql = (
+    return (
         "SELECT id, rank, at FROM (SELECT c.id, c.rank, c.at, row_number() OVER "
         "(PARTITION BY c.k ORDER BY c.rank DESC, c.at) + COALESCE(b.running, 0) AS place "
         f"FROM ({candidates}) c LEFT JOIN busy b ON b.k = c.k) placed "
-        "WHERE place <= ? ORDER BY rank DESC, at LIMIT ?"
+        "WHERE place <= :per ORDER BY rank DESC, at LIMIT :wanted"
     )
-    return sql, [*params, limit.partition_limit, wanted]
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_sql(postgres: bool, limited: bool, key: str | None, per_one: bool) -> str:
+    """The claim of _claim_in_one as the driver takes it, with named parameters: :worker,
+    :at, :until, :name, :wanted, :concurrency (when `limited`), and under partitions (read
+    by `key`, PostgreSQL only) :key, :per, :near and :far (the sizes of the two windows)."""
+    # How many it may take: :wanted, or fewer under a concurrency limit (the running tasks
+    # counted up to the limit).
+    allowed = ":wanted"
+    if limited:
+        least = "LEAST" if postgres else "min"
+        running = RUNNING.replace("?", ":name")
+        allowed = (
+            f"{least}(:wanted, :concurrency - (SELECT count(*) FROM ({running} "
+            "LIMIT :concurrency) running))"
+        )
+    if key is None:
+        chosen = _candidates(postgres, None, ":wanted")
+    else:
+        key = key.replace("?", ":key")
+        running = RUNNING.replace("?", ":name")
+        if per_one:
+            busy = f"SELECT ARRAY(SELECT {key} FROM ({running} OFFSET 0) t) AS ks"
+        else:
+            busy = f"SELECT {key} AS k, count(*) AS running FROM ({running} OFFSET 0) t GROUP BY 1"
+        # The far window is empty (LIMIT 0) unless the near one gave too few.
+        enough = f"(SELECT count(*) FROM near) >= {allowed}"
+        far = _placed(key, per_one, f"(CASE WHEN {enough} THEN 0 ELSE :far END)")
+        chosen = (
+            f"WITH busy AS ({busy}), near AS ({_placed(key, per_one, ':near')}) "
+            f"SELECT * FROM near WHERE {enough} UNION ALL SELECT * FROM ({far}) far"
+        )
+    # The first `allowed` of them in claim order.
+    chosen = f"SELECT id FROM ({chosen}) c ORDER BY rank DESC, at LIMIT {allowed}"
+    # On PostgreSQL the chosen ids are an array, and the check that each is still ready is
+    # written so that no index serves it: the update looks each one up by its key rather
+    # than walking every ready task for them.
+    among = f"= ANY(ARRAY({chosen}))" if postgres else f"IN ({chosen})"
+    sql = (
+        "UPDATE turnout_tasks SET status = 'claimed', worker = :worker, claimed_at = :at, "
+        f"lease_until = :until, attempt = attempt + 1 WHERE id {among} AND "
+        f"(status = 'ready') IS TRUE RETURNING {_TASK_FIELDS}"
+    )
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql) if postgres else sql
 
 
 def _claim_in_one(
@@ -382,59 +426,32 @@ def _claim_in_one(
     Under partitions each candidate is placed within its partition, after the tasks of it
     already running, and those placed within `partition_limit` are taken in order. The
     candidates are the first few ready tasks per free slot (of each kind, prioritized or
-    not); only when those give fewer than the claim may take, the first PARTITION_WINDOW."""
+    not); only when those give fewer than the claim may take, the first PARTITION_WINDOW.
+    On SQLite a partitioned claim is _claim_placed_here."""
     key = _partition_sql(limit, tx.postgres) if limit.partition is not None else None
     if key is not None and not tx.postgres:
         rows = _claim_placed_here(tx, limit, key, worker, lease, wanted, now)
         return lambda: rows
     if tx.postgres:
         _run(tx, LOCK_FOR_FEW, (limit.name,))
-    at = tx._time(now)
-    params: list[Any] = [worker, at, tx._time(now + lease)]
-    # How many it may take: `wanted`, or fewer under a concurrency limit (the running tasks
-    # counted up to the limit).
-    allowed, allowed_params = "?", list[Any]([wanted])
-    if limit.concurrency is not None:
-        least = "LEAST" if tx.postgres else "min"
-        allowed = f"{least}(?, ? - (SELECT count(*) FROM ({RUNNING} LIMIT ?) running))"
-        allowed_params = [wanted, limit.concurrency, limit.name, limit.concurrency]
-    if key is None:
-        chosen, found = _candidates(tx, limit.name, at, ("?", [wanted]), None)
-        params += found
-    else:
-        # The far window is empty (LIMIT 0) unless the near one gave too few.
-        enough = f"(SELECT count(*) FROM near) >= {allowed}"
-        far_window = (
-            f"(CASE WHEN {enough} THEN 0 ELSE ? END)",
-            [*allowed_params, PARTITION_WINDOW],
-        )
-        near, near_params = _placed(tx, limit, at, ("?", [wanted * 2]), wanted, key)
-        far, far_params = _placed(tx, limit, at, far_window, wanted, key)
-        busy = (
-            f"SELECT {key[0]} AS k, count(*) AS running FROM ({RUNNING}{FENCE[tx.postgres]}) t "
-            "GROUP BY 1"
-        )
-        if tx.postgres and limit.partition_limit == 1:
-            busy = f"SELECT ARRAY(SELECT {key[0]} FROM ({RUNNING} OFFSET 0) t) AS ks"
-        chosen = (
-            f"WITH busy AS ({busy}), near AS ({near}) SELECT * FROM near WHERE {enough} "
-            f"UNION ALL SELECT * FROM ({far}) far"
-        )
-        params += [key[1], limit.name, *near_params, *allowed_params, *far_params]
-    # The first `allowed` of them in claim order.
-    chosen = f"SELECT id FROM ({chosen}) c ORDER BY rank DESC, at LIMIT {allowed}"
-    params += allowed_params
-    # On PostgreSQL the chosen ids are an array, and the check that each is still ready is
-    # written so that no index serves it: the update looks each one up by its key rather
-    # than walking every ready task for them.
-    among = f"= ANY(ARRAY({chosen}))" if tx.postgres else f"IN ({chosen})"
-    cursor = _run(
-        tx,
-        "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
-        f"lease_until = ?, attempt = attempt + 1 WHERE id {among} AND "
-        f"(status = 'ready') IS TRUE RETURNING {_TASK_FIELDS}",
-        params,
+    sql = _claim_sql(
+        tx.postgres,
+        limit.concurrency is not None,
+        None if key is None else key[0],
+        limit.partition_limit == 1,
     )
+    params = {
+        "worker": worker,
+        "at": tx._time(now),
+        "until": tx._time(now + lease),
+        "name": limit.name,
+        "wanted": wanted,
+        "concurrency": limit.concurrency,
+    }
+    if key is not None:
+        params.update(key=key[1], per=limit.partition_limit, near=wanted * 2, far=PARTITION_WINDOW)
+    cursor = _cursor(tx)
+    cursor.execute(sql, params)
 
     def claimed() -> list[TaskRow]:
         return sorted((tx._task(r) for r in cursor.fetchall()), key=lambda t: (t.ready_at, t.id))
