@@ -449,7 +449,8 @@ def _claim_in_one(
         "concurrency": limit.concurrency,
     }
     if key is not None:
-        params.update(key=key[1], per=limit.partition_limit, near=wanted * 2, far=PARTITION_WINDOW)
+        near, far = _near(wanted), PARTITION_WINDOW
+        params.update(key=key[1], per=limit.partition_limit, near=near, far=far)
     cursor = _cursor(tx)
     cursor.execute(sql, params)
 
@@ -474,9 +475,11 @@ def _claim_placed_here(
     """The partitioned claim on SQLite, where a statement is a call in this process and the
     claim holds the only write lock: one read of the partitions running and of the first
     candidates of each kind, the choice made here, and an update of the chosen by their key.
-    The whole PARTITION_WINDOW is read only when the first few per slot gave too few."""
-    window, at = wanted * 2, tx._time(now)
-    while True:
+    It reads as many ready tasks (of each kind) as it may take; only when those give too few,
+    four per slot, and then PARTITION_WINDOW: reads in the process cost little, so the
+    window widens in steps."""
+    at = tx._time(now)
+    for window in (wanted, wanted * 4, max(wanted * 4, PARTITION_WINDOW)):
         params = {"name": limit.name, "key": key[1], "at": at, "window": window}
         rows = _run(tx, _placing_sql(key[0]), params).fetchall()
         # The rows come as the statement reads them: the partitions running, then the
@@ -506,9 +509,8 @@ def _claim_placed_here(
                 if len(chosen) == allowed:
                     break
         full = max(ranked, len(first) + len(last) - ranked) == window  # more may be ready
-        if len(chosen) == allowed or window >= PARTITION_WINDOW or not full:
+        if len(chosen) == allowed or not full:
             break
-        window = PARTITION_WINDOW
     if not chosen:
         return []
     marks = ", ".join("?" * len(chosen))
@@ -539,6 +541,12 @@ def _placing_sql(key: str) -> str:
         "(SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id) "
         "ORDER BY t.ready_at LIMIT :window)"
     )
+
+
+def _near(wanted: int) -> int:
+    """How many ready tasks of each kind a partitioned claim looks at first: half as many
+    again as it may take, so that a few of busy partitions among them still leave enough."""
+    return wanted + (wanted + 1) // 2
 
 
 def _cursor(tx: Transaction) -> Any:

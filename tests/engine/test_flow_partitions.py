@@ -159,3 +159,25 @@ def test_priorities_come_first_within_partitions(
     claimed = engine.claim_tasks([NAME], limit=10)
     assert {task.instance_id for task in claimed} == {urgent_a, plain_b, late_c}
     assert engine.get(plain_a).held[0]["reason"].startswith("partition limit")
+
+
+@pytest.mark.parametrize("per", [1, 2])
+def test_a_free_partition_behind_many_tasks_of_a_busy_one_is_claimed(
+    engine: Engine, deploy: Callable[[str], Any], clock: Any, per: int
+) -> None:
+    # The claim looks at the first few ready tasks, then further: 60 tasks of a busy
+    # customer ahead of one of a free customer must not hide it.
+    deploy("flow_job")
+    engine.limit_task(NAME, partition="input.customer", partition_limit=per)
+    busy = []
+    for _ in range(60):
+        clock.advance(0.001)
+        busy.append(engine.start("flow_job", {"customer": "a"}).id)
+    clock.advance(0.001)
+    free = engine.start("flow_job", {"customer": "b"}).id
+    running = engine.claim_tasks([NAME], limit=per)
+    assert [task.instance_id for task in running] == busy[:per]
+    assert [task.instance_id for task in engine.claim_tasks([NAME], limit=3)] == [free]
+    assert engine.claim_tasks([NAME], limit=3) == []
+    engine.complete_task(running[0].id, None, {})
+    assert [task.instance_id for task in engine.claim_tasks([NAME], limit=3)] == [busy[per]]
