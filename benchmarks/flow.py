@@ -50,7 +50,9 @@ def settle(engine: Engine) -> None:
     if not engine.store.postgres:
         raw = engine.store.engine.raw_connection()
         try:
-            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            driver = raw.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
             raw.close()
     gc.collect()
