@@ -39,7 +39,8 @@ REFRESH_SECONDS = 2.0
 # this window (or the period, when shorter): workers poll a few times a second.
 CATCH_UP = timedelta(seconds=0.25)
 # How many of a partitioned name's ready tasks a claim looks through for free partitions
-# when the oldest few per free slot are not enough.
+# when the oldest few per free slot are not enough (SQLite: in the same transaction;
+# PostgreSQL: in a second one, see `widened`).
 PARTITION_WINDOW = 500
 PARTITION_NAMES = ("input",)
 # The running (claimed) tasks of a name, read through the index on (status, ready_at) in its
@@ -249,9 +250,12 @@ def claim_tasks(
     lease: timedelta,
     limit: int,
     now: datetime,
+    far: bool = False,
 ) -> Callable[[], list[TaskRow]]:
     """`runtime.claim_tasks` under `limits`: the limited names first, each under its limits
-    row's lock, then the others as usual with what is left of `limit`."""
+    row's lock, then the others as usual with what is left of `limit`. `far`: the claims
+    under partitions on PostgreSQL look through PARTITION_WINDOW ready tasks rather than the
+    first few per slot (see `widened`)."""
     wanted = sorted(limits) if names is None else [n for n in names if n in limits]
     rest = None if names is None else [n for n in names if n not in limits]
     taken: list[TaskRow] = []
@@ -260,7 +264,7 @@ def claim_tasks(
         if left <= 0:
             break
         if in_one_statement(limits[name], tx.postgres):
-            claimed = _claim_in_one(tx, limits[name], worker, lease, left, now)
+            claimed = _claim_in_one(tx, limits[name], worker, lease, left, now, far)
             if number == len(wanted) - 1 and rest == []:  # the last claim: read after COMMIT
                 return lambda: taken + claimed()
             taken.extend(claimed())
@@ -328,6 +332,24 @@ def _array_element(text: str) -> str:
     return f'"{escaped}"'
 
 
+def widened(limits: dict[str, TaskLimit], names: list[str] | None, postgres: bool) -> list[str]:
+    """The names of a claim (None: any) whose claims looked only at their first few ready
+    tasks per slot: on PostgreSQL, those under partitions read in SQL. When such a claim
+    comes back with fewer tasks than asked, the caller claims these names again with `far`
+    for the rest: tasks of free partitions may wait behind many of busy ones.
+
+    The near claim stays a small statement (a window of PARTITION_WINDOW in every claim cost
+    it a third); the second transaction is paid only by claims that came back short."""
+    if not postgres:
+        return []  # SQLite's claim widens its window itself, in the same transaction
+    candidates = sorted(limits) if names is None else [n for n in names if n in limits]
+    return [
+        name
+        for name in candidates
+        if limits[name].partition is not None and in_one_statement(limits[name], postgres)
+    ]
+
+
 def in_one_statement(limit: TaskLimit, postgres: bool) -> bool:
     """Whether a claim under `limit` is one statement: no rate limit, and a partition (if
     any) that SQL can read."""
@@ -375,7 +397,8 @@ def _placed(key: str, per_one: bool, size: str) -> str:
 def _claim_sql(postgres: bool, limited: bool, key: str | None, per_one: bool) -> str:
     """The claim of _claim_in_one as the driver takes it, with named parameters: :worker,
     :at, :until, :name, :wanted, :concurrency (when `limited`), and under partitions (read
-    by `key`, PostgreSQL only) :key, :per, :near and :far (the sizes of the two windows)."""
+    by `key`, PostgreSQL only) :key, :per and :window (how many ready tasks of each kind it
+    looks through)."""
     # How many it may take: :wanted, or fewer under a concurrency limit (the running tasks
     # counted up to the limit).
     allowed = ":wanted"
@@ -395,13 +418,7 @@ def _claim_sql(postgres: bool, limited: bool, key: str | None, per_one: bool) ->
             busy = f"SELECT ARRAY(SELECT {key} FROM ({running} OFFSET 0) t) AS ks"
         else:
             busy = f"SELECT {key} AS k, count(*) AS running FROM ({running} OFFSET 0) t GROUP BY 1"
-        # The far window is empty (LIMIT 0) unless the near one gave too few.
-        enough = f"(SELECT count(*) FROM near) >= {allowed}"
-        far = _placed(key, per_one, f"(CASE WHEN {enough} THEN 0 ELSE :far END)")
-        chosen = (
-            f"WITH busy AS ({busy}), near AS ({_placed(key, per_one, ':near')}) "
-            f"SELECT * FROM near WHERE {enough} UNION ALL SELECT * FROM ({far}) far"
-        )
+        chosen = f"WITH busy AS ({busy}) {_placed(key, per_one, ':window')}"
     # The first `allowed` of them in claim order.
     chosen = f"SELECT id FROM ({chosen}) c ORDER BY rank DESC, at LIMIT {allowed}"
     # On PostgreSQL the chosen ids are an array, and the check that each is still ready is
@@ -417,7 +434,13 @@ def _claim_sql(postgres: bool, limited: bool, key: str | None, per_one: bool) ->
 
 
 def _claim_in_one(
-    tx: Transaction, limit: TaskLimit, worker: str, lease: timedelta, wanted: int, now: datetime
+    tx: Transaction,
+    limit: TaskLimit,
+    worker: str,
+    lease: timedelta,
+    wanted: int,
+    now: datetime,
+    far: bool = False,
 ) -> Callable[[], list[TaskRow]]:
     """The claim of a name without a rate limit, in one statement after the lock of its
     limits row (on PostgreSQL both travel with the COMMIT, as the unlimited claim does): the
@@ -426,8 +449,9 @@ def _claim_in_one(
     Under partitions each candidate is placed within its partition, after the tasks of it
     already running, and those placed within `partition_limit` are taken in order. The
     candidates are the first few ready tasks per free slot (of each kind, prioritized or
-    not); only when those give fewer than the claim may take, the first PARTITION_WINDOW.
-    On SQLite a partitioned claim is _claim_placed_here."""
+    not), or with `far` the first PARTITION_WINDOW: a claim that came back short is made
+    again so, in a transaction of its own (`widened`). On SQLite a partitioned claim is
+    _claim_placed_here."""
     key = _partition_sql(limit, tx.postgres) if limit.partition is not None else None
     if key is not None and not tx.postgres:
         rows = _claim_placed_here(tx, limit, key, worker, lease, wanted, now)
@@ -449,8 +473,8 @@ def _claim_in_one(
         "concurrency": limit.concurrency,
     }
     if key is not None:
-        near, far = _near(wanted), PARTITION_WINDOW
-        params.update(key=key[1], per=limit.partition_limit, near=near, far=far)
+        window = PARTITION_WINDOW if far else _near(wanted)
+        params.update(key=key[1], per=limit.partition_limit, window=window)
     cursor = _cursor(tx)
     cursor.execute(sql, params)
 

@@ -83,9 +83,24 @@ class TaskCalls:
         limits = self._flow_limits.current()
         if limits and (names is None or any(name in limits for name in names)):
             claimed = self._apply(flow_control.claim_tasks, limits, names, holder, span, limit, now)
+            rows = claimed()
+            if len(rows) < limit and (
+                further := flow_control.widened(limits, names, self.store.postgres)
+            ):
+                more = self._apply(
+                    flow_control.claim_tasks,
+                    limits,
+                    further,
+                    holder,
+                    span,
+                    limit - len(rows),
+                    now,
+                    True,
+                )
+                rows = sorted([*rows, *more()], key=lambda row: (row.ready_at, row.id))
         else:  # no flow control: the claim as it always was
-            claimed = self._apply(runtime.claim_tasks, names, holder, span, limit, now)
-        return [runtime.claimed_task(r, now + span) for r in claimed()]
+            rows = self._apply(runtime.claim_tasks, names, holder, span, limit, now)()
+        return [runtime.claimed_task(r, now + span) for r in rows]
 
     def complete_task(
         self, task_id: str, worker: str | None, result: Any, *, attempt: int | None = None
