@@ -502,10 +502,12 @@ def _claim_placed_here(
     It reads as many ready tasks (of each kind) as it may take; only when those give too few,
     four per slot, and then PARTITION_WINDOW: reads in the process cost little, so the
     window widens in steps."""
+    cursor = _cursor(tx)
+    read = _placing_sql(key[0], cursor.execute(ANY_PRIORITY).fetchone() is not None)
     at = tx._time(now)
     for window in (wanted, wanted * 4, max(wanted * 4, PARTITION_WINDOW)):
         params = {"name": limit.name, "key": key[1], "at": at, "window": window}
-        rows = _run(tx, _placing_sql(key[0]), params).fetchall()
+        rows = cursor.execute(read, params).fetchall()
         # The rows come as the statement reads them: the partitions running, then the
         # candidates in claim order but for the prioritized below 0, which go last.
         busy: dict[Any, int] = {}
@@ -538,33 +540,43 @@ def _claim_placed_here(
     if not chosen:
         return []
     marks = ", ".join("?" * len(chosen))
-    claimed = _run(
-        tx,
+    claimed = cursor.execute(
         "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
         f"lease_until = ?, attempt = attempt + 1 WHERE id IN ({marks}) AND "
         f"(status = 'ready') IS TRUE RETURNING {_TASK_FIELDS}",
-        (worker, tx._time(now), tx._time(now + lease), *chosen),
+        (worker, at, tx._time(now + lease), *chosen),
     ).fetchall()
     return sorted((tx._task(r) for r in claimed), key=lambda t: (t.ready_at, t.id))
 
 
 @functools.lru_cache(maxsize=64)
-def _placing_sql(key: str) -> str:
+def _placing_sql(key: str, prioritized: bool) -> str:
     """What _claim_placed_here reads, in one statement: (0, partition, tasks running) per
-    busy partition, then (1, partition, priority, id, ready_at) for the first `:window`
-    ready tasks of prioritized instances and (2, ...) for as many of the others."""
+    busy partition, then (1, partition, priority, id) for the first `:window` ready tasks
+    of prioritized instances and (2, ...) for as many of the others. Without `prioritized`
+    (no instance has a priority) only the running and the others."""
     key = key.replace("?", ":key")
-    return (
+    running = (
         f"SELECT 0, k, count(*), NULL FROM (SELECT {key} AS k FROM turnout_tasks t "
-        "WHERE t.status = 'claimed' AND t.name = :name) GROUP BY k "
-        f"UNION ALL SELECT * FROM (SELECT 1, {key}, p.priority, t.id FROM "
+        "WHERE t.status = 'claimed' AND t.name = :name) GROUP BY k"
+    )
+    ranked = (
+        f"SELECT * FROM (SELECT 1, {key}, p.priority, t.id FROM "
         f"{PRIORITIZED[False].replace('?', ':name', 1).replace('?', ':at', 1)} "
-        "ORDER BY p.priority DESC, t.ready_at LIMIT :window) "
-        f"UNION ALL SELECT * FROM (SELECT 2, {key}, 0, t.id FROM turnout_tasks t "
-        "WHERE t.status = 'ready' AND t.name = :name AND t.ready_at <= :at AND NOT EXISTS "
-        "(SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id) "
+        "ORDER BY p.priority DESC, t.ready_at LIMIT :window)"
+    )
+    others = "NOT EXISTS (SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id)"
+    plain = (
+        f"SELECT * FROM (SELECT 2, {key}, 0, t.id FROM turnout_tasks t WHERE t.status = "
+        f"'ready' AND t.name = :name AND t.ready_at <= :at{f' AND {others}' * prioritized} "
         "ORDER BY t.ready_at LIMIT :window)"
     )
+    return " UNION ALL ".join([running, ranked, plain] if prioritized else [running, plain])
+
+
+# Whether any instance has a priority: read first by a claim on SQLite (which holds the
+# write lock), so that without priorities it reads the others alone.
+ANY_PRIORITY = "SELECT 1 FROM turnout_priorities LIMIT 1"
 
 
 def _near(wanted: int) -> int:
