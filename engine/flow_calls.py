@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from statemachines.durations import parse_duration
 from statemachines.errors import InvalidInput
 
-from . import flow_control
+from . import flow_control, flow_statements
 from .flow_control import Limits, TaskLimit
 from .store import Store
 from .transaction import Transaction
@@ -139,7 +139,7 @@ def limit_from_settings(name: str, values: Any) -> TaskLimit:
 def held_in(
     tx: Transaction, limits: dict[str, TaskLimit], instance_id: str, now: datetime
 ) -> list[dict[str, Any]]:
-    rows = flow_control._run(
+    rows = flow_statements.run(
         tx,
         "SELECT id, name, state_path, input, ready_at FROM turnout_tasks "
         "WHERE instance_id = ? AND status = 'ready' ORDER BY created_at, id",
@@ -172,7 +172,7 @@ def hold_reason(tx: Transaction, limit: TaskLimit, task_input: Any, now: datetim
                 f"{limit.partition_limit} running"
             )
     if limit.rate is not None:
-        found = flow_control._run(
+        found = flow_statements.run(
             tx, "SELECT next_start_at FROM turnout_task_limits WHERE name = ?", (limit.name,)
         ).fetchone()
         next_start = None if found is None else tx.read_time(found[0])

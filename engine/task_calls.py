@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statemachines import storable
 
-from . import batching, flow_control, guarded, runtime
+from . import batching, flow_control, flow_statements, guarded, runtime
 from .catalog import Catalog
 from .counts import Counts
 from .persist import Applied
@@ -85,7 +85,7 @@ class TaskCalls:
             claimed = self._apply(flow_control.claim_tasks, limits, names, holder, span, limit, now)
             rows = claimed()
             if len(rows) < limit and (
-                further := flow_control.widened(limits, names, self.store.postgres)
+                further := flow_statements.widened(limits, names, self.store.postgres)
             ):
                 more = self._apply(
                     flow_control.claim_tasks,

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine.flow_control import TaskLimit, in_one_statement, partition_path
+from engine.flow_control import TaskLimit
+from engine.flow_statements import in_one_statement, partition_path
 
 NAME = "flow.work"
 MISSING = object()  # a start whose input has no customer at all
