@@ -63,6 +63,9 @@ LOCK_FOR_FEW = (
     "set_config('jit', 'off', true) FROM turnout_task_limits WHERE name = ? "
     "FOR UPDATE"
 )
+# Whether any instance has a priority: read first by a partitioned claim on SQLite (which
+# holds the write lock), so that without priorities it reads the others alone.
+ANY_PRIORITY = "SELECT 1 FROM turnout_priorities LIMIT 1"
 # The ready tasks of prioritized instances, read from the (few) prioritized instances out:
 # LATERAL on PostgreSQL, CROSS JOIN (which fixes the order of the loops) on SQLite.
 # Both take the task name and `now`.
@@ -372,14 +375,10 @@ def _placing_sql(key: str, prioritized: bool) -> str:
     return " UNION ALL ".join([running, ranked, plain] if prioritized else [running, plain])
 
 
-# Whether any instance has a priority: read first by a claim on SQLite (which holds the
-# write lock), so that without priorities it reads the others alone.
-ANY_PRIORITY = "SELECT 1 FROM turnout_priorities LIMIT 1"
-
-
 def _near(wanted: int) -> int:
-    """How many ready tasks of each kind a partitioned claim looks at first: half as many
-    again as it may take, so that a few of busy partitions among them still leave enough."""
+    """How many ready tasks of each kind a partitioned claim on PostgreSQL looks at first:
+    half as many again as it may take, so that a few of busy partitions among them still
+    leave enough."""
     return wanted + (wanted + 1) // 2
 
 
