@@ -176,7 +176,7 @@ def _candidates(postgres: bool, key: str | None, size: str) -> str:
 
 def _placed(key: str, per_one: bool, size: str) -> str:
     """SQL (PostgreSQL) of the first :wanted of the candidates in a window of `size` whose
-    place in their partition, after the tasks of it running (`busy`, see _claim_sql), is
+    place in their partition, after the tasks of it running (`busy`, see claim_sql), is
     within :per, in claim order. With one per partition: the first of each partition not
     running."""
     candidates = _candidates(True, key, size)
@@ -195,7 +195,7 @@ def _placed(key: str, per_one: bool, size: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _claim_sql(postgres: bool, limited: bool, key: str | None, per_one: bool) -> str:
+def claim_sql(postgres: bool, limited: bool, key: str | None, per_one: bool) -> str:
     """The claim of claim_in_one as the driver takes it, with named parameters: :worker,
     :at, :until, :name, :wanted, :concurrency (when `limited`), and under partitions (read
     by `key`, PostgreSQL only) :key, :per and :window (how many ready tasks of each kind it
@@ -259,7 +259,7 @@ def claim_in_one(
         return lambda: rows
     if tx.postgres:
         run(tx, LOCK_FOR_FEW, (limit.name,))
-    sql = _claim_sql(
+    sql = claim_sql(
         tx.postgres,
         limit.concurrency is not None,
         None if key is None else key[0],

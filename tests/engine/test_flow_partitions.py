@@ -5,17 +5,20 @@ tasks in order, each taken while its partition has fewer than the limit running)
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import psycopg.sql
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
 from engine.flow_control import TaskLimit
-from engine.flow_statements import in_one_statement, partition_path
+from engine.flow_statements import LOCK_FOR_FEW, claim_sql, in_one_statement, partition_path
+from engine.statements import driver_sql
 
 NAME = "flow.work"
 MISSING = object()  # a start whose input has no customer at all
@@ -182,3 +185,44 @@ def test_a_free_partition_behind_many_tasks_of_a_busy_one_is_claimed(
     assert engine.claim_tasks([NAME], limit=3) == []
     engine.complete_task(running[0].id, None, {})
     assert [task.instance_id for task in engine.claim_tasks([NAME], limit=3)] == [busy[per]]
+
+
+@pytest.mark.parametrize("per", [1, 2])
+def test_a_claim_planned_while_the_tasks_table_is_empty_does_not_scan_it(
+    engine: Engine, deploy: Callable[[str], Any], per: int
+) -> None:
+    # The server keeps one plan per prepared statement and connection, and a worker's first
+    # claims may run while the table is empty: that plan must look tasks up by key, not read
+    # every task on each later claim, and must not be compiled by JIT either.
+    if not engine.store.postgres:
+        pytest.skip("a plan kept for a prepared statement is PostgreSQL's")
+    deploy("flow_job")
+    engine.limit_task(NAME, partition="input.customer", partition_limit=per)
+    sql = claim_sql(True, False, "COALESCE(t.input #> ?::text[], 'null'::jsonb)", per == 1)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))  # in order of first use
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
+    values = {
+        "worker": "w",
+        "at": "2026-12-04",
+        "until": "2026-12-05",
+        "name": NAME,
+        "wanted": 8,
+        "concurrency": None,
+        "key": '{"customer"}',
+        "per": per,
+        "window": 12,
+    }
+    raw = engine.store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(driver_sql(LOCK_FOR_FEW, True), (NAME,))
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE claim AS {numbered}")
+        arguments = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(values[n]) for n in names)
+        cursor.execute(psycopg.sql.SQL("EXPLAIN EXECUTE claim({})").format(arguments))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.invalidate()  # the prepared statement goes with the connection
+    assert "Seq Scan on turnout_tasks" not in plan, plan
+    assert "Index Scan using turnout_tasks_pkey on turnout_tasks" in plan, plan
+    assert "JIT" not in plan, plan
