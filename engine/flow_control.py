@@ -29,6 +29,7 @@ from statemachines.expressions import Expression, ExpressionSyntaxError
 from .flow_statements import (
     PARTITION_WINDOW,
     PRIORITIZED,
+    claim_by_ids,
     claim_in_one,
     in_one_statement,
     run,
@@ -286,15 +287,7 @@ def _claim_limited(
                 break
     if not chosen:
         return []
-    marks = ", ".join("?" * len(chosen))
-    claimed = run(
-        tx,
-        "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
-        f"lease_until = ?, attempt = attempt + 1 WHERE id IN ({marks}) AND status = 'ready' "
-        f"RETURNING {_TASK_FIELDS}",
-        (worker, tx._time(now), tx._time(now + lease), *chosen),
-    ).fetchall()
-    rows = {row.id: row for row in (tx._task(r) for r in claimed)}
+    rows = {row.id: row for row in claim_by_ids(tx, chosen, worker, now, lease)}
     if next_start is not None and limit.interval is not None:
         next_start += limit.interval * len(rows)
         run(

@@ -338,16 +338,26 @@ def _claim_placed_here(
         full = max(ranked, len(first) + len(last) - ranked) == window  # more may be ready
         if len(chosen) == allowed or not full:
             break
-    if not chosen:
+    claimed = claim_by_ids(tx, chosen, worker, now, lease)
+    return sorted(claimed, key=lambda t: (t.ready_at, t.id))
+
+
+def claim_by_ids(
+    tx: Transaction, ids: list[str], worker: str, now: datetime, lease: timedelta
+) -> list[TaskRow]:
+    """Claim the tasks `ids` chosen in the process, those still ready. The ready check is
+    written so that no index serves it: each task is looked up by its key."""
+    if not ids:
         return []
-    marks = ", ".join("?" * len(chosen))
-    claimed = cursor.execute(
+    marks = ", ".join("?" * len(ids))
+    rows = run(
+        tx,
         "UPDATE turnout_tasks SET status = 'claimed', worker = ?, claimed_at = ?, "
         f"lease_until = ?, attempt = attempt + 1 WHERE id IN ({marks}) AND "
         f"(status = 'ready') IS TRUE RETURNING {_TASK_FIELDS}",
-        (worker, at, tx._time(now + lease), *chosen),
+        (worker, tx._time(now), tx._time(now + lease), *ids),
     ).fetchall()
-    return sorted((tx._task(r) for r in claimed), key=lambda t: (t.ready_at, t.id))
+    return [tx._task(row) for row in rows]
 
 
 @functools.lru_cache(maxsize=64)
@@ -366,10 +376,14 @@ def _placing_sql(key: str, prioritized: bool) -> str:
         f"{PRIORITIZED[False].replace('?', ':name', 1).replace('?', ':at', 1)} "
         "ORDER BY p.priority DESC, t.ready_at LIMIT :window)"
     )
-    others = "NOT EXISTS (SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id)"
+    others = (
+        " AND NOT EXISTS (SELECT 1 FROM turnout_priorities p WHERE p.instance_id = t.instance_id)"
+        if prioritized
+        else ""
+    )
     plain = (
         f"SELECT * FROM (SELECT 2, {key}, 0, t.id FROM turnout_tasks t WHERE t.status = "
-        f"'ready' AND t.name = :name AND t.ready_at <= :at{f' AND {others}' * prioritized} "
+        f"'ready' AND t.name = :name AND t.ready_at <= :at{others} "
         "ORDER BY t.ready_at LIMIT :window)"
     )
     return " UNION ALL ".join([running, ranked, plain] if prioritized else [running, plain])
